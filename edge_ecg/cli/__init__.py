@@ -1,0 +1,70 @@
+"""The `edge-ecg` command: a thin layer over library functions tests call directly.
+
+Each subcommand is one module of this package with `configure(parser)` and `run(args) -> int`.
+Modules import heavy dependencies (torch, onnxruntime) inside `run`, so `--help` stays fast
+and the on-device commands never load torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edge_ecg import DISCLAIMER, __version__
+from edge_ecg.errors import EdgeECGError
+
+# name -> (module, one-line help), in pipeline order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("simulate", "write synthetic 12-lead ECG records (WFDB) and a label table"),
+    "beats": ("beats", "detect beats in a WFDB record (streaming) and score them against annotations"),
+    "train": ("train", "pretrain and fine-tune ECG-MoE with peft LoRA"),
+    "evaluate": ("evaluate", "per-task metrics of a checkpoint or bundle on a data set"),
+    "export": ("export", "merge LoRA, route experts, quantize and write an ONNX/OpenVINO bundle"),
+    "bundle": ("bundle", "inspect and verify exported bundles"),
+    "bridge": ("bridge", "wire-protocol tools: the virtual monitor on a pseudo-terminal"),
+    "stream": ("stream", "run the on-device runtime on a source and emit JSON Lines events"),
+    "demo": ("demo", "virtual monitor -> runtime with the bundled model, live predictions"),
+    "profile": ("profile", "profile runtime latency under a device profile"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-ecg",
+        description="ECG-MoE on the edge: signal -> data -> model -> export -> runtime.",
+        epilog=DISCLAIMER,
+    )
+    parser.add_argument("--version", action="version", version=f"edge-ecg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"edge_ecg.cli.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"edge_ecg.cli.{module}":
+                continue  # subcommand not built yet
+            raise
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.configure(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except EdgeECGError as exc:
+        print(f"edge-ecg {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

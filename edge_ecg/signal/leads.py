@@ -1,0 +1,70 @@
+"""Lead names and the derivation of limb leads III, aVR, aVL, aVF from I and II.
+
+Einthoven/Goldberger: III = II - I, aVR = -(I + II)/2, aVL = I - II/2, aVF = II - I/2.
+A device may stream only the 8 independent leads (I, II, V1-V6); the rest is derived.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STANDARD_12: tuple[str, ...] = (
+    "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
+)
+INDEPENDENT_8: tuple[str, ...] = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
+
+# Names found in WFDB headers and device descriptions, folded to the standard ones.
+# MLII (modified lead II, MIT-BIH) is placed as II: close enough for rhythm and QRS timing.
+_ALIASES = {
+    "MLII": "II", "ML2": "II", "LEAD II": "II", "D1": "I", "D2": "II", "D3": "III",
+    "AVR": "aVR", "AVL": "aVL", "AVF": "aVF", "-AVR": None,
+}
+
+
+def canonical_lead(name: str) -> str | None:
+    """The standard name of a lead, or None for a lead outside the 12 standard ones."""
+    key = name.strip().upper()
+    if key in _ALIASES:
+        return _ALIASES[key]
+    for std in STANDARD_12:
+        if std.upper() == key:
+            return std
+    return None
+
+
+def derive_limb_leads(lead_i: np.ndarray, lead_ii: np.ndarray) -> dict[str, np.ndarray]:
+    """III, aVR, aVL, aVF from I and II (any matching shapes)."""
+    return {
+        "III": lead_ii - lead_i,
+        "aVR": -(lead_i + lead_ii) / 2,
+        "aVL": lead_i - lead_ii / 2,
+        "aVF": lead_ii - lead_i / 2,
+    }
+
+
+def to_standard_leads(x: np.ndarray, names: tuple[str, ...] | list[str],
+                      target: tuple[str, ...] = STANDARD_12) -> tuple[np.ndarray, np.ndarray]:
+    """Place a time-major signal `(T, len(names))` into the `target` lead order.
+
+    Returns `(y, lead_mask)`: `y` is `(T, len(target))` float32 with absent leads zero, and
+    `lead_mask` is `(len(target),)` bool, True where the lead was measured or derived.
+    Limb leads are derived when I and II are both present and the lead itself is not.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise ValueError(f"expected (T, {len(names)}) for leads {list(names)}, got {x.shape}")
+    have: dict[str, np.ndarray] = {}
+    for j, name in enumerate(names):
+        std = canonical_lead(name)
+        if std is not None and std not in have:
+            have[std] = x[:, j]
+    if "I" in have and "II" in have:
+        for name, sig in derive_limb_leads(have["I"], have["II"]).items():
+            have.setdefault(name, sig)
+    y = np.zeros((x.shape[0], len(target)), dtype=np.float32)
+    mask = np.zeros(len(target), dtype=bool)
+    for k, name in enumerate(target):
+        if name in have:
+            y[:, k] = have[name]
+            mask[k] = True
+    return y, mask

@@ -1,0 +1,171 @@
+"""The bundle manifest: what an exported bundle holds, and the check the runtime trusts.
+
+A bundle is a directory with model files and `manifest.json`. The manifest records the format
+version, the sha256 of every file, the signal contract, the tasks with their output names,
+units and class labels, the routed experts, quantization, parity and metrics at export.
+`load_bundle` refuses a bundle whose manifest or files do not match, naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edge_ecg.errors import BundleError
+
+FORMAT = "edge-ecg-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REQUIRED = ("format", "format_version", "model_version", "files", "signal", "tasks",
+            "inputs", "variants", "default_variant")
+BACKENDS = ("onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One runnable model file of the bundle."""
+
+    name: str            # e.g. "onnx-int8-routed"
+    file: str            # path relative to the bundle ("model.onnx", "openvino/model.xml")
+    backend: str         # onnxruntime | openvino
+    precision: str       # fp32 | int8
+    routed: bool         # True when only the selected experts are in the graph
+    extra_files: tuple[str, ...] = ()   # e.g. the OpenVINO .bin beside the .xml
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_version: str
+    files: dict[str, dict]          # relpath -> {"sha256": hex, "bytes": int}
+    signal: dict                    # SignalContract.to_dict()
+    tasks: list[dict]               # TaskSpec.to_dict() + {"output": graph output name}
+    inputs: list[str]               # graph input names, in order
+    variants: dict[str, dict]       # name -> Variant fields
+    default_variant: str
+    routing: dict = field(default_factory=dict)       # per path: kept and total experts
+    quantization: dict = field(default_factory=dict)
+    parity: dict = field(default_factory=dict)        # per variant
+    metrics: dict = field(default_factory=dict)       # per variant: {task: {metric: value}}
+    training_data: str = "synthetic"
+    notes: str = ""
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def variant(self, name: str | None = None) -> Variant:
+        name = name or self.default_variant
+        if name not in self.variants:
+            raise BundleError(
+                f"bundle has no variant {name!r}; it has: {', '.join(sorted(self.variants))}"
+            )
+        v = dict(self.variants[name])
+        v["extra_files"] = tuple(v.get("extra_files", ()))
+        return Variant(**v)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _inside(bundle: Path, rel: str) -> Path:
+    """Resolve `rel` under `bundle`, refusing absolute paths and `..` escapes."""
+    p = (bundle / rel).resolve()
+    root = bundle.resolve()
+    if Path(rel).is_absolute() or (p != root and root not in p.parents):
+        raise BundleError(f"bundle {bundle}: file path {rel!r} escapes the bundle directory")
+    return p
+
+
+def write_manifest(bundle: str | Path, manifest_fields: dict) -> Manifest:
+    """Hash every file now in `bundle` (but the manifest) and write `manifest.json`."""
+    bundle = Path(bundle)
+    files = {}
+    for p in sorted(bundle.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            rel = p.relative_to(bundle).as_posix()
+            files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    m = Manifest(files=files, **manifest_fields)
+    _check_structure(m.__dict__, bundle)
+    (bundle / MANIFEST).write_text(m.to_json())
+    return m
+
+
+def _check_structure(doc: dict, bundle: Path) -> None:
+    where = f"bundle {bundle}: {MANIFEST}"
+    missing = [k for k in REQUIRED if k not in doc]
+    if missing:
+        raise BundleError(f"{where} lacks the field(s) {missing}; re-export the bundle")
+    if doc["format"] != FORMAT:
+        raise BundleError(f"{where}: format is {doc['format']!r}, not {FORMAT!r}")
+    if doc["format_version"] != FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: format version {doc['format_version']} but this edge-ecg reads "
+            f"version {FORMAT_VERSION}; re-export with a matching edge-ecg"
+        )
+    if not isinstance(doc["files"], dict) or not doc["files"]:
+        raise BundleError(f"{where}: 'files' must list the bundle's files with their sha256")
+    if not isinstance(doc["tasks"], list) or not doc["tasks"]:
+        raise BundleError(f"{where}: 'tasks' is empty; a bundle must predict at least one task")
+    for t in doc["tasks"]:
+        for key in ("name", "kind", "output"):
+            if key not in t:
+                raise BundleError(f"{where}: a task lacks {key!r}: {t}")
+    if doc["default_variant"] not in doc["variants"]:
+        raise BundleError(f"{where}: default variant {doc['default_variant']!r} is not listed")
+    for name, v in doc["variants"].items():
+        for key in ("file", "backend", "precision", "routed"):
+            if key not in v:
+                raise BundleError(f"{where}: variant {name!r} lacks {key!r}")
+        if v["backend"] not in BACKENDS:
+            raise BundleError(f"{where}: variant {name!r} has unknown backend {v['backend']!r}")
+        for rel in (v["file"], *v.get("extra_files", ())):
+            if rel not in doc["files"]:
+                raise BundleError(f"{where}: variant {name!r} file {rel!r} is not in 'files'")
+
+
+def load_bundle(bundle: str | Path, verify_hashes: bool = True) -> Manifest:
+    """Read and verify a bundle: structure, every file present, sizes and sha256 match.
+
+    Raises `BundleError` naming the first problem; nothing of a refused bundle is used.
+    """
+    bundle = Path(bundle)
+    mpath = bundle / MANIFEST
+    if not bundle.is_dir():
+        raise BundleError(f"bundle {bundle} is not a directory; pass the folder `edge-ecg export` wrote")
+    if not mpath.is_file():
+        raise BundleError(f"bundle {bundle} has no {MANIFEST}; it is incomplete or not a bundle")
+    try:
+        doc = json.loads(mpath.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"bundle {bundle}: {MANIFEST} is not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise BundleError(f"bundle {bundle}: {MANIFEST} must hold a JSON object")
+    _check_structure(doc, bundle)
+    for rel, meta in doc["files"].items():
+        p = _inside(bundle, rel)
+        if not p.is_file():
+            raise BundleError(f"bundle {bundle}: file {rel} listed in the manifest is missing")
+        size = p.stat().st_size
+        if size != meta.get("bytes"):
+            raise BundleError(
+                f"bundle {bundle}: file {rel} is {size} bytes, the manifest says "
+                f"{meta.get('bytes')} (truncated or replaced)"
+            )
+        if verify_hashes and sha256_file(p) != meta.get("sha256"):
+            raise BundleError(
+                f"bundle {bundle}: sha256 of {rel} does not match the manifest (tampered or "
+                "corrupted); re-export or re-copy the bundle"
+            )
+    known = set(Manifest.__dataclass_fields__)
+    extra = set(doc) - known
+    if extra:
+        raise BundleError(f"bundle {bundle}: {MANIFEST} has unknown fields {sorted(extra)}")
+    return Manifest(**doc)
