@@ -1,0 +1,106 @@
+"""Records to model windows, by the same chain the runtime runs while streaming.
+
+`make_windows`: resample to the contract rate -> the contract's filter -> QRS detection on the
+filtered leads -> windows of `contract.window_len` every hop -> `prepare_inputs`. The runtime
+does the same steps chunk by chunk with carried state (streaming == offline in
+`edge_ecg.signal`), so a model trained on these windows sees what it will see on a device.
+
+`LabelledRecord` is what every data source (synthetic, EnECG/MIMIC-IV-ECG, PTB-XL, MIT-BIH)
+hands the dataset builder: a signal, its record-level labels and, where the source knows them,
+reference beats and a per-window labeller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_ecg.errors import SignalError
+from edge_ecg.signal.contract import ModelInputs, SignalContract, prepare_inputs
+from edge_ecg.signal.filters import filter_offline
+from edge_ecg.signal.qrs import detect_beats
+from edge_ecg.signal.resample import resample_offline
+
+
+@dataclass(frozen=True)
+class LabelledRecord:
+    """One record and what is known about it, ready to be cut into windows.
+
+    `labels` uses the label-table field names of tasks.toml (rr_interval, age, gender, flag,
+    report_label); `ref_beats` are reference R peaks in samples at `fs_hz` (None where the
+    source has none); `window_labels(start, end)` (source samples) returns per-window
+    overrides such as the rhythm of a schedule segment or a PVC in the window.
+    """
+
+    signal: np.ndarray                     # (T, L) float32 mV
+    fs_hz: float
+    leads: tuple[str, ...]
+    subject: str
+    labels: dict
+    record_id: str = ""
+    ref_beats: np.ndarray | None = None
+    window_labels: Callable[[int, int], dict] | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def window_starts(n_samples: int, contract: SignalContract,
+                  hop_s: float | None = None) -> np.ndarray:
+    """Start indices (contract rate) of the full windows of a signal of `n_samples`."""
+    hop = int(round((contract.hop_s if hop_s is None else hop_s) * contract.fs_hz))
+    if hop <= 0:
+        raise SignalError(f"hop must be > 0 s, got {hop_s}")
+    if n_samples < contract.window_len:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, n_samples - contract.window_len + 1, hop, dtype=np.int64)
+
+
+def condition_signal(signal: np.ndarray, fs_hz: float, contract: SignalContract) -> np.ndarray:
+    """Resample to the contract rate and apply the contract's filter: `(T', L)` float32."""
+    x = np.asarray(signal, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise SignalError(f"signal must be (n_samples, n_leads) with samples, got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise SignalError(f"signal holds NaN/inf (first at sample {bad[0]}, lead {bad[1]}); "
+                          "repair or crop the record first")
+    if float(fs_hz) != float(contract.fs_hz):
+        x = resample_offline(x, float(fs_hz), float(contract.fs_hz))
+    return filter_offline(contract.filter, x, contract.fs_hz)
+
+
+def make_windows(signal: np.ndarray, fs_hz: float, leads, contract: SignalContract,
+                 hop_s: float | None = None) -> tuple[np.ndarray, list[ModelInputs]]:
+    """Model inputs of every full window of a record.
+
+    Returns `(starts, inputs)`: `starts` int64 are window starts in samples AT THE CONTRACT
+    RATE (multiply by `fs_hz / contract.fs_hz` for the source); a record shorter than one
+    window gives none. R peaks are detected once on the whole filtered record (as the
+    runtime's beat tracker does on the stream), then each window gets the peaks inside it.
+    """
+    leads = tuple(leads)
+    x = np.asarray(signal)
+    if x.ndim != 2 or x.shape[1] != len(leads):
+        raise SignalError(f"signal must be (n_samples, {len(leads)}) for leads {list(leads)}, "
+                          f"got {x.shape}")
+    y = condition_signal(x, fs_hz, contract)
+    starts = window_starts(y.shape[0], contract, hop_s)
+    if starts.size == 0:
+        return starts, []
+    r = detect_beats(y, contract.fs_hz)
+    w = contract.window_len
+    lo = np.searchsorted(r, starts, side="left")
+    hi = np.searchsorted(r, starts + w, side="left")
+    items = [prepare_inputs(y[s:s + w], leads, r[a:b] - s, contract)
+             for s, a, b in zip(starts, lo, hi)]
+    return starts, items
+
+
+def mean_rr_ms(beats: np.ndarray, start: int, end: int, fs_hz: float) -> float:
+    """Mean RR (ms) of the reference beats inside `[start, end)`; NaN with fewer than two."""
+    b = np.asarray(beats)
+    b = b[(b >= start) & (b < end)]
+    if b.size < 2:
+        return float("nan")
+    return float((b[-1] - b[0]) / (b.size - 1) * 1000.0 / fs_hz)
