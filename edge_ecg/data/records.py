@@ -19,7 +19,8 @@ from edge_ecg.errors import RecordError
 # Beat symbols of the MIT-BIH annotation set that mark a QRS complex (the AAMI EC57 beat
 # classes N, S, V, F, Q map from these; PhysioNet "ecgcodes"). Rhythm, noise ('~'), signal
 # quality and other non-beat labels ('+', '|', '"', '[', ']', '!', 'x', ...) are dropped.
-BEAT_SYMBOLS = frozenset("N L R B A a J S V r F e j n E / f Q ?".split())
+BEAT_SYMBOLS = frozenset(["N", "L", "R", "B", "A", "a", "J", "S", "V", "r", "F", "e", "j", "n",
+                          "E", "/", "f", "Q", "?"])
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Annotations:
 def _record_base(path: str | os.PathLike) -> str:
     """The WFDB record name wfdb expects: the path without a `.hea` suffix."""
     p = str(path)
-    return p[:-4] if p.endswith(".hea") else p
+    return p.removesuffix(".hea")
 
 
 def read_record(path: str | os.PathLike, channels: list[int] | None = None) -> Record:
@@ -123,7 +124,8 @@ def read_annotations(path: str | os.PathLike, extension: str) -> Annotations:
     try:
         ann = wfdb.rdann(base, ext)
     except Exception as exc:
-        raise RecordError(f"{file}: unreadable annotation file ({type(exc).__name__}: {exc})") from None
+        raise RecordError(
+            f"{file}: unreadable annotation file ({type(exc).__name__}: {exc})") from None
     sample = np.asarray(ann.sample, dtype=np.int64)
     symbol = tuple(str(s) for s in (ann.symbol or ()))
     if symbol and len(symbol) != sample.size:
