@@ -76,7 +76,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _inside(bundle: Path, rel: str) -> Path:
-    """Resolve `rel` under `bundle`, refusing absolute paths and `..` escapes."""
+    """Resolve `rel` under `bundle`, refusing absolute paths, `..` and symlink escapes."""
     p = (bundle / rel).resolve()
     root = bundle.resolve()
     if Path(rel).is_absolute() or (p != root and root not in p.parents):
@@ -98,37 +98,64 @@ def write_manifest(bundle: str | Path, manifest_fields: dict) -> Manifest:
     return m
 
 
+# Top-level fields and the JSON type each must have (a manifest is untrusted input).
+_FIELD_TYPES = {
+    "format": str, "format_version": int, "model_version": str, "files": dict, "signal": dict,
+    "tasks": list, "inputs": list, "variants": dict, "default_variant": str, "routing": dict,
+    "quantization": dict, "parity": dict, "metrics": dict, "training_data": str, "notes": str,
+}
+_VARIANT_KEYS = {f for f in Variant.__dataclass_fields__ if f != "name"} | {"name"}
+
+
+def _expect(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise BundleError(f"{where}: {msg}; re-export the bundle with `edge-ecg export`")
+
+
 def _check_structure(doc: dict, bundle: Path) -> None:
+    """Check every field's presence and JSON type before anything is used."""
     where = f"bundle {bundle}: {MANIFEST}"
     missing = [k for k in REQUIRED if k not in doc]
-    if missing:
-        raise BundleError(f"{where} lacks the field(s) {missing}; re-export the bundle")
-    if doc["format"] != FORMAT:
-        raise BundleError(f"{where}: format is {doc['format']!r}, not {FORMAT!r}")
+    _expect(not missing, where, f"lacks the field(s) {missing}")
+    for key, typ in _FIELD_TYPES.items():
+        if key in doc:
+            ok = isinstance(doc[key], typ) and not (typ is int and isinstance(doc[key], bool))
+            _expect(ok, where, f"field {key!r} must be a JSON {typ.__name__}, "
+                               f"got {type(doc[key]).__name__}")
+    _expect(doc["format"] == FORMAT, where, f"format is {doc['format']!r}, not {FORMAT!r}")
     if doc["format_version"] != FORMAT_VERSION:
         raise BundleError(
             f"{where}: format version {doc['format_version']} but this edge-ecg reads "
             f"version {FORMAT_VERSION}; re-export with a matching edge-ecg"
         )
-    if not isinstance(doc["files"], dict) or not doc["files"]:
-        raise BundleError(f"{where}: 'files' must list the bundle's files with their sha256")
-    if not isinstance(doc["tasks"], list) or not doc["tasks"]:
-        raise BundleError(f"{where}: 'tasks' is empty; a bundle must predict at least one task")
+    _expect(bool(doc["files"]), where, "'files' must list the bundle's files with their sha256")
+    for rel, meta in doc["files"].items():
+        _expect(isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
+                and isinstance(meta.get("bytes"), int) and "\0" not in rel,
+                where, f"file entry {rel!r} must be {{'sha256': hex, 'bytes': int}}")
+    _expect(bool(doc["tasks"]), where, "'tasks' is empty; a bundle must predict at least one task")
     for t in doc["tasks"]:
+        _expect(isinstance(t, dict), where, f"each task must be an object, got {t!r}")
         for key in ("name", "kind", "output"):
-            if key not in t:
-                raise BundleError(f"{where}: a task lacks {key!r}: {t}")
-    if doc["default_variant"] not in doc["variants"]:
-        raise BundleError(f"{where}: default variant {doc['default_variant']!r} is not listed")
+            _expect(isinstance(t.get(key), str), where, f"a task lacks a string {key!r}: {t}")
+    _expect(all(isinstance(n, str) for n in doc["inputs"]), where, "'inputs' must be names")
+    _expect(doc["default_variant"] in doc["variants"], where,
+            f"default variant {doc['default_variant']!r} is not listed")
     for name, v in doc["variants"].items():
-        for key in ("file", "backend", "precision", "routed"):
-            if key not in v:
-                raise BundleError(f"{where}: variant {name!r} lacks {key!r}")
-        if v["backend"] not in BACKENDS:
-            raise BundleError(f"{where}: variant {name!r} has unknown backend {v['backend']!r}")
-        for rel in (v["file"], *v.get("extra_files", ())):
-            if rel not in doc["files"]:
-                raise BundleError(f"{where}: variant {name!r} file {rel!r} is not in 'files'")
+        _expect(isinstance(v, dict), where, f"variant {name!r} must be an object")
+        unknown = set(v) - _VARIANT_KEYS
+        _expect(not unknown, where, f"variant {name!r} has unknown key(s) {sorted(unknown)}")
+        for key, typ in (("file", str), ("backend", str), ("precision", str), ("routed", bool)):
+            _expect(isinstance(v.get(key), typ), where,
+                    f"variant {name!r} lacks {key!r} (a JSON {typ.__name__})")
+        _expect(v["backend"] in BACKENDS, where,
+                f"variant {name!r} has unknown backend {v['backend']!r}")
+        extra = v.get("extra_files", [])
+        _expect(isinstance(extra, list) and all(isinstance(e, str) for e in extra), where,
+                f"variant {name!r}: 'extra_files' must be a list of paths")
+        for rel in (v["file"], *extra):
+            _expect(rel in doc["files"], where,
+                    f"variant {name!r} file {rel!r} is not in 'files'")
 
 
 def load_bundle(bundle: str | Path, verify_hashes: bool = True) -> Manifest:
@@ -142,10 +169,14 @@ def load_bundle(bundle: str | Path, verify_hashes: bool = True) -> Manifest:
         raise BundleError(f"bundle {bundle} is not a directory; pass the folder `edge-ecg export` wrote")
     if not mpath.is_file():
         raise BundleError(f"bundle {bundle} has no {MANIFEST}; it is incomplete or not a bundle")
+    _inside(bundle, MANIFEST)  # a manifest symlinked from elsewhere is not this bundle's
     try:
         doc = json.loads(mpath.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"bundle {bundle}: {MANIFEST} is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise BundleError(f"bundle {bundle}: {MANIFEST} is nested too deeply to be a manifest") \
+            from exc
     if not isinstance(doc, dict):
         raise BundleError(f"bundle {bundle}: {MANIFEST} must hold a JSON object")
     _check_structure(doc, bundle)

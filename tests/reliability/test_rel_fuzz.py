@@ -107,9 +107,6 @@ def sandbox(rel_bundle):
 _mutate = ft.mutate_json
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: export/manifest.py load_bundle raises TypeError/AttributeError/ValueError on "
-    "manifests with wrong JSON types (see test_rel_hostile_inputs.py for each input)"))
 @FAST
 @given(path=st.lists(st.integers(0, 50), min_size=1, max_size=4), value=json_values,
        delete=st.booleans())

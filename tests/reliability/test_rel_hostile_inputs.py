@@ -98,10 +98,6 @@ MANIFEST_BUGS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: export/manifest.py load_bundle/_check_structure assume JSON types: tasks [1] -> "
-    "TypeError, default_variant [] -> TypeError, files entry 5 -> AttributeError, a file path "
-    "holding NUL -> ValueError, variants 'x' -> AttributeError, instead of BundleError"))
 @pytest.mark.parametrize("case", sorted(MANIFEST_BUGS))
 def test_manifest_with_wrong_json_types_is_refused_with_bundle_error(bundle_copy, case):
     from export.manifest import load_bundle
@@ -113,9 +109,6 @@ def test_manifest_with_wrong_json_types_is_refused_with_bundle_error(bundle_copy
         load_bundle(bundle_copy)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: export/manifest.py load_bundle catches only UnicodeDecodeError/JSONDecodeError: a "
-    "deeply nested manifest.json ('[' * 200000) raises RecursionError"))
 def test_deeply_nested_manifest_is_refused(bundle_copy):
     from export.manifest import load_bundle
 
@@ -124,10 +117,6 @@ def test_deeply_nested_manifest_is_refused(bundle_copy):
         load_bundle(bundle_copy)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a variant with an unknown key passes load_bundle but Manifest.variant() "
-    "(export/manifest.py) raises TypeError from Variant(**v), so open_backend fails with "
-    "TypeError instead of BundleError"))
 def test_variant_with_unknown_key_is_refused_with_bundle_error(bundle_copy):
     from edge_ecg.runtime.backends import open_backend
 

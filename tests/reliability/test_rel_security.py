@@ -224,10 +224,6 @@ def test_symlinked_subdirectory_pointing_outside_is_refused(rel_bundle, tmp_path
         load_bundle(b)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: export/manifest.py load_bundle reads manifest.json through a symlink that points "
-    "outside the bundle (only the listed files go through _inside); a bundle's manifest can "
-    "be swapped for one elsewhere on the filesystem"))
 def test_symlinked_manifest_pointing_outside_is_refused(rel_bundle, tmp_path):
     from export.manifest import load_bundle
 
