@@ -1,0 +1,10 @@
+"""Device profiles (TOML) and the latency profiler.
+
+`load_profile(name_or_path) -> Profile` and `list_profiles()` read the shipped profiles
+(`profiles/*.toml`) or a user's file; `profiles.profiler.profile_bundle` measures the runtime
+under one. Never imports torch: this package runs on the devices it describes.
+"""
+
+from profiles.profile import Profile, list_profiles, load_profile
+
+__all__ = ["Profile", "list_profiles", "load_profile"]
