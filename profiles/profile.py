@@ -200,7 +200,10 @@ def _check_scalar(key: Key, value: Any, t: type, where: str, label: str) -> Any:
             f"{where}: key {label!r} must be {_type_name(t)}, got {type(value).__name__} {value!r}"
         )
     if t is float:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # a valid TOML integer of hundreds of digits
+            value = math.inf
         if not math.isfinite(value):
             raise ProfileError(f"{where}: key {label!r} must be finite, got {value!r}")
     if key.choices and value not in key.choices:
@@ -291,6 +294,8 @@ def read_profile(path: str | Path) -> Profile:
         raise ProfileError(f"{path}: not UTF-8 text ({exc}); a profile is a TOML file") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: not valid TOML ({exc})") from exc
+    except RecursionError as exc:
+        raise ProfileError(f"{path}: nested too deeply to be a profile") from exc
     return parse_profile(doc, where=str(path))
 
 
