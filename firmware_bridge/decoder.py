@@ -7,13 +7,22 @@ bad candidate it steps one byte past the sync word and scans again, so a corrupt
 frame costs only itself. A sample reaches the caller only from a frame whose CRC matched.
 
 Counters (`stats()`): frames, crc_errors, lost_frames (from 16-bit sequence gaps, wraparound
-handled), duplicate_frames, seq_resets, clock_jumps, discarded_bytes, bytes_in. Bytes add up:
-bytes_in == bytes in accepted messages + discarded_bytes + pending().
+handled), duplicate_frames, seq_resets, reset_gap_frames, clock_jumps, discarded_bytes,
+bytes_in, malformed_messages, refused_infos. Bytes add up: bytes_in == bytes in accepted
+messages + discarded_bytes + pending().
+
+A sequence reset (device reboot) is never joined: `seq_unwrapped` skips at least one frame
+there (more when the device clock ran on and says how long the outage was), so a consumer
+that indexes samples by `seq_unwrapped` sees a gap. A device clock that consistently runs at
+another rate than DEVICE_INFO announces sets `rate_mismatch` (see `RATE_CHECK_FRAMES`); the
+decoder only reports it, the source decides to stop.
 """
 
 from __future__ import annotations
 
 import struct
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,6 +64,26 @@ _MAX_BODY = {MsgType.DATA: MAX_BODY_LEN, MsgType.DEVICE_INFO: MAX_BODY_LEN,
              MsgType.COMMAND: 64, MsgType.ACK: ACK_BODY.size}
 
 
+# Rate check: the announced rate is contradicted when, over the last RATE_CHECK_FRAMES
+# consecutive frame pairs (no reset, no new DEVICE_INFO between), the device clock ran at a
+# rate more than RATE_TOLERANCE away from it (the aggregate and the newest pair), and every
+# one of those pairs agrees with that measured rate within RATE_TOLERANCE. A single clock step (one outlier pair) never trips it;
+# a firmware configured for another rate (250 Hz announced as 500 Hz) trips it after 8 frames
+# (160 ms at 20 ms frames). 5% is far above crystal error (typically < 100 ppm) and above
+# 1 ms timestamp quantisation over 20 ms frames; below it, an RR interval is off < 5%.
+RATE_CHECK_FRAMES = 8
+RATE_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class RateMismatch:
+    """The device clock contradicts the sample rate its DEVICE_INFO announced."""
+
+    announced_hz: float
+    measured_hz: float
+    frames: int            # consecutive frame pairs the measurement spans
+
+
 class StreamDecoder:
     """Stateful byte-stream decoder; the only state is the pending bytes and the counters."""
 
@@ -66,11 +95,15 @@ class StreamDecoder:
         self.lost_frames = 0
         self.duplicate_frames = 0
         self.seq_resets = 0
+        self.reset_gap_frames = 0        # frames assumed missing at sequence resets
         self.clock_jumps = 0
         self.discarded_bytes = 0
         self.bytes_in = 0
         self.bytes_accepted = 0
         self.malformed_messages = 0
+        self.refused_infos = 0           # CRC-valid DEVICE_INFOs that could not be used
+        self.rate_mismatch: RateMismatch | None = None
+        self._rate_pairs: deque[tuple[float, float]] = deque(maxlen=RATE_CHECK_FRAMES)
         self.errors: list[str] = []       # the latest malformed-message reasons, newest last
         self.info: DeviceInfo | None = None
         self._clock_tol = clock_tolerance_us
@@ -149,9 +182,10 @@ class StreamDecoder:
         return {
             "frames": self.frames, "messages": self.messages, "crc_errors": self.crc_errors,
             "lost_frames": self.lost_frames, "duplicate_frames": self.duplicate_frames,
-            "seq_resets": self.seq_resets, "clock_jumps": self.clock_jumps,
+            "seq_resets": self.seq_resets, "reset_gap_frames": self.reset_gap_frames,
+            "clock_jumps": self.clock_jumps,
             "discarded_bytes": self.discarded_bytes, "bytes_in": self.bytes_in,
-            "malformed_messages": self.malformed_messages,
+            "malformed_messages": self.malformed_messages, "refused_infos": self.refused_infos,
         }
 
     def timestamp_unwrapped(self) -> int:
@@ -174,6 +208,8 @@ class StreamDecoder:
                     out.append(self._control(mtype, body))
                 except FrameError as exc:   # CRC-valid but malformed: a firmware bug, reported
                     self.malformed_messages += 1
+                    if mtype == MsgType.DEVICE_INFO:
+                        self.refused_infos += 1
                     self.errors = (self.errors + [f"stream byte {self.bytes_in}: {exc}"])[-10:]
                 k += 1
                 continue
@@ -204,41 +240,86 @@ class StreamDecoder:
             if delta == 0:
                 self.duplicate_frames += 1
                 return None
-            if delta >= SEQ_MODULUS // 2:
-                # Backwards: the device restarted its counter. Continue monotonically.
-                self.seq_resets += 1
-                delta = 1
-            else:
-                self.lost_frames += delta - 1
-            self._unwrapped += delta
             dts = (ts - self._last_ts) % TIMESTAMP_MODULUS
             if dts >= TIMESTAMP_MODULUS // 2:
                 dts -= TIMESTAMP_MODULUS          # clock went backwards
+            if delta >= SEQ_MODULUS // 2:
+                # Backwards: the device restarted its counter (reboot). Never join the two
+                # sides: skip at least one frame, more when the device clock says so.
+                self.seq_resets += 1
+                delta, dts = self._reset_gap(dts, self._last_spf)
+                self.reset_gap_frames += delta - 1
+                self._rate_pairs.clear()
+            else:
+                self.lost_frames += delta - 1
+                self._check_clock(delta, dts, self._last_spf)
+            self._unwrapped += delta
             self._last_ts_unwrapped += dts
-            self._check_clock(delta, dts, self._last_spf)
         self._last_seq, self._last_ts, self._last_spf = seq, ts, samples.shape[0]
         self.frames += 1
         return DataFrame(seq=seq, seq_unwrapped=self._unwrapped, timestamp_us=ts,
                          time_us=self._last_ts_unwrapped, flags=flags, fmt=fmt, samples=samples)
 
+    def _frame_us(self, spf: int) -> float | None:
+        """Duration of `spf` samples at the announced rate; None without a usable rate."""
+        if self.info is None or not self.info.fs_hz > 0:
+            return None
+        return spf * 1e6 / self.info.fs_hz
+
+    def _reset_gap(self, dts_us: int, spf: int) -> tuple[int, int]:
+        """Sequence step and device-time step to book across a sequence reset.
+
+        The frames lost across a reboot are unknown from `seq`. When the device clock ran on
+        (moved forward) and the rate is known, the outage is estimated from it; otherwise it
+        is marked as the minimum, one frame. Either way at least one frame is skipped, so
+        the signal on the two sides is never joined. Unwrapped device time keeps moving
+        forward (a rebooted clock restarting at 0 would otherwise run it backwards).
+        """
+        frame_us = self._frame_us(spf)
+        if frame_us is None:
+            return 2, max(dts_us, 0)
+        if dts_us > 0:
+            est = min(round(dts_us / frame_us), SEQ_MODULUS // 2)
+            if est >= 2:
+                return est, dts_us
+        return 2, round(2 * frame_us)
+
     def _check_clock(self, dseq: int, dts_us: int, spf: int) -> None:
-        """Count a clock jump when device time disagrees with the sequence count.
+        """Count a clock jump when device time disagrees with the sequence count, and test
+        the announced rate against the device clock (`rate_mismatch`).
 
         `spf` is the previous frame's length: lost frames are assumed to have had it.
         Needs the sample rate (from DEVICE_INFO). Tolerance: half a frame, at least 1 ms, so
         a device clock that rounds to microseconds never trips it.
         """
-        if self.info is None:
+        frame_us = self._frame_us(spf)
+        if frame_us is None:
             return
-        frame_us = spf * 1e6 / self.info.fs_hz
+        expected_us = dseq * frame_us
         tol = self._clock_tol if self._clock_tol is not None else max(1000.0, 0.5 * frame_us)
-        if abs(dts_us - dseq * frame_us) > tol:
+        if abs(dts_us - expected_us) > tol:
             self.clock_jumps += 1
+        pairs = self._rate_pairs
+        pairs.append((dts_us, expected_us))           # maxlen: the oldest pair drops out
+        if len(pairs) < RATE_CHECK_FRAMES or self.rate_mismatch is not None:
+            return
+        if abs(dts_us - expected_us) <= RATE_TOLERANCE * expected_us:
+            return                        # this pair agrees with the announced rate: no verdict
+        total_us = sum(d for d, _ in pairs)
+        ratio = total_us / sum(e for _, e in pairs)       # device time per announced time
+        if total_us <= 0 or abs(ratio - 1.0) <= RATE_TOLERANCE:
+            return
+        if all(abs(d / (e * ratio) - 1.0) <= RATE_TOLERANCE for d, e in pairs):
+            self.rate_mismatch = RateMismatch(announced_hz=self.info.fs_hz,
+                                              measured_hz=self.info.fs_hz / ratio,
+                                              frames=len(pairs))
 
     def _control(self, mtype: int, body: bytes) -> Message:
         if mtype == MsgType.DEVICE_INFO:
             info = parse_device_info(body)
             self.info = info
+            self._rate_pairs.clear()          # a new announcement is tested afresh
+            self.rate_mismatch = None
             return info
         if mtype == MsgType.COMMAND:
             cmd, token = COMMAND_BODY.unpack_from(body, 0)

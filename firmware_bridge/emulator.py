@@ -12,7 +12,9 @@ exactly in `.injected`, so tests can compare them with the decoder's counters. T
 after each START and the last frame of a finite stream are always sent intact: the host needs
 a reference to count losses against. A disconnect closes the pseudo-terminal (the host's reads
 fail as on a USB-serial unplug) and reopens a new one behind the same link path (a symlink, as
-`socat ... link=` does); the device then waits for START again.
+`socat ... link=` does); the device then waits for START again. A reboot silences the device
+for its duration (frames due meanwhile are never sent), then it streams on with its frame
+counter and its clock restarted at 0, as firmware that starts streaming on power-up does.
 
 The link speed is not emulated (a pty is as fast as memory), but `baud` makes the monitor refuse
 a stream that would not fit the UART (firmware_bridge.budget).
@@ -65,7 +67,7 @@ _DRAIN_WAIT_S = 3.0         # before a disconnect, let the host read what is alr
 _DRAIN_SETTLE_S = 0.1       # ... and see it stay empty this long
 FAULT_COUNTERS = ("frames_sent", "drop", "bitflip", "truncate", "garbage", "garbage_bytes",
                   "clockjump", "stall", "stall_frames", "disconnect", "disconnect_frames",
-                  "wrap", "corrupt_bytes", "link_overflow_frames", "disconnect_unread_bytes")
+                  "reboot", "reboot_frames", "wrap", "corrupt_bytes", "link_overflow_frames", "disconnect_unread_bytes")
 
 
 class VirtualMonitor:
@@ -257,7 +259,9 @@ class VirtualMonitor:
         clock_offset_us = 0
         stalls = list(spec.stall)
         disconnects = list(spec.disconnect)
+        reboots = list(spec.reboot)
         stall_end = None
+        reboot_end = None                # signal time the rebooting device is back
 
         def send(data: bytes, kind: str | None) -> None:
             nonlocal out_bytes
@@ -329,10 +333,23 @@ class VirtualMonitor:
                         s = stalls.pop(0)
                         stall_end = s.start_s + s.duration_s
                         self.injected["stall"] += 1
+                    if reboots and t_sig >= reboots[0].start_s and reboot_end is None:
+                        r = reboots.pop(0)
+                        reboot_end = r.start_s + r.duration_s
+                        self.injected["reboot"] += 1
+                    rebooting = reboot_end is not None and t_sig < reboot_end and not last
+                    if reboot_end is not None and not rebooting:
+                        # Back up: frame counter and clock restart at 0 (sample clock runs on).
+                        reboot_end = None
+                        seq0 = -frame_no
+                        clock_offset_us = -int(round(pos * 1e6 / self.fs_hz))
+                        first_after_start = True
                     idx = (pos + np.arange(spf)) % self._counts.shape[0]
                     samples = self._counts[idx][:, self._lead_idx]
                     seq = (seq0 + frame_no) % SEQ_MODULUS
-                    if streaming and self._master >= 0:
+                    if rebooting and streaming:
+                        self.injected["reboot_frames"] += 1
+                    elif streaming and self._master >= 0:
                         frame = self._faulted_frame(seq, pos, samples, first_after_start or last,
                                                     first_after_start, clock_offset_us)
                         clock_offset_us = frame[2]

@@ -1,7 +1,7 @@
 """Fault specifications for the virtual monitor: what to break on the link, and how often.
 
 `FaultSpec.parse("drop=0.01,bitflip=0.005,truncate=0.002,garbage=0.002,clockjump=0.001,"
-"stall=2@30s,disconnect=5@60s,wrap,seed=1")`. Rates are probabilities per frame; timed faults
+"stall=2@30s,disconnect=5@60s,reboot=1@90s,wrap,seed=1")`. Rates are probabilities per frame; timed faults
 are `DURATION@START` in signal seconds (an `s` suffix is allowed). See PROTOCOL.md.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from edge_ecg.errors import SourceError
 
 RATE_KEYS = ("drop", "bitflip", "truncate", "garbage", "clockjump")
-TIMED_KEYS = ("stall", "disconnect")
+TIMED_KEYS = ("stall", "disconnect", "reboot")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class FaultSpec:
     clockjump: float = 0.0
     stall: tuple[TimedFault, ...] = ()
     disconnect: tuple[TimedFault, ...] = ()
+    reboot: tuple[TimedFault, ...] = ()
     wrap: bool = False
     seed: int = 0
     garbage_max_bytes: int = 64
@@ -37,12 +38,12 @@ class FaultSpec:
     @property
     def any(self) -> bool:
         return bool(any(getattr(self, k) for k in RATE_KEYS) or self.stall or self.disconnect
-                    or self.wrap)
+                    or self.reboot or self.wrap)
 
     @classmethod
     def parse(cls, spec: str | None, seed: int | None = None) -> "FaultSpec":
         """Parse `key=value,...`; SourceError naming the bad item and the accepted forms."""
-        kw: dict = {"stall": [], "disconnect": []}
+        kw: dict = {k: [] for k in TIMED_KEYS}
         for item in filter(None, (s.strip() for s in (spec or "").split(","))):
             key, sep, value = item.partition("=")
             key = key.strip().lower()
@@ -76,9 +77,9 @@ class FaultSpec:
             except ValueError:
                 raise SourceError(
                     f"fault spec item {item!r}: use {key}=P with 0<=P<=1 for rates, "
-                    f"{key}=D@Ts for stall/disconnect, bare 'wrap', seed=N") from None
+                    f"{key}=D@Ts for stall/disconnect/reboot, bare 'wrap', seed=N") from None
         if seed is not None:
             kw["seed"] = seed
-        kw["stall"] = tuple(sorted(kw["stall"], key=lambda t: t.start_s))
-        kw["disconnect"] = tuple(sorted(kw["disconnect"], key=lambda t: t.start_s))
+        for k in TIMED_KEYS:
+            kw[k] = tuple(sorted(kw[k], key=lambda t: t.start_s))
         return cls(**kw)

@@ -254,6 +254,12 @@ def parse_device_info(body: bytes | memoryview) -> DeviceInfo:
     if len(body) < INFO_FIXED.size + 1:
         raise FrameError(f"DEVICE_INFO body of {len(body)} bytes is shorter than its fixed part")
     fs_mhz, n_leads, fmt, spf, *fw = INFO_FIXED.unpack_from(body, 0)
+    if fs_mhz == 0:     # every frame duration derives from it: a zero rate is unusable
+        raise FrameError("DEVICE_INFO fs_mhz=0 at byte 0: the sample rate must be positive "
+                         "(millihertz, 500000 = 500 Hz); set the firmware's sample-rate field")
+    if spf == 0:
+        raise FrameError("DEVICE_INFO samples_per_frame=0 at byte 6: must be 1..255; set the "
+                         "firmware's frame length")
     pos = INFO_FIXED.size
     device, pos = _read_pstring(body, pos, "device")
     leads, gains, bases = [], [], []

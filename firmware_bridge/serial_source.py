@@ -7,6 +7,12 @@ cannot use is refused with a SourceError naming the field. DATA frames become `C
 outage shows as an index jump (a gap the ring buffer marks), never as silently joined signal.
 On a read error (cable pulled, USB re-enumeration) it reconnects with exponential backoff and
 sends START again; `stats()` counts crc_errors, lost_frames, discarded_bytes and reconnects.
+
+A device reboot (sequence reset) is a gap too: the decoder skips at least one frame of
+`seq_unwrapped` there, so the index jumps. The stream stops with a SourceError when a CRC-valid
+DEVICE_INFO cannot be used (malformed, fs_mhz=0, ...) or when the device clock contradicts the
+announced rate (decoder `rate_mismatch`): predicting on a wrong rate would be a silent wrong
+answer.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class SerialSource(Source):
         self._down: tuple[float, Exception] | None = None   # (since, reason) while reconnecting
         self._delay = backoff_s
         self._retry_at = 0.0
+        self._fatal = False        # the device itself is unusable: reconnecting cannot help
 
     # -- Source ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -154,7 +161,7 @@ class SerialSource(Source):
                 self.close()
                 raise SourceError(f"serial port {self.port} failed during the handshake: "
                                   f"{exc}") from None
-            for msg in self.decoder.feed(data):
+            for msg in self._feed(data):
                 if isinstance(msg, Ack) and msg.command == Command.START and msg.token == token:
                     if msg.status != AckStatus.OK:
                         raise SourceError(f"device on {self.port} refused START: "
@@ -220,6 +227,8 @@ class SerialSource(Source):
             return
         except SourceError as exc:
             self._serial = None
+            if self._fatal:
+                raise
             if time.monotonic() - since > self.reconnect_timeout_s:
                 raise SourceError(f"serial port {self.port} lost ({reason}) and not back within "
                                   f"{self.reconnect_timeout_s:g} s: {exc}") from None
@@ -247,12 +256,36 @@ class SerialSource(Source):
         except (serial.SerialException, OSError) as exc:
             self._link_lost(exc)
             return
-        for msg in self.decoder.feed(data):
+        for msg in self._feed(data):
             if isinstance(msg, DataFrame):
                 self._frames.append(msg)
             elif isinstance(msg, DeviceInfo):
                 check_device_info(msg, self.port)
                 self.info = msg
+
+    def _feed(self, data: bytes) -> list:
+        """Decode `data`; SourceError (port closed) when the device announced something the
+        stream cannot go on with: an unusable DEVICE_INFO, or a rate its own clock denies."""
+        dec = self.decoder
+        refused = dec.refused_infos
+        msgs = dec.feed(data)
+        if dec.refused_infos != refused:
+            reason = dec.errors[-1] if dec.errors else "malformed"
+            self._fatal = True
+            self._frames.clear()           # withheld: the stream is not trusted
+            self.close()
+            raise SourceError(f"DEVICE_INFO from {self.port} refused ({reason}); fix the "
+                              "device-info the firmware sends, then restart the stream")
+        bad = dec.rate_mismatch
+        if bad is not None:
+            self._fatal = True
+            self._frames.clear()           # withheld: the stream is not trusted
+            self.close()
+            raise SourceError(
+                f"device on {self.port}: device clock runs at ~{bad.measured_hz:.4g} Hz but "
+                f"device-info says {bad.announced_hz:g} Hz (over {bad.frames} consecutive "
+                "frames): check the firmware's configured rate")
+        return msgs
 
     def _next_chunk(self) -> Chunk | None:
         """Merge queued frames that follow each other without a gap into one Chunk."""

@@ -213,9 +213,11 @@ def test_duplicates_resets_and_wrap_gap():
 
     dec = StreamDecoder()
     got = data_frames(dec.feed(enc(65534) + enc(65534) + enc(2) + enc(10) + enc(3)))
-    # 65534 -> 2 across the wrap skips 65535, 0, 1 (3 lost); 2 -> 10 loses 7; 10 -> 3 is a reset.
-    assert [f.seq_unwrapped for f in got] == [65534, 65538, 65546, 65547]
+    # 65534 -> 2 across the wrap skips 65535, 0, 1 (3 lost); 2 -> 10 loses 7; 10 -> 3 is a
+    # reset: with no rate known its outage is unknown, marked as one skipped frame (a gap).
+    assert [f.seq_unwrapped for f in got] == [65534, 65538, 65546, 65548]
     assert dec.duplicate_frames == 1 and dec.lost_frames == 10 and dec.seq_resets == 1
+    assert dec.reset_gap_frames == 1
 
 
 def test_clock_jumps_counted_against_sequence():

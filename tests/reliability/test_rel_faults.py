@@ -420,11 +420,6 @@ def test_device_info_with_unusable_gain_stops_with_source_error(gain, match, rel
         dev.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a DEVICE_INFO whose sample rate contradicts the device clock on every frame (says "
-    "500 Hz, timestamps advance at 250 Hz) is only counted (stats clock_jumps, one per "
-    "frame): SerialSource/Pipeline keep predicting on the announced rate (RR intervals off "
-    "2x); expected: windows withheld or the run stopped with a SourceError"))
 def test_device_info_rate_contradicted_by_device_clock_is_not_trusted(ecg, rel_backend):
     counts = np.rint(ecg[:, :2] * GAIN).astype(np.int32)
     frames = _frames(counts, fs=250.0)                # timestamps: 40 ms per 10-sample frame
@@ -495,11 +490,6 @@ def test_consumer_falling_behind_every_drop_is_a_dropped_gap(behind):
     assert gaps and all(g.cause == "dropped" for g in gaps)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: firmware_bridge/decoder.py StreamDecoder._check_clock divides by info.fs_hz: a "
-    "CRC-valid DEVICE_INFO with fs_mhz=0 followed by two DATA frames raises "
-    "ZeroDivisionError from feed() (SerialSource.open lets it escape) instead of a "
-    "SourceError/counted malformed message"))
 def test_device_info_with_zero_rate_stops_with_source_error(rel_backend):
     counts = np.zeros((200, 2), np.int32)
     dev = ScriptedDevice(lambda: [_info(0.0) + b"".join(_frames(counts))])
@@ -528,11 +518,6 @@ def test_device_info_changing_rate_mid_stream_stops_the_run(ecg, rel_backend):
         dev.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a device reboot (seq restarts at 0 mid-stream) is joined silently: "
-    "firmware_bridge/decoder.py StreamDecoder._data counts seq_resets but sets delta=1, so "
-    "SerialSource gives the samples after the reboot the next index; no gap is reported and "
-    "windows spanning the reboot are predicted over discontinuous signal"))
 def test_device_reboot_is_not_joined_silently(ecg, rel_backend):
     counts = np.rint(ecg[:, :2] * GAIN).astype(np.int32)
     before = _frames(counts[:7_000], seq0=1000)

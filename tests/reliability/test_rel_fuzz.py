@@ -79,9 +79,6 @@ def test_device_info_body_parser(data):
     ft.device_info_target(data)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: firmware_bridge/decoder.py StreamDecoder._check_clock: ZeroDivisionError when a "
-    "CRC-valid DEVICE_INFO announces fs_mhz=0 and DATA frames follow"))
 @FAST
 @example(b"\x00\x00\x00\x00\x01\x02\x05\x01\x00\x00\x00\x01I\x00\x00zD\x00\x00\x00\x00")
 @given(st.binary(max_size=256))
