@@ -27,7 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     em.add_argument("--speed", type=float, default=1.0, help="times real time")
     em.add_argument("--faults", default="", metavar="SPEC",
                     help="e.g. drop=0.01,bitflip=0.005,truncate=0.002,garbage=0.002,"
-                         "clockjump=0.001,stall=2@30s,disconnect=5@60s,wrap (PROTOCOL.md)")
+                         "clockjump=0.001,stall=2@30s,disconnect=5@60s,reboot=3@90s,wrap "
+                         "(PROTOCOL.md)")
     em.add_argument("--seed", type=int, default=0, help="fault and synthesis seed")
     em.add_argument("--seconds", type=float, default=None,
                     help="stream this long (signal time) then stop; default: loop forever")
