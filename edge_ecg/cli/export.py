@@ -1,0 +1,84 @@
+"""`edge-ecg export`: checkpoint -> merged, routed, int8 ONNX/OpenVINO bundle with a report.
+
+Thin layer over `export.stage.export_bundle`; torch is imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge_ecg import DISCLAIMER
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The export command these options spell (for the report; defaults included)."""
+    import shlex
+
+    parts = ["edge-ecg", "export", "--checkpoint", str(args.checkpoint), "--out", str(args.out)]
+    if args.tasks:
+        parts += ["--tasks", ",".join(args.tasks)]
+    parts += ["--calib", args.calib, "--quantize", args.quantize,
+              "--formats", ",".join(args.formats)]
+    if args.eval_spec:
+        parts += ["--eval", args.eval_spec]
+    if args.variants:
+        parts += ["--variants", ",".join(args.variants)]
+    parts += ["--keep-mass", f"{args.keep_mass:g}", "--tolerance", f"{args.tolerance:g}"]
+    if args.allow_metric_drop:
+        parts.append("--allow-metric-drop")
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="checkpoint folder (model.safetensors + config.json)")
+    parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    parser.add_argument("--tasks", default="",
+                        help="comma-separated tasks the deployment needs; empty = all")
+    parser.add_argument("--calib", default="synth:64",
+                        help="calibration data spec (load_dataset): synth:N, a jsonl, mitdb:PATH")
+    parser.add_argument("--eval", dest="eval_spec", default="",
+                        help="data for parity and metrics; empty = the held-out half of --calib")
+    parser.add_argument("--quantize", choices=("int8", "none"), default="int8")
+    parser.add_argument("--formats", default="onnx,openvino", help="comma-separated")
+    parser.add_argument("--variants", default="",
+                        help="variants to keep in the bundle; empty = all made, e.g. "
+                             "onnx-fp32,onnx-int8-routed,openvino-fp32-routed")
+    parser.add_argument("--keep-mass", type=float, default=0.99,
+                        help="gate mass the kept experts must carry, per path")
+    parser.add_argument("--tolerance", type=float, default=0.01,
+                        help="largest metric drop allowed (F1/accuracy absolute, MAE relative)")
+    parser.add_argument("--allow-metric-drop", action="store_true",
+                        help="write the bundle even when a metric drops beyond --tolerance")
+    parser.add_argument("--seed", type=int, default=0, help="data and torch seed")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.manifest import load_bundle
+    from export.stage import ExportRequest, export_bundle
+
+    args.tasks, args.formats = _list(args.tasks), _list(args.formats)
+    args.variants = _list(args.variants)
+    req = ExportRequest(checkpoint=args.checkpoint, out=args.out, calib=args.calib,
+                        tasks=args.tasks, quantize=args.quantize, formats=args.formats,
+                        variants=args.variants, keep_mass=args.keep_mass,
+                        tolerance=args.tolerance, allow_metric_drop=args.allow_metric_drop,
+                        eval_spec=args.eval_spec, seed=args.seed, progress=not args.no_progress,
+                        overwrite=args.overwrite, command=_command_line(args))
+    export_bundle(req)
+    m = load_bundle(args.out)
+    from edge_ecg.cli.bundle import summary_lines
+
+    print("\n".join(summary_lines(args.out, m)))
+    print(f"report: {args.out / 'REPORT.md'}")
+    print(DISCLAIMER)
+    return 0

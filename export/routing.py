@@ -1,0 +1,96 @@
+"""Expert routing for a deployment: measure gate mass on calibration data, keep what carries it.
+
+A deployment names the tasks it needs. The gate of each path gives, per window and task, a
+weight per expert (top-k, zero elsewhere). The mean weight an expert gets over the chosen
+tasks' rows and the calibration windows is its usage; the experts that together carry
+`keep_mass` of it are kept (the fewest, largest first), the rest leave the graph
+(`model.pruned(keep, tasks)`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_ecg.errors import BundleError
+
+KEEP_MASS = 0.99
+
+
+@dataclass(frozen=True)
+class Routing:
+    tasks: tuple[str, ...]
+    keep_mass: float
+    usage: dict[str, tuple[float, ...]]    # path -> mean gate weight per expert (sums to ~1)
+    keep: dict[str, tuple[int, ...]]       # path -> kept expert indices, ascending
+    experts: dict[str, tuple[str, ...]] = field(default_factory=dict)   # path -> expert names
+
+    def to_dict(self) -> dict:
+        return {
+            "tasks": list(self.tasks),
+            "keep_mass": self.keep_mass,
+            "paths": {p: {"kept": list(self.keep[p]), "total": len(self.usage[p]),
+                          "experts": list(self.experts.get(p, ())),
+                          "kept_names": [self.experts[p][i] for i in self.keep[p]]
+                          if p in self.experts else [],
+                          "usage": [round(u, 6) for u in self.usage[p]],
+                          "mass_kept": round(float(sum(self.usage[p][i] for i in self.keep[p])), 6)}
+                      for p in self.usage},
+        }
+
+
+def measure_usage(model, inputs: dict[str, np.ndarray], tasks: list[str],
+                  batch_size: int = 16, progress: bool = True) -> dict[str, np.ndarray]:
+    """Mean gate weight per expert, per path, over the chosen tasks and the windows `inputs`
+    (the model's `expert_usage`, which averages `gate_<path>` outputs per task)."""
+    from tqdm import tqdm
+
+    from export.parity import batches, n_windows
+
+    unknown = [t for t in tasks if t not in model.cfg.task_names]
+    if unknown:
+        raise BundleError(f"the model has no task(s) {unknown}; it predicts "
+                          f"{list(model.cfg.task_names)}")
+    total = -(-n_windows(inputs) // batch_size)
+    it = tqdm(batches(inputs, batch_size), total=total, desc="expert usage", unit="batch",
+              leave=False, disable=not progress)
+    per_task = model.expert_usage(it)                  # {path: {task: {expert: mass}}}
+    usage = {}
+    for path, rows in per_task.items():
+        experts = list(next(iter(rows.values())))
+        usage[path] = np.array([[rows[t][e] for e in experts] for t in tasks]).mean(0)
+    if not usage:
+        raise BundleError("the model reports no gate usage: nothing to route")
+    return usage
+
+
+def select_experts(usage: dict[str, np.ndarray],
+                   keep_mass: float = KEEP_MASS) -> dict[str, tuple[int, ...]]:
+    """Per path, the fewest experts (largest usage first) whose usage sums to >= keep_mass of
+    the path's total. Experts that never get weight are never kept."""
+    if not 0.0 < keep_mass <= 1.0:
+        raise BundleError(f"--keep-mass must be in (0, 1], got {keep_mass}")
+    keep = {}
+    for path, u in usage.items():
+        u = np.asarray(u, np.float64)
+        total = float(u.sum())
+        if total <= 0:
+            raise BundleError(f"path {path!r}: the gate gives no expert any weight")
+        order = np.argsort(-u, kind="stable")
+        cum = np.cumsum(u[order]) / total
+        n = int(np.searchsorted(cum, keep_mass - 1e-9) + 1)  # first prefix reaching keep_mass
+        n = min(n, int((u > 0).sum()))
+        keep[path] = tuple(sorted(int(i) for i in order[:n]))
+    return keep
+
+
+def route(model, inputs: dict[str, np.ndarray], tasks: list[str],
+          keep_mass: float = KEEP_MASS, progress: bool = True) -> Routing:
+    """The routing decision for `tasks` from the model's gates on the calibration windows."""
+    usage = measure_usage(model, inputs, tasks, progress=progress)
+    keep = select_experts(usage, keep_mass)
+    names = {p: tuple(model.cfg.experts(p)) for p in usage}
+    return Routing(tasks=tuple(tasks), keep_mass=keep_mass,
+                   usage={p: tuple(float(x) for x in u) for p, u in usage.items()}, keep=keep,
+                   experts=names)

@@ -1,0 +1,446 @@
+"""The export stage end to end: checkpoint -> merged -> routed -> ONNX/OpenVINO (fp32, int8) ->
+parity and metrics per variant -> REPORT.md, chart and a verified bundle.
+
+`export_bundle(ExportRequest(...))` is what `edge-ecg export` calls; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_ecg import DISCLAIMER
+from edge_ecg.data.tasks import TaskSet
+from edge_ecg.errors import BundleError
+from edge_ecg.signal.contract import INPUT_NAMES
+from export import manifest as bundle_manifest
+from export.errors import ExportError, MetricDropError, ParityError
+from export.parity import compare, max_abs_diff, n_windows, run_onnx, run_openvino, run_torch
+
+FP32_TOLERANCE = 1e-4        # fp32 engines vs torch, training units (regression / task scale)
+PARITY_BATCHES = (1, 4)      # issue 4: onnxruntime parity at batch 1 and 4
+FORMATS = ("onnx", "openvino")
+# Module path prefixes kept fp32 in int8 variants. Heads: a quantized regression head clips to
+# the calibration range. Gates: they pick the experts; a flipped top-k choice costs more than
+# int8 saves on a few small Linear layers. Rhythm experts (RR in ms: an 8-bit step of ~8 ms
+# lands straight in the RR output), the fusion layers (every task passes through them) and the
+# lead embedding: little compute. Measured on the trained edge checkpoint (onnxruntime QDQ, 128
+# unseen synthetic windows): heads+gates only: RR MAE 19.9 -> 25.6 ms, max RR diff 96 ms;
+# with rhythm+fusion+lead fp32: RR MAE 19.6 ms, max RR diff 11 ms, every metric in tolerance.
+FP32_MODULES = ("heads.", "gate_", "rhythm.", "fuse_", "lead_embed")
+LOWER_IS_BETTER = ("mae", "rmse", "mse")
+VARIANTS = ("onnx-fp32", "onnx-fp32-routed", "onnx-int8-routed", "openvino-fp32-routed",
+            "openvino-int8-routed")
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    checkpoint: Path
+    out: Path
+    calib: str = "synth:64"
+    tasks: tuple[str, ...] = ()          # () = every task of the checkpoint
+    quantize: str = "int8"               # int8 | none
+    formats: tuple[str, ...] = FORMATS
+    variants: tuple[str, ...] = ()       # () = every variant made; else only these in the bundle
+    keep_mass: float = 0.99
+    tolerance: float = 0.01
+    allow_metric_drop: bool = False
+    eval_spec: str = ""                  # data for metrics; "" = held-out half of the calib data
+    seed: int = 0
+    progress: bool = True
+    overwrite: bool = False
+    fp32_modules: tuple[str, ...] = FP32_MODULES
+    command: str = ""                    # the command line that asked for this export (report)
+
+
+@dataclass
+class Built:
+    """One variant while the bundle is being made."""
+
+    name: str
+    backend: str
+    precision: str
+    routed: bool
+    file: str
+    extra_files: tuple[str, ...] = ()
+    outputs: dict = field(default_factory=dict)
+    parity: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    latency_ms: float = float("nan")
+    bytes: int = 0
+
+    def manifest_entry(self) -> dict:
+        return {"name": self.name, "file": self.file, "backend": self.backend,
+                "precision": self.precision, "routed": self.routed,
+                "extra_files": list(self.extra_files)}
+
+
+def load_model(checkpoint: Path):
+    """The checkpoint's model (safetensors, weights only), with its LoRA adapters attached
+    unmerged when the folder holds peft adapter files (`adapter_config.json`)."""
+    from edge_ecg.model.checkpoint import load_checkpoint
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_dir():
+        raise BundleError(f"checkpoint {checkpoint} is not a directory "
+                          "(model.safetensors + config.json)")
+    model = load_checkpoint(checkpoint)
+    if (checkpoint / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(checkpoint))
+    return model
+
+
+def model_version(checkpoint: Path) -> str:
+    """Checkpoint folder name + the first 12 hex digits of its weights' sha256."""
+    weights = Path(checkpoint) / "model.safetensors"
+    digest = bundle_manifest.sha256_file(weights)[:12] if weights.is_file() else "unknown"
+    return f"{Path(checkpoint).name}-{digest}"
+
+
+def load_data(spec: str, contract, tasks: TaskSet, seed: int, progress: bool):
+    from edge_ecg.data.dataset import load_dataset
+
+    return load_dataset(spec, contract, tasks, seed=seed, progress=progress)
+
+
+def metric_drops(ref: dict, got: dict, tasks: TaskSet) -> dict[str, float]:
+    """Per task, how much worse the primary metric got (> 0 worse): absolute for fractions
+    (F1, accuracy), relative to the reference for errors (MAE in task units)."""
+    drops = {}
+    for t in tasks:
+        a, b = ref.get(t.name, {}).get(t.metric), got.get(t.name, {}).get(t.metric)
+        if a is None or b is None or not np.isfinite(a) or not np.isfinite(b):
+            continue
+        if t.metric in LOWER_IS_BETTER:
+            drops[t.name] = float((b - a) / max(abs(a), 1e-9))
+        else:
+            drops[t.name] = float(a - b)
+    return drops
+
+
+def _scales(tasks: TaskSet) -> dict[str, float]:
+    return {t.name: float(t.scale) for t in tasks if t.kind == "regression"}
+
+
+def _check_fp32(name: str, ref: dict, got: dict, tasks: TaskSet) -> float:
+    diff = max_abs_diff({t.name: ref[t.name] for t in tasks}, got, _scales(tasks))
+    if not diff <= FP32_TOLERANCE:
+        raise ParityError(
+            f"variant {name}: fp32 outputs differ from torch by {diff:.3g} (training units) > "
+            f"{FP32_TOLERANCE:g}; the exported graph does not compute the model"
+        )
+    return diff
+
+
+def _latency_ms(fn, inputs: dict[str, np.ndarray], repeats: int = 20) -> float:
+    """Median wall time (ms) of `fn` on one window, after one warm-up call."""
+    import time
+
+    one = {k: np.ascontiguousarray(inputs[k][:1]) for k in INPUT_NAMES}
+    fn(one)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(one)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def export_bundle(req: ExportRequest, model=None, data=None,
+                  eval_data=None) -> bundle_manifest.Manifest:
+    """Make the bundle `req.out`; raise an `ExportError` (nothing left at `out`) on failure.
+
+    `model` (an ECGMoE, possibly with unmerged adapters) and `data` / `eval_data`
+    (WindowDatasets) replace loading them from `req.checkpoint` / `req.calib` / `req.eval_spec`
+    (tests pass a tiny model built in memory).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from edge_ecg.model.flops import count_flops, count_params
+    from edge_ecg.model.metrics import task_metrics
+    from export.merge import merge_with_parity
+    from export.onnx_graph import OPSET, export_onnx
+    from export.routing import route
+
+    out = Path(req.out)
+    if out.exists() and any(out.iterdir()) and not req.overwrite:
+        raise ExportError(f"output folder {out} exists and is not empty; pass --overwrite or "
+                          "another --out")
+    bad = [f for f in req.formats if f not in FORMATS]
+    if bad or not req.formats:
+        raise ExportError(f"--formats takes a list of {FORMATS}, got {list(req.formats)}")
+    if req.quantize not in ("int8", "none"):
+        raise ExportError(f"--quantize takes int8 or none, got {req.quantize!r}")
+    unknown = [v for v in req.variants if v not in VARIANTS]
+    if unknown:
+        raise ExportError(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+
+    steps = tqdm(total=8, desc="export", unit="step", disable=not req.progress)
+
+    import time
+
+    timings: dict[str, float] = {}
+    last = [time.perf_counter()]
+
+    def step(msg):
+        now = time.perf_counter()
+        timings[msg] = round(now - last[0], 2)
+        last[0] = now
+        steps.set_postfix_str(msg)
+        steps.update(1)
+
+    torch.manual_seed(req.seed)
+    version = model_version(req.checkpoint)
+    model = (model if model is not None else load_model(req.checkpoint)).eval()
+    cfg = model.cfg
+    all_tasks = TaskSet(tuple(cfg.tasks))
+    tasks = all_tasks.select(list(req.tasks)) if req.tasks else all_tasks
+    contract = cfg.contract
+
+    # Data: calibration (routing, int8) and evaluation (parity, metrics).
+    if data is None:
+        data = load_data(req.calib, contract, all_tasks, req.seed, req.progress)
+    if eval_data is None and req.eval_spec:
+        eval_data = load_data(req.eval_spec, contract, all_tasks, req.seed + 1, req.progress)
+    if eval_data is not None:
+        calib_set, eval_set = data, eval_data
+    elif len(data) >= 8:
+        calib_set, eval_set = data.split(val_frac=0.5, seed=req.seed)
+    else:
+        raise ExportError(f"--calib {req.calib} gave {len(data)} windows; at least 8 are needed "
+                          "(half calibrates, half measures metrics), e.g. synth:64")
+    calib, evalx = calib_set.inputs, eval_set.inputs
+    labels = {t.name: eval_set.labels[t.name] for t in tasks if t.name in eval_set.labels}
+    step("data")
+
+    # 1. Merge LoRA.
+    model, merge_report = merge_with_parity(model, evalx, _scales(all_tasks))
+    step("merge")
+
+    # 2. Route: all experts vs the experts carrying the gate mass, both for the chosen tasks.
+    routing = route(model, calib, list(tasks.names), req.keep_mass, req.progress)
+    all_keep = {p: list(range(len(routing.usage[p]))) for p in routing.usage}
+    dense = model.pruned(all_keep, list(tasks.names)).eval()
+    routed = model.pruned({p: list(k) for p, k in routing.keep.items()}, list(tasks.names)).eval()
+    ref_out = run_torch(dense, evalx, progress=req.progress, desc="torch fp32")
+    routed_out = run_torch(routed, evalx, progress=req.progress, desc="torch fp32 routed")
+    ref_metrics = task_metrics(tasks, {t.name: ref_out[t.name] for t in tasks}, labels)
+    routed_metrics = task_metrics(tasks, {t.name: routed_out[t.name] for t in tasks}, labels)
+    one = tuple(torch.from_numpy(np.ascontiguousarray(evalx[k][:1])) for k in INPUT_NAMES)
+    cost = {
+        "all_experts": {"params": count_params(dense), "flops": count_flops(dense, one)},
+        "routed": {"params": count_params(routed), "flops": count_flops(routed, one)},
+    }
+    routing_drop = metric_drops(ref_metrics, routed_metrics, tasks)
+    over = {t: round(d, 4) for t, d in routing_drop.items() if d > req.tolerance}
+    kept = {p: list(k) for p, k in routing.keep.items()}
+    if over and not req.allow_metric_drop:
+        # Fail before the (slow) conversions: routing alone already costs too much.
+        raise MetricDropError(
+            f"routing to the experts {kept} (keep mass {req.keep_mass:g}) "
+            f"drops task metrics beyond the tolerance {req.tolerance:g} (MAE relative, "
+            f"F1/accuracy absolute): {over}; raise --keep-mass or pass --allow-metric-drop"
+        )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def torch_fn(m):
+        def fn(b):
+            with torch.no_grad():
+                return m(*(torch.from_numpy(b[k]) for k in INPUT_NAMES))
+        return fn
+
+    torch_latency = {"torch-fp32": _latency_ms(torch_fn(dense), evalx),
+                     "torch-fp32-routed": _latency_ms(torch_fn(routed), evalx)}
+    torch.set_num_threads(threads)
+    step("route")
+
+    tmp = Path(tempfile.mkdtemp(prefix="edge-ecg-export-"))
+    try:
+        built = _build_variants(req, tmp, dense, routed, calib, evalx, tasks, ref_out,
+                                routed_out, task_metrics, labels, step, export_onnx)
+        keep = [b for b in built if not req.variants or b.name in req.variants]
+        missing = [v for v in req.variants if v not in {b.name for b in built}]
+        if missing:
+            raise ExportError(f"--variants asks for {missing}, the export made "
+                              f"{[b.name for b in built]}")
+        # Metric gate: routing and every kept variant against torch fp32 with all experts.
+        drops = {"torch-fp32-routed": routing_drop}
+        for b in keep:
+            drops[b.name] = metric_drops(ref_metrics, b.metrics, tasks)
+        over = {v: {t: round(d, 4) for t, d in ds.items() if d > req.tolerance}
+                for v, ds in drops.items()}
+        over = {v: d for v, d in over.items() if d}
+        if over and not req.allow_metric_drop:
+            raise MetricDropError(
+                f"task metrics dropped beyond the tolerance {req.tolerance:g} (MAE relative, "
+                f"F1/accuracy absolute) against torch fp32 with all experts: {over}; raise "
+                "--keep-mass, use more --calib windows, or pass --allow-metric-drop"
+            )
+        step("metrics")
+
+        # Assemble the bundle from the variants asked for.
+        staging = tmp / "bundle"
+        staging.mkdir()
+        for b in keep:
+            for rel in (b.file, *b.extra_files):
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(tmp / "variants" / rel, staging / rel)
+                b.bytes += (staging / rel).stat().st_size
+        default = next((n for n in ("onnx-int8-routed", "openvino-int8-routed",
+                                    "onnx-fp32-routed", "onnx-fp32")
+                        if n in {b.name for b in keep}), keep[0].name)
+        from export.report import write_chart, write_report
+
+        summary = {
+            "model_version": version, "checkpoint": str(req.checkpoint),
+            "calib": req.calib, "eval": req.eval_spec or f"held-out half of {req.calib}",
+            "n_calib": n_windows(calib), "n_eval": n_windows(evalx), "merge": merge_report,
+            "routing": routing.to_dict(), "cost": cost, "tolerance": req.tolerance,
+            "reference_metrics": ref_metrics, "routed_metrics": routed_metrics,
+            "drops": drops, "over_tolerance": over, "torch_latency_ms": torch_latency,
+            "default_variant": default, "opset": OPSET, "timings_s": timings,
+            "command": req.command,
+        }
+        write_chart(staging / "chart.png", keep, summary)
+        write_report(staging / "REPORT.md", keep, summary, tasks)
+        notes = DISCLAIMER
+        if over:
+            notes += f" Exported with --allow-metric-drop; over tolerance: {json.dumps(over)}."
+        fields = {
+            "model_version": summary["model_version"],
+            "signal": contract.to_dict(),
+            "tasks": [{**t.to_dict(), "output": t.name} for t in tasks],
+            "inputs": list(INPUT_NAMES),
+            "variants": {b.name: b.manifest_entry() for b in keep},
+            "default_variant": default,
+            "routing": {**routing.to_dict(), "cost": cost, "merge": merge_report},
+            "quantization": {b.name: b.parity.get("quantization", {"precision": b.precision})
+                          for b in keep},
+            "parity": {b.name: {k: v for k, v in b.parity.items() if k != "quantization"}
+                    for b in keep},
+            "metrics": {"torch-fp32": ref_metrics, "torch-fp32-routed": routed_metrics,
+                     **{b.name: b.metrics for b in keep},
+                     "eval_windows": n_windows(evalx), "eval_data": summary["eval"]},
+            "training_data": _training_data(req.checkpoint),
+            "notes": notes,
+        }
+        bundle_manifest.write_manifest(staging, fields)
+        bundle_manifest.load_bundle(staging)        # the check the runtime will make
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), out)
+        step("bundle")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        steps.close()
+    return bundle_manifest.load_bundle(out)
+
+
+def _training_data(checkpoint: Path) -> str:
+    """"synthetic" unless the checkpoint's metrics.json names its training data otherwise."""
+    p = Path(checkpoint) / "metrics.json"
+    try:
+        doc = json.loads(p.read_text())
+        value = doc.get("training_data", "synthetic") if isinstance(doc, dict) else "synthetic"
+        return value if isinstance(value, str) else "synthetic"
+    except (OSError, json.JSONDecodeError):
+        return "synthetic"
+
+
+def _build_variants(req, tmp, dense, routed, calib, evalx, tasks, ref_out, routed_out,
+                    task_metrics, labels, step, export_onnx) -> list[Built]:
+    """Write every variant under `tmp/variants/<name>/`, with parity and metrics."""
+    from export.openvino_ir import convert_openvino, quantize_openvino_int8
+    from export.quantize import quantize_onnx_int8
+
+    root = tmp / "variants"
+    built: list[Built] = []
+
+    def finish(b: Built, ref: dict, outputs: dict, fp32: bool, extra: dict | None = None):
+        b.outputs = outputs
+        b.parity = compare(ref, outputs, tasks)
+        if fp32:
+            b.parity["max_abs_diff_training_units"] = _check_fp32(b.name, ref, outputs, tasks)
+        if extra:
+            b.parity.update(extra)
+        b.metrics = task_metrics(tasks, {t.name: outputs[t.name] for t in tasks}, labels)
+        built.append(b)
+
+    # ONNX fp32: all experts, and routed (the source of every routed variant).
+    onnx_full = root / "onnx-fp32" / "model.onnx"
+    onnx_routed = root / "onnx-fp32-routed" / "model.onnx"
+    # The all-experts graph is exported only when the bundle keeps it (an export takes ~30 s).
+    full_wanted = "onnx" in req.formats and (not req.variants or "onnx-fp32" in req.variants)
+    todo = [("onnx-fp32-routed", onnx_routed, routed_out, True)]
+    if full_wanted:
+        export_onnx(dense, evalx, onnx_full)
+        todo.insert(0, ("onnx-fp32", onnx_full, ref_out, False))
+    export_onnx(routed, evalx, onnx_routed)
+    step("onnx")
+    expected = list(ref_out)
+    for name, path, ref, is_routed in todo:
+        by_batch = {}
+        outs = None
+        for bs in PARITY_BATCHES:
+            o = run_onnx(path, evalx, batch_size=bs)
+            by_batch[f"batch_{bs}"] = max_abs_diff({t.name: ref[t.name] for t in tasks}, o,
+                                                    _scales(tasks))
+            outs = outs or o
+        b = Built(name, "onnxruntime", "fp32", is_routed, f"{name}/model.onnx")
+        b.latency_ms = _session_latency(path, evalx)
+        if "onnx" in req.formats:
+            finish(b, ref, outs, True, {"max_abs_diff_by_batch": by_batch})
+        else:
+            _check_fp32(name, ref, outs, tasks)
+    if req.quantize == "int8" and "onnx" in req.formats:
+        dst = root / "onnx-int8-routed" / "model.onnx"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        qinfo = quantize_onnx_int8(onnx_routed, dst, calib, req.fp32_modules, req.progress)
+        b = Built("onnx-int8-routed", "onnxruntime", "int8", True, "onnx-int8-routed/model.onnx")
+        b.latency_ms = _session_latency(dst, evalx)
+        finish(b, routed_out, run_onnx(dst, evalx), False, {"quantization": qinfo})
+    step("onnx int8")
+    if "openvino" in req.formats:
+        xml = root / "openvino-fp32-routed" / "model.xml"
+        info = convert_openvino(onnx_routed, xml)
+        b = Built("openvino-fp32-routed", "openvino", "fp32", True,
+                  "openvino-fp32-routed/model.xml", ("openvino-fp32-routed/model.bin",))
+        b.latency_ms = _openvino_latency(xml, evalx)
+        finish(b, routed_out, run_openvino(xml, evalx, expected=expected), True,
+               {"quantization": info, "inference_precision_hint": "f32"})
+        if req.quantize == "int8":
+            xml = root / "openvino-int8-routed" / "model.xml"
+            qinfo = quantize_openvino_int8(onnx_routed, xml, calib, req.fp32_modules,
+                                           req.progress)
+            b = Built("openvino-int8-routed", "openvino", "int8", True,
+                      "openvino-int8-routed/model.xml", ("openvino-int8-routed/model.bin",))
+            b.latency_ms = _openvino_latency(xml, evalx)
+            finish(b, routed_out, run_openvino(xml, evalx, expected=expected), False,
+                   {"quantization": qinfo, "inference_precision_hint": "f32"})
+    step("openvino")
+    return built
+
+
+def _session_latency(path: Path, inputs: dict[str, np.ndarray]) -> float:
+    from export.parity import onnx_session
+
+    sess = onnx_session(path, threads=1)
+    return _latency_ms(lambda b: sess.run(None, b), inputs)
+
+
+def _openvino_latency(xml: Path, inputs: dict[str, np.ndarray]) -> float:
+    from export.parity import openvino_compiled
+
+    req = openvino_compiled(xml, threads=1, precision="f32", batch=1).create_infer_request()
+    return _latency_ms(lambda b: req.infer(b), inputs)
+
