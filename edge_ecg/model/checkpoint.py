@@ -1,0 +1,115 @@
+"""Checkpoints: `model.safetensors` + `config.json` (+ `metrics.json`), read without pickle.
+
+Tensor files are read with safetensors, or `torch.load(weights_only=True)` for `.pt`/`.pth`
+state dicts; a pickle holding code is refused with `CheckpointError`, as is a config naming
+fields this version does not know.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+from edge_ecg.errors import CheckpointError
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+FORMAT = "edge-ecg-checkpoint"
+
+
+def load_tensor_file(path: str | Path) -> dict:
+    """A flat dict of tensors from a safetensors file or a weights-only torch file."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weights file")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+        try:
+            return dict(load_file(str(path)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused: the file holds code or objects other than tensors (weights_only "
+            "load failed). Save a state_dict, ideally with safetensors.torch.save_file") from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a torch weights file ({exc})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def save_checkpoint(model, out_dir: str | Path, metrics: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write `model.safetensors` and `config.json` (and `metrics.json` when given)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS), metadata={"format": FORMAT})
+    doc = {"format": FORMAT, "model": model.cfg.to_dict(), **(extra or {})}
+    (out / CONFIG).write_text(json.dumps(doc, indent=2))
+    if metrics is not None:
+        (out / METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return out
+
+
+def read_config(ckpt_dir: str | Path):
+    from edge_ecg.model.config import ECGMoEConfig
+
+    path = Path(ckpt_dir) / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt_dir}: no {CONFIG}; pass a directory `edge-ecg train` wrote")
+    try:
+        doc = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "model" not in doc:
+        raise CheckpointError(f"{path}: not an edge-ecg checkpoint config (format {FORMAT!r})")
+    allowed = {"format", "model", "training"}
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise CheckpointError(f"{path}: unknown top-level field(s) {unknown}")
+    return ECGMoEConfig.from_dict(doc["model"], where=str(path)), doc
+
+
+def load_checkpoint(ckpt_dir: str | Path):
+    """The `ECGMoE` stored in `ckpt_dir`, in eval mode. Weights must match the config exactly."""
+    from edge_ecg.model.moe import ECGMoE
+
+    ckpt_dir = Path(ckpt_dir)
+    cfg, _ = read_config(ckpt_dir)
+    weights = ckpt_dir / WEIGHTS
+    if not weights.is_file():
+        pt = [p for p in (ckpt_dir / "model.pt", ckpt_dir / "model.pth") if p.is_file()]
+        if not pt:
+            raise CheckpointError(f"{ckpt_dir}: no {WEIGHTS}")
+        weights = pt[0]
+    state = load_tensor_file(weights)
+    model = ECGMoE(cfg, load_external=False)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        raise CheckpointError(
+            f"{weights}: does not fit its {CONFIG}: missing {missing[:5]}, unexpected "
+            f"{extra[:5]}; the files were mixed from different checkpoints")
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise CheckpointError(f"{weights}: tensor {k!r} has shape {tuple(v.shape)}, the "
+                                  f"config implies {tuple(own[k].shape)}")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def read_metrics(ckpt_dir: str | Path) -> dict:
+    path = Path(ckpt_dir) / METRICS
+    return json.loads(path.read_text()) if path.is_file() else {}

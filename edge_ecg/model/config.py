@@ -1,0 +1,199 @@
+"""`ECGMoEConfig`: every size and switch of the model, with presets (no torch here).
+
+The config travels in each checkpoint's `config.json` with the signal contract and the task
+specs, so a checkpoint is self-describing. Unknown fields are refused (a config from a newer
+or tampered writer must not be half-read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+from edge_ecg.data.tasks import DEFAULT_TASKS, TaskSet, TaskSpec
+from edge_ecg.errors import CheckpointError, SignalError
+from edge_ecg.signal.contract import SignalContract
+
+SCOUTS = ("patch", "cnn", "dlinear", "fold", "external")
+MORPHOLOGY_EXPERTS = ("beat_cnn", "beat_dilated", "beat_deviation", "beat_mlp")
+RHYTHM_EXPERTS = ("rr_mlp", "rr_conv", "rr_attention", "period_mlp")
+PATHS = ("scout", "morphology", "rhythm")
+VARIANTS = ("moe", "single_scout", "dense_ensemble")
+
+
+@dataclass(frozen=True)
+class ECGMoEConfig:
+    contract: SignalContract = field(default_factory=SignalContract)
+    tasks: tuple[TaskSpec, ...] = field(default_factory=lambda: DEFAULT_TASKS.tasks)
+    variant: str = "moe"                 # moe | single_scout | dense_ensemble (bench baselines)
+    d_model: int = 64                    # width of every expert's output and of the fusion
+    scouts: tuple[str, ...] = ("patch", "cnn", "dlinear", "fold")
+    morphology_experts: tuple[str, ...] = MORPHOLOGY_EXPERTS
+    rhythm_experts: tuple[str, ...] = RHYTHM_EXPERTS
+    use_period: bool = True              # False: no period-aware expert (baselines)
+    top_k: tuple[int, int, int] = (2, 2, 2)   # experts kept per task, per path (PATHS order)
+    # Patch transformer (MOMENT/PatchTST-like): 100 ms patches (50 samples at 500 Hz).
+    patch_len: int = 50
+    patch_layers: int = 2
+    patch_heads: int = 4
+    # Dilated residual CNN (ECG-FM-like).
+    cnn_channels: int = 32
+    cnn_blocks: int = 4
+    cnn_stem_stride: int = 5
+    # DLinear: moving-average trend / seasonal split at 50 Hz, linear maps over time.
+    dlinear_pool: int = 10
+    dlinear_kernel: int = 25             # 0.5 s at 50 Hz
+    dlinear_basis: int = 32
+    # Period fold (TimesNet-like): cycles x points grid resampled from the detected period.
+    fold_points: int = 32
+    fold_min_period_s: float = 0.3       # 200 bpm: rows = ceil(window / 0.3 s)
+    fold_channels: int = 16
+    # Period-aware expert.
+    beat_channels: int = 24
+    beat_pool: int = 5                   # per-beat downsampling of the MLP/decoder path
+    morph_beats: int = 16                # beat slots the morphology experts read (10 s at 96
+                                         # bpm); the rhythm path reads all RR intervals
+    rhythm_hidden: int = 32
+    # Gates, fusion and heads.
+    gate_hidden: int = 32
+    head_hidden: int = 64
+    # External pretrained encoder (scout "external"): architecture name and local weights file.
+    external_arch: str = "conv1d"
+    external_checkpoint: str = ""
+    external_width: int = 32
+    # Training knobs stored with the model.
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lead_dropout: float = 0.5            # probability a training window keeps only 1-3 leads
+    balance_weight: float = 0.01         # weight of the load-balancing loss
+    recon_pool: int = 10                 # pretraining target resolution (samples averaged)
+
+    def __post_init__(self) -> None:
+        for name in self.scouts:
+            if name not in SCOUTS:
+                raise CheckpointError(f"config: unknown scout {name!r}; known: {SCOUTS}")
+        for name in self.morphology_experts:
+            if name not in MORPHOLOGY_EXPERTS:
+                raise CheckpointError(f"config: unknown morphology expert {name!r}")
+        for name in self.rhythm_experts:
+            if name not in RHYTHM_EXPERTS:
+                raise CheckpointError(f"config: unknown rhythm expert {name!r}")
+        if self.variant not in VARIANTS:
+            raise CheckpointError(f"config: variant must be one of {VARIANTS}, got {self.variant!r}")
+        if not self.scouts:
+            raise CheckpointError("config: at least one scout is needed")
+        if self.use_period and (not self.morphology_experts or not self.rhythm_experts):
+            raise CheckpointError("config: the period expert needs morphology and rhythm experts")
+        if not self.tasks:
+            raise CheckpointError("config: at least one task is needed")
+        if self.contract.window_len % self.patch_len:
+            raise CheckpointError(
+                f"config: window of {self.contract.window_len} samples is not a multiple of "
+                f"patch_len {self.patch_len}")
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def task_set(self) -> TaskSet:
+        return TaskSet(tuple(self.tasks))
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+    def experts(self, path: str) -> tuple[str, ...]:
+        return {"scout": self.scouts, "morphology": self.morphology_experts,
+                "rhythm": self.rhythm_experts}[path]
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return PATHS if self.use_period else ("scout",)
+
+    def k(self, path: str) -> int:
+        return max(1, min(self.top_k[PATHS.index(path)], len(self.experts(path))))
+
+    # -- presets and baselines -----------------------------------------------------------
+    @classmethod
+    def preset(cls, name: str, tasks: TaskSet | tuple[TaskSpec, ...] = DEFAULT_TASKS,
+               contract: SignalContract | None = None, **overrides) -> ECGMoEConfig:
+        """`tiny` (tests, < 0.5 M parameters), `edge` (bundled default), `base`."""
+        contract = contract or SignalContract()
+        tasks = tuple(tasks)
+        sizes = {
+            "tiny": dict(d_model=16, patch_layers=1, patch_heads=2, cnn_channels=8, cnn_blocks=2,
+                         dlinear_basis=8, fold_points=16, fold_channels=4, beat_channels=6,
+                         rhythm_hidden=12, gate_hidden=12, head_hidden=16, lora_rank=4,
+                         lora_alpha=8, external_width=8),
+            # ~1.5 M parameters at ~0.1 GFLOP per window: width sits in layers used few times
+            # per window (fusion, heads, DLinear maps), not in the per-token/per-beat convs.
+            "edge": dict(d_model=96, patch_len=100, patch_layers=2, dlinear_basis=192,
+                         beat_channels=16, fold_points=24, fold_channels=12, rhythm_hidden=64,
+                         head_hidden=128, gate_hidden=48, cnn_stem_stride=8),
+            "base": dict(d_model=128, patch_layers=4, patch_heads=8, cnn_channels=64,
+                         cnn_blocks=6, dlinear_basis=64, fold_points=48, fold_channels=32,
+                         beat_channels=48, rhythm_hidden=64, gate_hidden=64, head_hidden=128,
+                         lora_rank=16, lora_alpha=32, external_width=64),
+        }
+        if name not in sizes:
+            raise CheckpointError(f"unknown preset {name!r}; choose one of {sorted(sizes)}")
+        kw = {**sizes[name], **overrides}
+        return cls(contract=contract, tasks=tasks, **kw)
+
+    def baseline(self, variant: str) -> ECGMoEConfig:
+        """The bench baselines at the same sizes: a single-scout model (the CNN scout alone) or
+        an EnECG-style dense ensemble (all scouts, soft gate over all of them, no period expert)."""
+        if variant == "moe":
+            return self
+        if variant == "single_scout":
+            return replace(self, variant=variant, scouts=("cnn",), use_period=False,
+                           top_k=(1, self.top_k[1], self.top_k[2]))
+        if variant == "dense_ensemble":
+            return replace(self, variant=variant, use_period=False,
+                           top_k=(len(self.scouts), self.top_k[1], self.top_k[2]))
+        raise CheckpointError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["contract"] = self.contract.to_dict()
+        d["tasks"] = [t.to_dict() for t in self.tasks]
+        for key in ("scouts", "morphology_experts", "rhythm_experts", "top_k"):
+            d[key] = list(d[key])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config.json") -> ECGMoEConfig:
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{where}: the model config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(
+                f"{where}: unknown config field(s) {unknown}; this checkpoint was written by "
+                "another edge-ecg version or edited: retrain or fix the file")
+        d = dict(d)
+        try:
+            if "contract" in d:
+                d["contract"] = SignalContract.from_dict(d["contract"])
+            if "tasks" in d:
+                d["tasks"] = tuple(TaskSpec.from_dict(t) for t in d["tasks"])
+        except (SignalError, TypeError, KeyError) as exc:
+            raise CheckpointError(f"{where}: bad contract or tasks: {exc}") from exc
+        except Exception as exc:  # RecordError from TaskSpec
+            raise CheckpointError(f"{where}: bad task spec: {exc}") from exc
+        for key in ("scouts", "morphology_experts", "rhythm_experts", "top_k"):
+            if key in d:
+                d[key] = tuple(d[key])
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise CheckpointError(f"{where}: {exc}") from exc
+
+
+def config_summary(cfg: ECGMoEConfig) -> dict:
+    """A short dict for reports: variant, experts per path and top-k."""
+    return {"variant": cfg.variant, "d_model": cfg.d_model,
+            **{f"{p}_experts": list(cfg.experts(p)) for p in cfg.paths},
+            "top_k": {p: cfg.k(p) for p in cfg.paths}, "tasks": list(cfg.task_names)}
+
+
+__all__ = ["MORPHOLOGY_EXPERTS", "PATHS", "RHYTHM_EXPERTS", "SCOUTS", "ECGMoEConfig",
+           "config_summary"]

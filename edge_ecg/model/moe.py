@@ -1,0 +1,234 @@
+"""ECG-MoE: scouts -> period-aware expert (morphology | rhythm) -> gates -> fusion -> heads.
+
+`forward` takes the seven contract inputs positionally (INPUT_NAMES order, float32) and returns
+an ordered dict of named graph outputs: each task (regression in task units, binary positive
+probability, multiclass probabilities) then `gate_scout`, `gate_morphology`, `gate_rhythm`
+`(B, n_tasks, n_experts)`. During training `last_aux_loss` holds the load-balancing loss.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_ecg.model.config import PATHS, ECGMoEConfig
+from edge_ecg.model.gate import InputSummary, TopKGate, load_balance_loss
+from edge_ecg.model.period_expert import MorphologyExpert, RhythmExpert
+from edge_ecg.model.scouts import build_scout
+
+
+class Fusion(nn.Module):
+    """Linear `proj` -> LayerNorm -> GELU: one level of the hierarchical fusion."""
+
+    def __init__(self, d_in: int, d: int):
+        super().__init__()
+        self.proj = nn.Linear(d_in, d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, h):
+        return F.gelu(self.norm(self.proj(h)))
+
+
+class Head(nn.Module):
+    """Task head: `hidden` -> GELU -> `logits`, plus a linear `skip` from the last `n_skip`
+    inputs (the period features: RR in seconds maps linearly to the RR target). Not LoRA
+    targets: heads are trained whole. `skip` starts at zero."""
+
+    def __init__(self, d_in: int, d_hidden: int, n_out: int, n_skip: int = 0):
+        super().__init__()
+        self.hidden = nn.Linear(d_in, d_hidden)
+        self.logits = nn.Linear(d_hidden, n_out)
+        self.n_skip = n_skip
+        if n_skip:
+            self.skip = nn.Linear(n_skip, n_out, bias=False)
+            nn.init.zeros_(self.skip.weight)
+
+    def forward(self, h):
+        z = self.logits(F.gelu(self.hidden(h)))
+        if self.n_skip:
+            z = z + self.skip(h[..., -self.n_skip:])
+        return z
+
+
+class ECGMoE(nn.Module):
+    def __init__(self, cfg: ECGMoEConfig, load_external: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        c, d, n_tasks = cfg.contract, cfg.d_model, len(cfg.tasks)
+        self.summary = InputSummary(cfg)
+        s = self.summary.dim
+        self.scouts = nn.ModuleList(build_scout(n, cfg, load_external) for n in cfg.scouts)
+        self.gate_scout = TopKGate(s, cfg.gate_hidden, n_tasks, len(cfg.scouts), cfg.k("scout"))
+        if cfg.use_period:
+            self.morphology = nn.ModuleList(MorphologyExpert(k, cfg)
+                                            for k in cfg.morphology_experts)
+            self.rhythm = nn.ModuleList(RhythmExpert(k, cfg) for k in cfg.rhythm_experts)
+            self.gate_morphology = TopKGate(s, cfg.gate_hidden, n_tasks,
+                                            len(cfg.morphology_experts), cfg.k("morphology"))
+            self.gate_rhythm = TopKGate(s, cfg.gate_hidden, n_tasks, len(cfg.rhythm_experts),
+                                        cfg.k("rhythm"))
+            self.fuse_period = Fusion(2 * d, d)
+            self.fuse_top = Fusion(2 * d, d)
+        else:
+            self.fuse_top = Fusion(d, d)
+        self.task_embed = nn.Parameter(torch.randn(n_tasks, d) * 0.02)
+        self.lead_embed = nn.Linear(c.n_leads, d)
+        # The period-aware model also hands the period features to the heads directly.
+        n_skip = len(c.period_features) if cfg.use_period else 0
+        self.heads = nn.ModuleDict({t.name: Head(d + n_skip, cfg.head_hidden, t.n_outputs, n_skip)
+                                    for t in cfg.tasks})
+        self.register_buffer("scales", torch.tensor([t.scale for t in cfg.tasks],
+                                                    dtype=torch.float32), persistent=False)
+        self.last_aux_loss = torch.zeros(())
+
+    # ---------------------------------------------------------------------------------------
+    def raw(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period):
+        """Head logits per task (regression: target / scale) and gates per path."""
+        cfg = self.cfg
+        x = x * lead_mask[:, :, None]                                        # (B, L, T)
+        s = self.summary(x, lead_mask, beat_mask, period)                    # (B, S)
+        aux = []
+        # Scouts: (B, L, T) -> (B, E, D); gate (B, n_tasks, E) -> (B, n_tasks, D)
+        scout_out = torch.stack([m(x, period) for m in self.scouts], 1)
+        g_scout, p_scout = self.gate_scout(s)
+        h = torch.einsum("bte,bed->btd", g_scout, scout_out)
+        gates = OrderedDict(gate_scout=g_scout)
+        aux.append(load_balance_loss(g_scout, p_scout) if self.training else None)
+        if cfg.use_period:
+            nb = min(cfg.morph_beats, cfg.contract.max_beats)
+            beats = beats[:, :nb] * lead_mask[:, None, :, None]              # (B, M', L, len)
+            beat_mask = beat_mask[:, :nb]
+            morph_out = torch.stack([m(beats, beat_mask) for m in self.morphology], 1)
+            rhythm_out = torch.stack([m(rr_ms, rr_mask, period) for m in self.rhythm], 1)
+            g_m, p_m = self.gate_morphology(s)
+            g_r, p_r = self.gate_rhythm(s)
+            morph_t = torch.einsum("bte,bed->btd", g_m, morph_out)
+            rhythm_t = torch.einsum("bte,bed->btd", g_r, rhythm_out)
+            period_t = self.fuse_period(torch.cat([morph_t, rhythm_t], -1))  # (B, n_tasks, D)
+            h = self.fuse_top(torch.cat([h, period_t], -1))
+            gates["gate_morphology"] = g_m
+            gates["gate_rhythm"] = g_r
+            if self.training:
+                aux += [load_balance_loss(g_m, p_m), load_balance_loss(g_r, p_r)]
+        else:
+            h = self.fuse_top(h)
+        h = h + self.task_embed + self.lead_embed(lead_mask)[:, None, :]     # (B, n_tasks, D)
+        logits = OrderedDict()
+        for i, t in enumerate(cfg.tasks):
+            hi = h[:, i]
+            if cfg.use_period:
+                hi = torch.cat([hi, period], -1)
+            logits[t.name] = self.heads[t.name](hi)
+        if self.training:
+            self.last_aux_loss = torch.stack([a for a in aux if a is not None]).mean()
+        return logits, gates
+
+    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period):
+        logits, gates = self.raw(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period)
+        out = OrderedDict()
+        for i, t in enumerate(self.cfg.tasks):
+            z = logits[t.name]
+            if t.kind == "regression":
+                out[t.name] = z[:, 0] * self.scales[i]                        # task units
+            elif t.kind == "binary":
+                out[t.name] = torch.sigmoid(z[:, 0])
+            else:
+                out[t.name] = z.softmax(-1)
+        out.update(gates)
+        return out
+
+    # ---------------------------------------------------------------------------------------
+    @property
+    def output_names(self) -> list[str]:
+        return [*self.cfg.task_names, *(f"gate_{p}" for p in self.cfg.paths)]
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def pruned(self, keep: dict[str, list[int]], tasks: list[str] | None = None) -> ECGMoE:
+        """A model computing only the kept experts (indices per path; a path left out keeps all)
+        and the chosen tasks' heads. Gate rows are sliced; softmax and top-k renormalise over
+        the kept experts, so the result equals this model wherever the gate only used them."""
+        cfg = self.cfg
+        tasks = list(tasks or cfg.task_names)
+        t_idx = [cfg.task_names.index(t) for t in tasks]
+        kept = {}
+        for p in cfg.paths:
+            idx = sorted(set(keep.get(p, range(len(cfg.experts(p))))))
+            if not idx or min(idx) < 0 or max(idx) >= len(cfg.experts(p)):
+                raise ValueError(f"pruned: bad expert indices {idx} for path {p!r}")
+            kept[p] = idx
+        top_k = tuple(min(cfg.k(p), len(kept[p])) if p in kept else cfg.top_k[i]
+                      for i, p in enumerate(PATHS))
+        new_cfg = replace(
+            cfg, tasks=tuple(cfg.tasks[i] for i in t_idx), top_k=top_k,
+            scouts=tuple(cfg.scouts[i] for i in kept["scout"]),
+            **({"morphology_experts": tuple(cfg.morphology_experts[i] for i in kept["morphology"]),
+                "rhythm_experts": tuple(cfg.rhythm_experts[i] for i in kept["rhythm"])}
+               if cfg.use_period else {}))
+        new = ECGMoE(new_cfg, load_external=False)
+        state = {}
+        own = self.state_dict()
+        for key, val in own.items():
+            head, _, rest = key.partition(".")
+            if head in ("scouts", "morphology", "rhythm"):
+                path = "scout" if head == "scouts" else head
+                i, _, rest2 = rest.partition(".")
+                if int(i) in kept[path]:
+                    state[f"{head}.{kept[path].index(int(i))}.{rest2}"] = val
+            elif head.startswith("gate_"):
+                continue
+            elif head == "heads":
+                if rest.split(".")[0] in tasks:
+                    state[key] = val
+            elif key == "task_embed":
+                state[key] = val[t_idx]
+            else:
+                state[key] = val
+        for p in cfg.paths:
+            g = getattr(self, f"gate_{p}").sliced(t_idx, kept[p], new_cfg.k(p))
+            state.update({f"gate_{p}.{k}": v for k, v in g.state_dict().items()})
+        new.load_state_dict(state)
+        new.train(self.training)
+        return new
+
+    @torch.no_grad()
+    def expert_usage(self, batches) -> dict[str, dict[str, dict[str, float]]]:
+        """Mean gate mass `{path: {task: {expert: mass}}}` over an iterable of input batches
+        (tuples in INPUT_NAMES order or dicts of named arrays)."""
+        was = self.training
+        self.eval()
+        sums: dict[str, torch.Tensor] = {}
+        n = 0
+        for batch in batches:
+            if isinstance(batch, dict):
+                from edge_ecg.signal.contract import INPUT_NAMES
+                batch = tuple(torch.as_tensor(batch[k]) for k in INPUT_NAMES)
+            out = self(*batch)
+            for p in self.cfg.paths:
+                g = out[f"gate_{p}"].sum(0)
+                sums[p] = sums[p] + g if p in sums else g
+            n += batch[0].shape[0]
+        self.train(was)
+        usage = {}
+        for p in self.cfg.paths:
+            mean = (sums[p] / max(n, 1)).tolist() if p in sums else None
+            usage[p] = {t: {e: (mean[i][j] if mean else 0.0)
+                            for j, e in enumerate(self.cfg.experts(p))}
+                        for i, t in enumerate(self.cfg.task_names)}
+        return usage
+
+
+def format_usage(usage: dict) -> str:
+    """The gate-usage table, one row per (path, task), one column per expert."""
+    lines = []
+    for p, per_task in usage.items():
+        experts = list(next(iter(per_task.values())).keys())
+        lines.append(f"{p:<11} {'task':<13}" + "".join(f"{e:>15}" for e in experts))
+        for t, row in per_task.items():
+            lines.append(f"{'':<11} {t:<13}" + "".join(f"{row[e]:>15.3f}" for e in experts))
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""The period-aware expert, dual path: morphology experts over R-aligned beats, rhythm experts
+over the RR sequence and period features (inputs computed by `edge_ecg.signal`).
+
+Masks are float (1.0 = present). Pooling over beats is masked mean plus masked max: the mean
+carries the typical beat, the max lets a single ectopic beat (a PVC) show. With no beats at all
+both pools are zero, never NaN.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_ecg.model.config import ECGMoEConfig
+from edge_ecg.model.scouts import Attention
+
+BIG = 1e4  # additive mask value; finite so an all-masked row stays finite (and exports)
+
+
+def masked_mean_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`h` `(B, M, d)`, `mask` `(B, M)` -> `(B, 2d)` masked mean and max (zero if all masked)."""
+    m = mask[..., None]
+    count = m.sum(1).clamp(min=1.0)
+    mean = (h * m).sum(1) / count
+    any_beat = (mask.sum(1, keepdim=True) > 0).to(h.dtype)
+    mx = (h + (m - 1.0) * BIG).amax(1) * any_beat
+    return torch.cat([mean, mx], -1)
+
+
+# -- morphology ------------------------------------------------------------------------------
+class BeatCNN(nn.Module):
+    """Per-beat conv encoder `(N, L, beat_len) -> (N, 2c)`."""
+
+    def __init__(self, n_in: int, c: int, dilated: bool):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_in, c, 9, stride=4, padding=4)   # 500 -> 125 Hz
+        self.bn1 = nn.BatchNorm1d(c)
+        if dilated:   # wide context over the QRS-T complex; not a LoRA target (see scouts.py)
+            self.dconv = nn.Conv1d(c, 2 * c, 5, dilation=3, padding=6)
+        else:
+            self.conv2 = nn.Conv1d(c, 2 * c, 5, stride=2, padding=2)
+        self.bn2 = nn.BatchNorm1d(2 * c)
+        self.dilated = dilated
+
+    def forward(self, b: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.bn1(self.conv1(b)))
+        h = self.dconv(h) if self.dilated else self.conv2(h)
+        return F.gelu(self.bn2(h)).mean(-1)
+
+
+class BeatMLP(nn.Module):
+    """Per-beat MLP over the beat at 100 Hz, all leads."""
+
+    def __init__(self, n_leads: int, beat_len: int, pool: int, c: int):
+        super().__init__()
+        self.pool_by = pool
+        self.fc1 = nn.Linear(n_leads * (beat_len // pool), 4 * c)
+        self.fc2 = nn.Linear(4 * c, 2 * c)
+
+    def forward(self, b):
+        low = F.avg_pool1d(b, self.pool_by)
+        return F.gelu(self.fc2(F.gelu(self.fc1(low.flatten(1)))))
+
+
+class MorphologyExpert(nn.Module):
+    """One morphology expert: per-beat encoder, masked mean/max over beats, projection `out`.
+
+    `beat_deviation` feeds each beat minus the window's mean beat (its template), so an ectopic
+    beat stands out whatever the patient's normal morphology.
+    """
+
+    def __init__(self, kind: str, cfg: ECGMoEConfig):
+        super().__init__()
+        c = cfg.contract
+        ch = cfg.beat_channels
+        self.kind = kind
+        if kind == "beat_mlp":
+            self.encoder = BeatMLP(c.n_leads, c.beat_len, cfg.beat_pool, ch)
+        else:
+            self.encoder = BeatCNN(c.n_leads, ch, dilated=(kind == "beat_dilated"))
+        self.dim = 2 * ch
+        self.out = nn.Linear(2 * self.dim, cfg.d_model)
+
+    def beat_features(self, beats: torch.Tensor, beat_mask: torch.Tensor) -> torch.Tensor:
+        """`(B, M, L, len)` -> per-beat features `(B, M, dim)`."""
+        b, m, n_leads, n = beats.shape
+        if self.kind == "beat_deviation":
+            w = beat_mask[:, :, None, None]
+            template = (beats * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
+            beats = (beats - template) * w
+        h = self.encoder(beats.reshape(b * m, n_leads, n))
+        return h.reshape(b, m, self.dim)
+
+    def forward(self, beats, beat_mask):
+        h = self.beat_features(beats, beat_mask)
+        return F.gelu(self.out(masked_mean_max(h, beat_mask)))             # (B, D)
+
+
+# -- rhythm ----------------------------------------------------------------------------------
+def rr_channels(rr_ms: torch.Tensor, rr_mask: torch.Tensor) -> torch.Tensor:
+    """`(B, M)` -> `(B, 3, M)`: RR in seconds, successive difference, mask (zeros where absent)."""
+    r = rr_ms * 1e-3 * rr_mask
+    d = torch.cat([torch.zeros_like(r[:, :1]), r[:, 1:] - r[:, :-1]], 1)
+    d = d * rr_mask * torch.cat([torch.zeros_like(rr_mask[:, :1]), rr_mask[:, :-1]], 1)
+    return torch.stack([r, d, rr_mask], 1)
+
+
+class RhythmExpert(nn.Module):
+    """One rhythm expert over `(rr_ms, rr_mask, period)`:
+
+    - `rr_mlp`: MLP over the whole padded RR sequence and its mask;
+    - `rr_conv`: 1-D convs along the RR sequence, masked mean/max;
+    - `rr_attention`: self-attention over RR tokens with a key mask;
+    - `period_mlp`: MLP over the HRV/period feature vector.
+    """
+
+    def __init__(self, kind: str, cfg: ECGMoEConfig):
+        super().__init__()
+        c, h = cfg.contract, cfg.rhythm_hidden
+        m, p = c.max_beats, len(c.period_features)
+        self.kind = kind
+        if kind == "rr_mlp":
+            self.fc1 = nn.Linear(3 * m, h)
+            self.fc2 = nn.Linear(h, h)
+        elif kind == "rr_conv":
+            self.conv1 = nn.Conv1d(3, h, 3, padding=1)
+            self.conv2 = nn.Conv1d(h, h, 3, padding=1)
+            self.fc2 = nn.Linear(2 * h, h)
+        elif kind == "rr_attention":
+            self.token = nn.Linear(3, h)
+            self.pos = nn.Parameter(torch.randn(1, m, h) * 0.02)
+            self.attn = Attention(h, 2)
+            self.fc2 = nn.Linear(2 * h, h)
+        elif kind == "period_mlp":
+            self.fc1 = nn.Linear(p, h)
+            self.fc2 = nn.Linear(h, h)
+        else:
+            raise ValueError(kind)
+        self.out = nn.Linear(h, cfg.d_model)
+
+    def forward(self, rr_ms, rr_mask, period):
+        ch = rr_channels(rr_ms, rr_mask)                                     # (B, 3, M)
+        if self.kind == "rr_mlp":
+            h = F.gelu(self.fc2(F.gelu(self.fc1(ch.flatten(1)))))
+        elif self.kind == "rr_conv":
+            t = F.gelu(self.conv2(F.gelu(self.conv1(ch)))).transpose(1, 2)   # (B, M, h)
+            h = F.gelu(self.fc2(masked_mean_max(t, rr_mask)))
+        elif self.kind == "rr_attention":
+            t = self.token(ch.transpose(1, 2)) + self.pos                    # (B, M, h)
+            bias = ((rr_mask - 1.0) * BIG)[:, None, None, :]                 # mask keys
+            t = t + self.attn(t, bias)
+            h = F.gelu(self.fc2(masked_mean_max(t, rr_mask)))
+        else:
+            h = F.gelu(self.fc2(F.gelu(self.fc1(period))))
+        return F.gelu(self.out(h))                                           # (B, D)

@@ -1,0 +1,335 @@
+"""Training: masked-reconstruction pretraining, then peft LoRA fine-tuning on the tasks.
+
+Multi-task loss with missing labels (NaN) masked out; regression targets divided by
+`TaskSpec.scale`; random lead dropout so 1-, 2- and 3-lead monitors can use the 12-lead model.
+Data parallel under `torchrun` (DDP, gloo backend): every rank takes an equal shard of the same
+seeded permutation; rank 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_ecg.model.evaluation import batches, evaluate
+from edge_ecg.model.lora import add_lora, base_of, freeze_batchnorm, merged
+from edge_ecg.model.moe import ECGMoE
+from edge_ecg.model.pretrain import PretrainHeads, PretrainStep, make_masks
+from edge_ecg.signal.contract import INPUT_NAMES
+
+# Lead sets of real monitors (by name; those the contract lacks are ignored): lead II alone
+# (3-electrode monitor), II + V1 / II + V5 (MIT-BIH, 5-electrode monitors), I + II with the
+# derived limb leads, and that plus V1.
+MONITOR_LEADS = (("II",), ("II", "V1"), ("II", "V5"), ("I",), ("V1",),
+                 ("I", "II", "III", "aVR", "aVL", "aVF"),
+                 ("I", "II", "III", "aVR", "aVL", "aVF", "V1"))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 4
+    pretrain_epochs: int = 1
+    batch_size: int = 32
+    lr: float = 3e-3                   # LoRA adapters and saved modules
+    pretrain_lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    progress: bool = True
+    grad_clip: float = 1.0
+
+
+@dataclass
+class History:
+    pretrain_loss: list[float] = field(default_factory=list)   # mean per epoch
+    train_loss: list[float] = field(default_factory=list)      # mean per epoch
+    first_loss: float = math.nan                               # first fine-tuning batches
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# -- distributed -----------------------------------------------------------------------------
+def dist_setup() -> tuple[int, int]:
+    """`(rank, world)`; initialises a gloo process group when run under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def dist_teardown() -> None:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def shard(n: int, epoch: int, seed: int, batch_size: int, rank: int, world: int) -> list[np.ndarray]:
+    """This rank's batches of one epoch: equal-length shards of one seeded permutation."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    per_rank = n // world
+    mine = perm[rank::world][:per_rank]
+    n_batches = max(1, per_rank // batch_size) if per_rank >= batch_size else 1
+    return [mine[i * batch_size:(i + 1) * batch_size] for i in range(n_batches)
+            if len(mine[i * batch_size:(i + 1) * batch_size])]
+
+
+def _wrap(module: nn.Module, world: int) -> nn.Module:
+    if world <= 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(module, find_unused_parameters=True)
+
+
+# -- batches ---------------------------------------------------------------------------------
+def to_batch(inputs: dict[str, np.ndarray], idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.from_numpy(np.ascontiguousarray(inputs[k][idx], dtype=np.float32))
+                 for k in INPUT_NAMES)
+
+
+def lead_dropout(batch: tuple[torch.Tensor, ...], p: float, leads: tuple[str, ...],
+                 gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """With probability `p` per window, keep only one monitor's lead set (MONITOR_LEADS)."""
+    x, lead_mask, beats, *rest = batch
+    b = x.shape[0]
+    sets = []
+    for names in MONITOR_LEADS:
+        m = torch.tensor([1.0 if n in names else 0.0 for n in leads])
+        if m.sum() > 0:
+            sets.append(m)
+    drop = torch.rand(b, generator=gen) < p
+    which = torch.randint(len(sets), (b,), generator=gen)
+    keep = torch.stack([sets[int(i)] for i in which])                     # (B, L)
+    keep = torch.where(drop[:, None], keep, torch.ones_like(keep))
+    new_mask = lead_mask * keep
+    # A window whose own leads miss the chosen set keeps its leads rather than none.
+    empty = new_mask.sum(1, keepdim=True) == 0
+    new_mask = torch.where(empty, lead_mask, new_mask)
+    return (x * new_mask[:, :, None], new_mask, beats * new_mask[:, None, :, None], *rest)
+
+
+def label_batch(labels: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.asarray(v[idx], dtype=np.float32)) for k, v in labels.items()}
+
+
+def task_losses(cfg, logits: dict[str, torch.Tensor],
+                labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-task loss over the windows that carry that task's label."""
+    out = {}
+    for t in cfg.tasks:
+        if t.name not in labels:
+            continue
+        y = labels[t.name]
+        ok = torch.isfinite(y)
+        if not bool(ok.any()):
+            continue
+        z = logits[t.name][ok]
+        y = y[ok]
+        if t.kind == "regression":
+            # Smooth L1 with a small beta: MAE is the metric, L2 near zero keeps it smooth.
+            out[t.name] = F.smooth_l1_loss(z[:, 0], y / t.scale, beta=0.01)
+        elif t.kind == "binary":
+            out[t.name] = F.binary_cross_entropy_with_logits(z[:, 0], y)
+        else:
+            out[t.name] = F.cross_entropy(z, y.long())
+    return out
+
+
+class FinetuneStep(nn.Module):
+    """Multi-task loss + load balance as one module (so DDP can wrap it)."""
+
+    def __init__(self, peft_model: nn.Module):
+        super().__init__()
+        self.peft_model = peft_model
+
+    def forward(self, batch, labels):
+        inner = base_of(self.peft_model)
+        logits, _ = inner.raw(*batch)
+        losses = task_losses(inner.cfg, logits, labels)
+        task = torch.stack(list(losses.values())).sum() if losses else logits[
+            inner.cfg.task_names[0]].sum() * 0.0
+        return task + inner.cfg.balance_weight * inner.last_aux_loss, task.detach()
+
+
+@torch.no_grad()
+def init_heads(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> None:
+    """Start each head at a training-set prior, so the short fine-tuning spends its steps on
+    the signal: regression heads at the least-squares linear probe of the (scaled) target on
+    the period features, through the head's `skip` (last layer zero: the MLP adds to it);
+    binary heads at the log prevalence; multiclass heads at the log class frequencies."""
+    period = np.asarray(inputs["period"], dtype=np.float64)
+    for t in model.cfg.tasks:
+        y = np.asarray(labels.get(t.name, []), dtype=np.float64)
+        ok = np.isfinite(y)
+        if not ok.any():
+            continue
+        head = model.heads[t.name]
+        bias = head.logits.bias
+        if t.kind == "regression":
+            target = y[ok] / t.scale
+            bias.fill_(float(target.mean()))
+            if head.n_skip and ok.sum() > period.shape[1] + 1:
+                a = np.concatenate([period[ok], np.ones((int(ok.sum()), 1))], 1)
+                # ridge (1e-3) keeps constant features (all-zero columns) harmless
+                w = np.linalg.solve(a.T @ a + 1e-3 * np.eye(a.shape[1]), a.T @ target)
+                head.skip.weight.copy_(torch.as_tensor(w[:-1], dtype=bias.dtype)[None, :])
+                bias.fill_(float(w[-1]))
+                head.logits.weight.zero_()
+        elif t.kind == "binary":
+            p = float(np.clip(y[ok].mean(), 0.02, 0.98))
+            bias.fill_(math.log(p / (1 - p)))
+        else:
+            counts = np.bincount(y[ok].astype(int), minlength=len(t.labels)) + 1.0
+            bias.copy_(torch.as_tensor(np.log(counts / counts.sum()), dtype=bias.dtype))
+
+
+def _schedule(opt, total: int, warmup: int):
+    def f(step):
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="batch", disable=not enabled, leave=False)
+
+
+# -- stages ----------------------------------------------------------------------------------
+def pretrain(model: ECGMoE, inputs: dict[str, np.ndarray], settings: TrainSettings,
+             rank: int = 0, world: int = 1) -> list[float]:
+    """Masked-reconstruction pretraining of scouts and period experts (in place)."""
+    if settings.pretrain_epochs <= 0:
+        return []
+    cfg = model.cfg
+    torch.manual_seed(settings.seed + 1)
+    heads = PretrainHeads(model)
+    step = _wrap(PretrainStep(model, heads), world)
+    params = [p for n, p in model.named_parameters()
+              if n.split(".")[0] in ("scouts", "morphology", "rhythm") and p.requires_grad]
+    params += list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=settings.pretrain_lr, weight_decay=settings.weight_decay)
+    n = len(next(iter(inputs.values())))
+    n_batches = len(shard(n, 0, settings.seed, settings.batch_size, rank, world))
+    sched = _schedule(opt, n_batches * settings.pretrain_epochs, max(1, n_batches // 4))
+    gen = torch.Generator().manual_seed(settings.seed * 7919 + rank)
+    history = []
+    model.train()
+    bar = _bar(n_batches * settings.pretrain_epochs, "pretrain", settings.progress and rank == 0)
+    for epoch in range(settings.pretrain_epochs):
+        total = 0.0
+        for idx in shard(n, 100 + epoch, settings.seed, settings.batch_size, rank, world):
+            batch = lead_dropout(to_batch(inputs, idx), cfg.lead_dropout, cfg.contract.leads, gen)
+            loss = step(*batch, make_masks(batch, cfg, gen))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        history.append(total / n_batches)
+    bar.close()
+    return history
+
+
+def finetune(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
+             settings: TrainSettings, rank: int = 0, world: int = 1, history: History | None = None):
+    """peft LoRA fine-tuning: base frozen, adapters + heads/gates trained. Returns the peft model
+    (unmerged; `lora.merged` folds it)."""
+    cfg = model.cfg
+    torch.manual_seed(settings.seed + 2)
+    init_heads(model, inputs, labels)
+    peft_model = add_lora(model)
+    step = _wrap(FinetuneStep(peft_model), world)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    n = len(next(iter(inputs.values())))
+    n_batches = len(shard(n, 0, settings.seed, settings.batch_size, rank, world))
+    total_steps = n_batches * max(1, settings.epochs)
+    sched = _schedule(opt, total_steps, max(1, total_steps // 20))
+    gen = torch.Generator().manual_seed(settings.seed * 104729 + rank)
+    history = history if history is not None else History()
+    bar = _bar(total_steps, "fine-tune", settings.progress and rank == 0)
+    first: list[float] = []
+    for epoch in range(settings.epochs):
+        peft_model.train()
+        freeze_batchnorm(peft_model)
+        total = 0.0
+        for idx in shard(n, epoch, settings.seed, settings.batch_size, rank, world):
+            batch = lead_dropout(to_batch(inputs, idx), cfg.lead_dropout, cfg.contract.leads, gen)
+            loss, task = step(batch, label_batch(labels, idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            opt.step()
+            sched.step()
+            total += float(task)
+            if len(first) < 3:
+                first.append(float(task))
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(task):.4f}")
+        history.train_loss.append(total / n_batches)
+    bar.close()
+    history.first_loss = float(np.mean(first)) if first else math.nan
+    peft_model.eval()
+    return peft_model
+
+
+@dataclass
+class TrainResult:
+    model: ECGMoE                 # merged, eval mode
+    metrics: dict                 # {task: {metric: value}} on the held-out split
+    usage: dict                   # gate usage per path, task, expert on the held-out split
+    history: History
+    n_params: int
+    n_trainable: int
+    flops: int
+
+
+def train(cfg, train_ds, val_ds, settings: TrainSettings, rank: int = 0, world: int = 1,
+          log=print) -> TrainResult:
+    """Build, pretrain, LoRA-fine-tune, merge and evaluate an ECG-MoE."""
+    from edge_ecg.model.flops import count_flops, count_params
+
+    torch.manual_seed(settings.seed)
+    model = ECGMoE(cfg)
+    n_params = count_params(model)
+    flops = count_flops(model)
+    if rank == 0:
+        log(f"model {cfg.variant}: {n_params:,} parameters, {flops / 1e6:.1f} MFLOPs per "
+            f"{cfg.contract.window_s:g}-s {cfg.contract.n_leads}-lead window; "
+            f"{len(train_ds)} training / {len(val_ds)} held-out windows")
+    history = History()
+    t0 = time.perf_counter()
+    history.pretrain_loss = pretrain(model, train_ds.inputs, settings, rank, world)
+    history.seconds["pretrain"] = time.perf_counter() - t0
+    if rank == 0 and history.pretrain_loss:
+        log("pretrain loss per epoch: " + ", ".join(f"{v:.4f}" for v in history.pretrain_loss))
+    t0 = time.perf_counter()
+    peft_model = finetune(model, train_ds.inputs, train_ds.labels, settings, rank, world, history)
+    n_trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    history.seconds["finetune"] = time.perf_counter() - t0
+    if rank == 0:
+        log(f"LoRA fine-tuning: {n_trainable:,} trainable parameters; loss per epoch: "
+            + ", ".join(f"{v:.4f}" for v in history.train_loss))
+    final = merged(peft_model).eval()
+    metrics, usage = {}, {}
+    if rank == 0 and len(val_ds):
+        metrics = evaluate(final, val_ds)
+        usage = final.expert_usage(batches(val_ds.inputs, 64))
+    return TrainResult(final, metrics, usage, history, n_params, n_trainable, flops)
+
+
+def settings_dict(s: TrainSettings) -> dict:
+    return asdict(s)

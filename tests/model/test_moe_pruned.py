@@ -1,0 +1,58 @@
+"""pruned(): only the kept experts and the chosen heads, equal where the gate used only them."""
+
+from __future__ import annotations
+
+import torch
+
+from edge_ecg.model.flops import count_flops, example_inputs
+from edge_ecg.model.moe import ECGMoE
+
+
+def _route_to(m: ECGMoE, path: str, experts: list[int]) -> None:
+    """Make a gate prefer `experts` for every task and input (large bias, other logits small)."""
+    g = getattr(m, f"gate_{path}")
+    with torch.no_grad():
+        g.g_out.weight.mul_(0.01)
+        bias = torch.full((g.n_tasks, g.n_experts), -5.0)
+        for rank, e in enumerate(experts):
+            bias[:, e] = 5.0 - rank
+        g.g_out.bias.copy_(bias.reshape(-1))
+
+
+def test_pruned_equals_full_when_gate_uses_only_kept_experts(tiny_cfg):
+    torch.manual_seed(0)
+    m = ECGMoE(tiny_cfg).eval()
+    keep = {"scout": [1, 3], "morphology": [0, 2], "rhythm": [1, 3]}
+    for p, e in keep.items():
+        _route_to(m, p, e)
+    inp = example_inputs(tiny_cfg, 3)
+    full = m(*inp)
+    small = m.pruned(keep, ["age", "arrhythmia"]).eval()
+    assert small.cfg.scouts == ("cnn", "fold") and len(small.morphology) == 2
+    out = small(*inp)
+    assert list(out)[:2] == ["age", "arrhythmia"] and "sex" not in out
+    for t in ("age", "arrhythmia"):
+        torch.testing.assert_close(out[t], full[t], atol=1e-5, rtol=1e-5)
+    i = [tiny_cfg.task_names.index(t) for t in ("age", "arrhythmia")]
+    for p, e in keep.items():
+        torch.testing.assert_close(out[f"gate_{p}"], full[f"gate_{p}"][:, i][:, :, e])
+    assert count_flops(small) < count_flops(m)
+
+
+def test_pruned_renormalises_over_kept_experts(tiny_cfg):
+    torch.manual_seed(0)
+    m = ECGMoE(tiny_cfg).eval()
+    small = m.pruned({"scout": [0]}).eval()
+    out = small(*example_inputs(tiny_cfg, 2))
+    torch.testing.assert_close(out["gate_scout"], torch.ones(2, len(tiny_cfg.tasks), 1))
+
+
+def test_expert_usage_is_mean_gate_mass(tiny_cfg):
+    m = ECGMoE(tiny_cfg).eval()
+    batches = [example_inputs(tiny_cfg, 2, seed=s) for s in range(2)]
+    usage = m.expert_usage(batches)
+    for p in ("scout", "morphology", "rhythm"):
+        for t in tiny_cfg.task_names:
+            assert abs(sum(usage[p][t].values()) - 1.0) < 1e-5
+    g = torch.cat([m(*b)["gate_scout"] for b in batches]).mean(0)
+    assert abs(usage["scout"]["age"]["patch"] - float(g[1, 0])) < 1e-6

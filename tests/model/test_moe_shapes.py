@@ -1,0 +1,93 @@
+"""Shapes, masks and degenerate inputs of ECG-MoE (tiny preset)."""
+
+from __future__ import annotations
+
+import torch
+
+from edge_ecg.model.config import ECGMoEConfig
+from edge_ecg.model.flops import count_flops, example_inputs
+from edge_ecg.model.moe import ECGMoE
+from edge_ecg.signal.contract import SignalContract
+
+
+def test_outputs_are_named_shaped_and_ordered(tiny_cfg):
+    m = ECGMoE(tiny_cfg).eval()
+    out = m(*example_inputs(tiny_cfg, 3))
+    names = list(tiny_cfg.task_names)
+    assert list(out) == names + ["gate_scout", "gate_morphology", "gate_rhythm"]
+    assert out["rr_interval"].shape == (3,) and out["sex"].shape == (3,)
+    assert out["arrhythmia"].shape == (3, 15)
+    torch.testing.assert_close(out["arrhythmia"].sum(-1), torch.ones(3))
+    assert ((out["sex"] > 0) & (out["sex"] < 1)).all()
+    for p in ("scout", "morphology", "rhythm"):
+        assert out[f"gate_{p}"].shape == (3, len(names), 4)
+
+
+def test_default_contract_shapes_and_preset_sizes():
+    tiny = ECGMoE(ECGMoEConfig.preset("tiny")).eval()
+    assert tiny.n_params() < 500_000
+    out = tiny(*example_inputs(tiny.cfg, 2))
+    assert out["age"].shape == (2,)
+    edge = ECGMoE(ECGMoEConfig.preset("edge"))
+    assert 1_000_000 <= edge.n_params() <= 3_000_000
+    assert count_flops(tiny) > 0
+
+
+def test_missing_leads_and_no_beats_give_finite_outputs(tiny_cfg):
+    m = ECGMoE(tiny_cfg).eval()
+    x, lead_mask, beats, beat_mask, rr, rr_mask, period = example_inputs(tiny_cfg, 4)
+    lead_mask[0] = 0.0
+    lead_mask[0, 1] = 1.0                       # lead II only
+    lead_mask[1, 2:] = 0.0                      # I and II
+    beat_mask[2] = 0.0                          # no beats at all
+    rr_mask[2] = 0.0
+    rr[2] = 0.0
+    period[2] = 0.0
+    beat_mask[3, 1:] = 0.0                      # one beat, no RR interval
+    rr_mask[3] = 0.0
+    out = m(x, lead_mask, beats, beat_mask, rr, rr_mask, period)
+    for k, v in out.items():
+        assert torch.isfinite(v).all(), k
+
+
+def test_masked_leads_do_not_leak(tiny_cfg):
+    """What a masked lead holds must not change the outputs (the mask zeroes it)."""
+    m = ECGMoE(tiny_cfg).eval()
+    inp = list(example_inputs(tiny_cfg, 2))
+    inp[1][:, 3:] = 0.0
+    a = m(*inp)
+    inp[0] = inp[0].clone()
+    inp[0][:, 3:] += 5.0
+    inp[2] = inp[2].clone()
+    inp[2][:, :, 3:] -= 3.0
+    b = m(*inp)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
+def test_period_fold_follows_the_period(tiny_cfg):
+    """Folding a pure sine by its own period gives identical rows (cycles align)."""
+    from edge_ecg.model.scouts import PeriodFold
+
+    fold = PeriodFold(tiny_cfg)
+    c = tiny_cfg.contract
+    t = torch.arange(c.window_len) / c.fs_hz
+    x = torch.sin(2 * torch.pi * t / 0.8)[None, None, :]
+    period = torch.zeros(1, len(c.period_features))
+    period[0, c.period_features.index("dominant_cycle_s")] = 0.8
+    grid, valid = fold(x, period)
+    rows = int(valid[0, 0, :, 0].sum())
+    assert rows == 13          # 10 s / 0.8 s = 12.5 cycles: rows 0..12 start inside
+    full = grid[0, 0, :12]
+    assert float((full - full[0]).abs().max()) < 0.05
+    assert float(grid[0, 0, 13:].abs().max()) == 0.0
+
+
+def test_baseline_variants_build():
+    cfg = ECGMoEConfig.preset("tiny", contract=SignalContract(fs_hz=100.0))
+    single = ECGMoE(cfg.baseline("single_scout")).eval()
+    dense = ECGMoE(cfg.baseline("dense_ensemble")).eval()
+    out_s = single(*example_inputs(single.cfg, 2))
+    out_d = dense(*example_inputs(dense.cfg, 2))
+    assert "gate_morphology" not in out_s and out_s["gate_scout"].shape[-1] == 1
+    assert (out_d["gate_scout"] > 0).all()      # dense: soft gate over every scout
