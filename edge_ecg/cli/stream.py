@@ -1,0 +1,123 @@
+"""`edge-ecg stream`: run the on-device runtime on a source and emit JSON Lines events.
+
+    edge-ecg stream --source record:../shared/data/mitdb/100 --speed max --output jsonl:out.jsonl
+    edge-ecg stream --source serial:/dev/ttyUSB0?baud=921600 --lsl
+
+Events go to stdout (or a file); the disclaimer and the summary go to stderr so that stdout
+stays pure JSON Lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from edge_ecg import DISCLAIMER
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default_bundle"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True, metavar="SPEC",
+                        help="serial:PORT?baud=N | ble:ADDRESS | record:PATH | synth:CONDITION"
+                             "[?seconds=N&seed=N] (conditions may be joined with +)")
+    parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), metavar="DIR",
+                        help="exported bundle directory (verified before use)")
+    parser.add_argument("--variant", default=None, help="bundle variant (default: the bundle's)")
+    parser.add_argument("--profile", default=None, metavar="NAME",
+                        help="device profile (profiles/): its variant, threads, hop and CPUs")
+    parser.add_argument("--hop", type=float, default=None, metavar="S",
+                        help="seconds between predictions (default: the bundle's hop)")
+    parser.add_argument("--output", default="jsonl:-", metavar="jsonl:-|jsonl:FILE")
+    parser.add_argument("--lsl", action="store_true", help="also publish events on an LSL outlet")
+    parser.add_argument("--speed", choices=("realtime", "max"), default=None,
+                        help="replay pace for record:/synth: sources (default realtime)")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default 1)")
+    parser.add_argument("--smooth", type=int, default=1, metavar="N",
+                        help="average outputs over the last N contiguous windows")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="stop after this many seconds of signal")
+    parser.add_argument("--no-beats", action="store_true", help="do not emit beat events")
+
+
+def resolve_profile(name: str | None, variants: list[str]) -> dict:
+    """Variant (the profile's first preference the bundle has), threads, hop and CPU affinity
+    from a device profile (profiles/*.toml), when one is named."""
+    if not name:
+        return {}
+    from edge_ecg.errors import BundleError
+    from profiles import load_profile
+
+    prof = load_profile(name)
+    out: dict = {"threads": int(prof.runtime_threads), "hop": float(prof.stream_hop_s)}
+    if prof.runtime_cpu_affinity:
+        out["affinity"] = tuple(prof.runtime_cpu_affinity)
+    if prof.runtime_variants and variants:
+        have = [v for v in prof.runtime_variants if v in variants]
+        if not have:
+            raise BundleError(f"profile {name!r} runs variants {list(prof.runtime_variants)}; "
+                              f"the bundle has {variants}: pass --variant or another bundle")
+        out["variant"] = have[0]
+    return out
+
+
+class _BeatFilter:
+    """A sink wrapper that drops beat events (--no-beats)."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+
+    def emit(self, event) -> None:
+        if event.to_json()["type"] != "beat":
+            self.sink.emit(event)
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def build_spec(source: str, speed: str | None):
+    from edge_ecg.runtime.source import SourceSpec
+
+    spec = SourceSpec.parse(source)
+    if speed and spec.kind in ("record", "synth") and "speed" not in spec.options:
+        spec = SourceSpec(spec.kind, spec.target, {**spec.options, "speed": speed})
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.events import LslSink, open_output
+    from edge_ecg.runtime.pipeline import Pipeline
+    from edge_ecg.runtime.sources import open_source
+    from export.manifest import load_bundle
+
+    manifest = load_bundle(args.bundle)
+    prof = resolve_profile(args.profile, [] if args.variant else sorted(manifest.variants))
+    variant = args.variant or prof.get("variant")
+    threads = args.threads or int(prof.get("threads", 1))
+    hop = args.hop or prof.get("hop")
+    if prof.get("affinity") and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(prof["affinity"]) & os.sched_getaffinity(0) or
+                             os.sched_getaffinity(0))
+    backend = open_backend(args.bundle, variant=variant, threads=threads, manifest=manifest)
+    source = open_source(build_spec(args.source, args.speed))
+    sinks = [open_output(args.output)]
+    if args.lsl:
+        sinks.append(LslSink())
+    if args.no_beats:
+        sinks = [_BeatFilter(s) for s in sinks]
+    print(DISCLAIMER, file=sys.stderr)
+    info = {"source": args.source, "bundle": str(args.bundle), "variant": backend.variant.name,
+            "backend": backend.name, "model_version": backend.manifest.model_version,
+            "disclaimer": DISCLAIMER}
+    pipe = Pipeline(source, backend, sinks, hop_s=hop, smooth=args.smooth, info=info)
+    try:
+        summary = pipe.run(max_seconds=args.seconds)
+    finally:
+        backend.close()
+    for line in summary.lines():
+        print(line, file=sys.stderr)
+    print(DISCLAIMER, file=sys.stderr)
+    return 0

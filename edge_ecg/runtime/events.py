@@ -1,0 +1,167 @@
+"""What the runtime emits: frozen event records and the sinks that write them.
+
+Each event serialises to one JSON object with `"type"` (beat, prediction, gap, withheld,
+status), the absolute sample `index` on the source's clock and `time_s = index / fs_hz`.
+Sinks: JSON Lines (stdout or a file, flushed per event so a consumer sees it at once) and an
+optional Lab Streaming Layer outlet (pylsl imported only when asked for).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from edge_ecg.errors import SourceError
+
+EVENT_TYPES = ("beat", "prediction", "gap", "withheld", "status")
+
+
+def _clean(v):
+    """JSON-safe: numpy scalars to Python, non-finite floats to None."""
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+@dataclass(frozen=True)
+class BeatEvent:
+    """A detected R peak on the source clock; `delay_ms` from the peak to its decision."""
+
+    index: int
+    time_s: float
+    delay_ms: float
+
+    def to_json(self) -> dict:
+        return {"type": "beat", "index": int(self.index), "time_s": round(self.time_s, 4),
+                "delay_ms": round(self.delay_ms, 1)}
+
+
+@dataclass(frozen=True)
+class PredictionEvent:
+    """Model outputs for the window `[start, index)` (source clock; `index` = window end).
+
+    `outputs`: task -> {"value", "unit"} for regression, {"label", "prob", "probs"} for
+    binary/multiclass. `experts`: path -> names of the experts with non-zero gate weight.
+    """
+
+    index: int
+    time_s: float
+    start: int
+    outputs: dict
+    experts: dict
+    latency_ms: float
+    n_beats: int
+
+    def to_json(self) -> dict:
+        return _clean({"type": "prediction", "index": int(self.index),
+                       "time_s": round(self.time_s, 4), "start": int(self.start),
+                       "outputs": self.outputs, "experts": self.experts,
+                       "latency_ms": round(self.latency_ms, 3), "n_beats": self.n_beats})
+
+
+@dataclass(frozen=True)
+class GapEvent:
+    """`length` samples missing before `index` (source clock): filled, marked, reported."""
+
+    index: int
+    time_s: float
+    length: int
+    cause: str = "sequence"   # sequence (index jump) | overflow (consumer fell behind)
+
+    def to_json(self) -> dict:
+        return {"type": "gap", "index": int(self.index), "time_s": round(self.time_s, 4),
+                "length": int(self.length), "cause": self.cause}
+
+
+@dataclass(frozen=True)
+class WithheldEvent:
+    """A window whose prediction was withheld, with the reasons (see `quality.REASONS`)."""
+
+    index: int
+    time_s: float
+    start: int
+    reasons: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"type": "withheld", "index": int(self.index), "time_s": round(self.time_s, 4),
+                "start": int(self.start), "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    """Lifecycle and counters: start, periodic, stop (with the summary)."""
+
+    index: int
+    time_s: float
+    state: str
+    info: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return _clean({"type": "status", "index": int(self.index),
+                       "time_s": round(self.time_s, 4), "state": self.state, "info": self.info})
+
+
+Event = BeatEvent | PredictionEvent | GapEvent | WithheldEvent | StatusEvent
+
+
+class JsonlSink:
+    """One JSON object per line, flushed per event. `target` is '-' (stdout) or a path."""
+
+    def __init__(self, target: str = "-") -> None:
+        self.target = target
+        if target == "-":
+            self._f: IO[str] = sys.stdout
+            self._own = False
+        else:
+            try:
+                self._f = open(Path(target), "w", encoding="utf-8", buffering=1)
+            except OSError as exc:
+                raise SourceError(f"cannot open output {target}: {exc}") from exc
+            self._own = True
+
+    def emit(self, event: Event) -> None:
+        self._f.write(json.dumps(event.to_json(), separators=(",", ":")) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        try:
+            self._f.flush()
+        finally:
+            if self._own:
+                self._f.close()
+
+
+class LslSink:
+    """Lab Streaming Layer outlet: each event as a JSON string marker (irregular rate)."""
+
+    def __init__(self, name: str = "edge-ecg", source_id: str = "edge-ecg-runtime") -> None:
+        try:
+            import pylsl
+        except Exception as exc:  # ImportError or liblsl missing
+            raise SourceError(f"--lsl needs pylsl with liblsl ({exc}); pip install edge-ecg[lsl]") from exc
+        info = pylsl.StreamInfo(name, "Markers", 1, pylsl.IRREGULAR_RATE, "string", source_id)
+        self._outlet = pylsl.StreamOutlet(info)
+
+    def emit(self, event: Event) -> None:
+        self._outlet.push_sample([json.dumps(event.to_json(), separators=(",", ":"))])
+
+    def close(self) -> None:
+        self._outlet = None
+
+
+def open_output(spec: str):
+    """A sink from `jsonl:-` (stdout) or `jsonl:FILE`."""
+    kind, sep, target = spec.partition(":")
+    if kind != "jsonl" or not sep or not target:
+        raise SourceError(f"output {spec!r} not understood: use jsonl:- or jsonl:FILE")
+    return JsonlSink(target)

@@ -1,0 +1,465 @@
+"""The stream pipeline: source -> ring buffer -> beat tracker -> quality -> predictor -> sinks.
+
+`StreamProcessor` is the synchronous core (a chunk in, events out) that tests drive directly;
+`Pipeline` runs it live: a reader thread acquires chunks into a bounded queue (a live device's
+chunks are dropped and counted when the consumer falls behind, so inference never blocks
+acquisition), the calling thread processes them, SIGINT/SIGTERM stop it cleanly with the sinks
+flushed, and a summary closes the run. `run_offline` is the training chain on a whole signal
+(`make_windows` + the same backend), for parity with the stream.
+
+Clocks: the source's absolute sample index is the clock of every event. Inside, the model clock
+counts samples at the bundle's rate from the first sample of the stream; windows start at
+multiples of the hop on it, as `make_windows` cuts them from a record.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal as signal_mod
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_ecg.errors import SourceError
+from edge_ecg.runtime.beat_tracker import BeatTracker
+from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, StatusEvent, WithheldEvent
+from edge_ecg.runtime.predictor import Predictor, split_rows
+from edge_ecg.runtime.quality import QualityConfig, assess_window, noise_ratio
+from edge_ecg.runtime.ring_buffer import RingBuffer
+from edge_ecg.signal.chunk import Chunk
+from edge_ecg.signal.contract import SignalContract
+
+STAGES = ("read", "buffer", "beats", "features", "inference", "output")
+# A window is final once a beat at least this far past its end is decided: later beats can
+# only lie after that one (the detector's refractory period minus its R search window,
+# edge_ecg.signal.qrs), so the window's beats are exactly those the offline pass finds.
+SETTLE_MARGIN_S = 0.2
+# ... or once the detector is this far past the end without such a beat (asystole, lead off):
+# a prediction is never held back longer. Longer than the search-back horizon at 60 bpm.
+SETTLE_MAX_S = 2.5
+HISTORY_S = 8.0          # ring buffers hold the window plus this much
+
+
+class StageTimer:
+    """Per-stage wall times (seconds), for the profiler: `times()[stage] -> np.ndarray`."""
+
+    def __init__(self) -> None:
+        self._t: dict[str, list[float]] = {s: [] for s in STAGES}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self._t.setdefault(stage, []).append(seconds)
+
+    @contextmanager
+    def time(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - t0)
+
+    def times(self) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, dtype=np.float64) for k, v in self._t.items()}
+
+
+@dataclass
+class Summary:
+    samples: int = 0
+    seconds: float = 0.0
+    beats: int = 0
+    predictions: int = 0
+    withheld: int = 0
+    withheld_reasons: dict = field(default_factory=dict)
+    gaps: int = 0
+    gap_samples: int = 0
+    invalid_samples: int = 0
+    late_samples: int = 0
+    overflow_samples: int = 0
+    dropped_chunks: int = 0
+    dropped_samples: int = 0
+    crc_errors: int = 0
+    source: dict = field(default_factory=dict)
+    latency_ms_p50: float = float("nan")
+    latency_ms_p99: float = float("nan")
+    inference_ms_p50: float = float("nan")
+    inference_ms_p99: float = float("nan")
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        return [
+            f"samples {self.samples} ({self.seconds:.1f} s of signal in {self.wall_s:.1f} s)",
+            f"beats {self.beats}, predictions {self.predictions}, withheld {self.withheld} "
+            f"{self.withheld_reasons or ''}".rstrip(),
+            (f"gaps {self.gaps} ({self.gap_samples} samples), invalid samples "
+             f"{self.invalid_samples}, dropped chunks {self.dropped_chunks}, "
+             f"CRC errors {self.crc_errors}"),
+            (f"sample-to-prediction latency p50 {self.latency_ms_p50:.2f} ms, p99 "
+             f"{self.latency_ms_p99:.2f} ms; inference p50 {self.inference_ms_p50:.2f} ms"),
+        ]
+
+
+class StreamProcessor:
+    """Chunks in, events out: the runtime's synchronous core (no threads, no I/O)."""
+
+    def __init__(self, backend, hop_s: float | None = None, quality: QualityConfig | None = None,
+                 smooth: int = 1, timer: StageTimer | None = None, keep_outputs: bool = False,
+                 rails_mv: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.backend = backend
+        self.contract = SignalContract.from_dict(backend.manifest.signal)
+        c = self.contract
+        self.hop = int(round((hop_s or c.hop_s) * c.fs_hz))
+        if self.hop <= 0:
+            raise SourceError(f"hop must be positive, got {hop_s}")
+        self.quality = quality or QualityConfig()
+        self.smooth = smooth
+        self.timer = timer or StageTimer()
+        self.keep_outputs = keep_outputs
+        self.rails_mv = rails_mv
+        self.outputs: list[tuple[int, dict[str, np.ndarray]]] = []   # (model start, raw row)
+        self.beats_model: list[int] = []       # every beat, model clock (for tests, reports)
+        self._started = False
+        self.summary = Summary()
+        self._last_pred_end: int | None = None
+
+    # --- setup on the first chunk --------------------------------------------------------
+    def _start(self, chunk: Chunk) -> None:
+        c = self.contract
+        self.fs_in = float(chunk.fs_hz)
+        self.leads = tuple(chunk.leads)
+        self.origin = int(chunk.index)
+        n_in = int(np.ceil((c.window_s + HISTORY_S) * self.fs_in)) + 4 * chunk.n_samples
+        n_m = int(np.ceil((c.window_s + HISTORY_S) * c.fs_hz)) + 4 * int(
+            np.ceil(chunk.n_samples * c.fs_hz / self.fs_in))
+        self.raw = RingBuffer(n_in, len(self.leads), start_index=0)
+        self.filt = RingBuffer(n_m, len(self.leads), start_index=0)
+        self.power = RingBuffer(n_m, 2, start_index=0)
+        self.tracker = BeatTracker(c, self.fs_in, len(self.leads))
+        self.predictor = Predictor(self.backend, c, self.leads, smooth=self.smooth)
+        self._beats = np.zeros(0, dtype=np.int64)     # recent beats, model clock
+        self.next_end = c.window_len                   # end of the next window, model clock
+        self._started = True
+
+    # --- clocks --------------------------------------------------------------------------
+    def to_source(self, m: float) -> float:
+        """Source-clock position (relative to the stream origin) of model-clock sample `m`."""
+        return m * self.fs_in / self.contract.fs_hz
+
+    def _src_index(self, m: float) -> int:
+        return self.origin + int(round(self.to_source(m)))
+
+    def _time(self, index: int) -> float:
+        return index / self.fs_in
+
+    # --- processing ----------------------------------------------------------------------
+    def feed(self, chunk: Chunk, dropped_before: bool = False) -> list:
+        """Process one chunk; returns the events it produced, in order."""
+        if not self._started:
+            self._start(chunk)
+        if tuple(chunk.leads) != self.leads or float(chunk.fs_hz) != self.fs_in:
+            raise SourceError(f"the source changed leads or rate mid-stream ({chunk.leads}, "
+                              f"{chunk.fs_hz} Hz after {self.leads}, {self.fs_in} Hz)")
+        events: list = []
+        t = self.timer
+        with t.time("buffer"):
+            x = chunk.to_mv()
+            late0 = self.raw.late_samples
+            gap_start, gap_len = self.raw.write(chunk.index - self.origin, x)
+            if gap_len:
+                idx = self.origin + gap_start
+                events.append(GapEvent(index=idx, time_s=self._time(idx), length=gap_len,
+                                       cause="dropped" if dropped_before else "sequence"))
+                self.summary.gaps += 1
+            _, xn, _ = self.raw.read_new()
+            self.summary.samples += chunk.n_samples - (self.raw.late_samples - late0)
+        with t.time("beats"):
+            events.extend(self._track(self.tracker.push(xn)))
+        events.extend(self._windows(final=False))
+        return events
+
+    def _track(self, out) -> list:
+        """Store the tracker's filtered samples and powers; beat events for its beats."""
+        events = []
+        self.filt.write(out.start, out.y)
+        self.power.write(out.start, np.stack([out.hf_power, out.band_power], axis=1))
+        if out.beats:
+            idx = np.array([b.index for b in out.beats], dtype=np.int64)
+            self._beats = np.concatenate([self._beats, idx])
+            self.beats_model.extend(idx.tolist())
+            for b in out.beats:
+                si = self._src_index(b.index)
+                events.append(BeatEvent(index=si, time_s=self._time(si), delay_ms=b.delay_ms))
+            self.summary.beats += len(out.beats)
+        return events
+
+    def finish(self) -> list:
+        """End of stream: flush the resampler (edge-padded, as offline), then every window
+        that can still be cut, with the beats decided so far."""
+        if not self._started:
+            return []
+        events = self._track(self.tracker.flush())
+        return events + self._windows(final=True)
+
+    def _settled(self, end: int) -> bool:
+        fs = self.contract.fs_hz
+        if self._beats.size and self._beats[-1] >= end + SETTLE_MARGIN_S * fs:
+            return True
+        return self.tracker.detector_index >= end + SETTLE_MAX_S * fs
+
+    def _windows(self, final: bool) -> list:
+        c = self.contract
+        ready = []
+        while self.next_end <= self.tracker.produced and (final or self._settled(self.next_end)):
+            ready.append(self.next_end)
+            self.next_end += self.hop
+        if not ready:
+            return []
+        events: list = []
+        items, kept = [], []
+        with self.timer.time("features"):
+            keep_from = ready[-1] - c.window_len - int(SETTLE_MAX_S * c.fs_hz)
+            for end in ready:
+                start = end - c.window_len
+                beats = self._beats[(self._beats >= start) & (self._beats < end)] - start
+                s0 = int(np.floor(self.to_source(start)))
+                s1 = min(int(np.ceil(self.to_source(end))), self.raw.end)
+                raw, flags = self.raw.read(s0, s1)
+                pw, _ = self.power.read(start, end)
+                reasons = assess_window(raw, flags, self.fs_in, int(beats.size),
+                                        noise_ratio(pw[:, 0], pw[:, 1]), self.quality,
+                                        self.rails_mv)
+                si, ss = self._src_index(end), self._src_index(start)
+                if reasons:
+                    events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
+                                                reasons=reasons))
+                    self.summary.withheld += 1
+                    for r in reasons:
+                        self.summary.withheld_reasons[r] = self.summary.withheld_reasons.get(r, 0) + 1
+                    self._last_pred_end = None
+                    continue
+                y, _ = self.filt.read(start, end)
+                items.append(self.predictor.inputs(y, beats))
+                kept.append((start, end, int(beats.size), len(events)))
+                events.append(None)   # placeholder, keeps event order by window
+            self._beats = self._beats[self._beats >= keep_from]
+        if items:
+            with self.timer.time("inference"):
+                out, dt = self.predictor.run(items)
+            rows = split_rows(out, len(items))
+            for (start, end, nb, pos), row in zip(kept, rows):
+                contiguous = self._last_pred_end == end - self.hop
+                row_s = self.predictor.smoothed(row, end, contiguous)
+                self._last_pred_end = end
+                if self.keep_outputs:
+                    self.outputs.append((start, row))
+                outputs, experts = self.predictor.describe(row_s)
+                si = self._src_index(end)
+                events[pos] = PredictionEvent(index=si, time_s=self._time(si),
+                                              start=self._src_index(start), outputs=outputs,
+                                              experts=experts, latency_ms=dt * 1000.0 / len(items),
+                                              n_beats=nb)
+                self.summary.predictions += 1
+        return [e for e in events if e is not None]
+
+    def close_summary(self) -> Summary:
+        s = self.summary
+        if self._started:
+            s.seconds = s.samples / self.fs_in
+            rs = self.raw.stats()
+            s.gap_samples, s.invalid_samples, s.late_samples, s.overflow_samples = (
+                rs["gap_samples"], rs["invalid_samples"], rs["late_samples"],
+                rs["overflow_samples"])
+            lat = np.asarray(self.predictor.latency_s) * 1000.0
+            if lat.size:
+                s.inference_ms_p50, s.inference_ms_p99 = (float(np.percentile(lat, 50)),
+                                                          float(np.percentile(lat, 99)))
+        return s
+
+
+_EOF = object()
+
+
+class Pipeline:
+    """A live run: reader thread -> bounded queue -> `StreamProcessor` -> sinks."""
+
+    def __init__(self, source, backend, sinks: list, hop_s: float | None = None, smooth: int = 1,
+                 quality: QualityConfig | None = None, queue_chunks: int = 512,
+                 status_every_s: float = 0.0, info: dict | None = None) -> None:
+        self.source = source
+        self.backend = backend
+        self.sinks = list(sinks)
+        self.timer = StageTimer()
+        self.processor = StreamProcessor(backend, hop_s=hop_s, quality=quality, smooth=smooth,
+                                         timer=self.timer)
+        self.live = bool(getattr(source, "live", True))
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._reader_error: BaseException | None = None
+        self.dropped_chunks = 0
+        self.dropped_samples = 0
+        self.latency_s: list[float] = []
+        self.status_every_s = status_every_s
+        self.info = dict(info or {})
+        self.summary: Summary | None = None
+
+    def stage_times(self) -> dict[str, np.ndarray]:
+        """Per-stage wall times in seconds (read, buffer, beats, features, inference, output)."""
+        return self.timer.times()
+
+    def stop(self) -> None:
+        """Ask the run to end (thread-safe; what the signal handlers call)."""
+        self._stop.set()
+
+    # --- acquisition ---------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    chunk = self.source.read(timeout_s=0.05)
+                except EOFError:
+                    self._put(_EOF)
+                    return
+                t1 = time.perf_counter()
+                if chunk is None:
+                    continue
+                self.timer.add("read", t1 - t0)
+                self._put((chunk, t1))
+        except BaseException as exc:   # reported by the consumer, not lost in the thread
+            self._reader_error = exc
+            self._put(_EOF)
+
+    def _put(self, item) -> None:
+        if item is _EOF or not self.live:
+            while not self._stop.is_set():   # a replay waits for the consumer
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:                   # a live device never waits: drop and count
+            self.dropped_chunks += 1
+            self.dropped_samples += item[0].n_samples
+
+    # --- output --------------------------------------------------------------------------
+    def _emit(self, events: list, arrival: float | None) -> None:
+        if not events:
+            return
+        t0 = time.perf_counter()
+        for ev in events:
+            for s in self.sinks:
+                s.emit(ev)
+        t1 = time.perf_counter()
+        self.timer.add("output", t1 - t0)
+        if arrival is not None:
+            n_pred = sum(isinstance(e, PredictionEvent) for e in events)
+            self.latency_s.extend([t1 - arrival] * n_pred)
+
+    # --- the run -------------------------------------------------------------------------
+    def run(self, max_seconds: float | None = None, handle_signals: bool = True) -> Summary:
+        """Stream until the source ends, `max_seconds` of signal, or SIGINT/SIGTERM."""
+        old = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal_mod.SIGINT, signal_mod.SIGTERM):
+                old[sig] = signal_mod.signal(sig, lambda *_: self.stop())
+        wall0 = time.perf_counter()
+        proc = self.processor
+        try:
+            self.backend.warmup()
+            self.source.open()
+            self._reader = threading.Thread(target=self._read_loop, name="edge-ecg-reader",
+                                            daemon=True)
+            self._reader.start()
+            self._emit([StatusEvent(index=0, time_s=0.0, state="start", info=self.info)], None)
+            last_status = time.perf_counter()
+            dropped_seen = 0
+            while not self._stop.is_set():
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _EOF:
+                    break
+                chunk, arrival = item
+                if not self.live:    # a replay waits in the queue by design: time from here
+                    arrival = time.perf_counter()
+                dropped = self.dropped_chunks != dropped_seen
+                dropped_seen = self.dropped_chunks
+                self._emit(proc.feed(chunk, dropped_before=dropped), arrival)
+                if max_seconds is not None and proc.summary.samples >= max_seconds * proc.fs_in:
+                    break
+                if self.status_every_s and time.perf_counter() - last_status >= self.status_every_s:
+                    last_status = time.perf_counter()
+                    idx = chunk.end
+                    self._emit([StatusEvent(index=idx, time_s=idx / chunk.fs_hz, state="running",
+                                            info=self._counters())], None)
+            if self._reader_error is None:     # end, limit or SIGINT: the last windows too
+                self._emit(proc.finish(), None)
+        finally:
+            self._stop.set()
+            if self._reader is not None:
+                self._reader.join(timeout=2.0)
+            try:
+                self.source.close()
+            finally:
+                for sig, h in old.items():
+                    signal_mod.signal(sig, h)
+        self.summary = self._summary(time.perf_counter() - wall0)
+        idx = proc.raw.end + proc.origin if proc._started else 0
+        fs = proc.fs_in if proc._started else 1.0
+        self._emit([StatusEvent(index=idx, time_s=idx / fs, state="stop",
+                                info=self.summary.to_dict())], None)
+        for s in self.sinks:
+            s.close()
+        if self._reader_error is not None:
+            raise self._reader_error
+        return self.summary
+
+    def _counters(self) -> dict:
+        s = self.processor.summary
+        return {"samples": s.samples, "beats": s.beats, "predictions": s.predictions,
+                "withheld": s.withheld, "gaps": s.gaps, "dropped_chunks": self.dropped_chunks,
+                **{k: v for k, v in self.source.stats().items()}}
+
+    def _summary(self, wall_s: float) -> Summary:
+        s = self.processor.close_summary()
+        s.dropped_chunks, s.dropped_samples = self.dropped_chunks, self.dropped_samples
+        s.source = dict(self.source.stats())
+        s.crc_errors = int(s.source.get("crc_errors", 0))
+        s.wall_s = wall_s
+        lat = np.asarray(self.latency_s) * 1000.0
+        if lat.size:
+            s.latency_ms_p50 = float(np.percentile(lat, 50))
+            s.latency_ms_p99 = float(np.percentile(lat, 99))
+        return s
+
+
+def run_offline(signal: np.ndarray, fs_hz: float, leads, bundle, hop_s: float | None = None,
+                batch: int = 16) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The training chain on a whole signal: `make_windows` -> the backend, batched.
+
+    `bundle` is a bundle directory or an open `Backend`. Returns `(starts (N,) model clock,
+    outputs {name: (N, ...)})`, for parity with `StreamProcessor(keep_outputs=True)`.
+    """
+    from edge_ecg.data.windows import make_windows
+    from edge_ecg.runtime.backends import Backend, open_backend
+    from edge_ecg.signal.contract import stack_inputs
+
+    backend = bundle if isinstance(bundle, Backend) else open_backend(Path(bundle))
+    contract = SignalContract.from_dict(backend.manifest.signal)
+    starts, items = make_windows(np.asarray(signal), fs_hz, tuple(leads), contract, hop_s=hop_s)
+    outs: dict[str, list] = {}
+    for i in range(0, len(items), batch):
+        o = backend.run(stack_inputs(items[i:i + batch]))
+        for k, v in o.items():
+            outs.setdefault(k, []).append(np.asarray(v))
+    return np.asarray(starts, dtype=np.int64), {k: np.concatenate(v) for k, v in outs.items()}
