@@ -336,6 +336,8 @@ def _measure(backend, source, profile: Profile, spec: str, progress: bool, total
                 chunk = source.read(timeout_s=0.0)
             except EOFError:
                 break
+            if chunk is None:  # the replay runs at speed=max, but a source may still idle
+                continue
             if (chunk.index - getattr(proc, "origin", chunk.index)) >= total_s * chunk.fs_hz:
                 break
             t1 = time.perf_counter()

@@ -107,15 +107,17 @@ def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
         raise SignalError(
             f"none of the leads {list(lead_names)} maps to the model's leads {list(contract.leads)}"
         )
-    x = normalize(y.T, contract.normalisation, axis=-1)           # (T, L) -> (L, T)
-    x[~lead_mask] = 0.0
+    # (T, L) -> (L, T); only the present leads are normalised (absent ones stay zero), on a
+    # contiguous lead-major copy: the median's partition is 2x faster than on a strided view.
+    x = np.zeros((contract.n_leads, contract.window_len), dtype=np.float32)
+    x[lead_mask] = normalize(np.ascontiguousarray(y.T[lead_mask]), contract.normalisation, axis=-1)
     r = np.asarray(r_peaks, dtype=np.int64)
     r = r[(r >= 0) & (r < contract.window_len)]
     beats, beat_mask = beat_windows(x, r, contract.beat_pre, contract.beat_len - contract.beat_pre,
                                     contract.max_beats)
     rr, rr_mask = rr_series(r, contract.fs_hz, contract.max_beats)
     period = period_features(r, contract.fs_hz, contract.window_s)
-    return ModelInputs(x=x.astype(np.float32), lead_mask=lead_mask, beats=beats,
+    return ModelInputs(x=x, lead_mask=lead_mask, beats=beats,
                        beat_mask=beat_mask, rr_ms=rr, rr_mask=rr_mask, period=period)
 
 

@@ -1,7 +1,7 @@
 """Export benchmark: the bundled model's deployment variants side by side, in one run.
 
-    python bench/export.py                               # default checkpoint + bundle
-    python bench/export.py --bundle DIR --checkpoint DIR --data synth:48 --repeats 300
+    python bench/export_variants.py                               # default checkpoint + bundle
+    python bench/export_variants.py --bundle DIR --checkpoint DIR --data synth:48 --repeats 300
 
 Each variant runs in its own child process (batch 1, one thread, one real synthetic window),
 so its peak RSS is that of a process running only it (VmHWM, getrusage fallback; a torch child
