@@ -23,7 +23,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # "one core": no hidden BLAS threads in any detector
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -40,20 +39,7 @@ sys.path.insert(0, str(REPO))
 from edge_ecg.data.records import beat_annotations, read_record  # noqa: E402
 from edge_ecg.signal.qrs import qrs_detect, qrs_flush, qrs_initial  # noqa: E402
 from edge_ecg.signal.scoring import match_beats, pool_scores, score_beats  # noqa: E402
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{model}, {os.cpu_count()} logical cores, Python {platform.python_version()}, "
-            f"numpy {np.__version__}; 1-min load average at start {load:.2f}")
+from profiles.machine import this_machine  # noqa: E402
 
 
 def run_ours(x: np.ndarray, fs: float, chunk: int):
@@ -113,7 +99,7 @@ def main(argv=None) -> int:
     detectors = ["ours"] + ([] if args.no_peers else ["xqrs", "neurokit2"])
     rows, scores = [], {d: {} for d in detectors}
     delays_dec, delays_emit = [], []
-    header = machine()
+    header = this_machine().summary()
     for name in tqdm(names, desc="records", unit="rec", file=sys.stderr):
         rec = read_record(DATA / name, channels=[0])
         ref = beat_annotations(DATA / name).sample

@@ -14,8 +14,6 @@ and SerialSource: how late chunks arrive against the absolute schedule, and the 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import struct
 import sys
@@ -29,22 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from firmware_bridge.decoder import StreamDecoder
 from firmware_bridge.protocol import SampleFormat, encode_data
+from profiles.machine import this_machine  # noqa: E402
 
 FS_HZ, SPF = 500, 10
 FRAMES_PER_S = FS_HZ / SPF
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, {platform.system()} {platform.release()}")
 
 
 def make_stream(n_leads: int, fmt: SampleFormat, seconds: float, corrupt: float = 0.0):
@@ -144,7 +130,7 @@ def main() -> int:
     ap.add_argument("--pacing-seconds", type=float, default=5.0,
                     help="wall seconds of each virtual-monitor pacing run")
     args = ap.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {this_machine().summary()}")
     print(f"stream: {args.seconds:g} s per case at {FS_HZ} Hz, {SPF} samples/frame "
           f"({FRAMES_PER_S:g} frames/s real time); medians of {args.repeats} repeats\n")
     head = (f"{'leads':>5} {'format':>6} {'decoder':<30} {'frames/s':>12} {'x real time':>12} "

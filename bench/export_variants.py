@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -35,23 +34,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from profiles.machine import this_machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 ASSETS = REPO / "edge_ecg" / "assets"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load avg {load:.1f}, Python {platform.python_version()}"
 
 
 def peak_rss_mb() -> float:
@@ -172,7 +159,7 @@ def main() -> int:
     data = load_dataset(args.data, model.cfg.contract, TaskSet(tuple(model.cfg.tasks)), seed=7,
                         progress=False)
     labels = {t.name: data.labels[t.name] for t in tasks}
-    print(f"# edge-ecg export bench: {machine()}")
+    print(f"# edge-ecg export bench: {this_machine().summary()}")
     print(f"# bundle {args.bundle} ({m.model_version}); metrics on {args.data} "
           f"({len(data)} windows); latency: batch 1, 1 thread, {args.repeats} runs per variant "
           f"in {args.rounds} interleaved rounds, each run in its own process")

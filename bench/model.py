@@ -19,21 +19,16 @@ Not a test: prints tables; nothing passes or fails.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from profiles.machine import this_machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 DEFAULT_CKPT = REPO / "edge_ecg" / "assets" / "default_checkpoint"
-
-
-def machine() -> str:
-    return f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}"
 
 
 def auc(score: np.ndarray, y: np.ndarray) -> float:
@@ -160,7 +155,7 @@ def compare(args, mit_ds) -> None:
     lower_better = {k for k in keys if k.endswith("mae") or k in ("params", "mflops", "train_s")}
     print(f"\n## ECG-MoE vs baselines: {args.compare_data} ({len(tr)} train / {len(va)} "
           f"held-out windows by subject), preset {args.compare_preset}, {args.pretrain_epochs} "
-          f"pretrain + {args.epochs} LoRA epochs, seed {args.seed}, {machine()}")
+          f"pretrain + {args.epochs} LoRA epochs, seed {args.seed}, {this_machine().summary()}")
     print(f"{'metric':<28}" + "".join(f"{v:>16}" for v in rows) + "   best")
     for k in keys:
         vals = [rows[v][k] for v in rows]
@@ -190,7 +185,7 @@ def main(argv=None) -> int:
     from edge_ecg.model.checkpoint import load_checkpoint
 
     torch.set_num_threads(args.threads)
-    print(f"# bench/model.py on {machine()}, torch {torch.__version__}")
+    print(f"# bench/model.py on {this_machine().summary()}, torch {torch.__version__}")
     mit_ds = None
     if not args.no_real:
         if not SHARED.is_dir():

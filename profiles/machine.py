@@ -49,6 +49,13 @@ class Machine:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> str:
+        """One line naming the machine, for benchmark and report headers."""
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        return (f"{self.cpu_model}, {self.cores} of {self.cores_total} CPUs, {self.os}, "
+                f"Python {self.python}, numpy {self.numpy}, onnxruntime {self.onnxruntime}, "
+                f"openvino {self.openvino}; 1-min load average {load:.2f}")
+
 
 def _cpuinfo_model(text: str) -> str:
     """CPU name from /proc/cpuinfo text: "model name" (x86), or ARM core names by part number."""
