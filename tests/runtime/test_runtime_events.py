@@ -44,17 +44,45 @@ def test_jsonl_file_sink_flushes_each_event(tmp_path):
     assert isinstance(open_output("jsonl:-"), JsonlSink)
 
 
-def test_lsl_outlet_round_trip():
-    pylsl = pytest.importorskip("pylsl")
-    from edge_ecg.runtime.events import LslSink
+# LSL discovery is multicast; this config keeps it on this machine (loopback only), so the
+# test never sends a packet to the network.
+LSL_MACHINE_ONLY = """[ports]
+IPv6 = disable
+[multicast]
+ResolveScope = machine
+MachineAddresses = {127.0.0.1}
+[lab]
+KnownPeers = {127.0.0.1}
+"""
 
-    sink = LslSink(name="edge-ecg-test", source_id="edge-ecg-test-outlet")
-    found = pylsl.resolve_byprop("source_id", "edge-ecg-test-outlet", timeout=5.0)
-    if not found:
-        pytest.skip("no LSL discovery on this host (multicast unavailable)")
-    inlet = pylsl.StreamInlet(found[0])
-    inlet.open_stream(timeout=5.0)
-    sink.emit(WithheldEvent(500, 1.0, 0, ("lead_off",)))
-    sample, _ = inlet.pull_sample(timeout=5.0)
-    sink.close()
-    assert sample is not None and json.loads(sample[0])["reasons"] == ["lead_off"]
+LSL_ROUND_TRIP = """
+import json, sys
+import pylsl
+from edge_ecg.runtime.events import LslSink, WithheldEvent
+sink = LslSink(name="edge-ecg-test", source_id="edge-ecg-test-outlet")
+found = pylsl.resolve_byprop("source_id", "edge-ecg-test-outlet", timeout=5.0)
+if not found:
+    sys.exit(3)
+inlet = pylsl.StreamInlet(found[0])
+inlet.open_stream(timeout=5.0)
+sink.emit(WithheldEvent(500, 1.0, 0, ("lead_off",)))
+sample, _ = inlet.pull_sample(timeout=5.0)
+sink.close()
+assert sample is not None and json.loads(sample[0])["reasons"] == ["lead_off"], sample
+"""
+
+
+def test_lsl_outlet_round_trip(tmp_path):
+    pytest.importorskip("pylsl")
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "lsl_api.cfg"
+    cfg.write_text(LSL_MACHINE_ONLY)
+    env = dict(os.environ, LSLAPICFG=str(cfg))
+    res = subprocess.run([sys.executable, "-c", LSL_ROUND_TRIP], env=env, capture_output=True,
+                         text=True, timeout=60)
+    if res.returncode == 3:
+        pytest.skip("no LSL discovery on this host's loopback")
+    assert res.returncode == 0, res.stderr
