@@ -76,7 +76,7 @@ class GapEvent:
     index: int
     time_s: float
     length: int
-    cause: str = "sequence"   # sequence (index jump) | overflow (consumer fell behind)
+    cause: str = "sequence"   # sequence (index jump) | dropped (consumer fell behind)
 
     def to_json(self) -> dict:
         return {"type": "gap", "index": int(self.index), "time_s": round(self.time_s, 4),

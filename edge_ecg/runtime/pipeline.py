@@ -18,6 +18,7 @@ import queue
 import signal as signal_mod
 import threading
 import time
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from edge_ecg.errors import SourceError
 from edge_ecg.runtime.beat_tracker import BeatTracker
 from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, StatusEvent, WithheldEvent
 from edge_ecg.runtime.predictor import Predictor, split_rows
-from edge_ecg.runtime.quality import QualityConfig, assess_window, noise_ratio
+from edge_ecg.runtime.quality import QualityConfig, assess_window, flat_block_len, noise_ratio
+from edge_ecg.runtime.recent import DEFAULT_CAPACITY, RecentValues
 from edge_ecg.runtime.ring_buffer import RingBuffer
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
@@ -42,16 +44,25 @@ SETTLE_MARGIN_S = 0.2
 # a prediction is never held back longer. Longer than the search-back horizon at 60 bpm.
 SETTLE_MAX_S = 2.5
 HISTORY_S = 8.0          # ring buffers hold the window plus this much
+_FORMAT_BITS = (16, 24, 32)   # ADC sample widths (firmware_bridge int16/int24, then int32)
 
 
 class StageTimer:
-    """Per-stage wall times (seconds), for the profiler: `times()[stage] -> np.ndarray`."""
+    """Per-stage wall times (seconds), for the profiler: `times()[stage] -> np.ndarray`.
 
-    def __init__(self) -> None:
-        self._t: dict[str, list[float]] = {s: [] for s in STAGES}
+    Each stage keeps its most recent `capacity` times (a `RecentValues` ring, constant memory
+    on a run of days): `times()` is the recent window, `counts()` how many were ever timed.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._t: dict[str, RecentValues] = {s: RecentValues(capacity) for s in STAGES}
 
     def add(self, stage: str, seconds: float) -> None:
-        self._t.setdefault(stage, []).append(seconds)
+        r = self._t.get(stage)
+        if r is None:
+            r = self._t[stage] = RecentValues(self.capacity)
+        r.add(seconds)
 
     @contextmanager
     def time(self, stage: str):
@@ -62,7 +73,12 @@ class StageTimer:
             self.add(stage, time.perf_counter() - t0)
 
     def times(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v, dtype=np.float64) for k, v in self._t.items()}
+        """Per stage, its most recent times (up to `capacity`), oldest first, in seconds."""
+        return {k: v.values() for k, v in self._t.items()}
+
+    def counts(self) -> dict[str, int]:
+        """Per stage, how many times were ever added (kept or not)."""
+        return {k: v.total for k, v in self._t.items()}
 
 
 @dataclass
@@ -120,12 +136,17 @@ class StreamProcessor:
         self.smooth = smooth
         self.timer = timer or StageTimer()
         self.keep_outputs = keep_outputs
-        self.rails_mv = rails_mv
+        self.rails_mv = rails_mv             # given: fixed; None: derived from the counts
+        self._auto_rails = rails_mv is None
+        self._count_lo, self._count_hi = 0, 0
+        self._rails_key: tuple | None = None
         self.outputs: list[tuple[int, dict[str, np.ndarray]]] = []   # (model start, raw row)
-        self.beats_model: list[int] = []       # every beat, model clock (for tests, reports)
+        # every beat, model clock (tests, reports): kept only with keep_outputs, as outputs
+        self.beats_model: list[int] = []
         self._started = False
         self.summary = Summary()
         self._last_pred_end: int | None = None
+        self._end_gap_samples = 0
 
     # --- setup on the first chunk --------------------------------------------------------
     def _start(self, chunk: Chunk) -> None:
@@ -140,6 +161,7 @@ class StreamProcessor:
         self.filt = RingBuffer(n_m, len(self.leads), start_index=0)
         self.power = RingBuffer(n_m, 2, start_index=0)
         self.tracker = BeatTracker(c, self.fs_in, len(self.leads))
+        self._block_in = flat_block_len(self.fs_in, self.quality)   # lead-off context
         self.predictor = Predictor(self.backend, c, self.leads, smooth=self.smooth)
         self._beats = np.zeros(0, dtype=np.int64)     # recent beats, model clock
         self.next_end = c.window_len                   # end of the next window, model clock
@@ -167,6 +189,8 @@ class StreamProcessor:
         events: list = []
         t = self.timer
         with t.time("buffer"):
+            if self._auto_rails:
+                self._update_rails(chunk)
             x = chunk.to_mv()
             late0 = self.raw.late_samples
             gap_start, gap_len = self.raw.write(chunk.index - self.origin, x)
@@ -182,6 +206,36 @@ class StreamProcessor:
         events.extend(self._windows(final=False))
         return events
 
+    def _update_rails(self, chunk: Chunk) -> None:
+        """The ADC rails in mV, from the integer counts' sample format and the chunk's
+        gain/baseline (a `Chunk` carries int32 counts whatever the wire format).
+
+        The format is the narrowest two's-complement width (16, 24, 32 bit: the formats of
+        firmware_bridge.protocol.SampleFormat, then int32) that holds every count seen so far:
+        a stream whose counts ever leave the int16 range is int24. The cost of not knowing the
+        wire format: an int24 stream that has never left the int16 range has a sample exactly
+        at +/-32767/-32768 counts withheld as saturation (conservative, never a prediction
+        over a clipped sample). Float samples (a replay of physical values) have no rails.
+        """
+        smp = chunk.samples
+        if smp.size == 0 or smp.dtype.kind not in "iu":
+            return
+        lo, hi = int(smp.min()), int(smp.max())
+        self._count_lo, self._count_hi = min(self._count_lo, lo), max(self._count_hi, hi)
+        for bits in _FORMAT_BITS:
+            if -(1 << (bits - 1)) <= self._count_lo and self._count_hi <= (1 << (bits - 1)) - 1:
+                break
+        gain = np.asarray(chunk.gain, dtype=np.float32)
+        base = np.asarray(chunk.baseline, dtype=np.float32)
+        key = (bits, gain.tobytes(), base.tobytes())
+        if key == self._rails_key:
+            return
+        self._rails_key = key
+        # as Chunk.to_mv computes it (float32), so a sample at the rail compares equal
+        lo_mv = (np.float32(-(1 << (bits - 1))) - base) / gain
+        hi_mv = (np.float32((1 << (bits - 1)) - 1) - base) / gain
+        self.rails_mv = (np.minimum(lo_mv, hi_mv), np.maximum(lo_mv, hi_mv))  # gain < 0 swaps
+
     def _track(self, out) -> list:
         """Store the tracker's filtered samples and powers; beat events for its beats."""
         events = []
@@ -190,7 +244,8 @@ class StreamProcessor:
         if out.beats:
             idx = np.array([b.index for b in out.beats], dtype=np.int64)
             self._beats = np.concatenate([self._beats, idx])
-            self.beats_model.extend(idx.tolist())
+            if self.keep_outputs:
+                self.beats_model.extend(idx.tolist())
             for b in out.beats:
                 si = self._src_index(b.index)
                 events.append(BeatEvent(index=si, time_s=self._time(si), delay_ms=b.delay_ms))
@@ -205,16 +260,43 @@ class StreamProcessor:
         events = self._track(self.tracker.flush())
         return events + self._windows(final=True)
 
+    def end_gap(self, end_index: int, cause: str) -> list:
+        """Samples up to source index `end_index` that never arrived after the last chunk
+        fed (dropped at the end of a run): reported as one gap event and in `gap_samples`."""
+        if not self._started:
+            return []
+        start = self.origin + self.raw.end
+        n = int(end_index) - start
+        if n <= 0:
+            return []
+        self.summary.gaps += 1
+        self._end_gap_samples += n
+        return [GapEvent(index=start, time_s=self._time(start), length=n, cause=cause)]
+
     def _settled(self, end: int) -> bool:
         fs = self.contract.fs_hz
         if self._beats.size and self._beats[-1] >= end + SETTLE_MARGIN_S * fs:
             return True
         return self.tracker.detector_index >= end + SETTLE_MAX_S * fs
 
+    def _tail_decided(self, end: int) -> bool:
+        """Whether every lead's state at the window's end is known: a lead flat from the
+        window's last sample to the newest one may be the start of a lead-off run, so the
+        window waits (at most `flat_block_s` of source) until that run is long enough to
+        judge or ends. A lead that shows activity there decides at once."""
+        s1 = int(np.ceil(self.to_source(end)))
+        if self.raw.end >= s1 + self._block_in:
+            return True
+        tail, flags = self.raw.read(max(s1 - 1, self.raw.start), self.raw.end)
+        if tail.shape[0] == 0 or np.any(flags):
+            return True          # a gap or a NaN there: the window is withheld for that anyway
+        return not bool(np.any(tail.max(axis=0) - tail.min(axis=0) < self.quality.flat_mv))
+
     def _windows(self, final: bool) -> list:
         c = self.contract
         ready = []
-        while self.next_end <= self.tracker.produced and (final or self._settled(self.next_end)):
+        while self.next_end <= self.tracker.produced and (
+                final or (self._settled(self.next_end) and self._tail_decided(self.next_end))):
             ready.append(self.next_end)
             self.next_end += self.hop
         if not ready:
@@ -228,11 +310,14 @@ class StreamProcessor:
                 beats = self._beats[(self._beats >= start) & (self._beats < end)] - start
                 s0 = int(np.floor(self.to_source(start)))
                 s1 = min(int(np.ceil(self.to_source(end))), self.raw.end)
-                raw, flags = self.raw.read(s0, s1)
+                b = self._block_in
+                c0, c1 = max(s0 - b, self.raw.start), min(s1 + b, self.raw.end)
+                ctx, ctx_flags = self.raw.read(c0, c1)        # the window and around it
+                raw, flags = ctx[s0 - c0:s1 - c0], ctx_flags[s0 - c0:s1 - c0]
                 pw, _ = self.power.read(start, end)
                 reasons = assess_window(raw, flags, self.fs_in, int(beats.size),
                                         noise_ratio(pw[:, 0], pw[:, 1]), self.quality,
-                                        self.rails_mv)
+                                        self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
                 si, ss = self._src_index(end), self._src_index(start)
                 if reasons:
                     events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
@@ -274,7 +359,8 @@ class StreamProcessor:
             s.gap_samples, s.invalid_samples, s.late_samples, s.overflow_samples = (
                 rs["gap_samples"], rs["invalid_samples"], rs["late_samples"],
                 rs["overflow_samples"])
-            lat = np.asarray(self.predictor.latency_s) * 1000.0
+            s.gap_samples += self._end_gap_samples
+            lat = self.predictor.latency_s.values() * 1000.0
             if lat.size:
                 s.inference_ms_p50, s.inference_ms_p99 = (float(np.percentile(lat, 50)),
                                                           float(np.percentile(lat, 99)))
@@ -303,7 +389,10 @@ class Pipeline:
         self._reader_error: BaseException | None = None
         self.dropped_chunks = 0
         self.dropped_samples = 0
-        self.latency_s: list[float] = []
+        # (index, end) of chunks dropped and not yet reported; appended by the reader thread,
+        # popped by the consumer (deque append/popleft are thread-safe)
+        self._dropped: deque[tuple[int, int]] = deque()
+        self.latency_s = RecentValues()        # sample-to-prediction, recent predictions
         self.status_every_s = status_every_s
         self.info = dict(info or {})
         self.summary: Summary | None = None
@@ -347,6 +436,8 @@ class Pipeline:
         try:
             self._queue.put_nowait(item)
         except queue.Full:                   # a live device never waits: drop and count
+            # the range first: a chunk queued after this drop finds it when it is dequeued
+            self._dropped.append((item[0].index, item[0].end))
             self.dropped_chunks += 1
             self.dropped_samples += item[0].n_samples
 
@@ -362,7 +453,8 @@ class Pipeline:
         self.timer.add("output", t1 - t0)
         if arrival is not None:
             n_pred = sum(isinstance(e, PredictionEvent) for e in events)
-            self.latency_s.extend([t1 - arrival] * n_pred)
+            for _ in range(n_pred):
+                self.latency_s.add(t1 - arrival)
 
     # --- the run -------------------------------------------------------------------------
     def run(self, max_seconds: float | None = None, handle_signals: bool = True) -> Summary:
@@ -381,7 +473,6 @@ class Pipeline:
             self._reader.start()
             self._emit([StatusEvent(index=0, time_s=0.0, state="start", info=self.info)], None)
             last_status = time.perf_counter()
-            dropped_seen = 0
             while not self._stop.is_set():
                 try:
                     item = self._queue.get(timeout=0.1)
@@ -392,8 +483,11 @@ class Pipeline:
                 chunk, arrival = item
                 if not self.live:    # a replay waits in the queue by design: time from here
                     arrival = time.perf_counter()
-                dropped = self.dropped_chunks != dropped_seen
-                dropped_seen = self.dropped_chunks
+                # chunks dropped before this one was queued lie before it: the gap it opens
+                dropped = False
+                while self._dropped and self._dropped[0][1] <= chunk.index:
+                    self._dropped.popleft()
+                    dropped = True
                 self._emit(proc.feed(chunk, dropped_before=dropped), arrival)
                 if max_seconds is not None and proc.summary.samples >= max_seconds * proc.fs_in:
                     break
@@ -404,6 +498,10 @@ class Pipeline:
                                             info=self._counters())], None)
             if self._reader_error is None:     # end, limit or SIGINT: the last windows too
                 self._emit(proc.finish(), None)
+            if self._dropped and proc._started:  # dropped after the last chunk fed: a gap too
+                end = max(e for _, e in self._dropped)
+                self._dropped.clear()
+                self._emit(proc.end_gap(end, cause="dropped"), None)
         finally:
             self._stop.set()
             if self._reader is not None:
@@ -436,7 +534,7 @@ class Pipeline:
         s.source = dict(self.source.stats())
         s.crc_errors = int(s.source.get("crc_errors", 0))
         s.wall_s = wall_s
-        lat = np.asarray(self.latency_s) * 1000.0
+        lat = self.latency_s.values() * 1000.0
         if lat.size:
             s.latency_ms_p50 = float(np.percentile(lat, 50))
             s.latency_ms_p99 = float(np.percentile(lat, 99))

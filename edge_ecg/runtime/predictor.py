@@ -16,6 +16,7 @@ from collections import deque
 import numpy as np
 
 from edge_ecg.runtime.backends import Backend
+from edge_ecg.runtime.recent import RecentValues
 from edge_ecg.signal.contract import ModelInputs, SignalContract, prepare_inputs, stack_inputs
 
 GATE_PREFIX = "gate_"
@@ -54,7 +55,7 @@ class Predictor:
         self.smooth = max(int(smooth), 1)
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.smooth)
         self._last_end: int | None = None
-        self.latency_s: list[float] = []
+        self.latency_s = RecentValues()     # inference wall times, the most recent batches
 
     def inputs(self, window: np.ndarray, r_peaks: np.ndarray) -> ModelInputs:
         """One window `(window_len, n_source_leads)` filtered mV + R peaks within it."""
@@ -66,7 +67,7 @@ class Predictor:
         t0 = time.perf_counter()
         out = self.backend.run(batch)
         dt = time.perf_counter() - t0
-        self.latency_s.append(dt)
+        self.latency_s.add(dt)
         return out, dt
 
     def smoothed(self, row: dict[str, np.ndarray], end: int, contiguous: bool) -> dict:

@@ -6,9 +6,11 @@ noise, or a beat count no heart makes. Reasons come from the fixed vocabulary `R
 consumer can switch on them.
 
 Thresholds and where they come from:
-- lead off: peak-to-peak below 20 uV over a whole 1-s block (front ends resolve ~1-5 uV; IEC
-  60601-2-27 allows 30 uV p-p noise) while another lead shows a QRS-sized deflection (>= 0.3 mV)
-  in the same block, or every lead flat over the whole window. Requiring a live lead keeps a
+- lead off: peak-to-peak below 20 uV over 1 s (a sliding block anywhere over the window, the
+  stream around it included; front ends resolve ~1-5 uV; IEC 60601-2-27 allows 30 uV p-p
+  noise) while another lead shows a QRS-sized deflection (>= 0.3 mV) in the same block, the
+  window holding >= 0.4 s of such blocks (`flat_min_s`), or every lead flat over the whole
+  window. Requiring a live lead keeps a
   pause (every lead quiet) from reading as an electrode off.
 - saturation: the lead sits at its window extreme for >= 20 ms in a row (a clipped R wave; a real
   R peak at 360-1000 Hz is never flat for 20 ms), or touches the ADC rail when the source knows it.
@@ -36,6 +38,10 @@ NOISE_HIGHPASS = "highpass_45"   # the noise band's filter (edge_ecg.signal.filt
 class QualityConfig:
     flat_mv: float = 0.02
     flat_block_s: float = 1.0
+    # the part of a flat run a window must hold to be withheld for it: a run's edges are
+    # uncertain by an isoelectric stretch within flat_mv (TP segment; up to 0.32 s measured
+    # on the synthetic 8-lead record of tests/reliability at ~70 bpm), so less is ambiguous
+    flat_min_s: float = 0.4
     alive_mv: float = 0.3            # a QRS deflection in another lead (QRS 0.5-2 mV)
     rail_run_s: float = 0.020
     min_bpm: float = 20.0
@@ -45,12 +51,16 @@ class QualityConfig:
 
 def assess_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beats: int,
                   noise_ratio: float, cfg: QualityConfig = QualityConfig(),
-                  rails_mv: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[str, ...]:
+                  rails_mv: tuple[np.ndarray, np.ndarray] | None = None,
+                  context: tuple[np.ndarray, np.ndarray, int] | None = None) -> tuple[str, ...]:
     """The reasons to withhold a window (empty when it is usable).
 
     `raw_mv` `(T, L)` and `raw_flags` `(T,)` are the window's samples on the source clock,
     before filtering (flat lines and rails are only visible there); `n_beats` the beats the
-    tracker found in it; `noise_ratio` its high-band over in-band power.
+    tracker found in it; `noise_ratio` its high-band over in-band power. `context`
+    `(ctx_mv (T', L), ctx_flags (T',), offset)` is the window with up to `flat_block_s` of
+    stream on either side (the window starts at `offset` in it): a flat run that only partly
+    lies in the window is measured over its whole length there.
     """
     reasons: list[str] = []
     flags = np.asarray(raw_flags, dtype=np.uint8)
@@ -62,7 +72,12 @@ def assess_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_bea
     # lead-major copy: reductions along the contiguous time axis are ~10x faster than along
     # axis 0 of a (T, 12) array (measured)
     xl = np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T)
-    if _lead_off(xl, ok, fs_hz, cfg):
+    if context is None:
+        xc, okc, w0 = xl, ok, 0
+    else:
+        xc = np.ascontiguousarray(np.asarray(context[0], dtype=np.float32).T)
+        okc, w0 = np.asarray(context[1], dtype=np.uint8) == 0, int(context[2])
+    if _lead_off(xl, ok, fs_hz, cfg, xc, okc, w0):
         reasons.append("lead_off")
     if _saturated(xl, ok, fs_hz, cfg, rails_mv):
         reasons.append("saturation")
@@ -74,26 +89,74 @@ def assess_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_bea
     return tuple(reasons)
 
 
-def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig) -> bool:
-    """True when a lead is flat over a whole block of clean samples while another lead shows
-    a QRS-sized deflection in that block, or when every lead is flat over the whole window.
+def flat_block_len(fs_hz: float, cfg: QualityConfig) -> int:
+    """Samples in a lead-off block (`flat_block_s` at `fs_hz`)."""
+    return max(int(round(cfg.flat_block_s * fs_hz)), 2)
 
-    `x` is lead-major `(L, T)`. The second lead's activity tells an electrode that is off
-    from a pause (asystole, a sinus pause, a lead perpendicular to the heart's axis), where
-    every lead is quiet.
+
+def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
+              xc: np.ndarray | None = None, okc: np.ndarray | None = None,
+              w0: int = 0) -> bool:
+    """True when a lead is flat over blocks of `flat_block_s` clean samples anywhere (sliding
+    blocks) while another lead shows a QRS-sized deflection in the same block, and the window
+    holds `flat_min_s` of such blocks, or when every lead is flat over the whole window.
+
+    `x` `(L, T)` / `ok` `(T,)` is the window; `xc` / `okc` the same with context on either
+    side, the window starting at `w0` in it. The second lead's activity tells an electrode
+    that is off from a pause (asystole, a sinus pause, a lead perpendicular to the heart's
+    axis), where every lead is quiet. Sliding max/min are O(T) (van Herk / Gil-Werman in
+    scipy.ndimage), and run only for leads that hold a flat half-block: any flat run of a
+    block's length covers a whole half-block of the aligned half-block grid.
     """
-    block = max(int(round(cfg.flat_block_s * fs_hz)), 2)
+    if xc is None:
+        xc, okc, w0 = x, ok, 0
+    block = flat_block_len(fs_hz, cfg)
+    n_leads, t = xc.shape
+    if t >= block:
+        half = block // 2
+        nh = (t // half) * half
+        xh = xc[:, :nh].reshape(n_leads, -1, half)
+        hclean = okc[:nh].reshape(-1, half).all(axis=1)
+        hflat = ((xh.max(axis=2) - xh.min(axis=2)) < cfg.flat_mv) & hclean[None, :]
+        if hflat.any():
+            from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+            lo, hi = max(w0 - block + 1, 0), min(w0 + x.shape[1], t - block + 1)  # blocks
+            if hi > lo:                                     # [p, p+block) overlapping the window
+                a, b = lo + block // 2, hi + block // 2
+
+                def sliding_ptp(rows):                      # (len(rows), positions)
+                    xr = xc[rows]
+                    return (maximum_filter1d(xr, block, axis=1)[:, a:b]
+                            - minimum_filter1d(xr, block, axis=1)[:, a:b])
+
+                cand = np.flatnonzero(hflat.any(axis=1))    # leads holding a flat half-block
+                c = np.concatenate([[0], np.cumsum(okc, dtype=np.int64)])
+                clean = (c[lo + block:hi + block] - c[lo:hi]) == block
+                off = np.zeros((n_leads, hi - lo), dtype=bool)
+                off[cand] = (sliding_ptp(cand) < cfg.flat_mv) & clean[None, :]
+                if off.any():                               # then: another lead alive there
+                    alive = (sliding_ptp(slice(None)) >= cfg.alive_mv).any(axis=0)
+                    off &= alive[None, :]
+                if off.any():
+                    # samples of the window inside some off block: count of off blocks
+                    # starting in [i - block + 1, i], from a cumulative sum over positions
+                    cs = np.concatenate([np.zeros((n_leads, 1), np.int64),
+                                         np.cumsum(off, axis=1)], axis=1)
+                    i = np.arange(w0, w0 + x.shape[1])
+                    j1 = np.clip(i, lo - 1, hi - 1) - lo + 1
+                    j0 = np.clip(i - block + 1, lo, hi) - lo
+                    held = ((cs[:, j1] - cs[:, j0]) > 0).sum(axis=1)
+                    if np.any(held >= int(round(cfg.flat_min_s * fs_hz))):
+                        return True
+    # every lead flat over the whole window, on the window's own block grid
     n = (x.shape[1] // block) * block
     if n == 0:
         return False
     xb = x[:, :n].reshape(x.shape[0], -1, block)               # (L, blocks, block)
-    clean = ok[:n].reshape(-1, block).all(axis=1)              # (blocks,)
-    ptp = xb.max(axis=2) - xb.min(axis=2)                      # (L, blocks)
-    flat = (ptp < cfg.flat_mv) & clean[None, :]
-    alive = (ptp >= cfg.alive_mv).any(axis=0, keepdims=True)   # some lead beats in the block
-    if np.any(flat & alive):
-        return True
-    return bool(clean.all() and flat.all(axis=1).any() and not (ptp >= cfg.flat_mv).any())
+    clean_b = ok[:n].reshape(-1, block).all(axis=1)            # (blocks,)
+    ptp_b = xb.max(axis=2) - xb.min(axis=2)                    # (L, blocks)
+    return bool(clean_b.all() and (ptp_b < cfg.flat_mv).all())
 
 
 def _saturated(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,

@@ -233,11 +233,6 @@ def test_lead_off_flat_line_is_withheld(ecg, rel_backend):
     check_windows(run, rel_backend, flat, reason="lead_off")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (detector gap): edge_ecg/runtime/quality.py _lead_off only sees a flat lead over a "
-    "whole 1-s block on the window's grid: V3 flat from 10.5 s to 11.9 s (1.4 s, no whole "
-    "block) is predicted over in every window that holds it; a flat run >= flat_block_s "
-    "anywhere in the window (a sliding block) would catch it"))
 def test_unaligned_lead_off_is_withheld(ecg, rel_backend):
     x = ecg.copy()
     x[5250:5950, LEADS8.index("V3")] = 0.0
@@ -262,11 +257,6 @@ def test_clipped_samples_at_the_adc_rail_are_withheld(ecg, rel_backend):
     check_windows(run, rel_backend, clipped, reason="saturation")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: clipped R peaks (< 20 ms at the ADC rail) are not withheld: Pipeline builds its "
-    "StreamProcessor without rails_mv and SerialSource does not expose the rails its "
-    "DEVICE_INFO format implies (edge_ecg/runtime/pipeline.py Pipeline.__init__, "
-    "quality._saturated)"))
 def test_briefly_clipped_r_peaks_are_withheld(ecg, rel_backend):
     """int16 at 30000 counts/mV: rails +/-1.09 mV, so lead II's R peaks (~1.3 mV here) clip
     for a few ms each. A clipped sample is corrupt: no prediction may hold one."""
@@ -478,11 +468,6 @@ def test_consumer_falling_behind_drops_are_counted_and_never_predicted_over(behi
         assert not window_overlaps(bad, e.start, e.index), (e.start, e.index)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: edge_ecg/runtime/pipeline.py Pipeline.run: chunks dropped because the consumer "
-    "fell behind are reported as gap events with cause 'sequence' (the dropped flag is "
-    "computed when the next *queued* chunk is dequeued, which precedes the drop), and chunks "
-    "dropped at the end of the stream get no gap event at all (only Summary.dropped_samples)"))
 def test_consumer_falling_behind_every_drop_is_a_dropped_gap(behind):
     _, _, rec, _, s = behind
     gaps = rec.of("gap")
