@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,24 +31,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-# bench/ holds scripts named like the project's packages (bench/export.py): keep the script's
-# folder off the import path so `export` is the package, and put the repository first.
-sys.path[:] = [str(REPO)] + [p for p in sys.path
-                             if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(REPO))
+from profiles.machine import this_machine  # noqa: E402
+
 DEFAULT_BUNDLE = REPO / "edge_ecg" / "assets" / "default_bundle"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load avg {load:.1f}, Python {platform.python_version()}"
 
 
 def write_record(folder: Path, seconds: float, seed: int = 5) -> Path:
@@ -254,7 +239,7 @@ def main() -> None:
     from export.manifest import load_bundle
 
     m = load_bundle(args.bundle)
-    print(f"# edge-ecg runtime benchmark\nmachine: {machine()}")
+    print(f"# edge-ecg runtime benchmark\nmachine: {this_machine().summary()}")
     print(f"bundle: {args.bundle} (model {m.model_version}, variant {m.default_variant})")
     print(DISCLAIMER)
     with tempfile.TemporaryDirectory() as tmp:

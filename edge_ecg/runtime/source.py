@@ -29,7 +29,7 @@ class Source(abc.ABC):
     def read(self, timeout_s: float = 0.1) -> Chunk | None:
         """The next chunk, or None when none arrived within `timeout_s`.
 
-        Raises `StopIteration`-free `EOFError` when a finite source (a replay) is exhausted.
+        Raises `EOFError` when a finite source (a replay) is exhausted.
         """
 
     @abc.abstractmethod
