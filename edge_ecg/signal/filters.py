@@ -21,6 +21,7 @@ import numpy as np
 import scipy.signal
 
 from edge_ecg.errors import SignalError
+from edge_ecg.signal.layout import as_time_major
 
 BANDPASS_ORDER = 2   # per edge: 2 sections, 4th order overall
 HIGHPASS_ORDER = 2
@@ -125,15 +126,6 @@ def filter_initial(sos: np.ndarray, n_leads: int, x0: np.ndarray | None = None) 
     return FilterState(zi=np.ascontiguousarray(zi))
 
 
-def _as_2d(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise SignalError(f"signal must be (T,) or (T, n_leads), got shape {x.shape}")
-    return x
-
-
 def filter_apply(sos: np.ndarray, x: np.ndarray,
                  state: FilterState) -> tuple[np.ndarray, FilterState]:
     """Filter one chunk `x` `(T, L)`; returns `(y float32 (T, L), next state)`.
@@ -141,7 +133,7 @@ def filter_apply(sos: np.ndarray, x: np.ndarray,
     Pure: `state` is not modified. Arithmetic is float64 inside, so any chunking agrees with
     one pass to float32 rounding.
     """
-    x = _as_2d(x)
+    x = as_time_major(x)
     if state.zi.shape[2] != x.shape[1]:
         raise SignalError(f"filter state is for {state.zi.shape[2]} leads, chunk has {x.shape[1]}")
     if _SOSFILT is not None:
@@ -168,7 +160,7 @@ def sos_step(sos: np.ndarray, y: np.ndarray, zi: np.ndarray) -> None:
 
 def filter_offline(name: str, x: np.ndarray, fs_hz: float) -> np.ndarray:
     """Filter a whole signal in one pass, starting in steady state for its first sample."""
-    x = _as_2d(x)
+    x = as_time_major(x)
     if x.shape[0] == 0:
         return np.zeros(x.shape, dtype=np.float32)
     sos = make_filter(name, fs_hz)

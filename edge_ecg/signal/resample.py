@@ -19,6 +19,7 @@ import numpy as np
 import scipy.signal
 
 from edge_ecg.errors import SignalError
+from edge_ecg.signal.layout import as_time_major
 
 KAISER_BETA = 5.0        # as scipy.signal.resample_poly
 ZERO_CROSSINGS = 10      # half-length of the filter in units of the slower rate's period
@@ -90,22 +91,13 @@ def resample_initial(fs_in: float, fs_out: float, n_leads: int,
     return ResampleState(up=up, down=down, n_leads=int(n_leads), history=hist)
 
 
-def _as_2d(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim != 2:
-        raise SignalError(f"signal must be (T,) or (T, n_leads), got shape {x.shape}")
-    return x
-
-
 def resample_apply(x: np.ndarray, state: ResampleState) -> tuple[np.ndarray, ResampleState]:
     """Resample the next chunk `x` `(T, L)`; returns `(y float32 (T_out, L), next state)`.
 
     Emits every output sample whose inputs have all arrived, so the output length varies by
     one between chunks; the total over a stream depends only on the number of inputs.
     """
-    x = _as_2d(x)
+    x = as_time_major(x)
     if x.shape[1] != state.n_leads:
         raise SignalError(f"resampler was set up for {state.n_leads} leads, chunk has {x.shape[1]}")
     n = x.shape[0]
@@ -137,7 +129,7 @@ def resample_offline(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     The same filter as the stream, run over the signal extended by its edge values, with the
     stream's fixed delay removed.
     """
-    x = _as_2d(x)
+    x = as_time_major(x)
     up, down = _ratio(fs_in, fs_out)
     n_target = ceil(x.shape[0] * up / down)
     if x.shape[0] == 0:
