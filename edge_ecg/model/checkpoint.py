@@ -95,19 +95,31 @@ def load_checkpoint(ckpt_dir: str | Path):
         weights = pt[0]
     state = load_tensor_file(weights)
     model = ECGMoE(cfg, load_external=False)
-    own = model.state_dict()
+    load_fitting_state(model, state, f"{weights} (with its {CONFIG})",
+                       "the files were mixed from different checkpoints")
+    return model.eval()
+
+
+def load_fitting_state(module, state: dict, where: str, hint: str) -> None:
+    """Load `state` into `module` only if every key and shape fits; else CheckpointError.
+
+    Strict on purpose: a partially loaded model would run and give silently wrong outputs.
+    """
+    import torch
+
+    own = module.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
     if missing or extra:
-        raise CheckpointError(
-            f"{weights}: does not fit its {CONFIG}: missing {missing[:5]}, unexpected "
-            f"{extra[:5]}; the files were mixed from different checkpoints")
+        raise CheckpointError(f"{where}: does not fit: missing keys {missing[:5]}, unexpected "
+                              f"keys {extra[:5]}; {hint}")
     for k, v in state.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(f"{weights}: tensor {k!r} has shape {tuple(v.shape)}, the "
-                                  f"config implies {tuple(own[k].shape)}")
-    model.load_state_dict(state)
-    return model.eval()
+        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(own[k].shape):
+            raise CheckpointError(
+                f"{where}: tensor {k!r} has shape {tuple(getattr(v, 'shape', ()))}, expected "
+                f"{tuple(own[k].shape)}; {hint}")
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v
+                            for k, v in state.items()})
 
 
 def read_metrics(ckpt_dir: str | Path) -> dict:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_ecg.errors import CheckpointError
-from edge_ecg.model.checkpoint import load_tensor_file
+from edge_ecg.model.checkpoint import load_fitting_state, load_tensor_file
 from edge_ecg.model.config import ECGMoEConfig
 
 
@@ -53,19 +53,8 @@ def load_encoder_weights(encoder: nn.Module, path: str) -> None:
     for prefix in ("module.", "encoder."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
-    own = encoder.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    if missing or extra:
-        raise CheckpointError(
-            f"{path}: does not fit the {type(encoder).__name__} encoder: missing keys "
-            f"{missing[:5]}, unexpected keys {extra[:5]}; check external_arch/external_width")
-    for k, v in state.items():
-        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(
-                f"{path}: tensor {k!r} has shape {tuple(getattr(v, 'shape', ()))}, the encoder "
-                f"expects {tuple(own[k].shape)}; check external_width")
-    encoder.load_state_dict({k: v.float() for k, v in state.items()})
+    load_fitting_state(encoder, state, f"{path} ({type(encoder).__name__} encoder)",
+                       "check external_arch/external_width")
 
 
 class ExternalScout(nn.Module):
