@@ -49,19 +49,29 @@ def latency_summary(samples_s) -> dict:
             "total_s": float(a.sum() / 1000.0)}
 
 
-def current_rss_mb() -> float:
-    """Resident set size now (Linux /proc/self/statm), or the peak where /proc is absent."""
+def _statm_rss_mb() -> float | None:
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
         return pages * resource.getpagesize() / 2**20
     except (OSError, ValueError, IndexError):
-        return peak_rss_mb()
+        return None
+
+
+def current_rss_mb() -> float:
+    """Resident set size now (Linux /proc/self/statm), or the peak where /proc is absent."""
+    now = _statm_rss_mb()
+    return peak_rss_mb() if now is None else now
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (getrusage: KB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process so far.
+
+    getrusage reports KB on Linux, bytes on macOS. Linux updates that high-water mark lazily,
+    so it can lag the current RSS by a few pages: the peak is never below the current size.
+    """
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    peak_mb = peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return max(peak_mb, _statm_rss_mb() or 0.0)
 
 
 def pick_variant(manifest, profile: Profile, bundle: Path, requested: str | None = None) -> str:
