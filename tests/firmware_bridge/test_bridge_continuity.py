@@ -6,11 +6,7 @@ pseudo-terminal, where each must become a gap in `Chunk.index` or a SourceError.
 
 from __future__ import annotations
 
-import os
-import select
-import threading
 import time
-import tty
 
 import numpy as np
 import pytest
@@ -18,18 +14,15 @@ import pytest
 from edge_ecg.errors import SourceError
 from firmware_bridge.decoder import RATE_CHECK_FRAMES, StreamDecoder
 from firmware_bridge.protocol import (
-    AckStatus,
-    Command,
-    CommandMsg,
     DataFrame,
     DeviceInfo,
     MsgType,
     SampleFormat,
-    encode_ack,
     encode_data,
     encode_device_info,
     envelope,
 )
+from firmware_bridge.scripted_device import ScriptedDevice
 from firmware_bridge.serial_source import SerialSource
 
 SPF = 10
@@ -131,44 +124,6 @@ def test_new_device_info_clears_the_rate_verdict():
 
 
 # -- through SerialSource on a pseudo-terminal ---------------------------------------------
-class ScriptDevice:
-    """A pty that ACKs every command and answers START with `parts` (raw protocol bytes)."""
-
-    def __init__(self, parts: list[bytes]) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.path = os.ttyname(self.slave)
-        self.parts = parts
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        dec = StreamDecoder()
-        while not self._stop.is_set():
-            if not select.select([self.master], [], [], 0.02)[0]:
-                continue
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
-                return
-            for m in dec.feed(data):
-                if isinstance(m, CommandMsg):
-                    os.write(self.master, encode_ack(m.command, m.token, AckStatus.OK))
-                    if m.command == Command.START:
-                        for part in self.parts:
-                            os.write(self.master, part)
-
-    def __enter__(self) -> "ScriptDevice":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._t.join(2)
-        for fd in (self.master, self.slave):
-            os.close(fd)
-
-
 def drain(src: SerialSource, quiet_s: float = 0.3, limit_s: float = 5.0) -> list:
     chunks, last = [], time.monotonic()
     end = time.monotonic() + limit_s
@@ -181,7 +136,7 @@ def drain(src: SerialSource, quiet_s: float = 0.3, limit_s: float = 5.0) -> list
 
 
 def test_serial_source_refuses_zero_rate_naming_the_field():
-    with ScriptDevice([info_bytes(0.0) + b"".join(frames(3))]) as dev:
+    with ScriptedDevice([info_bytes(0.0) + b"".join(frames(3))]) as dev:
         src = SerialSource(dev.path, info_timeout_s=1.0, reconnect=False)
         t0 = time.monotonic()
         with pytest.raises(SourceError, match=r"fs_mhz=0.*sample-rate field"):
@@ -191,7 +146,7 @@ def test_serial_source_refuses_zero_rate_naming_the_field():
 
 
 def test_serial_source_stops_when_the_clock_denies_the_rate():
-    with ScriptDevice([info_bytes(FS)] + frames(60, clock_hz=250.0)) as dev:
+    with ScriptedDevice([info_bytes(FS)] + frames(60, clock_hz=250.0)) as dev:
         src = SerialSource(dev.path, info_timeout_s=1.0, reconnect=True)
         with pytest.raises(SourceError, match=r"runs at ~250 Hz but device-info says 500 Hz"):
             src.open()
@@ -201,7 +156,7 @@ def test_serial_source_stops_when_the_clock_denies_the_rate():
 
 def test_serial_source_reports_a_reboot_as_an_index_gap():
     before, after = frames(30, seq0=500, ts0=1_000_000), frames(30, seq0=0)
-    with ScriptDevice([info_bytes(FS)] + before + after) as dev:
+    with ScriptedDevice([info_bytes(FS)] + before + after) as dev:
         src = SerialSource(dev.path, info_timeout_s=1.0, reconnect=False)
         src.open()
         try:

@@ -11,7 +11,6 @@ processor was actually fed (recorded), never the runtime's own report.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 
@@ -33,6 +32,7 @@ from edge_ecg.runtime.sources import ReplaySource
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 from firmware_bridge.emulator import VirtualMonitor
+from firmware_bridge.scripted_device import ScriptedDevice
 from firmware_bridge.serial_source import SerialSource
 
 FS = 500.0
@@ -306,53 +306,6 @@ class _RunView:
 
 
 # --- DEVICE_INFO faults: a scripted device on a raw pseudo-terminal ------------------------
-class ScriptedDevice:
-    """A device on a pty that answers the host's START with `script()` bytes (no emulator
-    logic: for messages the virtual monitor never sends on purpose)."""
-
-    def __init__(self, script) -> None:
-        import tty
-
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.path = os.ttyname(self.slave)
-        self.script = script
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        import select
-
-        from firmware_bridge.decoder import StreamDecoder
-        from firmware_bridge.protocol import AckStatus, Command, CommandMsg, encode_ack
-
-        dec = StreamDecoder()
-        while not self._stop.is_set():
-            if not select.select([self.master], [], [], 0.05)[0]:
-                continue
-            try:
-                data = os.read(self.master, 4096)
-            except OSError:
-                return
-            for m in dec.feed(data):
-                if isinstance(m, CommandMsg):
-                    os.write(self.master, encode_ack(m.command, m.token, AckStatus.OK))
-                    if m.command == Command.START:
-                        for part in self.script():
-                            os.write(self.master, part)
-                            time.sleep(0.001)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._t.join(2)
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
 def _info(fs_hz, leads=("I", "II"), gain=1000.0):
     from firmware_bridge.protocol import DeviceInfo, SampleFormat, encode_device_info
 
@@ -386,7 +339,7 @@ def _pipeline_over(device, backend, timeout_s=2.0):
 @pytest.mark.parametrize("fs_hz", [20_000.0, 10.0])
 def test_device_info_with_impossible_rate_stops_with_source_error(fs_hz, rel_backend):
     counts = np.zeros((200, 2), np.int32)
-    dev = ScriptedDevice(lambda: [_info(fs_hz)] + _frames(counts))
+    dev = ScriptedDevice(pace_s=0.001, script=lambda: [_info(fs_hz)] + _frames(counts))
     try:
         pipe, rec, _ = _pipeline_over(dev, rel_backend)
         with pytest.raises(SourceError, match="fs_hz"):
@@ -400,7 +353,7 @@ def test_device_info_with_impossible_rate_stops_with_source_error(fs_hz, rel_bac
                                         (-5.0, "gain"), (float("inf"), "gain")])
 def test_device_info_with_unusable_gain_stops_with_source_error(gain, match, rel_backend):
     counts = np.zeros((200, 2), np.int32)
-    dev = ScriptedDevice(lambda: [_info(FS, gain=gain)] + _frames(counts))
+    dev = ScriptedDevice(pace_s=0.001, script=lambda: [_info(FS, gain=gain)] + _frames(counts))
     try:
         pipe, rec, _ = _pipeline_over(dev, rel_backend)
         with pytest.raises(SourceError, match=match):
@@ -413,7 +366,7 @@ def test_device_info_with_unusable_gain_stops_with_source_error(gain, match, rel
 def test_device_info_rate_contradicted_by_device_clock_is_not_trusted(ecg, rel_backend):
     counts = np.rint(ecg[:, :2] * GAIN).astype(np.int32)
     frames = _frames(counts, fs=250.0)                # timestamps: 40 ms per 10-sample frame
-    dev = ScriptedDevice(lambda: [_info(FS)] + frames)
+    dev = ScriptedDevice(pace_s=0.001, script=lambda: [_info(FS)] + frames)
     try:
         pipe, rec, _ = _pipeline_over(dev, rel_backend, timeout_s=1.0)
         try:
@@ -477,7 +430,7 @@ def test_consumer_falling_behind_every_drop_is_a_dropped_gap(behind):
 
 def test_device_info_with_zero_rate_stops_with_source_error(rel_backend):
     counts = np.zeros((200, 2), np.int32)
-    dev = ScriptedDevice(lambda: [_info(0.0) + b"".join(_frames(counts))])
+    dev = ScriptedDevice(pace_s=0.001, script=lambda: [_info(0.0) + b"".join(_frames(counts))])
     try:
         pipe, _, _ = _pipeline_over(dev, rel_backend)
         with pytest.raises(SourceError):
@@ -492,7 +445,7 @@ def test_device_info_changing_rate_mid_stream_stops_the_run(ecg, rel_backend):
     counts = np.rint(ecg[:, :2] * GAIN).astype(np.int32)
     first = _frames(counts[:9_000])
     later = _frames(counts[9_000:], seq0=len(first), ts0=18_000_000)
-    dev = ScriptedDevice(lambda: [_info(FS)] + first + [_info(250.0)] + later)
+    dev = ScriptedDevice(pace_s=0.001, script=lambda: [_info(FS)] + first + [_info(250.0)] + later)
     try:
         pipe, rec, _ = _pipeline_over(dev, rel_backend, timeout_s=1.0)
         with pytest.raises(SourceError, match="rate"):
@@ -507,7 +460,7 @@ def test_device_reboot_is_not_joined_silently(ecg, rel_backend):
     counts = np.rint(ecg[:, :2] * GAIN).astype(np.int32)
     before = _frames(counts[:7_000], seq0=1000)
     after = _frames(counts[8_000:], seq0=0)            # 2 s of signal never sent, seq reset
-    dev = ScriptedDevice(lambda: [_info(FS)] + before + after)
+    dev = ScriptedDevice(pace_s=0.001, script=lambda: [_info(FS)] + before + after)
     try:
         pipe, rec, _ = _pipeline_over(dev, rel_backend, timeout_s=1.0)
         s = pipe.run(handle_signals=False)
