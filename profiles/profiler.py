@@ -335,6 +335,17 @@ def _measure(backend, source, profile: Profile, spec: str, progress: bool, total
     per_hop, settle_ms, excess = [], [], []
     processing_s = 0.0
     n_chunks = n_pred = n_withheld = 0
+
+    def emit(events: list) -> float:
+        """Write `events` to the sink, timed as the output stage; returns the time after."""
+        t = time.perf_counter()
+        for ev in events:
+            sink.emit(ev)
+        done = time.perf_counter()
+        if events:
+            timer.add("output", done - t)
+        return done
+
     source.open()
     bar = tqdm(total=total_s, desc="profile", disable=not progress, leave=False,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of signal")
@@ -353,12 +364,7 @@ def _measure(backend, source, profile: Profile, spec: str, progress: bool, total
             t1 = time.perf_counter()
             timer.add("read", t1 - t0)
             events = proc.feed(chunk)
-            t2 = time.perf_counter()
-            for ev in events:
-                sink.emit(ev)
-            t3 = time.perf_counter()
-            if events:
-                timer.add("output", t3 - t2)
+            t3 = emit(events)
             processing_s += t3 - t0
             n_chunks += 1
             preds = [e for e in events if isinstance(e, PredictionEvent)]
@@ -376,13 +382,7 @@ def _measure(backend, source, profile: Profile, spec: str, progress: bool, total
         # not as hops: no chunk's arrival released them)
         t0 = time.perf_counter()
         tail = proc.finish()
-        t2 = time.perf_counter()
-        for ev in tail:
-            sink.emit(ev)
-        t3 = time.perf_counter()
-        if tail:
-            timer.add("output", t3 - t2)
-        processing_s += t3 - t0
+        processing_s += emit(tail) - t0
         n_pred += sum(isinstance(e, PredictionEvent) for e in tail)
         n_withheld += sum(isinstance(e, WithheldEvent) for e in tail)
     finally:
