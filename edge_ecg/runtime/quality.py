@@ -104,9 +104,9 @@ def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
     `x` `(L, T)` / `ok` `(T,)` is the window; `xc` / `okc` the same with context on either
     side, the window starting at `w0` in it. The second lead's activity tells an electrode
     that is off from a pause (asystole, a sinus pause, a lead perpendicular to the heart's
-    axis), where every lead is quiet. Sliding max/min are O(T) (van Herk / Gil-Werman in
-    scipy.ndimage), and run only for leads that hold a flat half-block: any flat run of a
-    block's length covers a whole half-block of the aligned half-block grid.
+    axis), where every lead is quiet. Sliding max/min (`sliding_ptp`) run only for leads
+    that hold a flat half-block: any flat run of a block's length covers a whole half-block
+    of the aligned half-block grid.
     """
     if xc is None:
         xc, okc, w0 = x, ok, 0
@@ -119,24 +119,19 @@ def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
         hclean = okc[:nh].reshape(-1, half).all(axis=1)
         hflat = ((xh.max(axis=2) - xh.min(axis=2)) < cfg.flat_mv) & hclean[None, :]
         if hflat.any():
-            from scipy.ndimage import maximum_filter1d, minimum_filter1d
-
             lo, hi = max(w0 - block + 1, 0), min(w0 + x.shape[1], t - block + 1)  # blocks
             if hi > lo:                                     # [p, p+block) overlapping the window
-                a, b = lo + block // 2, hi + block // 2
 
-                def sliding_ptp(rows):                      # (len(rows), positions)
-                    xr = xc[rows]
-                    return (maximum_filter1d(xr, block, axis=1)[:, a:b]
-                            - minimum_filter1d(xr, block, axis=1)[:, a:b])
+                def ptp_of(rows):                           # (len(rows), hi - lo)
+                    return sliding_ptp(xc[rows, lo:hi + block - 1], block)
 
                 cand = np.flatnonzero(hflat.any(axis=1))    # leads holding a flat half-block
                 c = np.concatenate([[0], np.cumsum(okc, dtype=np.int64)])
                 clean = (c[lo + block:hi + block] - c[lo:hi]) == block
                 off = np.zeros((n_leads, hi - lo), dtype=bool)
-                off[cand] = (sliding_ptp(cand) < cfg.flat_mv) & clean[None, :]
+                off[cand] = (ptp_of(cand) < cfg.flat_mv) & clean[None, :]
                 if off.any():                               # then: another lead alive there
-                    alive = (sliding_ptp(slice(None)) >= cfg.alive_mv).any(axis=0)
+                    alive = (ptp_of(slice(None)) >= cfg.alive_mv).any(axis=0)
                     off &= alive[None, :]
                 if off.any():
                     # samples of the window inside some off block: count of off blocks
@@ -157,6 +152,31 @@ def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
     clean_b = ok[:n].reshape(-1, block).all(axis=1)            # (blocks,)
     ptp_b = xb.max(axis=2) - xb.min(axis=2)                    # (L, blocks)
     return bool(clean_b.all() and (ptp_b < cfg.flat_mv).all())
+
+
+def _running(x: np.ndarray, width: int, op: np.ufunc) -> np.ndarray:
+    """`out[:, p] = op.reduce(x[:, p:p + width], axis=1)` for every start `p`, `x` `(R, T)`,
+    `op` np.maximum or np.minimum, by doubling: after step j, `m[:, i]` is the extreme of
+    `x[:, i:i + 2**j]`; two overlapping power-of-two spans then cover any width (the sparse-
+    table trick of range-minimum queries, Bender & Farach-Colton, LATIN 2000). O(T log width)
+    but every step is one SIMD ufunc call over the array: measured ~7x faster than the O(T)
+    van Herk / Gil-Werman loop of scipy.ndimage on 12 x 6000 float32, width 500, and ~2x
+    faster than a numpy van Herk / Gil-Werman (whose `op.accumulate` per block is serial)."""
+    t = x.shape[1]
+    k, m = 1, x
+    while 2 * k <= width:
+        m = op(m[:, :-k], m[:, k:])
+        k *= 2
+    n = t - width + 1
+    return op(m[:, :n], m[:, width - k:width - k + n])
+
+
+def sliding_ptp(x: np.ndarray, width: int) -> np.ndarray:
+    """Peak-to-peak over every window of `width` samples: `(R, T)` -> `(R, T - width + 1)`.
+    Max and min are exact, so these are the values scipy.ndimage's maximum_filter1d /
+    minimum_filter1d give, without importing scipy.ndimage (+25 MB resident, measured; the
+    runtime must fit 150 MB, issue #6)."""
+    return _running(x, width, np.maximum) - _running(x, width, np.minimum)
 
 
 def _saturated(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,

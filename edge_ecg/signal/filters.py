@@ -14,13 +14,17 @@ monitoring bandwidth; a notch with Q = 30 is about 2 Hz wide at 50/60 Hz.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-import scipy.signal
 
 from edge_ecg.errors import SignalError
+from edge_ecg.signal import design
 from edge_ecg.signal.layout import as_time_major
 
 BANDPASS_ORDER = 2   # per edge: 2 sections, 4th order overall
@@ -28,33 +32,105 @@ HIGHPASS_ORDER = 2
 LOWPASS_ORDER = 4
 NOTCH_Q = 30.0
 
+_KERNEL_MODULE = "scipy.signal._sosfilt"
 
-def _fast_sosfilt():
-    """scipy's compiled in-place kernel behind `sosfilt`, if present and correct.
 
-    Public `sosfilt` validates its arguments on every call (about 100 us here), which is more
-    than the whole per-chunk budget of a streaming QRS detector at 0.1-s chunks. The kernel is
-    private API, so it is checked against the public function once and dropped if it differs.
+def _df2t_reference(sos: np.ndarray, y: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """Cascade of direct-form-II-transposed sections in plain numpy, one sample at a time
+    (slow: only to check the compiled kernel on a short vector). Same layout as the kernel:
+    `y` `(L, T)`, `zi` `(L, n_sections, 2)`; returns new arrays `(output, final state)`."""
+    y = np.array(y, dtype=np.float64)
+    z = np.array(zi, dtype=np.float64)
+    for s, (b0, b1, b2, _, a1, a2) in enumerate(np.asarray(sos, dtype=np.float64)):
+        for n in range(y.shape[1]):
+            x_n = y[:, n].copy()
+            y_n = b0 * x_n + z[:, s, 0]
+            z[:, s, 0] = b1 * x_n - a1 * y_n + z[:, s, 1]
+            z[:, s, 1] = b2 * x_n - a2 * y_n
+            y[:, n] = y_n
+    return y, z
+
+
+def _verify_kernel(kernel) -> str | None:
+    """None when `kernel(sos, y, zi)` filters in place like `_df2t_reference` (two leads, a
+    4-section band-pass + notch cascade from rest and from a non-zero state), else why not."""
+    sos = np.ascontiguousarray(np.vstack([design.butter(2, [5.0, 15.0], "bandpass", 200.0),
+                                          design.tf2sos(*design.iirnotch(50.0, NOTCH_Q, 200.0))]))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 41))
+    for zi in (np.zeros((2, sos.shape[0], 2)), rng.standard_normal((2, sos.shape[0], 2))):
+        ref_y, ref_z = _df2t_reference(sos, x, zi)
+        y, z = np.ascontiguousarray(x.copy()), np.ascontiguousarray(zi.copy())
+        try:
+            kernel(sos, y, z)
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not use it
+            return f"calling it failed: {exc!r}"
+        if not (np.allclose(y, ref_y, rtol=1e-12, atol=1e-12)
+                and np.allclose(z, ref_z, rtol=1e-12, atol=1e-12)):
+            return "its output differs from the numpy direct-form-II-transposed reference"
+    return None
+
+
+def _load_compiled_sosfilt(scipy_dir: str | None = None):
+    """scipy's compiled in-place kernel behind `sosfilt`, loaded WITHOUT `import scipy.signal`.
+
+    Why: public `scipy.signal.sosfilt` validates its arguments on every call (about 100 us
+    here), more than the whole per-chunk budget of the streaming QRS detector at 0.1-s chunks,
+    and `import scipy.signal` adds ~48 MB of resident memory (measured), a third of the
+    runtime's 150 MB budget. So the extension file `scipy/signal/_sosfilt*.so` is loaded by
+    itself (it needs only numpy and scipy's light top-level package). The kernel is private
+    API: it is used only if it matches a numpy reference (`_verify_kernel`).
+
+    Returns `(kernel or None, note)`. `scipy_dir` overrides scipy's package folder (tests).
     """
-    try:
-        from scipy.signal._sosfilt import _sosfilt
-    except ImportError:  # pragma: no cover - depends on the scipy build
-        return None
-    sos = scipy.signal.butter(2, 0.2, output="sos")
-    x = np.linspace(-1.0, 1.0, 17)
-    zi = np.zeros((1, sos.shape[0], 2))
-    try:
-        y = x[None, :].copy()
-        _sosfilt(sos, y, zi)
-    except Exception:  # pragma: no cover
-        return None
-    ref, zf = scipy.signal.sosfilt(sos, x, zi=np.zeros((sos.shape[0], 2)))
-    if np.allclose(y[0], ref) and np.allclose(zi[0], zf):
-        return _sosfilt
-    return None  # pragma: no cover
+    mod = sys.modules.get(_KERNEL_MODULE)      # scipy.signal already imported: reuse it
+    if mod is None:
+        try:
+            if scipy_dir is None:
+                spec = importlib.util.find_spec("scipy")    # locates, does not import
+                if spec is None or not spec.submodule_search_locations:
+                    return None, "scipy is not installed"
+                scipy_dir = next(iter(spec.submodule_search_locations))
+            folder = os.path.join(scipy_dir, "signal")
+            paths = [os.path.join(folder, "_sosfilt" + suffix)
+                     for suffix in importlib.machinery.EXTENSION_SUFFIXES]
+            path = next((p for p in paths if os.path.isfile(p)), None)
+            if path is None:
+                return None, f"no compiled _sosfilt extension in {folder}"
+            loader = importlib.machinery.ExtensionFileLoader(_KERNEL_MODULE, path)
+            spec = importlib.util.spec_from_file_location(_KERNEL_MODULE, path, loader=loader)
+            mod = importlib.util.module_from_spec(spec)
+            loader.exec_module(mod)
+            # Cython registers the module in sys.modules under its name while it executes.
+            # Take it out again: a later real `import scipy.signal` then imports it the normal
+            # way (and binds `scipy.signal._sosfilt`), getting this same module object back
+            # from Cython (tests/signal/test_design.py checks that it still works).
+            if sys.modules.get(_KERNEL_MODULE) is mod:
+                del sys.modules[_KERNEL_MODULE]
+        except Exception as exc:  # noqa: BLE001 - any failure means: use the public function
+            return None, f"loading scipy's compiled _sosfilt failed: {exc!r}"
+    kernel = getattr(mod, "_sosfilt", None)
+    if kernel is None:
+        return None, f"{_KERNEL_MODULE} has no _sosfilt"
+    why = _verify_kernel(kernel)
+    if why is not None:
+        return None, f"scipy's compiled _sosfilt rejected: {why}"
+    return kernel, f"scipy's compiled _sosfilt from {getattr(mod, '__file__', '?')}, verified"
 
 
-_SOSFILT = _fast_sosfilt()
+_SOSFILT, KERNEL_NOTE = _load_compiled_sosfilt()
+# Which kernel filters: "compiled" (scipy's extension, checked against the numpy reference at
+# import) or "public" (fallback: scipy.signal.sosfilt, imported lazily on first use; correct
+# but ~100 us per call slower and +48 MB resident). KERNEL_NOTE says why.
+KERNEL = "compiled" if _SOSFILT is not None else "public"
+
+
+def _public_sosfilt():
+    """Fallback kernel: the public, argument-checking scipy.signal.sosfilt (heavy import)."""
+    import scipy.signal
+
+    return scipy.signal.sosfilt
 
 
 @dataclass(frozen=True)
@@ -92,13 +168,12 @@ def _design(name: str, fs_hz: float) -> np.ndarray:
         lo, hi = freqs
         if lo >= hi:
             raise SignalError(f"filter {name!r}: low edge must be below high edge")
-        return scipy.signal.butter(BANDPASS_ORDER, [lo, hi], "bandpass", fs=fs_hz, output="sos")
+        return design.butter(BANDPASS_ORDER, [lo, hi], "bandpass", fs_hz)
     if kind == "highpass":
-        return scipy.signal.butter(HIGHPASS_ORDER, freqs[0], "highpass", fs=fs_hz, output="sos")
+        return design.butter(HIGHPASS_ORDER, freqs[0], "highpass", fs_hz)
     if kind == "lowpass":
-        return scipy.signal.butter(LOWPASS_ORDER, freqs[0], "lowpass", fs=fs_hz, output="sos")
-    b, a = scipy.signal.iirnotch(freqs[0], NOTCH_Q, fs=fs_hz)
-    return scipy.signal.tf2sos(b, a)
+        return design.butter(LOWPASS_ORDER, freqs[0], "lowpass", fs_hz)
+    return design.tf2sos(*design.iirnotch(freqs[0], NOTCH_Q, fs_hz))
 
 
 def make_filter(name: str, fs_hz: float) -> np.ndarray:
@@ -122,7 +197,7 @@ def filter_initial(sos: np.ndarray, n_leads: int, x0: np.ndarray | None = None) 
             raise SignalError(f"x0 has {x0.size} values for {n_leads} leads")
         if not np.all(np.isfinite(x0)):
             raise SignalError("x0 holds NaN or infinite values")
-        zi = scipy.signal.sosfilt_zi(sos)[:, :, None] * x0[None, None, :]
+        zi = design.sosfilt_zi(sos)[:, :, None] * x0[None, None, :]
     return FilterState(zi=np.ascontiguousarray(zi))
 
 
@@ -142,7 +217,7 @@ def filter_apply(sos: np.ndarray, x: np.ndarray,
         zi = np.ascontiguousarray(state.zi.transpose(2, 0, 1))
         _SOSFILT(np.asarray(sos, dtype=np.float64), y, zi)
         return y.T.astype(np.float32), FilterState(zi=np.ascontiguousarray(zi.transpose(1, 2, 0)))
-    y, zf = scipy.signal.sosfilt(sos, np.asarray(x, dtype=np.float64), axis=0, zi=state.zi)
+    y, zf = _public_sosfilt()(sos, np.asarray(x, dtype=np.float64), axis=0, zi=state.zi)
     return y.astype(np.float32), FilterState(zi=zf)
 
 
@@ -153,7 +228,7 @@ def sos_step(sos: np.ndarray, y: np.ndarray, zi: np.ndarray) -> None:
     if _SOSFILT is not None:
         _SOSFILT(sos, y, zi)
         return
-    out, zf = scipy.signal.sosfilt(sos, y, axis=1, zi=zi.transpose(1, 0, 2))  # pragma: no cover
+    out, zf = _public_sosfilt()(sos, y, axis=1, zi=zi.transpose(1, 0, 2))  # pragma: no cover
     y[...] = out  # pragma: no cover
     zi[...] = zf.transpose(1, 0, 2)  # pragma: no cover
 

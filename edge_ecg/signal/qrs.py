@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import scipy.signal
 
 from edge_ecg.errors import SignalError
+from edge_ecg.signal.design import butter
 from edge_ecg.signal.filters import filter_initial, sos_step
 
 DETECT_BAND_HZ = (5.0, 15.0)   # Pan & Tompkins 1985 band-pass
@@ -127,7 +127,7 @@ class QRSState:
 
 def _design_sos(fs_hz: float) -> np.ndarray:
     lo, hi = DETECT_BAND_HZ
-    bp = scipy.signal.butter(2, [lo, hi], "bandpass", fs=fs_hz, output="sos")
+    bp = butter(2, [lo, hi], "bandpass", fs_hz)
     # 5-point derivative (P&T) = (1 - z^-2)(1 + 2z^-1 + z^-2) / 8, in units of mV/s
     deriv = np.array([[1.0, 0.0, -1.0, 1.0, 0.0, 0.0], [1.0, 2.0, 1.0, 1.0, 0.0, 0.0]])
     deriv[0, :3] *= fs_hz / 8.0

@@ -16,9 +16,9 @@ from functools import lru_cache
 from math import ceil
 
 import numpy as np
-import scipy.signal
 
 from edge_ecg.errors import SignalError
+from edge_ecg.signal.design import firwin
 from edge_ecg.signal.layout import as_time_major
 
 KAISER_BETA = 5.0        # as scipy.signal.resample_poly
@@ -43,7 +43,7 @@ def _design(up: int, down: int) -> tuple[np.ndarray, int]:
         return np.ones((1, 1)), 0
     max_rate = max(up, down)
     half_len = down * ceil(ZERO_CROSSINGS * max_rate / down)   # delay = half_len / down outputs
-    h = scipy.signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", KAISER_BETA))
+    h = firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", KAISER_BETA))
     h = h * up                                                 # zero-stuffing lost a factor up
     k = ceil(len(h) / up)
     bank = np.zeros((up, k))
