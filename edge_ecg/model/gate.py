@@ -46,7 +46,7 @@ class TopKGate(nn.Module):
 
     def forward(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns `(gate, probs)`: the sparse renormalised gate and the full softmax."""
-        logits = self.g_out(F.gelu(self.g_in(s))).reshape(-1, self.n_tasks, self.n_experts)
+        logits = self.g_out(F.relu(self.g_in(s))).reshape(-1, self.n_tasks, self.n_experts)
         probs = logits.softmax(-1)
         if self.k >= self.n_experts:          # config, not data: a dense (soft) gate
             return probs, probs

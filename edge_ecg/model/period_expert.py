@@ -44,9 +44,9 @@ class BeatCNN(nn.Module):
         self.dilated = dilated
 
     def forward(self, b: torch.Tensor) -> torch.Tensor:
-        h = F.gelu(self.bn1(self.conv1(b)))
+        h = F.relu(self.bn1(self.conv1(b)))
         h = self.dconv(h) if self.dilated else self.conv2(h)
-        return F.gelu(self.bn2(h)).mean(-1)
+        return F.relu(self.bn2(h)).mean(-1)
 
 
 class BeatMLP(nn.Module):
@@ -60,7 +60,7 @@ class BeatMLP(nn.Module):
 
     def forward(self, b):
         low = F.avg_pool1d(b, self.pool_by)
-        return F.gelu(self.fc2(F.gelu(self.fc1(low.flatten(1)))))
+        return F.relu(self.fc2(F.relu(self.fc1(low.flatten(1)))))
 
 
 class MorphologyExpert(nn.Module):
@@ -94,7 +94,7 @@ class MorphologyExpert(nn.Module):
 
     def forward(self, beats, beat_mask):
         h = self.beat_features(beats, beat_mask)
-        return F.gelu(self.out(masked_mean_max(h, beat_mask)))             # (B, D)
+        return F.relu(self.out(masked_mean_max(h, beat_mask)))             # (B, D)
 
 
 # -- rhythm ----------------------------------------------------------------------------------
@@ -142,15 +142,15 @@ class RhythmExpert(nn.Module):
     def forward(self, rr_ms, rr_mask, period):
         ch = rr_channels(rr_ms, rr_mask)                                     # (B, 3, M)
         if self.kind == "rr_mlp":
-            h = F.gelu(self.fc2(F.gelu(self.fc1(ch.flatten(1)))))
+            h = F.relu(self.fc2(F.relu(self.fc1(ch.flatten(1)))))
         elif self.kind == "rr_conv":
-            t = F.gelu(self.conv2(F.gelu(self.conv1(ch)))).transpose(1, 2)   # (B, M, h)
-            h = F.gelu(self.fc2(masked_mean_max(t, rr_mask)))
+            t = F.relu(self.conv2(F.relu(self.conv1(ch)))).transpose(1, 2)   # (B, M, h)
+            h = F.relu(self.fc2(masked_mean_max(t, rr_mask)))
         elif self.kind == "rr_attention":
             t = self.token(ch.transpose(1, 2)) + self.pos                    # (B, M, h)
             bias = ((rr_mask - 1.0) * BIG)[:, None, None, :]                 # mask keys
             t = t + self.attn(t, bias)
-            h = F.gelu(self.fc2(masked_mean_max(t, rr_mask)))
+            h = F.relu(self.fc2(masked_mean_max(t, rr_mask)))
         else:
-            h = F.gelu(self.fc2(F.gelu(self.fc1(period))))
-        return F.gelu(self.out(h))                                           # (B, D)
+            h = F.relu(self.fc2(F.relu(self.fc1(period))))
+        return F.relu(self.out(h))                                           # (B, D)

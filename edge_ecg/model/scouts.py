@@ -49,7 +49,7 @@ class Block(nn.Module):
 
     def forward(self, h: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         h = h + self.attn(self.ln1(h), bias)
-        return h + self.fc2(F.gelu(self.fc1(self.ln2(h))))
+        return h + self.fc2(F.relu(self.fc1(self.ln2(h))))
 
 
 class PatchScout(nn.Module):
@@ -82,7 +82,7 @@ class PatchScout(nn.Module):
 
 
 class ResBlock1d(nn.Module):
-    """Dilated residual block: dilated conv (not LoRA-adapted) -> BN -> GELU -> 1x1 `pw`."""
+    """Dilated residual block: dilated conv (not LoRA-adapted) -> BN -> ReLU -> 1x1 `pw`."""
 
     def __init__(self, ch: int, dilation: int, kernel: int = 5):
         super().__init__()
@@ -92,7 +92,7 @@ class ResBlock1d(nn.Module):
         self.pw = nn.Conv1d(ch, ch, 1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.pw(F.gelu(self.bn(self.dconv(h))))
+        return h + self.pw(F.relu(self.bn(self.dconv(h))))
 
 
 class CNNScout(nn.Module):
@@ -107,7 +107,7 @@ class CNNScout(nn.Module):
         self.out = nn.Conv1d(ch, cfg.d_model, 1)
 
     def features(self, x, period):
-        h = F.gelu(self.bn(self.stem(x)))                   # (B, L, T) -> (B, C, T/stride)
+        h = F.relu(self.bn(self.stem(x)))                   # (B, L, T) -> (B, C, T/stride)
         for i, blk in enumerate(self.blocks):
             h = blk(h)
             h = F.avg_pool1d(h, 2)
@@ -142,7 +142,7 @@ class DLinearScout(nn.Module):
         return self.lin_trend(trend) + self.lin_seasonal(low - trend)        # (B, L, K)
 
     def pool(self, f):
-        return F.gelu(self.mix(f.flatten(1)))
+        return F.relu(self.mix(f.flatten(1)))
 
     def forward(self, x, period):
         return self.pool(self.features(x, period))
@@ -208,8 +208,8 @@ class FoldScout(nn.Module):
 
     def features(self, x, period):
         grid, valid = self.fold(x, period)                   # (B, L, R, P), (B, 1, R, P)
-        h = F.gelu(self.bn1(self.conv1(torch.cat([grid, valid], 1))))
-        h = F.gelu(self.bn2(self.conv2(h)))
+        h = F.relu(self.bn1(self.conv1(torch.cat([grid, valid], 1))))
+        h = F.relu(self.bn2(self.conv2(h)))
         return self.out(h) * valid                           # (B, D, R, P)
 
     def pool(self, f):

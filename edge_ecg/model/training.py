@@ -164,6 +164,7 @@ def init_heads(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, n
     """Start each head at a training-set prior, so the short fine-tuning spends its steps on
     the signal: regression heads at the least-squares linear probe of the (scaled) target on
     the period features, through the head's `skip` (last layer zero: the MLP adds to it);
+    a head with a period prior starts at the mean residual over it;
     binary heads at the log prevalence; multiclass heads at the log class frequencies."""
     period = np.asarray(inputs["period"], dtype=np.float64)
     for t in model.cfg.tasks:
@@ -175,6 +176,13 @@ def init_heads(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, n
         bias = head.logits.bias
         if t.kind == "regression":
             target = y[ok] / t.scale
+            if head.prior is not None:
+                # The head adds the prior itself: start at the mean residual with the skip at
+                # zero. A ridge probe of the residual on the (collinear) period features fits
+                # large cancelling weights that cancel on synthetic rhythms, not on real ones.
+                bias.fill_(float((target - period[ok, head.prior]).mean()))
+                head.logits.weight.zero_()
+                continue
             bias.fill_(float(target.mean()))
             if head.n_skip and ok.sum() > period.shape[1] + 1:
                 a = np.concatenate([period[ok], np.ones((int(ok.sum()), 1))], 1)

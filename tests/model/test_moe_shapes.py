@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from edge_ecg.model.config import ECGMoEConfig
@@ -91,3 +92,29 @@ def test_baseline_variants_build():
     out_d = dense(*example_inputs(dense.cfg, 2))
     assert "gate_morphology" not in out_s and out_s["gate_scout"].shape[-1] == 1
     assert (out_d["gate_scout"] > 0).all()      # dense: soft gate over every scout
+
+
+def test_rr_head_is_a_residual_over_the_measured_mean_rr(tiny_cfg):
+    """With the head's own layers zeroed, the RR output is exactly the period feature's mean RR
+    (the prior); a config without priors (an older checkpoint) does not add it."""
+    from dataclasses import replace
+
+    from edge_ecg.errors import CheckpointError
+
+    fi = tiny_cfg.contract.period_features.index("mean_rr_s")
+    inputs = example_inputs(tiny_cfg, 3)
+    inputs[-1][:, fi] = torch.tensor([0.6, 0.8, 1.25])
+    for priors, want in (({"rr_interval": "mean_rr_s"}, [600.0, 800.0, 1250.0]),
+                         ({}, [0.0, 0.0, 0.0])):
+        m = ECGMoE(replace(tiny_cfg, period_priors=priors)).eval()
+        head = m.heads["rr_interval"]
+        with torch.no_grad():
+            head.logits.weight.zero_()
+            head.logits.bias.zero_()
+        torch.testing.assert_close(m(*inputs)["rr_interval"], torch.tensor(want))
+    d = tiny_cfg.to_dict()
+    assert ECGMoEConfig.from_dict(d).period_priors == {"rr_interval": "mean_rr_s"}
+    d.pop("period_priors")
+    assert ECGMoEConfig.from_dict(d).period_priors == {}
+    with pytest.raises(CheckpointError, match="period prior"):
+        replace(tiny_cfg, period_priors={"rr_interval": "heart_rate"})
