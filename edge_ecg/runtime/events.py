@@ -20,8 +20,16 @@ from edge_ecg.errors import SourceError
 EVENT_TYPES = ("beat", "prediction", "gap", "withheld", "status")
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def _clean(v):
     """JSON-safe: numpy scalars to Python, non-finite floats to None."""
+    t = type(v)
+    if t is float:               # the common leaves first: a prediction holds ~50 of them
+        return v if math.isfinite(v) else None
+    if t in _PLAIN:
+        return v
     if isinstance(v, dict):
         return {k: _clean(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

@@ -14,6 +14,7 @@ multiples of the hop on it, as `make_windows` cuts them from a record.
 
 from __future__ import annotations
 
+import math
 import queue
 import signal as signal_mod
 import threading
@@ -164,6 +165,7 @@ class StreamProcessor:
         self._block_in = flat_block_len(self.fs_in, self.quality)   # lead-off context
         self.predictor = Predictor(self.backend, c, self.leads, smooth=self.smooth)
         self._beats = np.zeros(0, dtype=np.int64)     # recent beats, model clock
+        self._beats_sorted = True
         self.next_end = c.window_len                   # end of the next window, model clock
         self._started = True
 
@@ -243,6 +245,11 @@ class StreamProcessor:
         self.power.write(out.start, np.stack([out.hf_power, out.band_power], axis=1))
         if out.beats:
             idx = np.array([b.index for b in out.beats], dtype=np.int64)
+            # the detector decides beats in increasing index order (edge_ecg.signal.qrs);
+            # checked, as windows look their beats up by bisection
+            if self._beats_sorted and (np.any(np.diff(idx) <= 0) or (
+                    self._beats.size and idx[0] <= self._beats[-1])):
+                self._beats_sorted = False
             self._beats = np.concatenate([self._beats, idx])
             if self.keep_outputs:
                 self.beats_model.extend(idx.tolist())
@@ -284,10 +291,10 @@ class StreamProcessor:
         window's last sample to the newest one may be the start of a lead-off run, so the
         window waits (at most `flat_block_s` of source) until that run is long enough to
         judge or ends. A lead that shows activity there decides at once."""
-        s1 = int(np.ceil(self.to_source(end)))
+        s1 = math.ceil(self.to_source(end))
         if self.raw.end >= s1 + self._block_in:
             return True
-        tail, flags = self.raw.read(max(s1 - 1, self.raw.start), self.raw.end)
+        tail, flags = self.raw.view(max(s1 - 1, self.raw.start), self.raw.end)
         if tail.shape[0] == 0 or np.any(flags):
             return True          # a gap or a NaN there: the window is withheld for that anyway
         return not bool(np.any(tail.max(axis=0) - tail.min(axis=0) < self.quality.flat_mv))
@@ -302,19 +309,28 @@ class StreamProcessor:
         if not ready:
             return []
         events: list = []
-        items, kept = [], []
+        kept = []
+        pred = self.predictor
+        pred.clear_pending()      # rows left by a call that raised half-way are not this batch's
         with self.timer.time("features"):
             keep_from = ready[-1] - c.window_len - int(SETTLE_MAX_S * c.fs_hz)
-            for end in ready:
+            b_all = self._beats
+            if self._beats_sorted:
+                lo_hi = np.searchsorted(b_all, [(e - c.window_len, e) for e in ready]).tolist()
+            for i, end in enumerate(ready):
                 start = end - c.window_len
-                beats = self._beats[(self._beats >= start) & (self._beats < end)] - start
-                s0 = int(np.floor(self.to_source(start)))
-                s1 = min(int(np.ceil(self.to_source(end))), self.raw.end)
+                if self._beats_sorted:
+                    beats = b_all[lo_hi[i][0]:lo_hi[i][1]] - start
+                else:
+                    beats = b_all[(b_all >= start) & (b_all < end)] - start
+                s0 = math.floor(self.to_source(start))
+                s1 = min(math.ceil(self.to_source(end)), self.raw.end)
                 b = self._block_in
                 c0, c1 = max(s0 - b, self.raw.start), min(s1 + b, self.raw.end)
-                ctx, ctx_flags = self.raw.read(c0, c1)        # the window and around it
+                # views, no copies: nothing is written to the buffers until this call returns
+                ctx, ctx_flags = self.raw.view(c0, c1)          # the window and around it
                 raw, flags = ctx[s0 - c0:s1 - c0], ctx_flags[s0 - c0:s1 - c0]
-                pw, _ = self.power.read(start, end)
+                pw, _ = self.power.view(start, end)
                 reasons = assess_window(raw, flags, self.fs_in, int(beats.size),
                                         noise_ratio(pw[:, 0], pw[:, 1]), self.quality,
                                         self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
@@ -327,28 +343,35 @@ class StreamProcessor:
                         self.summary.withheld_reasons[r] = self.summary.withheld_reasons.get(r, 0) + 1
                     self._last_pred_end = None
                     continue
-                y, _ = self.filt.read(start, end)
-                items.append(self.predictor.inputs(y, beats))
+                y, _ = self.filt.view(start, end)
+                pred.add(y, beats)                             # straight into the batch
                 kept.append((start, end, int(beats.size), len(events)))
                 events.append(None)   # placeholder, keeps event order by window
-            self._beats = self._beats[self._beats >= keep_from]
-        if items:
+            self._beats = (b_all[np.searchsorted(b_all, keep_from):] if self._beats_sorted
+                           else b_all[b_all >= keep_from])
+        if kept:
             with self.timer.time("inference"):
-                out, dt = self.predictor.run(items)
-            rows = split_rows(out, len(items))
-            for (start, end, nb, pos), row in zip(kept, rows):
-                contiguous = self._last_pred_end == end - self.hop
-                row_s = self.predictor.smoothed(row, end, contiguous)
-                self._last_pred_end = end
-                if self.keep_outputs:
-                    self.outputs.append((start, row))
-                outputs, experts = self.predictor.describe(row_s)
-                si = self._src_index(end)
-                events[pos] = PredictionEvent(index=si, time_s=self._time(si),
-                                              start=self._src_index(start), outputs=outputs,
-                                              experts=experts, latency_ms=dt * 1000.0 / len(items),
-                                              n_beats=nb)
-                self.summary.predictions += 1
+                out, dt = pred.run_pending()
+            with self.timer.time("output"):
+                n = len(kept)
+                rows = split_rows(out, n) if (pred.smooth > 1 or self.keep_outputs) else None
+                # unsmoothed (the default): every row described in one pass over the batch
+                described = pred.describe_batch(out, n) if pred.smooth == 1 else None
+                for j, (start, end, nb, pos) in enumerate(kept):
+                    contiguous = self._last_pred_end == end - self.hop
+                    self._last_pred_end = end
+                    if self.keep_outputs:
+                        self.outputs.append((start, rows[j]))
+                    if described is None:
+                        outputs, experts = pred.describe(pred.smoothed(rows[j], end, contiguous))
+                    else:
+                        outputs, experts = described[j]
+                    si = self._src_index(end)
+                    events[pos] = PredictionEvent(index=si, time_s=self._time(si),
+                                                  start=self._src_index(start), outputs=outputs,
+                                                  experts=experts,
+                                                  latency_ms=dt * 1000.0 / len(kept), n_beats=nb)
+                    self.summary.predictions += 1
         return [e for e in events if e is not None]
 
     def close_summary(self) -> Summary:

@@ -2,7 +2,9 @@
 
 Model inputs come from `edge_ecg.signal.contract.prepare_inputs` + `stack_inputs`, the very
 functions the training windows go through (`edge_ecg.data.windows.make_windows`), so the
-runtime never computes a feature its model was not trained on. Outputs are named by the
+runtime never computes a feature its model was not trained on. The stream writes them straight
+into a reused `InputBatch` (the same code as `prepare_inputs`, without a window's arrays being
+allocated, stacked and cast each hop). Outputs are named by the
 manifest: per task its value with unit (regression) or label and probabilities (binary,
 multiclass); the experts used are read from the `gate_<path>` outputs and named from
 `manifest.routing`. Optional smoothing averages the last few windows' outputs.
@@ -17,9 +19,17 @@ import numpy as np
 
 from edge_ecg.runtime.backends import Backend
 from edge_ecg.runtime.recent import RecentValues
-from edge_ecg.signal.contract import ModelInputs, SignalContract, prepare_inputs, stack_inputs
+from edge_ecg.signal.contract import (
+    InputBatch,
+    ModelInputs,
+    SignalContract,
+    prepare_inputs,
+    stack_inputs,
+)
 
 GATE_PREFIX = "gate_"
+KEEP_BATCH = 16              # batch rows kept allocated between hops (a hop at max speed
+                             # releases ~4 windows: 4-s replay chunks)
 EXPERT_WEIGHT_MIN = 1e-4     # gate weight above which an expert counts as used (top-k scatter
                              # leaves exact zeros; int8 graphs leave tiny residues)
 
@@ -56,6 +66,8 @@ class Predictor:
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.smooth)
         self._last_end: int | None = None
         self.latency_s = RecentValues()     # inference wall times, the most recent batches
+        self._batch = InputBatch(contract)
+        self._describe = _Describer(self.tasks, self.routing)
 
     def inputs(self, window: np.ndarray, r_peaks: np.ndarray) -> ModelInputs:
         """One window `(window_len, n_source_leads)` filtered mV + R peaks within it."""
@@ -63,7 +75,34 @@ class Predictor:
 
     def run(self, items: list[ModelInputs]) -> tuple[dict[str, np.ndarray], float]:
         """Backend outputs for a batch, and the inference wall time in seconds."""
-        batch = stack_inputs(items)
+        return self._infer(stack_inputs(items))
+
+    # the stream's path: windows written straight into a reused batch (same numbers as
+    # `inputs` + `run`, without a window's arrays allocated, stacked and cast per hop)
+    def add(self, window: np.ndarray, r_peaks: np.ndarray) -> int:
+        """Queue one window (as `inputs`) into the pending batch; returns its row."""
+        return self._batch.add(window, self.leads, r_peaks)
+
+    @property
+    def pending(self) -> int:
+        """Windows queued by `add` since the last `run_pending`."""
+        return self._batch.n
+
+    def clear_pending(self) -> None:
+        """Drop the windows queued by `add` and not run."""
+        self._batch.clear()
+
+    def run_pending(self) -> tuple[dict[str, np.ndarray], float]:
+        """Backend outputs for the windows queued by `add` (then cleared), and the inference
+        wall time in seconds."""
+        try:
+            return self._infer(self._batch.arrays())
+        finally:
+            self._batch.clear()
+            if self._batch.capacity > KEEP_BATCH:   # a burst (end of stream, a stall): let
+                self._batch = InputBatch(self.contract)   # its memory go, ~0.8 MB a window
+
+    def _infer(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
         t0 = time.perf_counter()
         out = self.backend.run(batch)
         dt = time.perf_counter() - t0
@@ -81,38 +120,73 @@ class Predictor:
 
     def describe(self, row: dict[str, np.ndarray]) -> tuple[dict, dict]:
         """Readable outputs and experts used, from one window's output row."""
-        outputs = {}
-        for t in self.tasks:
-            v = np.asarray(row[t["output"]], dtype=np.float64)
+        return self._describe(row)
+
+    def describe_batch(self, out: dict[str, np.ndarray], n: int) -> list[tuple[dict, dict]]:
+        """`[describe(row) for row in split_rows(out, n)]`, with the array work done once for
+        the batch (the stream's path when nothing is smoothed)."""
+        return self._describe.batch(out, n)
+
+
+class _Describer:
+    """`Predictor.describe`, with what depends only on the manifest worked out once.
+
+    Per task: regression `{"value", "unit"}` rounded to 3 places; binary `{"label", "prob"}`
+    (label by p >= 0.5); multiclass `{"label", "prob", "probs"}` rounded to 4 places. Per
+    gated path: the names of the experts whose gate weight exceeds `EXPERT_WEIGHT_MIN` in
+    some task. Values go through Python floats (`tolist`), the numbers `float()` gives.
+    """
+
+    def __init__(self, tasks: list[dict], routing: dict) -> None:
+        self.routing = routing
+        self.tasks = []
+        for t in tasks:
             labels = list(t.get("labels", ()))
-            if t["kind"] == "regression":
-                outputs[t["name"]] = {"value": round(float(v.reshape(-1)[0]), 3),
-                                      "unit": t.get("unit", "")}
-            elif t["kind"] == "binary":
-                p = float(v.reshape(-1)[0])
-                name = labels[int(p >= 0.5)] if len(labels) == 2 else int(p >= 0.5)
-                outputs[t["name"]] = {"label": name, "prob": round(p, 4)}
+            self.tasks.append((t["name"], t["output"], t["kind"], t.get("unit", ""), labels,
+                               [str(lb) for lb in labels]))
+        self._names: dict[tuple[str, int], list[str]] = {}
+
+    def __call__(self, row: dict[str, np.ndarray]) -> tuple[dict, dict]:
+        return self.batch({k: np.asarray(v)[None] for k, v in row.items()}, 1)[0]
+
+    def batch(self, out: dict[str, np.ndarray], n: int) -> list[tuple[dict, dict]]:
+        """Per row of a batched output dict: `(outputs, experts)`."""
+        rows: list[tuple[dict, dict]] = [({}, {}) for _ in range(n)]
+        for name, key, kind, unit, labels, keys in self.tasks:
+            v = np.asarray(out[key]).reshape(n, -1)
+            if kind == "regression":
+                for (outputs, _), x in zip(rows, v[:, 0].tolist()):
+                    outputs[name] = {"value": round(float(x), 3), "unit": unit}
+            elif kind == "binary":
+                for (outputs, _), p in zip(rows, v[:, 0].tolist()):
+                    p = float(p)
+                    lab = labels[int(p >= 0.5)] if len(labels) == 2 else int(p >= 0.5)
+                    outputs[name] = {"label": lab, "prob": round(p, 4)}
             else:
-                probs = v.reshape(-1)
-                k = int(np.argmax(probs))
-                outputs[t["name"]] = {
-                    "label": labels[k] if k < len(labels) else k,
-                    "prob": round(float(probs[k]), 4),
-                    "probs": {str(labels[i]) if i < len(labels) else str(i): round(float(p), 4)
-                              for i, p in enumerate(probs)},
-                }
-        experts = {}
-        for name, g in row.items():
+                n_lab = len(labels)
+                names = [keys[i] if i < n_lab else str(i) for i in range(v.shape[1])]
+                for (outputs, _), k, probs in zip(rows, np.argmax(v, axis=1).tolist(),
+                                                  v.tolist()):
+                    outputs[name] = {
+                        "label": labels[k] if k < n_lab else k,
+                        "prob": round(float(probs[k]), 4),
+                        "probs": {nm: round(float(p), 4) for nm, p in zip(names, probs)},
+                    }
+        for name, g in out.items():
             if not name.startswith(GATE_PREFIX):
                 continue
             g = np.asarray(g)
-            if g.ndim < 1:
+            if g.ndim < 2:
                 continue
-            used = np.flatnonzero(g.reshape(-1, g.shape[-1]).max(axis=0) > EXPERT_WEIGHT_MIN)
+            n_exp = g.shape[-1]
+            used = (g.reshape(n, -1, n_exp).max(axis=1) > EXPERT_WEIGHT_MIN).tolist()
             path = name[len(GATE_PREFIX):]
-            names = expert_names(self.routing, path, g.shape[-1])
-            experts[path] = [names[i] for i in used]
-        return outputs, experts
+            names = self._names.get((path, n_exp))
+            if names is None:
+                names = self._names[(path, n_exp)] = expert_names(self.routing, path, n_exp)
+            for (_, experts), u in zip(rows, used):
+                experts[path] = [nm for nm, on in zip(names, u) if on]
+        return rows
 
 
 def split_rows(out: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:

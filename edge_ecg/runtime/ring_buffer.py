@@ -34,10 +34,12 @@ class RingBuffer:
         self.n_leads = int(n_leads)
         self._data = np.zeros((self.capacity, self.n_leads), dtype=np.float32)
         self._flags = np.zeros(self.capacity, dtype=np.uint8)
-        self._end = np.int64(start_index)      # absolute index one past the last written sample
-        self._first = np.int64(start_index)    # absolute index of the first sample ever written
-        self._read = np.int64(start_index)     # reader cursor: next index the consumer reads
-        self._lost_upto = np.int64(start_index)  # unread samples below this are counted lost
+        # absolute indices as Python ints (exact at any length, and ~10x cheaper than numpy
+        # int64 scalars in the per-read arithmetic)
+        self._end = int(start_index)       # absolute index one past the last written sample
+        self._first = int(start_index)     # absolute index of the first sample ever written
+        self._read = int(start_index)      # reader cursor: next index the consumer reads
+        self._lost_upto = int(start_index)  # unread samples below this are counted lost
         self._last = np.zeros(self.n_leads, dtype=np.float32)   # last valid value, for holds
         self.gap_samples = 0          # samples filled because the index jumped
         self.invalid_samples = 0      # samples that arrived NaN/inf (held and marked)
@@ -48,12 +50,12 @@ class RingBuffer:
     @property
     def end(self) -> int:
         """Absolute index one past the newest sample."""
-        return int(self._end)
+        return self._end
 
     @property
     def start(self) -> int:
         """Absolute index of the oldest sample still held."""
-        return int(max(self._first, self._end - self.capacity))
+        return max(self._first, self._end - self.capacity)
 
     @property
     def read_index(self) -> int:
@@ -104,7 +106,7 @@ class RingBuffer:
         lost_from = max(self._read, self._lost_upto)
         if oldest_kept > lost_from:
             self.overflow_samples += int(oldest_kept - lost_from)
-            self._lost_upto = np.int64(oldest_kept)
+            self._lost_upto = int(oldest_kept)
         if n > self.capacity:                       # only the newest `capacity` samples fit
             x, flags, index = x[-self.capacity:], flags[-self.capacity:], new_end - self.capacity
             n = self.capacity
@@ -115,7 +117,7 @@ class RingBuffer:
         if k < n:                                    # wraps around
             self._data[:n - k] = x[k:]
             self._flags[:n - k] = flags[k:]
-        self._end = np.int64(new_end)
+        self._end = int(new_end)
 
     # --- reading -------------------------------------------------------------------------
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +141,25 @@ class RingBuffer:
                 flags[lo - start + k: hi - start] = self._flags[:b]
             out[: lo - start] = out[lo - start]      # hold, so a lost span stays bounded
         return out, flags
+
+    def view(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """`read(start, stop)` without the copy where it can: read-only views of the stored
+        samples and flags when `[start, stop)` is wholly held and does not wrap, else a copy.
+
+        A view is valid until the next `write` (which may overwrite it); the stream pipeline
+        cuts and judges its windows between two writes. Saves a window-sized allocation and
+        copy per read (three per window in the pipeline).
+        """
+        start, stop = int(start), int(stop)
+        if self.start <= start <= stop <= self.end:
+            a = start % self.capacity
+            b = a + (stop - start)
+            if b <= self.capacity:
+                data, flags = self._data[a:b], self._flags[a:b]
+                data.flags.writeable = False
+                flags.flags.writeable = False
+                return data, flags
+        return self.read(start, stop)
 
     def read_new(self) -> tuple[int, np.ndarray, np.ndarray]:
         """Everything written since the last `read_new`: `(start_index, x, flags)`.

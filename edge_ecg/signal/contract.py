@@ -8,14 +8,20 @@ on-device predictor both call it, so there is no train/serve skew.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 
 import numpy as np
 
 from edge_ecg.errors import SignalError
-from edge_ecg.signal.beats import beat_windows
-from edge_ecg.signal.leads import STANDARD_12, to_standard_leads
-from edge_ecg.signal.normalize import normalize
-from edge_ecg.signal.period import PERIOD_FEATURES, period_features, rr_series
+from edge_ecg.signal.beats import cut_beats, whole_beats
+from edge_ecg.signal.leads import STANDARD_12, canonical_lead, derive_limb_leads
+from edge_ecg.signal.normalize import CLIP_MV, median_last_axis, normalize
+from edge_ecg.signal.period import (
+    PERIOD_FEATURES,
+    period_features_from_ms,
+    rr_intervals_ms,
+    rr_series_from_ms,
+)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,78 @@ def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
     the contract's filter at `contract.fs_hz`; `r_peaks` are sample indices within it.
     Leads the source lacks are zero and masked (limb leads derived from I and II).
     """
+    x = np.empty((contract.n_leads, contract.window_len), dtype=np.float32)
+    beats = np.zeros((contract.max_beats, contract.n_leads, contract.beat_len), dtype=np.float32)
+    lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, contract, x, beats)
+    beat_mask = np.zeros(contract.max_beats, dtype=bool)
+    beat_mask[:nb] = True
+    return ModelInputs(x=x, lead_mask=lead_mask, beats=beats,
+                       beat_mask=beat_mask, rr_ms=rr, rr_mask=rr_mask, period=period)
+
+
+# Limb leads `derive_limb_leads` computes, in its order.
+_DERIVED: tuple[str, ...] = tuple(derive_limb_leads(np.zeros(1), np.zeros(1)))
+
+
+@dataclass(frozen=True)
+class _LeadPlan:
+    """Where each model lead comes from, for one (source leads, model leads) pair: what
+    `to_standard_leads` decides per call, decided once (the lead names of a stream never
+    change, and this is pure string work)."""
+
+    direct_k: np.ndarray      # model rows taken from a source column ...
+    direct_j: np.ndarray      # ... namely this one
+    identity: bool            # direct_k == direct_j == arange(n_model): one transposing copy
+    derived: tuple[tuple[int, str], ...]   # (model row, limb lead) derived from I and II
+    i_col: int                # source columns of I and II (-1 where absent)
+    ii_col: int
+    mask: np.ndarray          # (n_model,) bool, as to_standard_leads returns it
+    present: np.ndarray       # flatnonzero(mask)
+    all_present: bool
+
+
+@lru_cache(maxsize=64)
+def _lead_plan(names: tuple[str, ...], target: tuple[str, ...]) -> _LeadPlan:
+    col: dict[str, int] = {}
+    for j, name in enumerate(names):          # the first source column of a lead wins
+        std = canonical_lead(name)
+        if std is not None and std not in col:
+            col[std] = j
+    direct = [(k, col[name]) for k, name in enumerate(target) if name in col]
+    derived: list[tuple[int, str]] = []
+    if "I" in col and "II" in col:            # derived only where not measured
+        derived = [(k, name) for k, name in enumerate(target)
+                   if name not in col and name in _DERIVED]
+    dk = np.array([k for k, _ in direct], dtype=np.intp)
+    dj = np.array([j for _, j in direct], dtype=np.intp)
+    n = len(target)
+    mask = np.zeros(n, dtype=bool)
+    mask[dk] = True
+    for k, _ in derived:
+        mask[k] = True
+    identity = len(direct) == n and bool(np.all(dk == np.arange(n)) and np.all(dj == np.arange(n)))
+    present = np.flatnonzero(mask)
+    for a in (dk, dj, mask, present):        # shared by every call: read-only
+        a.flags.writeable = False
+    return _LeadPlan(direct_k=dk, direct_j=dj, identity=identity, derived=tuple(derived),
+                     i_col=col.get("I", -1), ii_col=col.get("II", -1), mask=mask,
+                     present=present, all_present=bool(mask.all()))
+
+
+def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalContract,
+          x: np.ndarray, beats: np.ndarray):
+    """The work of `prepare_inputs`, written into caller-owned arrays.
+
+    `x` `(L, T)` float32 is overwritten whole; `beats` `(>= max_beats, L, beat_len)` gets the
+    kept beats in its first `nb` rows (later rows are the caller's to zero). Returns
+    `(lead_mask, nb, rr_ms, rr_mask, period)`.
+
+    The same numbers as the straightforward form (to_standard_leads -> a lead-major copy ->
+    normalize -> beat_windows -> rr_series / period_features), with less copying: source
+    columns go straight into the lead-major rows, the median takes numpy's single-rank SIMD
+    selection (`median_last_axis`), the beats are one gather from a sliding-window view, and
+    the RR intervals are computed once for both rhythm inputs.
+    """
     window = np.asarray(window)
     if window.ndim != 2 or window.shape[0] != contract.window_len:
         raise SignalError(
@@ -102,33 +180,129 @@ def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
         )
     if not np.all(np.isfinite(window)):
         raise SignalError("window holds NaN or infinite samples; withhold it instead")
-    y, lead_mask = to_standard_leads(window, tuple(lead_names), contract.leads)
-    if not lead_mask.any():
+    names = tuple(lead_names)
+    if window.shape[1] != len(names):
+        raise ValueError(f"expected (T, {len(names)}) for leads {list(names)}, got {window.shape}")
+    plan = _lead_plan(names, tuple(contract.leads))
+    if not plan.present.size:
         raise SignalError(
             f"none of the leads {list(lead_names)} maps to the model's leads {list(contract.leads)}"
         )
-    # (T, L) -> (L, T); only the present leads are normalised (absent ones stay zero), on a
-    # contiguous lead-major copy: the median's partition is 2x faster than on a strided view.
-    x = np.zeros((contract.n_leads, contract.window_len), dtype=np.float32)
-    x[lead_mask] = normalize(np.ascontiguousarray(y.T[lead_mask]), contract.normalisation, axis=-1)
+    w = np.asarray(window, dtype=np.float32).T                  # (S, T) view
+    n_model = contract.n_leads
+    if plan.identity:
+        x[:] = w[:n_model]
+    else:
+        if not plan.all_present:
+            x[~plan.mask] = 0.0
+        if plan.direct_k.size:
+            x[plan.direct_k] = w[plan.direct_j]
+        if plan.derived:
+            limb = derive_limb_leads(np.ascontiguousarray(w[plan.i_col]),
+                                     np.ascontiguousarray(w[plan.ii_col]))
+            for k, name in plan.derived:
+                x[k] = limb[name]
+    # only the present leads are normalised (absent ones stay zero)
+    # A float64 window can overflow float32 to inf, and a derived lead to NaN: the generic
+    # `normalize` handles that as numpy's median does. float32 and integer windows cannot.
+    fast = contract.normalisation == "median_mv" and (
+        window.dtype.kind in "iub" or window.dtype.itemsize <= 4)
+    if plan.all_present:
+        if fast:
+            np.subtract(x, median_last_axis(x), out=x)
+            np.clip(x, -CLIP_MV, CLIP_MV, out=x)
+        else:
+            x[:] = normalize(x.copy(), contract.normalisation, axis=-1)
+    else:
+        sub = x[plan.present]                                   # a contiguous copy
+        if fast:
+            np.subtract(sub, median_last_axis(sub), out=sub)
+            np.clip(sub, -CLIP_MV, CLIP_MV, out=sub)
+        else:
+            sub = normalize(sub, contract.normalisation, axis=-1)
+        x[plan.present] = sub
     r = np.asarray(r_peaks, dtype=np.int64)
     r = r[(r >= 0) & (r < contract.window_len)]
-    beats, beat_mask = beat_windows(x, r, contract.beat_pre, contract.beat_len - contract.beat_pre,
-                                    contract.max_beats)
-    rr, rr_mask = rr_series(r, contract.fs_hz, contract.max_beats)
-    period = period_features(r, contract.fs_hz, contract.window_s)
-    return ModelInputs(x=x, lead_mask=lead_mask, beats=beats,
-                       beat_mask=beat_mask, rr_ms=rr, rr_mask=rr_mask, period=period)
+    pre = contract.beat_pre
+    post = contract.beat_len - pre
+    nb = cut_beats(x, whole_beats(r, pre, post, contract.window_len, contract.max_beats),
+                   pre, post, beats)
+    rr_ms = rr_intervals_ms(r, contract.fs_hz)
+    rr, rr_mask = rr_series_from_ms(rr_ms, contract.max_beats)
+    period = period_features_from_ms(rr_ms, int(r.size), contract.window_s)
+    return plan.mask.copy(), nb, rr, rr_mask, period
 
 
 def stack_inputs(items: list[ModelInputs]) -> dict[str, np.ndarray]:
     """Batch a list of inputs into the named arrays the model and the exported graph take.
 
     Masks become float32 (1.0 = present): ONNX graphs and int8 kernels handle floats
-    everywhere, bools not.
+    everywhere, bools not. Stacked straight into float32 (one copy, not a stack and a cast).
     """
     out = {}
     for name in INPUT_NAMES:
-        arr = np.stack([getattr(it, name) for it in items])
-        out[name] = arr.astype(np.float32)
+        out[name] = np.stack([getattr(it, name) for it in items], dtype=np.float32,
+                             casting="unsafe")
     return out
+
+
+class InputBatch:
+    """A reusable batch in `stack_inputs` form, filled window by window in place.
+
+    `add(window, lead_names, r_peaks)` writes row `n` exactly as
+    `stack_inputs([prepare_inputs(...), ...])` would hold it, without allocating a window's
+    arrays (~0.8 MB, mostly the zero-padded beat tensor) and copying them again to stack them:
+    rows are reused from batch to batch, and only the beat rows a previous window filled and
+    this one does not are zeroed. `arrays()` are views valid until the next `clear()`; the
+    runtime hands them to the backend at once. The capacity doubles when a batch needs more.
+    """
+
+    def __init__(self, contract: SignalContract, capacity: int = 4) -> None:
+        self.contract = contract
+        self.n = 0
+        self._alloc(max(int(capacity), 1))
+
+    def _alloc(self, capacity: int) -> None:
+        c = self.contract
+        shapes = {"x": (c.n_leads, c.window_len), "lead_mask": (c.n_leads,),
+                  "beats": (c.max_beats, c.n_leads, c.beat_len), "beat_mask": (c.max_beats,),
+                  "rr_ms": (c.max_beats,), "rr_mask": (c.max_beats,),
+                  "period": (len(c.period_features),)}
+        new = {k: np.zeros((capacity,) + shapes[k], dtype=np.float32) for k in INPUT_NAMES}
+        nb = np.zeros(capacity, dtype=np.int64)
+        if hasattr(self, "_arrays"):
+            for k, v in self._arrays.items():
+                new[k][: v.shape[0]] = v
+            nb[: self._nb.shape[0]] = self._nb
+        self._arrays, self._nb = new, nb
+
+    @property
+    def capacity(self) -> int:
+        return int(self._nb.shape[0])
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def add(self, window: np.ndarray, lead_names, r_peaks: np.ndarray) -> int:
+        """Row `n` from one filtered window and its R peaks (as `prepare_inputs`); its index."""
+        if self.n == self.capacity:
+            self._alloc(2 * self.capacity)
+        i, a = self.n, self._arrays
+        beats = a["beats"][i]
+        lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, self.contract,
+                                                   a["x"][i], beats)
+        if self._nb[i] > nb:
+            beats[nb: self._nb[i]] = 0.0
+        self._nb[i] = nb
+        a["lead_mask"][i] = lead_mask
+        a["beat_mask"][i, :nb] = 1.0
+        a["beat_mask"][i, nb:] = 0.0
+        a["rr_ms"][i] = rr
+        a["rr_mask"][i] = rr_mask
+        a["period"][i] = period
+        self.n += 1
+        return i
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The filled rows, `{name: (n, ...) float32}` (views into the reused buffers)."""
+        return {k: v[: self.n] for k, v in self._arrays.items()}
