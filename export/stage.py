@@ -33,6 +33,9 @@ FORMATS = ("onnx", "openvino")
 # unseen synthetic windows): heads+gates only: RR MAE 19.9 -> 25.6 ms, max RR diff 96 ms;
 # with rhythm+fusion+lead fp32: RR MAE 19.6 ms, max RR diff 11 ms, every metric in tolerance.
 FP32_MODULES = ("heads.", "gate_", "rhythm.", "fuse_", "lead_embed")
+# Of those, the ones that store int8 weights (fp32 arithmetic, see quantize.weight_only_int8).
+# Gates stay fully fp32: their weights decide the top-k experts.
+WEIGHT_ONLY_MODULES = ("heads.", "rhythm.", "fuse_")
 LOWER_IS_BETTER = ("mae", "rmse", "mse")
 VARIANTS = ("onnx-fp32", "onnx-fp32-routed", "onnx-int8-routed", "openvino-fp32-routed",
             "openvino-int8-routed")
@@ -55,6 +58,7 @@ class ExportRequest:
     progress: bool = True
     overwrite: bool = False
     fp32_modules: tuple[str, ...] = FP32_MODULES
+    weight_only_modules: tuple[str, ...] = WEIGHT_ONLY_MODULES
     command: str = ""                    # the command line that asked for this export (report)
 
 
@@ -405,7 +409,8 @@ def _build_variants(req, tmp, dense, routed, calib, evalx, tasks, ref_out, route
     if req.quantize == "int8" and "onnx" in req.formats:
         dst = root / "onnx-int8-routed" / "model.onnx"
         dst.parent.mkdir(parents=True, exist_ok=True)
-        qinfo = quantize_onnx_int8(onnx_routed, dst, calib, req.fp32_modules, req.progress)
+        qinfo = quantize_onnx_int8(onnx_routed, dst, calib, req.fp32_modules, req.progress,
+                                   req.weight_only_modules)
         b = Built("onnx-int8-routed", "onnxruntime", "int8", True, "onnx-int8-routed/model.onnx")
         b.latency_ms = _session_latency(dst, evalx)
         finish(b, routed_out, run_onnx(dst, evalx), False, {"quantization": qinfo})
