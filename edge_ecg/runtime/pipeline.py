@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -504,6 +504,13 @@ class Pipeline:
                 if item is _EOF:
                     break
                 chunk, arrival = item
+                if max_seconds is not None:
+                    # the limit is exact whatever the chunk size: the last chunk is cut short
+                    left = int(round(max_seconds * chunk.fs_hz)) - proc.summary.samples
+                    if left <= 0:
+                        break
+                    if chunk.n_samples > left:
+                        chunk = replace(chunk, samples=chunk.samples[:left])
                 if not self.live:    # a replay waits in the queue by design: time from here
                     arrival = time.perf_counter()
                 # chunks dropped before this one was queued lie before it: the gap it opens

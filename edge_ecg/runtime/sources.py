@@ -20,7 +20,8 @@ from edge_ecg.signal.chunk import Chunk
 
 SYNTH_GAIN = 1000.0          # counts per mV: 1 uV resolution, as 24-bit ECG front ends give
 REALTIME_CHUNK_S = 0.04      # 25 chunks/s: a typical frame rate of serial ECG devices
-MAX_SPEED_CHUNK_S = 4.0      # as fast as possible: big chunks, little per-chunk overhead, batched windows
+MAX_SPEED_CHUNK_S = 16.0     # as fast as possible: big chunks, windows batched 16 at a time (the
+                             # per-kernel overhead of a small model is paid once per batch)
 
 
 def _speed(options: dict[str, str], where: str, default: str = "realtime") -> float | None:
