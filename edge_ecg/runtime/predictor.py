@@ -19,13 +19,7 @@ import numpy as np
 
 from edge_ecg.runtime.backends import Backend
 from edge_ecg.runtime.recent import RecentValues
-from edge_ecg.signal.contract import (
-    InputBatch,
-    ModelInputs,
-    SignalContract,
-    prepare_inputs,
-    stack_inputs,
-)
+from edge_ecg.signal.contract import InputBatch, SignalContract
 
 GATE_PREFIX = "gate_"
 KEEP_BATCH = 16              # batch rows kept allocated between hops (a hop at max speed
@@ -69,18 +63,11 @@ class Predictor:
         self._batch = InputBatch(contract)
         self._describe = _Describer(self.tasks, self.routing)
 
-    def inputs(self, window: np.ndarray, r_peaks: np.ndarray) -> ModelInputs:
-        """One window `(window_len, n_source_leads)` filtered mV + R peaks within it."""
-        return prepare_inputs(window, self.leads, r_peaks, self.contract)
-
-    def run(self, items: list[ModelInputs]) -> tuple[dict[str, np.ndarray], float]:
-        """Backend outputs for a batch, and the inference wall time in seconds."""
-        return self._infer(stack_inputs(items))
-
-    # the stream's path: windows written straight into a reused batch (same numbers as
-    # `inputs` + `run`, without a window's arrays allocated, stacked and cast per hop)
+    # windows are written straight into a reused batch: the same numbers as
+    # `prepare_inputs` + `stack_inputs`, without a window's arrays allocated, stacked and cast
     def add(self, window: np.ndarray, r_peaks: np.ndarray) -> int:
-        """Queue one window (as `inputs`) into the pending batch; returns its row."""
+        """Queue one window `(window_len, n_source_leads)` filtered mV + R peaks within it into
+        the pending batch; returns its row."""
         return self._batch.add(window, self.leads, r_peaks)
 
     @property
