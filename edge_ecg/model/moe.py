@@ -87,9 +87,13 @@ class ECGMoE(nn.Module):
             self.fuse_top = Fusion(d, d)
         self.task_embed = nn.Parameter(torch.randn(n_tasks, d) * 0.02)
         self.lead_embed = nn.Linear(c.n_leads, d)
-        # The period-aware model also hands the period features to the heads directly.
-        n_skip = len(c.period_features) if cfg.use_period else 0
-        priors = {t: c.period_features.index(f) for t, f in cfg.period_priors.items()}
+        # The period-aware model also hands the period features (and, with `head_summary`, the
+        # input summary) to the heads directly: `skip_features`.
+        n_period = len(c.period_features) if cfg.use_period else 0
+        n_summary = s if cfg.head_summary else 0
+        n_skip = n_summary + n_period
+        priors = {t: n_summary + c.period_features.index(f)
+                  for t, f in cfg.period_priors.items()}
         self.heads = nn.ModuleDict({
             t.name: Head(d + n_skip, cfg.head_hidden, t.n_outputs, n_skip,
                          priors.get(t.name) if cfg.use_period else None)
@@ -130,15 +134,23 @@ class ECGMoE(nn.Module):
         else:
             h = self.fuse_top(h)
         h = h + self.task_embed + self.lead_embed(lead_mask)[:, None, :]     # (B, n_tasks, D)
+        skip = self.skip_features(s, period)
         logits = OrderedDict()
         for i, t in enumerate(cfg.tasks):
             hi = h[:, i]
-            if cfg.use_period:
-                hi = torch.cat([hi, period], -1)
+            if skip is not None:
+                hi = torch.cat([hi, skip], -1)
             logits[t.name] = self.heads[t.name](hi)
         if self.training:
             self.last_aux_loss = torch.stack([a for a in aux if a is not None]).mean()
         return logits, gates
+
+    def skip_features(self, summary, period):
+        """What the heads read besides the fused features: `[summary, period]` as configured
+        (None when neither)."""
+        parts = ([summary] if self.cfg.head_summary else []) + (
+            [period] if self.cfg.use_period else [])
+        return torch.cat(parts, -1) if parts else None
 
     def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period):
         logits, gates = self.raw(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period)

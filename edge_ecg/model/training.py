@@ -160,13 +160,29 @@ class FinetuneStep(nn.Module):
 
 
 @torch.no_grad()
+def head_skip_inputs(model: ECGMoE, inputs: dict[str, np.ndarray],
+                     chunk: int = 256) -> np.ndarray:
+    """The heads' skip features (`ECGMoE.skip_features`) of every window, float64 `(N, n_skip)`."""
+    n = len(inputs["period"])
+    out = []
+    for i in range(0, n, chunk):
+        def t(k):
+            return torch.as_tensor(np.asarray(inputs[k][i:i + chunk]), dtype=torch.float32)
+        mask = t("lead_mask")
+        s = model.summary(t("x") * mask[:, :, None], mask, t("beat_mask"), t("period"))
+        f = model.skip_features(s, t("period"))
+        out.append(np.zeros((s.shape[0], 0)) if f is None else f.double().numpy())
+    return np.concatenate(out, 0) if out else np.zeros((0, 0))
+
+
+@torch.no_grad()
 def init_heads(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> None:
     """Start each head at a training-set prior, so the short fine-tuning spends its steps on
     the signal: regression heads at the least-squares linear probe of the (scaled) target on
     the period features, through the head's `skip` (last layer zero: the MLP adds to it);
     a head with a period prior starts at the mean residual over it;
     binary heads at the log prevalence; multiclass heads at the log class frequencies."""
-    period = np.asarray(inputs["period"], dtype=np.float64)
+    skip = head_skip_inputs(model, inputs)
     for t in model.cfg.tasks:
         y = np.asarray(labels.get(t.name, []), dtype=np.float64)
         ok = np.isfinite(y)
@@ -180,12 +196,12 @@ def init_heads(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, n
                 # The head adds the prior itself: start at the mean residual with the skip at
                 # zero. A ridge probe of the residual on the (collinear) period features fits
                 # large cancelling weights that cancel on synthetic rhythms, not on real ones.
-                bias.fill_(float((target - period[ok, head.prior]).mean()))
+                bias.fill_(float((target - skip[ok, head.prior]).mean()))
                 head.logits.weight.zero_()
                 continue
             bias.fill_(float(target.mean()))
-            if head.n_skip and ok.sum() > period.shape[1] + 1:
-                a = np.concatenate([period[ok], np.ones((int(ok.sum()), 1))], 1)
+            if head.n_skip and ok.sum() > skip.shape[1] + 1:
+                a = np.concatenate([skip[ok], np.ones((int(ok.sum()), 1))], 1)
                 # ridge (1e-3) keeps constant features (all-zero columns) harmless
                 w = np.linalg.solve(a.T @ a + 1e-3 * np.eye(a.shape[1]), a.T @ target)
                 head.skip.weight.copy_(torch.as_tensor(w[:-1], dtype=bias.dtype)[None, :])

@@ -104,9 +104,10 @@ def test_rr_head_is_a_residual_over_the_measured_mean_rr(tiny_cfg):
     fi = tiny_cfg.contract.period_features.index("mean_rr_s")
     inputs = example_inputs(tiny_cfg, 3)
     inputs[-1][:, fi] = torch.tensor([0.6, 0.8, 1.25])
-    for priors, want in (({"rr_interval": "mean_rr_s"}, [600.0, 800.0, 1250.0]),
-                         ({}, [0.0, 0.0, 0.0])):
-        m = ECGMoE(replace(tiny_cfg, period_priors=priors)).eval()
+    for priors, want, summary in (({"rr_interval": "mean_rr_s"}, [600.0, 800.0, 1250.0], True),
+                                  ({"rr_interval": "mean_rr_s"}, [600.0, 800.0, 1250.0], False),
+                                  ({}, [0.0, 0.0, 0.0], True)):
+        m = ECGMoE(replace(tiny_cfg, period_priors=priors, head_summary=summary)).eval()
         head = m.heads["rr_interval"]
         with torch.no_grad():
             head.logits.weight.zero_()
@@ -115,6 +116,43 @@ def test_rr_head_is_a_residual_over_the_measured_mean_rr(tiny_cfg):
     d = tiny_cfg.to_dict()
     assert ECGMoEConfig.from_dict(d).period_priors == {"rr_interval": "mean_rr_s"}
     d.pop("period_priors")
-    assert ECGMoEConfig.from_dict(d).period_priors == {}
+    d.pop("head_summary")
+    old = ECGMoEConfig.from_dict(d)      # a checkpoint written before either existed
+    assert old.period_priors == {} and old.head_summary is False
     with pytest.raises(CheckpointError, match="period prior"):
         replace(tiny_cfg, period_priors={"rr_interval": "heart_rate"})
+
+
+def test_heads_read_the_input_summary_and_init_fits_it(tiny_cfg):
+    """With `head_summary`, a regression target that is a linear function of a summary feature
+    (lead I amplitude, as voltage carries sex and age) is fitted exactly by `init_heads`' probe
+    through the head's skip; without it, the probe cannot see that feature."""
+    import numpy as np
+
+    from edge_ecg.model.training import head_skip_inputs, init_heads
+    from edge_ecg.signal.contract import INPUT_NAMES
+
+    torch.manual_seed(0)
+    inputs = list(example_inputs(tiny_cfg, 160))
+    inputs[0] = inputs[0] * torch.rand(160, 1, 1) * 2.0  # amplitudes that differ per window
+    named = {k: v.numpy() for k, v in zip(INPUT_NAMES, inputs)}
+    errors = {}
+    for summary in (True, False):
+        m = ECGMoE(replace_cfg(tiny_cfg, head_summary=summary)).eval()
+        mask = inputs[1]
+        s = m.summary(inputs[0] * mask[:, :, None], mask, inputs[3], inputs[6])
+        age = 40.0 + 30.0 * s[:, 0].numpy()              # lead I mean |x|
+        skip = head_skip_inputs(m, named)
+        n_period = len(tiny_cfg.contract.period_features)
+        assert skip.shape == (160, (m.summary.dim if summary else 0) + n_period)
+        init_heads(m, named, {"age": age})
+        with torch.no_grad():
+            pred = m(*inputs)["age"].numpy()
+        errors[summary] = float(np.abs(pred - age).max())
+    assert errors[True] < 0.5, errors          # years; ridge 1e-3 shrinks a little
+    assert errors[False] > 2.0, errors
+
+
+def replace_cfg(cfg, **kw):
+    from dataclasses import replace
+    return replace(cfg, **kw)
