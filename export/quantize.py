@@ -24,6 +24,10 @@ PERCENTILE = 99.999   # onnxruntime's default for CalibrationMethod.Percentile
 # Only the weight-bearing ops: QDQ pairs around every Mul/Add/Erf cost more than int8 saves.
 # Measured on the edge preset, routed, batch 1, 1 thread: fp32 3.56 ms, all ops int8 3.44 ms,
 # Conv/MatMul/Gemm only 2.21 ms.
+# Fewer is not faster either (edge checkpoint, interleaved in one process, same calibration):
+# every Conv/MatMul/Gemm 1.14x fp32, Conv only 1.12x, the 10 heaviest Convs only 1.10x, Conv
+# only without onnxruntime's NHWC layout transformer 1.10x. On AVX2 without VNNI int8 Conv runs
+# ~1.6-2x fp32 and Conv/MatMul are ~half a window's time, so the ceiling is ~1.3x (Amdahl).
 OP_TYPES = ("Conv", "MatMul", "Gemm")
 # Modules whose activations must stay fp32 may still store int8 weights (weight-only): a
 # DequantizeLinear on the initializer restores fp32 weights that onnxruntime folds at load, so
