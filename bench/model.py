@@ -2,7 +2,7 @@
 
     python bench/model.py                                   # everything (bundled checkpoint)
     python bench/model.py --skip-compare                    # real-data figures only
-    python bench/model.py --compare-data synth:1200 --fs-hz 100 --epochs 10   # the defaults
+    python bench/model.py --compare-data synth:1200 --fs-hz 100 --epochs 10 --seeds 0,1,2  # defaults
 
 1. RR interval on MIT-BIH (../shared/data/mitdb): MAE of the model's RR output on 10-s windows
    against the mean RR of the reference beats in each window. Peer in the same run: the mean
@@ -117,6 +117,11 @@ def print_real(model, ds, y_pvc) -> None:
 
 
 def compare(args, mit_ds) -> None:
+    """Train the three variants on each seed's own data and split; print mean +- sd over seeds
+    and how many seeds each variant won. One seed is noise on the weakly encoded tasks (sex,
+    age): their seed-to-seed spread is as large as the gaps between the variants."""
+    from dataclasses import replace
+
     import torch
 
     from edge_ecg.data.dataset import load_dataset
@@ -126,41 +131,54 @@ def compare(args, mit_ds) -> None:
     from edge_ecg.signal.contract import SignalContract
 
     contract = SignalContract(fs_hz=args.fs_hz)
-    ds = load_dataset(args.compare_data, contract, DEFAULT_TASKS, seed=args.seed, progress=True)
-    tr, va = ds.split(0.2, seed=args.seed)
     mit = None
     if mit_ds is not None and args.fs_hz == 500.0:
         mit = mit_ds
     elif SHARED.is_dir() and not args.no_real:
         mit = mitdb_windows(contract, DEFAULT_TASKS, str(SHARED / "mitdb"))
-    rows = {}
-    settings = TrainSettings(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
-                             batch_size=32, lr=args.lr, seed=args.seed, progress=True)
+    variants = ("moe", "single_scout", "dense_ensemble")
+    rows: dict[str, list[dict]] = {v: [] for v in variants}
     base = ECGMoEConfig.preset(args.compare_preset, DEFAULT_TASKS, contract)
-    for variant in ("moe", "single_scout", "dense_ensemble"):
-        cfg = base.baseline(variant)
-        t0 = time.perf_counter()
-        torch.manual_seed(args.seed)
-        res = train(cfg, tr, va, settings, log=lambda s: print("  " + s))
-        secs = time.perf_counter() - t0
-        row = {"params": res.n_params, "mflops": res.flops / 1e6, "train_s": secs}
-        for task, ms in res.metrics.items():
-            for k, v in ms.items():
-                if k != "n":
-                    row[f"{task}.{k}"] = v
-        if mit is not None:
-            row["mitdb.rr_mae"] = real_data(res.model, mit, variant)["rr_mae"]
-        rows[variant] = row
-    keys = list(next(iter(rows.values())).keys())
+    sizes = ""
+    for seed in args.seeds:
+        ds = load_dataset(args.compare_data, contract, DEFAULT_TASKS, seed=seed, progress=True)
+        tr, va = ds.split(0.2, seed=seed)
+        sizes = f"{len(tr)} train / {len(va)} held-out windows by subject"
+        settings = TrainSettings(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
+                                 batch_size=32, lr=args.lr, seed=seed, progress=True)
+        for variant in variants:
+            cfg = base.baseline(variant)
+            if args.same_head_inputs:     # ablation: baselines' heads read the summary too
+                cfg = replace(cfg, head_summary=base.head_summary)
+            t0 = time.perf_counter()
+            torch.manual_seed(seed)
+            res = train(cfg, tr, va, settings, log=lambda s: print("  " + s))
+            row = {"params": res.n_params, "mflops": res.flops / 1e6,
+                   "train_s": time.perf_counter() - t0}
+            for task, ms in res.metrics.items():
+                row.update({f"{task}.{k}": v for k, v in ms.items() if k != "n"})
+            if mit is not None:
+                row["mitdb.rr_mae"] = real_data(res.model, mit, variant)["rr_mae"]
+            rows[variant].append(row)
+    keys = list(rows["moe"][0].keys())
     lower_better = {k for k in keys if k.endswith("mae") or k in ("params", "mflops", "train_s")}
-    print(f"\n## ECG-MoE vs baselines: {args.compare_data} ({len(tr)} train / {len(va)} "
-          f"held-out windows by subject), preset {args.compare_preset}, {args.pretrain_epochs} "
-          f"pretrain + {args.epochs} LoRA epochs, seed {args.seed}, {this_machine().summary()}")
-    print(f"{'metric':<28}" + "".join(f"{v:>16}" for v in rows) + "   best")
+    seeds = ",".join(str(x) for x in args.seeds)
+    print(f"\n## ECG-MoE vs baselines: {args.compare_data} ({sizes}), preset "
+          f"{args.compare_preset}, {args.pretrain_epochs} pretrain + {args.epochs} LoRA epochs, "
+          f"seeds {seeds}, baseline heads "
+          f"{'with' if args.same_head_inputs else 'without'} the input summary, "
+          f"{this_machine().summary()}")
+    print("mean +- sd over seeds; 'wins' = seeds on which that variant was best")
+    print(f"{'metric':<24}" + "".join(f"{v:>22}" for v in variants) + "   best (wins)")
     for k in keys:
-        vals = [rows[v][k] for v in rows]
-        best = (np.nanargmin if k in lower_better else np.nanargmax)(vals)
-        print(f"{k:<28}" + "".join(f"{x:>16.4g}" for x in vals) + f"   {list(rows)[best]}")
+        per = np.array([[r[k] for r in rows[v]] for v in variants])        # (variant, seed)
+        pick = np.nanargmin if k in lower_better else np.nanargmax
+        wins = np.bincount([pick(per[:, j]) for j in range(per.shape[1])],
+                           minlength=len(variants))
+        mean = per.mean(1)
+        best = int(pick(mean))
+        cells = "".join(f"{f'{m:.4g} +- {sd:.2g}':>22}" for m, sd in zip(mean, per.std(1)))
+        print(f"{k:<24}{cells}   {variants[best]} ({wins[best]}/{per.shape[1]})")
 
 
 def main(argv=None) -> int:
@@ -177,7 +195,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--pretrain-epochs", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--same-head-inputs", action="store_true",
+                   help="ablation: the baselines' heads also read the input summary")
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0, 1, 2],
+                   help="comma-separated seeds of the comparison (data, split and init)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 
