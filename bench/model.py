@@ -11,8 +11,10 @@
 2. PVC windows on the records that mark V beats: a window is positive when it holds a reference
    V beat; the detector is the arrhythmia head's PVC class (argmax, and its probability: AUC).
 3. ECG-MoE vs a single-scout model vs an EnECG-style dense ensemble, trained on the same
-   synthetic data with the same settings and seed: every task metric on the held-out split
-   (by subject) and the MIT-BIH RR MAE, with parameters, FLOPs and training seconds.
+   synthetic data with the same settings, once per seed (each seed its own data, split and
+   init): every task metric on the held-out split (by subject) and the MIT-BIH RR MAE, with
+   parameters, FLOPs and training seconds, as mean +- sd over seeds and wins per seed.
+   `--same-head-inputs` is the ablation where the baselines' heads read the input summary too.
 Not a test: prints tables; nothing passes or fails.
 """
 
