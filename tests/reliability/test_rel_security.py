@@ -32,6 +32,17 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+def _bundle_copy(rel_bundle: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the test bundle and its parsed manifest, for a test to tamper with."""
+    b = tmp_path / "b"
+    shutil.copytree(rel_bundle, b)
+    return b, json.loads((b / "manifest.json").read_text())
+
+
+def _save_manifest(b: Path, doc: dict) -> None:
+    (b / "manifest.json").write_text(json.dumps(doc))
+
+
 def _rewrite_manifest(bundle: Path) -> None:
     from export.manifest import MANIFEST, write_manifest
 
@@ -47,14 +58,12 @@ def test_bundle_whose_model_is_a_pickle_is_refused_and_not_run(rel_bundle, tmp_p
     runtime refuses it with BundleError and the pickle's code never runs."""
     from edge_ecg.runtime.backends import open_backend
 
-    b = tmp_path / "b"
-    shutil.copytree(rel_bundle, b)
+    b, doc = _bundle_copy(rel_bundle, tmp_path)
     marker = tmp_path / "PWNED"
-    doc = json.loads((b / "manifest.json").read_text())
     variant = doc["variants"][doc["default_variant"]]
     (b / variant["file"]).write_bytes(pickle.dumps(_Payload(marker)))
     variant["backend"] = backend
-    (b / "manifest.json").write_text(json.dumps(doc))
+    _save_manifest(b, doc)
     _rewrite_manifest(b)
     with pytest.raises(BundleError):
         open_backend(b)
@@ -167,12 +176,10 @@ def test_whole_project_torch_load_is_weights_only():
 def test_manifest_file_entry_cannot_escape(rel_bundle, tmp_path, rel):
     from export.manifest import load_bundle
 
-    b = tmp_path / "b"
-    shutil.copytree(rel_bundle, b)
+    b, doc = _bundle_copy(rel_bundle, tmp_path)
     (tmp_path / "outside.onnx").write_bytes(b"x")
-    doc = json.loads((b / "manifest.json").read_text())
     doc["files"][rel] = {"sha256": "0" * 64, "bytes": 1}
-    (b / "manifest.json").write_text(json.dumps(doc))
+    _save_manifest(b, doc)
     with pytest.raises(BundleError, match="escapes"):
         load_bundle(b)
 
@@ -180,11 +187,9 @@ def test_manifest_file_entry_cannot_escape(rel_bundle, tmp_path, rel):
 def test_variant_file_cannot_escape(rel_bundle, tmp_path):
     from export.manifest import load_bundle
 
-    b = tmp_path / "b"
-    shutil.copytree(rel_bundle, b)
-    doc = json.loads((b / "manifest.json").read_text())
+    b, doc = _bundle_copy(rel_bundle, tmp_path)
     doc["variants"][doc["default_variant"]]["file"] = "../outside.onnx"
-    (b / "manifest.json").write_text(json.dumps(doc))
+    _save_manifest(b, doc)
     with pytest.raises(BundleError):
         load_bundle(b)
 
@@ -194,9 +199,7 @@ def test_symlinked_model_pointing_outside_is_refused(rel_bundle, tmp_path):
     from edge_ecg.runtime.backends import open_backend
     from export.manifest import load_bundle
 
-    b = tmp_path / "b"
-    shutil.copytree(rel_bundle, b)
-    doc = json.loads((b / "manifest.json").read_text())
+    b, doc = _bundle_copy(rel_bundle, tmp_path)
     model = doc["variants"][doc["default_variant"]]["file"]
     outside = tmp_path / "elsewhere" / "model.onnx"
     outside.parent.mkdir()
@@ -211,15 +214,13 @@ def test_symlinked_model_pointing_outside_is_refused(rel_bundle, tmp_path):
 def test_symlinked_subdirectory_pointing_outside_is_refused(rel_bundle, tmp_path):
     from export.manifest import load_bundle
 
-    b = tmp_path / "b"
-    shutil.copytree(rel_bundle, b)
+    b, doc = _bundle_copy(rel_bundle, tmp_path)
     (tmp_path / "ext").mkdir()
     (tmp_path / "ext" / "w.bin").write_bytes(b"abc")
     (b / "sub").symlink_to(tmp_path / "ext", target_is_directory=True)
-    doc = json.loads((b / "manifest.json").read_text())
     doc["files"]["sub/w.bin"] = {"sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
                                  "bytes": 3}
-    (b / "manifest.json").write_text(json.dumps(doc))
+    _save_manifest(b, doc)
     with pytest.raises(BundleError, match="escapes"):
         load_bundle(b)
 
@@ -227,8 +228,7 @@ def test_symlinked_subdirectory_pointing_outside_is_refused(rel_bundle, tmp_path
 def test_symlinked_manifest_pointing_outside_is_refused(rel_bundle, tmp_path):
     from export.manifest import load_bundle
 
-    b = tmp_path / "b"
-    shutil.copytree(rel_bundle, b)
+    b, _ = _bundle_copy(rel_bundle, tmp_path)
     out = tmp_path / "outside_manifest.json"
     shutil.move(b / "manifest.json", out)
     (b / "manifest.json").symlink_to(out)
@@ -289,9 +289,7 @@ def test_onnx_external_data_outside_the_bundle_is_refused(rel_bundle, tmp_path, 
 
     from edge_ecg.runtime.backends import open_backend
 
-    b = tmp_path / "b"
-    shutil.copytree(rel_bundle, b)
-    doc = json.loads((b / "manifest.json").read_text())
+    b, doc = _bundle_copy(rel_bundle, tmp_path)
     variant = doc["variants"][doc["default_variant"]]
     if not variant["file"].endswith(".onnx"):
         pytest.skip("the default variant is not an ONNX file")
@@ -306,7 +304,7 @@ def test_onnx_external_data_outside_the_bundle_is_refused(rel_bundle, tmp_path, 
     init.data_location = onnx.TensorProto.EXTERNAL
     onnx.save(model, str(b / variant["file"]))
     variant["backend"] = backend
-    (b / "manifest.json").write_text(json.dumps(doc))
+    _save_manifest(b, doc)
     _rewrite_manifest(b)
     with pytest.raises(BundleError):
         open_backend(b)
