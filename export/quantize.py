@@ -19,6 +19,7 @@ from tqdm import tqdm
 from export.errors import ExportError
 from export.onnx_graph import nodes_in_modules
 from export.parity import batches, n_windows
+from export.weight_only import weight_only_int8
 
 PERCENTILE = 99.999   # onnxruntime's default for CalibrationMethod.Percentile
 # Only the weight-bearing ops: QDQ pairs around every Mul/Add/Erf cost more than int8 saves.
@@ -29,12 +30,6 @@ PERCENTILE = 99.999   # onnxruntime's default for CalibrationMethod.Percentile
 # only without onnxruntime's NHWC layout transformer 1.10x. On AVX2 without VNNI int8 Conv runs
 # ~1.6-2x fp32 and Conv/MatMul are ~half a window's time, so the ceiling is ~1.3x (Amdahl).
 OP_TYPES = ("Conv", "MatMul", "Gemm")
-# Modules whose activations must stay fp32 may still store int8 weights (weight-only): a
-# DequantizeLinear on the initializer restores fp32 weights that onnxruntime folds at load, so
-# the arithmetic stays fp32 and only the weights are rounded (per output channel, 1/254 of the
-# channel's largest weight). On the edge checkpoint: bundle 1.83 -> 1.2 MB, metrics unchanged
-# within 0.002 (the activation clipping, not weight rounding, is what hurt the RR head).
-WEIGHT_ONLY_MIN = 1024       # smaller weights stay fp32: the scale tensors would eat the saving
 
 
 def _reader(calib: dict[str, np.ndarray], progress: bool):
@@ -60,49 +55,6 @@ def _reader(calib: dict[str, np.ndarray], progress: bool):
             self._it = iter(batches(calib, 1))
 
     return WindowReader()
-
-
-def weight_only_int8(proto, node_names: set[str]) -> int:
-    """Store the weights of `node_names` (Conv/Gemm/MatMul with an initializer weight) as int8
-    per-channel symmetric with a DequantizeLinear in front; returns the number converted."""
-    import onnx
-    from onnx import helper, numpy_helper
-
-    inits = {i.name: i for i in proto.graph.initializer}
-    users: dict[str, int] = {}
-    for node in proto.graph.node:
-        for name in node.input:
-            users[name] = users.get(name, 0) + 1
-    new_nodes, converted = [], 0
-    for node in proto.graph.node:
-        if (node.name in node_names and node.op_type in OP_TYPES and len(node.input) > 1
-                and node.input[1] in inits and users.get(node.input[1]) == 1):
-            w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-            trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-            # the output-channel axis: Conv and Gemm(transB) rows, MatMul/Gemm columns
-            axis = 0 if node.op_type == "Conv" or trans_b else w.ndim - 1
-            if w.size >= WEIGHT_ONLY_MIN and w.ndim >= 2:
-                reduce = tuple(i for i in range(w.ndim) if i != axis)
-                scale = np.abs(w).max(axis=reduce) / 127.0
-                scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-                shape = [1] * w.ndim
-                shape[axis] = -1
-                q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
-                base = node.input[1]
-                proto.graph.initializer.remove(inits[base])
-                proto.graph.initializer.extend([
-                    numpy_helper.from_array(q, base + "_wq"),
-                    numpy_helper.from_array(scale, base + "_wscale"),
-                    numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), base + "_wzero")])
-                new_nodes.append(helper.make_node(
-                    "DequantizeLinear", [base + "_wq", base + "_wscale", base + "_wzero"], [base],
-                    name=base + "_weight_only_dq", axis=axis))
-                converted += 1
-        new_nodes.append(node)
-    del proto.graph.node[:]
-    proto.graph.node.extend(new_nodes)
-    onnx.checker.check_model(proto)
-    return converted
 
 
 def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.ndarray],

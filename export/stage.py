@@ -33,7 +33,7 @@ FORMATS = ("onnx", "openvino")
 # unseen synthetic windows): heads+gates only: RR MAE 19.9 -> 25.6 ms, max RR diff 96 ms;
 # with rhythm+fusion+lead fp32: RR MAE 19.6 ms, max RR diff 11 ms, every metric in tolerance.
 FP32_MODULES = ("heads.", "gate_", "rhythm.", "fuse_", "lead_embed")
-# Of those, the ones that store int8 weights (fp32 arithmetic, see quantize.weight_only_int8).
+# Of those, the ones that store int8 weights (fp32 arithmetic, see export.weight_only).
 # Gates stay fully fp32: their weights decide the top-k experts.
 WEIGHT_ONLY_MODULES = ("heads.", "rhythm.", "fuse_")
 LOWER_IS_BETTER = ("mae", "rmse", "mse")
