@@ -15,6 +15,11 @@ pays for importing torch, as a device would). Variants:
 - dense multi-task baseline: the same weights and size with every expert weighted by a soft
   gate (top-k = all experts: no routing, no sparsity), exported to ONNX fp32 in this run.
 
+Deployments (`--deployments`): a device that needs fewer tasks gets a bundle routed for them
+(`edge-ecg export --tasks ...`), which drops the experts those tasks' gates do not use. For each
+deployment this run exports its ONNX fp32 (all experts, the same task heads) and its ONNX int8
+routed variant with the export stage itself, and times both beside the rows above.
+
 Task metrics come from running each variant (in this process) on `--data`. Targets (issue 4):
 routed int8 >= 3x faster than torch eager and >= 1.5x faster than ONNX fp32 all experts,
 >= 3x smaller than fp32, metrics within tolerance. The ECG-MoE paper claims 40 % faster
@@ -121,6 +126,20 @@ def dense_baseline(model):
     return dense.eval()
 
 
+# A rhythm monitor, a potassium screen (dialysis clinic), heart rate + rhythm at the bedside.
+DEPLOYMENTS = "arrhythmia;potassium;rr_interval,arrhythmia"
+
+
+def export_deployment(checkpoint: Path, tasks: list[str], calib: str, out: Path):
+    """The export stage's own ONNX fp32 (all experts) and int8 routed variants for `tasks`."""
+    from export.stage import ExportRequest, export_bundle
+
+    req = ExportRequest(checkpoint=checkpoint, out=out, calib=calib, tasks=tuple(tasks),
+                        formats=("onnx",), variants=("onnx-fp32", "onnx-int8-routed"),
+                        progress=False, overwrite=True)
+    return export_bundle(req)
+
+
 def files_bytes(bundle: Path, m, variant: str) -> int:
     v = m.variants[variant]
     return sum(m.files[f]["bytes"] for f in (v["file"], *v.get("extra_files", ())))
@@ -135,6 +154,11 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3,
                     help="child runs per variant, interleaved across variants")
+    ap.add_argument("--deployments", default=DEPLOYMENTS,
+                    help="';'-separated task lists, each exported routed for just those tasks "
+                         f"(default {DEPLOYMENTS!r}; '' for none)")
+    ap.add_argument("--calib", default="synth:64?seed=500",
+                    help="calibration windows for the deployment exports (routing and int8)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--window", help=argparse.SUPPRESS)
@@ -197,16 +221,33 @@ def main() -> int:
     add("dense multi-task baseline fp32 (ONNX)", "onnx", dense_onnx, dense_onnx.stat().st_size,
         run_onnx(dense_onnx, data.inputs))
 
+    deployments = []   # tasks, manifest, fp32 row, int8 row
+    for spec in filter(None, (d.strip() for d in args.deployments.split(";"))):
+        names = [t.strip() for t in spec.split(",") if t.strip()]
+        print(f"# exporting the deployment {','.join(names)} ...", flush=True)
+        dep_tasks = TaskSet(tuple(model.cfg.tasks)).select(names)
+        dep_labels = {t.name: data.labels[t.name] for t in dep_tasks}
+        dm = export_deployment(args.checkpoint, names, args.calib, tmp / "-".join(names))
+        pair = []
+        for variant in ("onnx-fp32", "onnx-int8-routed"):
+            path = tmp / "-".join(names) / dm.variants[variant]["file"]
+            out = run_onnx(path, data.inputs)
+            pair.append({"name": f"{','.join(names)} {variant}", "kind": "onnx", "path": path,
+                         "bytes": files_bytes(tmp / "-".join(names), dm, variant),
+                         "metrics": task_metrics(dep_tasks, out, dep_labels)})
+        deployments.append((dep_tasks, dm, *pair))
+
     # Rounds, variants interleaved: on a shared machine, load drifts; every variant sees it.
     per_round = max(1, args.repeats // args.rounds)
-    for r in rows:
+    timed = rows + [r for d in deployments for r in d[2:]]
+    for r in timed:
         r["times_ms"], r["rss_mb"] = [], 0.0
     for _ in range(args.rounds):
-        for r in rows:
+        for r in timed:
             res = run_child(r["kind"], r["path"], window, per_round, args.warmup)
             r["times_ms"] += res["times_ms"]
             r["rss_mb"] = max(r["rss_mb"], res["rss_mb"])
-    for r in rows:
+    for r in timed:
         r["p50_ms"] = float(np.percentile(r["times_ms"], 50))
         r["p99_ms"] = float(np.percentile(r["times_ms"], 99))
 
@@ -252,8 +293,35 @@ def main() -> int:
               "metrics are not those of a separately trained dense model)")
         print(f"  (routing alone at fp32 is not in the bundle; ONNX fp32 all experts with top-k "
               f"gating vs dense: {100 * faster:.0f}% faster)")
+    if deployments:
+        print_deployments(deployments, full, tasks, tol)
     print(f"# {DISCLAIMER}")
     return 0
+
+
+def print_deployments(deployments, full_all_tasks, all_tasks, tol) -> None:
+    """One line per deployment: what routing kept, and the routed int8 model against the same
+    tasks' ONNX fp32 with all experts (the issue's comparison) and the all-task bundle's."""
+    from export.stage import metric_drops
+
+    print()
+    print("Deployments: routed for the tasks each names (ONNX int8 routed vs ONNX fp32 with all "
+          "experts and the same task heads; 'vs bundle' = vs the all-task ONNX fp32 above)")
+    print(f"{'tasks':<24}{'experts kept s/m/r':>20}{'FLOPs':>7}{'size MB':>9}{'fp32 ms':>9}"
+          f"{'int8 ms':>9}{'speed-up':>10}{'vs bundle':>11}{'worst drop':>12}")
+    for dep_tasks, dm, fp32, int8 in deployments:
+        routing = dm.routing
+        kept = "/".join(f"{len(routing['paths'][p]['kept'])}"
+                        for p in ("scout", "morphology", "rhythm") if p in routing["paths"])
+        flops = routing["cost"]["routed"]["flops"] / routing["cost"]["all_experts"]["flops"]
+        speed = fp32["p50_ms"] / int8["p50_ms"]
+        vs_bundle = (full_all_tasks["p50_ms"] / int8["p50_ms"]) if full_all_tasks else float("nan")
+        worst = max(metric_drops(fp32["metrics"], int8["metrics"], dep_tasks).values())
+        verdict = "met" if speed >= 1.5 else "MISSED"
+        print(f"{','.join(dep_tasks.names):<24}{kept + ' of 4/4/4':>20}{flops:>7.2f}"
+              f"{int8['bytes'] / 1e6:>9.2f}{fp32['p50_ms']:>9.2f}{int8['p50_ms']:>9.2f}"
+              f"{speed:>9.2f}x{vs_bundle:>10.2f}x{worst:>+12.4f}  (>= 1.5x: {verdict}; "
+              f"drop tolerance {tol})")
 
 
 if __name__ == "__main__":
