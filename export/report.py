@@ -11,6 +11,7 @@ import numpy as np
 
 from edge_ecg import DISCLAIMER
 from edge_ecg.data.tasks import TaskSet
+from export.routing import select_experts
 
 
 def write_chart(path: Path, built: list, summary: dict) -> None:
@@ -93,6 +94,19 @@ def write_report(path: Path, built: list, summary: dict, tasks: TaskSet) -> None
     for p, d in r["paths"].items():
         lines.append(f"| {p} | {len(d['kept'])} / {d['total']} | {d['kept']} | "
                      f"{d['mass_kept']:.4f} | {', '.join(f'{u:.3f}' for u in d['usage'])} |")
+    if any(d.get("usage_per_task") for d in r["paths"].values()) and len(tasks) > 1:
+        # A deployer choosing `--tasks` wants to see which experts each task leans on: the
+        # routed graph keeps the union of what the chosen tasks use.
+        lines += ["", "Gate mass per task (mean weight per expert; each task alone would keep "
+                  "the experts carrying 99% of its row):", "",
+                  "| path | task | usage per expert | alone keeps |",
+                  "|---|---|---|---|"]
+        for p, d in r["paths"].items():
+            for t, row in d.get("usage_per_task", {}).items():
+                alone = select_experts({p: np.asarray(row)}, r["keep_mass"])[p]
+                names = d.get("experts") or [str(i) for i in range(len(row))]
+                lines.append(f"| {p} | {t} | {', '.join(f'{u:.3f}' for u in row)} | "
+                             f"{', '.join(names[i] for i in alone)} |")
     if all(len(d["kept"]) == d["total"] for d in r["paths"].values()):
         lines += ["", ("Every expert carries gate mass for these tasks: the routed graph is the "
                       "whole graph. A deployment that names fewer tasks (`--tasks`) or a lower "

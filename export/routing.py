@@ -25,6 +25,8 @@ class Routing:
     usage: dict[str, tuple[float, ...]]    # path -> mean gate weight per expert (sums to ~1)
     keep: dict[str, tuple[int, ...]]       # path -> kept expert indices, ascending
     experts: dict[str, tuple[str, ...]] = field(default_factory=dict)   # path -> expert names
+    # path -> task -> mean gate weight per expert: which experts each task uses on its own
+    per_task: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -35,15 +37,25 @@ class Routing:
                           "kept_names": [self.experts[p][i] for i in self.keep[p]]
                           if p in self.experts else [],
                           "usage": [round(u, 6) for u in self.usage[p]],
-                          "mass_kept": round(float(sum(self.usage[p][i] for i in self.keep[p])), 6)}
+                          "mass_kept": round(float(sum(self.usage[p][i] for i in self.keep[p])), 6),
+                          "usage_per_task": {t: [round(u, 6) for u in row]
+                                             for t, row in self.per_task.get(p, {}).items()}}
                       for p in self.usage},
         }
 
 
 def measure_usage(model, inputs: dict[str, np.ndarray], tasks: list[str],
                   batch_size: int = 16, progress: bool = True) -> dict[str, np.ndarray]:
-    """Mean gate weight per expert, per path, over the chosen tasks and the windows `inputs`
-    (the model's `expert_usage`, which averages `gate_<path>` outputs per task)."""
+    """Mean gate weight per expert, per path, over the chosen tasks and the windows `inputs`."""
+    per_task = measure_usage_per_task(model, inputs, tasks, batch_size, progress)
+    return {p: np.array([rows[t] for t in tasks]).mean(0) for p, rows in per_task.items()}
+
+
+def measure_usage_per_task(model, inputs: dict[str, np.ndarray], tasks: list[str],
+                           batch_size: int = 16, progress: bool = True
+                           ) -> dict[str, dict[str, np.ndarray]]:
+    """`{path: {task: mean gate weight per expert}}` over the windows `inputs` (the model's
+    `expert_usage`, which averages `gate_<path>` outputs per task)."""
     from tqdm import tqdm
 
     from export.parity import batches, n_windows
@@ -56,13 +68,10 @@ def measure_usage(model, inputs: dict[str, np.ndarray], tasks: list[str],
     it = tqdm(batches(inputs, batch_size), total=total, desc="expert usage", unit="batch",
               leave=False, disable=not progress)
     per_task = model.expert_usage(it)                  # {path: {task: {expert: mass}}}
-    usage = {}
-    for path, rows in per_task.items():
-        experts = list(next(iter(rows.values())))
-        usage[path] = np.array([[rows[t][e] for e in experts] for t in tasks]).mean(0)
-    if not usage:
+    if not per_task:
         raise BundleError("the model reports no gate usage: nothing to route")
-    return usage
+    return {path: {t: np.array(list(rows[t].values())) for t in tasks}
+            for path, rows in per_task.items()}
 
 
 def select_experts(usage: dict[str, np.ndarray],
@@ -88,9 +97,12 @@ def select_experts(usage: dict[str, np.ndarray],
 def route(model, inputs: dict[str, np.ndarray], tasks: list[str],
           keep_mass: float = KEEP_MASS, progress: bool = True) -> Routing:
     """The routing decision for `tasks` from the model's gates on the calibration windows."""
-    usage = measure_usage(model, inputs, tasks, progress=progress)
+    per_task = measure_usage_per_task(model, inputs, tasks, progress=progress)
+    usage = {p: np.array([rows[t] for t in tasks]).mean(0) for p, rows in per_task.items()}
     keep = select_experts(usage, keep_mass)
     names = {p: tuple(model.cfg.experts(p)) for p in usage}
     return Routing(tasks=tuple(tasks), keep_mass=keep_mass,
                    usage={p: tuple(float(x) for x in u) for p, u in usage.items()}, keep=keep,
-                   experts=names)
+                   experts=names,
+                   per_task={p: {t: tuple(float(x) for x in u) for t, u in rows.items()}
+                             for p, rows in per_task.items()})

@@ -149,6 +149,19 @@ def test_routing_keeps_exactly_the_gated_experts(exported):
     assert sess_out["gate_scout"].type.tensor_type.shape.dim[2].dim_value == 2
 
 
+def test_routing_records_each_tasks_usage(exported):
+    """The per-task rows average to the usage routing acts on, and the report shows them."""
+    m = exported["manifest"]
+    for p, d in m.routing["paths"].items():
+        rows = np.array([d["usage_per_task"][t["name"]] for t in m.tasks])
+        np.testing.assert_allclose(rows.mean(0), d["usage"], atol=1e-5)
+        np.testing.assert_allclose(rows.sum(1), 1.0, atol=1e-4)    # each task's gate sums to 1
+    forced = m.routing["paths"]["scout"]["usage_per_task"]
+    assert all(sum(row[i] for i in FORCED_SCOUTS) > 0.999 for row in forced.values())
+    report = (exported["bundle"] / "REPORT.md").read_text()
+    assert "Gate mass per task" in report and "| scout | rr_interval |" in report
+
+
 def test_onnx_file_is_one_opset18_file(exported):
     from export.onnx_graph import check_onnx_file
 
