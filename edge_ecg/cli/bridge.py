@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 
+from edge_ecg.cli import HelpFormatter
 from edge_ecg.errors import SourceError
 
 
@@ -20,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     em = sub.add_parser("emulate", help="stream a record or synthetic ECG from a virtual monitor "
                         "on a pseudo-terminal",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=HelpFormatter)
     src = em.add_mutually_exclusive_group(required=True)
     src.add_argument("--record", metavar="PATH", help="WFDB record (with or without .hea)")
     src.add_argument("--synth", metavar="CONDITION", help="synthetic condition (see simulate)")
@@ -45,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     em.set_defaults(_bridge=_emulate)
 
     ls = sub.add_parser("listen", help="read an edge-ecg protocol port and report what arrives",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=HelpFormatter)
     ls.add_argument("port")
     ls.add_argument("--baud", type=int, default=921600)
     ls.add_argument("--seconds", type=float, default=10.0, help="wall time to listen")
