@@ -3,11 +3,21 @@
 The routing form exports and quantizes correctly: top-k values and indices, scatter into a zero
 gate, renormalise, weighted sum over experts. No data-dependent Python branch: every expert is
 computed and weighted (the export stage prunes experts by building a smaller model instead).
-The load-balancing loss is the Switch Transformer one (Fedus et al. 2021, eq. 4-6), per task:
-`E * sum_e f_e * P_e`, 1.0 when balanced, up to E when one expert takes everything.
+
+Two auxiliary routing losses (`ECGMoEConfig.balance` picks one):
+
+- `load_balance_loss` ("switch"): the Switch Transformer one (Fedus et al. 2021, eq. 4-6), per
+  task: `E * sum_e f_e * P_e`, 1.0 when balanced, up to E when one expert takes everything. It
+  pushes EACH task to spread over all experts, so a deployment's tasks tend to need them all.
+- `mutual_info_loss` ("mutual_info"): Mod-Squad's (Chen et al., CVPR 2023) negative mutual
+  information between tasks and experts, `-(H(E) - H(E|T)) / log E`, in [-1, 0]: minimised when
+  the experts are used evenly over all tasks together but each task concentrates on a few, which
+  is what the export stage's per-deployment expert pruning wants.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -74,3 +84,24 @@ def load_balance_loss(gate: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     f = chosen.mean(0) / chosen.sum(-1).mean(0, keepdim=False)[..., None].clamp(min=1.0)
     p = probs.mean(0)                                                        # (n_tasks, E)
     return n_experts * (f.detach() * p).sum(-1).mean()
+
+
+def mutual_info_loss(probs: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """Mod-Squad's task-expert mutual-information loss, `-(H(E) - H(E|T)) / log E`, from the
+    softmax probabilities `(B, n_tasks, E)` of one gate.
+
+    Tasks are taken as uniform: `P(e|t)` is the batch mean of task t's probabilities, `P(e)` the
+    mean of those over tasks; `H(E|T)` is the mean over tasks of `H(P(e|t))`. Dividing by
+    `log E` (the largest `H(E)`) puts it in [-1, 0] whatever the number of experts: 0 when every
+    task uses the same mixture (uniform or collapsed alike), -1 only when each task uses one
+    expert alone and the experts are used evenly overall (so `n_tasks` a multiple of E; with
+    5 tasks on 4 experts the floor is -(log 5 - 0.4 log 2) / log 4 = -0.96). Dense softmax,
+    not the top-k gate: every expert gets a gradient. E == 1 gives 0 (nothing to route)."""
+    n_experts = probs.shape[-1]
+    if n_experts < 2:
+        return probs.sum() * 0.0
+    p_e_t = probs.mean(0)                                                   # (n_tasks, E)
+    p_e = p_e_t.mean(0)                                                     # (E,)
+    h_e = -(p_e * (p_e + eps).log()).sum()
+    h_e_t = -(p_e_t * (p_e_t + eps).log()).sum(-1).mean()
+    return -(h_e - h_e_t) / math.log(n_experts)

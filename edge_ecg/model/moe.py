@@ -7,7 +7,8 @@ kernels per use. Measured on the edge preset (batch 1, one thread): ONNX fp32 6.
 `forward` takes the seven contract inputs positionally (INPUT_NAMES order, float32) and returns
 an ordered dict of named graph outputs: each task (regression in task units, binary positive
 probability, multiclass probabilities) then `gate_scout`, `gate_morphology`, `gate_rhythm`
-`(B, n_tasks, n_experts)`. During training `last_aux_loss` holds the load-balancing loss.
+`(B, n_tasks, n_experts)`. During training `last_aux_loss` holds the gates' auxiliary routing
+loss (`cfg.balance`: Switch load balance or Mod-Squad mutual information), mean over paths.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_ecg.model.config import PATHS, ECGMoEConfig
-from edge_ecg.model.gate import InputSummary, TopKGate, load_balance_loss
+from edge_ecg.model.gate import InputSummary, TopKGate, load_balance_loss, mutual_info_loss
 from edge_ecg.model.period_expert import MorphologyExpert, RhythmExpert
 from edge_ecg.model.scouts import build_scout
 
@@ -108,13 +109,14 @@ class ECGMoE(nn.Module):
         cfg = self.cfg
         x = x * lead_mask[:, :, None]                                        # (B, L, T)
         s = self.summary(x, lead_mask, beat_mask, period)                    # (B, S)
-        aux = []
+        aux = []                # one auxiliary routing loss per path, training only
         # Scouts: (B, L, T) -> (B, E, D); gate (B, n_tasks, E) -> (B, n_tasks, D)
         scout_out = torch.stack([m(x, period) for m in self.scouts], 1)
         g_scout, p_scout = self.gate_scout(s)
         h = torch.einsum("bte,bed->btd", g_scout, scout_out)
         gates = OrderedDict(gate_scout=g_scout)
-        aux.append(load_balance_loss(g_scout, p_scout) if self.training else None)
+        if self.training:
+            aux.append(self.routing_loss(g_scout, p_scout))
         if cfg.use_period:
             nb = min(cfg.morph_beats, cfg.contract.max_beats)
             beats = beats[:, :nb] * lead_mask[:, None, :, None]              # (B, M', L, len)
@@ -130,7 +132,7 @@ class ECGMoE(nn.Module):
             gates["gate_morphology"] = g_m
             gates["gate_rhythm"] = g_r
             if self.training:
-                aux += [load_balance_loss(g_m, p_m), load_balance_loss(g_r, p_r)]
+                aux += [self.routing_loss(g_m, p_m), self.routing_loss(g_r, p_r)]
         else:
             h = self.fuse_top(h)
         h = h + self.task_embed + self.lead_embed(lead_mask)[:, None, :]     # (B, n_tasks, D)
@@ -142,8 +144,17 @@ class ECGMoE(nn.Module):
                 hi = torch.cat([hi, skip], -1)
             logits[t.name] = self.heads[t.name](hi)
         if self.training:
-            self.last_aux_loss = torch.stack([a for a in aux if a is not None]).mean()
+            self.last_aux_loss = torch.stack(aux).mean()
         return logits, gates
+
+    def routing_loss(self, gate, probs):
+        """The configured auxiliary loss of one path's gate (`gate`: sparse top-k, `probs`: its
+        full softmax). Switch balances each task over all experts; mutual information keeps the
+        experts evenly used overall but concentrates each task on few, so a deployment of a
+        few tasks prunes more experts at export."""
+        if self.cfg.balance == "mutual_info":
+            return mutual_info_loss(probs)
+        return load_balance_loss(gate, probs)
 
     def skip_features(self, summary, period):
         """What the heads read besides the fused features: `[summary, period]` as configured
