@@ -9,5 +9,5 @@ the ONNX file, NNCF int8), `parity` (run and compare engines), `report` (REPORT.
 
 The bundled default bundle is made from the bundled checkpoint with:
 
-    edge-ecg export --checkpoint edge_ecg/assets/default_checkpoint --out edge_ecg/assets/default_bundle --calib 'synth:64?seed=500' --eval 'synth:128?seed=1000' --variants onnx-fp32,onnx-int8-routed,openvino-fp32-routed --overwrite
+    edge-ecg export --checkpoint edge_ecg/assets/default_checkpoint --out edge_ecg/assets/default_bundle --calib 'synth:64?seed=500' --eval 'synth:128?seed=1000' --variants onnx-fp32,onnx-int8-routed,openvino-fp32-routed,openvino-int8-routed --overwrite
 """
