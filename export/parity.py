@@ -13,7 +13,6 @@ from tqdm import tqdm
 
 from edge_ecg.data.tasks import TaskSet
 from edge_ecg.signal.contract import INPUT_NAMES
-from export.weight_only import model_for_session
 
 
 def n_windows(inputs: dict[str, np.ndarray]) -> int:
@@ -55,7 +54,7 @@ def onnx_session(path: str | Path, threads: int = 1):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    return ort.InferenceSession(model_for_session(path), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(path: str | Path, inputs: dict[str, np.ndarray], threads: int = 1,

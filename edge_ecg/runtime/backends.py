@@ -14,7 +14,6 @@ import numpy as np
 
 from edge_ecg.errors import BundleError
 from export.manifest import Manifest, Variant, load_bundle
-from export.weight_only import model_for_session
 
 
 class Backend:
@@ -79,8 +78,7 @@ class OnnxRuntimeBackend(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         path = bundle_dir / variant.file
         try:
-            self._sess = ort.InferenceSession(model_for_session(path), opts,
-                                              providers=["CPUExecutionProvider"])
+            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:   # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(f"bundle {bundle_dir}: onnxruntime cannot load {variant.file}: "
                               f"{exc}") from exc
