@@ -287,9 +287,15 @@ def main() -> None:
           f"inference p50 {thr['inference_ms'][0]:.2f} ms (batched at max speed)")
 
     print(f"\n## 2. latency at real-time pace ({args.latency_seconds:g} s replay)")
-    print(f"sample-to-prediction p50 {lat['latency_ms'][0]:.2f} ms, p99 {lat['latency_ms'][1]:.2f}"
-          f" ms (target p99 <= 50 ms: {'met' if lat['latency_ms'][1] <= 50 else 'NOT met'}); "
-          f"inference p50 {lat['inference_ms'][0]:.2f} ms")
+    if np.isnan(lat["latency_ms"][1]):
+        # The first prediction needs a whole window plus the next beat's decision.
+        print(f"no prediction in {args.latency_seconds:g} s of signal: nothing to time (a "
+              "prediction needs a full window and one more beat; use --latency-seconds >= 15)")
+    else:
+        print(f"sample-to-prediction p50 {lat['latency_ms'][0]:.2f} ms, p99 "
+              f"{lat['latency_ms'][1]:.2f} ms (target p99 <= 50 ms: "
+              f"{'met' if lat['latency_ms'][1] <= 50 else 'NOT met'}); "
+              f"inference p50 {lat['inference_ms'][0]:.2f} ms")
 
     print(f"\n## 3. real-time stream through the pseudo-terminal ({args.minutes:g} min, 12 leads;"
           " monitor in this process, runtime in a child)")
@@ -298,8 +304,10 @@ def main() -> None:
           f"(target 0: {'met' if pty['lost'] == 0 else 'NOT met'}); gaps {pty['gaps']}, "
           f"CRC errors {pty['crc_errors']}, lost frames {pty['lost_frames']}, dropped chunks "
           f"{pty['dropped_chunks']}")
-    print(f"predictions {pty['predictions']}, withheld {pty['withheld']}; latency p50 "
-          f"{pty['latency_ms'][0]:.2f} ms, p99 {pty['latency_ms'][1]:.2f} ms; wall "
+    latency = (f"latency p50 {pty['latency_ms'][0]:.2f} ms, p99 {pty['latency_ms'][1]:.2f} ms"
+               if pty["predictions"] else "no prediction to time (stream shorter than a window "
+               "and one beat; use --minutes >= 0.25)")
+    print(f"predictions {pty['predictions']}, withheld {pty['withheld']}; {latency}; wall "
           f"{pty['wall_s']:.0f} s")
 
     print("\n## 4. peak RSS (VmHWM of separate processes)")
