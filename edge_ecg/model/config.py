@@ -64,8 +64,9 @@ class ECGMoEConfig:
     # The heads also read the gates' input summary (per-lead amplitude, spread, slope), like the
     # period features: QRS voltage and T-wave size carry sex, age and potassium, and a linear
     # skip reads them without the experts re-learning an amplitude in a short fine-tuning.
-    # Measured with the Switch loss (bench/model.py defaults, tiny, seeds 0-2, ECG-MoE without -> with
-    # the skip): age MAE 17.2 -> 15.5 y, sex F1 0.54 -> 0.62, arrhythmia macro F1 0.73 -> 0.77.
+    # Measured with the Switch loss (bench/model.py defaults, tiny, means over seeds 0-2, ECG-MoE
+    # without -> with the skip): age MAE 17.2 -> 15.5 y, sex F1 0.54 -> 0.62, arrhythmia macro F1
+    # 0.73 -> 0.77.
     head_summary: bool = True
     # Gates, fusion and heads.
     gate_hidden: int = 32
