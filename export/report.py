@@ -97,8 +97,8 @@ def write_report(path: Path, built: list, summary: dict, tasks: TaskSet) -> None
     if any(d.get("usage_per_task") for d in r["paths"].values()) and len(tasks) > 1:
         # A deployer choosing `--tasks` wants to see which experts each task leans on: the
         # routed graph keeps the union of what the chosen tasks use.
-        lines += ["", "Gate mass per task (mean weight per expert; each task alone would keep "
-                  "the experts carrying 99% of its row):", "",
+        lines += ["", ("Gate mass per task (mean weight per expert; each task alone would keep "
+                       "the experts carrying 99% of its row):"), "",
                   "| path | task | usage per expert | alone keeps |",
                   "|---|---|---|---|"]
         for p, d in r["paths"].items():
