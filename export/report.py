@@ -98,7 +98,7 @@ def write_report(path: Path, built: list, summary: dict, tasks: TaskSet) -> None
         # A deployer choosing `--tasks` wants to see which experts each task leans on: the
         # routed graph keeps the union of what the chosen tasks use.
         lines += ["", ("Gate mass per task (mean weight per expert; each task alone would keep "
-                       "the experts carrying 99% of its row):"), "",
+                       f"the experts carrying {r['keep_mass']:.0%} of its row):"), "",
                   "| path | task | usage per expert | alone keeps |",
                   "|---|---|---|---|"]
         for p, d in r["paths"].items():
