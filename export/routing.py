@@ -44,13 +44,6 @@ class Routing:
         }
 
 
-def measure_usage(model, inputs: dict[str, np.ndarray], tasks: list[str],
-                  batch_size: int = 16, progress: bool = True) -> dict[str, np.ndarray]:
-    """Mean gate weight per expert, per path, over the chosen tasks and the windows `inputs`."""
-    per_task = measure_usage_per_task(model, inputs, tasks, batch_size, progress)
-    return {p: np.array([rows[t] for t in tasks]).mean(0) for p, rows in per_task.items()}
-
-
 def measure_usage_per_task(model, inputs: dict[str, np.ndarray], tasks: list[str],
                            batch_size: int = 16, progress: bool = True
                            ) -> dict[str, dict[str, np.ndarray]]:
