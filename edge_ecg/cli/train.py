@@ -35,6 +35,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fs-hz", type=float, default=500.0, help="model sampling rate (contract)")
     p.add_argument("--external-checkpoint", default="",
                    help="weights file of an external encoder: adds the 'external' scout")
+    p.add_argument("--balance", choices=["mutual_info", "switch"], default=None,
+                   help="the gates' auxiliary loss (default: the config's, mutual_info: each "
+                        "task on few experts, so exports for fewer tasks keep fewer experts; "
+                        "switch: every task spread over all experts); ECG-MoE only")
+    p.add_argument("--balance-weight", type=float, default=None,
+                   help="weight of that loss (default: the config's, 0.05)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -64,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
         names = [t for t in args.tasks.split(",") if t] or list(DEFAULT_TASKS.names)
         tasks = DEFAULT_TASKS.select(names)
         contract = SignalContract(fs_hz=args.fs_hz)
-        extra = {}
+        extra = {k: v for k, v in (("balance", args.balance),
+                                     ("balance_weight", args.balance_weight)) if v is not None}
         if args.external_checkpoint:
-            extra = dict(scouts=("patch", "cnn", "dlinear", "fold", "external"),
+            extra.update(scouts=("patch", "cnn", "dlinear", "fold", "external"),
                          external_checkpoint=args.external_checkpoint)
         cfg = ECGMoEConfig.preset(args.preset, tasks, contract, **extra).baseline(args.variant)
         ds = load_dataset(args.data, contract, tasks, seed=args.seed,

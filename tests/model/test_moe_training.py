@@ -63,3 +63,17 @@ def test_ddp_two_process_gloo_training(tmp_path):
     assert np.isfinite(metrics["loss"]["finetune"][0])
     from edge_ecg.model.checkpoint import load_checkpoint
     assert load_checkpoint(out).cfg.contract.fs_hz == 100.0
+
+
+def test_train_cli_sets_the_routing_loss(tmp_path):
+    from edge_ecg.cli import main
+    from edge_ecg.model.checkpoint import read_config
+
+    out = tmp_path / "ckpt"
+    rc = main(["train", "--data", "synth:12?snr=25", "--preset", "tiny", "--fs-hz", "100",
+               "--epochs", "1", "--pretrain-epochs", "1", "--batch-size", "4", "--threads", "1",
+               "--no-progress", "--balance", "switch", "--balance-weight", "0.02",
+               "--out", str(out)])
+    assert rc == 0
+    cfg = read_config(out)[0]
+    assert (cfg.balance, cfg.balance_weight) == ("switch", 0.02)

@@ -1,0 +1,87 @@
+"""What each deployment keeps: the experts and FLOPs routing leaves for every 1- and 2-task
+deployment (and all tasks), from the gates on calibration windows, for one or more checkpoints
+side by side.
+
+    python bench/routing.py                                        # the bundled checkpoint
+    python bench/routing.py --checkpoints A,B --calib 'synth:64?seed=500' --keep-mass 0.99
+
+The same decision `edge-ecg export --tasks ...` makes (export.routing.route, then
+`model.pruned`); FLOPs counted with torch's FlopCounterMode at batch 1. A checkpoint trained
+with `--balance switch` next to the default (mutual_info) shows what the routing loss buys.
+Not a test: prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+from profiles.machine import this_machine  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_CKPT = REPO / "edge_ecg" / "assets" / "default_checkpoint"
+
+
+def deployments(task_names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    return ([(t,) for t in task_names] + list(itertools.combinations(task_names, 2))
+            + [tuple(task_names)])
+
+
+def kept_fractions(checkpoint: Path, calib: str, keep_mass: float) -> dict:
+    """`{deployment: (experts kept per path, FLOPs fraction)}` for one checkpoint."""
+    import torch
+
+    from edge_ecg.data.tasks import TaskSet
+    from edge_ecg.model.flops import count_flops, example_inputs
+    from export.routing import route
+    from export.stage import load_data, load_model
+
+    model = load_model(checkpoint).eval()
+    data = load_data(calib, model.cfg.contract, TaskSet(tuple(model.cfg.tasks)), 0, False)
+    one = tuple(example_inputs(model.cfg, 1))
+    with torch.no_grad():
+        full = count_flops(model, one)
+    out = {}
+    for tasks in deployments(model.cfg.task_names):
+        r = route(model, data.inputs, list(tasks), keep_mass, progress=False)
+        pruned = model.pruned({p: list(k) for p, k in r.keep.items()}, list(tasks)).eval()
+        with torch.no_grad():
+            out[tasks] = ({p: len(k) for p, k in r.keep.items()}, count_flops(pruned, one) / full)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoints", default=str(DEFAULT_CKPT),
+                    help="comma-separated checkpoint folders, one column each")
+    ap.add_argument("--calib", default="synth:64?seed=500", help="calibration windows")
+    ap.add_argument("--keep-mass", type=float, default=0.99)
+    args = ap.parse_args()
+    ckpts = [Path(c) for c in args.checkpoints.split(",") if c]
+    print(f"# bench/routing.py on {this_machine().summary()}")
+    print(f"# routing on {args.calib}, keep mass {args.keep_mass}; per checkpoint: experts kept "
+          "scout/morphology/rhythm and the share of the all-expert FLOPs")
+    cols = {c: kept_fractions(c, args.calib, args.keep_mass) for c in ckpts}
+    rows = list(next(iter(cols.values())))
+    print(f"{'deployment':<48}" + "".join(f"{c.name[:24]:>26}" for c in ckpts))
+    for tasks in rows:
+        cells = []
+        for c in ckpts:
+            kept, frac = cols[c][tasks]
+            cells.append(f"{'/'.join(str(v) for v in kept.values())}  {frac:6.0%}")
+        print(f"{','.join(tasks):<48}" + "".join(f"{x:>26}" for x in cells))
+    for label, size in (("mean, 1 task", 1), ("mean, 2 tasks", 2)):
+        print(f"{label:<48}" + "".join(
+            f"{np.mean([f for t, (_, f) in cols[c].items() if len(t) == size]):>26.0%}"
+            for c in ckpts))
+    print("# the bundled model is trained on synthetic ECGs only: a demonstration, not a "
+          "diagnostic device")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
