@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from profiles.machine import this_machine  # noqa: E402
+
+from profiles.machine import this_machine
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
