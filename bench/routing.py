@@ -5,7 +5,8 @@ side by side.
     python bench/routing.py                                        # the bundled checkpoint
     python bench/routing.py --checkpoints A,B --calib 'synth:64?seed=500' --keep-mass 0.99
 
-The same decision `edge-ecg export --tasks ...` makes (export.routing.route, then
+The same decision `edge-ecg export --tasks ...` makes (export.routing: the gates' usage per
+task measured once on the calibration windows, then `route_from_usage` per deployment and
 `model.pruned`); FLOPs counted with torch's FlopCounterMode at batch 1. A checkpoint trained
 with `--balance switch` next to the default (mutual_info) shows what the routing loss buys.
 Not a test: prints a table.
@@ -38,7 +39,7 @@ def kept_fractions(checkpoint: Path, calib: str, keep_mass: float) -> dict:
 
     from edge_ecg.data.tasks import TaskSet
     from edge_ecg.model.flops import count_flops, example_inputs
-    from export.routing import route
+    from export.routing import measure_usage_per_task, route_from_usage
     from export.stage import load_data, load_model
 
     model = load_model(checkpoint).eval()
@@ -46,9 +47,11 @@ def kept_fractions(checkpoint: Path, calib: str, keep_mass: float) -> dict:
     one = tuple(example_inputs(model.cfg, 1))
     with torch.no_grad():
         full = count_flops(model, one)
+    per_task = measure_usage_per_task(model, data.inputs, list(model.cfg.task_names),
+                                      progress=False)
     out = {}
     for tasks in deployments(model.cfg.task_names):
-        r = route(model, data.inputs, list(tasks), keep_mass, progress=False)
+        r = route_from_usage(per_task, list(tasks), keep_mass)
         pruned = model.pruned({p: list(k) for p, k in r.keep.items()}, list(tasks)).eval()
         with torch.no_grad():
             out[tasks] = ({p: len(k) for p, k in r.keep.items()}, count_flops(pruned, one) / full)

@@ -91,11 +91,19 @@ def route(model, inputs: dict[str, np.ndarray], tasks: list[str],
           keep_mass: float = KEEP_MASS, progress: bool = True) -> Routing:
     """The routing decision for `tasks` from the model's gates on the calibration windows."""
     per_task = measure_usage_per_task(model, inputs, tasks, progress=progress)
+    return route_from_usage(per_task, tasks, keep_mass,
+                            {p: tuple(model.cfg.experts(p)) for p in per_task})
+
+
+def route_from_usage(per_task: dict[str, dict[str, np.ndarray]], tasks: list[str],
+                     keep_mass: float = KEEP_MASS,
+                     experts: dict[str, tuple[str, ...]] | None = None) -> Routing:
+    """The routing decision for `tasks` from per-task usage already measured (it may hold more
+    tasks than `tasks`: one measurement serves many deployments)."""
     usage = {p: np.array([rows[t] for t in tasks]).mean(0) for p, rows in per_task.items()}
     keep = select_experts(usage, keep_mass)
-    names = {p: tuple(model.cfg.experts(p)) for p in usage}
     return Routing(tasks=tuple(tasks), keep_mass=keep_mass,
                    usage={p: tuple(float(x) for x in u) for p, u in usage.items()}, keep=keep,
-                   experts=names,
-                   per_task={p: {t: tuple(float(x) for x in u) for t, u in rows.items()}
+                   experts=experts or {},
+                   per_task={p: {t: tuple(float(x) for x in rows[t]) for t in tasks}
                              for p, rows in per_task.items()})

@@ -130,6 +130,18 @@ def test_select_experts_keeps_the_mass():
         select_experts(usage, 1.5)
 
 
+def test_one_usage_measurement_routes_each_deployment():
+    from export.routing import route_from_usage
+
+    per_task = {"scout": {"a": np.array([1.0, 0.0, 0.0, 0.0]),
+                          "b": np.array([0.0, 0.0, 0.6, 0.4])}}
+    r = route_from_usage(per_task, ["a"], 0.99)
+    assert r.keep["scout"] == (0,) and set(r.per_task["scout"]) == {"a"}
+    r = route_from_usage(per_task, ["a", "b"], 0.99)
+    assert r.keep["scout"] == (0, 2, 3)
+    np.testing.assert_allclose(r.usage["scout"], [0.5, 0.0, 0.3, 0.2])
+
+
 def test_routing_keeps_exactly_the_gated_experts(exported):
     import onnx
 
