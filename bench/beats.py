@@ -1,49 +1,76 @@
-"""Beat detection benchmark: our streaming detector against wfdb XQRS and NeuroKit2, same run.
+"""Beat detection benchmark: our streaming detector beside five peers, same run, every record.
 
-On every annotated record in ../shared/data (resolved from the repository root): MIT-BIH
-Arrhythmia 100, 102, 104, 105, 106, 119, 208, ST Change 300, Supraventricular Arrhythmia 800,
-lead 0 of each. Ours runs streaming, fed 0.1-s chunks as a monitor would send them; the peers
-are offline (whole record at once) and report no decision time, so only ours has a delay.
-Matching: +/-150 ms (AAMI EC57 / WFDB bxb), whole records scored, no learning period excluded.
+Records: every annotated record in ../shared/data (resolved from the repository root): the 28
+MIT-BIH Arrhythmia records, ST Change 300 and Supraventricular Arrhythmia 800 (each group
+reported on its own), lead 0 of each. Ours runs streaming, fed 0.1-s chunks as a monitor would
+send them; the peers run offline on the whole record and report no decision time:
 
-    python bench/beats.py [--chunk-s 0.1] [--records mitdb/100,svdb/800] [--no-peers]
+    xqrs        wfdb.processing.xqrs_detect
+    nk-raw      NeuroKit2 ecg_peaks on the raw signal
+    nk-clean    NeuroKit2 default chain: ecg_clean, then ecg_peaks
+    hamilton    biosppy: its ecg() band-pass (FIR 3-45 Hz), hamilton_segmenter, correct_rpeaks
+    two-avg     py-ecg-detectors two_average_detector (Elgendi 2010)
+
+Scoring (AAMI EC57 / WFDB bxb): a detection matches a reference beat within +/-150 ms; whole
+records (no learning period left out); beats inside ventricular flutter/fibrillation episodes
+(between the reference '[' and ']' marks, MIT-BIH 207) are left out of the comparison for
+reference and detections alike, as EC57 and bxb do; the figure with them kept is printed too.
+
+    python bench/beats.py                       # every record, peers, ~3 min on 2 cores
+    python bench/beats.py --no-peers            # ours only, ~15 s
+    python bench/beats.py --cv THRESHOLD=0.3,0.35,0.4,0.45   # leave-records-out sweep
+    python bench/beats.py --nst                 # + noise stress: 118, 119 at 24..-6 dB
+
+`--cv NAME=v1,v2,..` sets the module constant `edge_ecg.signal.qrs.NAME` to each value: the
+value with the best gross F1 on one half of the MIT-BIH records (alternate records in number
+order) is scored on the other half, both ways; the two held-out halves pooled are the
+leave-records-out figure.
+
+`--nst`: NST-style records (edge_ecg.data.noise_stress: bw + ma noise in 2-minute blocks after
+5 clean minutes, SNR as nst defines it, seed 0) from the clean records NSTDB used (118, 119),
+scored from minute 5 on (the noisy part of the protocol), every detector on the same samples.
 
 Delays: `decided` = decision sample - our R sample (chunking-independent); `emitted` = the end
 of the chunk that returned the beat - the reference R sample (what a caller waits).
-Throughput: record seconds / CPU seconds of this process (`time.process_time`, one thread),
-so that other jobs on a shared machine do not count against a detector; wall-clock figures
-are printed beside them with the machine's load average.
+Throughput: record seconds / CPU seconds of this process (`time.process_time`, one thread), so
+that other jobs on a shared machine do not count against a detector.
 """
 
 from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # "one core": no hidden BLAS threads in any detector
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import contextlib
+import io
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-RECORDS = ["mitdb/100", "mitdb/102", "mitdb/104", "mitdb/105", "mitdb/106", "mitdb/119",
-           "mitdb/208", "stdb/300", "svdb/800"]
+GROUPS = (("mitdb", "MIT-BIH Arrhythmia"), ("stdb", "MIT-BIH ST Change"),
+          ("svdb", "MIT-BIH Supraventricular"))
+NST_RECORDS = ("mitdb/118", "mitdb/119")      # the clean records of the NSTDB
 sys.path.insert(0, str(REPO))
 
-from edge_ecg.data.records import beat_annotations, read_record  # noqa: E402
-from edge_ecg.signal.qrs import qrs_detect, qrs_flush, qrs_initial  # noqa: E402
-from edge_ecg.signal.scoring import match_beats, pool_scores, score_beats  # noqa: E402
-from profiles.machine import this_machine  # noqa: E402
+from edge_ecg.data.records import BEAT_SYMBOLS, find_beat_extension, read_annotations, read_record
+from edge_ecg.signal import qrs as qrs_module
+from edge_ecg.signal.qrs import qrs_detect, qrs_flush, qrs_initial
+from edge_ecg.signal.scoring import BeatScore, match_beats, pool_scores, score_beats
+from profiles.machine import this_machine
 
 
+# --- detectors ------------------------------------------------------------------------------
 def run_ours(x: np.ndarray, fs: float, chunk: int):
-    """Streaming: (R indices, decision delays in samples, emit index per beat, wall s)."""
+    """Streaming: (R indices, decision samples, emit index per beat, (cpu s, wall s))."""
     state = qrs_initial(fs)
     idx, dec, emit = [], [], []
     c0, t0 = time.process_time(), time.perf_counter()
@@ -64,111 +91,295 @@ def run_ours(x: np.ndarray, fs: float, chunk: int):
             (cpu, wall))
 
 
-def run_xqrs(x: np.ndarray, fs: float):
+def _timed(fn, *args):
+    c0, t0 = time.process_time(), time.perf_counter()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        out = fn(*args)
+    return np.unique(np.asarray(out, np.int64)), (time.process_time() - c0,
+                                                  time.perf_counter() - t0)
+
+
+def _xqrs(x, fs):
     import wfdb.processing
 
-    c0, t0 = time.process_time(), time.perf_counter()
-    peaks = wfdb.processing.xqrs_detect(sig=x.astype(np.float64), fs=fs, verbose=False)
-    return np.asarray(peaks, np.int64), (time.process_time() - c0, time.perf_counter() - t0)
+    return wfdb.processing.xqrs_detect(sig=x, fs=fs, verbose=False)
 
 
-def run_neurokit(x: np.ndarray, fs: float):
+def _nk_raw(x, fs):
     import neurokit2 as nk
 
-    c0, t0 = time.process_time(), time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clean = nk.ecg_clean(x.astype(np.float64), sampling_rate=int(fs))   # nk's default chain
-        _, info = nk.ecg_peaks(clean, sampling_rate=int(fs))
-    return (np.asarray(info["ECG_R_Peaks"], np.int64),
-            (time.process_time() - c0, time.perf_counter() - t0))
+    return nk.ecg_peaks(x, sampling_rate=round(fs))[1]["ECG_R_Peaks"]
+
+
+def _nk_clean(x, fs):
+    import neurokit2 as nk
+
+    clean = nk.ecg_clean(x, sampling_rate=round(fs))
+    return nk.ecg_peaks(clean, sampling_rate=round(fs))[1]["ECG_R_Peaks"]
+
+
+def _hamilton(x, fs):
+    from biosppy.signals import ecg, tools
+
+    # what biosppy.signals.ecg.ecg() does before and after its segmenter
+    order = int(0.3 * fs)
+    filtered, _, _ = tools.filter_signal(signal=x, ftype="FIR", band="bandpass", order=order,
+                                         frequency=[3, 45], sampling_rate=fs)
+    (rpeaks,) = ecg.hamilton_segmenter(signal=filtered, sampling_rate=fs)
+    (rpeaks,) = ecg.correct_rpeaks(signal=filtered, rpeaks=rpeaks, sampling_rate=fs, tol=0.05)
+    return rpeaks
+
+
+def _two_average(x, fs):
+    from ecgdetectors import Detectors
+
+    return Detectors(fs).two_average_detector(x)
+
+
+PEERS = {"xqrs": _xqrs, "nk-raw": _nk_raw, "nk-clean": _nk_clean, "hamilton": _hamilton,
+         "two-avg": _two_average}
+PEER_MODULES = {"xqrs": "wfdb", "nk-raw": "neurokit2", "nk-clean": "neurokit2",
+                "hamilton": "biosppy", "two-avg": "ecgdetectors"}
+
+
+def available_peers(names: list[str]) -> list[str]:
+    import importlib.util
+
+    ok = []
+    for p in names:
+        if importlib.util.find_spec(PEER_MODULES[p]) is None:
+            print(f"peer {p} skipped: {PEER_MODULES[p]} is not installed "
+                  "(pip install -e '.[dev]')", file=sys.stderr)
+        else:
+            ok.append(p)
+    return ok
+
+
+# --- records and scoring --------------------------------------------------------------------
+@dataclass
+class Ref:
+    name: str
+    x: np.ndarray
+    fs: float
+    beats: np.ndarray
+    vf: np.ndarray            # (k, 2) [start, stop] of reference VF/VFL episodes
+
+    @property
+    def seconds(self) -> float:
+        return self.x.size / self.fs
+
+
+def all_records() -> list[str]:
+    names = []
+    for folder, _ in GROUPS:
+        for hea in sorted((DATA / folder).glob("*.hea")):
+            if find_beat_extension(hea.with_suffix("")) is not None:
+                names.append(f"{folder}/{hea.stem}")
+    return names
+
+
+def load(name: str) -> Ref:
+    rec = read_record(DATA / name, channels=[0])
+    ann = read_annotations(DATA / name, find_beat_extension(DATA / name))
+    sym = np.array(ann.symbol, dtype=object)
+    beats = ann.sample[np.isin(sym, list(BEAT_SYMBOLS))]
+    on, off = ann.sample[sym == "["], ann.sample[sym == "]"]
+    vf = []
+    for a in on:                       # each '[' closes at the next ']' (or the record's end)
+        later = off[off > a]
+        vf.append((int(a), int(later[0]) if later.size else rec.n_samples))
+    return Ref(name, rec.signal[:, 0].astype(np.float64), rec.fs_hz, beats,
+               np.array(vf, np.int64).reshape(-1, 2))
+
+
+def outside(samples: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    keep = np.ones(samples.size, bool)
+    for a, b in spans:
+        keep &= ~((samples >= a) & (samples <= b))
+    return keep
+
+
+def score(ref: Ref, det: np.ndarray, ec57: bool = True) -> BeatScore:
+    if ec57 and ref.vf.size:
+        return score_beats(ref.beats[outside(ref.beats, ref.vf)], det[outside(det, ref.vf)],
+                           ref.fs)
+    return score_beats(ref.beats, det, ref.fs)
+
+
+def fmt(s: BeatScore) -> str:
+    return f"{s.sensitivity:.4f} {s.ppv:.4f} {s.f1:.4f}"
+
+
+# --- sections -------------------------------------------------------------------------------
+def detection(names, detectors, chunk_s):
+    from tqdm import tqdm
+
+    rows = []
+    for name in tqdm(names, desc="records", unit="rec", file=sys.stderr):
+        ref = load(name)
+        chunk = max(1, round(chunk_s * ref.fs))
+        det, dec, emit, t = run_ours(ref.x, ref.fs, chunk)
+        mr, md = match_beats(ref.beats, det, round(0.15 * ref.fs))
+        row = {"name": name, "ref": ref, "seconds": ref.seconds,
+               "ours": (score(ref, det), t), "ours_all": score(ref, det, ec57=False),
+               "dec": (dec - det) * 1000.0 / ref.fs,
+               "emit": (emit[md] - ref.beats[mr]) * 1000.0 / ref.fs}
+        for p in detectors[1:]:
+            pk, tp = _timed(PEERS[p], ref.x, ref.fs)
+            row[p] = (score(ref, pk), tp)
+        rows.append(row)
+    return rows
+
+
+def print_detection(rows, detectors, chunk_s):
+    print(f"ours: streaming, {chunk_s * 1000:.0f}-ms chunks; peers: offline on the whole "
+          "record. Per record: Se +P F1 (EC57: VF/VFL episodes left out)\n")
+    print(f"{'record':10s} {'beats':>5s} " + " | ".join(f"{d:^20s}" for d in detectors))
+    for r in rows:
+        print(f"{r['name']:10s} {r['ours'][0].n_ref:5d} "
+              + " | ".join(fmt(r[d][0]) for d in detectors))
+    print()
+    for folder, label in GROUPS:
+        grp = [r for r in rows if r["name"].startswith(folder + "/")]
+        if not grp:
+            continue
+        print(f"{label} ({len(grp)} record{'s' if len(grp) > 1 else ''}), gross:")
+        for d in detectors:
+            p = pool_scores([r[d][0] for r in grp])
+            worst = min(grp, key=lambda r, d=d: r[d][0].f1)
+            cpu = sum(r[d][1][0] for r in grp)
+            secs = sum(r["seconds"] for r in grp)
+            print(f"  {d:9s} Se {p.sensitivity:.4f} +P {p.ppv:.4f} F1 {p.f1:.4f} "
+                  f"(TP {p.tp} FN {p.fn} FP {p.fp}); worst {worst[d][0].f1:.4f} "
+                  f"({worst['name']}); {secs / cpu:,.0f}x real time (CPU)")
+        p = pool_scores([r["ours_all"] for r in grp])
+        if p.n_ref != pool_scores([r["ours"][0] for r in grp]).n_ref:
+            print(f"  ours with VF episodes kept: Se {p.sensitivity:.4f} +P {p.ppv:.4f} "
+                  f"F1 {p.f1:.4f}")
+    dec = np.concatenate([r["dec"] for r in rows])
+    emit = np.concatenate([r["emit"] for r in rows])
+    print(f"\nours, all beats: median decision delay {np.median(dec):.0f} ms after our R "
+          f"(p95 {np.percentile(dec, 95):.0f}); median emission delay after the reference R "
+          f"{np.median(emit):.0f} ms (p95 {np.percentile(emit, 95):.0f}) at "
+          f"{chunk_s * 1000:.0f}-ms chunks")
+    mit = [r for r in rows if r["ref"].fs == 360.0]
+    if mit:
+        xrt = [r["seconds"] / r["ours"][1][0] for r in mit]
+        wall = [r["seconds"] / r["ours"][1][1] for r in mit]
+        load_avg = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"ours, 360-Hz single lead streaming: median {np.median(xrt):,.0f}x real time by "
+              f"CPU time (min {min(xrt):,.0f}x), {np.median(wall):,.0f}x by wall clock (load "
+              f"average now {load_avg:.2f} on {os.cpu_count()} cores)")
+    p = pool_scores([r["ours"][0] for r in rows])
+    print(f"ours, R location: median |detection - reference| {p.median_abs_error_ms:.1f} ms "
+          "over matched beats")
+
+
+def cross_validate(refs: list[Ref], spec: str, chunk_s: float):
+    """Leave-records-out: choose a value of one constant on half the records, score it on
+    the other half, both ways."""
+    name, values = spec.split("=")
+    if not hasattr(qrs_module, name):
+        raise SystemExit(f"--cv: edge_ecg.signal.qrs has no constant {name}")
+    default = getattr(qrs_module, name)
+    vals = [type(default)(v) for v in values.split(",")]
+    table = {}
+    try:
+        for v in vals:
+            setattr(qrs_module, name, v)
+            for ref in refs:
+                det, *_ = run_ours(ref.x, ref.fs, max(1, round(chunk_s * ref.fs)))
+                table[(v, ref.name)] = score(ref, det)
+    finally:
+        setattr(qrs_module, name, default)
+    halves = (refs[0::2], refs[1::2])
+    print(f"\nLeave-records-out on {name} (default {default}); halves = alternate MIT-BIH "
+          "records in number order:")
+    print(f"  {'value':>8s}  " + "  ".join(f"half {k} F1 (worst)" for k in "AB")
+          + "   all F1 (worst)")
+    for v in vals:
+        cells = []
+        for h in halves + (refs,):
+            ss = [table[(v, r.name)] for r in h]
+            cells.append(f"{pool_scores(ss).f1:.4f} ({min(s.f1 for s in ss):.4f})")
+        print(f"  {v!s:>8s}  " + "   ".join(cells))
+    held = []
+    for k, (tune, test) in enumerate((halves, halves[::-1])):
+        best = max(vals, key=lambda v: pool_scores([table[(v, r.name)] for r in tune]).f1)
+        ss = [table[(best, r.name)] for r in test]
+        held += ss
+        p = pool_scores(ss)
+        print(f"  chosen on half {'AB'[k]}: {name}={best}; on half {'BA'[k]}: Se "
+              f"{p.sensitivity:.4f} +P {p.ppv:.4f} F1 {p.f1:.4f} worst "
+              f"{min(s.f1 for s in ss):.4f}")
+    p = pool_scores(held)
+    print(f"  leave-records-out, both held-out halves pooled: Se {p.sensitivity:.4f} "
+          f"+P {p.ppv:.4f} F1 {p.f1:.4f} worst {min(s.f1 for s in held):.4f}")
+
+
+def noise_stress(detectors, chunk_s, snrs, seed, records):
+    from edge_ecg.data.noise_stress import make_noise_stress
+
+    t0 = time.perf_counter()
+    res = {}                    # (snr, detector) -> list of BeatScore
+    for name in records:
+        for snr in snrs:
+            nst = make_noise_stress(DATA / name, DATA / "nstdb", snr, seed=seed, channels=[0])
+            x = nst.signal[:, 0].astype(np.float64)
+            start = round(300.0 * nst.fs_hz)          # score from minute 5 on
+            ref = nst.ref[nst.ref >= start]
+            dets = {"ours": run_ours(x, nst.fs_hz, max(1, round(chunk_s * nst.fs_hz)))[0]}
+            for p in detectors[1:]:
+                dets[p] = _timed(PEERS[p], x, nst.fs_hz)[0]
+            for d, det in dets.items():
+                res.setdefault((snr, d), []).append(score_beats(ref, det[det >= start],
+                                                                nst.fs_hz))
+    print(f"\nNoise stress ({' + '.join(records)}, lead 0, bw + ma noise, seed {seed}; scored "
+          "from minute 5: noisy and clean blocks in turn). Se / +P per SNR, gross:")
+    print(f"{'SNR dB':>6s} " + " | ".join(f"{d:^13s}" for d in detectors))
+    for snr in snrs:
+        cells = []
+        for d in detectors:
+            p = pool_scores(res[(snr, d)])
+            cells.append(f"{p.sensitivity:.4f} {p.ppv:.4f}"[:13])
+        print(f"{snr:6g} " + " | ".join(f"{c:^13s}" for c in cells))
+    print(f"(noise stress section: {time.perf_counter() - t0:.0f} s wall)")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chunk-s", type=float, default=0.1)
-    ap.add_argument("--records", default=",".join(RECORDS))
+    ap.add_argument("--records", default="", help="comma list, e.g. mitdb/100,svdb/800; "
+                    "default: every annotated record")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--cv", action="append", default=[], metavar="NAME=v1,v2,...")
+    ap.add_argument("--nst", action="store_true", help="add the noise stress section")
+    ap.add_argument("--nst-only", action="store_true")
+    ap.add_argument("--nst-records", default=",".join(NST_RECORDS))
+    ap.add_argument("--snr", default="24,18,12,6,0,-6")
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not (DATA / "mitdb").is_dir():
         print(f"real records not found at {DATA}: nothing to benchmark", file=sys.stderr)
         return 1
-    from tqdm import tqdm
-
-    names = [r for r in args.records.split(",") if r]
-    detectors = ["ours"] + ([] if args.no_peers else ["xqrs", "neurokit2"])
-    rows, scores = [], {d: {} for d in detectors}
-    delays_dec, delays_emit = [], []
-    header = this_machine().summary()
-    for name in tqdm(names, desc="records", unit="rec", file=sys.stderr):
-        rec = read_record(DATA / name, channels=[0])
-        ref = beat_annotations(DATA / name).sample
-        x, fs = rec.signal[:, 0], rec.fs_hz
-        chunk = max(1, int(round(args.chunk_s * fs)))
-        det, dec, emit, wall = run_ours(x, fs, chunk)
-        s = score_beats(ref, det, fs)
-        mr, md = match_beats(ref, det, int(round(0.15 * fs)))
-        d_dec = (dec - det) * 1000.0 / fs
-        d_emit = (emit[md] - ref[mr]) * 1000.0 / fs
-        delays_dec.append(d_dec)
-        delays_emit.append(d_emit)
-        scores["ours"][name] = s
-        row = {"record": name, "fs": fs, "n_ref": s.n_ref, "seconds": rec.seconds,
-               "ours": (s, wall), "dec": float(np.median(d_dec)),
-               "emit": float(np.median(d_emit)), "p95": float(np.percentile(d_emit, 95))}
-        for peer, fn in (("xqrs", run_xqrs), ("neurokit2", run_neurokit)):
-            if peer in detectors:
-                p, w = fn(x, fs)
-                ps = score_beats(ref, p, fs)
-                scores[peer][name] = ps
-                row[peer] = (ps, w)
-        rows.append(row)
-
-    print(f"\nBeat detection, lead 0, +/-150 ms matching. Machine: {header}")
-    print(f"ours: streaming, {args.chunk_s * 1000:.0f}-ms chunks; peers: offline on the whole "
-          "record (no decision delay exists for them)\n")
-    cols = "".join(f" | {d:>9s} Se    +P     F1   xRT" for d in detectors)
-    print(f"{'record':10s} {'fs':>5s} {'beats':>5s}{cols} | delay ms: decided emitted p95")
-    print("(xRT = record seconds / CPU seconds; Se sensitivity, +P positive predictivity)")
-    for r in rows:
-        line = f"{r['record']:10s} {r['fs']:5.0f} {r['n_ref']:5d}"
-        for d in detectors:
-            s, w = r[d]
-            line += (f" | {'':>5s}{s.sensitivity:.4f} {s.ppv:.4f} {s.f1:.4f} "
-                     f"{r['seconds'] / w[0]:5.0f}")
-        line += f" | {r['dec']:14.0f} {r['emit']:7.0f} {r['p95']:4.0f}"
-        print(line)
-    mit = [n for n in names if n.startswith("mitdb/")]
-    groups = [(f"pooled MIT-BIH Arrhythmia ({len(mit)})", mit),
-              ("pooled all records", names)]
-    for label, group in groups:
-        if not group:
-            continue
-        line = f"{label:32s}"
-        for d in detectors:
-            p = pool_scores([scores[d][n] for n in group])
-            worst = min(scores[d][n].f1 for n in group)
-            secs = sum(r["seconds"] for r in rows if r["record"] in group)
-            cpu = sum(r[d][1][0] for r in rows if r["record"] in group)
-            line += (f" | {d}: Se {p.sensitivity:.4f} +P {p.ppv:.4f} F1 {p.f1:.4f} "
-                     f"(worst {worst:.4f}) {secs / cpu:.0f}xRT")
-        print(line)
-    all_dec = np.concatenate(delays_dec)
-    all_emit = np.concatenate(delays_emit)
-    xrt = [r["seconds"] / r["ours"][1][0] for r in rows if r["fs"] == 360.0]
-    xrt_wall = [r["seconds"] / r["ours"][1][1] for r in rows if r["fs"] == 360.0]
-    print(f"\nours, all beats: median decision delay {np.median(all_dec):.0f} ms after our R "
-          f"(p95 {np.percentile(all_dec, 95):.0f}); median emission delay after the reference R "
-          f"{np.median(all_emit):.0f} ms (p95 {np.percentile(all_emit, 95):.0f}) at "
-          f"{args.chunk_s * 1000:.0f}-ms chunks")
-    if xrt:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        print(f"ours, 360-Hz single lead streaming: median {np.median(xrt):.0f}x real time by CPU "
-              f"time (min {min(xrt):.0f}x), {np.median(xrt_wall):.0f}x by wall clock "
-              f"(load average now {load:.2f} on {os.cpu_count()} cores)")
-    p = pool_scores([scores["ours"][n] for n in names])
-    print(f"ours, R location: median |detection - reference| {p.median_abs_error_ms:.1f} ms "
-          f"over matched beats")
+    names = [r for r in args.records.split(",") if r] or all_records()
+    peers = [] if args.no_peers else available_peers([p for p in args.peers.split(",") if p])
+    detectors = ["ours"] + peers
+    t0 = time.perf_counter()
+    print(f"Beat detection, lead 0, +/-150 ms matching. Machine: {this_machine().summary()}")
+    if not args.nst_only:
+        rows = detection(names, detectors, args.chunk_s)
+        print_detection(rows, detectors, args.chunk_s)
+        if args.cv:
+            refs = [r["ref"] for r in rows if r["name"].startswith("mitdb/")]
+            for spec in args.cv:
+                cross_validate(refs, spec, args.chunk_s)
+    if args.nst or args.nst_only:
+        noise_stress(detectors, args.chunk_s, [float(s) for s in args.snr.split(",")],
+                     args.seed, [r for r in args.nst_records.split(",") if r])
+    print(f"\n(total {time.perf_counter() - t0:.0f} s wall)")
     return 0
 
 
