@@ -1,7 +1,8 @@
 """`edge-ecg stream`: run the on-device runtime on a source and emit JSON Lines events.
 
     edge-ecg stream --source record:../shared/data/mitdb/100 --speed max --output jsonl:out.jsonl
-    edge-ecg stream --source serial:/dev/ttyUSB0?baud=921600 --lsl
+    edge-ecg stream --source serial:/dev/ttyUSB0?baud=921600 --lsl --record session.edf
+    edge-ecg stream --source edf:session.edf --speed max
 
 Events go to stdout (or a file); the disclaimer and the summary go to stderr so that stdout
 stays pure JSON Lines.
@@ -22,7 +23,8 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default_bundl
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, metavar="SPEC",
                         help="serial:PORT?baud=N | ble:ADDRESS | record:PATH | synth:CONDITION"
-                             "[?seconds=N&seed=N] (conditions may be joined with +)")
+                             "[?seconds=N&seed=N] (conditions may be joined with +) | edf:PATH"
+                             " | brainflow:BOARD?param=value | lsl:NAME_OR_TYPE")
     parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE), metavar="DIR",
                         help="exported bundle directory (verified before use)")
     parser.add_argument("--variant", default=None, help="bundle variant (default: the bundle's)")
@@ -32,8 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="seconds between predictions (default: the bundle's hop)")
     parser.add_argument("--output", default="jsonl:-", metavar="jsonl:-|jsonl:FILE")
     parser.add_argument("--lsl", action="store_true", help="also publish events on an LSL outlet")
+    parser.add_argument("--record", default=None, metavar="FILE.edf",
+                        help="record the raw signal and every event to an EDF+ file (.bdf: "
+                             "BDF+, 24-bit), valid up to the last second written if killed")
     parser.add_argument("--speed", choices=("realtime", "max"), default=None,
-                        help="replay pace for record:/synth: sources (default realtime)")
+                        help="replay pace for record:/synth:/edf: sources (default realtime)")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default 1)")
     parser.add_argument("--smooth", type=int, default=1, metavar="N",
                         help="average outputs over the last N contiguous windows")
@@ -81,7 +86,7 @@ def build_spec(source: str, speed: str | None):
     from edge_ecg.runtime.source import SourceSpec
 
     spec = SourceSpec.parse(source)
-    if speed and spec.kind in ("record", "synth") and "speed" not in spec.options:
+    if speed and spec.kind in ("record", "synth", "edf") and "speed" not in spec.options:
         spec = SourceSpec(spec.kind, spec.target, {**spec.options, "speed": speed})
     return spec
 
@@ -108,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(LslSink())
     if args.no_beats:
         sinks = [_BeatFilter(s) for s in sinks]
+    if args.record:
+        from edge_ecg.runtime.recording import Recorder
+
+        sinks.append(Recorder(args.record))      # every event, beats too, whatever --no-beats
     print(DISCLAIMER, file=sys.stderr)
     info = {"source": args.source, "bundle": str(args.bundle), "variant": backend.variant.name,
             "backend": backend.name, "model_version": backend.manifest.model_version,
@@ -119,5 +128,11 @@ def run(args: argparse.Namespace) -> int:
         backend.close()
     for line in summary.lines():
         print(line, file=sys.stderr)
+    for s in sinks:
+        if hasattr(s, "write_chunk"):
+            st = s.stats()
+            print(f"recorded {st['records']} data records to {s.path} (fill samples "
+                  f"{st['fill_samples']}, clipped samples {st['clipped_samples']}, annotations "
+                  f"cut {st['truncated_annotations']})", file=sys.stderr)
     print(DISCLAIMER, file=sys.stderr)
     return 0

@@ -419,6 +419,10 @@ class Pipeline:
         self.status_every_s = status_every_s
         self.info = dict(info or {})
         self.summary: Summary | None = None
+        # sinks that also store the raw chunks (a `recording.Recorder`), fed in this thread
+        self._chunk_sinks = [s for s in self.sinks if hasattr(s, "write_chunk")]
+        # a source with events of its own (an `edf:` replay's annotations)
+        self._source_events = getattr(source, "take_events", None)
 
     def stage_times(self) -> dict[str, np.ndarray]:
         """Per-stage wall times in seconds (read, buffer, beats, features, inference, output)."""
@@ -518,7 +522,11 @@ class Pipeline:
                 while self._dropped and self._dropped[0][1] <= chunk.index:
                     self._dropped.popleft()
                     dropped = True
+                for s in self._chunk_sinks:
+                    s.write_chunk(chunk)
                 self._emit(proc.feed(chunk, dropped_before=dropped), arrival)
+                if self._source_events is not None:
+                    self._emit(self._source_events(chunk.end), None)
                 if max_seconds is not None and proc.summary.samples >= max_seconds * proc.fs_in:
                     break
                 if self.status_every_s and time.perf_counter() - last_status >= self.status_every_s:
@@ -528,6 +536,8 @@ class Pipeline:
                                             info=self._counters())], None)
             if self._reader_error is None:     # end, limit or SIGINT: the last windows too
                 self._emit(proc.finish(), None)
+                if self._source_events is not None:
+                    self._emit(self._source_events(None), None)
             if self._dropped and proc._started:  # dropped after the last chunk fed: a gap too
                 end = max(e for _, e in self._dropped)
                 self._dropped.clear()

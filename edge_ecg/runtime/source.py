@@ -5,7 +5,8 @@ As BrainFlow's boards, minus the silent overwrite: `open()`, `read() -> Chunk | 
 buffer marks the gap) and `stats()`, never hidden.
 
 Specs: `serial:/dev/ttyUSB0?baud=921600`, `ble:AA:BB:CC:DD:EE:FF`, `record:PATH?speed=max`,
-`synth:CONDITION?seconds=60&seed=1`.
+`synth:CONDITION?seconds=60&seed=1`, `edf:PATH?speed=max`, `brainflow:SYNTHETIC_BOARD`,
+`lsl:NAME_OR_TYPE`.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Source(abc.ABC):
 
 @dataclass(frozen=True)
 class SourceSpec:
-    kind: str                 # serial | ble | record | synth
+    kind: str                 # serial | ble | record | synth | edf | brainflow | lsl
     target: str               # port, address, path or condition
     options: dict[str, str]
 
@@ -72,4 +73,7 @@ SOURCE_KINDS = {
     "ble": "ADDRESS",
     "record": "PATH?speed=realtime|max",
     "synth": "CONDITION?seconds=N&seed=N",
+    "edf": "PATH?speed=realtime|max&channels=LABEL,..&leads=II,..",
+    "brainflow": "BOARD?serial_port=..&channels=ROW,..&leads=II,..",
+    "lsl": "NAME_OR_TYPE?timeout=S&leads=II,..",
 }

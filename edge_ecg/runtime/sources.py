@@ -1,8 +1,10 @@
-"""`open_source(spec)`: a `Source` for every spec kind (serial, ble, record, synth).
+"""`open_source(spec)`: a `Source` for every spec kind (serial, ble, record, synth, edf,
+brainflow, lsl).
 
-Serial and BLE devices are firmware_bridge's (`SerialSource`, `BleSource`); this module adds the
-two replay sources: a WFDB record (its ADC counts with gain and baseline, exactly what a device
-would send) and a synthetic monitor (edge_ecg.data.synth, quantised to integer counts). Replays
+Devices are firmware_bridge's (`SerialSource`, `BleSource`, `BrainFlowSource`, `LslSource`); an
+EDF+/BDF file replays through `edge_ecg.runtime.edf_source`; this module adds the two others:
+a WFDB record (its ADC counts with gain and baseline, exactly what a device would send) and a
+synthetic monitor (edge_ecg.data.synth, quantised to integer counts). Replays
 run in real time (paced by the wall clock) or as fast as the consumer takes them (`speed=max`).
 A replay is not a live device: its chunks may wait for the consumer (`live = False`), where a
 live device's chunks are dropped and counted when the consumer falls behind.
@@ -171,4 +173,16 @@ def open_source(spec: str | SourceSpec) -> Source:
         return record_source(s.target, s.options)
     if s.kind == "synth":
         return synth_source(s.target, s.options)
+    if s.kind == "edf":
+        from edge_ecg.runtime.edf_source import EdfSource
+
+        return EdfSource(s.target, s.options)
+    if s.kind == "brainflow":
+        from firmware_bridge.brainflow_source import BrainFlowSource
+
+        return BrainFlowSource(s.target, s.options)
+    if s.kind == "lsl":
+        from firmware_bridge.lsl_source import LslSource
+
+        return LslSource(s.target, s.options)
     raise SourceError(f"source kind {s.kind!r} not supported")  # SourceSpec.parse prevents this
