@@ -120,28 +120,36 @@ def format_number(x: float, width: int = 8) -> str | None:
     return None
 
 
-def exact_range(gain: float, baseline: float, dlo: int, dhi: int,
-                search: int = 1 << 16) -> tuple[int, int, str, str]:
-    """Digital and physical extremes inside `[dlo, dhi]` whose 8-character physical texts are
-    exact, so a reader recovers `gain` and `baseline` bit for bit (float32, as `Chunk` holds
-    them). Falls back to the full range, rounded, when no exact pair is within `search` counts
-    of the rails (the digital values stay exact; only the mV scale is rounded)."""
-    def scan(start: int, step: int) -> tuple[int, str] | None:
-        d = start
-        for _ in range(search):
-            s = format_number((d - baseline) / gain)
-            if s is not None:
-                return d, s
-            d += step
-            if not dlo <= d <= dhi:
-                break
-        return None
+def short_text(x: float, width: int = 8) -> str:
+    """The most precise decimal text of `x` that fits `width` characters."""
+    for decimals in range(width, -1, -1):
+        t = f"{x:.{decimals}f}"
+        if "." in t:
+            t = t.rstrip("0").rstrip(".")
+        if len(t) <= width:
+            return "0" if t in ("-0", "") else t
+    raise EdfError(f"{x!r} does not fit an EDF number field of {width} characters")
 
-    hi, lo = scan(dhi, -1), scan(dlo, +1)
-    if hi is not None and lo is not None and hi[0] > lo[0]:
-        return lo[0], hi[0], lo[1], hi[1]
-    p_lo, p_hi = (dlo - baseline) / gain, (dhi - baseline) / gain
-    return dlo, dhi, f"{p_lo:.8g}"[:8], f"{p_hi:.8g}"[:8]
+
+def physical_range(gain: float, baseline: float, dlo: int, dhi: int
+                   ) -> tuple[str, str, str, bool]:
+    """Physical dimension and extremes for the digital range `[dlo, dhi]` of a lead whose
+    counts are `gain` per mV around `baseline`: `(dimension, pmin, pmax, exact)`.
+
+    The digital range is always the format's full range (a count at the ADC rail stays at the
+    rail, and every count is stored unchanged). The physical texts have 8 characters; `exact`
+    when they are the exact values in mV or, failing that, in uV (MIT-BIH's 200 counts/mV
+    around 1024 gives -168.96..158.715 mV; 1000 counts/mV in 24 bits -8388608..8388607 uV),
+    so a reader recovers gain and baseline bit for bit. Otherwise mV rounded to 8 characters
+    (the scale is then off by up to ~1e-6 relative; counts stay exact).
+    """
+    for dim, per_mv in (("mV", 1.0), ("uV", 1000.0)):
+        g = gain / per_mv
+        p0, p1 = format_number((dlo - baseline) / g), format_number((dhi - baseline) / g)
+        if p0 is not None and p1 is not None:
+            return dim, p0, p1, True
+    return ("mV", short_text((dlo - baseline) / gain), short_text((dhi - baseline) / gain),
+            False)
 
 
 def _tal_time(t: float) -> str:
@@ -374,13 +382,14 @@ class EdfWriter:
     """EDF+C / BDF+C writer, one data record at a time, the header's count kept current.
 
     `write_record(digital, annotations)` appends one record: `digital` `(spr, n_signals)` ints
-    (clipped to each signal's digital range and counted in `clipped_samples`), annotations as
+    (clipped to the format's range and counted in `clipped_samples`); `gain` is counts
+    per mV, annotations as
     TAL bytes already sized to fit `annotation_bytes`. After each record the file is flushed and
     the record count rewritten, so a reader sees every complete record of a killed process.
     """
 
     def __init__(self, path: str | os.PathLike, labels: list[str], fs_hz: float,
-                 gain: np.ndarray, baseline: np.ndarray, dimension: str = "mV",
+                 gain: np.ndarray, baseline: np.ndarray,
                  transducer: str = "ECG electrode", bdf: bool | None = None,
                  annotation_bytes: int = 2048, start: dt.datetime | None = None,
                  patient: str = "X X X X", recording: str | None = None,
@@ -394,6 +403,7 @@ class EdfWriter:
         self.fsync = fsync
         self.n_records = 0
         self.clipped_samples = 0
+        self.inexact_scale = 0              # leads whose mV scale the header only approximates
         lim = (1 << 23) if self.bdf else (1 << 15)
         self.dmin = np.empty(len(labels), np.int64)
         self.dmax = np.empty(len(labels), np.int64)
@@ -411,9 +421,11 @@ class EdfWriter:
         hdr += _ascii(str(ns), 4)
         cols: dict[str, list[bytes]] = {k: [] for k, _ in _PER_SIGNAL}
         for j, label in enumerate(labels):
-            d0, d1, p0, p1 = exact_range(float(gain[j]), float(baseline[j]), -lim, lim - 1)
+            d0, d1 = -lim, lim - 1
+            dim, p0, p1, exact = physical_range(float(gain[j]), float(baseline[j]), d0, d1)
+            self.inexact_scale += not exact
             self.dmin[j], self.dmax[j] = d0, d1
-            for k, v in (("label", label), ("transducer", transducer), ("dimension", dimension),
+            for k, v in (("label", label), ("transducer", transducer), ("dimension", dim),
                          ("pmin", p0), ("pmax", p1), ("dmin", str(d0)), ("dmax", str(d1)),
                          ("prefilter", ""), ("spr", str(self.spr)), ("sig_reserved", "")):
                 cols[k].append(_ascii(v, dict(_PER_SIGNAL)[k]))
@@ -449,7 +461,7 @@ class EdfWriter:
             raise ValueError(f"annotations of {len(ann)} bytes exceed {self.annotation_bytes}")
         ann = ann + b"\x00" * (self.annotation_bytes - len(ann))
         if self.bdf:
-            u = (clipped.T.astype(np.int32) & 0xFFFFFF).astype("<u4")
+            u = np.ascontiguousarray((clipped.T & 0xFFFFFF).astype("<u4"))
             sig = u.view(np.uint8).reshape(self.n_signals, self.spr, 4)[:, :, :3].tobytes()
         else:
             sig = clipped.T.astype("<i2").tobytes()

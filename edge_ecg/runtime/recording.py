@@ -3,9 +3,11 @@
 Used as a sink (`emit(event)`, `close()`) that also takes the chunks (`write_chunk(chunk)`),
 both from the pipeline's consumer thread, so the file holds exactly what the runtime processed.
 
-- Signal: the chunks' integer counts, unchanged, as the EDF digital values; each lead's
-  physical range (mV) is set from the chunk's gain and baseline so that a reader recovers them
-  exactly (`edge_ecg.data.edf.exact_range`). Labels "ECG <lead>" as EDF+ recommends.
+- Signal: the chunks' integer counts, unchanged, as the EDF digital values (the format's full
+  range: 16 bit in .edf, 24 bit in .bdf); each lead's physical range (mV, or uV where that is
+  exact) is set from the chunk's gain and baseline so that a reader recovers them exactly
+  wherever 8 characters allow (`edge_ecg.data.edf.physical_range`; `inexact_scale` counts the
+  leads where they do not). Labels "ECG <lead>" as EDF+ recommends.
 - Events: each as one annotation whose text is the event's JSON line, at onset (index -
   first index) / fs. The annotation area of a data record has a fixed size; annotations that
   do not fit wait for the next record (EDF+ onsets are absolute, so a TAL may sit in a later
@@ -160,4 +162,5 @@ class Recorder:
         return {"records": w.n_records if w else 0, "fill_samples": self.fill_samples,
                 "late_samples": self.late_samples,
                 "clipped_samples": w.clipped_samples if w else 0,
+                "inexact_scale": w.inexact_scale if w else 0,
                 "truncated_annotations": self.truncated_annotations}
