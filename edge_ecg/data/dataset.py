@@ -5,13 +5,21 @@ Specs:
       N synthetic patients, a balanced mix of conditions, potassium states, ages 18-90 and
       both sexes (`edge_ecg.data.synth.cohort_plan`); snr is dB, `none` (clean) or a range
       `lo-hi` drawn per record (default 10-30).
-  `PATH.jsonl[?root=DIR&limit=N]`   an EnECG / MIMIC-IV-ECG label table
-  `DIR[?rate=hr|lr&limit=N]`        a PTB-XL folder (holds ptbxl_database.csv)
+  `cinc2017:DIR`   the CinC 2017 AF challenge layout (REFERENCE.csv + single-lead records)
+  `ptbxl:DIR[?rate=hr|lr]` (or a bare PTB-XL folder)   the records of ptbxl_database.csv
+  `ludb:DIR`       LUDB's layout (ludb.csv, data/ with 12-lead records and wave annotations)
   `mitdb:DIR` or `mitdb:DIR/100,DIR/208[?seconds=300]`   MIT-BIH-style records with reference
-      beats (optionally only the first `seconds` of each)
+      beats and rhythm annotations (optionally only the first `seconds` of each)
+  `PATH.jsonl[?root=DIR&limit=N]`   an EnECG / MIMIC-IV-ECG label table
+  a mixture: specs joined by `;`, or `recipe:PATH.toml[?data=DIR]` (a `[[source]]` table per
+      spec with `spec`, `weight` and `tasks`; `{data}` in a spec is the data folder, default
+      ../shared/data; PATH may name a recipe packaged in edge_ecg/data/recipes/)
 Every spec takes `hop=SECONDS` (default: one window, i.e. non-overlapping windows: neighbouring
-overlapping windows are near duplicates and would multiply memory, ~0.8 MB per window with the
-default contract's beat tensor).
+overlapping windows are near duplicates and would multiply memory), `limit=N` (first N
+records), `folds=0,2&kfold=5` (only the subjects whose fold, `subject_fold`, is listed: a
+split by patient that is the same on every machine), `tasks=a,b` (keep only these tasks' labels
+from this source: the others are masked) and `weight=W` (the source's share of the draws in a
+training epoch, relative to the other sources of a mixture).
 
 Labels are per window (`NaN` = missing): record-level labels from the source's table, the RR
 label from reference beats inside the window where the source has them (synthetic, MIT-BIH),
@@ -21,6 +29,7 @@ record or window, so no patient is on both sides.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -29,14 +38,16 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import numpy as np
+import tomllib
 
 from edge_ecg.data.tasks import TaskSet, TaskSpec
 from edge_ecg.data.windows import LabelledRecord, make_windows, mean_rr_ms
 from edge_ecg.errors import RecordError, SignalError
 from edge_ecg.signal.contract import INPUT_NAMES, SignalContract, stack_inputs
 
-SPEC_FORMS = ("synth:N[?seconds=..&fs=..&seed=..&snr=..]", "PATH.jsonl (EnECG)",
-              "PTB-XL folder (with ptbxl_database.csv)", "mitdb:DIR or mitdb:DIR/100,DIR/208")
+SPEC_FORMS = ("synth:N[?seconds=..&fs=..&seed=..&snr=..]", "cinc2017:DIR", "ptbxl:DIR",
+              "ludb:DIR", "mitdb:DIR or mitdb:DIR/100,DIR/208", "PATH.jsonl (EnECG)",
+              "a mixture 'SPEC;SPEC' or recipe:PATH.toml")
 
 
 @dataclass
@@ -48,6 +59,8 @@ class WindowDataset:
     subjects: np.ndarray                 # (N,) str
     meta: list[dict]
     skipped: list[str] = field(default_factory=list)   # records that could not be used, why
+    weights: np.ndarray | None = None    # (N,) sampling weight per window (None: uniform)
+    records: dict = field(default_factory=dict)   # record id -> record-level meta (episodes...)
 
     def __len__(self) -> int:
         return int(self.subjects.shape[0])
@@ -62,6 +75,8 @@ class WindowDataset:
             subjects=self.subjects[idx],
             meta=[self.meta[i] for i in idx],
             skipped=list(self.skipped),
+            weights=None if self.weights is None else self.weights[idx],
+            records=self.records,
         )
 
     def split(self, val_frac: float = 0.2, seed: int = 0) -> tuple[WindowDataset, WindowDataset]:
@@ -82,7 +97,29 @@ class WindowDataset:
             inputs={k: np.concatenate([v, other.inputs[k]]) for k, v in self.inputs.items()},
             labels={k: np.concatenate([v, other.labels[k]]) for k, v in self.labels.items()},
             subjects=np.concatenate([self.subjects, other.subjects]),
-            meta=self.meta + other.meta, skipped=self.skipped + other.skipped)
+            meta=self.meta + other.meta, skipped=self.skipped + other.skipped,
+            weights=_cat_weights(self, other), records={**self.records, **other.records})
+
+    def sampling_p(self) -> np.ndarray | None:
+        """Per-window draw probabilities for training, or None for a uniform permutation."""
+        if self.weights is None or np.allclose(self.weights, self.weights[0]):
+            return None
+        w = np.asarray(self.weights, dtype=np.float64)
+        return w / w.sum()
+
+
+def _cat_weights(a: WindowDataset, b: WindowDataset) -> np.ndarray | None:
+    if a.weights is None and b.weights is None:
+        return None
+    wa = np.ones(len(a), np.float32) if a.weights is None else a.weights
+    wb = np.ones(len(b), np.float32) if b.weights is None else b.weights
+    return np.concatenate([wa, wb])
+
+
+def subject_fold(subject: str, k: int = 5) -> int:
+    """The cross-validation fold of a subject: sha256 of its id, modulo k. Depends on nothing
+    but the id, so every machine, run and data subset puts a patient in the same fold."""
+    return int(hashlib.sha256(subject.encode()).hexdigest()[:12], 16) % k
 
 
 def task_value(task: TaskSpec, value) -> float:
@@ -122,11 +159,15 @@ def window_labels(rec: LabelledRecord, start_src: int, end_src: int) -> dict:
 
 
 def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: float | None = None,
-                  progress: bool = True, desc: str = "windows") -> WindowDataset:
+                  progress: bool = True, desc: str = "windows", keep_tasks=None,
+                  compact: bool = False) -> WindowDataset:
     """Window every record the `loaders` (zero-argument callables -> LabelledRecord) give.
 
     A record that cannot be read or used (RecordError/SignalError) is skipped and listed in
-    `skipped` with a warning; no usable record at all is an error.
+    `skipped` with a warning; no usable record at all is an error. `keep_tasks`: only these
+    tasks keep their labels (the rest masked). `compact`: the window and beat tensors are
+    stored as float16 (half the memory of ~80 h of real signal; batches are cast back to
+    float32, and the normalised signal's float16 step, ~0.1 % of a QRS, is below its noise).
     """
     from tqdm import tqdm
 
@@ -136,6 +177,7 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
     subjects: list[str] = []
     meta: list[dict] = []
     skipped: list[str] = []
+    records: dict[str, dict] = {}
     for load in tqdm(loaders, desc=desc, unit="rec", disable=not progress):
         try:
             rec = load()
@@ -146,15 +188,30 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
         if not items:
             skipped.append(f"{rec.record_id}: {rec.signal.shape[0] / rec.fs_hz:.1f} s is shorter "
                            f"than one {contract.window_s} s window")
+            # Kept so per-recording scores count it (a recording with no call is a miss).
+            records[rec.record_id] = {"unscored": True, "subject": rec.subject,
+                                      "labels": {t.name: task_value(t, rec.labels.get(
+                                          t.label_field)) for t in tasks}}
             continue
-        parts.append(stack_inputs(items))
+        part = stack_inputs(items)
+        if compact:
+            part = {k: v.astype(np.float16) if k in ("x", "beats") else v
+                    for k, v in part.items()}
+        parts.append(part)
+        records[rec.record_id] = {
+            "fs_hz": rec.fs_hz, "seconds": rec.signal.shape[0] / rec.fs_hz,
+            "subject": rec.subject,
+            **({"af_episodes_s": [(a / rec.fs_hz, b / rec.fs_hz)
+                                  for a, b in rec.meta["af_episodes"]]}
+               if "af_episodes" in rec.meta else {})}
         ratio = rec.fs_hz / contract.fs_hz
         span = int(round(contract.window_s * rec.fs_hz))
         for s in starts:
             s_src = int(round(s * ratio))
             lab = window_labels(rec, s_src, s_src + span)
             for t in tasks:
-                labels[t.name].append(task_value(t, lab.get(t.label_field)))
+                keep = keep_tasks is None or t.name in keep_tasks
+                labels[t.name].append(task_value(t, lab.get(t.label_field)) if keep else math.nan)
             subjects.append(rec.subject)
             meta.append({"record": rec.record_id, "start": int(s), "start_s": s / contract.fs_hz,
                          **{k: v for k, v in rec.meta.items() if k == "condition"}})
@@ -162,11 +219,16 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
         warnings.warn(f"{len(skipped)} record(s) skipped; first: {skipped[0]}", stacklevel=2)
     if not parts:
         raise RecordError("no usable windows: " + (skipped[0] if skipped else "no records"))
+    if keep_tasks is not None:
+        for info in records.values():
+            if "labels" in info:
+                info["labels"] = {k: (v if k in keep_tasks else math.nan)
+                                  for k, v in info["labels"].items()}
     inputs = {k: np.concatenate([p[k] for p in parts]) for k in INPUT_NAMES}
     return WindowDataset(
         inputs=inputs,
         labels={k: np.asarray(v, dtype=np.float32) for k, v in labels.items()},
-        subjects=np.asarray(subjects, dtype=str), meta=meta, skipped=skipped)
+        subjects=np.asarray(subjects, dtype=str), meta=meta, skipped=skipped, records=records)
 
 
 def _synth_record(entry, seconds: float, fs_hz: float, snr, snr_seed: int,
@@ -206,16 +268,100 @@ def _snr_option(text: str | None):
     return float(text)
 
 
-def resolve_spec(spec: str, contract: SignalContract, tasks: TaskSet, seed: int = 0):
-    """`(loaders, hop_s, description)` of a dataset spec (see the module docstring)."""
+@dataclass(frozen=True)
+class SourcePlan:
+    """What one spec of a (possibly mixed) data spec resolves to."""
+
+    loaders: list
+    hop_s: float | None
+    desc: str
+    keep_tasks: tuple[str, ...] | None = None
+    weight: float = 1.0
+
+
+DATA_ROOT = "../shared/data"
+
+
+def split_specs(spec: str) -> list[tuple[str, dict]]:
+    """The parts of a mixture as `(spec, overrides)`: `a;b` or a `recipe:` TOML file."""
+    spec = spec.strip()
+    if spec.startswith("recipe:"):
+        return read_recipe(spec[7:])
+    parts = [p.strip() for p in spec.split(";") if p.strip()]
+    if not parts:
+        raise RecordError("empty dataset spec")
+    return [(p, {}) for p in parts]
+
+
+def read_recipe(target: str) -> list[tuple[str, dict]]:
+    """`[[source]]` entries of a recipe: spec (with `{data}`), weight, tasks."""
+    from importlib import resources
+
+    body, _, query = target.partition("?")
+    opts = dict(parse_qsl(query))
+    unknown = set(opts) - {"data"}
+    if unknown:
+        raise RecordError(f"recipe {target!r}: unknown option(s) {sorted(unknown)}; known: data")
+    path = Path(body)
+    if path.is_file():
+        text, where = path.read_text(), str(path)
+    else:
+        packaged = resources.files("edge_ecg.data").joinpath("recipes", body)
+        if not body.endswith(".toml"):
+            packaged = resources.files("edge_ecg.data").joinpath("recipes", body + ".toml")
+        if not packaged.is_file():
+            raise RecordError(f"recipe {body!r}: no such file, nor a packaged recipe of that "
+                              "name in edge_ecg/data/recipes/")
+        text, where = packaged.read_text(), f"edge_ecg/data/recipes/{packaged.name}"
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecordError(f"{where}: not valid TOML: {exc}") from None
+    data = opts.get("data", doc.get("data", DATA_ROOT))
+    out = []
+    for i, src in enumerate(doc.get("source", [])):
+        if not isinstance(src, dict) or not isinstance(src.get("spec"), str):
+            raise RecordError(f"{where}: source {i + 1} needs a 'spec' string")
+        extra = set(src) - {"spec", "weight", "tasks", "note"}
+        if extra:
+            raise RecordError(f"{where}: source {i + 1}: unknown key(s) {sorted(extra)}")
+        over = {}
+        if "weight" in src:
+            over["weight"] = float(src["weight"])
+        if "tasks" in src:
+            over["tasks"] = ",".join(src["tasks"])
+        out.append((src["spec"].replace("{data}", data), over))
+    if not out:
+        raise RecordError(f"{where}: no [[source]] entries")
+    return out
+
+
+def _fold_keep(opts: dict, spec: str):
+    if "folds" not in opts:
+        return None
+    k = _option(opts, "kfold", int, 5, spec)
+    try:
+        folds = {int(f) for f in opts["folds"].split(",") if f.strip()}
+    except ValueError:
+        raise RecordError(f"dataset spec {spec!r}: folds must be integers, e.g. folds=1,2,3,4")
+    if k < 2 or not folds or not all(0 <= f < k for f in folds):
+        raise RecordError(f"dataset spec {spec!r}: folds must lie in 0..{k - 1} (kfold={k})")
+    return lambda subject: subject_fold(subject, k) in folds
+
+
+def resolve_spec(spec: str, contract: SignalContract, tasks: TaskSet, seed: int = 0,
+                 overrides: dict | None = None) -> SourcePlan:
+    """The `SourcePlan` of ONE dataset spec (see the module docstring)."""
     from edge_ecg.data.tasks import DEFAULT_TASKS
 
     classes = (tasks["arrhythmia"].labels if "arrhythmia" in tasks.names
                else DEFAULT_TASKS["arrhythmia"].labels)
     body, _, query = spec.partition("?")
-    opts = dict(parse_qsl(query))
+    opts = {**dict(parse_qsl(query)), **(overrides or {})}
     hop = _option(opts, "hop", float, None, spec)
-    known = {"hop"}
+    limit = _option(opts, "limit", int, None, spec)
+    keep = _fold_keep(opts, spec)
+    known = {"hop", "limit", "folds", "kfold", "tasks", "weight"}
     if body.startswith("synth:"):
         from edge_ecg.data.synth import cohort_plan
 
@@ -240,6 +386,7 @@ def resolve_spec(spec: str, contract: SignalContract, tasks: TaskSet, seed: int 
         except SignalError as exc:
             raise RecordError(f"dataset spec {spec!r}: {exc}") from None
         leads = tuple(opts["leads"].split(",")) if "leads" in opts else None
+        plan = [e for e in plan if keep is None or keep(e.subject_id)]
         loaders = [partial(_synth_record, e, seconds, fs, snr, sd, leads) for e in plan]
         desc = f"synth x{n}"
     elif body.startswith("mitdb:"):
@@ -247,22 +394,32 @@ def resolve_spec(spec: str, contract: SignalContract, tasks: TaskSet, seed: int 
 
         known |= {"seconds"}
         loaders = record_loaders(body[6:], classes,
-                                 seconds=_option(opts, "seconds", float, None, spec))
+                                 seconds=_option(opts, "seconds", float, None, spec), keep=keep)
         desc = "mitdb"
+    elif body.startswith("cinc2017:"):
+        from edge_ecg.data.cinc2017 import record_loaders
+
+        loaders = record_loaders(body[9:], classes, keep=keep)
+        desc = "cinc2017"
+    elif body.startswith("ludb:"):
+        from edge_ecg.data.ludb import record_loaders
+
+        loaders = record_loaders(body[5:], classes, keep=keep)
+        desc = "ludb"
+    elif body.startswith("ptbxl:") or (
+            Path(body).is_dir() and (Path(body) / "ptbxl_database.csv").is_file()):
+        from edge_ecg.data.ptbxl import record_loaders
+
+        known |= {"rate"}
+        folder = body.removeprefix("ptbxl:")
+        loaders = record_loaders(folder, classes, rate=opts.get("rate", "hr"), keep=keep)
+        desc = "ptb-xl"
     elif body.endswith(".jsonl") or Path(body).is_file():
         from edge_ecg.data.enecg import record_loaders
 
-        known |= {"root", "limit"}
-        loaders = record_loaders(body, tasks, root=opts.get("root"),
-                                 limit=_option(opts, "limit", int, None, spec))
+        known |= {"root"}
+        loaders = record_loaders(body, tasks, root=opts.get("root"), limit=limit)
         desc = Path(body).name
-    elif Path(body).is_dir() and (Path(body) / "ptbxl_database.csv").is_file():
-        from edge_ecg.data.ptbxl import record_loaders
-
-        known |= {"rate", "limit"}
-        loaders = record_loaders(body, classes, rate=opts.get("rate", "hr"),
-                                 limit=_option(opts, "limit", int, None, spec))
-        desc = "ptb-xl"
     else:
         raise RecordError(f"dataset spec {spec!r} not understood (or path missing): use "
                           + "; ".join(SPEC_FORMS))
@@ -270,11 +427,35 @@ def resolve_spec(spec: str, contract: SignalContract, tasks: TaskSet, seed: int 
     if unknown:
         raise RecordError(f"dataset spec {spec!r}: unknown option(s) {sorted(unknown)}; "
                           f"known: {sorted(known)}")
-    return loaders, hop, desc
+    if limit is not None:
+        loaders = loaders[:limit]
+    keep_tasks = None
+    if "tasks" in opts:
+        keep_tasks = tuple(t for t in opts["tasks"].split(",") if t)
+        bad = [t for t in keep_tasks if t not in tasks.names and t not in DEFAULT_TASKS.names]
+        if bad:
+            raise RecordError(f"dataset spec {spec!r}: unknown task(s) {bad}")
+    weight = _option(opts, "weight", float, 1.0, spec)
+    if not weight > 0:
+        raise RecordError(f"dataset spec {spec!r}: weight must be > 0")
+    if not loaders:
+        raise RecordError(f"dataset spec {spec!r}: selects no records")
+    return SourcePlan(loaders, hop, desc, keep_tasks, weight)
 
 
 def load_dataset(spec: str, contract: SignalContract, tasks: TaskSet, seed: int = 0,
-                 progress: bool = True) -> WindowDataset:
-    """Build the windowed data set a spec names (module docstring), with a progress bar."""
-    loaders, hop, desc = resolve_spec(spec, contract, tasks, seed)
-    return build_dataset(loaders, contract, tasks, hop_s=hop, progress=progress, desc=desc)
+                 progress: bool = True, compact: bool = False) -> WindowDataset:
+    """Build the windowed data set a spec (or a mixture of specs) names, with a progress bar.
+
+    In a mixture each source's windows get the sampling weight `weight / n_source_windows`
+    (times the number of sources, so equal weights give each SOURCE an equal share)."""
+    parts = split_specs(spec)
+    out = None
+    for body, over in parts:
+        plan = resolve_spec(body, contract, tasks, seed, over)
+        ds = build_dataset(plan.loaders, contract, tasks, hop_s=plan.hop_s, progress=progress,
+                           desc=plan.desc, keep_tasks=plan.keep_tasks, compact=compact)
+        if len(parts) > 1:
+            ds.weights = np.full(len(ds), plan.weight / len(ds), dtype=np.float64)
+        out = ds if out is None else out.concat(ds)
+    return out

@@ -5,7 +5,8 @@ One JSON object per line:
      "study_id": 40689238, "rr_interval": 857, "age": 52, "gender": 1, "flag": 0,
      "report_label": 3}
 `rr_interval` 29999 means "not measured" (EnECG's marker); `gender` 0 male, 1 female; `flag` 1
-for an abnormal potassium; `report_label` one of the 15 arrhythmia classes of tasks.toml, as an
+for an abnormal potassium; `report_label` one of the machine report's 15 labels (mapped to the
+rhythm classes of the arrhythmia task by rhythms.toml), as an
 index or as the label string. `ecg_path` is relative to the table's folder (or to `root`), or
 absolute. Every malformed line raises `RecordError` naming file, line and field.
 """
@@ -71,21 +72,19 @@ def _binary(value, where: str, name: str, words: tuple[str, ...]) -> int | None:
 
 
 def report_label_index(value, classes: tuple[str, ...], where: str) -> int | None:
-    """The class index of a report label given as an index or as a label string."""
-    if value is None or value == "":
+    """The rhythm-class index of a report label (an index into the machine report's 15
+    labels, or a label / class name), through rhythms.toml."""
+    from edge_ecg.data.rhythms import enecg_class
+
+    if isinstance(value, float) and value != value:        # NaN: not measured
         return None
-    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
-        key = value.strip().lower().replace(" ", "_")
-        if key in classes:
-            return classes.index(key)
-        raise RecordError(f"{where}: report_label {value!r} is not one of the classes "
-                          f"{list(classes)}; add it to tasks.toml or map it to 'other'")
-    v = _number(value, where, "report_label")
-    if v is None:
+    cls = enecg_class(value, where)
+    if cls is None:
         return None
-    if v != int(v) or not 0 <= v < len(classes):
-        raise RecordError(f"{where}: report_label {value!r} must be an index 0..{len(classes) - 1}")
-    return int(v)
+    if cls not in classes:
+        raise RecordError(f"{where}: rhythm class {cls!r} is not a label of the arrhythmia task "
+                          f"{list(classes)}")
+    return classes.index(cls)
 
 
 def read_labels(path: str | Path, tasks: TaskSet = DEFAULT_TASKS) -> list[EnECGLabel]:

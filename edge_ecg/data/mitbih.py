@@ -1,11 +1,10 @@
 """MIT-BIH-style records (reference beat annotations) as a labelled data source.
 
 Per window: the RR label is the mean RR of the reference beats inside it (the dataset builder
-computes it from `ref_beats`); the arrhythmia label comes from the rhythm annotations of a
-full `.atr` file where present (aux notes "(N", "(AFIB", ...) and from the beats: a window
-holding a 'V' beat is a PVC window, one holding a premature atrial beat in sinus rhythm a PAC
-window, a paced ('/') majority a paced window. Without any of these the rhythm is unknown and
-the label missing (NaN), never guessed. Age and sex come from the header comment
+computes it from `ref_beats`); the arrhythmia label is the rhythm annotation of a full `.atr`
+file (aux notes "(N", "(AFIB", ...) that covers most of the window, mapped to a rhythm class by
+rhythms.toml. Without one (a `.beat`-only record) the rhythm is unknown and the label missing
+(NaN), never guessed. The reference AF episodes travel in the record's meta for episode scoring. Age and sex come from the header comment
 ("69 M 1085 1629 x1", MIT-BIH convention).
 """
 
@@ -17,21 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_ecg.data.rhythms import mitdb_class, rhythm_table
 from edge_ecg.errors import RecordError
 
-# MIT-BIH rhythm annotations (PhysioNet "ecgcodes" / MIT-BIH directory) -> arrhythmia class.
-RHYTHMS = {
-    "(N": "sinus_rhythm",
-    "(SBR": "sinus_bradycardia",
-    "(AFIB": "atrial_fibrillation",
-    "(AFL": "atrial_flutter",
-    "(SVTA": "supraventricular_tachycardia",
-    "(P": "ventricular_paced",
-    "(B": "premature_ventricular_contractions",     # ventricular bigeminy
-    "(T": "premature_ventricular_contractions",     # ventricular trigeminy
-}
-PAC_SYMBOLS = frozenset(["A", "a", "S", "J"])          # premature supraventricular beats
-PACED_SYMBOLS = frozenset(["/", "f"])
 # The MIT-BIH directory: records 201 and 202 come from the same subject.
 SAME_SUBJECT = {"202": "201"}
 
@@ -79,37 +66,27 @@ def rhythm_intervals(path: str | Path, n_samples: int) -> list[tuple[int, int, s
             for i, (s, a) in enumerate(marks)]
 
 
-def window_label(start: int, end: int, beats: np.ndarray, symbols: np.ndarray,
-                 rhythms: list, fs_hz: float) -> str | None:
-    """The arrhythmia class of the window `[start, end)` (source samples), or None (unknown)."""
-    inside = (beats >= start) & (beats < end)
-    sym = symbols[inside]
-    rhythm = None
-    best = 0
+def window_rhythm(start: int, end: int, rhythms: list) -> str | None:
+    """The rhythm annotation ("(AFIB", ...) covering most of `[start, end)`, or None."""
+    rhythm, best = None, 0
     for s0, s1, aux in rhythms:
         n = min(end, s1) - max(start, s0)
         if n > best:
             best, rhythm = n, aux
-    cls = RHYTHMS.get(rhythm) if rhythm is not None else None
-    if rhythm is not None and cls is None:
-        return "other"                       # an annotated rhythm outside our classes
-    b = beats[inside]
-    hr = 60.0 * fs_hz * (b.size - 1) / (b[-1] - b[0]) if b.size >= 2 else None
-    if sym.size and np.mean(np.isin(sym, list(PACED_SYMBOLS))) > 0.5:
-        return "ventricular_paced"
-    if cls in (None, "sinus_rhythm", "sinus_bradycardia") and np.any(sym == "V"):
-        return "premature_ventricular_contractions"
-    if cls == "sinus_rhythm" and np.any(np.isin(sym, list(PAC_SYMBOLS))):
-        return "premature_atrial_contractions"
-    if cls == "sinus_rhythm" and hr is not None:
-        # Rate classes as a machine report names them (< 60 / > 100 bpm).
-        if hr < 60:
-            return "sinus_bradycardia"
-        if hr > 100:
-            return "sinus_tachycardia"
-    if cls == "atrial_fibrillation" and hr is not None and hr > 100:
-        return "af_rapid_ventricular_response"
-    return cls
+    return rhythm
+
+
+def window_label(start: int, end: int, rhythms: list, where: str = "mitdb") -> str | None:
+    """The rhythm class (rhythms.toml) of the window `[start, end)` (source samples), or None
+    where no rhythm annotation covers it (unknown, never guessed)."""
+    rhythm = window_rhythm(start, end, rhythms)
+    return None if rhythm is None else mitdb_class(rhythm, where)
+
+
+def af_episodes(rhythms: list) -> list[tuple[int, int]]:
+    """(start, end) source samples of the reference AF / flutter episodes."""
+    return [(s0, s1) for s0, s1, aux in rhythms
+            if rhythm_table().mitdb.get(aux) == "af_or_flutter"]
 
 
 def load_record(path: str | Path, classes: tuple[str, ...], channels=None,
@@ -136,15 +113,19 @@ def load_record(path: str | Path, classes: tuple[str, ...], channels=None,
     age, sex = age_sex(rec.comments)
     fs = rec.fs_hz
 
+    for _, _, aux in rhythms:          # an unknown rhythm is an error before any window
+        mitdb_class(aux, f"{path}.atr")
+
     def labeller(start: int, end: int) -> dict:
-        cls = window_label(start, end, beats, symbols, rhythms, fs)
+        cls = window_label(start, end, rhythms, f"{path}.atr")
         return {"report_label": classes.index(cls) if cls in classes else None}
 
     return LabelledRecord(signal=rec.signal[:n], fs_hz=fs, leads=rec.leads,
-                          subject=f"mitdb-{SAME_SUBJECT.get(name, name)}",
+                          subject=subject_of(path),
                           labels={"age": age, "gender": sex}, record_id=f"mitdb-{name}",
                           ref_beats=beats, window_labels=labeller,
-                          meta={"path": path})
+                          meta={"path": path, "af_episodes": af_episodes(rhythms),
+                                "symbols": symbols})
 
 
 def record_paths(target: str) -> list[Path]:
@@ -169,6 +150,56 @@ def record_paths(target: str) -> list[Path]:
     return out
 
 
-def record_loaders(target: str, classes: tuple[str, ...], seconds: float | None = None) -> list:
-    """One zero-argument loader per record (read when called)."""
-    return [partial(load_record, p, classes, seconds=seconds) for p in record_paths(target)]
+def subject_of(path: str | Path) -> str:
+    name = Path(path).name
+    return f"mitdb-{SAME_SUBJECT.get(name, name)}"
+
+
+def record_loaders(target: str, classes: tuple[str, ...], seconds: float | None = None,
+                   keep=None) -> list:
+    """One zero-argument loader per record (read when called); `keep(subject)` selects."""
+    return [partial(load_record, p, classes, seconds=seconds) for p in record_paths(target)
+            if keep is None or keep(subject_of(p))]
+
+
+def write_excerpt(path: str | Path, start_s: float, end_s: float, out_dir: str | Path,
+                  name: str | None = None) -> Path:
+    """Write `[start_s, end_s)` of a record and its `.atr` annotations (shifted, the rhythm in
+    force at the start repeated at sample 0) as a new WFDB record; returns its path.
+
+    The demo's packaged patient is made this way from MIT-BIH record 223 (see
+    edge_ecg/assets/demo/README.md)."""
+    import wfdb
+
+    base = str(path).removesuffix(".hea")
+    rec = wfdb.rdrecord(base, physical=False)
+    fs = float(rec.fs)
+    a, b = int(round(start_s * fs)), int(round(end_s * fs))
+    if not 0 <= a < b <= rec.sig_len:
+        raise RecordError(f"{base}: excerpt {start_s}-{end_s} s lies outside the record "
+                          f"(0-{rec.sig_len / fs:.0f} s)")
+    name = name or f"{Path(base).name}_{int(start_s)}_{int(end_s)}"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(name, fs=fs, units=rec.units, sig_name=rec.sig_name,
+                d_signal=rec.d_signal[a:b], fmt=rec.fmt, adc_gain=rec.adc_gain,
+                baseline=rec.baseline,
+                comments=list(rec.comments or []) + [
+                    f"excerpt {start_s:g}-{end_s:g} s of MIT-BIH record {Path(base).name}"],
+                write_dir=str(out))
+    ann = wfdb.rdann(base, "atr")
+    samples = np.asarray(ann.sample)
+    aux = list(ann.aux_note or [""] * len(samples))
+    symbols = list(ann.symbol)
+    keep = [i for i in range(len(samples)) if a <= samples[i] < b]
+    before = [i for i in range(len(samples)) if samples[i] < a and aux[i].startswith("(")]
+    s_out = [samples[i] - a for i in keep]
+    sym_out = [symbols[i] for i in keep]
+    aux_out = [aux[i] for i in keep]
+    if before and not (s_out and s_out[0] == 0 and aux_out[0].startswith("(")):
+        s_out.insert(0, 0)
+        sym_out.insert(0, "+")
+        aux_out.insert(0, aux[before[-1]])
+    wfdb.wrann(name, "atr", np.asarray(s_out, dtype=np.int64), symbol=sym_out,
+               aux_note=aux_out, fs=fs, write_dir=str(out))
+    return out / name

@@ -3,8 +3,10 @@
 `ptbxl_database.csv` holds one row per ECG: ecg_id, patient_id, age, sex (0 male, 1 female, as
 EnECG), scp_codes (a Python dict literal of SCP-ECG statement -> likelihood, parsed with
 `ast.literal_eval` only: the table is untrusted data) and the record paths filename_lr (100 Hz)
-and filename_hr (500 Hz). The SCP statements map onto the arrhythmia classes of tasks.toml;
-PTB-XL has no RR or potassium labels, so those tasks are missing (NaN) for its windows.
+and filename_hr (500 Hz). The SCP rhythm statements map onto the rhythm classes of the
+arrhythmia task (rhythms.toml); PTB-XL has no potassium labels, so that task is missing (NaN)
+for its windows; the RR label comes from the beats the signal chain detects where the
+caller asks for it (`dataset.py`, option `rr=detected`).
 """
 
 from __future__ import annotations
@@ -20,24 +22,6 @@ from edge_ecg.errors import RecordError
 
 DATABASE = "ptbxl_database.csv"
 
-# SCP statement -> arrhythmia class, in priority order: the first class whose code is present
-# wins (pacing and the atrial arrhythmias decide the rhythm before conduction and rate codes;
-# NORM/SR only when nothing else applies). Statement meanings: PTB-XL scp_statements.csv.
-SCP_PRIORITY: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("ventricular_paced", ("PACE",)),
-    ("atrial_flutter", ("AFLT",)),
-    ("atrial_fibrillation", ("AFIB",)),
-    ("supraventricular_tachycardia", ("SVTAC", "PSVT")),
-    ("premature_ventricular_contractions", ("PVC", "BIGU", "TRIGU")),
-    ("premature_atrial_contractions", ("PAC", "SVARR")),
-    ("left_bundle_branch_block", ("CLBBB", "ILBBB")),
-    ("right_bundle_branch_block", ("CRBBB", "IRBBB")),
-    ("first_degree_av_block", ("1AVB",)),
-    ("sinus_tachycardia", ("STACH",)),
-    ("sinus_bradycardia", ("SBRAD",)),
-    ("sinus_arrhythmia", ("SARRH",)),
-    ("sinus_rhythm", ("NORM", "SR")),
-)
 # PTB-XL sets ages above 89 to 300 (HIPAA de-identification); they stand for "90 or older".
 AGE_CENSORED = 300
 AGE_CENSORED_AS = 90.0
@@ -55,13 +39,12 @@ def parse_scp_codes(text: str, where: str) -> dict[str, float]:
     return {k: float(v) for k, v in value.items()}
 
 
-def scp_to_class(codes: dict[str, float]) -> str:
-    """The arrhythmia class of a set of SCP statements (any likelihood counts: PTB-XL gives
-    rhythm statements likelihood 0)."""
-    for cls, keys in SCP_PRIORITY:
-        if any(k in codes for k in keys):
-            return cls
-    return "other"
+def scp_to_class(codes: dict[str, float]) -> str | None:
+    """The rhythm class (rhythms.toml) of a set of SCP statements (any likelihood counts: PTB-XL
+    gives rhythm statements likelihood 0); None without a rhythm statement."""
+    from edge_ecg.data.rhythms import scp_class
+
+    return scp_class(codes)
 
 
 @dataclass(frozen=True)
@@ -72,8 +55,9 @@ class PTBXLEntry:
     sex: int | None
     scp_codes: dict
     filename: str            # relative to the PTB-XL folder, without extension
-    label: str               # arrhythmia class
+    label: str | None        # rhythm class (None: no rhythm statement)
     row: int
+    strat_fold: int | None = None
 
 
 def read_database(folder: str | Path, rate: str = "hr") -> list[PTBXLEntry]:
@@ -111,10 +95,18 @@ def read_database(folder: str | Path, rate: str = "hr") -> list[PTBXLEntry]:
                 ecg_id=row["ecg_id"],
                 patient_id=str(int(patient)) if patient is not None else f"ecg{row['ecg_id']}",
                 age=age, sex=None if sex is None else int(sex), scp_codes=codes,
-                filename=row[col], label=scp_to_class(codes), row=row_no))
+                filename=row[col], label=scp_to_class(codes), row=row_no,
+                strat_fold=_int_or_none(row.get("strat_fold"))))
     if not out:
         raise RecordError(f"{path}: no rows")
     return out
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(float(text)) if text not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def _float(text: str, where: str, name: str) -> float | None:
@@ -142,9 +134,11 @@ def load_record(entry: PTBXLEntry, folder: str | Path, classes: tuple[str, ...])
 
 
 def record_loaders(folder: str | Path, classes: tuple[str, ...], rate: str = "hr",
-                   limit: int | None = None) -> list:
-    """One zero-argument loader per row (records read when called)."""
+                   limit: int | None = None, keep=None) -> list:
+    """One zero-argument loader per row (records read when called); `keep(subject)` selects."""
     entries = read_database(folder, rate)
+    if keep is not None:
+        entries = [e for e in entries if keep(f"ptbxl-{e.patient_id}")]
     if limit is not None:
         entries = entries[:limit]
     return [partial(load_record, e, folder, classes) for e in entries]

@@ -23,7 +23,7 @@ import numpy as np
 from edge_ecg.errors import SignalError
 from edge_ecg.signal.leads import STANDARD_12, derive_limb_leads
 
-# The conditions the generator makes: the arrhythmia labels of tasks.toml except "other".
+# The conditions the generator makes (each maps to a rhythm class of tasks.toml in rhythms.toml).
 CONDITIONS: tuple[str, ...] = (
     "sinus_rhythm",
     "sinus_bradycardia",
@@ -761,13 +761,19 @@ def synthesize(condition: str = "sinus_rhythm", seconds: float = 10.0, fs_hz: fl
 
 
 def arrhythmia_index(condition: str) -> int:
-    """Index of a condition in the arrhythmia task's class list (tasks.toml)."""
+    """Index of a condition's rhythm class (rhythms.toml) in the arrhythmia task's labels."""
+    from edge_ecg.data.rhythms import synth_class
     from edge_ecg.data.tasks import DEFAULT_TASKS
+    from edge_ecg.errors import RecordError
 
     labels = DEFAULT_TASKS["arrhythmia"].labels
-    if condition not in labels:
-        raise SignalError(f"condition {condition!r} is not an arrhythmia class of tasks.toml")
-    return labels.index(condition)
+    try:
+        cls = synth_class(condition)
+    except RecordError as exc:
+        raise SignalError(str(exc)) from None
+    if cls not in labels:
+        raise SignalError(f"rhythm class {cls!r} of {condition!r} is not a label of tasks.toml")
+    return labels.index(cls)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,12 @@ def write_record(rec: SynthRecord, out_dir: str | Path, name: str, fmt: str = "1
     return out_dir / name
 
 
+def _report_index(condition: str) -> int:
+    from edge_ecg.data.rhythms import rhythm_table
+
+    return rhythm_table().enecg_report_labels.index(condition)
+
+
 def label_line(rec: SynthRecord, ecg_path: str, study_id: int) -> dict:
     """An EnECG-style label line for a written record (plus condition/potassium for people)."""
     lab = rec.labels
@@ -61,7 +67,9 @@ def label_line(rec: SynthRecord, ecg_path: str, study_id: int) -> dict:
         "ecg_path": ecg_path, "subject_id": lab["subject_id"], "study_id": study_id,
         "rr_interval": round(float(lab["rr_interval"]), 3), "age": lab["age"],
         "gender": int(lab["gender"]), "flag": int(lab["flag"]),
-        "report_label": int(lab["report_label"]), "condition": lab["condition"],
+        # EnECG's report_label: the index of the machine-report label (the generator's
+        # condition names are those labels; rhythms.toml maps them to rhythm classes).
+        "report_label": _report_index(lab["condition"]), "condition": lab["condition"],
         "potassium": lab["potassium"],
     }
 

@@ -85,6 +85,11 @@ def make_windows(signal: np.ndarray, fs_hz: float, leads, contract: SignalContra
         raise SignalError(f"signal must be (n_samples, {len(leads)}) for leads {list(leads)}, "
                           f"got {x.shape}")
     y = condition_signal(x, fs_hz, contract)
+    short = contract.window_len - y.shape[0]
+    if 0 < short <= contract.window_len // 100:
+        # A record of exactly one window's length (CinC 2017 has 9.997-s ones) loses a sample
+        # or two to resampling; holding the last value for <= 1 % of the window keeps it.
+        y = np.concatenate([y, np.repeat(y[-1:], short, axis=0)])
     starts = window_starts(y.shape[0], contract, hop_s)
     if starts.size == 0:
         return starts, []

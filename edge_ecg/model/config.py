@@ -169,7 +169,18 @@ class ECGMoEConfig:
         }
         if name not in sizes:
             raise CheckpointError(f"unknown preset {name!r}; choose one of {sorted(sizes)}")
-        kw = {**sizes[name], **overrides}
+        kw = {**sizes[name]}
+        # Sizes counted in samples are set for 500 Hz: scale them with the contract's rate so a
+        # patch, the CNN stem and the pretraining targets span the same time at any rate (the
+        # bundled model runs at 250 Hz). `tiny`, the test model, keeps its counts: the tests
+        # run it at 100 Hz, where they are coarse already and its speed is what matters.
+        ratio = contract.fs_hz / 500.0
+        if ratio != 1.0 and name != "tiny":
+            for key in ("patch_len", "cnn_stem_stride", "dlinear_pool", "recon_pool"):
+                v = kw.get(key, cls.__dataclass_fields__[key].default) * ratio
+                if v >= 1 and abs(v - round(v)) < 1e-9:
+                    kw[key] = int(round(v))
+        kw.update(overrides)
         return cls(contract=contract, tasks=tasks, **kw)
 
     def baseline(self, variant: str) -> ECGMoEConfig:

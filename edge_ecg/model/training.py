@@ -72,9 +72,12 @@ def dist_teardown() -> None:
         dist.destroy_process_group()
 
 
-def shard(n: int, epoch: int, seed: int, batch_size: int, rank: int, world: int) -> list[np.ndarray]:
-    """This rank's batches of one epoch: equal-length shards of one seeded permutation."""
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
+def shard(n: int, epoch: int, seed: int, batch_size: int, rank: int, world: int,
+          p: np.ndarray | None = None) -> list[np.ndarray]:
+    """This rank's batches of one epoch: equal-length shards of one seeded permutation, or,
+    with draw probabilities `p` (a weighted mixture), of n seeded weighted draws."""
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(n) if p is None else rng.choice(n, size=n, replace=True, p=p)
     per_rank = n // world
     mine = perm[rank::world][:per_rank]
     n_batches = max(1, per_rank // batch_size) if per_rank >= batch_size else 1
@@ -230,7 +233,7 @@ def _bar(total: int, desc: str, enabled: bool):
 
 # -- stages ----------------------------------------------------------------------------------
 def pretrain(model: ECGMoE, inputs: dict[str, np.ndarray], settings: TrainSettings,
-             rank: int = 0, world: int = 1) -> list[float]:
+             rank: int = 0, world: int = 1, p: np.ndarray | None = None) -> list[float]:
     """Masked-reconstruction pretraining of scouts and period experts (in place)."""
     if settings.pretrain_epochs <= 0:
         return []
@@ -251,7 +254,7 @@ def pretrain(model: ECGMoE, inputs: dict[str, np.ndarray], settings: TrainSettin
     bar = _bar(n_batches * settings.pretrain_epochs, "pretrain", settings.progress and rank == 0)
     for epoch in range(settings.pretrain_epochs):
         total = 0.0
-        for idx in shard(n, 100 + epoch, settings.seed, settings.batch_size, rank, world):
+        for idx in shard(n, 100 + epoch, settings.seed, settings.batch_size, rank, world, p):
             batch = lead_dropout(to_batch(inputs, idx), cfg.lead_dropout, cfg.contract.leads, gen)
             loss = step(*batch, make_masks(batch, cfg, gen))
             opt.zero_grad(set_to_none=True)
@@ -268,7 +271,8 @@ def pretrain(model: ECGMoE, inputs: dict[str, np.ndarray], settings: TrainSettin
 
 
 def finetune(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, np.ndarray],
-             settings: TrainSettings, rank: int = 0, world: int = 1, history: History | None = None):
+             settings: TrainSettings, rank: int = 0, world: int = 1, history: History | None = None,
+             p: np.ndarray | None = None):
     """peft LoRA fine-tuning: base frozen, adapters + heads/gates trained. Returns the peft model
     (unmerged; `lora.merged` folds it)."""
     cfg = model.cfg
@@ -290,7 +294,7 @@ def finetune(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, np.
         peft_model.train()
         freeze_batchnorm(peft_model)
         total = 0.0
-        for idx in shard(n, epoch, settings.seed, settings.batch_size, rank, world):
+        for idx in shard(n, epoch, settings.seed, settings.batch_size, rank, world, p):
             batch = lead_dropout(to_batch(inputs, idx), cfg.lead_dropout, cfg.contract.leads, gen)
             loss, task = step(batch, label_batch(labels, idx))
             opt.zero_grad(set_to_none=True)
@@ -336,12 +340,14 @@ def train(cfg, train_ds, val_ds, settings: TrainSettings, rank: int = 0, world: 
             f"{len(train_ds)} training / {len(val_ds)} held-out windows")
     history = History()
     t0 = time.perf_counter()
-    history.pretrain_loss = pretrain(model, train_ds.inputs, settings, rank, world)
+    p = train_ds.sampling_p() if hasattr(train_ds, "sampling_p") else None
+    history.pretrain_loss = pretrain(model, train_ds.inputs, settings, rank, world, p)
     history.seconds["pretrain"] = time.perf_counter() - t0
     if rank == 0 and history.pretrain_loss:
         log("pretrain loss per epoch: " + ", ".join(f"{v:.4f}" for v in history.pretrain_loss))
     t0 = time.perf_counter()
-    peft_model = finetune(model, train_ds.inputs, train_ds.labels, settings, rank, world, history)
+    peft_model = finetune(model, train_ds.inputs, train_ds.labels, settings, rank, world, history,
+                          p)
     n_trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     history.seconds["finetune"] = time.perf_counter() - t0
     if rank == 0:

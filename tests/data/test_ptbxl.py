@@ -35,22 +35,21 @@ def _row(i, patient, age, sex, codes):
 
 
 @pytest.mark.parametrize("codes, cls", [
-    ({"NORM": 100.0, "SR": 0.0}, "sinus_rhythm"),
-    ({"IMI": 80.0, "SR": 0.0}, "sinus_rhythm"),
-    ({"SBRAD": 0.0}, "sinus_bradycardia"),
-    ({"STACH": 0.0, "NORM": 100.0}, "sinus_tachycardia"),
-    ({"SARRH": 0.0}, "sinus_arrhythmia"),
-    ({"AFIB": 0.0, "CLBBB": 100.0}, "atrial_fibrillation"),
-    ({"AFLT": 0.0}, "atrial_flutter"),
-    ({"PAC": 100.0, "SR": 0.0}, "premature_atrial_contractions"),
-    ({"SVARR": 0.0}, "premature_atrial_contractions"),
-    ({"PVC": 100.0, "SR": 0.0}, "premature_ventricular_contractions"),
-    ({"1AVB": 100.0, "SR": 0.0}, "first_degree_av_block"),
-    ({"PACE": 100.0, "AFIB": 0.0}, "ventricular_paced"),
-    ({"ILBBB": 100.0}, "left_bundle_branch_block"),
-    ({"IRBBB": 100.0, "SR": 0.0}, "right_bundle_branch_block"),
-    ({"PSVT": 0.0}, "supraventricular_tachycardia"),
-    ({"LVH": 50.0}, "other"),
+    ({"NORM": 100.0, "SR": 0.0}, "normal_sinus"),
+    ({"IMI": 80.0, "SR": 0.0}, "normal_sinus"),
+    ({"SBRAD": 0.0}, "normal_sinus"),
+    ({"STACH": 0.0, "NORM": 100.0}, "normal_sinus"),
+    ({"SARRH": 0.0}, "normal_sinus"),
+    ({"AFIB": 0.0, "CLBBB": 100.0}, "af_or_flutter"),
+    ({"AFLT": 0.0}, "af_or_flutter"),
+    ({"SVARR": 0.0}, "other_rhythm"),
+    ({"BIGU": 0.0, "SR": 0.0}, "other_rhythm"),
+    ({"PACE": 100.0, "AFIB": 0.0}, "af_or_flutter"),      # AF decides before pacing
+    ({"PACE": 100.0}, "other_rhythm"),
+    ({"IRBBB": 100.0, "SR": 0.0}, "normal_sinus"),        # a conduction statement is no rhythm
+    ({"PSVT": 0.0}, "other_rhythm"),
+    ({"LVH": 50.0}, None),                                 # no rhythm statement: unlabelled
+    ({"PVC": 100.0}, None),
 ])
 def test_scp_codes_map_to_classes(codes, cls):
     assert scp_to_class(codes) == cls
@@ -66,7 +65,7 @@ def test_scp_codes_are_data_never_code(text):
 def test_folder_loads_with_labels_and_patients(tmp_path):
     rows = [_row(1, 15709.0, 56.0, 1, "{'NORM': 100.0, 'SR': 0.0}"),
             _row(2, 13243.0, 300.0, 0, "{'AFIB': 0.0, 'LVH': 50.0}"),
-            _row(3, 15709.0, 57.0, 1, "{'CRBBB': 100.0}")]
+            _row(3, 15709.0, 57.0, 1, "{'CRBBB': 100.0}")]    # no rhythm statement
     folder = _write_folder(tmp_path, rows)
     for (i, cond) in ((1, "sinus_rhythm"), (2, "atrial_fibrillation"),
                       (3, "right_bundle_branch_block")):
@@ -81,8 +80,9 @@ def test_folder_loads_with_labels_and_patients(tmp_path):
     ds = load_dataset(str(folder), SignalContract(), DEFAULT_TASKS, progress=False)
     assert len(ds) == 3
     assert ds.subjects.tolist() == ["ptbxl-15709", "ptbxl-13243", "ptbxl-15709"]
-    assert [CLASSES[int(i)] for i in ds.labels["arrhythmia"]] == [
-        "sinus_rhythm", "atrial_fibrillation", "right_bundle_branch_block"]
+    y = ds.labels["arrhythmia"]
+    assert [CLASSES[int(i)] for i in y[:2]] == ["normal_sinus", "af_or_flutter"]
+    assert np.isnan(y[2])                               # CRBBB alone names no rhythm
     assert ds.labels["sex"].tolist() == [1, 0, 1]
     assert ds.labels["age"].tolist() == [56, 90, 57]
     assert np.isnan(ds.labels["rr_interval"]).all() and np.isnan(ds.labels["potassium"]).all()

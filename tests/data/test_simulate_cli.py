@@ -10,6 +10,7 @@ import pytest
 from edge_ecg.cli import main
 from edge_ecg.data.dataset import load_dataset
 from edge_ecg.data.records import beat_annotations, read_record
+from edge_ecg.data.rhythms import rhythm_table, synth_class
 from edge_ecg.data.synth import cohort_plan, synthesize
 from edge_ecg.data.tasks import DEFAULT_TASKS
 from edge_ecg.signal.contract import SignalContract
@@ -38,12 +39,14 @@ def test_simulate_round_trip(tmp_path, capsys):
         ann = beat_annotations(out / line["ecg_path"])
         np.testing.assert_array_equal(ann.sample, rec.r_peaks)
         assert ann.symbol == tuple({"P": "/"}.get(t, t) for t in rec.beat_types)
-        assert line["report_label"] == CLASSES.index(e.condition)
+        # EnECG's report_label: the index of the machine-report label (the condition)
+        assert line["report_label"] == rhythm_table().enecg_report_labels.index(e.condition)
         assert line["subject_id"] == e.subject_id and line["gender"] == e.sex
     ds = load_dataset(str(out / "labels.jsonl"), SignalContract(), DEFAULT_TASKS, progress=False)
     assert len(ds) == 3
     np.testing.assert_allclose(ds.labels["rr_interval"], [x["rr_interval"] for x in lines])
-    assert ds.labels["arrhythmia"].tolist() == [x["report_label"] for x in lines]
+    assert ds.labels["arrhythmia"].tolist() == [CLASSES.index(synth_class(e.condition))
+                                                for e in plan]
     assert ds.labels["potassium"].tolist() == [x["flag"] for x in lines]
     assert sorted(set(ds.subjects)) == sorted(f"enecg-{e.subject_id}" for e in plan)
 

@@ -54,7 +54,7 @@ def test_shapes_units_and_labels():
     lab = rec.labels
     assert lab["age"] == 40 and lab["gender"] == 1 and lab["flag"] == 1
     assert lab["condition"] == "sinus_rhythm" and lab["potassium"] == "hyper"
-    assert DEFAULT_TASKS["arrhythmia"].labels[lab["report_label"]] == "sinus_rhythm"
+    assert DEFAULT_TASKS["arrhythmia"].labels[lab["report_label"]] == "normal_sinus"
     assert lab["rr_interval"] == pytest.approx(np.diff(rec.r_peaks).mean() * 2.0)
     assert 0.3 < np.abs(_lead(rec, "II")[rec.r_peaks]).mean() < 3.0   # mV scale
     assert rec.segments == [(0, 5000, "sinus_rhythm")]
