@@ -1,0 +1,460 @@
+"""Streaming wave delineation: onset, peak and offset of P, QRS and T for each detected beat.
+
+Anchored on the QRS detector's R peaks (`edge_ecg.signal.qrs`). Each beat is delineated from a
+fixed window of input samples, `[R - PRE_S, R + POST_S]`, once the stream has reached its end:
+a pure function of those samples (plus the previous beat's T offset and whether the next beat
+was already decided by then), so any chunking gives the same boundaries as one call on the
+whole record, and the decision delay is bounded: `POST_S` after R (plus one chunk when streamed).
+
+Per lead, inside the window (zero-phase low-pass: forward-backward Butterworth, so no group
+delay shifts a boundary):
+
+- QRS (40 Hz low-pass): the slope peaks of the complex are the local maxima of |slope| above
+  `QRS_SIG` of the largest near R, chained outward from R while less than `QRS_GAP_S` apart;
+  onset is where |slope| falls below `XI_QRS_ON` of the first slope peak going back, offset
+  where it falls below `XI_QRS_OFF` of the last going forward (the threshold rule of Martinez
+  JP et al., IEEE TBME 51:570, 2004, on the derivative instead of a wavelet scale).
+- T and P (`PT_LOWPASS_HZ` low-pass): the peak is the largest deviation from the isoelectric
+  level (PR segment for T; a line across the search window for P) in a search window bounded
+  by the QRS and the neighbouring beats; onset and offset by the trapezium-area method
+  (Vazquez-Seisdedos CR et al., BioMed Eng OnLine 10:75, 2011; Zhang Q et al., IEEE TBME
+  53:2363, 2006): from the steepest point of a limb, the point that maximises the area of the
+  trapezium spanned with a fixed reference point further out. P is reported only when its
+  deviation exceeds `P_MIN_MV` and `P_SNR` times the window's high-frequency noise.
+
+Across leads ("combined"): QRS onset/offset are medians over the leads that found them, and
+the P and T search windows of every lead are then bounded by that combined QRS; a P wave is
+present when at least `P_LEAD_FRAC` of the usable leads see one; each combined boundary is
+the median over the leads that found it.
+
+Bad input: a lead with a non-finite sample in the beat's window, or flat in it (peak-to-peak
+below `FLAT_MV`), gives no boundaries for that beat (marked -1 per lead); a beat no lead can
+delineate is reported with `valid=False` and no boundaries, never a guessed one.
+
+Parameters marked "LUDB" were chosen on the odd-numbered LUDB records in ../shared/data and
+checked on the even-numbered ones (bench/delineate.py reports both halves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from edge_ecg.errors import SignalError
+from edge_ecg.signal import design
+from edge_ecg.signal.filters import sos_step
+
+BOUNDARIES = ("p_on", "p_peak", "p_off", "qrs_on", "qrs_peak", "qrs_off", "t_on", "t_peak",
+              "t_off")
+_B = {name: i for i, name in enumerate(BOUNDARIES)}
+
+PRE_S = 0.60            # window before R: P up to ~0.45 s before R (PR <= 0.34 s) + filter margin
+POST_S = 0.80           # window after R: T offset up to T_END_MAX_S + filter margin = the delay
+MARGIN_S = 0.10         # filter edge margin kept out of every search window
+QRS_LOWPASS_HZ = 40.0   # keeps the QRS slopes, removes most muscle noise
+PT_LOWPASS_HZ = 15.0    # P and T carry little above 15 Hz
+QRS_CORE_S = 0.05       # largest |slope| within 50 ms of R sets the scale
+QRS_SEARCH_S = (0.15, 0.20)   # slope peaks searched from 150 ms before to 200 ms after R
+QRS_SIG = 0.20          # LUDB: a slope peak belongs to the QRS above 20 % of the largest
+QRS_GAP_S = 0.06        # ... and within 60 ms of its neighbour in the chain
+XI_QRS_ON = 0.02        # LUDB: onset where |slope| < 2 % of the first slope peak
+XI_QRS_OFF = 0.03       # LUDB: offset where |slope| < 3 % of the last slope peak
+T_START_S = 0.06        # T search starts 60 ms after the QRS offset (ST segment)
+T_END_MAX_S = (0.20, 0.50, 0.70)   # T offset at most a + b * RR after R, and never past c
+T_LIMB_S = 0.16         # steepest point of a T limb within 160 ms of the peak
+T_REF_S = 0.08          # LUDB: trapezium reference point 80 ms beyond the steepest point
+P_SEARCH_S = 0.32       # P searched in the 320 ms before the QRS onset ...
+P_GUARD_S = 0.02        # ... up to 20 ms before it
+P_LIMB_S = 0.05         # LUDB: steepest point of a P limb within 50 ms of its peak
+P_REF_S = 0.03          # LUDB: trapezium reference 30 ms beyond it
+P_MIN_MV = 0.02         # LUDB: smaller deviations are not taken as a P wave
+P_SNR = 3.0             # LUDB: P deviation over 3x the window's high-frequency noise (RMS)
+P_LEAD_FRAC = 0.4       # LUDB: P present when at least 40 % of the usable leads see one
+QRS_ON_Q = 0.5           # LUDB: combined QRS onset = this quantile of the leads' onsets
+QRS_OFF_Q = 0.5          # LUDB: ... offset
+STRONG_FRAC = 0.0        # LUDB: P/T combined over leads whose wave is >= this x the largest
+COMB_Q = {}              # LUDB: quantile of the leads' P/T boundaries (default median)
+FLAT_MV = 0.01          # a lead with < 10 uV peak-to-peak in the window is flat (lead off)
+NEXT_GUARD_S = 0.10     # T must end 100 ms before the next beat's R when it is known
+DEFAULT_RR_S = 0.8
+
+
+@dataclass(frozen=True)
+class BeatWaves:
+    """One beat's boundaries (absolute sample indices; None where absent) and intervals.
+
+    `per_lead` is `(n_leads, len(BOUNDARIES))` int64, -1 where that lead gave no boundary.
+    `rr_ms` is the interval from the previous beat's R (None for the first beat)."""
+
+    r: int
+    decided_at: int
+    fs_hz: float
+    valid: bool
+    points: dict
+    per_lead: np.ndarray
+    rr_ms: float | None = None
+
+    def __getitem__(self, name: str) -> int | None:
+        return self.points.get(name)
+
+    def _ms(self, a: str, b: str) -> float | None:
+        pa, pb = self.points.get(a), self.points.get(b)
+        if pa is None or pb is None:
+            return None
+        return (pb - pa) * 1000.0 / self.fs_hz
+
+    @property
+    def pr_ms(self) -> float | None:
+        """PR interval: P onset to QRS onset."""
+        return self._ms("p_on", "qrs_on")
+
+    @property
+    def qrs_ms(self) -> float | None:
+        return self._ms("qrs_on", "qrs_off")
+
+    @property
+    def qt_ms(self) -> float | None:
+        """QT interval: QRS onset to T offset."""
+        return self._ms("qrs_on", "t_off")
+
+    @property
+    def delay_ms(self) -> float:
+        return (self.decided_at - self.r) * 1000.0 / self.fs_hz
+
+    def intervals(self) -> dict:
+        """PR, QRS, QT and the beat's QTc (Bazett, Fridericia; from its preceding RR), ms."""
+        from edge_ecg.signal.intervals import qtc_bazett_ms, qtc_fridericia_ms
+
+        qt = self.qt_ms
+        return {"pr_ms": self.pr_ms, "qrs_ms": self.qrs_ms, "qt_ms": qt, "rr_ms": self.rr_ms,
+                "qtc_bazett_ms": qtc_bazett_ms(qt, self.rr_ms),
+                "qtc_fridericia_ms": qtc_fridericia_ms(qt, self.rr_ms)}
+
+
+@dataclass
+class DelineationState:
+    """What the delineator carries between chunks (plain data; replaced, never mutated)."""
+
+    fs_hz: float
+    next_index: int                 # absolute index of the next sample to arrive
+    pre: int
+    post: int
+    n_leads: int | None = None
+    hist: np.ndarray | None = None  # (L, n) input samples ending at next_index
+    pending: tuple = ()             # (r, decided_at) of beats not delineated yet, ascending
+    prev_r: int | None = None       # R of the last beat delineated
+    prev_t_off: int | None = None   # its T offset (bounds the next P search)
+    prev_rr: int | None = None      # last RR, samples
+
+
+def delineate_initial(fs_hz: float, start_index: int = 0) -> DelineationState:
+    """A delineator at rest for a stream at `fs_hz` whose next sample has index `start_index`."""
+    if not np.isfinite(fs_hz) or fs_hz < 100 or fs_hz > 2000:
+        raise SignalError(f"delineation needs a sampling rate in [100, 2000] Hz, got {fs_hz}")
+    fs = float(fs_hz)
+    return DelineationState(fs_hz=fs, next_index=int(start_index),
+                            pre=int(round(PRE_S * fs)), post=int(round(POST_S * fs)))
+
+
+@lru_cache(maxsize=16)
+def _sos(cut_hz: float, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    sos = np.ascontiguousarray(design.butter(2, min(cut_hz, 0.45 * fs_hz), "lowpass", fs_hz))
+    return sos, design.sosfilt_zi(sos)
+
+
+def _zero_phase(x: np.ndarray, cut_hz: float, fs: float) -> np.ndarray:
+    """Forward-backward low-pass of `(L, n)` float64, each pass started in steady state."""
+    sos, zi = _sos(cut_hz, fs)
+    y = np.array(x, dtype=np.float64, order="C")
+    z = np.ascontiguousarray(zi[None, :, :] * y[:, :1, None])
+    sos_step(sos, y, z)
+    y = np.ascontiguousarray(y[:, ::-1])
+    z = np.ascontiguousarray(zi[None, :, :] * y[:, :1, None])
+    sos_step(sos, y, z)
+    return y[:, ::-1]
+
+
+def _last_below(a: np.ndarray, lo: int, hi: int, thr: float) -> int:
+    """Largest index in [lo, hi) with a < thr; lo when none."""
+    idx = np.flatnonzero(a[lo:hi] < thr)
+    return lo + int(idx[-1]) if idx.size else lo
+
+
+def _first_below(a: np.ndarray, lo: int, hi: int, thr: float) -> int:
+    """Smallest index in [lo, hi) with a < thr; hi - 1 when none."""
+    idx = np.flatnonzero(a[lo:hi] < thr)
+    return lo + int(idx[0]) if idx.size else hi - 1
+
+
+def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
+    """(onset, first slope peak, offset) of one lead's QRS from |slope| `a`."""
+    core = int(round(QRS_CORE_S * fs))
+    lo, hi = r - int(round(QRS_SEARCH_S[0] * fs)), r + int(round(QRS_SEARCH_S[1] * fs))
+    c = a[r - core: r + core + 1]
+    dmax = float(c.max())
+    if dmax <= 0:
+        return None
+    seg = a[lo:hi]
+    is_pk = np.zeros(seg.size, bool)
+    is_pk[1:-1] = (seg[1:-1] >= seg[:-2]) & (seg[1:-1] > seg[2:]) & (seg[1:-1] >= QRS_SIG * dmax)
+    pk = np.flatnonzero(is_pk) + lo
+    if pk.size == 0:
+        return None
+    k = int(np.argmin(np.abs(pk - (r - core + int(np.argmax(c))))))
+    gap = int(round(QRS_GAP_S * fs))
+    i = k
+    while i > 0 and pk[i] - pk[i - 1] <= gap:
+        i -= 1
+    j = k
+    while j < pk.size - 1 and pk[j + 1] - pk[j] <= gap:
+        j += 1
+    first, last = int(pk[i]), int(pk[j])
+    on = _last_below(a, lo - int(round(0.05 * fs)), first, XI_QRS_ON * a[first])
+    off = _first_below(a, last, hi + int(round(0.05 * fs)), XI_QRS_OFF * a[last])
+    return on, first, off
+
+
+def _trapezium(s: np.ndarray, tm: int, tr: int, sign: float) -> int:
+    """Trapezium-area boundary between the steepest point `tm` and reference `tr` (either
+    side): the point t maximising sign * (s[tm] - s[t]) * |2 tr - t - tm|."""
+    if tr == tm:
+        return tm
+    step = 1 if tr > tm else -1
+    t = np.arange(tm, tr + step, step)
+    area = sign * (s[tm] - s[t]) * np.abs(2 * tr - t - tm)
+    return int(t[int(np.argmax(area))])
+
+
+def _wave(s: np.ndarray, d: np.ndarray, lo: int, hi: int, base: np.ndarray, limb: int,
+          ref: int, left_lim: int, right_lim: int) -> tuple[int, int, int, float]:
+    """(onset, peak, offset, deviation) of the largest deviation of `s` from `base` (same
+    length as [lo, hi)) in [lo, hi), with trapezium boundaries inside [left_lim, right_lim]."""
+    dev = s[lo:hi] - base
+    k = int(np.argmax(np.abs(dev)))
+    pk = lo + k
+    sign = 1.0 if dev[k] >= 0 else -1.0
+    # falling limb after the peak: steepest descent towards the baseline (sign-adjusted)
+    a1 = min(pk + limb, right_lim)
+    tm = pk + int(np.argmax(-sign * d[pk:a1 + 1])) if a1 > pk else pk
+    off = _trapezium(s, tm, min(tm + ref, right_lim), sign)
+    a0 = max(pk - limb, left_lim)
+    tm0 = a0 + int(np.argmax(sign * d[a0:pk + 1])) if pk > a0 else pk
+    on = _trapezium(s, tm0, max(tm0 - ref, left_lim), sign)
+    return on, pk, off, float(dev[k])
+
+
+def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: int | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Delineate one beat in `seg` `(L, n)` (mV) whose R is at `r`.
+
+    `t_end`: the T offset may not lie beyond it; `p_start`: nor the P onset before it (the
+    previous beat's T offset; None = only the window bounds it).
+    Returns `(per_lead (L, 9) int64 with -1 = absent, usable (L,) bool, combined (9,) int64)`.
+    """
+    n_leads, n = seg.shape
+    out = np.full((n_leads, len(BOUNDARIES)), -1, dtype=np.int64)
+    comb = np.full(len(BOUNDARIES), -1, dtype=np.int64)
+    finite = np.all(np.isfinite(seg), axis=1)
+    seg = np.where(finite[:, None], seg, 0.0)
+    usable = finite & (np.ptp(seg, axis=1) >= FLAT_MV)
+    if not usable.any():
+        return out, usable, comb
+    margin = int(round(MARGIN_S * fs))
+    x = seg[usable]
+    s40 = _zero_phase(x, QRS_LOWPASS_HZ, fs)
+    s15 = _zero_phase(x, PT_LOWPASS_HZ, fs)
+    a40 = np.abs(np.gradient(s40, axis=1)) * fs
+    d15 = np.gradient(s15, axis=1) * fs
+    rows = np.flatnonzero(usable)
+    # 1. QRS per lead, then combined
+    for i, row in enumerate(rows):
+        q = _qrs_lead(a40[i], r, fs)
+        if q is None:
+            continue
+        on, _, off = q
+        out[row, _B["qrs_on"]], out[row, _B["qrs_off"]] = on, off
+        core = int(round(QRS_CORE_S * fs))
+        bl = np.median(s40[i, max(on - int(0.02 * fs), 0): on + 1])
+        out[row, _B["qrs_peak"]] = r - core + int(np.argmax(np.abs(s40[i, r - core: r + core + 1]
+                                                                     - bl)))
+    got = out[rows, _B["qrs_on"]] >= 0
+    if not got.any():
+        return out, usable, comb
+    qon = int(round(np.quantile(out[rows[got], _B["qrs_on"]], QRS_ON_Q)))
+    qoff = int(round(np.quantile(out[rows[got], _B["qrs_off"]], QRS_OFF_Q)))
+    comb[_B["qrs_on"]], comb[_B["qrs_off"]], comb[_B["qrs_peak"]] = qon, qoff, r
+    # 2. T per lead: between the QRS offset and t_end
+    t_lo = qoff + int(round(T_START_S * fs))
+    t_hi = min(t_end, n - margin)
+    limb, ref = int(round(T_LIMB_S * fs)), int(round(T_REF_S * fs))
+    t_dev = np.zeros(n_leads)
+    p_dev = np.zeros(n_leads)
+    if t_hi - t_lo > int(0.08 * fs):
+        pk_hi = t_hi - int(round(0.04 * fs))
+        w = int(round(0.02 * fs))
+        for i, row in enumerate(rows):
+            base = np.median(s15[i, qon - w: qon + 1])
+            on, pk, off, dev = _wave(s15[i], d15[i], t_lo, pk_hi, base, limb, ref,
+                                     qoff, t_hi)
+            t_dev[row] = abs(dev)
+            out[row, _B["t_on"]], out[row, _B["t_peak"]], out[row, _B["t_off"]] = on, pk, off
+    # 3. P per lead: before the combined QRS onset, after the previous T
+    p_hi = qon - int(round(P_GUARD_S * fs))
+    p_lo = max(qon - int(round(P_SEARCH_S * fs)), margin + int(round(P_LIMB_S * fs)))
+    if p_start is not None:
+        p_lo = max(p_lo, p_start)
+    if p_hi - p_lo > int(0.06 * fs):
+        limb, ref = int(round(P_LIMB_S * fs)), int(round(P_REF_S * fs))
+        w = int(round(0.02 * fs))
+        hf = s40 - s15
+        for i, row in enumerate(rows):
+            b0 = np.median(s15[i, p_lo: p_lo + w + 1])
+            b1 = np.median(s15[i, qon - 2 * w: qon - w // 2 + 1])
+            base = np.linspace(b0, b1, qon - p_lo + 1)[: p_hi - p_lo]
+            on, pk, off, dev = _wave(s15[i], d15[i], p_lo, p_hi, base, limb, ref,
+                                     max(p_lo - limb, margin), qon)
+            noise = float(np.sqrt(np.mean(hf[i, p_lo:qon] ** 2)))
+            if abs(dev) < P_MIN_MV or abs(dev) < P_SNR * noise or not p_lo < pk < p_hi - 1:
+                continue
+            out[row, _B["p_on"]], out[row, _B["p_peak"]], out[row, _B["p_off"]] = on, pk, off
+            p_dev[row] = abs(dev)
+    # 4. combined: median over the leads that found each boundary
+    # (P and T: over the leads where the wave is at least STRONG_FRAC of its largest)
+    n_p = int(np.count_nonzero(out[rows, _B["p_peak"]] >= 0))
+    for name in ("t_on", "t_peak", "t_off", "p_on", "p_peak", "p_off"):
+        dev = (p_dev if name.startswith("p") else t_dev)[rows]
+        v = out[rows, _B[name]]
+        keep = (v >= 0) & (dev >= STRONG_FRAC * dev.max())
+        if name.startswith("p") and n_p < P_LEAD_FRAC * rows.size:
+            continue
+        if keep.any():
+            comb[_B[name]] = int(round(np.quantile(v[keep], COMB_Q.get(name, 0.5))))
+    return out, usable, comb
+
+
+def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None) -> BeatWaves:
+    fs = st.fs_hz
+    h0 = st.next_index - st.hist.shape[1]
+    a, b = r - st.pre, r + st.post
+    n_leads = st.n_leads
+    if a < h0:   # the stream started less than PRE_S before this R: pad with NaN (no P)
+        seg = np.full((n_leads, b - a), np.nan)
+        seg[:, h0 - a:] = st.hist[:, : b - h0]
+        seg[:, : h0 - a] = st.hist[:, :1]
+    else:
+        seg = st.hist[:, a - h0: b - h0]
+    rr = st.prev_rr if st.prev_rr is not None else int(round(DEFAULT_RR_S * fs))
+    t0, t1, t2 = T_END_MAX_S
+    t_end = r + int(round(min(t0 + t1 * rr / fs, t2) * fs))
+    if next_r is not None:
+        t_end = min(t_end, next_r - int(round(NEXT_GUARD_S * fs)))
+    p_start = None
+    if st.prev_t_off is not None:
+        p_start = st.prev_t_off
+    if a < h0:
+        p_start = max(p_start if p_start is not None else a, h0 + int(round(MARGIN_S * fs)))
+    per, usable, comb = delineate_window(seg, st.pre, fs, t_end - a,
+                                         None if p_start is None else p_start - a)
+    per = np.where(per >= 0, per + a, -1)
+    pts = {name: (int(comb[i]) + a if comb[i] >= 0 else None)
+           for i, name in enumerate(BOUNDARIES)}
+    valid = bool(usable.any() and pts["qrs_on"] is not None)
+    rr_ms = (r - st.prev_r) * 1000.0 / fs if st.prev_r is not None else None
+    if st.prev_r is not None:
+        st.prev_rr = r - st.prev_r
+    st.prev_r = r
+    if pts["t_off"] is not None:
+        st.prev_t_off = pts["t_off"]
+    elif pts["qrs_off"] is not None:
+        st.prev_t_off = pts["qrs_off"]
+    return BeatWaves(r=int(r), decided_at=int(decided_at), fs_hz=fs, valid=valid,
+                     points=pts, per_lead=per, rr_ms=rr_ms)
+
+
+def delineate(x: np.ndarray, beats, state: DelineationState
+              ) -> tuple[list[BeatWaves], DelineationState]:
+    """Take the next chunk `x` `(T,)` or `(T, L)` (mV) and the beats the detector decided in
+    it (`qrs.Beat`s, or `(r, decided_at)` pairs); returns the beats delineated now.
+
+    A beat is delineated once the stream holds `POST_S` after its R; the next beat bounds its
+    T search only if that beat was decided by then, so the result does not depend on chunking.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise SignalError(f"delineation takes (T,) or (T, n_leads) samples, got {x.shape}")
+    st = DelineationState(**state.__dict__)
+    if st.n_leads is None:
+        st.n_leads = x.shape[1]
+        st.hist = np.zeros((st.n_leads, 0))
+    elif x.shape[1] != st.n_leads:
+        raise SignalError(f"delineation state is for {st.n_leads} leads, chunk has {x.shape[1]}")
+    new = tuple((int(b.index), int(b.decided_at)) if hasattr(b, "index") else
+                (int(b[0]), int(b[1])) for b in beats)
+    st.pending = tuple(sorted(st.pending + new))
+    if x.shape[0]:
+        st.hist = np.concatenate([st.hist, x.T], axis=1)
+        st.next_index += x.shape[0]
+    out = []
+    while st.pending and st.pending[0][0] + st.post <= st.next_index:
+        r, dec = st.pending[0]
+        due = r + st.post
+        later = [p for p in st.pending[1:] if p[1] <= due]
+        next_r = min(p[0] for p in later) if later else None
+        st.pending = st.pending[1:]
+        out.append(_run_beat(st, r, max(dec, due), next_r))
+    # keep what the pending beats (and the next beats to come) may still read
+    keep_from = st.next_index - st.pre - st.post
+    if st.pending:
+        keep_from = min(keep_from, st.pending[0][0] - st.pre)
+    h0 = st.next_index - st.hist.shape[1]
+    if keep_from > h0:
+        st.hist = st.hist[:, keep_from - h0:]
+    return out, st
+
+
+def delineate_record(x: np.ndarray, fs_hz: float, beats=None) -> list[BeatWaves]:
+    """Delineate a whole record `(T, L)` in one call: what a stream fed the same samples
+    reports. `beats`: R peaks with decision samples (`qrs.Beat`s or pairs); default: the QRS
+    detector on all leads, flushed at the end. Beats within `POST_S` of the end are
+    delineated with the signal held at its last sample (`delineate_flush`)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if beats is None:
+        from edge_ecg.signal.qrs import qrs_detect, qrs_flush, qrs_initial
+
+        clean = np.where(np.isfinite(x), x, 0.0)
+        beats, qst = qrs_detect(clean, qrs_initial(fs_hz))
+        beats = beats + qrs_flush(qst)[0]
+    out, st = delineate(x, beats, delineate_initial(fs_hz))
+    return out + delineate_flush(st)[0]
+
+
+def delineate_flush(state: DelineationState) -> tuple[list[BeatWaves], DelineationState]:
+    """End of a finite stream: delineate the beats still waiting, with NaN after the end
+    (leads are then unusable for those beats, so they come out `valid=False`) -- unless the
+    window is complete. Beats whose window runs past the end are reported invalid rather than
+    delineated from samples that never came."""
+    st = DelineationState(**state.__dict__)
+    if not st.pending or st.n_leads is None:
+        return [], st
+    out = []
+    for r, dec in st.pending:
+        n_leads = st.n_leads
+        fs = st.fs_hz
+        out.append(BeatWaves(r=int(r), decided_at=int(st.next_index), fs_hz=fs, valid=False,
+                             points={b: None for b in BOUNDARIES},
+                             per_lead=np.full((n_leads, len(BOUNDARIES)), -1, np.int64),
+                             rr_ms=(r - st.prev_r) * 1000.0 / fs if st.prev_r is not None
+                             else None))
+        st.prev_r = r
+    st.pending = ()
+    return out, st
+
+
+__all__ = ["BOUNDARIES", "BeatWaves", "DelineationState", "delineate", "delineate_flush",
+           "delineate_initial", "delineate_record", "delineate_window"]
