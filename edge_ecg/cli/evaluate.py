@@ -3,7 +3,10 @@
     edge-ecg evaluate --checkpoint DIR --data SPEC [--json]
     edge-ecg evaluate --bundle DIR [--variant NAME] --data SPEC [--json]
 
-With --json, stdout is one JSON object {task: {metric: value}}.
+Prints the field's standard metrics for each database in the data (edge_ecg.model.field_metrics):
+CinC 2017 challenge F1 per recording, age MAE / sex AUC and F1 / rhythm macro F1 per PTB-XL or
+LUDB record, RR MAE and AF-episode Se/+P on MIT-BIH, and every task's window metrics. With
+--json, stdout is one JSON object: {"windows": {task: {metric: value}}, "<database>": {...}}.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def _checkpoint_outputs(args, progress: bool):
     model = load_checkpoint(args.checkpoint)
     cfg = model.cfg
     ds = load_dataset(args.data, cfg.contract, cfg.task_set, seed=args.seed, progress=progress)
-    return cfg.task_set, predict(model, ds.inputs, args.batch_size), ds
+    return cfg.task_set, predict(model, ds.inputs, args.batch_size), ds, cfg.contract.window_s
 
 
 def _bundle_outputs(args, progress: bool):
@@ -66,24 +69,35 @@ def _bundle_outputs(args, progress: bool):
                 parts.setdefault(task, []).append(np.asarray(res[name]))
     finally:
         backend.close()
-    return tasks, {k: np.concatenate(v) for k, v in parts.items()}, ds
+    return tasks, {k: np.concatenate(v) for k, v in parts.items()}, ds, contract.window_s
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ecg.model.metrics import format_metrics, task_metrics
+    from edge_ecg.model.field_metrics import field_metrics
+    from edge_ecg.model.metrics import format_metrics
 
     progress = not args.json
     if args.checkpoint:
-        tasks, outputs, ds = _checkpoint_outputs(args, progress)
+        tasks, outputs, ds, window_s = _checkpoint_outputs(args, progress)
     else:
-        tasks, outputs, ds = _bundle_outputs(args, progress)
-    metrics = task_metrics(tasks, outputs, ds.labels)
+        tasks, outputs, ds, window_s = _bundle_outputs(args, progress)
+    metrics = field_metrics(tasks, outputs, ds, window_s)
+    metrics["n_windows"] = len(ds)
+    metrics["data"] = args.data
     if args.json:
-        print(json.dumps(metrics, sort_keys=True))
+        print(json.dumps(metrics, sort_keys=True, default=float))
         print(DISCLAIMER, file=sys.stderr)
         return 0
     src = args.checkpoint or args.bundle
     print(f"{src} on {args.data} ({len(ds)} windows):")
-    print(format_metrics(metrics, {t.name: t.unit for t in tasks}))
+    print(format_metrics(metrics["windows"], {t.name: t.unit for t in tasks}))
+    for name, res in metrics.items():
+        if name in ("windows", "n_windows", "data") or not isinstance(res, dict):
+            continue
+        fields = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                  for k, v in res.items() if k not in ("tasks", "confusion")]
+        print(f"  {name:<10} " + "  ".join(fields))
+        if "confusion" in res:
+            print(f"  {'':<10} confusion (rows: reference, cols: call): {res['confusion']}")
     print(DISCLAIMER)
     return 0

@@ -17,7 +17,9 @@ from edge_ecg import DISCLAIMER
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True,
-                   help="data spec: synth:N[?..], an EnECG .jsonl, a PTB-XL folder, mitdb:DIR")
+                   help="data spec: cinc2017:DIR, ptbxl:DIR, ludb:DIR, mitdb:DIR, synth:N[?..], an "
+                        "EnECG .jsonl, a mixture 'SPEC;SPEC' or recipe:NAME|PATH.toml (the "
+                        "bundled model: recipe:bundled); options ?folds=..&tasks=..&weight=..")
     p.add_argument("--tasks", default="",
                    help="comma-separated task names (default: every task in tasks.toml)")
     p.add_argument("--preset", default="edge", choices=["tiny", "edge", "base"])
@@ -42,6 +44,33 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--balance-weight", type=float, default=None,
                    help="weight of that loss (default: the config's, 0.05)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def training_provenance(ds) -> dict[str, dict[str, int]]:
+    """{task: {database: labelled windows}}: where each task's labels came from."""
+    import numpy as np
+
+    from edge_ecg.model.field_metrics import source_of
+
+    src = np.asarray([source_of(m["record"]) for m in ds.meta])
+    out = {}
+    for task, y in ds.labels.items():
+        ok = np.isfinite(y)
+        names, counts = np.unique(src[ok], return_counts=True)
+        out[task] = {str(n): int(c) for n, c in zip(names, counts)}
+    return out
+
+
+def describe_provenance(prov: dict[str, dict[str, int]]) -> str:
+    """One line per task: 'arrhythmia: real ECGs (cinc2017 15000, mitdb 4000 windows)'."""
+    parts = []
+    for task, by in prov.items():
+        real = {k: v for k, v in by.items() if k != "synth"}
+        kind = ("real ECGs" if real and "synth" not in by else
+                "synthetic ECGs only" if not real else "real and synthetic ECGs")
+        detail = ", ".join(f"{k} {v}" for k, v in by.items())
+        parts.append(f"{task}: {kind} ({detail} windows)" if by else f"{task}: no labels")
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +106,10 @@ def run(args: argparse.Namespace) -> int:
                          external_checkpoint=args.external_checkpoint)
         cfg = ECGMoEConfig.preset(args.preset, tasks, contract, **extra).baseline(args.variant)
         ds = load_dataset(args.data, contract, tasks, seed=args.seed,
-                          progress=not args.no_progress and rank == 0)
+                          progress=not args.no_progress and rank == 0, compact=True)
+        provenance = training_provenance(ds)
         train_ds, val_ds = ds.split(args.val_frac, seed=args.seed)
+        del ds                  # the split copies: ~80 h of windows must not be held twice
         if len(train_ds) < 2:
             raise CheckpointError(f"data {args.data!r} gives {len(train_ds)} training window(s): "
                                   "too few to train; use more records")
@@ -102,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
                          "finetune": res.history.train_loss,
                          "finetune_first_batches": res.history.first_loss},
                 "seconds": res.history.seconds,
+                "training_data": describe_provenance(provenance),
+                "task_training_data": provenance,
             }
             training = {"data": args.data, "preset": args.preset, "variant": args.variant,
                         "world_size": world, **settings_dict(settings)}

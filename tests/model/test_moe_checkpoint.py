@@ -71,6 +71,8 @@ def test_evaluate_cli_prints_json_metrics(tmp_path, tiny_cfg, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path), "--data", "synth:3?seed=9",
                  "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == set(tiny_cfg.task_names)
-    assert doc["rr_interval"]["n"] == 3 and doc["rr_interval"]["mae"] >= 0
-    assert "macro_f1" in doc["arrhythmia"]
+    win = doc["windows"]
+    assert set(win) == set(tiny_cfg.task_names)
+    assert win["rr_interval"]["n"] == 3 and win["rr_interval"]["mae"] >= 0
+    assert "macro_f1" in win["arrhythmia"]
+    assert doc["n_windows"] == 3 and doc["synth"]["windows"] == 3
