@@ -56,7 +56,8 @@ FALL = 0.5                     # candidate final when the MWI falls to half its 
 MAX_WAIT_S = 0.180             # ... or after this long (wide complexes)
 REFRACTORY_S = 0.200           # physiological refractory period (P&T, H&T)
 TWAVE_S = 0.360                # T-wave discrimination window (H&T rule 3)
-PREMATURE_RR = 0.5             # earlier than half the mean RR: must be as large as a QRS
+PREMATURE_RR = 0.4             # earlier than 40 % of the mean RR: must be as large as a QRS
+PREMATURE_LEVEL = 1.0          # ... as large as this fraction of the typical QRS
 TWAVE_SLOPE = 0.5              # T wave: max slope below half the last QRS's
 THRESHOLD = 0.4                # detection threshold coefficient (H&T: 0.3125; tuned)
 LEVEL_BEATS = 8                # medians over the last 8 QRS / noise peaks (H&T)
@@ -72,6 +73,8 @@ BLS_EXTRA_S = 0.100            # slope-pair search: the MWI window plus 100 ms (
 BLS_PAIR_S = 0.200             # max and min slope within this of each other (OSEA: 150 ms;
                                # paced complexes of MIT-BIH 104 need 200 ms)
 BLS_RATIO = 0.125              # OSEA: each at least 1/8 of the other
+HOLD_S = 0.25
+HOLD_LEVEL = 0.8
 HISTORY_S = 1.0                # raw and slope samples kept for refinement and slope tests
 
 
@@ -110,7 +113,8 @@ class QRSState:
     hist_raw: np.ndarray | None = None    # (L, <= n_hist) input samples ending at next_index
     hist_e: np.ndarray | None = None      # (<= n_hist,) |slope|
     hist_d: np.ndarray | None = None      # (L, <= n_hist) signed slope per lead
-    pending: tuple[int, float] | None = None   # candidate peak (index, MWI value) not final yet
+    pending: tuple | None = None          # candidate peak (index, MWI value, held until) not final
+    hold: int = 0
     learning: bool = True
     learn_max: float = 0.0
     learned: tuple = ()                   # candidates (p, v, slope, snippet) while learning
@@ -120,6 +124,7 @@ class QRSState:
     rr: tuple = ()                        # last RR intervals between QRS MWI peaks, samples
     last_p: int | None = None             # MWI peak of the last QRS
     last_slope: float = 0.0
+    qrs_slopes: tuple = ()                # max slopes of the last QRS complexes
     last_r: int = -1                      # R index of the last beat reported
     due: int | None = None                # sample index at which search back falls due
     searchback: tuple = ()                # noise peaks since the last QRS (p, v, slope, snippet)
@@ -143,6 +148,7 @@ def qrs_initial(fs_hz: float, start_index: int = 0) -> QRSState:
                     sos=_design_sos(fs), n_mwi=max(1, int(round(MWI_S * fs))),
                     n_hist=int(round(HISTORY_S * fs)), max_wait=int(round(MAX_WAIT_S * fs)),
                     refr=int(round(REFRACTORY_S * fs)), twave=int(round(TWAVE_S * fs)),
+                    hold=int(round(HOLD_S * fs)),
                     learn_end=int(start_index) + int(round(LEARN_S * fs)))
 
 
@@ -160,6 +166,12 @@ def _set_levels(st: QRSState, qrs: tuple | None = None, noise: tuple | None = No
     spk = _median(st.qrs_levels) if st.qrs_levels else 0.0
     npk = _median(st.noise_levels) if st.noise_levels else 0.0
     st.threshold = npk + THRESHOLD * (spk - npk)
+
+
+def _doubtful(st: QRSState, v: float) -> bool:
+    """A candidate smaller than HOLD_LEVEL of the typical QRS: it may be a P wave or an
+    artefact ahead of the real QRS, so it waits for a larger peak before it is decided."""
+    return (not st.learning) and bool(st.qrs_levels) and v < HOLD_LEVEL * _median(st.qrs_levels)
 
 
 def _wait_from(st: QRSState, at: int) -> None:
@@ -186,6 +198,7 @@ def _accept(st: QRSState, ck: _Chunk, p: int, v: float, slope: float, r: int,
         st.rr = (st.rr + (p - st.last_p,))[-LEVEL_BEATS:]
     st.last_p = p
     st.last_slope = slope
+    st.qrs_slopes = (st.qrs_slopes + (slope,))[-LEVEL_BEATS:]
     st.searchback = ()
     # a searched-back peak counts double: the level follows an amplitude drop faster
     # (P&T weigh it 0.25 instead of 0.125 in their running average)
@@ -208,10 +221,11 @@ def _classify(st: QRSState, ck: _Chunk, p: int, v: float, slope: float, snip: tu
         if since < ck.refr:
             return
         if st.rr and since < PREMATURE_RR * sum(st.rr) / len(st.rr) \
-                and v < _median(st.qrs_levels):
+                and v < PREMATURE_LEVEL * _median(st.qrs_levels):
             _set_levels(st, noise=st.noise_levels + (v,))
             return
-        if since < ck.twave and slope < TWAVE_SLOPE * st.last_slope:
+        if since < ck.twave and slope < TWAVE_SLOPE * min(st.last_slope,
+                                                          _median(st.qrs_slopes)):
             _set_levels(st, noise=st.noise_levels + (v,))
             return
     if snip is None:
@@ -347,30 +361,41 @@ def qrs_detect(x: np.ndarray, state: QRSState) -> tuple[list[Beat], QRSState]:
         if st.pending is None:
             if k >= n_peaks:
                 break
-            st.pending = (peaks[k], peak_vals[k])
+            st.pending = (peaks[k], peak_vals[k], None)
             k += 1
             continue
-        p, v = st.pending
-        lo = max(p + 1, start)
-        hi = min(p + max_wait, end - 1)
+        p, v, hold = st.pending
         f = None
-        if hi >= lo:
-            below = m[lo - start: hi - start + 1] < FALL * v
-            j = int(below.argmax())
-            if below[j]:
-                f = lo + j
-        if f is None and p + max_wait <= end - 1:
-            f = p + max_wait
+        if hold is None:
+            lo = max(p + 1, start)
+            hi = min(p + max_wait, end - 1)
+            if hi >= lo:
+                below = m[lo - start: hi - start + 1] < FALL * v
+                j = int(below.argmax())
+                if below[j]:
+                    f = lo + j
+            if f is None and p + max_wait <= end - 1:
+                f = p + max_wait
+        elif hold <= end - 1:
+            f = hold
         # a larger maximum before the decision replaces the candidate (H&T rule 1)
         limit = f if f is not None else end
         while k < n_peaks and peaks[k] < limit and peak_vals[k] <= v:
             k += 1
         if k < n_peaks and peaks[k] < limit:
-            st.pending = (peaks[k], peak_vals[k])
+            st.pending = (peaks[k], peak_vals[k], None)
             k += 1
             continue
         if f is None:
             break  # not final yet: carried to the next chunk
+        if hold is None:
+            # events due up to f first (as _finalise does), so the test below sees the same
+            # state in any chunking; a weak candidate then waits HOLD_S for a larger peak
+            while st.due is not None and st.due <= f:
+                _search_back(st, ck, st.due)
+            if p + st.hold > f and _doubtful(st, v):
+                st.pending = (p, v, p + st.hold)
+                continue
         st.pending = None
         _finalise(st, ck, p, v, f)
 
@@ -394,7 +419,7 @@ def qrs_flush(state: QRSState) -> tuple[list[Beat], QRSState]:
     end = st.next_index
     ck = _Chunk(st, st.hist_raw, st.hist_e, end - st.hist_e.size, st.hist_d)
     if st.pending is not None:
-        p, v = st.pending
+        p, v, _ = st.pending
         st.pending = None
         _finalise(st, ck, p, v, end)
     if st.learning:
