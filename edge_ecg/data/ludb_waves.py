@@ -64,8 +64,7 @@ def read_lead_waves(record: str | Path, lead: str) -> LeadWaves:
     import wfdb
 
     record = str(record)
-    if record.endswith(".hea"):
-        record = record[:-4]
+    record = record.removesuffix(".hea")
     lead = lead.lower()
     path = Path(f"{record}.{lead}")
     if not path.is_file():
@@ -73,7 +72,7 @@ def read_lead_waves(record: str | Path, lead: str) -> LeadWaves:
                           f"{', '.join('.' + x for x in LEADS)})")
     try:
         ann = wfdb.rdann(record, lead)
-    except Exception as exc:  # noqa: BLE001 - wfdb raises many kinds for a bad file
+    except Exception as exc:  # wfdb raises many kinds for a bad file
         raise RecordError(f"{path}: unreadable as a WFDB annotation file ({exc!r}); "
                           f"re-download it from LUDB") from exc
     samples = np.asarray(ann.sample, dtype=np.int64)
@@ -172,7 +171,7 @@ def score_boundary(name: str, det: np.ndarray, ref: LeadWaves) -> BoundaryScore:
 
     r = np.asarray(ref[name], dtype=np.int64)
     d = np.sort(np.asarray(det, dtype=np.int64))
-    mr, md = match_beats(r, d, int(round(MATCH_S * ref.fs_hz)))
+    mr, md = match_beats(r, d, round(MATCH_S * ref.fs_hz))
     un = np.ones(d.size, bool)
     un[md] = False
     fp = int(np.count_nonzero(un & (d >= ref.span[0]) & (d <= ref.span[1])))

@@ -53,14 +53,15 @@ _B = {name: i for i, name in enumerate(BOUNDARIES)}
 PRE_S = 0.60            # window before R: P up to ~0.45 s before R (PR <= 0.34 s) + filter margin
 POST_S = 0.80           # window after R: T offset up to T_END_MAX_S + filter margin = the delay
 MARGIN_S = 0.10         # filter edge margin kept out of every search window
-QRS_LOWPASS_HZ = 40.0   # keeps the QRS slopes, removes most muscle noise
+QRS_LOWPASS_HZ = 60.0   # LUDB: keeps the QRS corners sharp (40 Hz widened them ~8 ms)
 PT_LOWPASS_HZ = 15.0    # P and T carry little above 15 Hz
 QRS_CORE_S = 0.05       # largest |slope| within 50 ms of R sets the scale
 QRS_SEARCH_S = (0.15, 0.20)   # slope peaks searched from 150 ms before to 200 ms after R
 QRS_SIG = 0.20          # LUDB: a slope peak belongs to the QRS above 20 % of the largest
-QRS_GAP_S = 0.06        # ... and within 60 ms of its neighbour in the chain
-XI_QRS_ON = 0.02        # LUDB: onset where |slope| < 2 % of the first slope peak
-XI_QRS_OFF = 0.03       # LUDB: offset where |slope| < 3 % of the last slope peak
+QRS_SMALL = 0.10        # LUDB: smaller slope peaks (q, terminal s) above 10 % join the QRS
+QRS_GAP_S = 0.04        # LUDB: ... and within 40 ms of its neighbour in the chain
+XI_QRS_ON = 0.04        # LUDB: onset where |slope| < 4 % of the first slope peak
+XI_QRS_OFF = 0.08       # LUDB: offset where |slope| < 8 % of the last slope peak
 T_START_S = 0.06        # T search starts 60 ms after the QRS offset (ST segment)
 T_END_MAX_S = (0.20, 0.50, 0.70)   # T offset at most a + b * RR after R, and never past c
 T_LIMB_S = 0.16         # steepest point of a T limb within 160 ms of the peak
@@ -79,6 +80,9 @@ COMB_Q = {}              # LUDB: quantile of the leads' P/T boundaries (default 
 FLAT_MV = 0.01          # a lead with < 10 uV peak-to-peak in the window is flat (lead off)
 NEXT_GUARD_S = 0.10     # T must end 100 ms before the next beat's R when it is known
 DEFAULT_RR_S = 0.8
+HOLD_S = 3.0            # input kept this long: the detector decides a beat at most ~2 s after
+                        # its R (learning period, search back); a beat decided later than
+                        # HOLD_S after R finds its samples gone and is reported invalid
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,8 @@ class DelineationState:
     post: int
     n_leads: int | None = None
     hist: np.ndarray | None = None  # (L, n) input samples ending at next_index
+    start_index: int = 0            # index of the stream's first sample
+    first: np.ndarray | None = None  # (L,) the stream's first sample
     pending: tuple = ()             # (r, decided_at) of beats not delineated yet, ascending
     prev_r: int | None = None       # R of the last beat delineated
     prev_t_off: int | None = None   # its T offset (bounds the next P search)
@@ -155,7 +161,7 @@ def delineate_initial(fs_hz: float, start_index: int = 0) -> DelineationState:
         raise SignalError(f"delineation needs a sampling rate in [100, 2000] Hz, got {fs_hz}")
     fs = float(fs_hz)
     return DelineationState(fs_hz=fs, next_index=int(start_index),
-                            pre=int(round(PRE_S * fs)), post=int(round(POST_S * fs)))
+                            pre=round(PRE_S * fs), post=round(POST_S * fs))
 
 
 @lru_cache(maxsize=16)
@@ -190,8 +196,8 @@ def _first_below(a: np.ndarray, lo: int, hi: int, thr: float) -> int:
 
 def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
     """(onset, first slope peak, offset) of one lead's QRS from |slope| `a`."""
-    core = int(round(QRS_CORE_S * fs))
-    lo, hi = r - int(round(QRS_SEARCH_S[0] * fs)), r + int(round(QRS_SEARCH_S[1] * fs))
+    core = round(QRS_CORE_S * fs)
+    lo, hi = r - round(QRS_SEARCH_S[0] * fs), r + round(QRS_SEARCH_S[1] * fs)
     c = a[r - core: r + core + 1]
     dmax = float(c.max())
     if dmax <= 0:
@@ -203,7 +209,7 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
     if pk.size == 0:
         return None
     k = int(np.argmin(np.abs(pk - (r - core + int(np.argmax(c))))))
-    gap = int(round(QRS_GAP_S * fs))
+    gap = round(QRS_GAP_S * fs)
     i = k
     while i > 0 and pk[i] - pk[i - 1] <= gap:
         i -= 1
@@ -211,8 +217,24 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
     while j < pk.size - 1 and pk[j + 1] - pk[j] <= gap:
         j += 1
     first, last = int(pk[i]), int(pk[j])
-    on = _last_below(a, lo - int(round(0.05 * fs)), first, XI_QRS_ON * a[first])
-    off = _first_below(a, last, hi + int(round(0.05 * fs)), XI_QRS_OFF * a[last])
+    thr_on, thr_off = XI_QRS_ON * a[first], XI_QRS_OFF * a[last]
+    # small initial/terminal deflections (a q wave, a terminal s): slope peaks above
+    # QRS_SMALL of the largest, chained on within QRS_GAP_S, extend the complex; the threshold
+    # stays relative to the main slope peak, but below half the small one
+    small = np.flatnonzero((seg[1:-1] >= seg[:-2]) & (seg[1:-1] > seg[2:])
+                           & (seg[1:-1] >= QRS_SMALL * dmax)) + 1 + lo
+    ext = small[(small < first) & (small >= first - gap)]
+    while ext.size:
+        first = int(ext[0])
+        thr_on = min(thr_on, 0.5 * a[first])
+        ext = small[(small < first) & (small >= first - gap)]
+    ext = small[(small > last) & (small <= last + gap)]
+    while ext.size:
+        last = int(ext[-1])
+        thr_off = min(thr_off, 0.5 * a[last])
+        ext = small[(small > last) & (small <= last + gap)]
+    on = _last_below(a, lo - round(0.05 * fs), first, thr_on)
+    off = _first_below(a, last, hi + round(0.05 * fs), thr_off)
     return on, first, off
 
 
@@ -261,7 +283,7 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
     usable = finite & (np.ptp(seg, axis=1) >= FLAT_MV)
     if not usable.any():
         return out, usable, comb
-    margin = int(round(MARGIN_S * fs))
+    margin = round(MARGIN_S * fs)
     x = seg[usable]
     s40 = _zero_phase(x, QRS_LOWPASS_HZ, fs)
     s15 = _zero_phase(x, PT_LOWPASS_HZ, fs)
@@ -275,25 +297,25 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
             continue
         on, _, off = q
         out[row, _B["qrs_on"]], out[row, _B["qrs_off"]] = on, off
-        core = int(round(QRS_CORE_S * fs))
+        core = round(QRS_CORE_S * fs)
         bl = np.median(s40[i, max(on - int(0.02 * fs), 0): on + 1])
         out[row, _B["qrs_peak"]] = r - core + int(np.argmax(np.abs(s40[i, r - core: r + core + 1]
                                                                      - bl)))
     got = out[rows, _B["qrs_on"]] >= 0
     if not got.any():
         return out, usable, comb
-    qon = int(round(np.quantile(out[rows[got], _B["qrs_on"]], QRS_ON_Q)))
-    qoff = int(round(np.quantile(out[rows[got], _B["qrs_off"]], QRS_OFF_Q)))
+    qon = round(np.quantile(out[rows[got], _B["qrs_on"]], QRS_ON_Q))
+    qoff = round(np.quantile(out[rows[got], _B["qrs_off"]], QRS_OFF_Q))
     comb[_B["qrs_on"]], comb[_B["qrs_off"]], comb[_B["qrs_peak"]] = qon, qoff, r
     # 2. T per lead: between the QRS offset and t_end
-    t_lo = qoff + int(round(T_START_S * fs))
+    t_lo = qoff + round(T_START_S * fs)
     t_hi = min(t_end, n - margin)
-    limb, ref = int(round(T_LIMB_S * fs)), int(round(T_REF_S * fs))
+    limb, ref = round(T_LIMB_S * fs), round(T_REF_S * fs)
     t_dev = np.zeros(n_leads)
     p_dev = np.zeros(n_leads)
     if t_hi - t_lo > int(0.08 * fs):
-        pk_hi = t_hi - int(round(0.04 * fs))
-        w = int(round(0.02 * fs))
+        pk_hi = t_hi - round(0.04 * fs)
+        w = round(0.02 * fs)
         for i, row in enumerate(rows):
             base = np.median(s15[i, qon - w: qon + 1])
             on, pk, off, dev = _wave(s15[i], d15[i], t_lo, pk_hi, base, limb, ref,
@@ -301,13 +323,13 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
             t_dev[row] = abs(dev)
             out[row, _B["t_on"]], out[row, _B["t_peak"]], out[row, _B["t_off"]] = on, pk, off
     # 3. P per lead: before the combined QRS onset, after the previous T
-    p_hi = qon - int(round(P_GUARD_S * fs))
-    p_lo = max(qon - int(round(P_SEARCH_S * fs)), margin + int(round(P_LIMB_S * fs)))
+    p_hi = qon - round(P_GUARD_S * fs)
+    p_lo = max(qon - round(P_SEARCH_S * fs), margin + round(P_LIMB_S * fs))
     if p_start is not None:
         p_lo = max(p_lo, p_start)
     if p_hi - p_lo > int(0.06 * fs):
-        limb, ref = int(round(P_LIMB_S * fs)), int(round(P_REF_S * fs))
-        w = int(round(0.02 * fs))
+        limb, ref = round(P_LIMB_S * fs), round(P_REF_S * fs)
+        w = round(0.02 * fs)
         hf = s40 - s15
         for i, row in enumerate(rows):
             b0 = np.median(s15[i, p_lo: p_lo + w + 1])
@@ -330,7 +352,7 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
         if name.startswith("p") and n_p < P_LEAD_FRAC * rows.size:
             continue
         if keep.any():
-            comb[_B[name]] = int(round(np.quantile(v[keep], COMB_Q.get(name, 0.5))))
+            comb[_B[name]] = round(np.quantile(v[keep], COMB_Q.get(name, 0.5)))
     return out, usable, comb
 
 
@@ -339,22 +361,25 @@ def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None)
     h0 = st.next_index - st.hist.shape[1]
     a, b = r - st.pre, r + st.post
     n_leads = st.n_leads
-    if a < h0:   # the stream started less than PRE_S before this R: pad with NaN (no P)
+    if a < st.start_index:   # the stream began less than PRE_S before this R: hold its first
+        seg = np.empty((n_leads, b - a))   # sample before it (P then searched after it only)
+        seg[:, st.start_index - a:] = st.hist[:, st.start_index - h0: b - h0]
+        seg[:, : st.start_index - a] = st.first[:, None]
+    elif a < h0:   # decided more than HOLD_S after its R: its samples are gone
         seg = np.full((n_leads, b - a), np.nan)
-        seg[:, h0 - a:] = st.hist[:, : b - h0]
-        seg[:, : h0 - a] = st.hist[:, :1]
     else:
         seg = st.hist[:, a - h0: b - h0]
-    rr = st.prev_rr if st.prev_rr is not None else int(round(DEFAULT_RR_S * fs))
+    rr = st.prev_rr if st.prev_rr is not None else round(DEFAULT_RR_S * fs)
     t0, t1, t2 = T_END_MAX_S
-    t_end = r + int(round(min(t0 + t1 * rr / fs, t2) * fs))
+    t_end = r + round(min(t0 + t1 * rr / fs, t2) * fs)
     if next_r is not None:
-        t_end = min(t_end, next_r - int(round(NEXT_GUARD_S * fs)))
+        t_end = min(t_end, next_r - round(NEXT_GUARD_S * fs))
     p_start = None
     if st.prev_t_off is not None:
         p_start = st.prev_t_off
-    if a < h0:
-        p_start = max(p_start if p_start is not None else a, h0 + int(round(MARGIN_S * fs)))
+    if a < st.start_index:
+        p_start = max(p_start if p_start is not None else a,
+                      st.start_index + round(MARGIN_S * fs))
     per, usable, comb = delineate_window(seg, st.pre, fs, t_end - a,
                                          None if p_start is None else p_start - a)
     per = np.where(per >= 0, per + a, -1)
@@ -388,8 +413,12 @@ def delineate(x: np.ndarray, beats, state: DelineationState
         raise SignalError(f"delineation takes (T,) or (T, n_leads) samples, got {x.shape}")
     st = DelineationState(**state.__dict__)
     if st.n_leads is None:
+        if x.shape[0] == 0:
+            return [], st
         st.n_leads = x.shape[1]
         st.hist = np.zeros((st.n_leads, 0))
+        st.first = x[0].copy()
+        st.start_index = st.next_index
     elif x.shape[1] != st.n_leads:
         raise SignalError(f"delineation state is for {st.n_leads} leads, chunk has {x.shape[1]}")
     new = tuple((int(b.index), int(b.decided_at)) if hasattr(b, "index") else
@@ -407,7 +436,7 @@ def delineate(x: np.ndarray, beats, state: DelineationState
         st.pending = st.pending[1:]
         out.append(_run_beat(st, r, max(dec, due), next_r))
     # keep what the pending beats (and the next beats to come) may still read
-    keep_from = st.next_index - st.pre - st.post
+    keep_from = st.next_index - st.pre - round(HOLD_S * st.fs_hz)
     if st.pending:
         keep_from = min(keep_from, st.pending[0][0] - st.pre)
     h0 = st.next_index - st.hist.shape[1]
