@@ -3,13 +3,21 @@ whose boundaries are known exactly, bad input marked, QTc formulas."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
 from edge_ecg.data.synth import synthesize
 from edge_ecg.errors import SignalError
 from edge_ecg.signal.delineate import (
-    BOUNDARIES, POST_S, delineate, delineate_flush, delineate_initial, delineate_record)
+    BOUNDARIES,
+    POST_S,
+    delineate,
+    delineate_flush,
+    delineate_initial,
+    delineate_record,
+)
 from edge_ecg.signal.intervals import qtc_bazett_ms, qtc_fridericia_ms, window_intervals
 from edge_ecg.signal.qrs import qrs_detect, qrs_flush, qrs_initial
 
@@ -77,7 +85,7 @@ def test_intervals_on_synthetic_beats_within_10_ms(pr_s, qrs_s, qt_s, rr_s):
 def _stream(x: np.ndarray, fs: float, cuts: np.ndarray):
     qst, dst = qrs_initial(fs), delineate_initial(fs)
     out = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in pairwise(cuts):
         beats, qst = qrs_detect(x[a:b], qst)
         got, dst = delineate(x[a:b], beats, dst)
         out += got
