@@ -11,8 +11,8 @@
   (an index jump). Spans an edge-ecg recording marked as fill (`recording.FILL_TEXT`: samples
   the session never received) are skipped the same way, so a replay sees the session's gaps.
 - Annotations: every EDF+ annotation becomes an `AnnotationEvent` (type "annotation"),
-  released by `take_events(upto)` once the replay has passed its onset; the pipeline emits
-  them between the chunk's own events. An edge-ecg recording's annotations are the events of
+  released by `take_events(upto)` once the pipeline has processed the samples up to its onset;
+  the pipeline emits them after that chunk's own events. An edge-ecg recording's annotations are the events of
   the recorded session, JSON in `text`.
 - Pace as `record:` (`ReplaySource`): real time (a live device: chunks dropped and counted
   when the consumer falls behind) or as fast as the consumer takes them (`speed=max`).
@@ -78,7 +78,6 @@ class EdfSource(Source):
         self._chunk_s = float(options["chunk_s"]) if "chunk_s" in options else (
             REALTIME_CHUNK_S if self.speed is not None else MAX_SPEED_CHUNK_S)
         self.reader: EdfReader | None = None
-        self._events: deque[AnnotationEvent] = deque()
         self._lock = threading.Lock()
         self._counters = {"chunks": 0, "samples": 0, "skipped_fill_samples": 0,
                           "discontinuities": 0, "annotations": 0}
@@ -226,10 +225,6 @@ class EdfSource(Source):
             self._seg += 1
             if self._seg < len(self._segments):
                 self._pos = self._segments[self._seg][0]
-        with self._lock:
-            while self._pending_ann and self._pending_ann[0].index < index + n:
-                self._events.append(self._pending_ann.popleft())
-                self._counters["annotations"] += 1
         self._counters["chunks"] += 1
         self._counters["samples"] += n
         return Chunk(index=index, seq=self._counters["chunks"] - 1,
@@ -246,13 +241,10 @@ class EdfSource(Source):
     def take_events(self, upto: int | None = None) -> list[AnnotationEvent]:
         """Annotations whose onset the replay has passed (index < `upto`; None: all left)."""
         out = []
-        with self._lock:
-            if upto is None:
-                self._events.extend(self._pending_ann)
-                self._counters["annotations"] += len(self._pending_ann)
-                self._pending_ann.clear()
-            while self._events and (upto is None or self._events[0].index < upto):
-                out.append(self._events.popleft())
+        with self._lock:          # the consumer thread calls this while another reads
+            while self._pending_ann and (upto is None or self._pending_ann[0].index < upto):
+                out.append(self._pending_ann.popleft())
+        self._counters["annotations"] += len(out)
         return out
 
     def close(self) -> None:

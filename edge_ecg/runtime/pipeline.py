@@ -536,8 +536,8 @@ class Pipeline:
                                             info=self._counters())], None)
             if self._reader_error is None:     # end, limit or SIGINT: the last windows too
                 self._emit(proc.finish(), None)
-                if self._source_events is not None:
-                    self._emit(self._source_events(None), None)
+                if self._source_events is not None and proc._started:   # up to the last sample
+                    self._emit(self._source_events(proc.origin + proc.raw.end + 1), None)
             if self._dropped and proc._started:  # dropped after the last chunk fed: a gap too
                 end = max(e for _, e in self._dropped)
                 self._dropped.clear()

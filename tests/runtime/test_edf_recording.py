@@ -151,13 +151,14 @@ class _Collect:
         pass
 
 
-def _run(source, sinks):
+def _run(source, sinks, max_seconds=None):
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.pipeline import Pipeline
 
     backend = open_backend(DEFAULT_BUNDLE)
     try:
-        return Pipeline(source, backend, sinks).run(handle_signals=False)
+        return Pipeline(source, backend, sinks).run(max_seconds=max_seconds,
+                                                    handle_signals=False)
     finally:
         backend.close()
 
@@ -191,6 +192,11 @@ def test_recorded_session_replays_with_the_same_beats_and_predictions(tmp_path, 
     assert texts[0]["state"] == "start" and texts[-1]["state"] == "stop"
     assert all(FILL_TEXT not in e.get("text", "") for e in replay.events)
     assert src.stats()["skipped_fill_samples"] >= 720
+    # a replay cut short passes on the annotations of what it played, no more
+    part = _Collect()
+    _run(EdfSource(str(path), {"speed": "max"}), [part], max_seconds=20)
+    anns = [e["index"] for e in part.events if e["type"] == "annotation"]
+    assert anns and max(anns) <= 20 * 360 + 720          # 20 s of samples, and the gap
 
 
 def test_recording_killed_mid_session_is_readable(tmp_path):
@@ -238,3 +244,24 @@ def test_recorder_refuses_other_extensions_and_mid_stream_changes(tmp_path):
     r.write_chunk(c)
     with pytest.raises(SourceError, match="mid-stream"):
         r.write_chunk(replace(c, index=c.end, gain=c.gain * 2))
+
+
+def test_edf_plus_d_record_onsets_are_index_jumps(tmp_path):
+    x = np.arange(4 * 250, dtype=np.int32)[:, None] % 700
+    path = write_edf(tmp_path / "d.edf", x, 250.0, ["ECG II"], np.array([1000.0], np.float32),
+                     np.array([0.0], np.float32))
+    raw = bytearray(path.read_bytes())
+    raw[192:197] = b"EDF+D"                            # discontinuous; records 2, 3 start 5 s late
+    with EdfReader(path) as r:
+        hb, rb, nb = r.header.header_bytes, r.header.record_bytes, 250 * 2
+    for k, onset in ((2, b"+7"), (3, b"+8")):
+        at = hb + k * rb + nb
+        assert raw[at:at + 2] == f"+{k}".encode()
+        raw[at:at + 2] = onset
+    path.write_bytes(bytes(raw))
+    src = EdfSource(str(path), {"speed": "max", "chunk_s": "0.5"})
+    chunks = _read_all(src)
+    idx = np.concatenate([np.arange(c.index, c.end) for c in chunks])
+    assert np.array_equal(idx, np.r_[0:500, 1750:2250])
+    assert np.array_equal(np.concatenate([c.samples for c in chunks]), x)
+    assert src.stats()["discontinuities"] == 1
