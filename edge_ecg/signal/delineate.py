@@ -421,8 +421,8 @@ def delineate(x: np.ndarray, beats, state: DelineationState
         st.start_index = st.next_index
     elif x.shape[1] != st.n_leads:
         raise SignalError(f"delineation state is for {st.n_leads} leads, chunk has {x.shape[1]}")
-    new = tuple((int(b.index), int(b.decided_at)) if hasattr(b, "index") else
-                (int(b[0]), int(b[1])) for b in beats)
+    new = tuple((int(b[0]), int(b[1])) if isinstance(b, (tuple, list)) else
+                (int(b.index), int(b.decided_at)) for b in beats)
     st.pending = tuple(sorted(st.pending + new))
     if x.shape[0]:
         st.hist = np.concatenate([st.hist, x.T], axis=1)
