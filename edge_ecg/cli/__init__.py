@@ -19,6 +19,7 @@ from edge_ecg.errors import EdgeECGError
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulate", "write synthetic 12-lead ECG records (WFDB) and a label table"),
     "beats": ("beats", "detect beats in a WFDB record (streaming) and score them against annotations"),
+    "delineate": ("delineate", "P/QRS/T onsets, peaks and offsets scored against LUDB's annotations"),
     "train": ("train", "pretrain and fine-tune ECG-MoE with peft LoRA"),
     "evaluate": ("evaluate", "per-task metrics of a checkpoint or bundle on a data set"),
     "export": ("export", "merge LoRA, route experts, quantize and write an ONNX/OpenVINO bundle"),
