@@ -22,6 +22,7 @@ board ends (EOFError) after the file's last row.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import deque
 
 import numpy as np
@@ -74,7 +75,9 @@ class BrainFlowSource(Source):
         except ImportError:
             raise SourceError("brainflow: sources need BrainFlow: pip install "
                               "'edge-ecg[brainflow]'") from None
-        BoardShim.disable_board_logger()
+        with warnings.catch_warnings():   # its first call loads the library via pkg_resources,
+            warnings.simplefilter("ignore", UserWarning)       # deprecated: a warning per run
+            BoardShim.disable_board_logger()
         bid = board_id(self.board)
         params = BrainFlowInputParams()
         for k, v in self.options.items():
