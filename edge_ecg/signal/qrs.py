@@ -51,13 +51,14 @@ from edge_ecg.signal.design import butter
 from edge_ecg.signal.filters import filter_initial, sos_step
 
 DETECT_BAND_HZ = (5.0, 15.0)   # Pan & Tompkins 1985 band-pass
+FS_RANGE_HZ = (100.0, 2000.0)  # rates the design is checked at (tests: 128 to 1000 Hz)
 MWI_S = 0.120                  # integration window; P&T use 150 ms, shorter = less delay
 FALL = 0.5                     # candidate final when the MWI falls to half its peak
 MAX_WAIT_S = 0.180             # ... or after this long (wide complexes)
 REFRACTORY_S = 0.200           # physiological refractory period (P&T, H&T)
 TWAVE_S = 0.360                # T-wave discrimination window (H&T rule 3)
 PREMATURE_RR = 0.4             # earlier than 40 % of the mean RR: must be as large as a QRS
-PREMATURE_LEVEL = 1.0          # ... as large as this fraction of the typical QRS
+PREMATURE_LEVEL = 0.8          # ... at least this fraction of the typical QRS
 TWAVE_SLOPE = 0.5              # T wave: max slope below half the last QRS's
 THRESHOLD = 0.4                # detection threshold coefficient (H&T: 0.3125; tuned)
 LEVEL_BEATS = 8                # medians over the last 8 QRS / noise peaks (H&T)
@@ -73,8 +74,10 @@ BLS_EXTRA_S = 0.100            # slope-pair search: the MWI window plus 100 ms (
 BLS_PAIR_S = 0.200             # max and min slope within this of each other (OSEA: 150 ms;
                                # paced complexes of MIT-BIH 104 need 200 ms)
 BLS_RATIO = 0.125              # OSEA: each at least 1/8 of the other
-HOLD_S = 0.25
-HOLD_LEVEL = 0.8
+HOLD_S = 0.25                  # a weak candidate waits this long for a larger peak ...
+HOLD_LEVEL = 0.8               # ... when under this fraction of the typical QRS
+MIN_QRS_MWI = 1.0              # mV/s: no QRS below this (a flat or disconnected lead: 20 uV
+                               # RMS noise peaks at 0.65, the smallest MIT-BIH QRS at ~3)
 HISTORY_S = 1.0                # raw and slope samples kept for refinement and slope tests
 
 
@@ -141,9 +144,14 @@ def _design_sos(fs_hz: float) -> np.ndarray:
 
 def qrs_initial(fs_hz: float, start_index: int = 0) -> QRSState:
     """A detector at rest for a stream at `fs_hz` whose next sample has index `start_index`."""
-    if not np.isfinite(fs_hz) or fs_hz < 100 or fs_hz > 2000:
-        raise SignalError(f"QRS detection needs a sampling rate in [100, 2000] Hz, got {fs_hz}")
-    fs = float(fs_hz)
+    try:
+        fs = float(fs_hz)
+    except (TypeError, ValueError):
+        raise SignalError(f"QRS detection needs a sampling rate in Hz, got {fs_hz!r}") from None
+    if not math.isfinite(fs) or fs < FS_RANGE_HZ[0] or fs > FS_RANGE_HZ[1]:
+        raise SignalError(f"QRS detection needs a sampling rate in [{FS_RANGE_HZ[0]:g}, "
+                          f"{FS_RANGE_HZ[1]:g}] Hz, got {fs_hz}: resample the signal first "
+                          "(edge_ecg.signal.resample)")
     return QRSState(fs_hz=fs, next_index=int(start_index), start_index=int(start_index),
                     sos=_design_sos(fs), n_mwi=max(1, int(round(MWI_S * fs))),
                     n_hist=int(round(HISTORY_S * fs)), max_wait=int(round(MAX_WAIT_S * fs)),
@@ -233,11 +241,12 @@ def _classify(st: QRSState, ck: _Chunk, p: int, v: float, slope: float, snip: tu
     if _baseline_shift(snip, p, ck.fs, ck.n_mwi):
         _set_levels(st, noise=st.noise_levels + (v,))
         return
-    if v > st.threshold:
+    if v > st.threshold and v >= MIN_QRS_MWI:
         _accept(st, ck, p, v, slope, _refine(snip, p, ck.fs, ck.n_mwi), decided_at)
     else:
         _set_levels(st, noise=st.noise_levels + (v,))
-        st.searchback = st.searchback + ((p, v, slope, snip),)
+        if v >= MIN_QRS_MWI:
+            st.searchback = st.searchback + ((p, v, slope, snip),)
 
 
 def _search_back(st: QRSState, ck: _Chunk, at: int) -> None:
@@ -256,7 +265,11 @@ def _search_back(st: QRSState, ck: _Chunk, at: int) -> None:
         _wait_from(st, at)
         return
     p, v, slope, snip = best
+    later = tuple(c for c in st.searchback if c[0] - p >= ck.twave)
     _accept(st, ck, p, v, slope, _refine(snip, p, ck.fs, ck.n_mwi), at, searched_back=True)
+    # peaks after the one taken stay candidates: a gap may hide more than one missed beat,
+    # and the next search back (due SEARCHBACK_RR mean RRs after this beat) can take them
+    st.searchback = later
 
 
 def _end_learning(st: QRSState, ck: _Chunk) -> None:
