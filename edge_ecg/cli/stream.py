@@ -114,9 +114,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_beats:
         sinks = [_BeatFilter(s) for s in sinks]
     if args.record:
-        from edge_ecg.runtime.recording import Recorder
+        from edge_ecg.runtime.recording import Recorder, annotation_bytes_for
 
-        sinks.append(Recorder(args.record))      # every event, beats too, whatever --no-beats
+        hop_s = float(hop or backend.manifest.signal.get("hop_s", 1.0))
+        # every event, beats too, whatever --no-beats
+        sinks.append(Recorder(args.record, annotation_bytes_per_s=annotation_bytes_for(hop_s)))
     print(DISCLAIMER, file=sys.stderr)
     info = {"source": args.source, "bundle": str(args.bundle), "variant": backend.variant.name,
             "backend": backend.name, "model_version": backend.manifest.model_version,

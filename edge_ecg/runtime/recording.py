@@ -28,24 +28,32 @@ from collections import deque
 
 import numpy as np
 
-from edge_ecg.data.edf import EdfWriter, encode_tal
+from edge_ecg.data.edf import EdfWriter, encode_tal, record_duration
 from edge_ecg.errors import SourceError
 from edge_ecg.signal.chunk import Chunk
 
 FILL_TEXT = "edge-ecg:fill"          # samples the source never delivered (written as 0 mV)
-ANNOTATION_BYTES_PER_RECORD = 2048   # a prediction event is ~1 kB of JSON, a beat ~60 bytes
+# Room for events per second of signal: a prediction is ~1.1 kB of JSON, a beat ~150 bytes;
+# at a 1 s hop and 80 bpm that is ~1.3 kB/s (measured, MIT-BIH 100). Twice as much leaves
+# room for bursts; `annotation_bytes_for(hop_s)` sizes it for another hop.
+ANNOTATION_BYTES_PER_S = 4096
+
+
+def annotation_bytes_for(hop_s: float, beats_per_s: float = 3.0) -> int:
+    """Annotation room per second for predictions every `hop_s` s and beats up to 180 bpm."""
+    return max(ANNOTATION_BYTES_PER_S, int(2 * (1200 / hop_s + 150 * beats_per_s)))
 
 
 class Recorder:
     """Raw chunks and events of one session into `path` (.edf: 16 bit, .bdf: 24 bit)."""
 
-    def __init__(self, path: str, annotation_bytes: int = ANNOTATION_BYTES_PER_RECORD,
+    def __init__(self, path: str, annotation_bytes_per_s: int = ANNOTATION_BYTES_PER_S,
                  fsync: bool = False) -> None:
         if not str(path).lower().endswith((".edf", ".bdf")):
             raise SourceError(f"--record {path}: name the file .edf (16-bit samples) or .bdf "
                               "(24-bit, for devices whose counts exceed +/-32767)")
         self.path = str(path)
-        self.annotation_bytes = annotation_bytes
+        self.annotation_bytes_per_s = annotation_bytes_per_s
         self.fsync = fsync
         self.writer: EdfWriter | None = None
         self._origin = 0
@@ -87,10 +95,11 @@ class Recorder:
 
     def _open(self, chunk: Chunk) -> None:
         labels = [f"ECG {lead}" for lead in chunk.leads]
+        room = int(self.annotation_bytes_per_s * record_duration(float(chunk.fs_hz)))
         gain = np.asarray(chunk.gain, np.float32)
         base = np.asarray(chunk.baseline, np.float32)
         self.writer = EdfWriter(self.path, labels, float(chunk.fs_hz), gain, base,
-                                annotation_bytes=self.annotation_bytes, fsync=self.fsync)
+                                annotation_bytes=max(room, 1024), fsync=self.fsync)
         self._layout = (tuple(chunk.leads), float(chunk.fs_hz), gain.tobytes(), base.tobytes())
         self._fs = float(chunk.fs_hz)
         self._origin = self._next = int(chunk.index)
