@@ -109,3 +109,24 @@ def test_unknown_board_and_missing_playback_parameters_are_clear_errors():
         open_source("brainflow:PLAYBACK_FILE_BOARD?file=x.csv").open()
     with pytest.raises(SourceError, match="unknown parameter"):
         open_source("brainflow:SYNTHETIC_BOARD?bogus=1").open()
+
+
+def test_a_loss_longer_than_the_counter_period_is_sized_from_the_timestamps():
+    src = open_source("brainflow:SYNTHETIC_BOARD")
+    src.open()                      # descriptor rows and rate; the board itself is not read
+    src.close()
+    d = bf.BoardShim.get_board_descr(bf.BoardIds.SYNTHETIC_BOARD.value)
+
+    def block(first: int, n: int) -> np.ndarray:
+        data = np.zeros((d["num_rows"], n))
+        k = np.arange(first, first + n)
+        data[d["package_num_channel"]] = k % 256
+        data[d["timestamp_channel"]] = 1000.0 + k / 250.0
+        data[d["ecg_channels"][0]] = k
+        return data
+
+    src._split(block(0, 100))
+    src._split(block(100 + 300, 50))         # 300 rows lost: the counter alone says 44
+    chunks = list(src._chunks)
+    assert [(c.index, c.end) for c in chunks] == [(0, 100), (400, 450)]
+    assert src.stats()["lost_samples"] == 300 and src.stats()["gaps"] == 1
