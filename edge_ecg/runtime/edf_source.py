@@ -12,8 +12,8 @@
   the session never received) are skipped the same way, so a replay sees the session's gaps.
 - Annotations: every EDF+ annotation becomes an `AnnotationEvent` (type "annotation"),
   released by `take_events(upto)` once the pipeline has processed the samples up to its onset;
-  the pipeline emits them after that chunk's own events. An edge-ecg recording's annotations are the events of
-  the recorded session, JSON in `text`.
+  the pipeline emits them after that chunk's own events. An edge-ecg recording's annotations
+  are the events of the recorded session, JSON in `text`.
 - Pace as `record:` (`ReplaySource`): real time (a live device: chunks dropped and counted
   when the consumer falls behind) or as fast as the consumer takes them (`speed=max`).
 The file is memory-mapped and read chunk by chunk; a day-long recording is never loaded whole.

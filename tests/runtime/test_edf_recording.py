@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +69,8 @@ def test_round_trip_exact_digital_values_gain_and_annotations(tmp_path, ext):
 
 
 def test_pyedflib_reads_our_files_and_we_read_its(tmp_path):
-    pyedflib = pytest.importorskip("pyedflib", reason="pyedflib (dev extra) is the reference reader")
+    pyedflib = pytest.importorskip("pyedflib",
+                                   reason="pyedflib (dev extra) is the reference reader")
     x = (np.arange(720 * 2).reshape(720, 2) % 2000 - 1000).astype(np.int32)
     path = write_edf(tmp_path / "ours.edf", x, 360.0, ["ECG II", "ECG V5"],
                      np.array([200.0, 200.0], np.float32), np.array([1024.0, 0.0], np.float32),
