@@ -200,7 +200,6 @@ def test_recorded_session_replays_with_the_same_beats_and_predictions(tmp_path, 
 
 
 def test_recording_killed_mid_session_is_readable(tmp_path):
-    pyedflib = pytest.importorskip("pyedflib", reason="pyedflib (dev extra) checks the file")
     if not (DEFAULT_BUNDLE / "manifest.json").is_file():
         pytest.skip("the bundled default model is not built")
     path = tmp_path / "killed.edf"
@@ -224,6 +223,10 @@ def test_recording_killed_mid_session_is_readable(tmp_path):
     truth = open_source("synth:sinus_rhythm?seconds=600&seed=3&speed=max")
     truth.open()
     assert np.array_equal(got, truth.adc[:n * 500, 0])   # every complete record, exact
+    try:
+        import pyedflib
+    except ImportError:
+        return                                         # the reference reader is optional (dev)
     f = pyedflib.EdfReader(str(path))                  # the standard reader accepts it too
     try:
         assert f.datarecords_in_file == n
