@@ -10,12 +10,13 @@ samples and the same beats as one pass over the whole record. Nothing is re-filt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge_ecg.runtime.quality import NOISE_HIGHPASS
 from edge_ecg.signal.contract import SignalContract
+from edge_ecg.signal.delineate import delineate, delineate_flush, delineate_initial
 from edge_ecg.signal.filters import filter_apply, filter_initial, make_filter
 from edge_ecg.signal.qrs import Beat, qrs_detect, qrs_initial
 
@@ -27,6 +28,7 @@ class TrackerOutput:
     hf_power: np.ndarray       # (n,) lead-mean power above the noise cut-off
     band_power: np.ndarray     # (n,) lead-mean power of the filtered signal
     beats: list[Beat]          # beats decided in this chunk (model clock)
+    waves: list = field(default_factory=list)   # BeatWaves delineated in this chunk (model clock)
 
 
 class BeatTracker:
@@ -42,6 +44,8 @@ class BeatTracker:
         self._filt = None
         self._noise = None
         self._qrs = qrs_initial(self.fs_hz)
+        # P/QRS/T per beat on the filtered signal, POST_S after each R (edge_ecg.signal.delineate)
+        self._waves = delineate_initial(self.fs_hz)
         self._resample = None
         self._skip = 0          # resampler outputs still to drop (its fixed delay)
         self._last_in = None    # last raw sample, for the end-of-stream flush
@@ -72,7 +76,14 @@ class BeatTracker:
 
     def flush(self) -> TrackerOutput:
         """End of stream: the resampler's last outputs, with the signal held at its last
-        sample after the end, exactly as `resample_offline` pads it."""
+        sample after the end, exactly as `resample_offline` pads it; beats still waiting for
+        delineation come out without boundaries (their samples never came)."""
+        out = self._flush()
+        rest, self._waves = delineate_flush(self._waves)
+        out.waves.extend(rest)
+        return out
+
+    def _flush(self) -> TrackerOutput:
         empty = np.zeros((0, self.n_leads), np.float32)
         if self._resample is None or self._last_in is None:
             return self._process(empty)
@@ -101,9 +112,10 @@ class BeatTracker:
         y, self._filt = filter_apply(self._sos, x, self._filt)
         hf, self._noise = filter_apply(self._noise_sos, x, self._noise)
         beats, self._qrs = qrs_detect(y, self._qrs)
+        waves, self._waves = delineate(y, beats, self._waves)
         self.produced += n
         return TrackerOutput(start, y, np.einsum("tl,tl->t", hf, hf) / self.n_leads,
-                             np.einsum("tl,tl->t", y, y) / self.n_leads, beats)
+                             np.einsum("tl,tl->t", y, y) / self.n_leads, beats, waves)
 
     @property
     def detector_index(self) -> int:

@@ -43,15 +43,24 @@ def _clean(v):
 
 @dataclass(frozen=True)
 class BeatEvent:
-    """A detected R peak on the source clock; `delay_ms` from the peak to its decision."""
+    """A detected R peak on the source clock; `delay_ms` from the peak to its decision.
+
+    With delineation (`waves` given), the beat is emitted once delineated (`waves_delay_ms`
+    after R, edge_ecg.signal.delineate.POST_S) and carries its PR, QRS and QT (ms, None where
+    a wave was not found) and the RR before it."""
 
     index: int
     time_s: float
     delay_ms: float
+    waves: dict | None = None
 
     def to_json(self) -> dict:
-        return {"type": "beat", "index": int(self.index), "time_s": round(self.time_s, 4),
-                "delay_ms": round(self.delay_ms, 1)}
+        d = {"type": "beat", "index": int(self.index), "time_s": round(self.time_s, 4),
+             "delay_ms": round(self.delay_ms, 1)}
+        if self.waves is not None:
+            d.update(_clean({k: (round(v, 1) if isinstance(v, float) else v)
+                             for k, v in self.waves.items()}))
+        return d
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,17 @@ class PredictionEvent:
     experts: dict
     latency_ms: float
     n_beats: int
+    intervals: dict | None = None   # window medians: hr_bpm, pr_ms, qrs_ms, qt_ms, qtc_*_ms
 
     def to_json(self) -> dict:
-        return _clean({"type": "prediction", "index": int(self.index),
-                       "time_s": round(self.time_s, 4), "start": int(self.start),
-                       "outputs": self.outputs, "experts": self.experts,
-                       "latency_ms": round(self.latency_ms, 3), "n_beats": self.n_beats})
+        d = {"type": "prediction", "index": int(self.index),
+             "time_s": round(self.time_s, 4), "start": int(self.start),
+             "outputs": self.outputs, "experts": self.experts,
+             "latency_ms": round(self.latency_ms, 3), "n_beats": self.n_beats}
+        if self.intervals is not None:
+            d["intervals"] = {k: (round(v, 1) if isinstance(v, float) else v)
+                              for k, v in self.intervals.items()}
+        return _clean(d)
 
 
 @dataclass(frozen=True)

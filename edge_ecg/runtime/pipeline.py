@@ -35,6 +35,7 @@ from edge_ecg.runtime.recent import DEFAULT_CAPACITY, RecentValues
 from edge_ecg.runtime.ring_buffer import RingBuffer
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
+from edge_ecg.signal.intervals import window_intervals
 
 STAGES = ("read", "buffer", "beats", "features", "inference", "output")
 # A window is final once a beat at least this far past its end is decided: later beats can
@@ -165,6 +166,8 @@ class StreamProcessor:
         self._block_in = flat_block_len(self.fs_in, self.quality)   # lead-off context
         self.predictor = Predictor(self.backend, c, self.leads, smooth=self.smooth)
         self._beats = np.zeros(0, dtype=np.int64)     # recent beats, model clock
+        self._beat_delay: dict[int, float] = {}       # detection delay of beats not delineated
+        self._waves: list = []                         # recent delineated beats, model clock
         self._beats_sorted = True
         self.next_end = c.window_len                   # end of the next window, model clock
         self._started = True
@@ -254,9 +257,18 @@ class StreamProcessor:
             if self.keep_outputs:
                 self.beats_model.extend(idx.tolist())
             for b in out.beats:
-                si = self._src_index(b.index)
-                events.append(BeatEvent(index=si, time_s=self._time(si), delay_ms=b.delay_ms))
+                self._beat_delay[b.index] = b.delay_ms
             self.summary.beats += len(out.beats)
+        # a beat's event goes out once it is delineated (POST_S after R), with its intervals
+        for w in out.waves:
+            si = self._src_index(w.r)
+            iv = w.intervals()
+            waves = {"pr_ms": iv["pr_ms"], "qrs_ms": iv["qrs_ms"], "qt_ms": iv["qt_ms"],
+                     "rr_ms": iv["rr_ms"], "waves_delay_ms": w.delay_ms}
+            events.append(BeatEvent(index=si, time_s=self._time(si),
+                                    delay_ms=self._beat_delay.pop(w.r, w.delay_ms), waves=waves))
+            if w.valid:
+                self._waves.append(w)
         return events
 
     def finish(self) -> list:
@@ -310,6 +322,7 @@ class StreamProcessor:
             return []
         events: list = []
         kept = []
+        ivs: dict[int, dict] = {}
         pred = self.predictor
         pred.clear_pending()      # rows left by a call that raised half-way are not this batch's
         with self.timer.time("features"):
@@ -345,10 +358,16 @@ class StreamProcessor:
                     continue
                 y, _ = self.filt.view(start, end)
                 pred.add(y, beats)                             # straight into the batch
+                # window medians over its beats delineated by the window's end (those in its
+                # last POST_S are not yet: n_delineated says how many); by decided_at, not
+                # arrival, so any chunking gives the same figures
+                ivs[len(events)] = window_intervals(
+                    [w for w in self._waves if start <= w.r < end and w.decided_at <= end])
                 kept.append((start, end, int(beats.size), len(events)))
                 events.append(None)   # placeholder, keeps event order by window
             self._beats = (b_all[np.searchsorted(b_all, keep_from):] if self._beats_sorted
                            else b_all[b_all >= keep_from])
+            self._waves = [w for w in self._waves if w.r >= keep_from]
         if kept:
             with self.timer.time("inference"):
                 out, dt = pred.run_pending()
@@ -367,10 +386,12 @@ class StreamProcessor:
                     else:
                         outputs, experts = described[j]
                     si = self._src_index(end)
+                    iv = ivs[pos]
                     events[pos] = PredictionEvent(index=si, time_s=self._time(si),
                                                   start=self._src_index(start), outputs=outputs,
                                                   experts=experts,
-                                                  latency_ms=dt * 1000.0 / len(kept), n_beats=nb)
+                                                  latency_ms=dt * 1000.0 / len(kept), n_beats=nb,
+                                                  intervals=iv)
                     self.summary.predictions += 1
         return [e for e in events if e is not None]
 

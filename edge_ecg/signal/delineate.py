@@ -80,6 +80,8 @@ COMB_Q = {}              # LUDB: quantile of the leads' P/T boundaries (default 
 FLAT_MV = 0.01          # a lead with < 10 uV peak-to-peak in the window is flat (lead off)
 NEXT_GUARD_S = 0.10     # T must end 100 ms before the next beat's R when it is known
 DEFAULT_RR_S = 0.8
+START_MIN_S = 0.25      # a beat within 250 ms of the stream's start is not delineated (its
+                        # QRS onset and PR segment may precede the first sample)
 HOLD_S = 3.0            # input kept this long: the detector decides a beat at most ~2 s after
                         # its R (learning period, search back); a beat decided later than
                         # HOLD_S after R finds its samples gone and is reported invalid
@@ -361,7 +363,9 @@ def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None)
     h0 = st.next_index - st.hist.shape[1]
     a, b = r - st.pre, r + st.post
     n_leads = st.n_leads
-    if a < st.start_index:   # the stream began less than PRE_S before this R: hold its first
+    if r - st.start_index < round(START_MIN_S * fs):   # no isoelectric level before it
+        seg = np.full((n_leads, b - a), np.nan)
+    elif a < st.start_index:   # the stream began less than PRE_S before this R: hold its first
         seg = np.empty((n_leads, b - a))   # sample before it (P then searched after it only)
         seg[:, st.start_index - a:] = st.hist[:, st.start_index - h0: b - h0]
         seg[:, : st.start_index - a] = st.first[:, None]

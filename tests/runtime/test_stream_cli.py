@@ -14,8 +14,11 @@ from edge_ecg.runtime.events import EVENT_TYPES
 from edge_ecg.runtime.quality import REASONS
 
 KEYS = {
-    "beat": {"index", "time_s", "delay_ms"},
-    "prediction": {"index", "time_s", "start", "outputs", "experts", "latency_ms", "n_beats"},
+    # a beat is emitted once delineated, with its intervals (edge_ecg.signal.delineate)
+    "beat": {"index", "time_s", "delay_ms", "pr_ms", "qrs_ms", "qt_ms", "rr_ms",
+             "waves_delay_ms"},
+    "prediction": {"index", "time_s", "start", "outputs", "experts", "latency_ms", "n_beats",
+                   "intervals"},
     "gap": {"index", "time_s", "length", "cause"},
     "withheld": {"index", "time_s", "start", "reasons"},
     "status": {"index", "time_s", "state", "info"},
