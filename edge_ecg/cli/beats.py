@@ -25,7 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-s", type=float, default=0.1,
                         help="chunk length fed to the streaming detector, seconds")
     parser.add_argument("--json", action="store_true",
-                        help="print one JSON object (counts, Se, +P, F1, delays, timing)")
+                        help="print one JSON object (counts, Se, +P, F1, delays, timing, and "
+                             "each beat's PR, QRS and QT with the record's medians)")
+    parser.add_argument("--no-intervals", action="store_true",
+                        help="detect only: skip delineation (PR, QRS, QT per beat)")
 
 
 def detect_stream(signal, fs_hz: float, chunk: int):
@@ -43,6 +46,33 @@ def detect_stream(signal, fs_hz: float, chunk: int):
     found, _ = qrs_flush(state)   # the record ends: decide its last beat
     beats.extend(found)
     return beats, time.perf_counter() - t0
+
+
+def delineate_stream(signal, fs_hz: float, chunk: int):
+    """Detector and delineator streamed together in chunks; (BeatWaves list, wall seconds).
+    Beats within POST_S of the record's end come out without boundaries."""
+    import time
+
+    from edge_ecg.signal.delineate import delineate, delineate_flush, delineate_initial
+    from edge_ecg.signal.qrs import qrs_detect, qrs_flush, qrs_initial
+
+    qst, dst = qrs_initial(fs_hz), delineate_initial(fs_hz)
+    waves = []
+    t0 = time.perf_counter()
+    for i in range(0, signal.shape[0], chunk):
+        x = signal[i: i + chunk]
+        found, qst = qrs_detect(x, qst)
+        got, dst = delineate(x, found, dst)
+        waves.extend(got)
+    found, _ = qrs_flush(qst)
+    got, dst = delineate(signal[:0], found, dst)
+    waves.extend(got)
+    waves.extend(delineate_flush(dst)[0])
+    return waves, time.perf_counter() - t0
+
+
+def _r1(v):
+    return None if v is None else round(float(v), 1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +105,15 @@ def run(args: argparse.Namespace) -> int:
         "wall_s": wall, "x_realtime": rec.seconds / wall if wall > 0 else None,
         "annotations": ext,
     }
+    if not args.no_intervals:
+        from edge_ecg.signal.intervals import window_intervals
+
+        waves, wall_d = delineate_stream(signal, rec.fs_hz, chunk)
+        out["delineation_wall_s"] = wall_d
+        out["intervals"] = {k: _r1(v) if k != "n_delineated" else v
+                            for k, v in window_intervals(waves).items()}
+        out["beats"] = [{"index": w.r, "pr_ms": _r1(w.pr_ms), "qrs_ms": _r1(w.qrs_ms),
+                         "qt_ms": _r1(w.qt_ms)} for w in waves]
     if ext is not None:
         ref = beat_annotations(rec.path, ext)
         score = score_beats(ref.sample, det, rec.fs_hz)
@@ -89,6 +128,15 @@ def run(args: argparse.Namespace) -> int:
           f"median decision delay {out['median_delay_ms'] or float('nan'):.0f} ms after R "
           f"(95th pct {out['p95_delay_ms'] or float('nan'):.0f} ms; one chunk more when streamed), "
           f"{wall:.2f} s wall = {out['x_realtime'] or 0:.0f}x real time")
+    if "intervals" in out:
+        iv = out["intervals"]
+
+        def f(v):
+            return "-" if v is None else f"{v:.0f}"
+        print(f"intervals (medians over {iv['n_delineated']} delineated beats): "
+              f"HR {f(iv['hr_bpm'])} bpm  PR {f(iv['pr_ms'])}  QRS {f(iv['qrs_ms'])}  "
+              f"QT {f(iv['qt_ms'])}  QTc Bazett {f(iv['qtc_bazett_ms'])}  "
+              f"Fridericia {f(iv['qtc_fridericia_ms'])} ms")
     if ext is None:
         print("reference: none found (.atr or .beat); pass --annotations EXT to score")
         return 0

@@ -63,7 +63,7 @@ QRS_GAP_S = 0.04        # LUDB: ... and within 40 ms of its neighbour in the cha
 XI_QRS_ON = 0.04        # LUDB: onset where |slope| < 4 % of the first slope peak
 XI_QRS_OFF = 0.08       # LUDB: offset where |slope| < 8 % of the last slope peak
 T_START_S = 0.06        # T search starts 60 ms after the QRS offset (ST segment)
-T_END_MAX_S = (0.20, 0.50, 0.70)   # T offset at most a + b * RR after R, and never past c
+T_END_MAX_S = (0.10, 0.40, 0.70)   # LUDB: T offset at most a + b * RR after R, never past c
 T_LIMB_S = 0.16         # steepest point of a T limb within 160 ms of the peak
 T_REF_S = 0.08          # LUDB: trapezium reference point 80 ms beyond the steepest point
 P_SEARCH_S = 0.32       # P searched in the 320 ms before the QRS onset ...
@@ -358,13 +358,21 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
     return out, usable, comb
 
 
-def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None) -> BeatWaves:
+def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None,
+              end: int | None = None) -> BeatWaves:
+    """Delineate the beat at `r` from the history; `end`: the stream ended there (flush)."""
     fs = st.fs_hz
     h0 = st.next_index - st.hist.shape[1]
     a, b = r - st.pre, r + st.post
     n_leads = st.n_leads
     if r - st.start_index < round(START_MIN_S * fs):   # no isoelectric level before it
         seg = np.full((n_leads, b - a), np.nan)
+    elif end is not None and (end - r < round(START_MIN_S * fs) or a < h0):
+        seg = np.full((n_leads, b - a), np.nan)   # the QRS may run past the end
+    elif end is not None:      # the stream ended before R + POST_S: hold its last sample
+        seg = np.empty((n_leads, b - a))
+        seg[:, : end - a] = st.hist[:, a - h0: end - h0]
+        seg[:, end - a:] = st.hist[:, end - h0 - 1: end - h0]
     elif a < st.start_index:   # the stream began less than PRE_S before this R: hold its first
         seg = np.empty((n_leads, b - a))   # sample before it (P then searched after it only)
         seg[:, st.start_index - a:] = st.hist[:, st.start_index - h0: b - h0]
@@ -378,6 +386,8 @@ def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None)
     t_end = r + round(min(t0 + t1 * rr / fs, t2) * fs)
     if next_r is not None:
         t_end = min(t_end, next_r - round(NEXT_GUARD_S * fs))
+    if end is not None and t_end + round(MARGIN_S * fs) > end:
+        t_end = a              # the T wave's search window is not complete: no T
     p_start = None
     if st.prev_t_off is not None:
         p_start = st.prev_t_off
@@ -468,24 +478,19 @@ def delineate_record(x: np.ndarray, fs_hz: float, beats=None) -> list[BeatWaves]
 
 
 def delineate_flush(state: DelineationState) -> tuple[list[BeatWaves], DelineationState]:
-    """End of a finite stream: delineate the beats still waiting, with NaN after the end
-    (leads are then unusable for those beats, so they come out `valid=False`) -- unless the
-    window is complete. Beats whose window runs past the end are reported invalid rather than
-    delineated from samples that never came."""
+    """End of a finite stream: delineate the beats still waiting from the samples there are
+    (held at the last one beyond the end, as a zero-phase filter pads). A beat within
+    `START_MIN_S` of the end gets no boundaries (`valid=False`); one whose T search window
+    runs past the end gets its P and QRS but no T, never a T cut short by the end."""
     st = DelineationState(**state.__dict__)
     if not st.pending or st.n_leads is None:
         return [], st
     out = []
-    for r, dec in st.pending:
-        n_leads = st.n_leads
-        fs = st.fs_hz
-        out.append(BeatWaves(r=int(r), decided_at=int(st.next_index), fs_hz=fs, valid=False,
-                             points={b: None for b in BOUNDARIES},
-                             per_lead=np.full((n_leads, len(BOUNDARIES)), -1, np.int64),
-                             rr_ms=(r - st.prev_r) * 1000.0 / fs if st.prev_r is not None
-                             else None))
-        st.prev_r = r
-    st.pending = ()
+    end = st.next_index
+    pend, st.pending = st.pending, ()
+    for k, (r, dec) in enumerate(pend):
+        next_r = pend[k + 1][0] if k + 1 < len(pend) else None
+        out.append(_run_beat(st, r, max(dec, end), next_r, end=end))
     return out, st
 
 

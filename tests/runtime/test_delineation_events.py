@@ -52,8 +52,10 @@ def test_beat_events_carry_intervals(streams):
         assert BEAT_FIELDS <= set(b)
     full = [b for b in beats if b["qrs_ms"] is not None]
     assert len(full) >= len(beats) - 2          # the last beats end with the stream
-    assert all(60 <= b["qrs_ms"] <= 140 and 250 <= b["qt_ms"] <= 500 for b in full)
-    assert all(abs(b["waves_delay_ms"] - 800.0) < 1e-6 for b in full[3:])
+    assert all(60 <= b["qrs_ms"] <= 140 for b in full)
+    assert all(250 <= b["qt_ms"] <= 500 for b in full if b["qt_ms"] is not None)
+    assert sum(b["qt_ms"] is None for b in full) <= 1   # a T cut by the end is left out
+    assert all(abs(b["waves_delay_ms"] - 800.0) < 1e-6 for b in full[3:-1])
 
 
 def test_prediction_events_carry_window_medians(streams):

@@ -124,7 +124,9 @@ def test_delay_is_bounded_and_boundaries_ordered():
         if not w.valid:
             continue
         if w.r > 2.0 * rec.fs_hz:    # after the detector's 2-s learning period
-            assert w.decided_at - w.r == post     # POST_S after R, whatever the detector's delay
+            # POST_S after R, whatever the detector's delay (sooner at the record's end)
+            assert w.decided_at - w.r <= post
+            assert w.decided_at - w.r == post or w.decided_at == rec.signal.shape[0]
         order = [w[b] for b in ("p_on", "p_peak", "p_off", "qrs_on", "qrs_off", "t_on",
                                 "t_peak", "t_off") if w[b] is not None]
         assert order == sorted(order)
