@@ -24,7 +24,8 @@ reference and detections alike, as EC57 and bxb do; the figure with them kept is
 `--cv NAME=v1,v2,..` sets the module constant `edge_ecg.signal.qrs.NAME` to each value: the
 value with the best gross F1 on one half of the MIT-BIH records (alternate records in number
 order) is scored on the other half, both ways; the two held-out halves pooled are the
-leave-records-out figure.
+leave-records-out figure. Several `--cv` are swept one at a time (the others at their
+defaults), or with `--cv-joint` as one grid of every combination.
 
 `--nst`: NST-style records (edge_ecg.data.noise_stress: bw + ma noise in 2-minute blocks after
 5 clean minutes, SNR as nst defines it, seed 0) from the clean records NSTDB used (118, 119),
@@ -46,6 +47,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 import argparse
 import contextlib
 import io
+import itertools
 import sys
 import time
 import warnings
@@ -276,42 +278,50 @@ def print_detection(rows, detectors, chunk_s):
           "over matched beats")
 
 
-def cross_validate(refs: list[Ref], spec: str, chunk_s: float):
-    """Leave-records-out: choose a value of one constant on half the records, score it on
-    the other half, both ways."""
-    name, values = spec.split("=")
-    if not hasattr(qrs_module, name):
-        raise SystemExit(f"--cv: edge_ecg.signal.qrs has no constant {name}")
-    default = getattr(qrs_module, name)
-    vals = [type(default)(v) for v in values.split(",")]
+def cross_validate(refs: list[Ref], specs: list[str], chunk_s: float):
+    """Leave-records-out: choose the values of the constants in `specs` (jointly: every
+    combination) on half the records, score them on the other half, both ways."""
+    names, grids = [], []
+    for spec in specs:
+        name, values = spec.split("=")
+        if not hasattr(qrs_module, name):
+            raise SystemExit(f"--cv: edge_ecg.signal.qrs has no constant {name}")
+        kind = type(getattr(qrs_module, name))
+        names.append(name)
+        grids.append([kind(v) for v in values.split(",")])
+    defaults = tuple(getattr(qrs_module, n) for n in names)
+    configs = list(itertools.product(*grids))
     table = {}
     try:
-        for v in vals:
-            setattr(qrs_module, name, v)
+        for cfg in configs:
+            for n, v in zip(names, cfg):
+                setattr(qrs_module, n, v)
             for ref in refs:
                 det, *_ = run_ours(ref.x, ref.fs, max(1, round(chunk_s * ref.fs)))
-                table[(v, ref.name)] = score(ref, det)
+                table[(cfg, ref.name)] = score(ref, det)
     finally:
-        setattr(qrs_module, name, default)
+        for n, v in zip(names, defaults):
+            setattr(qrs_module, n, v)
     halves = (refs[0::2], refs[1::2])
-    print(f"\nLeave-records-out on {name} (default {default}); halves = alternate MIT-BIH "
-          "records in number order:")
-    print(f"  {'value':>8s}  " + "  ".join(f"half {k} F1 (worst)" for k in "AB")
-          + "   all F1 (worst)")
-    for v in vals:
+    label = ", ".join(names)
+    print(f"\nLeave-records-out on {label} (defaults {defaults}); halves = alternate MIT-BIH "
+          "records in number order; gross F1 (worst record):")
+    print(f"  {'values':>20s}  " + "  ".join(f"     half {k}      " for k in "AB")
+          + "    all records")
+    for cfg in configs:
         cells = []
         for h in halves + (refs,):
-            ss = [table[(v, r.name)] for r in h]
+            ss = [table[(cfg, r.name)] for r in h]
             cells.append(f"{pool_scores(ss).f1:.4f} ({min(s.f1 for s in ss):.4f})")
-        print(f"  {v!s:>8s}  " + "   ".join(cells))
+        print(f"  {','.join(map(str, cfg)):>20s}  " + "   ".join(cells))
     held = []
     for k, (tune, test) in enumerate((halves, halves[::-1])):
-        best = max(vals, key=lambda v: pool_scores([table[(v, r.name)] for r in tune]).f1)
+        best = max(configs, key=lambda c: pool_scores([table[(c, r.name)] for r in tune]).f1)
         ss = [table[(best, r.name)] for r in test]
         held += ss
         p = pool_scores(ss)
-        print(f"  chosen on half {'AB'[k]}: {name}={best}; on half {'BA'[k]}: Se "
-              f"{p.sensitivity:.4f} +P {p.ppv:.4f} F1 {p.f1:.4f} worst "
+        print(f"  chosen on half {'AB'[k]}: {label} = {','.join(map(str, best))}; scored on "
+              f"half {'BA'[k]}: Se {p.sensitivity:.4f} +P {p.ppv:.4f} F1 {p.f1:.4f} worst "
               f"{min(s.f1 for s in ss):.4f}")
     p = pool_scores(held)
     print(f"  leave-records-out, both held-out halves pooled: Se {p.sensitivity:.4f} "
@@ -355,6 +365,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--peers", default=",".join(PEERS))
     ap.add_argument("--cv", action="append", default=[], metavar="NAME=v1,v2,...")
+    ap.add_argument("--cv-joint", action="store_true",
+                    help="sweep every combination of the --cv values instead of one at a time")
     ap.add_argument("--nst", action="store_true", help="add the noise stress section")
     ap.add_argument("--nst-only", action="store_true")
     ap.add_argument("--nst-records", default=",".join(NST_RECORDS))
@@ -374,8 +386,11 @@ def main(argv=None) -> int:
         print_detection(rows, detectors, args.chunk_s)
         if args.cv:
             refs = [r["ref"] for r in rows if r["name"].startswith("mitdb/")]
-            for spec in args.cv:
-                cross_validate(refs, spec, args.chunk_s)
+            if args.cv_joint:
+                cross_validate(refs, args.cv, args.chunk_s)
+            else:
+                for spec in args.cv:
+                    cross_validate(refs, [spec], args.chunk_s)
     if args.nst or args.nst_only:
         noise_stress(detectors, args.chunk_s, [float(s) for s in args.snr.split(",")],
                      args.seed, [r for r in args.nst_records.split(",") if r])

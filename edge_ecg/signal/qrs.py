@@ -89,7 +89,7 @@ BLS_PAIR_S = 0.200             # max and min slope within this of each other (OS
                                # paced complexes of MIT-BIH 104 need 200 ms)
 BLS_RATIO = 0.125              # OSEA: each at least 1/8 of the other
 HOLD_S = 0.25                  # a weak candidate waits this long for a larger peak ...
-HOLD_LEVEL = 0.8               # ... when under this fraction of the typical QRS
+HOLD_LEVEL = 0.9               # ... when under this fraction of the typical QRS
 MIN_QRS_MWI = 1.0              # mV/s: no QRS below this (a flat or disconnected lead: 20 uV
                                # RMS noise peaks at 0.65, the smallest MIT-BIH QRS at ~3)
 HISTORY_S = 1.0                # raw and slope samples kept for refinement and slope tests
