@@ -72,7 +72,9 @@ P_LIMB_S = 0.05         # LUDB: steepest point of a P limb within 50 ms of its p
 P_REF_S = 0.03          # LUDB: trapezium reference 30 ms beyond it
 P_MIN_MV = 0.02         # LUDB: smaller deviations are not taken as a P wave
 P_SNR = 3.0             # LUDB: P deviation over 3x the window's high-frequency noise (RMS)
-P_LEAD_FRAC = 0.4       # LUDB: P present when at least 40 % of the usable leads see one
+P_ALONE = 0.7           # LUDB: see the P search (a train of waves is not a P)
+P_PR_TOL_S = 0.04       # LUDB: PR may change by 40 ms from one beat's P to the next
+P_LEAD_FRAC = 0.3       # LUDB: P present when at least 30 % of the usable leads see one
 QRS_ON_Q = 0.5           # LUDB: combined QRS onset = this quantile of the leads' onsets
 QRS_OFF_Q = 0.5          # LUDB: ... offset
 STRONG_FRAC = 0.0        # LUDB: P/T combined over leads whose wave is >= this x the largest
@@ -155,6 +157,7 @@ class DelineationState:
     prev_r: int | None = None       # R of the last beat delineated
     prev_t_off: int | None = None   # its T offset (bounds the next P search)
     prev_rr: int | None = None      # last RR, samples
+    prev_pr: int | None = None      # PR of the last beat's P candidate, samples
 
 
 def delineate_initial(fs_hz: float, start_index: int = 0) -> DelineationState:
@@ -342,6 +345,13 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
             noise = float(np.sqrt(np.mean(hf[i, p_lo:qon] ** 2)))
             if abs(dev) < P_MIN_MV or abs(dev) < P_SNR * noise or not p_lo < pk < p_hi - 1:
                 continue
+            # a P wave stands alone between flat TP and PR segments; fibrillatory or flutter
+            # waves come in trains of similar size: the largest deviation outside this
+            # wave must stay under P_ALONE of it
+            rest = np.abs(s15[i, p_lo:p_hi] - base)
+            rest[max(on - p_lo, 0): max(off - p_lo + 1, 0)] = 0.0
+            if rest.max() > P_ALONE * abs(dev):
+                continue
             out[row, _B["p_on"]], out[row, _B["p_peak"]], out[row, _B["p_off"]] = on, pk, off
             p_dev[row] = abs(dev)
     # 4. combined: median over the leads that found each boundary
@@ -400,6 +410,15 @@ def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None,
     pts = {name: (int(comb[i]) + a if comb[i] >= 0 else None)
            for i, name in enumerate(BOUNDARIES)}
     valid = bool(usable.any() and pts["qrs_on"] is not None)
+    # sinus P waves keep their PR from beat to beat; fibrillatory waves do not. A P whose PR
+    # differs from the previous beat's P candidate by more than P_PR_TOL_S is dropped (the
+    # candidate is still remembered, so a real change of PR costs one beat)
+    pr = None if pts["p_on"] is None or pts["qrs_on"] is None else pts["qrs_on"] - pts["p_on"]
+    if pr is not None and st.prev_pr is not None and \
+            abs(pr - st.prev_pr) > round(P_PR_TOL_S * fs):
+        for name in ("p_on", "p_peak", "p_off"):
+            pts[name] = None
+    st.prev_pr = pr
     rr_ms = (r - st.prev_r) * 1000.0 / fs if st.prev_r is not None else None
     if st.prev_r is not None:
         st.prev_rr = r - st.prev_r
