@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from edge_ecg.data.ludb_waves import (
-    BOUNDARIES, consensus_waves, list_records, pool, read_lead_waves, read_record_waves,
-    score_boundary, score_ludb_record)
+    BOUNDARIES,
+    consensus_waves,
+    list_records,
+    pool,
+    read_lead_waves,
+    read_record_waves,
+    score_boundary,
+    score_ludb_record,
+)
 from edge_ecg.errors import RecordError
 
 
