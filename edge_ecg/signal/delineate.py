@@ -60,6 +60,9 @@ QRS_SEARCH_S = (0.15, 0.20)   # slope peaks searched from 150 ms before to 200 m
 QRS_SIG = 0.20          # LUDB: a slope peak belongs to the QRS above 20 % of the largest
 QRS_SMALL = 0.10        # LUDB: smaller slope peaks (q, terminal s) above 10 % join the QRS
 QRS_GAP_S = 0.04        # LUDB: ... and within 40 ms of its neighbour in the chain
+QRS_FLAT = 0.03         # LUDB: |slope| under 3 % of the largest is flat ...
+QRS_FLAT_S = 0.012      # ... and a flat run of 12 ms between slope peaks splits them
+XI_QRS_MIN = 0.2        # LUDB: a local minimum of |slope| under 20 % of the peak ends the QRS
 XI_QRS_ON = 0.04        # LUDB: onset where |slope| < 4 % of the first slope peak
 XI_QRS_OFF = 0.08       # LUDB: offset where |slope| < 8 % of the last slope peak
 T_START_S = 0.06        # T search starts 60 ms after the QRS offset (ST segment)
@@ -215,11 +218,25 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
         return None
     k = int(np.argmin(np.abs(pk - (r - core + int(np.argmax(c))))))
     gap = round(QRS_GAP_S * fs)
+    flat_n = round(QRS_FLAT_S * fs)
+    flat_thr = QRS_FLAT * dmax
+
+    def joined(p: int, q: int) -> bool:
+        """Slope peaks p < q belong to one complex: close, and no flat run between them
+        (a q-wave nadir is a brief zero of the slope; a PR or ST segment is a long one)."""
+        if q - p > gap:
+            return False
+        low = a[p:q + 1] < flat_thr
+        if not low.any():
+            return True
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], low.view(np.int8), [0]])))
+        return int((edges[1::2] - edges[::2]).max()) < flat_n
+
     i = k
-    while i > 0 and pk[i] - pk[i - 1] <= gap:
+    while i > 0 and joined(int(pk[i - 1]), int(pk[i])):
         i -= 1
     j = k
-    while j < pk.size - 1 and pk[j + 1] - pk[j] <= gap:
+    while j < pk.size - 1 and joined(int(pk[j]), int(pk[j + 1])):
         j += 1
     first, last = int(pk[i]), int(pk[j])
     thr_on, thr_off = XI_QRS_ON * a[first], XI_QRS_OFF * a[last]
@@ -228,18 +245,32 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
     # stays relative to the main slope peak, but below half the small one
     small = np.flatnonzero((seg[1:-1] >= seg[:-2]) & (seg[1:-1] > seg[2:])
                            & (seg[1:-1] >= QRS_SMALL * dmax)) + 1 + lo
-    ext = small[(small < first) & (small >= first - gap)]
-    while ext.size:
-        first = int(ext[0])
+    ext = [q for q in small[small < first][::-1]]
+    for q in ext:
+        if not joined(int(q), first):
+            break
+        first = int(q)
         thr_on = min(thr_on, 0.5 * a[first])
-        ext = small[(small < first) & (small >= first - gap)]
-    ext = small[(small > last) & (small <= last + gap)]
-    while ext.size:
-        last = int(ext[-1])
+    for q in small[small > last]:
+        if not joined(last, int(q)):
+            break
+        last = int(q)
         thr_off = min(thr_off, 0.5 * a[last])
-        ext = small[(small > last) & (small <= last + gap)]
     on = _last_below(a, lo - round(0.05 * fs), first, thr_on)
     off = _first_below(a, last, hi + round(0.05 * fs), thr_off)
+    if XI_QRS_MIN > 0:
+        # or, nearer, a local minimum of |slope| well below the slope peak (the slope of a
+        # P or T wave running into the QRS never falls below the threshold; Martinez 2004)
+        w = a[on:first + 1]
+        m = np.flatnonzero((w[1:-1] <= w[:-2]) & (w[1:-1] <= w[2:])
+                           & (w[1:-1] < XI_QRS_MIN * a[first])) + 1
+        if m.size:
+            on = on + int(m[-1])
+        w = a[last:off + 1]
+        m = np.flatnonzero((w[1:-1] <= w[:-2]) & (w[1:-1] <= w[2:])
+                           & (w[1:-1] < XI_QRS_MIN * a[last])) + 1
+        if m.size:
+            off = last + int(m[0])
     return on, first, off
 
 
