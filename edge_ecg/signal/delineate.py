@@ -9,30 +9,39 @@ whole record, and the decision delay is bounded: `POST_S` after R (plus one chun
 Per lead, inside the window (zero-phase low-pass: forward-backward Butterworth, so no group
 delay shifts a boundary):
 
-- QRS (40 Hz low-pass): the slope peaks of the complex are the local maxima of |slope| above
-  `QRS_SIG` of the largest near R, chained outward from R while less than `QRS_GAP_S` apart;
-  onset is where |slope| falls below `XI_QRS_ON` of the first slope peak going back, offset
-  where it falls below `XI_QRS_OFF` of the last going forward (the threshold rule of Martinez
-  JP et al., IEEE TBME 51:570, 2004, on the derivative instead of a wavelet scale).
+- QRS (`QRS_LOWPASS_HZ` low-pass): the slope peaks of the complex are the local maxima of
+  |slope| above `QRS_SIG` of the largest near R, chained outward from R while less than
+  `QRS_GAP_S` apart with no flat run (`QRS_FLAT_S`) between them; smaller slope peaks (a q
+  wave, a terminal s, above `QRS_SMALL`) extend the chain the same way. Onset is where |slope|
+  falls below `XI_QRS_ON` of the first slope peak going back, or a nearer local minimum of
+  |slope| under `XI_QRS_MIN` of it; offset likewise after the last (the threshold and
+  local-minimum rules of Martinez JP et al., IEEE TBME 51:570, 2004, on the derivative
+  instead of a wavelet scale).
 - T and P (`PT_LOWPASS_HZ` low-pass): the peak is the largest deviation from the isoelectric
   level (PR segment for T; a line across the search window for P) in a search window bounded
-  by the QRS and the neighbouring beats; onset and offset by the trapezium-area method
-  (Vazquez-Seisdedos CR et al., BioMed Eng OnLine 10:75, 2011; Zhang Q et al., IEEE TBME
-  53:2363, 2006): from the steepest point of a limb, the point that maximises the area of the
-  trapezium spanned with a fixed reference point further out. P is reported only when its
-  deviation exceeds `P_MIN_MV` and `P_SNR` times the window's high-frequency noise.
+  by the QRS and the neighbouring beats (T: at most `T_END_MAX_S` = a + b RR after R); onset
+  and offset by the trapezium-area method (Vazquez-Seisdedos CR et al., BioMed Eng OnLine
+  10:75, 2011; Zhang Q et al., IEEE TBME 53:2363, 2006): from the steepest point of a limb,
+  the point that maximises the area of the trapezium spanned with a fixed reference point
+  further out. A P wave counts when its deviation exceeds `P_MIN_MV` and `P_SNR` times the
+  window's high-frequency noise, and stands alone in its window (nothing else over `P_ALONE`
+  of it: flutter and fibrillatory waves come in trains).
 
-Across leads ("combined"): QRS onset/offset are medians over the leads that found them, and
-the P and T search windows of every lead are then bounded by that combined QRS; a P wave is
-present when at least `P_LEAD_FRAC` of the usable leads see one; each combined boundary is
-the median over the leads that found it.
+Across leads ("combined"): QRS onset/offset are quantiles (`QRS_ON_Q`, `QRS_OFF_Q`: medians)
+over the leads that found them, and the P and T search windows of every lead are then bounded
+by that combined QRS; a P wave is present when at least `P_LEAD_FRAC` of the usable leads see
+one and its PR is within `P_PR_TOL_S` of the previous beat's P candidate (sinus P waves keep
+their PR; this uses only earlier beats, so it streams); each combined boundary is the median
+over the leads that found it. A single lead is the same code with one row.
 
 Bad input: a lead with a non-finite sample in the beat's window, or flat in it (peak-to-peak
 below `FLAT_MV`), gives no boundaries for that beat (marked -1 per lead); a beat no lead can
 delineate is reported with `valid=False` and no boundaries, never a guessed one.
 
-Parameters marked "LUDB" were chosen on the odd-numbered LUDB records in ../shared/data and
-checked on the even-numbered ones (bench/delineate.py reports both halves).
+Parameters marked "LUDB" were chosen on the odd-numbered LUDB records in ../shared/data (12
+leads combined, scored against the consensus of the leads' marks; T window and QRS chaining
+also on lead II alone) and checked on the even-numbered ones, which were never used to choose
+(bench/delineate.py --half odd|even reports both). Figures: bench/delineate.py.
 """
 
 from __future__ import annotations
