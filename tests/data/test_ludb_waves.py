@@ -81,3 +81,17 @@ def test_delineation_on_shared_records_holds_its_level(ludb):
     limits = {"p_on": 10.2, "p_off": 14.0, "qrs_on": 11.0, "qrs_off": 11.6, "t_off": 30.6}
     for b, sd in limits.items():
         assert s[b].sd_ms <= sd and abs(s[b].mean_ms) <= 10.0, (b, s[b].to_dict())
+
+
+def test_cli_scores_a_folder_in_ludb_layout(ludb, capsys):
+    import json
+
+    from edge_ecg.cli import main
+
+    assert main(["delineate", "--data", f"ludb:{ludb.parent}", "--records", "1,2",
+                 "--lead", "ii", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["records"] == 2 and set(out["boundaries"]) == set(BOUNDARIES)
+    assert out["boundaries"]["qrs_on"]["sensitivity"] > 0.9
+    assert out["boundaries"]["t_off"]["cse_2sd_ms"] == 30.6
+    assert main(["delineate", "--data", "ludb:/no/such/folder"]) == 1
