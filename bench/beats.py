@@ -16,10 +16,12 @@ records (no learning period left out); beats inside ventricular flutter/fibrilla
 (between the reference '[' and ']' marks, MIT-BIH 207) are left out of the comparison for
 reference and detections alike, as EC57 and bxb do; the figure with them kept is printed too.
 
-    python bench/beats.py                       # every record, peers, ~3 min on 2 cores
-    python bench/beats.py --no-peers            # ours only, ~15 s
-    python bench/beats.py --cv THRESHOLD=0.3,0.35,0.4,0.45   # leave-records-out sweep
-    python bench/beats.py --nst                 # + noise stress: 118, 119 at 24..-6 dB
+    python bench/beats.py                       # every record, peers: ~90 s on 2 cores
+    python bench/beats.py --no-peers            # ours only: ~12 s
+    python bench/beats.py --nst                 # + noise stress, 118 and 119 at 24..-6 dB,
+                                                #   every detector: ~35 s more
+    python bench/beats.py --no-peers --cv THRESHOLD=0.3,0.4,0.5 --cv HOLD_LEVEL=0.8,0.9,1.0 \
+        --cv PREMATURE_LEVEL=0.8,1.0 --cv PREMATURE_RR=0.4,0.5 --cv-joint   # ~8 min
 
 `--cv NAME=v1,v2,..` sets the module constant `edge_ecg.signal.qrs.NAME` to each value: the
 value with the best gross F1 on one half of the MIT-BIH records (alternate records in number
@@ -255,10 +257,12 @@ def print_detection(rows, detectors, chunk_s):
             print(f"  {d:9s} Se {p.sensitivity:.4f} +P {p.ppv:.4f} F1 {p.f1:.4f} "
                   f"(TP {p.tp} FN {p.fn} FP {p.fp}); worst {worst[d][0].f1:.4f} "
                   f"({worst['name']}); {secs / cpu:,.0f}x real time (CPU)")
-        p = pool_scores([r["ours_all"] for r in grp])
-        if p.n_ref != pool_scores([r["ours"][0] for r in grp]).n_ref:
-            print(f"  ours with VF episodes kept: Se {p.sensitivity:.4f} +P {p.ppv:.4f} "
-                  f"F1 {p.f1:.4f}")
+        vf = [r["name"] for r in grp if r["ref"].vf.size]
+        if vf:
+            p = pool_scores([r["ours_all"] for r in grp])
+            print(f"  ours with the VF episodes of {', '.join(vf)} scored too: Se "
+                  f"{p.sensitivity:.4f} +P {p.ppv:.4f} F1 {p.f1:.4f} (TP {p.tp} FN {p.fn} "
+                  f"FP {p.fp})")
     dec = np.concatenate([r["dec"] for r in rows])
     emit = np.concatenate([r["emit"] for r in rows])
     print(f"\nours, all beats: median decision delay {np.median(dec):.0f} ms after our R "
