@@ -191,7 +191,7 @@ def test_streaming_equals_offline_on_hard_records(shared_data, name):
 
 def test_every_mitdb_record(shared_data):
     """Regression guard for bench/beats.py's figures: lead 0 of the 28 MIT-BIH records, whole
-    records, EC57 scoring (~10 s). Measured: gross F1 0.9984, worst record 0.9910."""
+    records, EC57 scoring (~10 s). Measured: gross F1 0.9984, worst record 0.9908."""
     from edge_ecg.signal.scoring import pool_scores
 
     names = sorted(p.stem for p in (shared_data / "mitdb").glob("*.hea"))
