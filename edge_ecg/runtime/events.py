@@ -79,12 +79,17 @@ class PredictionEvent:
     latency_ms: float
     n_beats: int
     intervals: dict | None = None   # window medians: hr_bpm, pr_ms, qrs_ms, qt_ms, qtc_*_ms
+    # what the window was made of (quality.WindowQuality.describe): missing / invalid / filled
+    # samples and their share, the longest filled run, the leads used and those masked
+    quality: dict | None = None
 
     def to_json(self) -> dict:
         d = {"type": "prediction", "index": int(self.index),
              "time_s": round(self.time_s, 4), "start": int(self.start),
              "outputs": self.outputs, "experts": self.experts,
              "latency_ms": round(self.latency_ms, 3), "n_beats": self.n_beats}
+        if self.quality is not None:
+            d["quality"] = self.quality
         if self.intervals is not None:
             d["intervals"] = {k: (round(v, 1) if isinstance(v, float) else v)
                               for k, v in self.intervals.items()}
@@ -107,16 +112,21 @@ class GapEvent:
 
 @dataclass(frozen=True)
 class WithheldEvent:
-    """A window whose prediction was withheld, with the reasons (see `quality.REASONS`)."""
+    """A window whose prediction was withheld, with the reasons (see `quality.REASONS`) and,
+    from the stream pipeline, what the window was made of (as `PredictionEvent.quality`)."""
 
     index: int
     time_s: float
     start: int
     reasons: tuple[str, ...]
+    quality: dict | None = None
 
     def to_json(self) -> dict:
-        return {"type": "withheld", "index": int(self.index), "time_s": round(self.time_s, 4),
-                "start": int(self.start), "reasons": list(self.reasons)}
+        d = {"type": "withheld", "index": int(self.index), "time_s": round(self.time_s, 4),
+             "start": int(self.start), "reasons": list(self.reasons)}
+        if self.quality is not None:
+            d["quality"] = _clean(self.quality)
+        return d
 
 
 @dataclass(frozen=True)

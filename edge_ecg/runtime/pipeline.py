@@ -30,7 +30,8 @@ from edge_ecg.errors import SourceError
 from edge_ecg.runtime.beat_tracker import BeatTracker
 from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, StatusEvent, WithheldEvent
 from edge_ecg.runtime.predictor import Predictor, split_rows
-from edge_ecg.runtime.quality import QualityConfig, assess_window, flat_block_len, noise_ratio
+from edge_ecg.runtime.quality import QualityConfig, flat_block_len, judge_window, noise_ratio
+from edge_ecg.runtime.ring_buffer import FLAG_GAP
 from edge_ecg.runtime.recent import DEFAULT_CAPACITY, RecentValues
 from edge_ecg.runtime.ring_buffer import RingBuffer
 from edge_ecg.signal.chunk import Chunk
@@ -46,6 +47,10 @@ SETTLE_MARGIN_S = 0.2
 # a prediction is never held back longer. Longer than the search-back horizon at 60 bpm.
 SETTLE_MAX_S = 2.5
 HISTORY_S = 8.0          # ring buffers hold the window plus this much
+# A beat whose R lies in a gap farther than this from any measured sample has no measured QRS
+# at all (half the 120-ms upper limit of a normal QRS): the detector found it on the fill, and
+# it is dropped (counted in `Summary.beats_in_gaps`), never reported or given to the model.
+BEAT_GAP_S = 0.06
 _FORMAT_BITS = (16, 24, 32)   # ADC sample widths (firmware_bridge int16/int24, then int32)
 
 
@@ -91,6 +96,11 @@ class Summary:
     predictions: int = 0
     withheld: int = 0
     withheld_reasons: dict = field(default_factory=dict)
+    # predictions made on a degraded window (issue 17): any filled sample or any masked lead;
+    # `degraded_kinds` splits them ("filled", "leads_masked"; a window may count in both)
+    degraded_predictions: int = 0
+    degraded_kinds: dict = field(default_factory=dict)
+    beats_in_gaps: int = 0      # beats the detector found on a gap's fill, dropped
     gaps: int = 0
     gap_samples: int = 0
     invalid_samples: int = 0
@@ -112,8 +122,9 @@ class Summary:
     def lines(self) -> list[str]:
         return [
             f"samples {self.samples} ({self.seconds:.1f} s of signal in {self.wall_s:.1f} s)",
-            f"beats {self.beats}, predictions {self.predictions}, withheld {self.withheld} "
-            f"{self.withheld_reasons or ''}".rstrip(),
+            f"beats {self.beats}, predictions {self.predictions} ({self.degraded_predictions} "
+            f"on degraded windows {self.degraded_kinds or ''}".rstrip() + f"), withheld "
+            f"{self.withheld} {self.withheld_reasons or ''}".rstrip(),
             (f"gaps {self.gaps} ({self.gap_samples} samples), invalid samples "
              f"{self.invalid_samples}, dropped chunks {self.dropped_chunks}, "
              f"CRC errors {self.crc_errors}"),
@@ -159,7 +170,7 @@ class StreamProcessor:
         n_in = int(np.ceil((c.window_s + HISTORY_S) * self.fs_in)) + 4 * chunk.n_samples
         n_m = int(np.ceil((c.window_s + HISTORY_S) * c.fs_hz)) + 4 * int(
             np.ceil(chunk.n_samples * c.fs_hz / self.fs_in))
-        self.raw = RingBuffer(n_in, len(self.leads), start_index=0)
+        self.raw = RingBuffer(n_in, len(self.leads), start_index=0, fill="linear")
         self.filt = RingBuffer(n_m, len(self.leads), start_index=0)
         self.power = RingBuffer(n_m, 2, start_index=0)
         self.tracker = BeatTracker(c, self.fs_in, len(self.leads))
@@ -169,6 +180,8 @@ class StreamProcessor:
         self._beat_delay: dict[int, float] = {}       # detection delay of beats not delineated
         self._waves: list = []                         # recent delineated beats, model clock
         self._beats_sorted = True
+        self._gap_beats: set[int] = set()             # beats dropped as found on a gap's fill
+        self._gap_reach = max(int(math.ceil(BEAT_GAP_S * self.fs_in)), 1)
         self.next_end = c.window_len                   # end of the next window, model clock
         self._started = True
 
@@ -241,11 +254,35 @@ class StreamProcessor:
         hi_mv = (np.float32((1 << (bits - 1)) - 1) - base) / gain
         self.rails_mv = (np.minimum(lo_mv, hi_mv), np.maximum(lo_mv, hi_mv))  # gain < 0 swaps
 
+    def _in_gap(self, r: int) -> bool:
+        """Whether model-clock beat `r` lies in a gap, farther than `BEAT_GAP_S` from any
+        measured sample. A gap is written whole with the chunk after it, so once R's own
+        sample is held the gap's extent is known: any chunking decides the same."""
+        s = int(round(self.to_source(r)))
+        if not (self.raw.start <= s < self.raw.end):
+            return False
+        k = self._gap_reach
+        lo, hi = max(s - k, self.raw.start), min(s + k + 1, self.raw.end)
+        _, flags = self.raw.view(lo, hi)
+        if not flags[s - lo] & FLAG_GAP:
+            return False
+        # every sample within k of R filled, and the reach not cut by the buffer's edges
+        return lo == s - k and hi == s + k + 1 and bool(np.all(flags & FLAG_GAP))
+
     def _track(self, out) -> list:
         """Store the tracker's filtered samples and powers; beat events for its beats."""
         events = []
         self.filt.write(out.start, out.y)
         self.power.write(out.start, np.stack([out.hf_power, out.band_power], axis=1))
+        if out.beats and self.raw.gap_samples:
+            kept = []
+            for b in out.beats:
+                if self._in_gap(b.index):
+                    self._gap_beats.add(b.index)
+                    self.summary.beats_in_gaps += 1
+                else:
+                    kept.append(b)
+            out = replace(out, beats=kept)
         if out.beats:
             idx = np.array([b.index for b in out.beats], dtype=np.int64)
             # the detector decides beats in increasing index order (edge_ecg.signal.qrs);
@@ -261,6 +298,9 @@ class StreamProcessor:
             self.summary.beats += len(out.beats)
         # a beat's event goes out once it is delineated (POST_S after R), with its intervals
         for w in out.waves:
+            if self._gap_beats and w.r in self._gap_beats:
+                self._gap_beats.discard(w.r)
+                continue
             si = self._src_index(w.r)
             iv = w.intervals()
             waves = {"pr_ms": iv["pr_ms"], "qrs_ms": iv["qrs_ms"], "qt_ms": iv["qt_ms"],
@@ -344,30 +384,38 @@ class StreamProcessor:
                 ctx, ctx_flags = self.raw.view(c0, c1)          # the window and around it
                 raw, flags = ctx[s0 - c0:s1 - c0], ctx_flags[s0 - c0:s1 - c0]
                 pw, _ = self.power.view(start, end)
-                reasons = assess_window(raw, flags, self.fs_in, int(beats.size),
-                                        noise_ratio(pw[:, 0], pw[:, 1]), self.quality,
-                                        self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
+                q = judge_window(raw, flags, self.fs_in, int(beats.size),
+                                 noise_ratio(pw[:, 0], pw[:, 1]), self.quality,
+                                 self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
+                reasons = q.reasons
                 si, ss = self._src_index(end), self._src_index(start)
                 if reasons:
                     events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
-                                                reasons=reasons))
+                                                reasons=reasons,
+                                                quality=q.describe(self.leads)))
                     self.summary.withheld += 1
                     for r in reasons:
                         self.summary.withheld_reasons[r] = self.summary.withheld_reasons.get(r, 0) + 1
                     self._last_pred_end = None
                     continue
                 y, _ = self.filt.view(start, end)
-                pred.add(y, beats)                             # straight into the batch
+                if q.masked:             # leads off: the model's lead_mask drops them
+                    pred.add_leads(y[:, q.used], beats, tuple(
+                        ld for ld, u in zip(self.leads, q.used.tolist()) if u))
+                else:
+                    pred.add(y, beats)                         # straight into the batch
                 # window medians over its beats delineated by the window's end (those in its
                 # last POST_S are not yet: n_delineated says how many); by decided_at, not
                 # arrival, so any chunking gives the same figures
                 ivs[len(events)] = window_intervals(
                     [w for w in self._waves if start <= w.r < end and w.decided_at <= end])
-                kept.append((start, end, int(beats.size), len(events)))
+                kept.append((start, end, int(beats.size), len(events), q))
                 events.append(None)   # placeholder, keeps event order by window
             self._beats = (b_all[np.searchsorted(b_all, keep_from):] if self._beats_sorted
                            else b_all[b_all >= keep_from])
             self._waves = [w for w in self._waves if w.r >= keep_from]
+            if self._gap_beats:
+                self._gap_beats = {r for r in self._gap_beats if r >= keep_from}
         if kept:
             with self.timer.time("inference"):
                 out, dt = pred.run_pending()
@@ -376,7 +424,7 @@ class StreamProcessor:
                 rows = split_rows(out, n) if (pred.smooth > 1 or self.keep_outputs) else None
                 # unsmoothed (the default): every row described in one pass over the batch
                 described = pred.describe_batch(out, n) if pred.smooth == 1 else None
-                for j, (start, end, nb, pos) in enumerate(kept):
+                for j, (start, end, nb, pos, q) in enumerate(kept):
                     contiguous = self._last_pred_end == end - self.hop
                     self._last_pred_end = end
                     if self.keep_outputs:
@@ -391,8 +439,14 @@ class StreamProcessor:
                                                   start=self._src_index(start), outputs=outputs,
                                                   experts=experts,
                                                   latency_ms=dt * 1000.0 / len(kept), n_beats=nb,
-                                                  intervals=iv)
+                                                  intervals=iv, quality=q.describe(self.leads))
                     self.summary.predictions += 1
+                    if q.degraded:
+                        sm = self.summary
+                        sm.degraded_predictions += 1
+                        for kind, on in (("filled", q.filled), ("leads_masked", q.masked)):
+                            if on:
+                                sm.degraded_kinds[kind] = sm.degraded_kinds.get(kind, 0) + 1
         return [e for e in events if e is not None]
 
     def close_summary(self) -> Summary:

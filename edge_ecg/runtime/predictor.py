@@ -70,6 +70,12 @@ class Predictor:
         the pending batch; returns its row."""
         return self._batch.add(window, self.leads, r_peaks)
 
+    def add_leads(self, window: np.ndarray, r_peaks: np.ndarray, leads: tuple[str, ...]) -> int:
+        """`add` for a window of some source leads only (`window` `(window_len, len(leads))`):
+        the model's leads that none of them gives are zero and masked (`lead_mask`), exactly
+        as for a monitor with fewer leads (limb leads derived only from a measured I and II)."""
+        return self._batch.add(window, leads, r_peaks)
+
     @property
     def pending(self) -> int:
         """Windows queued by `add` since the last `run_pending`."""
@@ -131,6 +137,9 @@ class _Describer:
             labels = list(t.get("labels", ()))
             self.tasks.append((t["name"], t["output"], t["kind"], t.get("unit", ""), labels,
                                [str(lb) for lb in labels]))
+        # Tasks learned from synthetic signals only (potassium: no real labels exist) say so
+        # beside every output of theirs (manifest `trained_on`).
+        self.synthetic = {t["name"] for t in tasks if t.get("trained_on") == "synthetic"}
         self._names: dict[tuple[str, int], list[str]] = {}
 
     def __call__(self, row: dict[str, np.ndarray]) -> tuple[dict, dict]:
@@ -159,6 +168,9 @@ class _Describer:
                         "prob": round(float(probs[k]), 4),
                         "probs": {nm: round(float(p), 4) for nm, p in zip(names, probs)},
                     }
+            if name in self.synthetic:
+                for outputs, _ in rows:
+                    outputs[name]["trained_on"] = "synthetic"
         for name, g in out.items():
             if not name.startswith(GATE_PREFIX):
                 continue

@@ -1,9 +1,18 @@
-"""Signal quality: when a window's prediction must be withheld, and why.
+"""Signal quality: when a window's prediction must be withheld, and why, and what it is made on.
 
-A prediction is withheld, never guessed, when its window holds a gap, a non-finite sample, a
-flat lead (electrode off), a lead stuck at the ADC rail (saturation), too much high-frequency
-noise, or a beat count no heart makes. Reasons come from the fixed vocabulary `REASONS`, so a
-consumer can switch on them.
+A window degrades gracefully within stated limits (issue 17) and is withheld, never guessed,
+beyond them:
+- missing signal (samples that never arrived, or arrived non-finite; filled and marked by the
+  ring buffer): predicted while at most `max_missing_frac` of the window is filled and no
+  filled run is longer than `max_gap_s`; beyond that withheld for "gap" / "nan".
+- a flat lead (electrode off) or a lead stuck at the ADC rail (saturation): that lead is masked
+  (the model's `lead_mask`) and the prediction uses the rest; withheld for "lead_off" /
+  "saturation" only when fewer than `min_leads` source leads remain (or, with
+  `mask_off_leads = False`, whenever a lead is off, the behaviour before issue 17).
+- too much high-frequency noise, or a beat count no heart makes: withheld.
+Reasons come from the fixed vocabulary `REASONS`, so a consumer can switch on them.
+`judge_window` returns the whole verdict (`WindowQuality`): reasons, the leads used and masked,
+and the filled sample counts a prediction reports.
 
 Thresholds and where they come from:
 - lead off: peak-to-peak below 20 uV over 1 s (a sliding block anywhere over the window, the
@@ -16,6 +25,13 @@ Thresholds and where they come from:
   R peak at 360-1000 Hz is never flat for 20 ms), or touches the ADC rail when the source knows it.
 - beat count: fewer than 20 or more than 250 beats per minute over the window: outside any
   rhythm the model is trained on, and the classic sign of a detector on noise or on a flat line.
+- missing signal: at most 10 % of the window filled (`max_missing_frac`; the issue's figure: at
+  5 % random frame loss a 10-s window holds more than 10 % in well under 1 window in 10^6), and
+  no filled run longer than 120 ms (`max_gap_s`): the upper limit of a normal QRS (AHA/ACCF/HRS
+  2009: QRS >= 120 ms is a bundle-branch block), so a gap the window keeps never hides a whole
+  QRS and the RR series it is given counts every beat that a complete signal would show.
+- leads: one measured lead left is enough (`min_leads = 1`): the model is trained with the lead
+  mask for 1-, 2- and 3-lead monitors.
 - noise: power above 45 Hz (EMG, electrode motion, mains harmonics) over the power in the
   contract's band, mean over leads; above 0.3 (SNR ~5 dB) QRS detection degrades markedly
   (Friesen et al., IEEE TBME 37:85, 1990, detectors under EMG noise).
@@ -23,7 +39,7 @@ Thresholds and where they come from:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -47,6 +63,132 @@ class QualityConfig:
     min_bpm: float = 20.0
     max_bpm: float = 250.0
     max_noise_ratio: float = 0.3
+    # issue 17: degrade within these limits, withhold beyond them (module docstring)
+    max_missing_frac: float = 0.10   # filled samples (gap + non-finite) / window samples
+    max_gap_s: float = 0.12          # longest filled run touching the window
+    min_leads: int = 1               # measured source leads left after masking
+    mask_off_leads: bool = True      # False: any lead off / saturated withholds the window
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_missing_frac <= 1.0 or self.max_gap_s < 0 or self.min_leads < 1:
+            raise ValueError(f"QualityConfig: max_missing_frac in [0, 1], max_gap_s >= 0, "
+                             f"min_leads >= 1; got {self.max_missing_frac}, {self.max_gap_s}, "
+                             f"{self.min_leads}")
+
+
+# The limits before issue 17: any gap, non-finite sample, lead off or saturation withholds.
+STRICT = QualityConfig(max_missing_frac=0.0, max_gap_s=0.0, mask_off_leads=False)
+
+
+@dataclass(frozen=True)
+class WindowQuality:
+    """The verdict on one window. `reasons` empty: predict on the leads where `used` is True.
+
+    Sample counts are on the source clock over the window: `missing` never arrived (a gap),
+    `invalid` arrived NaN/inf; both were filled by the ring buffer (`filled` = either).
+    `off` / `saturated` `(L,)` are the leads judged off / at the rail (masked when allowed).
+    """
+
+    reasons: tuple[str, ...]
+    used: np.ndarray
+    off: np.ndarray
+    saturated: np.ndarray
+    n_samples: int
+    missing: int = 0
+    invalid: int = 0
+    filled: int = 0
+    longest_gap: int = 0                       # samples of the longest filled run touching it
+    masked: tuple[int, ...] = field(default=())   # source columns masked (off or saturated)
+
+    @property
+    def filled_frac(self) -> float:
+        return self.filled / self.n_samples if self.n_samples else 0.0
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.filled or self.masked)
+
+    def describe(self, leads: tuple[str, ...]) -> dict:
+        """What a prediction or withheld event reports about its window (JSON-ready)."""
+        return {"missing_samples": self.missing, "invalid_samples": self.invalid,
+                "filled_samples": self.filled, "filled_frac": round(self.filled_frac, 4),
+                "longest_gap_samples": self.longest_gap,
+                "leads": [leads[i] for i in np.flatnonzero(self.used)],
+                "leads_off": {leads[i]: ("saturation" if self.saturated[i] and not self.off[i]
+                                         else "lead_off") for i in self.masked}}
+
+
+def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beats: int,
+                 noise_ratio: float, cfg: QualityConfig = QualityConfig(),
+                 rails_mv: tuple[np.ndarray, np.ndarray] | None = None,
+                 context: tuple[np.ndarray, np.ndarray, int] | None = None) -> WindowQuality:
+    """The whole verdict on a window: reasons to withhold, leads to use, filled counts.
+
+    Arguments as `assess_window`. Lead-off and saturation are judged per lead on the measured
+    samples only (filled ones excluded), so a fill never reads as a flat lead.
+    """
+    flags = np.asarray(raw_flags, dtype=np.uint8)
+    t, n_leads = int(raw_mv.shape[0]), int(raw_mv.shape[1])
+    reasons: list[str] = []
+    gap, bad = (flags & FLAG_GAP) != 0, (flags & FLAG_NONFINITE) != 0
+    missing, invalid = int(np.count_nonzero(gap)), int(np.count_nonzero(bad))
+    filled_any = flags != 0
+    filled = int(np.count_nonzero(filled_any))
+    longest = 0
+    if filled:
+        if context is None:
+            longest = _longest_run(filled_any, 0, t)
+        else:
+            longest = _longest_run(np.asarray(context[1]) != 0, int(context[2]),
+                                   int(context[2]) + t)
+        if filled > cfg.max_missing_frac * t or longest > cfg.max_gap_s * fs_hz:
+            if missing:
+                reasons.append("gap")
+            if invalid:
+                reasons.append("nan")
+    ok = flags == 0
+    # lead-major copy: reductions along the contiguous time axis are ~10x faster than along
+    # axis 0 of a (T, 12) array (measured)
+    xl = np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T)
+    if context is None:
+        xc, okc, w0 = xl, ok, 0
+    else:
+        xc = np.ascontiguousarray(np.asarray(context[0], dtype=np.float32).T)
+        okc, w0 = np.asarray(context[1], dtype=np.uint8) == 0, int(context[2])
+    off = _off_leads(xl, ok, fs_hz, cfg, xc, okc, w0)
+    sat = _saturated_leads(xl, ok, fs_hz, cfg, rails_mv)
+    masked_b = off | sat
+    used = np.ones(n_leads, dtype=bool)
+    if masked_b.any():
+        if cfg.mask_off_leads:
+            used = ~masked_b
+            withhold = int(used.sum()) < cfg.min_leads
+        else:
+            withhold = True
+        if withhold:
+            if off.any():
+                reasons.append("lead_off")
+            if (sat & ~off).any():
+                reasons.append("saturation")
+    if np.isfinite(noise_ratio) and noise_ratio > cfg.max_noise_ratio:
+        reasons.append("noise")
+    minutes = t / fs_hz / 60.0
+    if not (cfg.min_bpm * minutes <= n_beats <= cfg.max_bpm * minutes):
+        reasons.append("beat_count")
+    masked = tuple(int(i) for i in np.flatnonzero(masked_b)) if cfg.mask_off_leads else ()
+    return WindowQuality(reasons=tuple(reasons), used=used, off=off, saturated=sat,
+                         n_samples=t, missing=missing, invalid=invalid, filled=filled,
+                         longest_gap=longest, masked=masked)
+
+
+def _longest_run(mask: np.ndarray, a: int, b: int) -> int:
+    """Length of the longest run of True in `mask` that overlaps `[a, b)` (whole run counted,
+    as far as `mask` reaches)."""
+    m = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    d = np.diff(m.astype(np.int8))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    keep = (starts < b) & (ends > a)
+    return int((ends[keep] - starts[keep]).max()) if keep.any() else 0
 
 
 def assess_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beats: int,
@@ -62,31 +204,8 @@ def assess_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_bea
     stream on either side (the window starts at `offset` in it): a flat run that only partly
     lies in the window is measured over its whole length there.
     """
-    reasons: list[str] = []
-    flags = np.asarray(raw_flags, dtype=np.uint8)
-    if np.any(flags & FLAG_GAP):
-        reasons.append("gap")
-    if np.any(flags & FLAG_NONFINITE):
-        reasons.append("nan")
-    ok = flags == 0
-    # lead-major copy: reductions along the contiguous time axis are ~10x faster than along
-    # axis 0 of a (T, 12) array (measured)
-    xl = np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T)
-    if context is None:
-        xc, okc, w0 = xl, ok, 0
-    else:
-        xc = np.ascontiguousarray(np.asarray(context[0], dtype=np.float32).T)
-        okc, w0 = np.asarray(context[1], dtype=np.uint8) == 0, int(context[2])
-    if _lead_off(xl, ok, fs_hz, cfg, xc, okc, w0):
-        reasons.append("lead_off")
-    if _saturated(xl, ok, fs_hz, cfg, rails_mv):
-        reasons.append("saturation")
-    if np.isfinite(noise_ratio) and noise_ratio > cfg.max_noise_ratio:
-        reasons.append("noise")
-    minutes = raw_mv.shape[0] / fs_hz / 60.0
-    if not (cfg.min_bpm * minutes <= n_beats <= cfg.max_bpm * minutes):
-        reasons.append("beat_count")
-    return tuple(reasons)
+    return judge_window(raw_mv, raw_flags, fs_hz, n_beats, noise_ratio, cfg, rails_mv,
+                        context).reasons
 
 
 def flat_block_len(fs_hz: float, cfg: QualityConfig) -> int:
@@ -97,7 +216,14 @@ def flat_block_len(fs_hz: float, cfg: QualityConfig) -> int:
 def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
               xc: np.ndarray | None = None, okc: np.ndarray | None = None,
               w0: int = 0) -> bool:
-    """True when a lead is flat over blocks of `flat_block_s` clean samples anywhere (sliding
+    """True when some lead is off (`_off_leads`)."""
+    return bool(_off_leads(x, ok, fs_hz, cfg, xc, okc, w0).any())
+
+
+def _off_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
+               xc: np.ndarray | None = None, okc: np.ndarray | None = None,
+               w0: int = 0) -> np.ndarray:
+    """`(L,)` bool, per lead: off when the lead is flat over blocks of `flat_block_s` clean samples anywhere (sliding
     blocks) while another lead shows a QRS-sized deflection in the same block, and the window
     holds `flat_min_s` of such blocks, or when every lead is flat over the whole window.
 
@@ -112,6 +238,7 @@ def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
         xc, okc, w0 = x, ok, 0
     block = flat_block_len(fs_hz, cfg)
     n_leads, t = xc.shape
+    result = np.zeros(n_leads, dtype=bool)
     if t >= block:
         half = block // 2
         nh = (t // half) * half
@@ -142,16 +269,17 @@ def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
                     j1 = np.clip(i, lo - 1, hi - 1) - lo + 1
                     j0 = np.clip(i - block + 1, lo, hi) - lo
                     held = ((cs[:, j1] - cs[:, j0]) > 0).sum(axis=1)
-                    if np.any(held >= int(round(cfg.flat_min_s * fs_hz))):
-                        return True
+                    result |= held >= int(round(cfg.flat_min_s * fs_hz))
     # every lead flat over the whole window, on the window's own block grid
     n = (x.shape[1] // block) * block
     if n == 0:
-        return False
+        return result
     xb = x[:, :n].reshape(x.shape[0], -1, block)               # (L, blocks, block)
     clean_b = ok[:n].reshape(-1, block).all(axis=1)            # (blocks,)
     ptp_b = xb.max(axis=2) - xb.min(axis=2)                    # (L, blocks)
-    return bool(clean_b.all() and (ptp_b < cfg.flat_mv).all())
+    if clean_b.all() and (ptp_b < cfg.flat_mv).all():
+        result[:] = True
+    return result
 
 
 def _running(x: np.ndarray, width: int, op: np.ufunc) -> np.ndarray:
@@ -181,30 +309,38 @@ def sliding_ptp(x: np.ndarray, width: int) -> np.ndarray:
 
 def _saturated(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
                rails_mv: tuple[np.ndarray, np.ndarray] | None) -> bool:
-    """A lead at its window extreme for `rail_run_s` in a row, or at a known rail; `x` (L, T)."""
+    """True when some lead is saturated (`_saturated_leads`)."""
+    return bool(_saturated_leads(x, ok, fs_hz, cfg, rails_mv).any())
+
+
+def _saturated_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
+                     rails_mv: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """`(L,)` bool, per lead: at its window extreme for `rail_run_s` in a row, or at a known
+    rail; `x` (L, T)."""
+    result = np.zeros(x.shape[0], dtype=bool)
     if x.shape[1] == 0:
-        return False
+        return result
     xo = x if ok.all() else x[:, ok]
     if xo.shape[1] == 0:
-        return False
+        return result
     if rails_mv is not None:
         lo, hi = rails_mv
-        if np.any((xo <= lo[:, None]) | (xo >= hi[:, None])):
-            return True
+        result |= np.any((xo <= lo[:, None]) | (xo >= hi[:, None]), axis=1)
     run = max(int(round(cfg.rail_run_s * fs_hz)), 2)
     if x.shape[1] < run:
-        return False
+        return result
     hi_v, lo_v = xo.max(axis=1), xo.min(axis=1)
     live = (hi_v - lo_v) >= cfg.flat_mv                         # a flat lead is lead-off instead
     at_hi, at_lo = x == hi_v[:, None], x == lo_v[:, None]
     # fast reject: a run needs `run` samples at one extreme (a sharp peak has 1-3)
     cand = live & ((at_hi.sum(axis=1) >= run) | (at_lo.sum(axis=1) >= run))
     if not cand.any():
-        return False
+        return result
     at_extreme = ((at_hi | at_lo) & ok[None, :])[cand]
     # a run of `run` consecutive samples at the extreme: windowed sum of the indicator
     c = np.cumsum(np.hstack([np.zeros((at_extreme.shape[0], 1), np.int64), at_extreme]), axis=1)
-    return bool(np.any(c[:, run:] - c[:, :-run] >= run))
+    result[np.flatnonzero(cand)] |= np.any(c[:, run:] - c[:, :-run] >= run, axis=1)
+    return result
 
 
 def noise_ratio(hf_power: np.ndarray, band_power: np.ndarray) -> float:

@@ -1,9 +1,13 @@
 """A preallocated ring buffer on the runtime's clock: absolute int64 sample indices.
 
 Every sample has an absolute index (the source's `Chunk.index` clock). A jump forward in the
-index is a gap: the missing samples are filled by holding the last valid value (so carried
-filter states stay finite and bounded) and marked invalid, never bridged silently. Samples that
-arrive NaN or infinite are held and marked invalid the same way.
+index is a gap: the missing samples are filled (so carried filter states stay finite and
+bounded) and marked `FLAG_GAP`, never bridged silently. The fill is `fill="hold"` (the last
+valid value) or `fill="linear"` (a straight line from the last valid value to the first sample
+after the gap; the stream pipeline's choice: a held value steps at the gap's end, and a
+band-pass turns a step into a QRS-like spike a detector may take for a beat). The gap is
+written when the chunk after it arrives, so the line needs no look-ahead and any chunking fills
+it the same way. Samples that arrive NaN or infinite are held and marked invalid the same way.
 
 Sliding-window semantics and what "overflow" means here: the buffer keeps the last `capacity`
 samples so that windows can be cut from history that has already been consumed. A *reader
@@ -27,9 +31,13 @@ FLAG_NONFINITE = np.uint8(2)  # arrived NaN or infinite
 class RingBuffer:
     """Fixed-capacity time-major `(capacity, n_leads)` float32 store with per-sample flags."""
 
-    def __init__(self, capacity: int, n_leads: int, start_index: int = 0) -> None:
+    def __init__(self, capacity: int, n_leads: int, start_index: int = 0,
+                 fill: str = "hold") -> None:
         if capacity <= 0 or n_leads <= 0:
             raise ValueError(f"capacity and n_leads must be positive, got {capacity}, {n_leads}")
+        if fill not in ("hold", "linear"):
+            raise ValueError(f"fill must be 'hold' or 'linear', got {fill!r}")
+        self.fill = fill
         self.capacity = int(capacity)
         self.n_leads = int(n_leads)
         self._data = np.zeros((self.capacity, self.n_leads), dtype=np.float32)
@@ -82,9 +90,17 @@ class RingBuffer:
         gap_start, gap_len = int(self._end), index - int(self._end)
         if gap_len > 0:
             self.gap_samples += gap_len
-            hold = np.broadcast_to(self._last, (min(gap_len, self.capacity), self.n_leads))
-            self._put(index - hold.shape[0], hold, np.full(hold.shape[0], FLAG_GAP, np.uint8),
-                      skipped=gap_len - hold.shape[0])
+            n_fill = min(gap_len, self.capacity)
+            if self.fill == "linear" and x.shape[0]:
+                # from the last valid value (the first sample's, before any) to the next one
+                nxt = np.where(np.isfinite(x[0]), x[0], self._last).astype(np.float32)
+                last = self._last if self._end > self._first else nxt
+                k = np.arange(gap_len - n_fill + 1, gap_len + 1, dtype=np.float32)[:, None]
+                fill = last + (nxt - last) * (k / np.float32(gap_len + 1))
+            else:
+                fill = np.broadcast_to(self._last, (n_fill, self.n_leads))
+            self._put(index - n_fill, fill, np.full(n_fill, FLAG_GAP, np.uint8),
+                      skipped=gap_len - n_fill)
         if x.shape[0]:
             finite = np.isfinite(x)
             bad = ~finite.all(axis=1)

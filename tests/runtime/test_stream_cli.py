@@ -18,9 +18,9 @@ KEYS = {
     "beat": {"index", "time_s", "delay_ms", "pr_ms", "qrs_ms", "qt_ms", "rr_ms",
              "waves_delay_ms"},
     "prediction": {"index", "time_s", "start", "outputs", "experts", "latency_ms", "n_beats",
-                   "intervals"},
+                   "intervals", "quality"},
     "gap": {"index", "time_s", "length", "cause"},
-    "withheld": {"index", "time_s", "start", "reasons"},
+    "withheld": {"index", "time_s", "start", "reasons", "quality"},
     "status": {"index", "time_s", "state", "info"},
 }
 

@@ -7,7 +7,7 @@ from edge_ecg.data.synth import synthesize_schedule
 from edge_ecg.data.windows import condition_signal
 from edge_ecg.runtime.backends import open_backend
 from edge_ecg.runtime.pipeline import StreamProcessor, run_offline
-from edge_ecg.runtime.quality import REASONS
+from edge_ecg.runtime.quality import REASONS, STRICT
 from edge_ecg.runtime.sources import SYNTH_GAIN, quantise
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.qrs import detect_beats
@@ -35,9 +35,9 @@ def _chunk(adc, pos, n, leads, samples=None):
                  baseline=np.zeros(len(leads), np.float32), leads=leads, fs_hz=FS)
 
 
-def _stream(backend, adc, leads, rng, skip=None, edit=None):
+def _stream(backend, adc, leads, rng, skip=None, edit=None, quality=None):
     """Feed `adc` in random chunks; `skip=(a, b)` drops samples a..b (a gap)."""
-    proc = StreamProcessor(backend, keep_outputs=True)
+    proc = StreamProcessor(backend, keep_outputs=True, quality=quality)
     events, pos = [], 0
     while pos < len(adc):
         n = int(rng.integers(1, 900))
@@ -107,6 +107,9 @@ def test_gap_withholds_exactly_the_windows_that_hold_it(patient, backend):
 
 
 def test_lead_off_saturation_and_nan_are_withheld(patient, backend):
+    """Under the strict limits (before issue 17) each fault withholds exactly the windows
+    holding it; under the default ones the same windows are predicted with the lead masked
+    (off, saturated) or the sample filled (NaN), and say so."""
     rec, adc = patient
     leads = rec.leads
     v3, ii = leads.index("V3"), leads.index("II")
@@ -122,7 +125,7 @@ def test_lead_off_saturation_and_nan_are_withheld(patient, backend):
         s[t == 13_000, 4] = np.nan                     # one non-finite sample
         return s
 
-    _, events = _stream(backend, adc, leads, np.random.default_rng(7), edit=edit)
+    _, events = _stream(backend, adc, leads, np.random.default_rng(7), edit=edit, quality=STRICT)
     pred, held = _windows(events)
     starts = range(0, len(adc) - 5000 + 1, 500)
     for e in held.values():
@@ -140,6 +143,19 @@ def test_lead_off_saturation_and_nan_are_withheld(patient, backend):
     assert not having("gap")
     # windows clear of every fault are predicted
     assert set(pred) == {s for s in starts if s >= 13_500}
+
+    # default limits: every window predicted; the faulty lead masked, the NaN filled
+    _, events = _stream(backend, adc, leads, np.random.default_rng(7), edit=edit)
+    pred, held = _windows(events)
+    assert not held and set(pred) == set(starts)
+    q = {s: e.quality for s, e in pred.items()}
+    assert {s for s in q if q[s]["leads_off"].get("V3") == "lead_off"} == set(range(0, 4501, 500))
+    assert {s for s in q if q[s]["leads_off"].get("II") == "saturation"} == set(
+        range(4500, 9501, 500))
+    assert all(set(q[s]["leads_off"]) <= {"V3", "II"} for s in q)
+    assert all(len(q[s]["leads"]) == 12 - len(q[s]["leads_off"]) for s in q)
+    assert {s for s in q if q[s]["invalid_samples"]} == set(range(8500, 13_001, 500))
+    assert all(q[s]["filled_samples"] == q[s]["invalid_samples"] <= 1 for s in q)
 
 
 def test_resampled_record_streams_like_offline(shared_data, backend):
