@@ -80,6 +80,20 @@ SCHEMA: tuple[Key, ...] = (
     Key("serial.ftdi_latency_timer_ms", int, False,
         "FTDI USB-serial latency timer (1-255 ms, FTDI AN232B-04)", lo=1, hi=255, default=16),
     Key("serial.port", str, False, "default serial port", default=""),
+    # [quality]: how far the runtime degrades before it withholds a prediction (issue 17);
+    # defaults are edge_ecg.runtime.quality.QualityConfig's, with their reasons there.
+    Key("quality.max_missing_frac", float, False,
+        "largest share of a window that may be filled (samples lost or non-finite) and still "
+        "be predicted on", lo=0.0, hi=0.5, default=0.10),
+    Key("quality.max_gap_s", float, False,
+        "longest filled run (seconds) a predicted window may touch; 0.12 s = the longest "
+        "normal QRS, so no kept gap hides a whole beat", lo=0.0, hi=10.0, default=0.12),
+    Key("quality.min_leads", int, False,
+        "measured source leads that must remain after masking the leads off or saturated",
+        lo=1, hi=12, default=1),
+    Key("quality.mask_off_leads", bool, False,
+        "mask a lead that is off or saturated and predict on the rest (false: withhold)",
+        default=True),
     # [budget]: pass/fail thresholds for the profiler.
     Key("budget.latency_p90_ms", float, True,
         "90th-percentile per-hop processing latency (MLPerf Tiny single-stream style)",
@@ -136,6 +150,10 @@ class Profile:
     budget_latency_p99_ms: float | None = None
     budget_model_size_mb: float | None = None
     budget_min_realtime_factor: float | None = None
+    quality_max_missing_frac: float = 0.10
+    quality_max_gap_s: float = 0.12
+    quality_min_leads: int = 1
+    quality_mask_off_leads: bool = True
     path: str = field(default="", compare=False)   # the file it was read from
 
     def budgets(self) -> dict[str, float]:
@@ -145,6 +163,11 @@ class Profile:
             if f.name.startswith("budget_") and getattr(self, f.name) is not None:
                 out[f.name.removeprefix("budget_")] = getattr(self, f.name)
         return out
+
+    def quality(self) -> dict:
+        """The `[quality]` limits as keyword arguments of the runtime's `QualityConfig`."""
+        return {f.name.removeprefix("quality_"): getattr(self, f.name) for f in fields(self)
+                if f.name.startswith("quality_")}
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}

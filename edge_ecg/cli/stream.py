@@ -29,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="exported bundle directory (verified before use)")
     parser.add_argument("--variant", default=None, help="bundle variant (default: the bundle's)")
     parser.add_argument("--profile", default=None, metavar="NAME",
-                        help="device profile (profiles/): its variant, threads, hop and CPUs")
+                        help="device profile (profiles/): its variant, threads, hop, CPUs and "
+                             "[quality] limits (missing signal, leads off)")
     parser.add_argument("--hop", type=float, default=None, metavar="S",
                         help="seconds between predictions (default: the bundle's hop)")
     parser.add_argument("--output", default="jsonl:-", metavar="jsonl:-|jsonl:FILE")
@@ -56,7 +57,8 @@ def resolve_profile(name: str | None, variants: list[str]) -> dict:
     from profiles import load_profile
 
     prof = load_profile(name)
-    out: dict = {"threads": int(prof.runtime_threads), "hop": float(prof.stream_hop_s)}
+    out: dict = {"threads": int(prof.runtime_threads), "hop": float(prof.stream_hop_s),
+                 "quality": prof.quality()}
     if prof.runtime_cpu_affinity:
         out["affinity"] = tuple(prof.runtime_cpu_affinity)
     if prof.runtime_variants and variants:
@@ -123,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
     info = {"source": args.source, "bundle": str(args.bundle), "variant": backend.variant.name,
             "backend": backend.name, "model_version": backend.manifest.model_version,
             "disclaimer": DISCLAIMER}
-    pipe = Pipeline(source, backend, sinks, hop_s=hop, smooth=args.smooth, info=info)
+    from edge_ecg.runtime.quality import QualityConfig
+
+    quality = QualityConfig(**prof["quality"]) if "quality" in prof else None
+    pipe = Pipeline(source, backend, sinks, hop_s=hop, smooth=args.smooth, quality=quality,
+                    info=info)
     try:
         summary = pipe.run(max_seconds=args.seconds)
     finally:
