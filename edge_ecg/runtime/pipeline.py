@@ -31,9 +31,8 @@ from edge_ecg.runtime.beat_tracker import BeatTracker
 from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, StatusEvent, WithheldEvent
 from edge_ecg.runtime.predictor import Predictor, split_rows
 from edge_ecg.runtime.quality import QualityConfig, flat_block_len, judge_window, noise_ratio
-from edge_ecg.runtime.ring_buffer import FLAG_GAP
 from edge_ecg.runtime.recent import DEFAULT_CAPACITY, RecentValues
-from edge_ecg.runtime.ring_buffer import RingBuffer
+from edge_ecg.runtime.ring_buffer import FLAG_GAP, RingBuffer
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 from edge_ecg.signal.intervals import window_intervals
