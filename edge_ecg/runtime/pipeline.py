@@ -559,7 +559,8 @@ class Pipeline:
 
     # --- the run -------------------------------------------------------------------------
     def run(self, max_seconds: float | None = None, handle_signals: bool = True) -> Summary:
-        """Stream until the source ends, `max_seconds` of signal, or SIGINT/SIGTERM."""
+        """Stream until the source ends, `max_seconds` of signal (the source's clock from its
+        first sample, gaps included), or SIGINT/SIGTERM."""
         old = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal_mod.SIGINT, signal_mod.SIGTERM):
@@ -583,8 +584,11 @@ class Pipeline:
                     break
                 chunk, arrival = item
                 if max_seconds is not None:
-                    # the limit is exact whatever the chunk size: the last chunk is cut short
-                    left = int(round(max_seconds * chunk.fs_hz)) - proc.summary.samples
+                    # the limit is exact whatever the chunk size: the last chunk is cut short.
+                    # Seconds of the stream's clock, gaps included: counting only the samples
+                    # that arrived, a lossy link would never reach the limit
+                    pos = chunk.index - (proc.origin if proc._started else chunk.index)
+                    left = int(round(max_seconds * chunk.fs_hz)) - pos
                     if left <= 0:
                         break
                     if chunk.n_samples > left:
@@ -601,7 +605,7 @@ class Pipeline:
                 self._emit(proc.feed(chunk, dropped_before=dropped), arrival)
                 if self._source_events is not None:
                     self._emit(self._source_events(chunk.end), None)
-                if max_seconds is not None and proc.summary.samples >= max_seconds * proc.fs_in:
+                if max_seconds is not None and proc.raw.end >= max_seconds * proc.fs_in:
                     break
                 if self.status_every_s and time.perf_counter() - last_status >= self.status_every_s:
                     last_status = time.perf_counter()
