@@ -227,3 +227,64 @@ def test_streaming_equals_offline_with_the_same_gaps_and_no_beat_in_a_gap(rec, b
     # the windows touching the outage are withheld for it, the rest predicted
     for w in _of(ref, "withheld"):
         assert w.start < 6_900 and w.index > 6_000 and "gap" in w.reasons
+
+
+def test_a_lossy_live_source_stops_after_max_seconds_of_its_clock(rec, backend):
+    """The issue's serial run: with frames lost, `max_seconds` of received samples would never
+    come; the limit counts the stream's clock, gaps included, and the summary counts them."""
+    import threading
+
+    from edge_ecg.runtime.pipeline import Pipeline
+    from edge_ecg.runtime.source import Source
+
+    r, adc = rec
+    lost = _frames_lost(len(adc), 0.02, seed=8)
+
+    class Lossy(Source):
+        live = False   # a replay: the consumer sees every chunk
+
+        def __init__(self):
+            self.pos = 0
+
+        def open(self):
+            pass
+
+        def read(self, timeout_s=0.1):
+            while self.pos < len(adc):
+                p, self.pos = self.pos, self.pos + FRAME
+                if not lost[p]:
+                    return _chunk(adc, p, FRAME, r.leads)
+            threading.Event().wait(timeout_s)   # a device that goes quiet, never EOF
+            return None
+
+        def close(self):
+            pass
+
+        def stats(self):
+            return {}
+
+    class Keep:
+        def __init__(self):
+            self.events = []
+
+        def emit(self, ev):
+            self.events.append(ev)
+
+        def close(self):
+            pass
+
+    sink = Keep()
+    pipe = Pipeline(Lossy(), backend, [sink])
+    done = {}
+    t = threading.Thread(target=lambda: done.setdefault("s", pipe.run(max_seconds=16.0,
+                                                                     handle_signals=False)))
+    t.start()
+    t.join(20.0)
+    if t.is_alive():
+        pipe.stop()
+        t.join(5.0)
+        pytest.fail("the run did not stop after 16 s of a lossy stream")
+    s = done["s"]
+    n = int(16 * FS)
+    assert s.samples == int((~lost[:n]).sum()) and s.gap_samples == int(lost[:n].sum())
+    assert s.predictions == 7 and s.degraded_predictions == 7 and s.withheld == 0
