@@ -36,6 +36,7 @@ from edge_ecg.runtime.ring_buffer import FLAG_GAP, RingBuffer
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 from edge_ecg.signal.intervals import window_intervals
+from edge_ecg.signal.leads import canonical_lead
 
 STAGES = ("read", "buffer", "beats", "features", "inference", "output")
 # A window is final once a beat at least this far past its end is decided: later beats can
@@ -165,6 +166,9 @@ class StreamProcessor:
         c = self.contract
         self.fs_in = float(chunk.fs_hz)
         self.leads = tuple(chunk.leads)
+        # the standard names (MLII -> II) in what predictions report: a recording replays
+        # with the names its writer normalised, and a consumer matches one vocabulary
+        self.lead_names = tuple(canonical_lead(n) or n for n in self.leads)
         self.origin = int(chunk.index)
         n_in = int(np.ceil((c.window_s + HISTORY_S) * self.fs_in)) + 4 * chunk.n_samples
         n_m = int(np.ceil((c.window_s + HISTORY_S) * c.fs_hz)) + 4 * int(
@@ -391,7 +395,7 @@ class StreamProcessor:
                 if reasons:
                     events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
                                                 reasons=reasons,
-                                                quality=q.describe(self.leads)))
+                                                quality=q.describe(self.lead_names)))
                     self.summary.withheld += 1
                     for r in reasons:
                         self.summary.withheld_reasons[r] = self.summary.withheld_reasons.get(r, 0) + 1
@@ -438,7 +442,7 @@ class StreamProcessor:
                                                   start=self._src_index(start), outputs=outputs,
                                                   experts=experts,
                                                   latency_ms=dt * 1000.0 / len(kept), n_beats=nb,
-                                                  intervals=iv, quality=q.describe(self.leads))
+                                                  intervals=iv, quality=q.describe(self.lead_names))
                     self.summary.predictions += 1
                     if q.degraded:
                         sm = self.summary
@@ -643,7 +647,7 @@ class Pipeline:
     def _counters(self) -> dict:
         s = self.processor.summary
         return {"samples": s.samples, "beats": s.beats, "predictions": s.predictions,
-                "withheld": s.withheld, "gaps": s.gaps, "dropped_chunks": self.dropped_chunks,
+                "degraded_predictions": s.degraded_predictions, "withheld": s.withheld, "gaps": s.gaps, "dropped_chunks": self.dropped_chunks,
                 **{k: v for k, v in self.source.stats().items()}}
 
     def _summary(self, wall_s: float) -> Summary:

@@ -33,15 +33,17 @@ from edge_ecg.errors import SourceError
 from edge_ecg.signal.chunk import Chunk
 
 FILL_TEXT = "edge-ecg:fill"          # samples the source never delivered (written as 0 mV)
-# Room for events per second of signal: a prediction is ~1.1 kB of JSON, a beat ~150 bytes;
-# at a 1 s hop and 80 bpm that is ~1.3 kB/s (measured, MIT-BIH 100). Twice as much leaves
-# room for bursts; `annotation_bytes_for(hop_s)` sizes it for another hop.
+# Room for events per second of signal: a prediction is ~1.1 kB of JSON (measured, MIT-BIH
+# 100), ~170 bytes more with what its window was made of (issue 17; measured 1.27 kB on the
+# virtual monitor's 8 leads; 12 leads with some masked add ~100 more), a beat ~150 bytes; at a
+# 1 s hop and 80 bpm that is ~1.5 kB/s. Twice as much leaves room for bursts;
+# `annotation_bytes_for(hop_s)` sizes it for another hop.
 ANNOTATION_BYTES_PER_S = 4096
 
 
 def annotation_bytes_for(hop_s: float, beats_per_s: float = 3.0) -> int:
     """Annotation room per second for predictions every `hop_s` s and beats up to 180 bpm."""
-    return max(ANNOTATION_BYTES_PER_S, int(2 * (1200 / hop_s + 150 * beats_per_s)))
+    return max(ANNOTATION_BYTES_PER_S, int(2 * (1400 / hop_s + 150 * beats_per_s)))
 
 
 class Recorder:
