@@ -288,3 +288,46 @@ def test_a_lossy_live_source_stops_after_max_seconds_of_its_clock(rec, backend):
     n = int(16 * FS)
     assert s.samples == int((~lost[:n]).sum()) and s.gap_samples == int(lost[:n].sum())
     assert s.predictions == 7 and s.degraded_predictions == 7 and s.withheld == 0
+
+
+def test_a_beat_deep_in_a_gap_is_judged_invented_and_one_at_its_edge_is_not(rec, backend):
+    r, adc = rec
+    lost = np.zeros(len(adc), bool)
+    lost[4000:4500] = True                                   # 1 s never arrives
+    proc = StreamProcessor(backend)
+    for a, b in ((0, 4000), (4500, 6000)):
+        proc.feed(_chunk(adc, a, b - a, r.leads))
+    reach = int(BEAT_GAP_S * FS)
+    assert proc._in_gap(4250) and proc._in_gap(4000 + reach) and proc._in_gap(4499 - reach)
+    assert not proc._in_gap(4000 + reach - 1) and not proc._in_gap(4499 - reach + 1)
+    assert not proc._in_gap(3999) and not proc._in_gap(4600)
+
+
+def test_profile_quality_keys_default_to_the_runtime_limits_and_reach_the_stream():
+    from dataclasses import fields
+
+    from edge_ecg.cli.stream import resolve_profile
+    from edge_ecg.errors import ProfileError
+    from profiles.profile import SCHEMA_BY_PATH, load_profile, parse_profile
+
+    q = QualityConfig()
+    for f in ("max_missing_frac", "max_gap_s", "min_leads", "mask_off_leads"):
+        assert SCHEMA_BY_PATH[f"quality.{f}"].default == getattr(q, f)
+    assert QualityConfig(**load_profile("rpi4").quality()) == q          # absent: defaults
+    prof = resolve_profile("bedside_x86", [])
+    assert QualityConfig(**prof["quality"]) == q
+    import tomllib
+
+    from profiles.profile import PROFILE_DIR
+
+    doc = tomllib.loads((PROFILE_DIR / "rpi4.toml").read_text())
+    doc["quality"] = {"max_missing_frac": 0.05, "min_leads": 3, "mask_off_leads": False}
+    p = parse_profile(doc, "inline")
+    assert (p.quality_max_missing_frac, p.quality_min_leads, p.quality_mask_off_leads,
+            p.quality_max_gap_s) == (0.05, 3, False, 0.12)
+    assert {f.name for f in fields(QualityConfig)} >= set(p.quality())
+    for bad in ({"max_missing_frac": 0.9}, {"min_leads": 0}, {"max_gap": 1.0},
+                {"mask_off_leads": 1}):
+        doc["quality"] = bad
+        with pytest.raises(ProfileError, match="quality"):
+            parse_profile(doc, "inline")
