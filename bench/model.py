@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from profiles.machine import this_machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,8 +79,11 @@ def real_data(model, ds, label: str) -> dict:
     res["per_record"] = {r: float(np.mean(np.abs(out["rr_interval"][ok & (recs == r)]
                                                  - rr[ok & (recs == r)])))
                          for r in sorted(set(recs[ok]))}
-    if "arrhythmia" in model.cfg.task_names:
-        k = model.cfg.task_set["arrhythmia"].labels.index("premature_ventricular_contractions")
+    labels = model.cfg.task_set["arrhythmia"].labels if "arrhythmia" in model.cfg.task_names else ()
+    # Rhythm models (4 classes, rhythms.toml) have no PVC class: PVCs are a per-beat output
+    # (issue 15), so the PVC-window section only runs for a model that has the class.
+    if "premature_ventricular_contractions" in labels:
+        k = labels.index("premature_ventricular_contractions")
         res["pvc_prob"] = out["arrhythmia"][:, k]
         res["pvc_argmax"] = np.argmax(out["arrhythmia"], 1) == k
     return res
