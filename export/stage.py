@@ -322,7 +322,8 @@ def export_bundle(req: ExportRequest, model=None, data=None,
         fields = {
             "model_version": summary["model_version"],
             "signal": contract.to_dict(),
-            "tasks": [{**t.to_dict(), "output": t.name} for t in tasks],
+            "tasks": [{**t.to_dict(), "output": t.name,
+                       **_trained_on(req.checkpoint, t.name)} for t in tasks],
             "inputs": list(INPUT_NAMES),
             "variants": {b.name: b.manifest_entry() for b in keep},
             "default_variant": default,
@@ -348,6 +349,23 @@ def export_bundle(req: ExportRequest, model=None, data=None,
         shutil.rmtree(tmp, ignore_errors=True)
         steps.close()
     return bundle_manifest.load_bundle(out)
+
+
+def _trained_on(checkpoint: Path, task: str) -> dict:
+    """`{"trained_on": "real" | "synthetic" | "real+synthetic"}` for a task, from the
+    databases its labels came from (metrics.json `task_training_data`); {} where unknown.
+    The runtime repeats it beside the task's output, so a synthetic-only output says so."""
+    try:
+        doc = json.loads((Path(checkpoint) / "metrics.json").read_text())
+        by = doc.get("task_training_data", {}).get(task) if isinstance(doc, dict) else None
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
+    if not isinstance(by, dict) or not by:
+        return {}
+    synth = "synth" in by
+    real = any(k != "synth" for k in by)
+    return {"trained_on": "real+synthetic" if synth and real else "synthetic" if synth
+            else "real"}
 
 
 def _training_data(checkpoint: Path) -> str:

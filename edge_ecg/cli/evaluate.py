@@ -56,7 +56,8 @@ def _bundle_outputs(args, progress: bool):
     try:
         m = backend.manifest
         contract = SignalContract.from_dict(m.signal)
-        specs = [TaskSpec.from_dict({k: v for k, v in t.items() if k != "output"})
+        specs = [TaskSpec.from_dict({k: v for k, v in t.items()
+                                     if k not in ("output", "trained_on")})
                  for t in m.tasks]
         tasks = TaskSet(tuple(specs))
         output_of = {t["name"]: t["output"] for t in m.tasks}
