@@ -20,18 +20,21 @@ Published figures printed beside ours were measured on OTHER data: the CinC 2017
 RR MAE 76.37 ms on MIMIC-IV-ECG.
 
     python bench/real.py                                    # the full comparison (defaults)
-    python bench/real.py --peers-only                       # classical peers, 5 folds, ~3 min
-    python bench/real.py --folds 0 --epochs 2 --pretrain-epochs 1 --limit-cinc 1500 \\
+    python bench/real.py --peers-only                       # classical peers, 5 folds, ~2 min
+    python bench/real.py --folds 0 --epochs 2 --pretrain-epochs 1 --limit-cinc 1500 \
         --limit-mitdb-s 600                                 # a reduced run, ~15 min
-    python bench/real.py --folds 0 --preset tiny --epochs 1 --limit-cinc 300   # smoke test
+    python bench/real.py --folds 0 --preset tiny --epochs 1 --limit-cinc 300   # smoke, ~5 min
 
-Cost on a 2-core x86 machine: loading a fold's data takes ~1-2 min; one training of the edge
-preset on a fold's training data (~19 000 windows, 4 pretraining + 10 LoRA epochs, the bundled
-model's command) takes ~35 min for ECG-MoE at one thread beside another job and ~20 min for
-each baseline, so the defaults (5 folds x 3 models) take ~5-7 hours; `--peers-only`, ~3 min.
-Any option that shrinks the comparison (fewer folds, --limit-*, a smaller preset, fewer epochs
-than the bundled command, --skip-baselines) is printed as a REDUCED line above the tables and
-stored in the JSON, which is rewritten after every fold (`"partial": true` until the end).
+Cost, measured on a 2-core x86 machine (AMD EPYC) beside another training job: --peers-only
+1.8 min (0.6 GB); the reduced run above 14 min (3.1 GB; ECG-MoE 9.5 min, single scout 0.6 min,
+dense ensemble 3 min on ~6 000 windows). Loading a fold's data takes ~1 min; one training of
+the edge preset on a whole fold's training data (~19 000 windows, 4 pretraining + 10 LoRA
+epochs, the bundled model's command) takes ~35 min for ECG-MoE and less for each baseline, so
+the defaults (5 folds x 3 models) take ~5-7 hours and ~8 GB of memory. Any option that shrinks
+the comparison (fewer folds, --limit-*, a smaller preset, fewer epochs than the bundled command,
+--skip-baselines) is printed as a REDUCED line above the tables and stored in the JSON, which is
+rewritten after every fold (`"partial": true` until the end). MIT-BIH's AF episodes lie in
+folds 1 (record 203), 2 (217) and 4 (201): a run on fold 0 alone has none to score.
 
 Patients: PTB-XL folds follow its patient id, LUDB and MIT-BIH hold one patient per record (201
 and 202 share one), CinC 2017 publishes no patient ids, so its recordings are split by recording.
