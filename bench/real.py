@@ -29,7 +29,7 @@ Cost, measured on a 2-core x86 machine (AMD EPYC) beside another training job: -
 1.8 min (0.6 GB); the reduced run above 14 min (3.1 GB; ECG-MoE 9.5 min, single scout 0.6 min,
 dense ensemble 3 min on ~6 000 windows). Loading a fold's data takes ~1 min; one training of
 the edge preset on a whole fold's training data (~19 000 windows, 4 pretraining + 10 LoRA
-epochs, the bundled model's command) takes ~35 min for ECG-MoE and less for each baseline, so
+epochs, the bundled model's command) takes ~40 min for ECG-MoE and less for each baseline, so
 the defaults (5 folds x 3 models) take ~5-7 hours and ~8 GB of memory. Any option that shrinks
 the comparison (fewer folds, --limit-*, a smaller preset, fewer epochs than the bundled command,
 --skip-baselines) is printed as a REDUCED line above the tables and stored in the JSON, which is
