@@ -69,6 +69,7 @@ class WindowDataset:
         idx = np.asarray(idx)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
+        kept = set(self.subjects[idx].tolist())
         return WindowDataset(
             inputs={k: v[idx] for k, v in self.inputs.items()},
             labels={k: v[idx] for k, v in self.labels.items()},
@@ -76,7 +77,10 @@ class WindowDataset:
             meta=[self.meta[i] for i in idx],
             skipped=list(self.skipped),
             weights=None if self.weights is None else self.weights[idx],
-            records=self.records,
+            # record-level meta of the subset's records only (a record too short for a window
+            # has none in any subset: score such records on the data set as loaded)
+            records={r: info for r, info in self.records.items()
+                     if info.get("subject") in kept and not info.get("unscored")},
         )
 
     def split(self, val_frac: float = 0.2, seed: int = 0) -> tuple[WindowDataset, WindowDataset]:
@@ -282,6 +286,21 @@ class SourcePlan:
 DATA_ROOT = "../shared/data"
 
 
+def default_data_root() -> str:
+    """Where a recipe's `{data}` points when neither the recipe's `?data=` nor its `data` key
+    is given: $EDGE_ECG_DATA, else ../shared/data from the current folder, else the shared/data
+    beside the repository this package runs from (so commands work from any folder)."""
+    import os
+
+    env = os.environ.get("EDGE_ECG_DATA")
+    if env:
+        return env
+    if Path(DATA_ROOT).is_dir():
+        return DATA_ROOT
+    beside_repo = Path(__file__).resolve().parents[3] / "shared" / "data"
+    return str(beside_repo) if beside_repo.is_dir() else DATA_ROOT
+
+
 def split_specs(spec: str) -> list[tuple[str, dict]]:
     """The parts of a mixture as `(spec, overrides)`: `a;b` or a `recipe:` TOML file."""
     spec = spec.strip()
@@ -317,7 +336,8 @@ def read_recipe(target: str) -> list[tuple[str, dict]]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecordError(f"{where}: not valid TOML: {exc}") from None
-    data = opts.get("data", doc.get("data", DATA_ROOT))
+    data = opts.get("data") or (doc["data"] if doc.get("data") not in (None, DATA_ROOT)
+                                 else default_data_root())
     out = []
     for i, src in enumerate(doc.get("source", [])):
         if not isinstance(src, dict) or not isinstance(src.get("spec"), str):
