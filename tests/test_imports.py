@@ -25,4 +25,4 @@ def test_on_device_module_imports_without_torch(module):
 def test_cli_help_lists_subcommands():
     res = subprocess.run([sys.executable, "-m", "edge_ecg", "--help"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "synthetic ECGs" in res.stdout
+    assert "Not a diagnostic device" in res.stdout and "synthetic ECGs only" in res.stdout
