@@ -31,11 +31,32 @@ class TrackerOutput:
     waves: list = field(default_factory=list)   # BeatWaves delineated in this chunk (model clock)
 
 
+# Leads the runtime delineates, in order of preference: II (the monitoring lead, P waves
+# clearest), then V2 and V5 (QRS onset and T end seen from the front and the side). Three
+# leads combined keep the intervals a monitor shows while delineating all twelve costs about
+# a third of the runtime's time per second of signal (measured, bench/runtime.py: 12 leads
+# 163x real time in all, below the 200x target). `edge-ecg delineate` still uses every lead.
+DELINEATE_LEADS = ("II", "V2", "V5", "I", "V1", "V6", "V3", "V4", "aVF", "III", "aVL", "aVR")
+MAX_DELINEATE_LEADS = 3
+
+
+def delineation_columns(lead_names, limit: int = MAX_DELINEATE_LEADS) -> tuple[int, ...]:
+    """Source columns to delineate: the preferred leads present (standard names), up to
+    `limit`; leads with other names fill the rest in their order."""
+    names = list(lead_names)
+    cols = [names.index(n) for n in DELINEATE_LEADS if n in names]
+    cols += [k for k in range(len(names)) if k not in cols]
+    return tuple(sorted(cols[:limit]))
+
+
 class BeatTracker:
     """Carried state of the resampler, the contract filter, the noise filter and the detector."""
 
-    def __init__(self, contract: SignalContract, fs_in_hz: float, n_leads: int) -> None:
+    def __init__(self, contract: SignalContract, fs_in_hz: float, n_leads: int,
+                 delineate_cols: tuple[int, ...] | None = None) -> None:
         self.contract = contract
+        # the source columns delineated (all when None); see `delineation_columns`
+        self._delin = None if delineate_cols is None else np.asarray(delineate_cols, np.intp)
         self.fs_in_hz = float(fs_in_hz)
         self.fs_hz = float(contract.fs_hz)
         self.n_leads = int(n_leads)
@@ -112,7 +133,8 @@ class BeatTracker:
         y, self._filt = filter_apply(self._sos, x, self._filt)
         hf, self._noise = filter_apply(self._noise_sos, x, self._noise)
         beats, self._qrs = qrs_detect(y, self._qrs)
-        waves, self._waves = delineate(y, beats, self._waves)
+        waves, self._waves = delineate(y if self._delin is None else y[:, self._delin], beats,
+                                       self._waves)
         self.produced += n
         return TrackerOutput(start, y, np.einsum("tl,tl->t", hf, hf) / self.n_leads,
                              np.einsum("tl,tl->t", y, y) / self.n_leads, beats, waves)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ecg.errors import SourceError
-from edge_ecg.runtime.beat_tracker import BeatTracker
+from edge_ecg.runtime.beat_tracker import BeatTracker, delineation_columns
 from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, StatusEvent, WithheldEvent
 from edge_ecg.runtime.predictor import Predictor, split_rows
 from edge_ecg.runtime.quality import QualityConfig, flat_block_len, judge_window, noise_ratio
@@ -176,7 +176,8 @@ class StreamProcessor:
         self.raw = RingBuffer(n_in, len(self.leads), start_index=0, fill="linear")
         self.filt = RingBuffer(n_m, len(self.leads), start_index=0)
         self.power = RingBuffer(n_m, 2, start_index=0)
-        self.tracker = BeatTracker(c, self.fs_in, len(self.leads))
+        self.tracker = BeatTracker(c, self.fs_in, len(self.leads),
+                                   delineation_columns(self.lead_names))
         self._block_in = flat_block_len(self.fs_in, self.quality)   # lead-off context
         self.predictor = Predictor(self.backend, c, self.leads, smooth=self.smooth)
         self._beats = np.zeros(0, dtype=np.int64)     # recent beats, model clock
