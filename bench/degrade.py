@@ -12,6 +12,10 @@ drop=0.01,bitflip=0.01), and 1, 3 or 6 of the 12 leads off (flat at 0 mV, the le
 record; 1 of 2 on the 2-lead MIT-BIH records, none on 106 and 119, which hold one). Chunks are read off the pty as the monitor sends them, then fed to
 the runtime (the monitor at `--speed` times real time would outrun a runtime fed live).
 
+The control row adds +/-1 uV of uniform noise (one ADC count) and loses nothing: the agreement
+left there is how far the model's own calls move under an imperceptible change, the floor the
+lossy rows are to be read against.
+
 Figures per condition, windows matched by start against the clean stream's predicted ones:
 share of them predicted, classification agreement with the clean stream's label per task, and
 per regression task the MAE against the clean stream's value, also as a share of the clean
@@ -193,6 +197,7 @@ def verdict(cond: str, group: str, f: dict) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", default=str(DEFAULT_BUNDLE))
+    ap.add_argument("--variant", default=None, help="bundle variant (default: the bundle's)")
     ap.add_argument("--mitdb", default=",".join(MITDB), type=lambda s: s.split(","))
     ap.add_argument("--mitdb-s", type=float, default=60.0, help="seconds of each MIT-BIH record")
     ap.add_argument("--n12", type=int, default=3, help="PTB-XL and LUDB records, each")
@@ -205,12 +210,15 @@ def main() -> int:
         print(f"no shared data at {DATA}: nothing to measure", file=sys.stderr)
         return 1
     t0 = time.perf_counter()
-    backend = open_backend(args.bundle)
+    backend = open_backend(args.bundle, variant=args.variant)
     tasks = list(backend.manifest.tasks)
     recs = load_records(args)
     conds = [(f"drop={d:g}", f"drop={d:g}") for d in DROPS]
     conds.append(("drop=0.01,bitflip=0.01", "drop=0.01,bitflip=0.01"))
     conds += [(f"{k} leads off", k) for k in LEADS_OFF]
+    # the control: an imperceptible perturbation (uniform +/-1 uV, one ADC count at the
+    # monitor's gain) and no loss; the agreement it leaves is the model's own floor
+    conds.append(("1 uV noise", "noise"))
     rows: dict[tuple[str, str], list[dict]] = {}
     link = {"link_overflow_frames": 0, "injected_drop": 0, "lost_frames": 0}
     clean_share: dict[str, list[int]] = {}
@@ -226,7 +234,9 @@ def main() -> int:
         n_leads = len(rec["leads"])
         for label, c in conds:
             x, faults = rec["x"], ""
-            if isinstance(c, int):
+            if c == "noise":
+                x = np.asarray(x, np.float64) + rng.uniform(-1e-3, 1e-3, np.shape(x))
+            elif isinstance(c, int):
                 # 12 leads: 1, 3, 6 off; 2 leads (MIT-BIH): 1 off; a 1-lead record: none (its
                 # one lead off leaves nothing to predict on, as it must)
                 k = c if n_leads >= 12 else (1 if c == 1 and n_leads >= 2 else 0)
@@ -252,7 +262,8 @@ def main() -> int:
     m = this_machine()
     print("# bench/degrade.py: graceful degradation vs the clean stream (issue 17)\n")
     print(f"machine: {m.cpu_model}, {m.cores} cores; bundle {args.bundle} "
-          f"(model {getattr(backend.manifest, 'model_version', '?')}); monitor x{args.speed:g} "
+          f"(model {getattr(backend.manifest, 'model_version', '?')}, variant "
+          f"{backend.variant.name}); monitor x{args.speed:g} "
           f"over a pty; {len(recs)} records ({', '.join(r['name'] for r in recs)})")
     for g, (p, n) in clean_share.items():
         print(f"clean stream, {g}: {p} of {n} windows predicted ({p / max(n, 1):.3f})")
