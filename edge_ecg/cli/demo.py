@@ -146,6 +146,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="also write every event as JSON Lines to FILE")
 
 
+def _ms(v) -> str:
+    return "---" if v is None else f"{v:3.0f}"
+
+
 class LiveDisplay:
     """A sink printing one compact line per prediction or withheld window."""
 
@@ -165,6 +169,12 @@ class LiveDisplay:
                 rr = o["rr_interval"]["value"]
                 hr = f"{60000.0 / rr:5.0f}" if rr > 0 else "  ---"
                 parts.append(f"HR {hr} bpm (RR {rr:4.0f} ms)")
+            iv = d.get("intervals") or {}
+            if iv.get("qrs_ms") is not None:
+                # the window's median intervals from the delineated beats (edge_ecg.signal)
+                qtc = iv.get("qtc_bazett_ms")
+                parts.append(f"PR {_ms(iv.get('pr_ms'))} QRS {_ms(iv.get('qrs_ms'))} "
+                             f"QTc {_ms(qtc)}")
             if "arrhythmia" in o:
                 a = o["arrhythmia"]
                 parts.append(f"{SHORT.get(a['label'], a['label']):>11} {a['prob']:.2f}")
@@ -195,7 +205,8 @@ class LiveDisplay:
         self.out.flush()
 
 
-def write_report(path: str | Path, truth, events: list, labels: list[str], wire_leads) -> Path:
+def write_report(path: str | Path, truth, events: list, labels: list[str], wire_leads,
+                 seconds: float | None = None) -> Path:
     """ECG strips with detected beats (one per rhythm) and the prediction timeline."""
     import matplotlib
 
@@ -208,7 +219,10 @@ def write_report(path: str | Path, truth, events: list, labels: list[str], wire_
     beats = np.array([e.time_s for e in events if e.to_json()["type"] == "beat"])
     preds = [e.to_json() for e in events if e.to_json()["type"] == "prediction"]
     held = [e.to_json() for e in events if e.to_json()["type"] == "withheld"]
-    segs = truth.segments
+    played = truth.seconds if seconds is None else min(seconds, truth.seconds)
+    # strips of the rhythms that were played (`--seconds` may stop before the last ones)
+    segs = [(s0, min(s1, int(played * fs)), c) for s0, s1, c in truth.segments
+            if s0 + 8 * fs <= played * fs] or truth.segments[:1]
     fig = plt.figure(figsize=(13, 3.0 + 1.9 * len(segs)))
     gs = fig.add_gridspec(len(segs) + 1, 1, height_ratios=[1.0] * len(segs) + [1.6])
     canon = [canonical_lead(n) for n in truth.leads]
@@ -234,15 +248,22 @@ def write_report(path: str | Path, truth, events: list, labels: list[str], wire_
             ax.plot([], [], "s", color="tab:orange", label="cardiologists' beat labels "
                     "(N normal, V PVC, A PAC, F fusion)")
         ax.set_ylabel(f"{truth.leads[ii]} (mV)")
-        ax.set_title(f"{cond} ({s0 / fs:.0f}-{s1 / fs:.0f} s): lead {truth.leads[ii]}, streamed "
-                     f"over the "
+        seg_iv = [p.get("intervals") or {} for p in preds
+                  if s0 / fs + 10 <= p["time_s"] <= s1 / fs]
+        med = {k: np.median([v[k] for v in seg_iv if v.get(k) is not None])
+               for k in ("pr_ms", "qrs_ms", "qtc_bazett_ms")
+               if any(v.get(k) is not None for v in seg_iv)}
+        iv_txt = ("; median " + ", ".join(f"{k.split('_')[0].upper()} {v:.0f} ms"
+                                          for k, v in med.items())) if med else ""
+        ax.set_title(f"{cond} ({s0 / fs:.0f}-{s1 / fs:.0f} s){iv_txt}: lead {truth.leads[ii]}, "
+                     f"streamed over the "
                      f"serial link ({len(wire_leads)} leads)", fontsize=9, loc="left")
         if k == 0:   # one legend, see-through, so it hides no beat
             ax.legend(loc="upper right", fontsize=7, framealpha=0.4)
     ax = fig.add_subplot(gs[-1])
     cls = {c: i for i, c in enumerate(labels)}
     # the true rhythm over the window ending at each prediction
-    t_all = np.arange(10.0, truth.seconds + 0.01, 0.5)
+    t_all = np.arange(10.0, played + 0.01, 0.5)
     true_y = [cls.get(truth.condition_at(int((t - 10) * fs), int(t * fs)), np.nan) for t in t_all]
     ax.step(t_all, true_y, where="post", color="tab:green", lw=6, alpha=0.35,
             label="annotated rhythm (majority of the 10-s window)")
@@ -261,7 +282,7 @@ def write_report(path: str | Path, truth, events: list, labels: list[str], wire_
     ax.set_yticks(range(-1, len(labels)))
     ax.set_yticklabels(["withheld"] + [SHORT.get(c, c) for c in labels], fontsize=7)
     ax.set_xlabel("time (s): each prediction is placed at its window's end")
-    ax.set_xlim(0, truth.seconds + 0.5)
+    ax.set_xlim(0, played + 0.5)
     ax.legend(loc="upper left", fontsize=7)
     ax.set_title("rhythm predictions vs the annotated rhythm", fontsize=9, loc="left")
     import textwrap
@@ -330,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     labels = next((list(t["labels"]) for t in backend.manifest.tasks
                    if t["name"] == "arrhythmia"), [])
-    out = write_report(args.report, truth, display.events, labels, wire_leads)
+    out = write_report(args.report, truth, display.events, labels, wire_leads, seconds)
     print(f"report: {out}")
     print(DISCLAIMER, flush=True)
     return 0
