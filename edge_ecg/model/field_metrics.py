@@ -97,6 +97,15 @@ def confusion(truth: np.ndarray, calls: np.ndarray, n: int) -> list[list[int]]:
     return m.tolist()
 
 
+def _record_pairs(values, labels, groups) -> tuple[np.ndarray, np.ndarray]:
+    """(mean output over a record's windows, the record's label) for every labelled record."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64)
+    pairs = [(v[r].mean(), y[r[0]]) for r in groups.values() if np.isfinite(y[r[0]])]
+    p, t = np.asarray(pairs, dtype=np.float64).reshape(-1, 2).T
+    return p, t
+
+
 def record_scores(tasks, outputs, labels, meta, idx) -> dict:
     """ptbxl / ludb: one value per record (its windows averaged)."""
     out: dict = {"records": 0}
@@ -104,22 +113,14 @@ def record_scores(tasks, outputs, labels, meta, idx) -> dict:
     out["records"] = len(groups)
     names = {t.name: t for t in tasks}
     if "age" in names and "age" in outputs:
-        a = np.asarray(outputs["age"], dtype=np.float64).reshape(-1)
-        y = np.asarray(labels["age"], dtype=np.float64)
-        pairs = [(a[r].mean(), y[r[0]]) for r in groups.values() if np.isfinite(y[r[0]])]
-        if pairs:
-            p, t = np.asarray(pairs).T
-            out["age_mae"] = float(np.mean(np.abs(p - t)))
-            out["age_n"] = len(pairs)
+        p, t = _record_pairs(outputs["age"], labels["age"], groups)
+        if t.size:
+            out.update(age_mae=float(np.mean(np.abs(p - t))), age_n=int(t.size))
     if "sex" in names and "sex" in outputs:
-        s = np.asarray(outputs["sex"], dtype=np.float64).reshape(-1)
-        y = np.asarray(labels["sex"], dtype=np.float64)
-        pairs = [(s[r].mean(), y[r[0]]) for r in groups.values() if np.isfinite(y[r[0]])]
-        if pairs:
-            p, t = np.asarray(pairs).T
-            out["sex_auc"] = auc(t, p)
-            out["sex_f1"] = f1_binary(t.astype(int), (p >= 0.5).astype(int))
-            out["sex_n"] = len(pairs)
+        p, t = _record_pairs(outputs["sex"], labels["sex"], groups)
+        if t.size:
+            out.update(sex_auc=auc(t, p), sex_f1=f1_binary(t.astype(int), (p >= 0.5).astype(int)),
+                       sex_n=int(t.size))
     if "arrhythmia" in names and "arrhythmia" in outputs:
         prob = np.asarray(outputs["arrhythmia"], dtype=np.float64)
         y = np.asarray(labels["arrhythmia"], dtype=np.float64)
