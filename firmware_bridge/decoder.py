@@ -232,6 +232,7 @@ class StreamDecoder:
 
     def _data(self, layout: tuple, samples: np.ndarray) -> DataFrame | None:
         seq, ts, _, _, fmt, flags = layout
+        reset = False
         if self._last_seq is None:
             self._unwrapped = seq
             self._last_ts_unwrapped = ts
@@ -247,6 +248,7 @@ class StreamDecoder:
                 # Backwards: the device restarted its counter (reboot). Never join the two
                 # sides: skip at least one frame, more when the device clock says so.
                 self.seq_resets += 1
+                reset = True
                 delta, dts = self._reset_gap(dts, self._last_spf)
                 self.reset_gap_frames += delta - 1
                 self._rate_pairs.clear()
@@ -258,7 +260,8 @@ class StreamDecoder:
         self._last_seq, self._last_ts, self._last_spf = seq, ts, samples.shape[0]
         self.frames += 1
         return DataFrame(seq=seq, seq_unwrapped=self._unwrapped, timestamp_us=ts,
-                         time_us=self._last_ts_unwrapped, flags=flags, fmt=fmt, samples=samples)
+                         time_us=self._last_ts_unwrapped, flags=flags, fmt=fmt, samples=samples,
+                         after_reset=reset)
 
     def _frame_us(self, spf: int) -> float | None:
         """Duration of `spf` samples at the announced rate; None without a usable rate."""

@@ -107,6 +107,9 @@ class DataFrame:
     flags: int
     fmt: SampleFormat
     samples: np.ndarray
+    # the decoder's: the first frame after a sequence reset (a reboot), the span lost before it
+    # unknown (at least one frame is booked; the runtime must not bridge it)
+    after_reset: bool = False
 
     @property
     def n_leads(self) -> int:

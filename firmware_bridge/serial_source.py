@@ -314,5 +314,5 @@ class SerialSource(Source):
             samples=parts[0] if len(parts) == 1 else np.concatenate(parts),
             gain=np.asarray(info.gain, dtype=np.float64),
             baseline=np.asarray(info.baseline, dtype=np.int64),
-            leads=info.leads, fs_hz=info.fs_hz,
+            leads=info.leads, fs_hz=info.fs_hz, discontinuity=first.after_reset,
         )

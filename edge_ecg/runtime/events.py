@@ -103,7 +103,8 @@ class GapEvent:
     index: int
     time_s: float
     length: int
-    cause: str = "sequence"   # sequence (index jump) | dropped (consumer fell behind)
+    cause: str = "sequence"   # sequence (index jump) | dropped (consumer fell behind) |
+    #                           reset (a device reboot: the span lost is unknown, never bridged)
 
     def to_json(self) -> dict:
         return {"type": "gap", "index": int(self.index), "time_s": round(self.time_s, 4),

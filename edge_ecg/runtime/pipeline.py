@@ -32,7 +32,7 @@ from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, Status
 from edge_ecg.runtime.predictor import Predictor, split_rows
 from edge_ecg.runtime.quality import QualityConfig, flat_block_len, judge_window, noise_ratio
 from edge_ecg.runtime.recent import DEFAULT_CAPACITY, RecentValues
-from edge_ecg.runtime.ring_buffer import FLAG_GAP, RingBuffer
+from edge_ecg.runtime.ring_buffer import FLAG_BREAK, FLAG_GAP, RingBuffer
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 from edge_ecg.signal.intervals import window_intervals
@@ -215,11 +215,13 @@ class StreamProcessor:
                 self._update_rails(chunk)
             x = chunk.to_mv()
             late0 = self.raw.late_samples
-            gap_start, gap_len = self.raw.write(chunk.index - self.origin, x)
+            gap_start, gap_len = self.raw.write(chunk.index - self.origin, x,
+                                                gap_flags=FLAG_BREAK if chunk.discontinuity else 0)
             if gap_len:
                 idx = self.origin + gap_start
                 events.append(GapEvent(index=idx, time_s=self._time(idx), length=gap_len,
-                                       cause="dropped" if dropped_before else "sequence"))
+                                       cause="dropped" if dropped_before else (
+                                           "reset" if chunk.discontinuity else "sequence")))
                 self.summary.gaps += 1
             _, xn, _ = self.raw.read_new()
             self.summary.samples += chunk.n_samples - (self.raw.late_samples - late0)
@@ -648,7 +650,8 @@ class Pipeline:
     def _counters(self) -> dict:
         s = self.processor.summary
         return {"samples": s.samples, "beats": s.beats, "predictions": s.predictions,
-                "degraded_predictions": s.degraded_predictions, "withheld": s.withheld, "gaps": s.gaps, "dropped_chunks": self.dropped_chunks,
+                "degraded_predictions": s.degraded_predictions, "withheld": s.withheld,
+                "gaps": s.gaps, "dropped_chunks": self.dropped_chunks,
                 **{k: v for k, v in self.source.stats().items()}}
 
     def _summary(self, wall_s: float) -> Summary:

@@ -4,7 +4,8 @@ A window degrades gracefully within stated limits (issue 17) and is withheld, ne
 beyond them:
 - missing signal (samples that never arrived, or arrived non-finite; filled and marked by the
   ring buffer): predicted while at most `max_missing_frac` of the window is filled and no
-  filled run is longer than `max_gap_s`; beyond that withheld for "gap" / "nan".
+  filled run is longer than `max_gap_s`; beyond that withheld for "gap" / "nan". A gap of
+  unknown length (`FLAG_BREAK`: a device reboot restarted its sequence) always withholds.
 - a flat lead (electrode off) or a lead stuck at the ADC rail (saturation): that lead is masked
   (the model's `lead_mask`) and the prediction uses the rest; withheld for "lead_off" /
   "saturation" only when fewer than `min_leads` source leads remain (or, with
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_ecg.runtime.ring_buffer import FLAG_GAP, FLAG_NONFINITE
+from edge_ecg.runtime.ring_buffer import FLAG_BREAK, FLAG_GAP, FLAG_NONFINITE
 
 REASONS: tuple[str, ...] = ("gap", "nan", "lead_off", "saturation", "noise", "beat_count")
 
@@ -141,7 +142,9 @@ def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beat
         else:
             longest = _longest_run(np.asarray(context[1]) != 0, int(context[2]),
                                    int(context[2]) + t)
-        if filled > cfg.max_missing_frac * t or longest > cfg.max_gap_s * fs_hz:
+        # a gap of unknown length (a device reboot) is never bridged, however short it looks
+        broken = bool(np.any(flags & FLAG_BREAK))
+        if broken or filled > cfg.max_missing_frac * t or longest > cfg.max_gap_s * fs_hz:
             if missing:
                 reasons.append("gap")
             if invalid:
@@ -223,9 +226,10 @@ def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
 def _off_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
                xc: np.ndarray | None = None, okc: np.ndarray | None = None,
                w0: int = 0) -> np.ndarray:
-    """`(L,)` bool, per lead: off when the lead is flat over blocks of `flat_block_s` clean samples anywhere (sliding
-    blocks) while another lead shows a QRS-sized deflection in the same block, and the window
-    holds `flat_min_s` of such blocks, or when every lead is flat over the whole window.
+    """`(L,)` bool, per lead: off when the lead is flat over blocks of `flat_block_s` clean
+    samples anywhere (sliding blocks) while another lead shows a QRS-sized deflection in the
+    same block, and the window holds `flat_min_s` of such blocks; every lead when every lead
+    is flat over the whole window.
 
     `x` `(L, T)` / `ok` `(T,)` is the window; `xc` / `okc` the same with context on either
     side, the window starting at `w0` in it. The second lead's activity tells an electrode

@@ -26,6 +26,7 @@ import numpy as np
 # Per-sample flags (uint8 bit set); 0 = a measured, finite sample.
 FLAG_GAP = np.uint8(1)       # missing: index jump, overflow, or not held
 FLAG_NONFINITE = np.uint8(2)  # arrived NaN or infinite
+FLAG_BREAK = np.uint8(4)      # with FLAG_GAP: a gap of unknown length (a device reboot)
 
 
 class RingBuffer:
@@ -70,12 +71,14 @@ class RingBuffer:
         return int(self._read)
 
     # --- writing -------------------------------------------------------------------------
-    def write(self, index: int, x: np.ndarray, flags: np.ndarray | None = None) -> tuple[int, int]:
+    def write(self, index: int, x: np.ndarray, flags: np.ndarray | None = None,
+              gap_flags: int = 0) -> tuple[int, int]:
         """Append samples `x` `(n, n_leads)` whose first sample has absolute `index`.
 
         Returns `(gap_start, gap_len)`: the span filled as a gap before these samples
         (`gap_len == 0` when contiguous). Samples with index < `end` are dropped (late).
-        `flags` `(n,)` uint8 carries flags from upstream (e.g. a gap seen before resampling).
+        `flags` `(n,)` uint8 carries flags from upstream (e.g. a gap seen before resampling);
+        `gap_flags` are set on the gap's fill besides `FLAG_GAP` (`FLAG_BREAK`).
         """
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_leads:
@@ -99,8 +102,8 @@ class RingBuffer:
                 fill = last + (nxt - last) * (k / np.float32(gap_len + 1))
             else:
                 fill = np.broadcast_to(self._last, (n_fill, self.n_leads))
-            self._put(index - n_fill, fill, np.full(n_fill, FLAG_GAP, np.uint8),
-                      skipped=gap_len - n_fill)
+            marks = np.full(n_fill, FLAG_GAP | np.uint8(gap_flags), np.uint8)
+            self._put(index - n_fill, fill, marks, skipped=gap_len - n_fill)
         if x.shape[0]:
             finite = np.isfinite(x)
             bad = ~finite.all(axis=1)

@@ -24,6 +24,10 @@ class Chunk:
     baseline: np.ndarray       # (n_leads,) counts at 0 mV
     leads: tuple[str, ...]     # lead names, as in edge_ecg.signal.leads
     fs_hz: float
+    # True: the signal before this chunk is not continuous with it and the span lost is
+    # unknown (a device reboot: its sequence restarted). The gap the index jump books is a
+    # lower bound, so no window across it is predicted on, whatever its length.
+    discontinuity: bool = False
 
     def __post_init__(self) -> None:
         if self.samples.ndim != 2 or self.samples.shape[1] != len(self.leads):

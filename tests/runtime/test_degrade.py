@@ -331,3 +331,25 @@ def test_profile_quality_keys_default_to_the_runtime_limits_and_reach_the_stream
         doc["quality"] = bad
         with pytest.raises(ProfileError, match="quality"):
             parse_profile(doc, "inline")
+
+
+def test_a_reboot_gap_of_unknown_length_is_never_bridged(rec, backend):
+    """A device reboot restarts its sequence: the source books the minimum gap (a frame) and
+    marks the chunk after it; no window across it is predicted on, however short it looks."""
+    from dataclasses import replace
+
+    r, adc = rec
+    proc = StreamProcessor(backend)
+    events = []
+    for pos in range(0, len(adc), FRAME):
+        if 6000 <= pos < 6010:                           # one frame booked across the reboot
+            continue
+        c = _chunk(adc, pos, FRAME, r.leads)
+        events += proc.feed(replace(c, discontinuity=True) if pos == 6010 else c)
+    events += proc.finish()
+    assert [(g.index, g.length, g.cause) for g in _of(events, "gap")] == [(6000, 10, "reset")]
+    held = _of(events, "withheld")
+    assert {w.start for w in held} == {s for s in range(0, len(adc) - WIN + 1, 500)
+                                       if s < 6010 and s + WIN > 6000}
+    assert all("gap" in w.reasons for w in held)
+    assert all(not p.start < 6000 < p.index for p in _of(events, "prediction"))
