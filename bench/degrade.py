@@ -9,8 +9,9 @@ seconds, 2 leads at 360 Hz) and 12-lead records, 3 PTB-XL and 3 LUDB (10 s each,
 VirtualMonitor` -> pty -> `SerialSource` -> `StreamProcessor` (the default quality limits),
 once clean and once per condition: frames dropped at 0.5, 1, 2 and 5 % (and the issue's
 drop=0.01,bitflip=0.01), and 1, 3 or 6 of the 12 leads off (flat at 0 mV, the leads drawn per
-record; 1 of 2 on the 2-lead MIT-BIH records, none on 106 and 119, which hold one). Chunks are read off the pty as the monitor sends them, then fed to
-the runtime (the monitor at `--speed` times real time would outrun a runtime fed live).
+record; 1 of 2 on the 2-lead MIT-BIH records, none on 106 and 119, which hold one). Chunks
+are read off the pty as the monitor sends them, then fed to the runtime (the monitor at
+`--speed` times real time would outrun a runtime fed live).
 
 The control row adds +/-1 uV of uniform noise (one ADC count) and loses nothing: the agreement
 left there is how far the model's own calls move under an imperceptible change, the floor the
