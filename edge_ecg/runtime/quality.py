@@ -115,8 +115,8 @@ class WindowQuality:
                 "filled_samples": self.filled, "filled_frac": round(self.filled_frac, 4),
                 "longest_gap_samples": self.longest_gap,
                 "leads": [leads[i] for i in np.flatnonzero(self.used)],
-                "leads_off": {leads[i]: ("saturation" if self.saturated[i] and not self.off[i]
-                                         else "lead_off") for i in self.masked}}
+                "leads_off": {leads[i]: ("saturation" if self.saturated[i] else "lead_off")
+                              for i in self.masked}}
 
 
 def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beats: int,
@@ -169,9 +169,9 @@ def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beat
         else:
             withhold = True
         if withhold:
-            if off.any():
-                reasons.append("lead_off")
-            if (sat & ~off).any():
+            if off.any():            # as before issue 17: each check its own reason (a lead
+                reasons.append("lead_off")   # flat at the rail is both)
+            if sat.any():
                 reasons.append("saturation")
     if np.isfinite(noise_ratio) and noise_ratio > cfg.max_noise_ratio:
         reasons.append("noise")
