@@ -28,6 +28,7 @@ from reliability_harness import (
 
 from edge_ecg.errors import SourceError
 from edge_ecg.runtime.pipeline import Pipeline, StreamProcessor
+from edge_ecg.runtime.quality import STRICT
 from edge_ecg.runtime.sources import ReplaySource
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
@@ -69,16 +70,23 @@ def run_monitor(backend, x, faults, speed=SPEED, **vm_kw) -> Run:
     with vm:
         src = FiniteSerial(SerialSource(vm.path, baud=921600), vm)
         rec = Recorder()
-        pipe = Pipeline(src, backend, [rec])
+        pipe = Pipeline(src, backend, [rec], quality=STRICT)
         fed = record_feeds(pipe)
         summary = pipe.run(handle_signals=False)
     assert rec.closed
     return Run(vm, src, summary, rec, fed)
 
 
+def _src_len(backend, seconds: float) -> int:
+    """A span of the model's contract in SOURCE samples (the runtime's clock): the model may
+    run at another rate than the monitor (the bundled model: 250 Hz; this monitor: 500 Hz)."""
+    return int(round(seconds * FS))
+
+
 def grid_starts(backend, n_total):
     c = _contract(backend)
-    return list(range(0, n_total - c.window_len + 1, c.hop_len))
+    return list(range(0, n_total - _src_len(backend, c.window_s) + 1,
+                      _src_len(backend, c.hop_s)))
 
 
 def check_accounting(run: Run, n_total: int = N) -> np.ndarray:
@@ -125,7 +133,7 @@ def check_windows(run: Run, backend, bad: np.ndarray, n_total: int = N,
         assert not window_overlaps(bad, e.start, e.index), (e.start, e.index)
     with_reason = {s for s, e in held.items() if reason in e.reasons}
     overlapping = {s for s in grid_starts(backend, n_total)
-                   if window_overlaps(bad, s, s + _contract(backend).window_len)}
+                   if window_overlaps(bad, s, s + _src_len(backend, _contract(backend).window_s))}
     assert with_reason == overlapping
     return pred, held
 
@@ -138,7 +146,7 @@ def clean_reference(ecg, rel_backend) -> dict:
 def reference_predictions(backend, x: np.ndarray) -> dict:
     """The clean stream: the monitor's counts fed straight to a StreamProcessor."""
     counts = np.rint(x * GAIN).astype(np.int32)
-    proc = StreamProcessor(backend)
+    proc = StreamProcessor(backend, quality=STRICT)
     events = []
     for pos in range(0, counts.shape[0], SPF):
         events += proc.feed(Chunk(index=pos, seq=pos // SPF, device_time_us=0,
@@ -285,7 +293,7 @@ def test_nan_and_inf_samples_are_counted_and_withheld(ecg, rel_backend, tmp_path
                        chunk_s=0.3)
     rec = Recorder()
     out = tmp_path / "events.jsonl"
-    pipe = Pipeline(src, rel_backend, [rec, JsonlSink(str(out))])
+    pipe = Pipeline(src, rel_backend, [rec, JsonlSink(str(out))], quality=STRICT)
     fed = record_feeds(pipe)
     s = pipe.run(handle_signals=False)
     assert s.invalid_samples == n_bad and s.gap_samples == 0 and s.samples == N
@@ -331,7 +339,7 @@ def _pipeline_over(device, backend, timeout_s=2.0):
     done.finished.set()                          # the script is sent at once: end on quiet
     fs = FiniteSerial(src, done, quiet_s=timeout_s)
     rec = Recorder()
-    pipe = Pipeline(fs, backend, [rec])
+    pipe = Pipeline(fs, backend, [rec], quality=STRICT)
     fed = record_feeds(pipe)
     return pipe, rec, fed
 
