@@ -62,7 +62,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoints", default=str(DEFAULT_CKPT),
                     help="comma-separated checkpoint folders, one column each")
-    ap.add_argument("--calib", default="synth:64?seed=500", help="calibration windows")
+    ap.add_argument("--calib", default="recipe:calib",
+                    help="calibration windows (default: the bundled export's, a slice of the training folds)")
     ap.add_argument("--keep-mass", type=float, default=0.99)
     args = ap.parse_args()
     ckpts = [Path(c) for c in args.checkpoints.split(",") if c]
@@ -82,8 +83,8 @@ def main() -> int:
         print(f"{label:<48}" + "".join(
             f"{np.mean([f for t, (_, f) in cols[c].items() if len(t) == size]):>26.0%}"
             for c in ckpts))
-    print("# the bundled model is trained on synthetic ECGs only: a demonstration, not a "
-          "diagnostic device")
+    from edge_ecg import DISCLAIMER
+    print(f"# {DISCLAIMER}")
     return 0
 
 
