@@ -63,7 +63,8 @@ def main() -> int:
     ap.add_argument("--checkpoints", default=str(DEFAULT_CKPT),
                     help="comma-separated checkpoint folders, one column each")
     ap.add_argument("--calib", default="recipe:calib",
-                    help="calibration windows (default: the bundled export's, a slice of the training folds)")
+                    help="calibration windows (default: the bundled export's, a slice of the "
+                         "training folds)")
     ap.add_argument("--keep-mass", type=float, default=0.99)
     args = ap.parse_args()
     ckpts = [Path(c) for c in args.checkpoints.split(",") if c]
