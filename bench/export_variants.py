@@ -259,7 +259,9 @@ def main() -> int:
             f"{'x torch':>9}  metrics (" + ", ".join(f"{t.name} {t.metric}" for t in tasks) + ")")
     print(head)
     for r in rows:
-        mets = ", ".join(f"{r['metrics'][t.name][t.metric]:.4g}" for t in tasks)
+        # a task without labels in --data (e.g. potassium on real records) has no metric
+        mets = ", ".join(f"{r['metrics'][t.name][t.metric]:.4g}"
+                         if t.metric in r["metrics"].get(t.name, {}) else "-" for t in tasks)
         print(f"{r['name']:<40}{r['bytes'] / 1e6:>9.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
               f"{r['rss_mb']:>9.1f}{ref['p50_ms'] / r['p50_ms']:>9.2f}  {mets}")
 
