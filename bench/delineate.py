@@ -41,8 +41,15 @@ sys.path.insert(0, str(ROOT))
 LUDB = ROOT.parent / "shared" / "data" / "ludb"
 
 from edge_ecg.data.ludb_waves import (  # noqa: E402
-    BOUNDARIES, CSE_2SD_MS, consensus_waves, list_records, pool, read_lead_waves,
-    read_record_waves, score_points)
+    BOUNDARIES,
+    CSE_2SD_MS,
+    consensus_waves,
+    list_records,
+    pool,
+    read_lead_waves,
+    read_record_waves,
+    score_points,
+)
 
 NK_KEYS = {"p_on": "ECG_P_Onsets", "p_peak": "ECG_P_Peaks", "p_off": "ECG_P_Offsets",
            "qrs_on": "ECG_R_Onsets", "qrs_off": "ECG_R_Offsets", "t_on": "ECG_T_Onsets",

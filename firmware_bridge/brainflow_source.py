@@ -70,8 +70,12 @@ class BrainFlowSource(Source):
     # --- setup ---------------------------------------------------------------------------
     def open(self) -> None:
         try:
-            from brainflow.board_shim import BoardIds, BoardShim, BrainFlowError, \
-                BrainFlowInputParams
+            from brainflow.board_shim import (
+                BoardIds,
+                BoardShim,
+                BrainFlowError,
+                BrainFlowInputParams,
+            )
         except ImportError:
             raise SourceError("brainflow: sources need BrainFlow: pip install "
                               "'edge-ecg[brainflow]'") from None

@@ -42,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from edge_ecg.data.ludb_waves import (
-        BOUNDARIES, CSE_2SD_MS, LEADS, list_records, pool, score_ludb_record)
+        BOUNDARIES,
+        CSE_2SD_MS,
+        LEADS,
+        list_records,
+        pool,
+        score_ludb_record,
+    )
     from edge_ecg.errors import RecordError
 
     kind, sep, folder = args.data.partition(":")
