@@ -1,6 +1,6 @@
 """`edge-ecg train`: pretrain and fine-tune ECG-MoE with peft LoRA, write a checkpoint.
 
-    edge-ecg train --data synth:1500 --preset edge --out DIR [--epochs N] [--pretrain-epochs N]
+    edge-ecg train --data recipe:bundled --preset edge --fs-hz 250 --out DIR [--epochs N]
     torchrun --nproc_per_node 2 -m edge_ecg train ...       # data parallel (DDP, gloo)
 
 Prints parameter count, FLOPs per window, held-out per-task metrics (split by subject) and the
