@@ -32,7 +32,7 @@ from edge_ecg.data.edf import EdfError, EdfReader
 from edge_ecg.errors import SourceError
 from edge_ecg.runtime.recording import FILL_TEXT
 from edge_ecg.runtime.source import Source
-from edge_ecg.runtime.sources import MAX_SPEED_CHUNK_S, REALTIME_CHUNK_S, _speed
+from edge_ecg.runtime.sources import MAX_SPEED_CHUNK_S, REALTIME_CHUNK_S, _speed, pace
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.leads import canonical_lead
 
@@ -211,14 +211,9 @@ class EdfSource(Source):
         end = min(pos + self.chunk, p1)
         index = i0 + (pos - p0)
         n = end - pos
-        if self.speed is not None:
-            due = self._t0 + (index + n - self._first_index) / (self.fs_hz * self.speed)
-            wait = due - time.perf_counter()
-            if wait > timeout_s:
-                time.sleep(timeout_s)
-                return None
-            if wait > 0:
-                time.sleep(wait)
+        if self.speed is not None and not pace(
+                self._t0 + (index + n - self._first_index) / (self.fs_hz * self.speed), timeout_s):
+            return None
         samples = self._samples(pos, end)
         self._pos = end
         if end >= p1:

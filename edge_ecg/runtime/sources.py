@@ -42,6 +42,18 @@ def _speed(options: dict[str, str], where: str, default: str = "realtime") -> fl
     return v
 
 
+def pace(due: float, timeout_s: float) -> bool:
+    """Wait until `due` (time.perf_counter) for a replay in (scaled) real time: True once it
+    has come; False after waiting `timeout_s` when it is further off (the caller's read()
+    returns None, as a device that sent nothing in time)."""
+    wait = due - time.perf_counter()
+    if wait > timeout_s:
+        time.sleep(timeout_s)
+        return False
+    if wait > 0:
+        time.sleep(wait)
+    return True
+
 class ReplaySource(Source):
     """Integer ADC samples replayed as chunks, paced at `speed` x real time (None: max)."""
 
@@ -81,15 +93,10 @@ class ReplaySource(Source):
         if self._pos >= self.n_samples:
             raise EOFError(f"{self.name}: end of replay")
         end = min(self._pos + self.chunk, self.n_samples)
-        if self.speed is not None:
-            # the chunk is "sent" when its last sample has been acquired in (scaled) real time
-            due = self._t0 + end / (self.fs_hz * self.speed)
-            wait = due - time.perf_counter()
-            if wait > timeout_s:
-                time.sleep(timeout_s)
-                return None
-            if wait > 0:
-                time.sleep(wait)
+        # the chunk is "sent" when its last sample has been acquired in (scaled) real time
+        if self.speed is not None and not pace(self._t0 + end / (self.fs_hz * self.speed),
+                                               timeout_s):
+            return None
         c = Chunk(index=self._pos, seq=self.chunks_sent, device_time_us=int(self._pos * 1e6 / self.fs_hz),
                   samples=self.adc[self._pos:end], gain=self.gain, baseline=self.baseline,
                   leads=self.leads, fs_hz=self.fs_hz)
