@@ -360,12 +360,12 @@ def _trained_on(checkpoint: Path, task: str) -> dict:
         by = doc.get("task_training_data", {}).get(task) if isinstance(doc, dict) else None
     except (OSError, json.JSONDecodeError, AttributeError):
         return {}
-    if not isinstance(by, dict) or not by:
+    if not isinstance(by, dict):
         return {}
-    synth = "synth" in by
-    real = any(k != "synth" for k in by)
-    return {"trained_on": "real+synthetic" if synth and real else "synthetic" if synth
-            else "real"}
+    from edge_ecg.data.dataset import provenance_kind
+
+    kind = provenance_kind(by)
+    return {"trained_on": kind} if kind else {}
 
 
 def _training_data(checkpoint: Path) -> str:

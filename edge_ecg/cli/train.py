@@ -46,37 +46,24 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def training_provenance(ds) -> dict[str, dict[str, int]]:
-    """{task: {database: labelled windows}}: where each task's labels came from."""
-    import numpy as np
-
-    from edge_ecg.model.field_metrics import source_of
-
-    src = np.asarray([source_of(m["record"]) for m in ds.meta])
-    out = {}
-    for task, y in ds.labels.items():
-        ok = np.isfinite(y)
-        names, counts = np.unique(src[ok], return_counts=True)
-        out[task] = {str(n): int(c) for n, c in zip(names, counts)}
-    return out
-
-
 def describe_provenance(prov: dict[str, dict[str, int]]) -> str:
     """One line per task: 'arrhythmia: real ECGs (cinc2017 15000, mitdb 4000 windows)'."""
+    from edge_ecg.data.dataset import provenance_kind
+
+    words = {"real": "real ECGs", "synthetic": "synthetic ECGs only",
+             "real+synthetic": "real and synthetic ECGs"}
     parts = []
     for task, by in prov.items():
-        real = {k: v for k, v in by.items() if k != "synth"}
-        kind = ("real ECGs" if real and "synth" not in by else
-                "synthetic ECGs only" if not real else "real and synthetic ECGs")
         detail = ", ".join(f"{k} {v}" for k, v in by.items())
-        parts.append(f"{task}: {kind} ({detail} windows)" if by else f"{task}: no labels")
+        parts.append(f"{task}: {words[provenance_kind(by)]} ({detail} windows)" if by
+                     else f"{task}: no labels")
     return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from edge_ecg.data.dataset import load_dataset
+    from edge_ecg.data.dataset import label_provenance, load_dataset
     from edge_ecg.data.tasks import DEFAULT_TASKS
     from edge_ecg.errors import CheckpointError
     from edge_ecg.model.checkpoint import save_checkpoint
@@ -107,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = ECGMoEConfig.preset(args.preset, tasks, contract, **extra).baseline(args.variant)
         ds = load_dataset(args.data, contract, tasks, seed=args.seed,
                           progress=not args.no_progress and rank == 0, compact=True)
-        provenance = training_provenance(ds)
+        provenance = label_provenance(ds)
         train_ds, val_ds = ds.split(args.val_frac, seed=args.seed)
         del ds                  # the split copies: ~80 h of windows must not be held twice
         if len(train_ds) < 2:

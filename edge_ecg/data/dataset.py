@@ -120,6 +120,37 @@ def _cat_weights(a: WindowDataset, b: WindowDataset) -> np.ndarray | None:
     return np.concatenate([wa, wb])
 
 
+# The database a window comes from, by its record id's prefix (each loader names its records).
+_PREFIX = {"cinc-": "cinc2017", "ptbxl-": "ptbxl", "ludb-": "ludb", "mitdb-": "mitdb",
+           "synth": "synth"}
+
+
+def source_of(record_id: str) -> str:
+    for prefix, name in _PREFIX.items():
+        if record_id.startswith(prefix):
+            return name
+    return "other"
+
+
+def label_provenance(ds: WindowDataset) -> dict[str, dict[str, int]]:
+    """{task: {database: labelled windows}}: where each task's labels came from."""
+    src = np.asarray([source_of(m["record"]) for m in ds.meta])
+    out = {}
+    for task, y in ds.labels.items():
+        names, counts = np.unique(src[np.isfinite(y)], return_counts=True)
+        out[task] = {str(n): int(c) for n, c in zip(names, counts)}
+    return out
+
+
+def provenance_kind(by: dict[str, int]) -> str | None:
+    """"real", "synthetic" or "real+synthetic" for one task's {database: windows}; None if
+    it had no labels."""
+    if not by:
+        return None
+    synth, real = "synth" in by, any(k != "synth" for k in by)
+    return "real+synthetic" if synth and real else "synthetic" if synth else "real"
+
+
 def subject_fold(subject: str, k: int = 5) -> int:
     """The cross-validation fold of a subject: sha256 of its id, modulo k. Depends on nothing
     but the id, so every machine, run and data subset puts a patient in the same fold."""
@@ -336,8 +367,10 @@ def read_recipe(target: str) -> list[tuple[str, dict]]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RecordError(f"{where}: not valid TOML: {exc}") from None
-    data = opts.get("data") or (doc["data"] if doc.get("data") not in (None, DATA_ROOT)
-                                 else default_data_root())
+    # ?data= wins; a recipe's own `data` other than the default is used as written
+    data = opts.get("data") or doc.get("data", DATA_ROOT)
+    if data == DATA_ROOT:
+        data = default_data_root()
     out = []
     for i, src in enumerate(doc.get("source", [])):
         if not isinstance(src, dict) or not isinstance(src.get("spec"), str):

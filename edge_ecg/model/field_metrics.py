@@ -16,38 +16,22 @@ from collections import defaultdict
 
 import numpy as np
 
+from edge_ecg.data.dataset import source_of
 from edge_ecg.model.metrics import f1_binary, macro_f1, task_metrics
 
-SOURCES = ("cinc2017", "ptbxl", "ludb", "mitdb", "synth", "other")
-_PREFIX = {"cinc-": "cinc2017", "ptbxl-": "ptbxl", "ludb-": "ludb", "mitdb-": "mitdb",
-           "synth": "synth"}
 # CinC classes scored by the challenge (the noisy class is predicted but not in the mean).
 CHALLENGE = (("N", "normal_sinus"), ("A", "af_or_flutter"), ("O", "other_rhythm"))
 
 
-def source_of(record_id: str) -> str:
-    for prefix, name in _PREFIX.items():
-        if record_id.startswith(prefix):
-            return name
-    return "other"
-
-
 def auc(y: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC by the rank statistic (ties averaged); NaN with one class only."""
+    from scipy.stats import rankdata
+
     y = np.asarray(y).astype(bool)
     n1, n0 = int(y.sum()), int((~y).sum())
     if n1 == 0 or n0 == 0:
         return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    s = np.asarray(score)[order]
-    ranks = np.empty(len(s))
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    ranks = rankdata(score)
     return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
