@@ -182,3 +182,48 @@ def test_shared_ludb_and_ptbxl(shared_data):
     assert len(ds) == 8 and np.isfinite(ds.labels["age"]).all()
     assert np.isfinite(ds.labels["rr_interval"][:4]).all()     # LUDB: cardiologists' QRS
     assert np.isnan(ds.labels["rr_interval"][4:]).all()        # PTB-XL: no reference beats
+
+
+def test_label_provenance_and_kind(tmp_path):
+    from edge_ecg.data.dataset import label_provenance, provenance_kind
+
+    folder = _write_cinc(tmp_path / "cinc", [("A1", "N")])
+    ds = load_dataset(f"cinc2017:{folder};synth:2?seed=5&tasks=potassium,rr_interval", C,
+                      DEFAULT_TASKS, progress=False)
+    prov = label_provenance(ds)
+    assert prov["arrhythmia"] == {"cinc2017": 2} and prov["potassium"] == {"synth": 2}
+    assert prov["age"] == {}
+    assert [provenance_kind(prov[t]) for t in ("arrhythmia", "potassium", "age")] == [
+        "real", "synthetic", None]
+    assert provenance_kind({"mitdb": 3, "synth": 1}) == "real+synthetic"
+
+
+def test_recipes_find_the_data_folder(tmp_path, monkeypatch):
+    from edge_ecg.data.dataset import default_data_root
+
+    monkeypatch.setenv("EDGE_ECG_DATA", str(tmp_path))
+    assert default_data_root() == str(tmp_path)
+    assert read_recipe("heldout")[0][0] == f"cinc2017:{tmp_path}/cinc2017?folds=0"
+    assert read_recipe("heldout?data=/x")[0][0] == "cinc2017:/x/cinc2017?folds=0"
+    monkeypatch.delenv("EDGE_ECG_DATA")
+    monkeypatch.chdir(tmp_path)          # no ../shared/data here: beside the repo, or as written
+    from pathlib import Path
+
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    assert default_data_root() == (str(beside) if beside.is_dir() else "../shared/data")
+
+
+def test_write_excerpt_keeps_samples_and_shifts_annotations(shared_data, tmp_path):
+    from edge_ecg.data.mitbih import rhythm_intervals, write_excerpt
+    from edge_ecg.data.records import beat_annotations, read_record
+
+    src = shared_data / "mitdb" / "201"
+    out = write_excerpt(src, 370, 390, tmp_path, name="ex")
+    a, b = read_record(src), read_record(out)
+    np.testing.assert_array_equal(b.adc, a.adc[370 * 360:390 * 360])
+    ref, got = beat_annotations(src), beat_annotations(out)
+    inside = (ref.sample >= 370 * 360) & (ref.sample < 390 * 360)
+    np.testing.assert_array_equal(got.sample, ref.sample[inside] - 370 * 360)
+    # 201's AF ends at 378.4 s: the excerpt opens in the AF in force at its start
+    rh = rhythm_intervals(out, b.n_samples)
+    assert rh[0][0] == 0 and rh[0][2] == "(AFIB" and rh[1][2] != "(AFIB"

@@ -77,3 +77,25 @@ def test_train_cli_sets_the_routing_loss(tmp_path):
     assert rc == 0
     cfg = read_config(out)[0]
     assert (cfg.balance, cfg.balance_weight) == ("switch", 0.02)
+
+
+def test_weighted_epochs_draw_by_the_mixture_weights():
+    from edge_ecg.model.training import shard
+
+    p = np.r_[np.full(10, 0.9 / 10), np.full(90, 0.1 / 90)]    # 10 windows hold 90 % of draws
+    idx = np.concatenate(shard(100, 0, 0, 10, 0, 1, p))
+    assert idx.size == 100 and 80 <= int((idx < 10).sum()) <= 98
+    same = np.concatenate(shard(100, 0, 0, 10, 0, 1, p))
+    np.testing.assert_array_equal(idx, same)                       # seeded
+    assert sorted(np.concatenate(shard(100, 0, 0, 10, 0, 1)).tolist()) == list(range(100))
+
+
+def test_presets_scale_their_sample_counts_with_the_rate():
+    from edge_ecg.signal.contract import SignalContract
+
+    edge500 = ECGMoEConfig.preset("edge")
+    edge250 = ECGMoEConfig.preset("edge", contract=SignalContract(fs_hz=250.0))
+    for key in ("patch_len", "cnn_stem_stride", "dlinear_pool", "recon_pool"):
+        assert getattr(edge250, key) * 2 == getattr(edge500, key), key
+    tiny100 = ECGMoEConfig.preset("tiny", contract=SignalContract(fs_hz=100.0))
+    assert tiny100.patch_len == ECGMoEConfig.preset("tiny").patch_len   # the test model keeps

@@ -141,3 +141,25 @@ def test_stream_events_with_kept_or_smoothed_outputs(fixture_bundle):
         want = _old_describe(tasks, routing, mean)
         assert _same([ev.outputs, ev.experts], list(want))
     backend.close()
+
+
+def test_outputs_of_synthetic_only_tasks_say_so():
+    tasks = [dict(t, trained_on="synthetic") if t["name"] == "flag" else
+             dict(t, trained_on="real") for t in TASKS]
+    backend = SimpleNamespace(manifest=SimpleNamespace(tasks=tasks, routing=ROUTING))
+    pred = Predictor(backend, SignalContract(), ("I", "II"))
+    out = _outputs(np.random.default_rng(3), 4)
+    for row in split_rows(out, 4):
+        outputs, _ = pred.describe(row)
+        assert outputs["flag"]["trained_on"] == "synthetic"
+        assert all("trained_on" not in outputs[k] for k in ("rr_interval", "sex", "rhythm"))
+
+
+def test_the_runtime_delineates_three_preferred_leads():
+    from edge_ecg.runtime.beat_tracker import delineation_columns
+
+    twelve = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    assert delineation_columns(twelve) == (1, 7, 10)                 # II, V2, V5
+    assert delineation_columns(("II", "V1")) == (0, 1)
+    assert delineation_columns(("ECG", "X", "Y", "Z")) == (0, 1, 2)  # unknown names: in order
+    assert delineation_columns(twelve, limit=12) == tuple(range(12))
