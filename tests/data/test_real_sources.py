@@ -209,7 +209,7 @@ def test_recipes_find_the_data_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)          # no ../shared/data here: beside the repo, or as written
     from pathlib import Path
 
-    beside = Path(__file__).resolve().parents[2] / "shared" / "data"
+    beside = Path(__file__).resolve().parents[3] / "shared" / "data"
     assert default_data_root() == (str(beside) if beside.is_dir() else "../shared/data")
 
 
