@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_ecg.model.attention import Attention
 from edge_ecg.model.config import ECGMoEConfig
-from edge_ecg.model.scouts import Attention
 
 BIG = 1e4  # additive mask value; finite so an all-masked row stays finite (and exports)
 
