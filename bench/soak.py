@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "reliability"))
 
-from edge_ecg.runtime.source import Source
 from edge_ecg.signal.chunk import Chunk
+from edge_ecg.signal.source import Source
 
 LEADS8 = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 GAIN = 1000.0

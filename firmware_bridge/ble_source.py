@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from edge_ecg.errors import FrameError, SourceError
-from edge_ecg.runtime.source import Source
 from edge_ecg.signal.chunk import Chunk
+from edge_ecg.signal.source import Source
 from firmware_bridge.polar_pmd import (
     ECG_FS_HZ,
     PMD_CONTROL_UUID,

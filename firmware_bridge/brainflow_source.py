@@ -28,9 +28,9 @@ from collections import deque
 import numpy as np
 
 from edge_ecg.errors import SourceError
-from edge_ecg.runtime.source import Source
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.leads import canonical_lead
+from edge_ecg.signal.source import Source
 
 COUNTER_MOD = 256          # BrainFlow's package counters wrap at 256 on the boards that have one
 _OWN = ("channels", "leads", "uv_per_count", "buffer", "speed")

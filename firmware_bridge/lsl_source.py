@@ -32,10 +32,9 @@ from collections import deque
 import numpy as np
 
 from edge_ecg.errors import SourceError
-from edge_ecg.runtime.edf_source import lead_of_label
-from edge_ecg.runtime.source import Source
 from edge_ecg.signal.chunk import Chunk
-from edge_ecg.signal.leads import canonical_lead
+from edge_ecg.signal.leads import canonical_lead, lead_of_label
+from edge_ecg.signal.source import Source
 
 _UV_PER_UNIT = {"microvolts": 1.0, "microvolt": 1.0, "uv": 1.0, "µv": 1.0, "μv": 1.0,
                 "millivolts": 1000.0, "millivolt": 1000.0, "mv": 1000.0,

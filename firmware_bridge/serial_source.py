@@ -24,9 +24,9 @@ from collections import deque
 import numpy as np
 
 from edge_ecg.errors import SourceError
-from edge_ecg.runtime.source import Source
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.leads import canonical_lead
+from edge_ecg.signal.source import Source
 from firmware_bridge.decoder import StreamDecoder
 from firmware_bridge.protocol import (
     Ack,

@@ -85,7 +85,7 @@ class _BeatFilter:
 
 
 def build_spec(source: str, speed: str | None):
-    from edge_ecg.runtime.source import SourceSpec
+    from edge_ecg.signal.source import SourceSpec
 
     spec = SourceSpec.parse(source)
     if speed and spec.kind in ("record", "synth", "edf") and "speed" not in spec.options:

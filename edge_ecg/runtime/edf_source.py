@@ -31,14 +31,13 @@ import numpy as np
 from edge_ecg.data.edf import EdfError, EdfReader
 from edge_ecg.errors import SourceError
 from edge_ecg.runtime.recording import FILL_TEXT
-from edge_ecg.runtime.source import Source
-from edge_ecg.runtime.sources import MAX_SPEED_CHUNK_S, REALTIME_CHUNK_S, _speed, pace
+from edge_ecg.runtime.replay import MAX_SPEED_CHUNK_S, REALTIME_CHUNK_S, pace, speed_factor
 from edge_ecg.signal.chunk import Chunk
-from edge_ecg.signal.leads import canonical_lead
+from edge_ecg.signal.leads import canonical_lead, lead_of_label
+from edge_ecg.signal.source import Source
 
 # physical dimension -> physical units per mV
 _UNITS_PER_MV = {"mv": 1.0, "uv": 1000.0, "µv": 1000.0, "μv": 1000.0, "v": 1e-3, "nv": 1e6}
-_PREFIXES = ("ECG", "EKG")
 
 
 @dataclass(frozen=True)
@@ -55,16 +54,6 @@ class AnnotationEvent:
                 "duration_s": round(self.duration_s, 4), "text": self.text}
 
 
-def lead_of_label(label: str) -> str | None:
-    """The standard lead an EDF signal label names ("ECG II", "EKG-V1", "MLII"), or None."""
-    s = label.strip()
-    for p in _PREFIXES:
-        if s.upper().startswith(p):
-            s = s[len(p):].strip(" -_:")
-            break
-    return canonical_lead(s) if s else None
-
-
 class EdfSource(Source):
     """Replay of an EDF/BDF file's ECG signals with its annotations as events."""
 
@@ -72,7 +61,7 @@ class EdfSource(Source):
         options = options or {}
         self.path = path
         self.name = f"edf:{path}"
-        self.speed = _speed(options, self.name)
+        self.speed = speed_factor(options, self.name)
         self.live = self.speed is not None
         self.options = options
         self._chunk_s = float(options["chunk_s"]) if "chunk_s" in options else (

@@ -32,6 +32,20 @@ def canonical_lead(name: str) -> str | None:
     return None
 
 
+# Prefixes of signal labels in EDF files and LSL stream descriptions ("ECG II", "EKG-V1").
+_LABEL_PREFIXES = ("ECG", "EKG")
+
+
+def lead_of_label(label: str) -> str | None:
+    """The standard lead a signal label names ("ECG II", "EKG-V1", "MLII"), or None."""
+    s = label.strip()
+    for p in _LABEL_PREFIXES:
+        if s.upper().startswith(p):
+            s = s[len(p):].strip(" -_:")
+            break
+    return canonical_lead(s) if s else None
+
+
 def derive_limb_leads(lead_i: np.ndarray, lead_ii: np.ndarray) -> dict[str, np.ndarray]:
     """III, aVR, aVL, aVF from I and II (any matching shapes)."""
     return {

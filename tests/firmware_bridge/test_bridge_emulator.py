@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_ecg.errors import SourceError
-from edge_ecg.runtime.source import Source
+from edge_ecg.signal.source import Source
 from firmware_bridge.decoder import StreamDecoder
 from firmware_bridge.emulator import VirtualMonitor
 from firmware_bridge.faults import FaultSpec, TimedFault

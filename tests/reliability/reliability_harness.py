@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_ecg.runtime.source import Source
+from edge_ecg.signal.source import Source
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO / "edge_ecg" / "assets" / "default_bundle"

@@ -12,7 +12,7 @@ from edge_ecg.runtime.backends import open_backend
 from edge_ecg.runtime.pipeline import BEAT_GAP_S, StreamProcessor
 from edge_ecg.runtime.quality import QualityConfig
 from edge_ecg.runtime.ring_buffer import FLAG_GAP, RingBuffer
-from edge_ecg.runtime.sources import SYNTH_GAIN, quantise
+from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
 from edge_ecg.signal.chunk import Chunk
 
 FS = 500.0
@@ -235,7 +235,7 @@ def test_a_lossy_live_source_stops_after_max_seconds_of_its_clock(rec, backend):
     import threading
 
     from edge_ecg.runtime.pipeline import Pipeline
-    from edge_ecg.runtime.source import Source
+    from edge_ecg.signal.source import Source
 
     r, adc = rec
     lost = _frames_lost(len(adc), 0.02, seed=8)

@@ -18,8 +18,9 @@ from edge_ecg.data.edf import Annotation, EdfError, EdfReader, write_edf
 from edge_ecg.errors import EdgeECGError, RecordError
 from edge_ecg.runtime.edf_source import EdfSource
 from edge_ecg.runtime.recording import FILL_TEXT, Recorder
-from edge_ecg.runtime.source import Source
-from edge_ecg.runtime.sources import open_source, record_source
+from edge_ecg.runtime.replay import record_source
+from edge_ecg.runtime.sources import open_source
+from edge_ecg.signal.source import Source
 from tests.runtime.conftest import DEFAULT_BUNDLE
 
 

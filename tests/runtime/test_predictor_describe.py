@@ -19,7 +19,7 @@ from edge_ecg.runtime.predictor import (
     expert_names,
     split_rows,
 )
-from edge_ecg.runtime.sources import SYNTH_GAIN, quantise
+from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 
