@@ -174,7 +174,7 @@ def main() -> int:
     from edge_ecg.data.tasks import TaskSet
     from edge_ecg.model.checkpoint import load_checkpoint
     from edge_ecg.model.metrics import task_metrics
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
     from export.onnx_graph import export_onnx
     from export.parity import run_onnx, run_openvino, run_torch
     from export.stage import metric_drops

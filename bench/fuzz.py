@@ -178,8 +178,8 @@ def run_atheris(target: str, seconds: float, scratch: Path, max_runs: int | None
     import edge_ecg.errors
 
     with atheris.instrument_imports():
+        import edge_ecg.runtime.bundle  # noqa: F401
         import edge_ecg.signal.chunk  # noqa: F401
-        import export.manifest  # noqa: F401
         import firmware_bridge.decoder
         import firmware_bridge.protocol  # noqa: F401
         import profiles.profile  # noqa: F401

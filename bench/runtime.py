@@ -240,7 +240,7 @@ def main() -> None:
         return child_serial(args)
 
     from edge_ecg import DISCLAIMER
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     m = load_bundle(args.bundle)
     print(f"# edge-ecg runtime benchmark\nmachine: {this_machine().summary()}")

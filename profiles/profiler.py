@@ -253,8 +253,8 @@ def profile_bundle(bundle: str | Path, profile: Profile, variant: str | None = N
     to the sink; stage times come from the runtime's own `StageTimer`.
     """
     from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.bundle import load_bundle
     from edge_ecg.runtime.sources import open_source
-    from export.manifest import load_bundle
 
     if seconds <= 0:
         raise ProfileError(f"--seconds must be positive, got {seconds}")

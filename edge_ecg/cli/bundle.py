@@ -1,6 +1,6 @@
 """`edge-ecg bundle verify|info BUNDLE`: check a bundle's hashes and manifest, or summarise it.
 
-Uses `export.manifest.load_bundle`, the same check the runtime makes before loading a model.
+Uses `edge_ecg.runtime.bundle.load_bundle`, the same check the runtime makes before loading a model.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def metric_change(m, variant: str) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     m = load_bundle(args.bundle)
     if args.action == "verify":

@@ -63,7 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
     from export.stage import ExportRequest, export_bundle
 
     args.tasks, args.formats = _list(args.tasks), _list(args.formats)

@@ -95,10 +95,10 @@ def build_spec(source: str, speed: str | None):
 
 def run(args: argparse.Namespace) -> int:
     from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.bundle import load_bundle
     from edge_ecg.runtime.events import LslSink, open_output
     from edge_ecg.runtime.pipeline import Pipeline
     from edge_ecg.runtime.sources import open_source
-    from export.manifest import load_bundle
 
     manifest = load_bundle(args.bundle)
     prof = resolve_profile(args.profile, [] if args.variant else sorted(manifest.variants))

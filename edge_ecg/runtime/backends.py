@@ -1,7 +1,7 @@
 """Inference backends for exported bundles: onnxruntime and OpenVINO, one small interface.
 
 `open_backend(bundle_dir, variant, threads)` verifies the bundle (sha256 of every file, via
-`export.manifest.load_bundle`) before anything of it is loaded, then compiles the variant's
+`edge_ecg.runtime.bundle.load_bundle`) before anything of it is loaded, then compiles the variant's
 model file. OpenVINO's precision hint comes from the variant (`f32` for fp32 variants: OpenVINO
 otherwise runs bf16 on CPUs that have it, which breaks fp32 parity; DESIGN.md, measured).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ecg.errors import BundleError
-from export.manifest import Manifest, Variant, load_bundle
+from edge_ecg.runtime.bundle import Manifest, Variant, load_bundle
 
 
 class Backend:

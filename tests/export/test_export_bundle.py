@@ -20,8 +20,8 @@ pytest.importorskip("openvino")
 from edge_ecg import DISCLAIMER
 from edge_ecg.cli import main
 from edge_ecg.errors import BundleError
+from edge_ecg.runtime.bundle import MANIFEST, Manifest, load_bundle
 from edge_ecg.signal.contract import INPUT_NAMES
-from export.manifest import MANIFEST, Manifest, load_bundle
 
 FORCED_SCOUTS = [0, 2]          # the only scouts the forced gate gives weight to
 CALIB = "synth:16?seed=11"      # 16 synthetic patients: 8 calibrate, 8 measure

@@ -29,7 +29,7 @@ def build_two_backend_bundle(out: Path) -> Path:
     """The runtime fixture bundle plus `onnx-int8` (dynamic int8) and `openvino-fp32` variants."""
     import openvino as ov
 
-    from export.manifest import MANIFEST, write_manifest
+    from edge_ecg.runtime.bundle import MANIFEST, write_manifest
 
     _runtime_fixture_module().build_fixture_bundle(out)
     (out / "openvino").mkdir()

@@ -132,7 +132,7 @@ def test_window_mismatch_is_refused_naming_the_key(profiler_bundle):
 
 
 def test_variant_choice_follows_the_profile(profiler_bundle):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     m = load_bundle(profiler_bundle)
     prof = replace(load_profile("rpi4"), runtime_variants=("onnx-int8-routed", "onnx-fp32"))

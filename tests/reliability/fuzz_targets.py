@@ -95,7 +95,7 @@ class BundleSandbox:
         self.valid = json.loads((self.dir / "manifest.json").read_text())
 
     def load(self, manifest_bytes: bytes):
-        from export.manifest import Manifest, load_bundle
+        from edge_ecg.runtime.bundle import Manifest, load_bundle
 
         (self.dir / "manifest.json").write_bytes(manifest_bytes)
         try:

@@ -32,7 +32,7 @@ def _doc(b: Path) -> dict:
 
 
 def test_truncated_manifest_is_refused(bundle_copy):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     text = (bundle_copy / "manifest.json").read_text()
     for cut in (0, 1, len(text) // 3, len(text) - 2):
@@ -45,7 +45,7 @@ def test_truncated_model_file_is_refused(bundle_copy):
     """Cut model, stale manifest: size check. Cut model with a matching manifest (a broken
     export): the backend refuses to load it."""
     from edge_ecg.runtime.backends import open_backend
-    from export.manifest import load_bundle, write_manifest
+    from edge_ecg.runtime.bundle import load_bundle, write_manifest
 
     doc = _doc(bundle_copy)
     model = bundle_copy / doc["variants"][doc["default_variant"]]["file"]
@@ -61,7 +61,7 @@ def test_truncated_model_file_is_refused(bundle_copy):
 
 
 def test_manifest_of_wrong_kind_is_refused(bundle_copy):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     good = _doc(bundle_copy)
     cases = {
@@ -100,7 +100,7 @@ MANIFEST_BUGS = {
 
 @pytest.mark.parametrize("case", sorted(MANIFEST_BUGS))
 def test_manifest_with_wrong_json_types_is_refused_with_bundle_error(bundle_copy, case):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     doc = _doc(bundle_copy)
     MANIFEST_BUGS[case][0](doc)
@@ -110,7 +110,7 @@ def test_manifest_with_wrong_json_types_is_refused_with_bundle_error(bundle_copy
 
 
 def test_deeply_nested_manifest_is_refused(bundle_copy):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     _set_manifest(bundle_copy, "[" * 200_000)
     with pytest.raises(BundleError):
@@ -132,8 +132,8 @@ def test_bundle_with_a_bad_signal_contract_stops_the_runtime_with_its_error(bund
     with an EdgeECGError (never predicts with a guessed contract)."""
     from edge_ecg.errors import EdgeECGError
     from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.bundle import write_manifest
     from edge_ecg.runtime.pipeline import StreamProcessor
-    from export.manifest import write_manifest
 
     doc = _doc(bundle_copy)
     doc["signal"] = dict(doc["signal"], evil=1)

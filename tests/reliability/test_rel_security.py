@@ -44,7 +44,7 @@ def _save_manifest(b: Path, doc: dict) -> None:
 
 
 def _rewrite_manifest(bundle: Path) -> None:
-    from export.manifest import MANIFEST, write_manifest
+    from edge_ecg.runtime.bundle import MANIFEST, write_manifest
 
     doc = json.loads((bundle / MANIFEST).read_text())
     (bundle / MANIFEST).unlink()
@@ -174,7 +174,7 @@ def test_whole_project_torch_load_is_weights_only():
 @pytest.mark.parametrize("rel", ["../../etc/passwd", "/etc/passwd", "sub/../../outside.onnx",
                                  "../" * 20 + "etc/hostname"])
 def test_manifest_file_entry_cannot_escape(rel_bundle, tmp_path, rel):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     b, doc = _bundle_copy(rel_bundle, tmp_path)
     (tmp_path / "outside.onnx").write_bytes(b"x")
@@ -185,7 +185,7 @@ def test_manifest_file_entry_cannot_escape(rel_bundle, tmp_path, rel):
 
 
 def test_variant_file_cannot_escape(rel_bundle, tmp_path):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     b, doc = _bundle_copy(rel_bundle, tmp_path)
     doc["variants"][doc["default_variant"]]["file"] = "../outside.onnx"
@@ -197,7 +197,7 @@ def test_variant_file_cannot_escape(rel_bundle, tmp_path):
 def test_symlinked_model_pointing_outside_is_refused(rel_bundle, tmp_path):
     """The model file is a symlink to a (valid, hash-matching) file outside the bundle."""
     from edge_ecg.runtime.backends import open_backend
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     b, doc = _bundle_copy(rel_bundle, tmp_path)
     model = doc["variants"][doc["default_variant"]]["file"]
@@ -212,7 +212,7 @@ def test_symlinked_model_pointing_outside_is_refused(rel_bundle, tmp_path):
 
 
 def test_symlinked_subdirectory_pointing_outside_is_refused(rel_bundle, tmp_path):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     b, doc = _bundle_copy(rel_bundle, tmp_path)
     (tmp_path / "ext").mkdir()
@@ -226,7 +226,7 @@ def test_symlinked_subdirectory_pointing_outside_is_refused(rel_bundle, tmp_path
 
 
 def test_symlinked_manifest_pointing_outside_is_refused(rel_bundle, tmp_path):
-    from export.manifest import load_bundle
+    from edge_ecg.runtime.bundle import load_bundle
 
     b, _ = _bundle_copy(rel_bundle, tmp_path)
     out = tmp_path / "outside_manifest.json"

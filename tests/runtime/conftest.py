@@ -2,7 +2,7 @@
 
 The graph takes the seven contract inputs and computes each task output from them (rr_interval
 = mean of the masked rr_ms, so a test can check the number), plus gate outputs; it is written
-with `export.manifest.write_manifest`, so the runtime verifies it exactly like an exported one.
+with `edge_ecg.runtime.bundle.write_manifest`, so the runtime verifies it exactly like an exported one.
 End-to-end tests use the bundled default bundle once it exists.
 """
 
@@ -27,7 +27,7 @@ def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract())
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from export.manifest import write_manifest
+    from edge_ecg.runtime.bundle import write_manifest
 
     rng = np.random.default_rng(0)
     L, T, B, BL = contract.n_leads, contract.window_len, contract.max_beats, contract.beat_len

@@ -35,7 +35,7 @@ def test_fixture_bundle_runs_and_computes_its_numbers(fixture_bundle):
 
 
 def test_openvino_backend_matches_onnxruntime(fixture_bundle, tmp_path):
-    from export.manifest import load_bundle, write_manifest
+    from edge_ecg.runtime.bundle import load_bundle, write_manifest
 
     b = tmp_path / "ov"
     shutil.copytree(fixture_bundle, b)

@@ -1,0 +1,206 @@
+"""The bundle manifest: what an exported bundle holds, and the check the runtime trusts.
+
+It lives on the runtime's side of the line (torch-free, stdlib only): the export stage writes
+bundles with `write_manifest`, the runtime and the profiler read them with `load_bundle`, and
+neither side imports the other for it.
+
+A bundle is a directory with model files and `manifest.json`. The manifest records the format
+version, the sha256 of every file, the signal contract, the tasks with their output names,
+units and class labels, the routed experts, quantization, parity and metrics at export.
+`load_bundle` refuses a bundle whose manifest or files do not match, naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edge_ecg.errors import BundleError
+
+FORMAT = "edge-ecg-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REQUIRED = ("format", "format_version", "model_version", "files", "signal", "tasks",
+            "inputs", "variants", "default_variant")
+BACKENDS = ("onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One runnable model file of the bundle."""
+
+    name: str            # e.g. "onnx-int8-routed"
+    file: str            # path relative to the bundle ("model.onnx", "openvino/model.xml")
+    backend: str         # onnxruntime | openvino
+    precision: str       # fp32 | int8
+    routed: bool         # True when only the selected experts are in the graph
+    extra_files: tuple[str, ...] = ()   # e.g. the OpenVINO .bin beside the .xml
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_version: str
+    files: dict[str, dict]          # relpath -> {"sha256": hex, "bytes": int}
+    signal: dict                    # SignalContract.to_dict()
+    tasks: list[dict]               # TaskSpec.to_dict() + {"output": graph output name}
+    inputs: list[str]               # graph input names, in order
+    variants: dict[str, dict]       # name -> Variant fields
+    default_variant: str
+    routing: dict = field(default_factory=dict)       # per path: kept and total experts
+    quantization: dict = field(default_factory=dict)
+    parity: dict = field(default_factory=dict)        # per variant
+    metrics: dict = field(default_factory=dict)       # per variant: {task: {metric: value}}
+    training_data: str = "synthetic"
+    notes: str = ""
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+
+    def variant(self, name: str | None = None) -> Variant:
+        name = name or self.default_variant
+        if name not in self.variants:
+            raise BundleError(
+                f"bundle has no variant {name!r}; it has: {', '.join(sorted(self.variants))}"
+            )
+        v = dict(self.variants[name])
+        v["extra_files"] = tuple(v.get("extra_files", ()))
+        return Variant(**v)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _inside(bundle: Path, rel: str) -> Path:
+    """Resolve `rel` under `bundle`, refusing absolute paths, `..` and symlink escapes."""
+    p = (bundle / rel).resolve()
+    root = bundle.resolve()
+    if Path(rel).is_absolute() or (p != root and root not in p.parents):
+        raise BundleError(f"bundle {bundle}: file path {rel!r} escapes the bundle directory")
+    return p
+
+
+def write_manifest(bundle: str | Path, manifest_fields: dict) -> Manifest:
+    """Hash every file now in `bundle` (but the manifest) and write `manifest.json`."""
+    bundle = Path(bundle)
+    files = {}
+    for p in sorted(bundle.rglob("*")):
+        if p.is_file() and p.name != MANIFEST:
+            rel = p.relative_to(bundle).as_posix()
+            files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    m = Manifest(files=files, **manifest_fields)
+    _check_structure(m.__dict__, bundle)
+    (bundle / MANIFEST).write_text(m.to_json())
+    return m
+
+
+# Top-level fields and the JSON type each must have (a manifest is untrusted input).
+_FIELD_TYPES = {
+    "format": str, "format_version": int, "model_version": str, "files": dict, "signal": dict,
+    "tasks": list, "inputs": list, "variants": dict, "default_variant": str, "routing": dict,
+    "quantization": dict, "parity": dict, "metrics": dict, "training_data": str, "notes": str,
+}
+_VARIANT_KEYS = {f for f in Variant.__dataclass_fields__ if f != "name"} | {"name"}
+
+
+def _expect(cond: bool, where: str, msg: str) -> None:
+    if not cond:
+        raise BundleError(f"{where}: {msg}; re-export the bundle with `edge-ecg export`")
+
+
+def _check_structure(doc: dict, bundle: Path) -> None:
+    """Check every field's presence and JSON type before anything is used."""
+    where = f"bundle {bundle}: {MANIFEST}"
+    missing = [k for k in REQUIRED if k not in doc]
+    _expect(not missing, where, f"lacks the field(s) {missing}")
+    for key, typ in _FIELD_TYPES.items():
+        if key in doc:
+            ok = isinstance(doc[key], typ) and not (typ is int and isinstance(doc[key], bool))
+            _expect(ok, where, f"field {key!r} must be a JSON {typ.__name__}, "
+                               f"got {type(doc[key]).__name__}")
+    _expect(doc["format"] == FORMAT, where, f"format is {doc['format']!r}, not {FORMAT!r}")
+    if doc["format_version"] != FORMAT_VERSION:
+        raise BundleError(
+            f"{where}: format version {doc['format_version']} but this edge-ecg reads "
+            f"version {FORMAT_VERSION}; re-export with a matching edge-ecg"
+        )
+    _expect(bool(doc["files"]), where, "'files' must list the bundle's files with their sha256")
+    for rel, meta in doc["files"].items():
+        _expect(isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
+                and isinstance(meta.get("bytes"), int) and "\0" not in rel,
+                where, f"file entry {rel!r} must be {{'sha256': hex, 'bytes': int}}")
+    _expect(bool(doc["tasks"]), where, "'tasks' is empty; a bundle must predict at least one task")
+    for t in doc["tasks"]:
+        _expect(isinstance(t, dict), where, f"each task must be an object, got {t!r}")
+        for key in ("name", "kind", "output"):
+            _expect(isinstance(t.get(key), str), where, f"a task lacks a string {key!r}: {t}")
+    _expect(all(isinstance(n, str) for n in doc["inputs"]), where, "'inputs' must be names")
+    _expect(doc["default_variant"] in doc["variants"], where,
+            f"default variant {doc['default_variant']!r} is not listed")
+    for name, v in doc["variants"].items():
+        _expect(isinstance(v, dict), where, f"variant {name!r} must be an object")
+        unknown = set(v) - _VARIANT_KEYS
+        _expect(not unknown, where, f"variant {name!r} has unknown key(s) {sorted(unknown)}")
+        for key, typ in (("file", str), ("backend", str), ("precision", str), ("routed", bool)):
+            _expect(isinstance(v.get(key), typ), where,
+                    f"variant {name!r} lacks {key!r} (a JSON {typ.__name__})")
+        _expect(v["backend"] in BACKENDS, where,
+                f"variant {name!r} has unknown backend {v['backend']!r}")
+        extra = v.get("extra_files", [])
+        _expect(isinstance(extra, list) and all(isinstance(e, str) for e in extra), where,
+                f"variant {name!r}: 'extra_files' must be a list of paths")
+        for rel in (v["file"], *extra):
+            _expect(rel in doc["files"], where,
+                    f"variant {name!r} file {rel!r} is not in 'files'")
+
+
+def load_bundle(bundle: str | Path, verify_hashes: bool = True) -> Manifest:
+    """Read and verify a bundle: structure, every file present, sizes and sha256 match.
+
+    Raises `BundleError` naming the first problem; nothing of a refused bundle is used.
+    """
+    bundle = Path(bundle)
+    mpath = bundle / MANIFEST
+    if not bundle.is_dir():
+        raise BundleError(f"bundle {bundle} is not a directory; pass the folder `edge-ecg export` wrote")
+    if not mpath.is_file():
+        raise BundleError(f"bundle {bundle} has no {MANIFEST}; it is incomplete or not a bundle")
+    _inside(bundle, MANIFEST)  # a manifest symlinked from elsewhere is not this bundle's
+    try:
+        doc = json.loads(mpath.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"bundle {bundle}: {MANIFEST} is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise BundleError(f"bundle {bundle}: {MANIFEST} is nested too deeply to be a manifest") \
+            from exc
+    if not isinstance(doc, dict):
+        raise BundleError(f"bundle {bundle}: {MANIFEST} must hold a JSON object")
+    _check_structure(doc, bundle)
+    for rel, meta in doc["files"].items():
+        p = _inside(bundle, rel)
+        if not p.is_file():
+            raise BundleError(f"bundle {bundle}: file {rel} listed in the manifest is missing")
+        size = p.stat().st_size
+        if size != meta.get("bytes"):
+            raise BundleError(
+                f"bundle {bundle}: file {rel} is {size} bytes, the manifest says "
+                f"{meta.get('bytes')} (truncated or replaced)"
+            )
+        if verify_hashes and sha256_file(p) != meta.get("sha256"):
+            raise BundleError(
+                f"bundle {bundle}: sha256 of {rel} does not match the manifest (tampered or "
+                "corrupted); re-export or re-copy the bundle"
+            )
+    known = set(Manifest.__dataclass_fields__)
+    extra = set(doc) - known
+    if extra:
+        raise BundleError(f"bundle {bundle}: {MANIFEST} has unknown fields {sorted(extra)}")
+    return Manifest(**doc)
