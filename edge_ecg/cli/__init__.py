@@ -1,6 +1,7 @@
 """The `edge-ecg` command: a thin layer over library functions tests call directly.
 
-Each subcommand is one module of this package with `configure(parser)` and `run(args) -> int`.
+Each subcommand is one module of this package with `configure(parser)` and `run(args) -> int`
+(`formatter` is the help formatter they share).
 Modules import heavy dependencies (torch, onnxruntime) inside `run`, so `--help` stays fast
 and the on-device commands never load torch.
 """
@@ -13,6 +14,7 @@ import os
 import sys
 
 from edge_ecg import DISCLAIMER, __version__
+from edge_ecg.cli.formatter import HelpFormatter
 from edge_ecg.errors import EdgeECGError
 
 # name -> (module, one-line help), in pipeline order.
@@ -29,17 +31,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "virtual monitor -> runtime with the bundled model, live predictions"),
     "profile": ("profile", "profile runtime latency under a device profile"),
 }
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default unless it says nothing (None, False, an empty string) or the
-    help text already states it in words ("default: the bundle's")."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "default" in text or action.default in (None, False, "", argparse.SUPPRESS):
-            return text
-        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

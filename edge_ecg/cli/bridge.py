@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from edge_ecg.cli import HelpFormatter
+from edge_ecg.cli.formatter import HelpFormatter
 from edge_ecg.errors import SourceError
 
 
