@@ -8,42 +8,15 @@ fields this version does not know.
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 from edge_ecg.errors import CheckpointError
+from edge_ecg.model.weights import load_fitting_state, load_tensor_file
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 FORMAT = "edge-ecg-checkpoint"
-
-
-def load_tensor_file(path: str | Path) -> dict:
-    """A flat dict of tensors from a safetensors file or a weights-only torch file."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such weights file")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-        try:
-            return dict(load_file(str(path)))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path}: refused: the file holds code or objects other than tensors (weights_only "
-            "load failed). Save a state_dict, ideally with safetensors.torch.save_file") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a torch weights file ({exc})") from exc
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return state
 
 
 def save_checkpoint(model, out_dir: str | Path, metrics: dict | None = None,
@@ -98,28 +71,6 @@ def load_checkpoint(ckpt_dir: str | Path):
     load_fitting_state(model, state, f"{weights} (with its {CONFIG})",
                        "the files were mixed from different checkpoints")
     return model.eval()
-
-
-def load_fitting_state(module, state: dict, where: str, hint: str) -> None:
-    """Load `state` into `module` only if every key and shape fits; else CheckpointError.
-
-    Strict on purpose: a partially loaded model would run and give silently wrong outputs.
-    """
-    import torch
-
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    if missing or extra:
-        raise CheckpointError(f"{where}: does not fit: missing keys {missing[:5]}, unexpected "
-                              f"keys {extra[:5]}; {hint}")
-    for k, v in state.items():
-        if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(own[k].shape):
-            raise CheckpointError(
-                f"{where}: tensor {k!r} has shape {tuple(getattr(v, 'shape', ()))}, expected "
-                f"{tuple(own[k].shape)}; {hint}")
-    module.load_state_dict({k: v.float() if v.is_floating_point() else v
-                            for k, v in state.items()})
 
 
 def read_metrics(ckpt_dir: str | Path) -> dict:

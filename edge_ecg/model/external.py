@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_ecg.errors import CheckpointError
-from edge_ecg.model.checkpoint import load_fitting_state, load_tensor_file
 from edge_ecg.model.config import ECGMoEConfig
+from edge_ecg.model.weights import load_fitting_state, load_tensor_file
 
 
 class ConvEncoder1d(nn.Module):
