@@ -106,10 +106,10 @@ def _structured(target: str, scratch: Path):
     """Typed edits of a valid document: a manifest through load_bundle, a profile through
     parse_profile (what read_profile runs after tomllib)."""
     import fuzz_targets as ft
-    import tomllib
     from reliability_harness import bundle_for_tests
 
     from edge_ecg.errors import EdgeECGError
+    from profiles.profile import tomllib  # tomli on Python 3.10
 
     if target == "manifest":
         box = ft.BundleSandbox(bundle_for_tests(scratch / "s"))
@@ -173,7 +173,10 @@ def run_atheris(target: str, seconds: float, scratch: Path, max_runs: int | None
     """Coverage-guided with libFuzzer; this process exits when the budget is spent."""
     import atheris
     import numpy  # noqa: F401 - imported first so that only the project's code is instrumented
-    import tomllib  # noqa: F401
+    try:
+        import tomllib  # noqa: F401
+    except ModuleNotFoundError:   # Python 3.10
+        import tomli  # noqa: F401
 
     import edge_ecg.errors
 

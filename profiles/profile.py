@@ -14,7 +14,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:      # Python 3.10: the same parser as the `tomli` package
+    import tomli as tomllib
 
 from edge_ecg.errors import ProfileError
 
@@ -255,10 +258,8 @@ def _check_value(key: Key, value: Any, where: str) -> Any:
 def _check_version_spec(value: str, where: str, path: str) -> None:
     if value.strip().lower() == "none":
         return
-    try:
-        from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    except ImportError:      # packaging absent: keep the string, the report shows it as given
-        return
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     try:
         SpecifierSet(value)
     except InvalidSpecifier as exc:

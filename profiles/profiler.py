@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 from edge_ecg import DISCLAIMER, __version__
 from edge_ecg.errors import BundleError, ProfileError
@@ -134,15 +136,9 @@ def installed_within_known_good(profile: Profile, machine: Machine) -> dict:
             ok = False
         else:
             try:
-                from packaging.specifiers import InvalidSpecifier, SpecifierSet
-                from packaging.version import InvalidVersion, Version
-            except ImportError:
+                ok = Version(installed) in SpecifierSet(spec)
+            except (InvalidVersion, InvalidSpecifier):   # an odd local version string
                 ok = None
-            else:
-                try:
-                    ok = Version(installed) in SpecifierSet(spec)
-                except (InvalidVersion, InvalidSpecifier):   # an odd local version string
-                    ok = None
         out[dist] = {"installed": installed, "known_good": spec, "within": ok}
     return out
 

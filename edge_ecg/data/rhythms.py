@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:      # Python 3.10: the same parser as the `tomli` package
+    import tomli as tomllib
 
 from edge_ecg.errors import RecordError
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:      # Python 3.10: the same parser as the `tomli` package
+    import tomli as tomllib
 
 from edge_ecg.errors import RecordError
 

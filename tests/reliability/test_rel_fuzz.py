@@ -16,9 +16,13 @@ from pathlib import Path
 import fuzz_targets as ft
 import numpy as np
 import pytest
-import tomllib
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
+try:
+    import tomllib
+except ModuleNotFoundError:      # Python 3.10
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,

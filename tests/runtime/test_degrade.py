@@ -11,8 +11,8 @@ from edge_ecg.data.synth import synthesize
 from edge_ecg.runtime.backends import open_backend
 from edge_ecg.runtime.pipeline import BEAT_GAP_S, StreamProcessor
 from edge_ecg.runtime.quality import QualityConfig
-from edge_ecg.runtime.ring_buffer import FLAG_GAP, RingBuffer
 from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
+from edge_ecg.runtime.ring_buffer import FLAG_GAP, RingBuffer
 from edge_ecg.signal.chunk import Chunk
 
 FS = 500.0
@@ -316,9 +316,7 @@ def test_profile_quality_keys_default_to_the_runtime_limits_and_reach_the_stream
     assert QualityConfig(**load_profile("rpi4").quality()) == q          # absent: defaults
     prof = resolve_profile("bedside_x86", [])
     assert QualityConfig(**prof["quality"]) == q
-    import tomllib
-
-    from profiles.profile import PROFILE_DIR
+    from profiles.profile import PROFILE_DIR, tomllib  # tomli on Python 3.10
 
     doc = tomllib.loads((PROFILE_DIR / "rpi4.toml").read_text())
     doc["quality"] = {"max_missing_frac": 0.05, "min_leads": 3, "mask_off_leads": False}
