@@ -1,0 +1,216 @@
+"""The bedside bridge: a monitor's chunks -> bus frames on `ecg.<unit>.<bed>` (JetStream).
+
+One process can bridge one bed (`edge-ecg ward publish`) or many (the bench). Per bed, frames
+wait in a bounded buffer and are published strictly in order, each with a deterministic
+`Nats-Msg-Id` (`<unit>.<bed>.<session>.<seq>`): a frame whose acknowledgement was lost in a
+broker restart is resent and JetStream drops the copy. While the broker is away the buffer
+holds `buffer_frames`; beyond that the oldest frame is dropped and counted (the worker then
+sees the index jump and reports a gap): `produced == published + dropped + buffered`, always.
+
+Replays (record:, synth:, edf:) are read as fast as they come and paced here by their sample
+clock (`speed` x real time), so one process can play a whole ward; live devices are read in a
+thread at their own pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from edge_ecg.errors import SourceError
+from edge_ecg.ward import bus, frames
+
+REPLAY_KINDS = ("record", "synth", "edf")
+
+
+@dataclass
+class BedStats:
+    produced: int = 0          # frames made from the source
+    published: int = 0         # acknowledged by JetStream (stored once)
+    duplicates: int = 0        # resends JetStream recognised as already stored
+    dropped: int = 0           # oldest frames dropped from a full buffer (counted, never hidden)
+    retries: int = 0           # publish attempts that failed and were retried
+    samples: int = 0
+    max_buffered: int = 0
+
+    def to_dict(self, buffered: int) -> dict:
+        d = dict(self.__dict__)
+        d["buffered"] = buffered
+        d["balanced"] = self.produced == self.published + self.dropped + buffered
+        return d
+
+
+@dataclass
+class BedFeed:
+    """One bed: its id, source (not opened) and whether the publisher paces it."""
+
+    unit: str
+    bed: str
+    source: object
+    spec: str = ""
+    paced: bool = True
+    stats: BedStats = field(default_factory=BedStats)
+    buffer: deque = field(default_factory=deque)
+    done: bool = False
+
+
+def open_feed(spec: str, unit: str, bed: str, frame_s: float = 0.1) -> BedFeed:
+    """A `BedFeed` for a source spec: replays read unpaced in `frame_s` chunks (the publisher
+    paces them), live devices as they come."""
+    from edge_ecg.runtime.source import SourceSpec
+    from edge_ecg.runtime.sources import open_source
+
+    bus.check_token(unit, "unit")
+    bus.check_token(bed, "bed")
+    s = SourceSpec.parse(spec)
+    if s.kind in REPLAY_KINDS:
+        opts = {**s.options, "speed": "max"}
+        opts.setdefault("chunk_s", str(frame_s))
+        return BedFeed(unit, bed, open_source(SourceSpec(s.kind, s.target, opts)), spec, True)
+    return BedFeed(unit, bed, open_source(s), spec, False)
+
+
+class Publisher:
+    """Publishes the frames of `feeds` to JetStream until their sources end or `stop()`."""
+
+    def __init__(self, feeds: list[BedFeed], url: str, speed: float = 1.0,
+                 buffer_frames: int = 3000, cfg: bus.WardConfig = bus.WardConfig(),
+                 publish_timeout_s: float = 2.0) -> None:
+        self.feeds = feeds
+        self.url = url
+        self.speed = float(speed)        # replays: x real time (0: as fast as possible)
+        self.buffer_frames = int(buffer_frames)
+        self.cfg = cfg
+        self.timeout = publish_timeout_s
+        self.session = f"{int(time.time() * 1000):x}"
+        self._stop = asyncio.Event()
+        self.reconnects = 0
+        self.disconnects = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def stats(self) -> dict:
+        per = {f"{f.unit}.{f.bed}": f.stats.to_dict(len(f.buffer)) for f in self.feeds}
+        tot = {k: sum(p[k] for p in per.values()) for k in
+               ("produced", "published", "duplicates", "dropped", "retries", "samples",
+                "buffered")}
+        tot["balanced"] = all(p["balanced"] for p in per.values())
+        tot["reconnects"], tot["disconnects"] = self.reconnects, self.disconnects
+        return {"total": tot, "beds": per}
+
+    async def run(self, max_seconds: float | None = None) -> dict:
+        async def on_disc():
+            self.disconnects += 1
+
+        async def on_reconn():
+            self.reconnects += 1
+
+        nc = await bus.connect(self.url, "edge-ecg-publisher", disconnected_cb=on_disc,
+                               reconnected_cb=on_reconn)
+        try:
+            js = nc.jetstream()
+            stores = await bus.ensure(js, self.cfg)
+            wakes = {id(f): asyncio.Event() for f in self.feeds}
+            t0 = time.perf_counter()
+            tasks = [asyncio.create_task(self._produce(f, stores[bus.BEDS_BUCKET], wakes[id(f)],
+                                                       t0, max_seconds)) for f in self.feeds]
+            tasks += [asyncio.create_task(self._send(js, f, wakes[id(f)])) for f in self.feeds]
+            await asyncio.gather(*tasks)
+        finally:
+            for f in self.feeds:
+                try:
+                    f.source.close()
+                except Exception:
+                    pass
+            await nc.close()
+        return self.stats()
+
+    async def _register(self, kv, f: BedFeed, chunk) -> None:
+        desc = {"unit": f.unit, "bed": f.bed, "leads": list(chunk.leads),
+                "fs_hz": float(chunk.fs_hz), "source": f.spec, "session": self.session,
+                "origin": int(chunk.index), "registered": time.time()}
+        while not self._stop.is_set():
+            try:
+                await kv.put(bus.bed_key(f.unit, f.bed), json.dumps(desc).encode())
+                return
+            except Exception:
+                await asyncio.sleep(0.25)
+
+    async def _produce(self, f: BedFeed, beds_kv, wake: asyncio.Event, t0: float,
+                       max_seconds: float | None) -> None:
+        try:
+            f.source.open()
+        except SourceError:
+            f.done = True
+            wake.set()
+            raise
+        origin = None
+        try:
+            while not self._stop.is_set():
+                try:
+                    if f.paced:
+                        chunk = f.source.read(0.0)
+                    else:
+                        chunk = await asyncio.to_thread(f.source.read, 0.1)
+                except EOFError:
+                    break
+                if chunk is None:
+                    await asyncio.sleep(0)
+                    continue
+                if origin is None:
+                    origin = chunk.index
+                    await self._register(beds_kv, f, chunk)
+                if max_seconds is not None and chunk.index - origin >= max_seconds * chunk.fs_hz:
+                    break
+                if f.paced and self.speed > 0:
+                    due = t0 + (chunk.end - origin) / (chunk.fs_hz * self.speed)
+                    wait = due - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                data = frames.encode(chunk, f.stats.produced)
+                f.buffer.append((f.stats.produced, data, time.time()))
+                f.stats.produced += 1
+                f.stats.samples += chunk.n_samples
+                if len(f.buffer) > self.buffer_frames:
+                    f.buffer.popleft()
+                    f.stats.dropped += 1
+                f.stats.max_buffered = max(f.stats.max_buffered, len(f.buffer))
+                wake.set()
+                if not f.paced or self.speed <= 0:
+                    await asyncio.sleep(0)
+        finally:
+            f.done = True
+            wake.set()
+
+    async def _send(self, js, f: BedFeed, wake: asyncio.Event) -> None:
+        subject = bus.frames_subject(f.unit, f.bed)
+        key = bus.bed_key(f.unit, f.bed)
+        while True:
+            if not f.buffer:
+                if f.done or self._stop.is_set():
+                    return
+                wake.clear()
+                await wake.wait()
+                continue
+            seq, data, sent = f.buffer[0]
+            try:
+                ack = await js.publish(subject, data, stream=bus.FRAMES_STREAM, timeout=self.timeout,
+                                       headers={bus.MSG_ID: f"{key}.{self.session}.{seq}",
+                                                bus.SENT_HEADER: f"{sent:.6f}"})
+            except Exception:
+                f.stats.retries += 1
+                if self._stop.is_set():
+                    return
+                await asyncio.sleep(0.2)
+                continue
+            if f.buffer and f.buffer[0][0] == seq:
+                f.buffer.popleft()
+            else:   # dropped by a full buffer while in flight, yet stored: published, not lost
+                f.stats.dropped -= 1
+            f.stats.published += 1
+            if getattr(ack, "duplicate", False):
+                f.stats.duplicates += 1
