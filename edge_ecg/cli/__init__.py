@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stream": ("stream", "run the on-device runtime on a source and emit JSON Lines events"),
     "demo": ("demo", "virtual monitor -> runtime with the bundled model, live predictions"),
     "profile": ("profile", "profile runtime latency under a device profile"),
+    "ward": ("ward", "a ward on NATS JetStream: bedside publishers, workers, central station"),
 }
 
 
