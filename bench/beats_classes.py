@@ -26,8 +26,11 @@ adds the peer run on the reference beat positions, the setting the paper reports
 
 NEURAL MODELS (`--models moe,single_scout,dense_ensemble`): each is trained per fold on the
 training records' windows (data spec `mitdb:DIR/101,DIR/106,...?tasks=beat,rr_interval`,
-through the functions bench/real.py calls) and classifies each test record's beats from its
-`beat` output (B, max_beats, 5); see `neural_runs`.
+through the functions bench/real.py calls: load_dataset, train, predict) and classifies each
+test record's detections from its `beat` output (B, max_beats, 5): windows every
+`--classify-hop-s` from `make_windows(with_beats=True)`, each beat's class the argmax of its
+probabilities averaged over the windows holding it; a detection in no window's beat slots
+(the record's last seconds) is unclassified, i.e. missed. See `neural_runs`.
 
 The published figures (de Chazal et al. 2004, IEEE TBME 51(7):1196-1206) were measured by
 training on DS1 and testing on DS2 (22 other records), on the reference beat positions: other
@@ -101,13 +104,110 @@ def peer_runs(recs: dict[str, BeatRecord], folds: dict[str, int], test_folds: li
 
 
 # -- the neural models -------------------------------------------------------------------------
-def neural_runs(variants, recs, paths, folds, test_folds, args, contract, log):
-    """{variant: {fold: per-record scores}} for the neural models.
+def neural_missing(tasks) -> str | None:
+    """None when the models can classify beats; else what is missing (the per-beat head)."""
+    import inspect
 
-    HOOK: wired to the per-beat head (output `beat`, (B, max_beats, 5) probabilities; task
-    `beat` in edge_ecg/data/tasks.toml). Until the model has that output this raises
-    NotImplementedError with what is missing."""
-    raise NotImplementedError("the neural models' per-beat head is not wired in yet")
+    from edge_ecg.data.windows import make_windows
+
+    if "beat" not in tasks.names or not getattr(tasks["beat"], "per_beat", False):
+        return "no per-beat task `beat` in edge_ecg/data/tasks.toml"
+    if "with_beats" not in inspect.signature(make_windows).parameters:
+        return "make_windows cannot report the beat slots' R peaks (with_beats)"
+    return None
+
+
+def classify_record(model, path: Path, det_samples: np.ndarray, contract, hop_s: float,
+                    batch: int = 64) -> np.ndarray:
+    """Class index per detection (-1 = in no window's beat slots: counted as missed) from the
+    model's `beat` output, averaged over the windows that hold the beat. The windows come from
+    `make_windows` (the model's own chain), whose detector is the one `det_samples` came from,
+    so a slot's R peak is one of `det_samples` exactly."""
+    from edge_ecg.data.records import read_record
+    from edge_ecg.data.windows import make_windows
+    from edge_ecg.model.evaluation import predict
+    from edge_ecg.signal.contract import stack_inputs
+
+    rec = read_record(path)
+    starts, items, slots = make_windows(rec.signal, rec.fs_hz, rec.leads, contract, hop_s=hop_s,
+                                        with_beats=True)
+    n_cls = 5
+    total = np.zeros((det_samples.size, n_cls))
+    seen = np.zeros(det_samples.size)
+    for a in range(0, len(items), 256):              # a 30-min record's windows in blocks
+        prob = predict(model, stack_inputs(items[a:a + 256]), batch)["beat"]   # (W, M, 5)
+        for w in range(prob.shape[0]):
+            peaks = np.asarray(slots[a + w], dtype=np.int64) + starts[a + w]
+            k = np.searchsorted(det_samples, peaks)
+            ok = (k < det_samples.size) & (det_samples[np.minimum(k, det_samples.size - 1)]
+                                          == peaks)
+            total[k[ok]] += prob[w, : peaks.size][ok]
+            seen[k[ok]] += 1
+    out = np.full(det_samples.size, -1, dtype=np.int64)
+    has = seen > 0
+    out[has] = np.argmax(total[has], axis=1)
+    return out
+
+
+def neural_runs(variants, recs, paths, folds, test_folds, args, contract, log) -> dict:
+    """{variant: {fold: per-record scores}}: each model trained per fold on the training
+    records (data spec `mitdb:DIR/101,...?tasks=...`, the functions bench/real.py calls),
+    then classifying the test records' detections from its `beat` output."""
+    import torch
+
+    from edge_ecg.data.dataset import load_dataset
+    from edge_ecg.data.tasks import DEFAULT_TASKS
+    from edge_ecg.model.config import ECGMoEConfig
+    from edge_ecg.model.training import TrainSettings, train
+
+    missing = neural_missing(DEFAULT_TASKS)
+    if missing:
+        raise NotImplementedError(f"the neural models cannot classify beats yet: {missing}")
+    torch.set_num_threads(max(1, args.threads))
+    tasks = DEFAULT_TASKS.select(args.tasks.split(","))
+    base = ECGMoEConfig.preset(args.preset, tasks, contract)
+    settings = TrainSettings(epochs=args.epochs, pretrain_epochs=args.pretrain_epochs,
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                             progress=args.progress)
+    out: dict = {v: {} for v in variants}
+    facts: dict = {v: {} for v in variants}
+    for f in test_folds:
+        train_recs = [r for r in sorted(recs) if folds[r] != f]
+        test_recs = [r for r in sorted(recs) if folds[r] == f]
+        opts = f"tasks={args.tasks}" + (f"&seconds={args.limit_s:g}" if args.limit_s else "")
+        spec = "mitdb:" + ",".join(str(paths[r]) for r in train_recs) + "?" + opts
+        t0 = time.perf_counter()
+        train_ds = load_dataset(spec, contract, tasks, seed=args.seed, progress=args.progress,
+                                compact=True)
+        empty = train_ds.subset(np.zeros(0, dtype=int))    # no validation split
+        log(f"fold {f}: {len(train_ds)} training windows from {len(train_recs)} records "
+            f"({time.perf_counter() - t0:.0f} s); test records {' '.join(test_recs)}")
+        for v in variants:
+            t0 = time.perf_counter()
+            torch.manual_seed(args.seed)
+            res = train(base.baseline(v), train_ds, empty, settings,
+                        log=lambda s, v=v: log(f"  [{v}] {s}"))
+            t_train = time.perf_counter() - t0
+            res.model.eval()
+            scores = []
+            for r in test_recs:
+                pred = classify_record(res.model, paths[r], recs[r].det_samples, contract,
+                                       args.classify_hop_s)
+                scores.append(score_beat_classes(recs[r].ref_samples, recs[r].ref_classes,
+                                                 recs[r].det_samples, pred, recs[r].fs_hz,
+                                                 record=r))
+            out[v][f] = scores
+            g = pool_class_scores(scores)
+            facts[v][f] = {"params": res.n_params, "mflops": res.flops / 1e6,
+                           "train_s": t_train, "n_train_windows": len(train_ds),
+                           "classify_s": time.perf_counter() - t0 - t_train}
+            log(f"  [{v}] fold {f}: trained in {t_train:.0f} s, classified in "
+                f"{facts[v][f]['classify_s']:.0f} s; V Se {g.se('V'):.3f} +P {g.ppv('V'):.3f}, "
+                f"S Se {g.se('S'):.3f} +P {g.ppv('S'):.3f}")
+            del res
+        del train_ds
+    args.neural_facts = facts
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -178,6 +278,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit-s", type=float, default=0,
                    help="neural models: train on the first S seconds of each training record")
+    p.add_argument("--tasks", default="beat,rr_interval",
+                   help="neural models: the tasks trained (labels kept) per fold")
+    p.add_argument("--classify-hop-s", type=float, default=5.0,
+                   help="neural models: window hop when classifying (each beat's class is the "
+                        "mean over the windows holding it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -258,13 +363,16 @@ def main(argv=None) -> int:
         doc = {"command": command, "machine": machine.to_dict(), "platform": platform.platform(),
                "wall_s": wall, "reduced": reduced, "kfold": args.kfold,
                "test_folds": test_folds, "fold_records": fold_records,
-               "settings": {k: v for k, v in vars(args).items() if k != "out"},
+               "settings": {k: v for k, v in vars(args).items()
+                            if k not in ("out", "neural_facts")},
                "published": {"source": PUBLISHED_SOURCE, **PUBLISHED},
                "results": {n: {"gross": s["gross"].to_dict(),
                                "per_fold": {str(f): g.to_dict()
                                             for f, g in s["per_fold"].items()},
                                "per_record": [x.to_dict() for x in s["per_record"]]}
                            for n, s in summary.items()}}
+        doc["training"] = {v: {str(f): x for f, x in by.items()}
+                           for v, by in getattr(args, "neural_facts", {}).items()}
         Path(args.out).write_text(json.dumps(doc, indent=1, default=float))
         print(f"# figures written to {args.out}")
     print(DISCLAIMER)
