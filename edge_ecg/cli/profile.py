@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default_bundle"
+from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from edge_ecg import DISCLAIMER
-
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default_bundle"
+from edge_ecg.runtime.bundle import DEFAULT_BUNDLE  # also imported from here by demo, ward
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,9 @@ MANIFEST = "manifest.json"
 REQUIRED = ("format", "format_version", "model_version", "files", "signal", "tasks",
             "inputs", "variants", "default_variant")
 BACKENDS = ("onnxruntime", "openvino")
+# The bundle of the bundled model, shipped as package data: what `edge-ecg stream`, `demo`,
+# `profile` and the ward's workers run when no bundle is named.
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "assets" / "default_bundle"
 
 
 @dataclass(frozen=True)
