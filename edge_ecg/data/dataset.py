@@ -41,7 +41,7 @@ import numpy as np
 import tomllib
 
 from edge_ecg.data.tasks import TaskSet, TaskSpec
-from edge_ecg.data.windows import LabelledRecord, make_windows, mean_rr_ms
+from edge_ecg.data.windows import LabelledRecord, beat_slot_labels, make_windows, mean_rr_ms
 from edge_ecg.errors import RecordError, SignalError
 from edge_ecg.signal.contract import INPUT_NAMES, SignalContract, stack_inputs
 
@@ -137,7 +137,8 @@ def label_provenance(ds: WindowDataset) -> dict[str, dict[str, int]]:
     src = np.asarray([source_of(m["record"]) for m in ds.meta])
     out = {}
     for task, y in ds.labels.items():
-        names, counts = np.unique(src[np.isfinite(y)], return_counts=True)
+        ok = np.isfinite(y) if y.ndim == 1 else np.isfinite(y).any(axis=1)   # per-beat: any slot
+        names, counts = np.unique(src[ok], return_counts=True)
         out[task] = {str(n): int(c) for n, c in zip(names, counts)}
     return out
 
@@ -208,7 +209,9 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
 
     hop_s = contract.window_s if hop_s is None else hop_s
     parts: list[dict[str, np.ndarray]] = []
-    labels: dict[str, list[float]] = {t.name: [] for t in tasks}
+    labels: dict[str, list] = {t.name: [] for t in tasks}
+    per_beat = [t for t in tasks if t.per_beat]
+    no_beat_labels = np.full(contract.max_beats, np.nan, dtype=np.float32)
     subjects: list[str] = []
     meta: list[dict] = []
     skipped: list[str] = []
@@ -216,7 +219,8 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
     for load in tqdm(loaders, desc=desc, unit="rec", disable=not progress):
         try:
             rec = load()
-            starts, items = make_windows(rec.signal, rec.fs_hz, rec.leads, contract, hop_s=hop_s)
+            starts, items, *slots = make_windows(rec.signal, rec.fs_hz, rec.leads, contract,
+                                                 hop_s=hop_s, with_beats=bool(per_beat))
         except (RecordError, SignalError) as exc:
             skipped.append(str(exc))
             continue
@@ -241,11 +245,18 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
                if "af_episodes" in rec.meta else {})}
         ratio = rec.fs_hz / contract.fs_hz
         span = int(round(contract.window_s * rec.fs_hz))
-        for s in starts:
+        beat_classes = rec.meta.get("beat_classes")          # per reference beat, -1 = none
+        for j, s in enumerate(starts):
             s_src = int(round(s * ratio))
             lab = window_labels(rec, s_src, s_src + span)
             for t in tasks:
                 keep = keep_tasks is None or t.name in keep_tasks
+                if t.per_beat:
+                    labels[t.name].append(
+                        beat_slot_labels(slots[0][j], int(s), ratio, rec.ref_beats, beat_classes,
+                                         rec.fs_hz, contract.max_beats)
+                        if keep and beat_classes is not None else no_beat_labels)
+                    continue
                 labels[t.name].append(task_value(t, lab.get(t.label_field)) if keep else math.nan)
             subjects.append(rec.subject)
             meta.append({"record": rec.record_id, "start": int(s), "start_s": s / contract.fs_hz,
@@ -262,7 +273,9 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
     inputs = {k: np.concatenate([p[k] for p in parts]) for k in INPUT_NAMES}
     return WindowDataset(
         inputs=inputs,
-        labels={k: np.asarray(v, dtype=np.float32) for k, v in labels.items()},
+        labels={k: np.asarray(v, dtype=np.float32).reshape(len(subjects), -1)
+                if k in {t.name for t in per_beat} else np.asarray(v, dtype=np.float32)
+                for k, v in labels.items()},
         subjects=np.asarray(subjects, dtype=str), meta=meta, skipped=skipped, records=records)
 
 

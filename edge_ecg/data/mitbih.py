@@ -93,7 +93,8 @@ def load_record(path: str | Path, classes: tuple[str, ...], channels=None,
                 seconds: float | None = None):
     """The `LabelledRecord` of one MIT-BIH record with its reference beats (only the first
     `seconds` when given)."""
-    from edge_ecg.data.records import beat_annotations, read_record
+    from edge_ecg.data.aami import aami_indices
+    from edge_ecg.data.records import beat_annotations, find_beat_extension, read_record
     from edge_ecg.data.windows import LabelledRecord
 
     path = str(path)
@@ -125,7 +126,10 @@ def load_record(path: str | Path, classes: tuple[str, ...], channels=None,
                           labels={"age": age, "gender": sex}, record_id=f"mitdb-{name}",
                           ref_beats=beats, window_labels=labeller,
                           meta={"path": path, "af_episodes": af_episodes(rhythms),
-                                "symbols": symbols})
+                                "symbols": symbols,
+                                # AAMI EC57 class per reference beat (-1: none; paced: all -1)
+                                "beat_classes": aami_indices(symbols, name,
+                                                             find_beat_extension(path) or "atr")})
 
 
 def record_paths(target: str) -> list[Path]:

@@ -13,13 +13,14 @@ except ModuleNotFoundError:      # Python 3.10: the same parser as the `tomli` p
 
 from edge_ecg.errors import RecordError
 
-KINDS = ("regression", "binary", "multiclass")
+# `beat`: a class per beat (the window's beat slots) rather than per window; labels as multiclass.
+KINDS = ("regression", "binary", "multiclass", "beat")
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: str                        # regression | binary | multiclass
+    kind: str                        # regression | binary | multiclass | beat
     metric: str                      # mae | f1 | macro_f1
     label_field: str
     unit: str = ""
@@ -29,7 +30,12 @@ class TaskSpec:
 
     @property
     def n_outputs(self) -> int:
-        return len(self.labels) if self.kind == "multiclass" else 1
+        return len(self.labels) if self.kind in ("multiclass", "beat") else 1
+
+    @property
+    def per_beat(self) -> bool:
+        """A label and an output per beat slot, `(N, max_beats)`, not per window."""
+        return self.kind == "beat"
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -42,7 +48,7 @@ class TaskSpec:
         d["labels"] = tuple(d.get("labels", ()))
         if d.get("kind") not in KINDS:
             raise RecordError(f"task {d.get('name')!r}: kind must be one of {KINDS}")
-        if d["kind"] == "multiclass" and len(d["labels"]) < 2:
+        if d["kind"] in ("multiclass", "beat") and len(d["labels"]) < 2:
             raise RecordError(f"task {d['name']!r}: a multiclass task needs at least 2 labels")
         return cls(**d)
 

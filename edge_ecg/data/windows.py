@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_ecg.errors import SignalError
+from edge_ecg.signal.beats import whole_beats
 from edge_ecg.signal.contract import ModelInputs, SignalContract, prepare_inputs
 from edge_ecg.signal.filters import filter_offline
 from edge_ecg.signal.qrs import detect_beats
@@ -71,13 +72,15 @@ def condition_signal(signal: np.ndarray, fs_hz: float, contract: SignalContract)
 
 
 def make_windows(signal: np.ndarray, fs_hz: float, leads, contract: SignalContract,
-                 hop_s: float | None = None) -> tuple[np.ndarray, list[ModelInputs]]:
+                 hop_s: float | None = None, with_beats: bool = False):
     """Model inputs of every full window of a record.
 
     Returns `(starts, inputs)`: `starts` int64 are window starts in samples AT THE CONTRACT
     RATE (multiply by `fs_hz / contract.fs_hz` for the source); a record shorter than one
     window gives none. R peaks are detected once on the whole filtered record (as the
     runtime's beat tracker does on the stream), then each window gets the peaks inside it.
+    `with_beats`: also the R peaks of each window's beat slots (window samples, the beats
+    `whole_beats` keeps, slot order): `(starts, inputs, slot_peaks)`.
     """
     leads = tuple(leads)
     x = np.asarray(signal)
@@ -92,14 +95,41 @@ def make_windows(signal: np.ndarray, fs_hz: float, leads, contract: SignalContra
         y = np.concatenate([y, np.repeat(y[-1:], short, axis=0)])
     starts = window_starts(y.shape[0], contract, hop_s)
     if starts.size == 0:
-        return starts, []
+        return (starts, [], []) if with_beats else (starts, [])
     r = detect_beats(y, contract.fs_hz)
     w = contract.window_len
     lo = np.searchsorted(r, starts, side="left")
     hi = np.searchsorted(r, starts + w, side="left")
     items = [prepare_inputs(y[s:s + w], leads, r[a:b] - s, contract)
              for s, a, b in zip(starts, lo, hi)]
-    return starts, items
+    if not with_beats:
+        return starts, items
+    pre = contract.beat_pre
+    slots = [whole_beats(r[a:b] - s, pre, contract.beat_len - pre, w, contract.max_beats)
+             for s, a, b in zip(starts, lo, hi)]
+    return starts, items, slots
+
+
+def beat_slot_labels(slot_peaks: np.ndarray, start: int, ratio: float, ref_beats: np.ndarray,
+                     ref_classes: np.ndarray, fs_src: float, max_beats: int,
+                     tolerance_s: float = 0.15) -> np.ndarray:
+    """Per-slot class labels `(max_beats,)` float32 of one window: each detected beat takes the
+    class of the nearest reference beat within `tolerance_s` (EC57's match window); NaN where
+    none matches (a false detection teaches no class) or the reference beat has no class
+    (`ref_classes` < 0). `slot_peaks` are window samples at the contract rate, `start` the
+    window's start (contract rate) and `ratio` source / contract rate."""
+    out = np.full(max_beats, np.nan, dtype=np.float32)
+    ref = np.asarray(ref_beats, dtype=np.int64)
+    if not len(slot_peaks) or not ref.size:
+        return out
+    pos = (np.asarray(slot_peaks, dtype=np.float64) + start) * ratio     # source samples
+    j = np.clip(np.searchsorted(ref, pos), 1, ref.size - 1) if ref.size > 1 else np.zeros(
+        len(pos), dtype=np.int64)
+    near = np.where(np.abs(ref[j - 1] - pos) <= np.abs(ref[j] - pos), j - 1, j) if ref.size > 1 \
+        else j
+    ok = (np.abs(ref[near] - pos) <= tolerance_s * fs_src) & (ref_classes[near] >= 0)
+    out[: len(pos)][ok] = ref_classes[near][ok]
+    return out
 
 
 def mean_rr_ms(beats: np.ndarray, start: int, end: int, fs_hz: float) -> float:

@@ -24,7 +24,11 @@ def example_inputs(cfg, batch: int = 1, n_leads_present: int | None = None,
     period[:, :2] = 0.83
     period[:, 7] = 1.2
     period[:, 8] = 0.83
-    return x, lead_mask, beats, beat_mask, rr, rr_mask, period
+    beat_rr = torch.zeros(batch, c.max_beats, 3)
+    beat_rr[:, 1:11, 0] = rr[:, :10]
+    beat_rr[:, :11, 1] = rr[:, :11]
+    beat_rr[:, :12, 2] = 830.0
+    return x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr
 
 
 def count_params(model: torch.nn.Module, trainable_only: bool = False) -> int:

@@ -1,7 +1,10 @@
 """Per-task metrics, numpy only (the runtime and `evaluate --bundle` use it without torch).
 
 Regression: MAE in task units. Binary: F1 of the positive class (threshold 0.5) plus accuracy.
-Multiclass: accuracy and macro F1 over the classes present in labels or predictions.
+Multiclass: accuracy and macro F1 over the classes present in labels or predictions. Per-beat
+(kind `beat`): the same over every labelled beat slot, plus sensitivity and positive
+predictivity per class (slots, not beats: a beat in two overlapping windows counts twice; the
+field's figure is EC57 over a record's stream, `edge_ecg.model.beat_metrics`).
 Windows whose label is NaN (missing) are skipped; `n` says how many were scored.
 """
 
@@ -32,6 +35,9 @@ def task_metrics(tasks: TaskSet, outputs: dict[str, np.ndarray],
     for t in tasks:
         if t.name not in outputs or t.name not in labels:
             continue
+        if t.per_beat:
+            result[t.name] = beat_slot_metrics(t.labels, outputs[t.name], labels[t.name])
+            continue
         y = np.asarray(labels[t.name], dtype=np.float64).reshape(-1)
         out = np.asarray(outputs[t.name], dtype=np.float64)
         ok = np.isfinite(y)
@@ -53,6 +59,28 @@ def task_metrics(tasks: TaskSet, outputs: dict[str, np.ndarray],
             result[t.name] = {"accuracy": float(np.mean(pred == yt)),
                               "macro_f1": macro_f1(yt, pred), "n": n}
     return result
+
+
+def beat_slot_metrics(classes, probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Per-beat-slot scores: `probs` `(N, M', C)` (M' <= M slots), `labels` `(N, M)` NaN =
+    unlabelled."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)[:, : probs.shape[1]]
+    ok = np.isfinite(y)
+    n = int(ok.sum())
+    if n == 0:
+        return {"n": 0}
+    yt = y[ok].astype(int)
+    pred = np.argmax(probs[ok], axis=-1)
+    out = {"accuracy": float(np.mean(pred == yt)), "macro_f1": macro_f1(yt, pred), "n": n}
+    for c, name in enumerate(classes):
+        tp = int(np.sum((pred == c) & (yt == c)))
+        n_true, n_pred = int(np.sum(yt == c)), int(np.sum(pred == c))
+        if n_true:
+            out[f"{name}_se"] = tp / n_true
+        if n_pred:
+            out[f"{name}_ppv"] = tp / n_pred
+    return out
 
 
 def format_metrics(metrics: dict[str, dict[str, float]], units: dict[str, str] | None = None) -> str:

@@ -4,10 +4,16 @@ Activations are ReLU throughout: onnxruntime fuses Conv/Gemm + ReLU into one ker
 absorbs a ReLU into the quantized range, while an exported GELU is an Erf plus three elementwise
 kernels per use. Measured on the edge preset (batch 1, one thread): ONNX fp32 6.4 -> 3.8 ms.
 
-`forward` takes the seven contract inputs positionally (INPUT_NAMES order, float32) and returns
+`forward` takes the eight contract inputs positionally (INPUT_NAMES order, float32) and returns
 an ordered dict of named graph outputs: each task (regression in task units, binary positive
-probability, multiclass probabilities) then `gate_scout`, `gate_morphology`, `gate_rhythm`
-`(B, n_tasks, n_experts)`. During training `last_aux_loss` holds the gates' auxiliary routing
+probability, multiclass probabilities, a per-beat task's class probabilities per beat slot
+`(B, max_beats, n_classes)`) then `gate_scout`, `gate_morphology`, `gate_rhythm`
+`(B, n_tasks, n_experts)`.
+
+A per-beat task (AAMI beat classes) reads the morphology path only: each beat's features from
+the morphology experts, mixed by the task's morphology gate row, with the beat's RR context
+(`BeatHead`). A model whose tasks are all per-beat (a `beat`-only deployment) computes neither
+scouts nor rhythm experts nor fusion. During training `last_aux_loss` holds the gates' auxiliary routing
 loss (`cfg.balance`: Switch load balance or Mod-Squad mutual information), mean over paths.
 """
 
@@ -22,7 +28,7 @@ from torch import nn
 
 from edge_ecg.model.config import PATHS, ECGMoEConfig
 from edge_ecg.model.gate import InputSummary, TopKGate, load_balance_loss, mutual_info_loss
-from edge_ecg.model.period_expert import MorphologyExpert, RhythmExpert
+from edge_ecg.model.period_expert import BeatHead, MorphologyExpert, RhythmExpert
 from edge_ecg.model.scouts import build_scout
 
 
@@ -95,50 +101,74 @@ class ECGMoE(nn.Module):
         n_skip = n_summary + n_period
         priors = {t: n_summary + c.period_features.index(f)
                   for t, f in cfg.period_priors.items()}
+        beat_dims = ([m.dim for m in self.morphology] if cfg.use_period else [2 * cfg.beat_channels])
+        if not cfg.use_period and any(t.per_beat for t in cfg.tasks):
+            # baselines without a period path read beats through one plain beat CNN
+            self.beat_encoder = MorphologyExpert("beat_cnn", cfg)
         self.heads = nn.ModuleDict({
-            t.name: Head(d + n_skip, cfg.head_hidden, t.n_outputs, n_skip,
-                         priors.get(t.name) if cfg.use_period else None)
+            t.name: (BeatHead(beat_dims, d, cfg.head_hidden, t.n_outputs) if t.per_beat else
+                     Head(d + n_skip, cfg.head_hidden, t.n_outputs, n_skip,
+                          priors.get(t.name) if cfg.use_period else None))
             for t in cfg.tasks})
+        self.window_tasks = [i for i, t in enumerate(cfg.tasks) if not t.per_beat]
         self.register_buffer("scales", torch.tensor([t.scale for t in cfg.tasks],
                                                     dtype=torch.float32), persistent=False)
         self.last_aux_loss = torch.zeros(())
 
     # ---------------------------------------------------------------------------------------
-    def raw(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period):
+    def raw(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr):
         """Head logits per task (regression: target / scale) and gates per path."""
         cfg = self.cfg
         x = x * lead_mask[:, :, None]                                        # (B, L, T)
         s = self.summary(x, lead_mask, beat_mask, period)                    # (B, S)
         aux = []                # one auxiliary routing loss per path, training only
-        # Scouts: (B, L, T) -> (B, E, D); gate (B, n_tasks, E) -> (B, n_tasks, D)
-        scout_out = torch.stack([m(x, period) for m in self.scouts], 1)
-        g_scout, p_scout = self.gate_scout(s)
-        h = torch.einsum("bte,bed->btd", g_scout, scout_out)
+        g_scout, p_scout = self.gate_scout(s)                                # (B, n_tasks, E)
         gates = OrderedDict(gate_scout=g_scout)
         if self.training:
             aux.append(self.routing_loss(g_scout, p_scout))
+        beats = beats * lead_mask[:, None, :, None]                          # (B, M, L, len)
+        per_beat = None
         if cfg.use_period:
+            # Morphology: per-beat features of every slot a per-beat head reads (all of them),
+            # pooled over the first `morph_beats` for the window tasks.
             nb = min(cfg.morph_beats, cfg.contract.max_beats)
-            beats = beats[:, :nb] * lead_mask[:, None, :, None]              # (B, M', L, len)
-            beat_mask = beat_mask[:, :nb]
-            morph_out = torch.stack([m(beats, beat_mask) for m in self.morphology], 1)
-            rhythm_out = torch.stack([m(rr_ms, rr_mask, period) for m in self.rhythm], 1)
+            slots = cfg.contract.max_beats if len(self.window_tasks) < len(cfg.tasks) else nb
+            per_beat = [m.beat_features(beats[:, :slots], beat_mask[:, :slots])
+                        for m in self.morphology]                            # E x (B, M', dim)
             g_m, p_m = self.gate_morphology(s)
             g_r, p_r = self.gate_rhythm(s)
-            morph_t = torch.einsum("bte,bed->btd", g_m, morph_out)
-            rhythm_t = torch.einsum("bte,bed->btd", g_r, rhythm_out)
-            period_t = self.fuse_period(torch.cat([morph_t, rhythm_t], -1))  # (B, n_tasks, D)
-            h = self.fuse_top(torch.cat([h, period_t], -1))
             gates["gate_morphology"] = g_m
             gates["gate_rhythm"] = g_r
             if self.training:
                 aux += [self.routing_loss(g_m, p_m), self.routing_loss(g_r, p_r)]
-        else:
-            h = self.fuse_top(h)
-        h = h + self.task_embed + self.lead_embed(lead_mask)[:, None, :]     # (B, n_tasks, D)
-        skip = self.skip_features(s, period)
+        h = skip = None
+        if self.window_tasks:
+            # Scouts: (B, L, T) -> (B, E, D); gate (B, n_tasks, E) -> (B, n_tasks, D)
+            scout_out = torch.stack([m(x, period) for m in self.scouts], 1)
+            h = torch.einsum("bte,bed->btd", g_scout, scout_out)
+            if cfg.use_period:
+                morph_out = torch.stack([m.pool(f[:, :nb], beat_mask[:, :nb])
+                                         for m, f in zip(self.morphology, per_beat)], 1)
+                rhythm_out = torch.stack([m(rr_ms, rr_mask, period) for m in self.rhythm], 1)
+                morph_t = torch.einsum("bte,bed->btd", g_m, morph_out)
+                rhythm_t = torch.einsum("bte,bed->btd", g_r, rhythm_out)
+                period_t = self.fuse_period(torch.cat([morph_t, rhythm_t], -1))  # (B, n_tasks, D)
+                h = self.fuse_top(torch.cat([h, period_t], -1))
+            else:
+                h = self.fuse_top(h)
+            h = h + self.task_embed + self.lead_embed(lead_mask)[:, None, :]  # (B, n_tasks, D)
+            skip = self.skip_features(s, period)
         logits = OrderedDict()
         for i, t in enumerate(cfg.tasks):
+            if t.per_beat:                                                   # (B, M', n_classes)
+                if cfg.use_period:
+                    logits[t.name] = self.heads[t.name](per_beat, g_m[:, i],
+                                                        beat_rr[:, :per_beat[0].shape[1]])
+                else:
+                    f = self.beat_encoder.beat_features(beats, beat_mask)
+                    logits[t.name] = self.heads[t.name]([f], torch.ones_like(f[:, :1, 0]),
+                                                        beat_rr)
+                continue
             hi = h[:, i]
             if skip is not None:
                 hi = torch.cat([hi, skip], -1)
@@ -163,8 +193,8 @@ class ECGMoE(nn.Module):
             [period] if self.cfg.use_period else [])
         return torch.cat(parts, -1) if parts else None
 
-    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period):
-        logits, gates = self.raw(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period)
+    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr):
+        logits, gates = self.raw(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr)
         out = OrderedDict()
         for i, t in enumerate(self.cfg.tasks):
             z = logits[t.name]
@@ -219,8 +249,15 @@ class ECGMoE(nn.Module):
             elif head.startswith("gate_"):
                 continue
             elif head == "heads":
-                if rest.split(".")[0] in tasks:
-                    state[key] = val
+                task, _, sub = rest.partition(".")
+                if task not in tasks:
+                    continue
+                if sub.startswith("proj.") and cfg.use_period:       # a BeatHead's per-expert proj
+                    i, _, leaf = sub[len("proj."):].partition(".")
+                    if int(i) in kept["morphology"]:
+                        state[f"heads.{task}.proj.{kept['morphology'].index(int(i))}.{leaf}"] = val
+                    continue
+                state[key] = val
             elif key == "task_embed":
                 state[key] = val[t_idx]
             else:
@@ -250,6 +287,13 @@ class ECGMoE(nn.Module):
                 sums[p] = sums[p] + g if p in sums else g
             n += batch[0].shape[0]
         self.train(was)
+        # A per-beat task reads the morphology path only: its rows of the other gates compute
+        # nothing it uses, so they count as no usage (routing keeps nothing for them).
+        for p in sums:
+            if p != "morphology":
+                for i, t in enumerate(self.cfg.tasks):
+                    if t.per_beat:
+                        sums[p][i] = 0.0
         usage = {}
         for p in self.cfg.paths:
             mean = (sums[p] / max(n, 1)).tolist() if p in sums else None

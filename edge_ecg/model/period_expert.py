@@ -92,9 +92,53 @@ class MorphologyExpert(nn.Module):
         h = self.encoder(beats.reshape(b * m, n_leads, n))
         return h.reshape(b, m, self.dim)
 
+    def pool(self, h, beat_mask):
+        """Per-beat features `(B, M, dim)` -> the window's `(B, D)`."""
+        return F.relu(self.out(masked_mean_max(h, beat_mask)))
+
     def forward(self, beats, beat_mask):
-        h = self.beat_features(beats, beat_mask)
-        return F.relu(self.out(masked_mean_max(h, beat_mask)))             # (B, D)
+        return self.pool(self.beat_features(beats, beat_mask), beat_mask)   # (B, D)
+
+
+def beat_rr_features(beat_rr: torch.Tensor) -> torch.Tensor:
+    """`beat_rr` `(B, M, 3)` ms (pre, post, window mean; 0 = unknown) -> `(B, M, 8)`: the three
+    in seconds, pre/mean, post/mean and post/pre (the prematurity and compensatory-pause ratios
+    a cardiologist reads off a PVC), and whether pre and post are known."""
+    s = beat_rr * 1e-3
+    pre, post, mean = s[..., 0], s[..., 1], s[..., 2]
+    has_pre = (pre > 0).to(s.dtype)
+    has_post = (post > 0).to(s.dtype)
+    safe_mean = mean.clamp(min=0.2)
+    r_pre = pre / safe_mean * has_pre
+    r_post = post / safe_mean * has_post
+    r_pp = post / pre.clamp(min=0.1) * has_pre * has_post
+    return torch.stack([pre, post, mean, r_pre, r_post, r_pp, has_pre, has_post], -1)
+
+
+N_BEAT_RR = 8
+
+
+class BeatHead(nn.Module):
+    """Per-beat classes `(B, M, n_out)` from the morphology experts' per-beat features.
+
+    Each morphology expert's beat features go through its own projection (`proj[e]`); the
+    beat task's row of the morphology gate mixes them (the same routing the window tasks get,
+    so a deployment keeps only the experts the beat task uses), then the beat's RR context
+    joins and an MLP gives the class logits. Trained whole, like the other heads.
+    """
+
+    def __init__(self, dims: list[int], d: int, d_hidden: int, n_out: int):
+        super().__init__()
+        self.proj = nn.ModuleList(nn.Linear(k, d) for k in dims)
+        self.hidden = nn.Linear(d + N_BEAT_RR, d_hidden)
+        self.logits = nn.Linear(d_hidden, n_out)
+
+    def forward(self, per_beat: list[torch.Tensor], gate: torch.Tensor, beat_rr: torch.Tensor):
+        """`per_beat`: one `(B, M, dim_e)` per expert; `gate` `(B, E)`; -> `(B, M, n_out)`."""
+        h = torch.stack([F.relu(p(f)) for p, f in zip(self.proj, per_beat)], 1)  # (B, E, M, D)
+        h = torch.einsum("be,bemd->bmd", gate, h)
+        h = torch.cat([h, beat_rr_features(beat_rr)], -1)
+        return self.logits(F.relu(self.hidden(h)))
 
 
 # -- rhythm ----------------------------------------------------------------------------------

@@ -87,9 +87,41 @@ class ModelInputs:
     rr_ms: np.ndarray       # (max_beats,) float32
     rr_mask: np.ndarray     # (max_beats,) bool
     period: np.ndarray      # (n_period_features,) float32
+    beat_rr: np.ndarray     # (max_beats, 3) float32: each beat slot's RR context, ms
 
 
-INPUT_NAMES: tuple[str, ...] = ("x", "lead_mask", "beats", "beat_mask", "rr_ms", "rr_mask", "period")
+INPUT_NAMES: tuple[str, ...] = ("x", "lead_mask", "beats", "beat_mask", "rr_ms", "rr_mask", "period",
+                                "beat_rr")
+
+# `beat_rr` columns: the RR interval before and after each kept beat and the window's mean RR
+# (ms; 0 = unknown: no neighbour inside the window, or an empty slot). A beat's class rests on
+# its timing (a PVC comes early and is followed by a compensatory pause; de Chazal et al. 2004
+# classify on pre-, post- and average RR) and the beat slots do not line up with `rr_ms`, which
+# runs over every peak in the window, whole beat or not.
+BEAT_RR_COLUMNS: tuple[str, ...] = ("pre_rr_ms", "post_rr_ms", "mean_rr_ms")
+
+
+def beat_rr_context(r: np.ndarray, pre: int, post: int, n: int, max_beats: int,
+                    fs_hz: float, out: np.ndarray | None = None) -> np.ndarray:
+    """`beat_rr` `(max_beats, 3)` of the whole beats `whole_beats` keeps from the sorted peaks
+    `r` (window samples), in the same slots."""
+    out = np.zeros((max_beats, 3), np.float32) if out is None else out
+    out[:] = 0.0
+    r = np.asarray(r, dtype=np.int64)
+    whole = (r - pre >= 0) & (r + post <= n)
+    first = int(np.argmax(whole)) if whole.any() else 0
+    k = min(int(whole.sum()), max_beats)
+    if k == 0 or r.size < 2:
+        return out
+    ms = 1000.0 / fs_hz
+    rr = np.diff(r).astype(np.float64) * ms                  # rr[i]: peak i -> i + 1
+    idx = np.arange(first, first + k)                         # peak index of each slot
+    has_pre = idx >= 1
+    has_post = idx + 1 < r.size
+    out[:k, 0] = np.where(has_pre, rr[np.maximum(idx - 1, 0)], 0.0)
+    out[:k, 1] = np.where(has_post, rr[np.minimum(idx, rr.size - 1)], 0.0)
+    out[:k, 2] = rr.mean()
+    return out
 
 
 def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
@@ -102,11 +134,14 @@ def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
     """
     x = np.empty((contract.n_leads, contract.window_len), dtype=np.float32)
     beats = np.zeros((contract.max_beats, contract.n_leads, contract.beat_len), dtype=np.float32)
-    lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, contract, x, beats)
+    beat_rr = np.zeros((contract.max_beats, 3), dtype=np.float32)
+    lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, contract, x, beats,
+                                               beat_rr)
     beat_mask = np.zeros(contract.max_beats, dtype=bool)
     beat_mask[:nb] = True
     return ModelInputs(x=x, lead_mask=lead_mask, beats=beats,
-                       beat_mask=beat_mask, rr_ms=rr, rr_mask=rr_mask, period=period)
+                       beat_mask=beat_mask, rr_ms=rr, rr_mask=rr_mask, period=period,
+                       beat_rr=beat_rr)
 
 
 # Limb leads `derive_limb_leads` computes, in its order.
@@ -159,11 +194,12 @@ def _lead_plan(names: tuple[str, ...], target: tuple[str, ...]) -> _LeadPlan:
 
 
 def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalContract,
-          x: np.ndarray, beats: np.ndarray):
+          x: np.ndarray, beats: np.ndarray, beat_rr: np.ndarray):
     """The work of `prepare_inputs`, written into caller-owned arrays.
 
-    `x` `(L, T)` float32 is overwritten whole; `beats` `(>= max_beats, L, beat_len)` gets the
-    kept beats in its first `nb` rows (later rows are the caller's to zero). Returns
+    `x` `(L, T)` float32 and `beat_rr` `(max_beats, 3)` are overwritten whole; `beats`
+    `(>= max_beats, L, beat_len)` gets the kept beats in its first `nb` rows (later rows are
+    the caller's to zero). Returns
     `(lead_mask, nb, rr_ms, rr_mask, period)`.
 
     The same numbers as the straightforward form (to_standard_leads -> a lead-major copy ->
@@ -224,6 +260,8 @@ def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalC
     r = np.asarray(r_peaks, dtype=np.int64)
     r = r[(r >= 0) & (r < contract.window_len)]
     pre = contract.beat_pre
+    beat_rr_context(r, pre, contract.beat_len - pre, contract.window_len, contract.max_beats,
+                    contract.fs_hz, out=beat_rr)
     post = contract.beat_len - pre
     nb = cut_beats(x, whole_beats(r, pre, post, contract.window_len, contract.max_beats),
                    pre, post, beats)
@@ -267,7 +305,7 @@ class InputBatch:
         shapes = {"x": (c.n_leads, c.window_len), "lead_mask": (c.n_leads,),
                   "beats": (c.max_beats, c.n_leads, c.beat_len), "beat_mask": (c.max_beats,),
                   "rr_ms": (c.max_beats,), "rr_mask": (c.max_beats,),
-                  "period": (len(c.period_features),)}
+                  "period": (len(c.period_features),), "beat_rr": (c.max_beats, 3)}
         new = {k: np.zeros((capacity,) + shapes[k], dtype=np.float32) for k in INPUT_NAMES}
         nb = np.zeros(capacity, dtype=np.int64)
         if hasattr(self, "_arrays"):
@@ -290,7 +328,7 @@ class InputBatch:
         i, a = self.n, self._arrays
         beats = a["beats"][i]
         lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, self.contract,
-                                                   a["x"][i], beats)
+                                                   a["x"][i], beats, a["beat_rr"][i])
         if self._nb[i] > nb:
             beats[nb: self._nb[i]] = 0.0
         self._nb[i] = nb

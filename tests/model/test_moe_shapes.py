@@ -36,7 +36,7 @@ def test_default_contract_shapes_and_preset_sizes():
 
 def test_missing_leads_and_no_beats_give_finite_outputs(tiny_cfg):
     m = ECGMoE(tiny_cfg).eval()
-    x, lead_mask, beats, beat_mask, rr, rr_mask, period = example_inputs(tiny_cfg, 4)
+    x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr = example_inputs(tiny_cfg, 4)
     lead_mask[0] = 0.0
     lead_mask[0, 1] = 1.0                       # lead II only
     lead_mask[1, 2:] = 0.0                      # I and II
@@ -46,7 +46,8 @@ def test_missing_leads_and_no_beats_give_finite_outputs(tiny_cfg):
     period[2] = 0.0
     beat_mask[3, 1:] = 0.0                      # one beat, no RR interval
     rr_mask[3] = 0.0
-    out = m(x, lead_mask, beats, beat_mask, rr, rr_mask, period)
+    beat_rr[2:] = 0.0                           # no RR context
+    out = m(x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr)
     for k, v in out.items():
         assert torch.isfinite(v).all(), k
 
@@ -103,7 +104,7 @@ def test_rr_head_is_a_residual_over_the_measured_mean_rr(tiny_cfg):
 
     fi = tiny_cfg.contract.period_features.index("mean_rr_s")
     inputs = example_inputs(tiny_cfg, 3)
-    inputs[-1][:, fi] = torch.tensor([0.6, 0.8, 1.25])
+    inputs[6][:, fi] = torch.tensor([0.6, 0.8, 1.25])             # period
     for priors, want, summary in (({"rr_interval": "mean_rr_s"}, [600.0, 800.0, 1250.0], True),
                                   ({"rr_interval": "mean_rr_s"}, [600.0, 800.0, 1250.0], False),
                                   ({}, [0.0, 0.0, 0.0], True)):

@@ -109,7 +109,26 @@ def _old_prepare_inputs(window, lead_names, r_peaks, contract):
     rr, rr_mask = _old_rr_series(r, contract.fs_hz, contract.max_beats)
     period = _old_period_features(r, contract.fs_hz, contract.window_s)
     return ModelInputs(x=x, lead_mask=lead_mask, beats=beats, beat_mask=beat_mask, rr_ms=rr,
-                       rr_mask=rr_mask, period=period)
+                       rr_mask=rr_mask, period=period,
+                       beat_rr=_plain_beat_rr(r, contract))
+
+
+def _plain_beat_rr(r, c):
+    """`beat_rr` (added with the per-beat task) written plainly, beat by beat: pre-RR, post-RR
+    and the window's mean RR of each kept whole beat, in ms (float64, then float32)."""
+    out = np.zeros((c.max_beats, 3), dtype=np.float32)
+    pre, post, n = c.beat_pre, c.beat_len - c.beat_pre, c.window_len
+    ms = 1000.0 / c.fs_hz
+    mean = float(np.mean(np.diff(r))) * ms if len(r) >= 2 else 0.0
+    slot = 0
+    for i, ri in enumerate(r):
+        if ri - pre < 0 or ri + post > n or slot >= c.max_beats:
+            continue
+        out[slot, 0] = (ri - r[i - 1]) * ms if i > 0 else 0.0
+        out[slot, 1] = (r[i + 1] - ri) * ms if i + 1 < len(r) else 0.0
+        out[slot, 2] = mean
+        slot += 1
+    return out
 
 
 def _old_stack_inputs(items):
