@@ -105,7 +105,8 @@ class OpenVinoBackend(Backend):
         try:
             import openvino as ov
         except ImportError as exc:
-            raise BundleError(f"variant {variant.name!r} needs OpenVINO: pip install openvino") from exc
+            raise BundleError(f"variant {variant.name!r} needs OpenVINO: pip install "
+                              "'edge-ecg[device]' (or pick an onnxruntime variant)") from exc
         core = ov.Core()
         # f32 unless the variant asks for a half type: int8 layers stay int8 either way, and
         # the rest (heads) must keep f32 for parity with the reference.
