@@ -82,7 +82,7 @@ def _serve(coro_factory, stop) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ecg.cli.stream import DEFAULT_BUNDLE
+    from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
     from edge_ecg.ward import bus
 
     cmd = args.ward_command

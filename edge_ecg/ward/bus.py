@@ -86,8 +86,8 @@ async def connect(url: str, name: str, **kw):
     end), with a clear error when the broker is not there at all."""
     import nats
 
-    opts = dict(name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.25,
-                connect_timeout=2, allow_reconnect=True)
+    opts = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25,
+            "connect_timeout": 2, "allow_reconnect": True}
     opts.update(kw)
     try:
         return await nats.connect(url, **opts)
@@ -96,11 +96,12 @@ async def connect(url: str, name: str, **kw):
                         "with JetStream (-js)?") from None
 
 
-async def ensure(js, cfg: WardConfig = WardConfig()) -> dict:
+async def ensure(js, cfg: WardConfig | None = None) -> dict:
     """Create (or find) the ward's streams, buckets and object store; returns them by name."""
     from nats.js.api import KeyValueConfig, StorageType, StreamConfig
     from nats.js.errors import BadRequestError
 
+    cfg = cfg or WardConfig()
     storage = StorageType.FILE if cfg.storage == "file" else StorageType.MEMORY
     for name, subjects, age in ((FRAMES_STREAM, ["ecg.>"], cfg.frames_max_age_s),
                                 (EVENTS_STREAM, ["events.>"], cfg.events_max_age_s)):
@@ -155,7 +156,7 @@ class LocalBroker:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 10.0) -> "LocalBroker":
+    def start(self, timeout_s: float = 10.0) -> LocalBroker:
         conf = self.store / "nats.conf"
         conf.write_text(
             f'listen: "127.0.0.1:{self.port}"\n'
@@ -191,7 +192,7 @@ class LocalBroker:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def __enter__(self) -> "LocalBroker":
+    def __enter__(self) -> LocalBroker:
         return self.start()
 
     def __exit__(self, *exc) -> None:

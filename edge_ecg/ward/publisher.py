@@ -77,13 +77,13 @@ class Publisher:
     """Publishes the frames of `feeds` to JetStream until their sources end or `stop()`."""
 
     def __init__(self, feeds: list[BedFeed], url: str, speed: float = 1.0,
-                 buffer_frames: int = 3000, cfg: bus.WardConfig = bus.WardConfig(),
+                 buffer_frames: int = 3000, cfg: bus.WardConfig | None = None,
                  publish_timeout_s: float = 2.0) -> None:
         self.feeds = feeds
         self.url = url
         self.speed = float(speed)        # replays: x real time (0: as fast as possible)
         self.buffer_frames = int(buffer_frames)
-        self.cfg = cfg
+        self.cfg = cfg or bus.WardConfig()
         self.timeout = publish_timeout_s
         self.session = f"{int(time.time() * 1000):x}"
         self._stop = asyncio.Event()

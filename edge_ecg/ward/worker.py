@@ -32,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from edge_ecg.errors import FrameError, SourceError
+from edge_ecg.errors import FrameError
 from edge_ecg.ward import bus, frames, snapshot
 from edge_ecg.ward.batching import BedBackend, InvariantBackend, TickStats, run_tick
 from edge_ecg.ward.errors import StateError, WardError
@@ -228,8 +228,9 @@ class Worker:
 
     # --- a bed arrives -------------------------------------------------------------------
     async def _start_bed(self, key: str, rev: int) -> None:
-        from edge_ecg.runtime.pipeline import StreamProcessor
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        from edge_ecg.runtime.pipeline import StreamProcessor
 
         unit, bed = key.split(".", 1)
         loop = asyncio.get_running_loop()
@@ -464,10 +465,9 @@ async def run_worker(url: str, bundle: str | None = None, variant: str | None = 
                      worker_id: str | None = None) -> dict:
     """Open the bundle and serve beds until stopped (SIGINT/SIGTERM in the CLI)."""
     from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
 
     bus.environ_threads()
-    from edge_ecg.cli.stream import DEFAULT_BUNDLE
-
     backend = open_backend(bundle or str(DEFAULT_BUNDLE), variant=variant, threads=1)
     backend.warmup()
     w = Worker(url, backend, options, worker_id)
@@ -475,6 +475,3 @@ async def run_worker(url: str, bundle: str | None = None, variant: str | None = 
         return await w.run(max_seconds)
     finally:
         backend.close()
-
-
-__all__ = ["Worker", "WorkerOptions", "run_worker", "SourceError"]

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from edge_ecg.errors import FrameError
+from edge_ecg.signal.chunk import Chunk
+from edge_ecg.ward import frames
+
+
+def _chunk(lo=-100, hi=100, n=50, leads=("I", "II", "V1"), disc=False, seed=0):
+    rng = np.random.default_rng(seed)
+    s = rng.integers(lo, hi, size=(n, len(leads)), dtype=np.int64).astype(np.int32)
+    return Chunk(index=12345, seq=7, device_time_us=999, samples=s,
+                 gain=np.array([1000.0, 200.0, 5.5], np.float32)[:len(leads)],
+                 baseline=np.array([0.0, -3.0, 1.0], np.float32)[:len(leads)], leads=leads,
+                 fs_hz=500.0, discontinuity=disc)
+
+
+@pytest.mark.parametrize("lo,hi,width", [(-100, 100, 2), (-40000, 40000, 3),
+                                         (-(1 << 23), (1 << 23) - 1, 3),
+                                         (-(1 << 30), 1 << 30, 4)])
+def test_round_trip_in_the_narrowest_width(lo, hi, width):
+    c = _chunk(lo, hi, disc=True)
+    data = frames.encode(c, 42)
+    assert data[5] == width
+    d, seq = frames.decode(data)
+    assert seq == 42 and d.index == c.index and d.leads == c.leads and d.discontinuity
+    assert d.fs_hz == c.fs_hz and d.device_time_us == c.device_time_us
+    np.testing.assert_array_equal(d.samples, c.samples)
+    np.testing.assert_array_equal(d.gain, c.gain)
+    np.testing.assert_array_equal(d.to_mv(), c.to_mv())
+
+
+def test_twelve_leads_a_tenth_of_a_second_is_compact():
+    leads = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    s = np.zeros((50, 12), np.int32)
+    s[0, 0] = 70000                       # int24
+    c = Chunk(0, 0, 0, s, np.ones(12, np.float32), np.zeros(12, np.float32), leads, 500.0)
+    assert len(frames.encode(c, 0)) < 2000
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda b: b[:10], "shorter"),
+    (lambda b: b"XXXX" + b[4:], "magic"),
+    (lambda b: b[:60] + bytes([b[60] ^ 1]) + b[61:], "CRC"),
+    (lambda b: b[:-5] + b[-4:], "CRC"),
+    (lambda b: b"", "shorter"),
+])
+def test_malformed_frames_raise_with_the_offset(mutate, match):
+    data = frames.encode(_chunk(), 1)
+    with pytest.raises(FrameError, match=match):
+        frames.decode(mutate(data))
+
+
+def test_length_lies_are_caught_even_with_a_valid_crc():
+    import struct
+    import zlib
+
+    data = bytearray(frames.encode(_chunk(), 1))[:-4]
+    struct.pack_into("<H", data, 8, 51)          # claims 51 samples, holds 50
+    data = bytes(data) + struct.pack("<I", zlib.crc32(bytes(data)))
+    with pytest.raises(FrameError, match="says"):
+        frames.decode(data)
+
+
+def test_float_samples_are_refused():
+    c = _chunk()
+    c = Chunk(c.index, c.seq, 0, c.samples.astype(np.float32), c.gain, c.baseline, c.leads, 500.0)
+    with pytest.raises(FrameError, match="integer"):
+        frames.encode(c, 0)
