@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_ecg.data.synth import CONDITIONS, _patient, cohort_plan, synthesize, synthesize_schedule
+from edge_ecg.data.synth import (
+    CONDITIONS,
+    cohort_plan,
+    draw_patient,
+    synthesize,
+    synthesize_schedule,
+)
 from edge_ecg.data.tasks import DEFAULT_TASKS
 from edge_ecg.errors import SignalError
 from edge_ecg.signal.leads import STANDARD_12
@@ -226,9 +232,9 @@ def test_every_segment_of_a_long_schedule_has_its_beats():
 
 def test_age_and_sex_norms():
     rng = np.random.default_rng(0)
-    men_young = [_patient(25, 0, rng) for _ in range(300)]
-    women_young = [_patient(25, 1, rng) for _ in range(300)]
-    men_old = [_patient(75, 0, rng) for _ in range(300)]
+    men_young = [draw_patient(25, 0, rng) for _ in range(300)]
+    women_young = [draw_patient(25, 1, rng) for _ in range(300)]
+    men_old = [draw_patient(75, 0, rng) for _ in range(300)]
 
     def mean(ps, key):
         return np.mean([getattr(p, key) for p in ps])
