@@ -92,7 +92,7 @@ class AckStatus(enum.IntEnum):
 COMMAND_BODY = struct.Struct("<BB")        # command, token
 CONFIGURE_ARGS = struct.Struct("<BBI")     # format, samples_per_frame, lead_mask (0 = keep)
 ACK_BODY = struct.Struct("<BBB")           # command, token, status
-INFO_FIXED = struct.Struct("<IBBBBBB")     # fs_mhz, n_leads, format, spf, fw major, minor, patch
+INFO_FIXED = struct.Struct("<IBBBBBB")  # fs_millihz, n_leads, format, spf, fw major, minor, patch
 LEAD_FIXED = struct.Struct("<fi")          # gain (counts per mV), baseline (counts at 0 mV)
 
 
@@ -134,7 +134,8 @@ class DeviceInfo:
     device: str = ""
 
     @property
-    def fs_mhz(self) -> int:
+    def fs_millihz(self) -> int:
+        """The rate as the wire carries it: u32 millihertz (milli-, not mega-; 500 Hz = 500000)."""
         return int(round(self.fs_hz * 1000))
 
     @property
@@ -221,7 +222,7 @@ def encode_data(seq: int, timestamp_us: int, samples: np.ndarray, fmt: SampleFor
 
 
 def encode_device_info(info: DeviceInfo) -> bytes:
-    body = bytearray(INFO_FIXED.pack(info.fs_mhz, len(info.leads), int(info.fmt),
+    body = bytearray(INFO_FIXED.pack(info.fs_millihz, len(info.leads), int(info.fmt),
                                      info.samples_per_frame, *info.firmware))
     body += _pstring(info.device, "device")
     for name, gain, base in zip(info.leads, info.gain, info.baseline):
@@ -256,9 +257,9 @@ def parse_device_info(body: bytes | memoryview) -> DeviceInfo:
     body = bytes(body)
     if len(body) < INFO_FIXED.size + 1:
         raise FrameError(f"DEVICE_INFO body of {len(body)} bytes is shorter than its fixed part")
-    fs_mhz, n_leads, fmt, spf, *fw = INFO_FIXED.unpack_from(body, 0)
-    if fs_mhz == 0:     # every frame duration derives from it: a zero rate is unusable
-        raise FrameError("DEVICE_INFO fs_mhz=0 at byte 0: the sample rate must be positive "
+    fs_millihz, n_leads, fmt, spf, *fw = INFO_FIXED.unpack_from(body, 0)
+    if fs_millihz == 0:     # every frame duration derives from it: a zero rate is unusable
+        raise FrameError("DEVICE_INFO fs_millihz=0 at byte 0: the sample rate must be positive "
                          "(millihertz, 500000 = 500 Hz); set the firmware's sample-rate field")
     if spf == 0:
         raise FrameError("DEVICE_INFO samples_per_frame=0 at byte 6: must be 1..255; set the "
@@ -279,7 +280,7 @@ def parse_device_info(body: bytes | memoryview) -> DeviceInfo:
         sfmt = SampleFormat(fmt)
     except ValueError:
         raise FrameError(f"DEVICE_INFO sample format {fmt} at byte 5 unknown") from None
-    return DeviceInfo(fs_hz=fs_mhz / 1000.0, leads=tuple(leads), gain=tuple(gains),
+    return DeviceInfo(fs_hz=fs_millihz / 1000.0, leads=tuple(leads), gain=tuple(gains),
                       baseline=tuple(bases), fmt=sfmt, samples_per_frame=spf,
                       firmware=tuple(fw), device=device)
 

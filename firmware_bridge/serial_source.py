@@ -10,7 +10,7 @@ sends START again; `stats()` counts crc_errors, lost_frames, discarded_bytes and
 
 A device reboot (sequence reset) is a gap too: the decoder skips at least one frame of
 `seq_unwrapped` there, so the index jumps. The stream stops with a SourceError when a CRC-valid
-DEVICE_INFO cannot be used (malformed, fs_mhz=0, ...) or when the device clock contradicts the
+DEVICE_INFO cannot be used (malformed, fs_millihz=0, ...) or when the device clock contradicts the
 announced rate (decoder `rate_mismatch`): predicting on a wrong rate would be a silent wrong
 answer.
 """
@@ -47,7 +47,8 @@ def check_device_info(info: DeviceInfo, port: str) -> None:
         raise SourceError(f"{where}: no leads announced; configure at least one lead")
     if not FS_RANGE_HZ[0] <= info.fs_hz <= FS_RANGE_HZ[1]:
         raise SourceError(f"{where}: fs_hz={info.fs_hz:g} outside {FS_RANGE_HZ[0]:g}.."
-                          f"{FS_RANGE_HZ[1]:g} Hz; check the firmware's sample-rate field (mHz)")
+                          f"{FS_RANGE_HZ[1]:g} Hz; check the firmware's sample-rate field "
+                          "(millihertz)")
     if info.samples_per_frame < 1:
         raise SourceError(f"{where}: samples_per_frame=0")
     for name, gain in zip(info.leads, info.gain):

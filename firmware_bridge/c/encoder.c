@@ -145,7 +145,7 @@ int ecg_encode_device_info(uint8_t *out, size_t out_cap, const ecg_device_info_t
     if (out == NULL || out_cap < ECG_HEADER_LEN + 10u + ECG_CRC_LEN) {
         return ECG_ERR_BUFFER;
     }
-    put_u32(out + pos, info->fs_mhz);
+    put_u32(out + pos, info->fs_millihz);
     out[pos + 4] = info->n_leads;
     out[pos + 5] = info->format;
     out[pos + 6] = info->samples_per_frame;

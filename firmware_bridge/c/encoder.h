@@ -51,7 +51,7 @@ typedef struct {
 } ecg_lead_t;
 
 typedef struct {
-    uint32_t fs_mhz;       /* sample rate in millihertz: 500000 = 500 Hz */
+    uint32_t fs_millihz;   /* sample rate in millihertz: 500000 = 500 Hz */
     uint8_t format;        /* ECG_FMT_INT16 or ECG_FMT_INT24 */
     uint8_t samples_per_frame;
     uint8_t fw_major, fw_minor, fw_patch;

@@ -68,7 +68,7 @@ int main(int argc, char **argv)
         leads[k].gain = (float)gain;
         leads[k].baseline = 0;
     }
-    info.fs_mhz = (uint32_t)(fs_hz * 1000);
+    info.fs_millihz = (uint32_t)(fs_hz * 1000);
     info.format = format;
     info.samples_per_frame = (uint8_t)spf;
     info.fw_major = 1;

@@ -54,12 +54,12 @@ def data_of(msgs) -> list[DataFrame]:
 # -- decoder -------------------------------------------------------------------------------
 def test_zero_rate_device_info_is_refused_and_counted_not_raised():
     body = info_bytes(FS)[8:-4]
-    zero = envelope(MsgType.DEVICE_INFO, b"\0\0\0\0" + body[4:])       # fs_mhz = 0, CRC fine
+    zero = envelope(MsgType.DEVICE_INFO, b"\0\0\0\0" + body[4:])       # fs_millihz = 0, CRC fine
     dec = StreamDecoder()
     got = data_of(dec.feed(zero + b"".join(frames(3))))
     assert len(got) == 3 and dec.info is None
     assert dec.malformed_messages == dec.refused_infos == 1
-    assert "fs_mhz=0" in dec.errors[-1]
+    assert "fs_millihz=0" in dec.errors[-1]
 
 
 def test_reboot_with_restarted_clock_is_a_one_frame_gap():
@@ -139,7 +139,7 @@ def test_serial_source_refuses_zero_rate_naming_the_field():
     with ScriptedDevice([info_bytes(0.0) + b"".join(frames(3))]) as dev:
         src = SerialSource(dev.path, info_timeout_s=1.0, reconnect=False)
         t0 = time.monotonic()
-        with pytest.raises(SourceError, match=r"fs_mhz=0.*sample-rate field"):
+        with pytest.raises(SourceError, match=r"fs_millihz=0.*sample-rate field"):
             src.open()
         assert time.monotonic() - t0 < 0.9            # refused at once, not by timeout
         assert src.stats()["refused_infos"] == 1
