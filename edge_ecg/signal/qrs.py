@@ -131,14 +131,14 @@ class QRSState:
     n_mwi: int
     n_hist: int
     max_wait: int
-    refr: int
-    twave: int
+    n_refractory: int                     # samples after a QRS in which no QRS can follow
+    n_twave: int                          # samples after a QRS in which a T wave is tested for
     learn_end: int                        # absolute index where learning ends
     n_leads: int | None = None
     zi: np.ndarray | None = None          # (L, n_sections, 2) filter state, lead-major
-    m_last: np.ndarray = field(default_factory=lambda: np.zeros(2))  # last two MWI values
+    mwi_tail: np.ndarray = field(default_factory=lambda: np.zeros(2))  # last two MWI values
     hist_raw: np.ndarray | None = None    # (L, <= n_hist) input samples ending at next_index
-    hist_e: np.ndarray | None = None      # (<= n_hist,) |slope|
+    hist_abs_slope: np.ndarray | None = None  # (<= n_hist,) |slope| summed over leads
     hist_d: np.ndarray | None = None      # (L, <= n_hist) signed slope per lead
     pending: tuple | None = None          # candidate peak (index, MWI value, held until) not final
     hold: int = 0
@@ -153,7 +153,7 @@ class QRSState:
     last_slope: float = 0.0
     qrs_slopes: tuple = ()                # max slopes of the last QRS complexes
     last_r: int = -1                      # R index of the last beat reported
-    due: int | None = None                # sample index at which search back falls due
+    searchback_due: int | None = None     # sample index at which search back falls due
     searchback: tuple = ()                # noise peaks since the last QRS (p, v, slope, snippet)
 
 
@@ -181,7 +181,7 @@ def qrs_initial(fs_hz: float, start_index: int = 0) -> QRSState:
     return QRSState(fs_hz=fs, next_index=int(start_index), start_index=int(start_index),
                     sos=_design_sos(fs), n_mwi=max(1, round(MWI_S * fs)),
                     n_hist=round(HISTORY_S * fs), max_wait=round(MAX_WAIT_S * fs),
-                    refr=round(REFRACTORY_S * fs), twave=round(TWAVE_S * fs),
+                    n_refractory=round(REFRACTORY_S * fs), n_twave=round(TWAVE_S * fs),
                     hold=round(HOLD_S * fs),
                     learn_end=int(start_index) + round(LEARN_S * fs))
 
@@ -211,18 +211,19 @@ def _doubtful(st: QRSState, v: float) -> bool:
 def _wait_from(st: QRSState, at: int) -> None:
     """Search back falls due SEARCHBACK_RR mean RRs after `at`."""
     rr = sum(st.rr) / len(st.rr) if st.rr else DEFAULT_RR_S * st.fs_hz
-    st.due = at + round(SEARCHBACK_RR * rr)
+    st.searchback_due = at + round(SEARCHBACK_RR * rr)
 
 
 class _Chunk:
     """What one call sees: recent input samples and |slope| (absolute index of element 0 =
     `h0`) and the beats found so far."""
 
-    __slots__ = ("beats", "d", "e", "fs", "h0", "n_mwi", "raw", "refr", "twave")
+    __slots__ = ("beats", "d", "e", "fs", "h0", "n_mwi", "n_refractory", "n_twave", "raw")
 
     def __init__(self, st: QRSState, raw: np.ndarray, e: np.ndarray, h0: int, d: np.ndarray):
         self.raw, self.e, self.h0, self.d = raw, e, h0, d
-        self.fs, self.n_mwi, self.refr, self.twave = st.fs_hz, st.n_mwi, st.refr, st.twave
+        self.fs, self.n_mwi = st.fs_hz, st.n_mwi
+        self.n_refractory, self.n_twave = st.n_refractory, st.n_twave
         self.beats: list[Beat] = []
 
 
@@ -252,13 +253,13 @@ def _classify(st: QRSState, ck: _Chunk, p: int, v: float, slope: float, snip: tu
     beat, lazily, as most candidates are T waves or noise."""
     if st.last_p is not None:
         since = p - st.last_p
-        if since < ck.refr:
+        if since < ck.n_refractory:
             return
         if st.rr and since < PREMATURE_RR * sum(st.rr) / len(st.rr) \
                 and v < PREMATURE_LEVEL * _median(st.qrs_levels):
             _set_levels(st, noise=st.noise_levels + (v,))
             return
-        if since < ck.twave and slope < TWAVE_SLOPE * min(st.last_slope,
+        if since < ck.n_twave and slope < TWAVE_SLOPE * min(st.last_slope,
                                                           _median(st.qrs_slopes)):
             _set_levels(st, noise=st.noise_levels + (v,))
             return
@@ -291,7 +292,7 @@ def _search_back(st: QRSState, ck: _Chunk, at: int) -> None:
         _wait_from(st, at)
         return
     p, v, slope, snip = best
-    later = tuple(c for c in st.searchback if c[0] - p >= ck.twave)
+    later = tuple(c for c in st.searchback if c[0] - p >= ck.n_twave)
     _accept(st, ck, p, v, slope, _refine(snip, p, ck.fs, ck.n_mwi), at, searched_back=True)
     # peaks after the one taken stay candidates: a gap may hide more than one missed beat,
     # and the next search back (due SEARCHBACK_RR mean RRs after this beat) can take them
@@ -315,8 +316,8 @@ def _end_learning(st: QRSState, ck: _Chunk) -> None:
 
 def _finalise(st: QRSState, ck: _Chunk, p: int, v: float, f: int) -> None:
     """Candidate peak `p` (MWI value `v`) became final at sample `f`."""
-    while st.due is not None and st.due <= f:
-        _search_back(st, ck, st.due)
+    while st.searchback_due is not None and st.searchback_due <= f:
+        _search_back(st, ck, st.searchback_due)
     lo = max(p - ck.n_mwi + 1, ck.h0)
     slope = float(ck.e[lo - ck.h0: p + 1 - ck.h0].max()) if p >= lo else 0.0
     if st.learning:
@@ -348,9 +349,10 @@ def qrs_detect(x: np.ndarray, state: QRSState) -> tuple[list[Beat], QRSState]:
         zi = filter_initial(st.sos, st.n_leads, x0=x0).zi
         st.zi = np.ascontiguousarray(zi.transpose(2, 0, 1))
         # the histories start with n_mwi - 1 samples "before the start" (input held at its
-        # first value, slope 0): hist_e's tail is then always the MWI's carried window
+        # first value, slope 0): hist_abs_slope's tail is then always the MWI's carried
+        # window
         st.hist_raw = np.repeat(np.asarray(x0, np.float64)[:, None], st.n_mwi - 1, axis=1)
-        st.hist_e = np.zeros(st.n_mwi - 1)
+        st.hist_abs_slope = np.zeros(st.n_mwi - 1)
         st.hist_d = np.zeros((st.n_leads, st.n_mwi - 1))
     elif x.shape[1] != st.n_leads:
         raise SignalError(
@@ -372,25 +374,26 @@ def qrs_detect(x: np.ndarray, state: QRSState) -> tuple[list[Beat], QRSState]:
                           "mark the gap and restart the detector instead of feeding NaN")
     st.zi = zi
     e = np.abs(d[0]) if st.n_leads == 1 else np.abs(d).sum(axis=0)   # slope magnitude
-    hist_e = np.concatenate((st.hist_e, e))
-    m = np.convolve(hist_e[hist_e.size - n - n_mwi + 1:], _box(n_mwi), "valid")  # MWI, start..end-1
+    hist_abs_slope = np.concatenate((st.hist_abs_slope, e))
+    # MWI over absolute start..end-1
+    m = np.convolve(hist_abs_slope[hist_abs_slope.size - n - n_mwi + 1:], _box(n_mwi), "valid")
     hist_raw = np.concatenate((st.hist_raw, xt), axis=1)
     keep = max(st.n_hist, n_mwi - 1)
     st.hist_raw = hist_raw[:, -keep:]
-    st.hist_e = hist_e[-keep:]
+    st.hist_abs_slope = hist_abs_slope[-keep:]
     hist_d = np.concatenate((st.hist_d, d), axis=1)
     st.hist_d = hist_d[:, -keep:]
-    ck = _Chunk(st, hist_raw, hist_e, end - hist_e.size, hist_d)
+    ck = _Chunk(st, hist_raw, hist_abs_slope, end - hist_abs_slope.size, hist_d)
 
     if st.learning and start < st.learn_end:
         st.learn_max = max(st.learn_max, float(m[: st.learn_end - start].max()))
 
     # 3: candidate peaks = local maxima of the MWI (position j is known once m[j+1] is)
-    mm = np.concatenate((st.m_last, m))                    # absolute start-2 .. end-1
+    mm = np.concatenate((st.mwi_tail, m))                  # absolute start-2 .. end-1
     mid = mm[1:-1]
     is_max = (mid > mm[:-2]) & (mid >= mm[2:])             # absolute start-1 .. end-2
     idx = is_max.nonzero()[0]
-    st.m_last = mm[-2:]
+    st.mwi_tail = mm[-2:]
     peaks = (idx + (start - 1)).tolist() if idx.size else []
     peak_vals = mid[idx].tolist() if idx.size else []
 
@@ -430,8 +433,8 @@ def qrs_detect(x: np.ndarray, state: QRSState) -> tuple[list[Beat], QRSState]:
         if hold is None:
             # events due up to f first (as _finalise does), so the test below sees the same
             # state in any chunking; a weak candidate then waits HOLD_S for a larger peak
-            while st.due is not None and st.due <= f:
-                _search_back(st, ck, st.due)
+            while st.searchback_due is not None and st.searchback_due <= f:
+                _search_back(st, ck, st.searchback_due)
             if p + st.hold > f and _doubtful(st, v):
                 st.pending = (p, v, p + st.hold)
                 continue
@@ -441,8 +444,8 @@ def qrs_detect(x: np.ndarray, state: QRSState) -> tuple[list[Beat], QRSState]:
     # timed events due inside this chunk with no candidate to trigger them
     if st.learning and st.learn_end <= end - 1:
         _end_learning(st, ck)
-    while st.due is not None and st.due <= end - 1:
-        _search_back(st, ck, st.due)
+    while st.searchback_due is not None and st.searchback_due <= end - 1:
+        _search_back(st, ck, st.searchback_due)
 
     st.next_index = end
     return ck.beats, st
@@ -456,7 +459,7 @@ def qrs_flush(state: QRSState) -> tuple[list[Beat], QRSState]:
     if st.n_leads is None:
         return [], st
     end = st.next_index
-    ck = _Chunk(st, st.hist_raw, st.hist_e, end - st.hist_e.size, st.hist_d)
+    ck = _Chunk(st, st.hist_raw, st.hist_abs_slope, end - st.hist_abs_slope.size, st.hist_d)
     if st.pending is not None:
         p, v, _ = st.pending
         st.pending = None
