@@ -155,12 +155,12 @@ class Placement:
         return d
 
 
-def place(profile: Profile) -> Placement:
+def pin_to_profile(profile: Profile) -> Placement:
     """Pin this process to the profile's CPUs where the OS allows; choose the thread count.
 
     CPUs the profile names but this machine lacks are dropped (reported); threads are capped
     at the CPUs the process may use, since oversubscribed spinning inference threads measure
-    contention, not the model. Call `unplace` afterwards to restore the original affinity.
+    contention, not the model. `restore_affinity` afterwards puts the original affinity back.
     """
     requested = tuple(profile.runtime_cpu_affinity)
     getaff = getattr(os, "sched_getaffinity", None)
@@ -198,8 +198,8 @@ def place(profile: Profile) -> Placement:
                      affinity_before=before, note="; ".join(notes))
 
 
-def unplace(placement: Placement) -> None:
-    """Restore the affinity the process had before `place`."""
+def restore_affinity(placement: Placement) -> None:
+    """Restore the affinity the process had before `pin_to_profile`."""
     if placement.affinity_applied is not None and placement.affinity_before is not None:
         try:
             os.sched_setaffinity(0, set(placement.affinity_before))

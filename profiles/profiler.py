@@ -25,7 +25,13 @@ from packaging.version import InvalidVersion, Version
 
 from edge_ecg import DISCLAIMER, __version__
 from edge_ecg.errors import BundleError, ProfileError
-from profiles.machine import Machine, is_profile_device, place, this_machine, unplace
+from profiles.machine import (
+    Machine,
+    is_profile_device,
+    pin_to_profile,
+    restore_affinity,
+    this_machine,
+)
 from profiles.profile import Profile
 
 STAGES = ("decode", "buffer", "beats", "features", "inference", "output")
@@ -266,7 +272,7 @@ def profile_bundle(bundle: str | Path, profile: Profile, variant: str | None = N
             f"synth:sinus_rhythm?seconds={seconds:g}&seed={seed}&speed=max&chunk_s={chunk_s:g}")
     source = open_source(spec)
     load_start = _load_average()
-    placement = place(profile)
+    placement = pin_to_profile(profile)
     try:
         rss_before = current_rss_mb()
         backend = open_backend(bundle, vname, threads=placement.threads_used, manifest=manifest)
@@ -276,7 +282,7 @@ def profile_bundle(bundle: str | Path, profile: Profile, variant: str | None = N
         finally:
             backend.close()
     finally:
-        unplace(placement)
+        restore_affinity(placement)
     v = manifest.variant(vname)
     size = model_bytes(manifest, vname)
     rep.update({
