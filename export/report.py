@@ -103,10 +103,14 @@ def write_report(path: Path, built: list, summary: dict, tasks: TaskSet) -> None
                   "|---|---|---|---|"]
         for p, d in r["paths"].items():
             for t, row in d.get("usage_per_task", {}).items():
-                alone = select_experts({p: np.asarray(row)}, r["keep_mass"])[p]
                 names = d.get("experts") or [str(i) for i in range(len(row))]
+                if sum(row) <= 0:       # a per-beat task does not read this path
+                    alone_s = "none (the task does not read this path)"
+                else:
+                    alone = select_experts({p: np.asarray(row)}, r["keep_mass"])[p]
+                    alone_s = ", ".join(names[i] for i in alone)
                 lines.append(f"| {p} | {t} | {', '.join(f'{u:.3f}' for u in row)} | "
-                             f"{', '.join(names[i] for i in alone)} |")
+                             f"{alone_s} |")
     if all(len(d["kept"]) == d["total"] for d in r["paths"].values()):
         lines += ["", ("Every expert carries gate mass for these tasks: the routed graph is the "
                       "whole graph. A deployment that names fewer tasks (`--tasks`) or a lower "

@@ -100,8 +100,20 @@ def route_from_usage(per_task: dict[str, dict[str, np.ndarray]], tasks: list[str
                      experts: dict[str, tuple[str, ...]] | None = None) -> Routing:
     """The routing decision for `tasks` from per-task usage already measured (it may hold more
     tasks than `tasks`: one measurement serves many deployments)."""
-    usage = {p: np.array([rows[t] for t in tasks]).mean(0) for p, rows in per_task.items()}
-    keep = select_experts(usage, keep_mass)
+    usage, unread = {}, []
+    for p, rows in per_task.items():
+        # A task that does not read a path (a per-beat task reads only the morphology path)
+        # has no usage there: it neither dilutes the path's usage nor needs any of its experts.
+        read = [np.asarray(rows[t], np.float64) for t in tasks if float(np.sum(rows[t])) > 0]
+        if read:
+            usage[p] = np.mean(read, 0)
+        else:
+            unread.append(p)
+            usage[p] = np.zeros(len(next(iter(rows.values()))))
+    keep = select_experts({p: u for p, u in usage.items() if p not in unread}, keep_mass)
+    # a path none of the tasks reads keeps one expert (a model keeps >= 1 per path; it computes
+    # no path its tasks do not read, so that expert costs nothing at run time)
+    keep.update({p: (0,) for p in unread})
     return Routing(tasks=tuple(tasks), keep_mass=keep_mass,
                    usage={p: tuple(float(x) for x in u) for p, u in usage.items()}, keep=keep,
                    experts=experts or {},

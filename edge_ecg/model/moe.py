@@ -28,7 +28,12 @@ from torch import nn
 
 from edge_ecg.model.config import PATHS, ECGMoEConfig
 from edge_ecg.model.gate import InputSummary, TopKGate, load_balance_loss, mutual_info_loss
-from edge_ecg.model.period_expert import BeatHead, MorphologyExpert, RhythmExpert
+from edge_ecg.model.period_expert import (
+    BeatHead,
+    MorphologyExpert,
+    RhythmExpert,
+    beat_shape_features,
+)
 from edge_ecg.model.scouts import build_scout
 
 
@@ -159,15 +164,16 @@ class ECGMoE(nn.Module):
             h = h + self.task_embed + self.lead_embed(lead_mask)[:, None, :]  # (B, n_tasks, D)
             skip = self.skip_features(s, period)
         logits = OrderedDict()
+        shape = beat_shape_features(beats, beat_mask) if len(self.window_tasks) < len(
+            cfg.tasks) else None                                             # (B, M, 3)
         for i, t in enumerate(cfg.tasks):
-            if t.per_beat:                                                   # (B, M', n_classes)
+            if t.per_beat:                                                   # (B, M, n_classes)
                 if cfg.use_period:
-                    logits[t.name] = self.heads[t.name](per_beat, g_m[:, i],
-                                                        beat_rr[:, :per_beat[0].shape[1]])
+                    logits[t.name] = self.heads[t.name](per_beat, g_m[:, i], beat_rr, shape)
                 else:
                     f = self.beat_encoder.beat_features(beats, beat_mask)
                     logits[t.name] = self.heads[t.name]([f], torch.ones_like(f[:, :1, 0]),
-                                                        beat_rr)
+                                                        beat_rr, shape)
                 continue
             hi = h[:, i]
             if skip is not None:

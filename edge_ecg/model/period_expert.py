@@ -116,6 +116,27 @@ def beat_rr_features(beat_rr: torch.Tensor) -> torch.Tensor:
 
 
 N_BEAT_RR = 8
+N_BEAT_SHAPE = 3
+
+
+def beat_shape_features(beats: torch.Tensor, beat_mask: torch.Tensor) -> torch.Tensor:
+    """How each beat differs from the window's typical beat: `(B, M, L, len)` beats (masked
+    leads zero) -> `(B, M, 3)`: correlation with the window's mean beat (its template) over
+    all leads, energy relative to the template, and the largest deviation from it relative to
+    the template's peak. An ectopic beat has its own shape whatever the patient's normal one:
+    the comparison generalises across patients where raw shapes do not (a PVC in one patient
+    looks like a bundle branch block beat in another)."""
+    w = beat_mask[:, :, None, None]
+    tmpl = (beats * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
+    b = beats.flatten(2)                                                 # (B, M, L*len)
+    t = tmpl.flatten(2)                                                  # (B, 1, L*len)
+    bt = (b * t).sum(-1)
+    bb = (b * b).sum(-1)
+    tt = (t * t).sum(-1).clamp(min=1e-6)
+    corr = bt / (bb.sqrt() * tt.sqrt()).clamp(min=1e-6)
+    energy = (bb / tt).clamp(max=25.0).sqrt()
+    dev = (b - t).abs().amax(-1) / t.abs().amax(-1).clamp(min=1e-3)
+    return torch.stack([corr, energy, dev.clamp(max=10.0)], -1) * beat_mask[..., None]
 
 
 class BeatHead(nn.Module):
@@ -124,20 +145,23 @@ class BeatHead(nn.Module):
     Each morphology expert's beat features go through its own projection (`proj[e]`); the
     beat task's row of the morphology gate mixes them (the same routing the window tasks get,
     so a deployment keeps only the experts the beat task uses), then the beat's RR context
-    joins and an MLP gives the class logits. Trained whole, like the other heads.
+    joins with how the beat differs from the window's typical beat (`beat_shape_features`),
+    and an MLP gives the class logits. Trained whole, like the other heads.
     """
 
     def __init__(self, dims: list[int], d: int, d_hidden: int, n_out: int):
         super().__init__()
         self.proj = nn.ModuleList(nn.Linear(k, d) for k in dims)
-        self.hidden = nn.Linear(d + N_BEAT_RR, d_hidden)
+        self.hidden = nn.Linear(d + N_BEAT_RR + N_BEAT_SHAPE, d_hidden)
         self.logits = nn.Linear(d_hidden, n_out)
 
-    def forward(self, per_beat: list[torch.Tensor], gate: torch.Tensor, beat_rr: torch.Tensor):
-        """`per_beat`: one `(B, M, dim_e)` per expert; `gate` `(B, E)`; -> `(B, M, n_out)`."""
+    def forward(self, per_beat: list[torch.Tensor], gate: torch.Tensor, beat_rr: torch.Tensor,
+                shape: torch.Tensor):
+        """`per_beat`: one `(B, M, dim_e)` per expert; `gate` `(B, E)`; `beat_rr` `(B, M, 3)`;
+        `shape` `(B, M, 3)` (`beat_shape_features`) -> `(B, M, n_out)`."""
         h = torch.stack([F.relu(p(f)) for p, f in zip(self.proj, per_beat)], 1)  # (B, E, M, D)
         h = torch.einsum("be,bemd->bmd", gate, h)
-        h = torch.cat([h, beat_rr_features(beat_rr)], -1)
+        h = torch.cat([h, beat_rr_features(beat_rr), shape], -1)
         return self.logits(F.relu(self.hidden(h)))
 
 
