@@ -1,6 +1,6 @@
 """The on-device serial path keeps its footprint: no scipy.signal, scipy.ndimage, torch, wfdb or
 pandas in the process (issue #6: the runtime must fit 150 MB peak RSS with onnxruntime;
-`import scipy.signal` alone costs ~48 MB, scipy.ndimage ~25 MB, torch ~170 MB, measured).
+`import scipy.signal` alone costs ~76 MB, scipy.ndimage ~25 MB, torch ~170 MB, measured).
 
 A real run, in a child process so that nothing this test process imported counts: a virtual
 monitor (here) streams 8 leads over a pseudo-terminal; the child reads it with SerialSource and
