@@ -23,6 +23,7 @@ import numpy as np
 from edge_ecg.errors import FrameError, SourceError
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.source import Source
+from firmware_bridge.backoff import Backoff
 from firmware_bridge.polar_pmd import (
     ECG_FS_HZ,
     PMD_CONTROL_UUID,
@@ -161,17 +162,18 @@ class BleSource(Source):
             if not self.reconnect:
                 raise SourceError("disconnected")
             self._counters["reconnects"] += 1
-            delay, deadline = self.backoff_s, time.monotonic() + self.reconnect_timeout_s
+            backoff = Backoff(self.backoff_s, self.backoff_max_s, self.reconnect_timeout_s)
+            backoff.start(time.monotonic())
             while True:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(backoff.delay_s)
                 try:
                     await self._connect_and_start()
                     break
                 except Exception as exc:   # noqa: BLE001 - retried, then reported
-                    if time.monotonic() > deadline:
+                    if backoff.expired(time.monotonic()):
                         raise SourceError(f"lost and not back within "
                                           f"{self.reconnect_timeout_s:g} s: {exc}") from None
-                    delay = min(delay * 2, self.backoff_max_s)
+                    backoff.failed(time.monotonic())
 
     async def _connect_and_start(self) -> None:
         self._disconnected = asyncio.Event()

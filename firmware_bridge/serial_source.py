@@ -27,6 +27,7 @@ from edge_ecg.errors import SourceError
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.leads import canonical_lead
 from edge_ecg.signal.source import Source
+from firmware_bridge.backoff import Backoff
 from firmware_bridge.decoder import StreamDecoder
 from firmware_bridge.protocol import (
     Ack,
@@ -87,9 +88,8 @@ class SerialSource(Source):
         self._frames: deque[DataFrame] = deque()
         self._base: tuple[int, int] | None = None     # (seq_unwrapped, index) of the first frame
         self._layout_mismatch = 0
-        self._down: tuple[float, Exception] | None = None   # (since, reason) while reconnecting
-        self._delay = backoff_s
-        self._retry_at = 0.0
+        self._backoff = Backoff(backoff_s, backoff_max_s, reconnect_timeout_s)
+        self._down_reason: Exception | None = None   # why the link is down, while reconnecting
         self._fatal = False        # the device itself is unusable: reconnecting cannot help
 
     # -- Source ---------------------------------------------------------------------------
@@ -205,10 +205,8 @@ class SerialSource(Source):
             raise SourceError(f"serial port {self.port} failed: {reason}") from None
         self.decoder.flush()                    # a half-received frame is lost with the link
         self.reconnects += 1
-        now = time.monotonic()
-        self._down = (now, reason)
-        self._delay = self.backoff_s
-        self._retry_at = now + self._delay
+        self._down_reason = reason
+        self._backoff.start(time.monotonic())
 
     def _try_reconnect(self, deadline: float) -> None:
         """One reconnection attempt when its backoff time has come; never waits past `deadline`.
@@ -216,25 +214,24 @@ class SerialSource(Source):
         Exponential backoff from `backoff_s` to `backoff_max_s`; SourceError once the link has
         been down for `reconnect_timeout_s`.
         """
+        b = self._backoff
         now = time.monotonic()
-        if now < self._retry_at:
-            time.sleep(max(0.0, min(self._retry_at, deadline) - now))
-            if time.monotonic() < self._retry_at:
+        if now < b.retry_at:
+            time.sleep(max(0.0, min(b.retry_at, deadline) - now))
+            if time.monotonic() < b.retry_at:
                 return
-        since, reason = self._down
         try:
             self._connect()
-            self._down = None
+            b.recovered()
             return
         except SourceError as exc:
             self._serial = None
             if self._fatal:
                 raise
-            if time.monotonic() - since > self.reconnect_timeout_s:
-                raise SourceError(f"serial port {self.port} lost ({reason}) and not back within "
-                                  f"{self.reconnect_timeout_s:g} s: {exc}") from None
-        self._delay = min(self._delay * 2, self.backoff_max_s)
-        self._retry_at = time.monotonic() + self._delay
+            if b.expired(time.monotonic()):
+                raise SourceError(f"serial port {self.port} lost ({self._down_reason}) and not "
+                                  f"back within {self.reconnect_timeout_s:g} s: {exc}") from None
+        b.failed(time.monotonic())
 
     def _send(self, command: Command) -> int:
         self._token = (self._token + 1) % 256
@@ -247,7 +244,7 @@ class SerialSource(Source):
         """Read what the port has (waiting at most its timeout) and decode it."""
         import serial
 
-        if self._down is not None:
+        if self._backoff.down:
             self._try_reconnect(deadline)
             return
         if self._serial is None:
