@@ -86,7 +86,10 @@ async def connect(url: str, name: str, **kw):
     end), with a clear error when the broker is not there at all."""
     import nats
 
-    opts = {"name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25,
+    async def quiet(exc):   # reconnects are expected (a broker restart): no traceback spam
+        pass
+
+    opts = {"error_cb": quiet, "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25,
             "connect_timeout": 2, "allow_reconnect": True}
     opts.update(kw)
     try:

@@ -329,8 +329,11 @@ class Station:
             beds = asyncio.create_task(self._beds_loop(st[bus.BEDS_BUCKET]))
             await nc.subscribe("ecg.>", cb=self._on_frame, pending_msgs_limit=500_000,
                                pending_bytes_limit=1 << 30)
+            # ordered: it resumes after the last event it saw when the broker restarts (the
+            # heartbeat finds a consumer lost with the broker within a second)
             await js.subscribe("events.>", cb=self._on_event, ordered_consumer=True,
-                               deliver_policy=DeliverPolicy.NEW, pending_msgs_limit=500_000)
+                               deliver_policy=DeliverPolicy.NEW, pending_msgs_limit=500_000,
+                               idle_heartbeat=1.0)
             if ready is not None:
                 ready.set()
             try:

@@ -1,0 +1,302 @@
+"""Ward benchmark: N simulated beds -> publisher -> K workers -> central station, one run.
+
+    python bench/ward.py                       # ~3 min: 24 beds, 40 s per phase
+    python bench/ward.py --beds 60 --seconds 120 --phases scale,faults
+
+Beds: 12 leads at 500 Hz each, half real (PTB-XL 500-Hz records of successive patients
+played back to back, 10 s each: a load, not a clinical, construct), half synthetic patients
+of the generator's conditions. Everything runs on this machine: nats-server (JetStream, file
+storage) on a loopback port, the publisher and the station in this process, workers as
+`edge-ecg ward worker` processes.
+
+Phases:
+  scale   the same beds served by 1 worker, then by 2 (fresh broker each): CPU seconds of every
+          process (broker, workers, publisher + station), beds per core used, sample-to-event
+          latency (a frame leaving the publisher -> the event it released at the station)
+  faults  2 workers; kill -9 one a third of the way in, restart the broker two thirds in:
+          failover time (kill -> the first event of each moved bed from its new worker),
+          frames produced = published + dropped + buffered, events stored vs the
+          single-process reference of every bed (equal, none lost, none duplicated)
+
+Figures on a shared machine are noisy: CPU seconds are measured per process, not inferred.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from edge_ecg import DISCLAIMER  # noqa: E402
+from profiles.machine import this_machine  # noqa: E402
+
+DATA = Path(os.environ.get("EDGE_ECG_DATA", REPO.parent / "shared" / "data"))
+SYNTH = ("sinus_rhythm", "atrial_fibrillation", "sinus_bradycardia", "sinus_tachycardia",
+         "premature_ventricular_contractions", "af_rapid_ventricular_response")
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process and its children reaped so far, seconds (/proc)."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return float("nan")
+
+
+def ptbxl_signal(k: int, seconds: float):
+    """(adc, gain, baseline, leads) of successive PTB-XL 500-Hz records, `seconds` long."""
+    from edge_ecg.data.records import read_record
+
+    recs = sorted((DATA / "ptbxl" / "records500").glob("*/*_hr.hea"))
+    need = int(np.ceil(seconds / 10.0))
+    if len(recs) < need:
+        return None
+    start = (k * need * 7) % max(len(recs) - need, 1)
+    parts = [read_record(str(p.with_suffix(""))) for p in recs[start:start + need]]
+    adc = np.concatenate([p.adc for p in parts])[: int(seconds * 500)]
+    return adc, parts[0].gain, parts[0].baseline, tuple(parts[0].leads)
+
+
+def make_feeds(n: int, seconds: float, unit: str = "bench"):
+    """Bed feeds (half real PTB-XL, half synthetic) and their bus chunks for the reference."""
+    from edge_ecg.runtime.sources import ReplaySource
+    from edge_ecg.ward import frames
+    from edge_ecg.ward.publisher import BedFeed, open_feed
+
+    feeds, kinds = [], {}
+    for i in range(n):
+        bed = f"b{i:03d}"
+        real = ptbxl_signal(i, seconds) if i % 2 == 0 else None
+        if real is not None:
+            adc, gain, base, leads = real
+            src = ReplaySource(adc, gain, base, 500.0, leads, speed=None, chunk_s=0.1,
+                               name=f"ptbxl:{bed}")
+            feeds.append(BedFeed(unit, bed, src, "ptbxl (successive records)", True))
+            kinds[bed] = "ptbxl"
+        else:
+            cond = SYNTH[i % len(SYNTH)]
+            feeds.append(open_feed(f"synth:{cond}?seconds={seconds}&seed={i}", unit, bed))
+            kinds[bed] = cond
+    chunks = {}
+    for f in feeds:
+        f.source.open()
+        out = []
+        while True:
+            try:
+                c = f.source.read(0.0)
+            except EOFError:
+                break
+            out.append(frames.decode(frames.encode(c, len(out)))[0])
+        chunks[f.bed] = out
+        f.source.close()
+    return feeds, chunks, kinds
+
+
+def start_worker(url: str, wid: str, args) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "edge_ecg", "ward", "worker", "--nats", url,
+                             "--id", wid, "--tick-s", str(args.tick), "--snapshot-s",
+                             str(args.snapshot), "--lease-ttl", str(args.lease_ttl)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
+                    want_events: int) -> dict:
+    from edge_ecg.ward import bus
+    from edge_ecg.ward.publisher import Publisher
+    from edge_ecg.ward.station import Station, StationOptions
+
+    broker = bus.LocalBroker().start()
+    workers = {}
+    try:
+        st = Station(broker.url, StationOptions(port=0))
+        ready = asyncio.Event()
+        ts = asyncio.create_task(st.run(ready=ready))
+        await ready.wait()
+        for k in range(n_workers):
+            workers[f"w{k}"] = start_worker(broker.url, f"w{k}", args)
+        await asyncio.sleep(args.warmup)          # workers import and open the bundle
+        for f in feeds:
+            f.source.open()
+            f.buffer.clear()
+            f.done = False
+            f.stats.__init__()
+        cpu0 = {"broker": cpu_s(broker.proc.pid), "self": cpu_s(os.getpid()),
+                **{k: cpu_s(p.pid) for k, p in workers.items()}}
+        t0 = time.monotonic()
+        pub = Publisher(feeds, broker.url, speed=1.0)
+        tp = asyncio.create_task(pub.run())
+        fault = {}
+        if faults:
+            await asyncio.sleep(args.seconds / 3)
+            owner = {t["key"]: t["worker"] for t in st.state()["beds"]}
+            victim = "w0"
+            moved = [k for k, w in owner.items() if w == victim]
+            t_kill = time.time()
+            cpu0["w0"] -= cpu_s(workers["w0"].pid)    # its CPU until now counted below
+            fault["w0_cpu_s"] = cpu_s(workers["w0"].pid)
+            workers["w0"].send_signal(signal.SIGKILL)
+            workers["w0"].wait()
+            back = {}
+            while len(back) < len(moved) and time.time() - t_kill < 30:
+                await asyncio.sleep(0.1)
+                for t in st.state()["beds"]:
+                    if t["key"] in moved and t["key"] not in back and t["worker"] not in (
+                            None, victim):
+                        back[t["key"]] = time.time() - t_kill
+            fault.update(moved=len(moved), failover_s_max=max(back.values(), default=None),
+                         failover_s_median=float(np.median(list(back.values()))) if back
+                         else None, recovered=len(back))
+            await asyncio.sleep(max(args.seconds * 2 / 3 - (time.monotonic() - t0), 0))
+            cpu0["broker"] -= cpu_s(broker.proc.pid)
+            t_stop = time.time()
+            broker.stop()
+            await asyncio.sleep(1.0)
+            broker.start()
+            fault["broker_down_s"] = round(time.time() - t_stop, 2)
+            cpu0["broker"] += 0.0
+        pst = await tp
+        # drain: until the station has every event of the reference, or 2 s without a new one
+        # after 20 s (then the shortfall shows in the table)
+        last, quiet = -1, time.monotonic()
+        t_end = time.monotonic()
+        while time.monotonic() - t_end < 60:
+            n = st.state()["counters"]["events"]
+            if n >= want_events:
+                break
+            if n != last:
+                last, quiet = n, time.monotonic()
+            elif time.monotonic() - t_end > 20 and time.monotonic() - quiet > 2.0:
+                break
+            await asyncio.sleep(0.1)
+        want = pst["total"]["published"]
+        wall = time.monotonic() - t0
+        cpu = {"broker": cpu_s(broker.proc.pid) - cpu0["broker"],
+               "publisher+station": cpu_s(os.getpid()) - cpu0["self"],
+               **{k: cpu_s(p.pid) - cpu0[k] for k, p in workers.items() if p.poll() is None}}
+        if faults:
+            cpu["w0"] = fault.pop("w0_cpu_s") + cpu0["w0"]
+        state = st.state()
+        st.stop()
+        await ts
+        for p in workers.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in workers.values():
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        from edge_ecg.ward.reference import stored_events
+
+        stored = {f.bed: await stored_events(broker.url, f.unit, f.bed) for f in feeds}
+        return {"phase": name, "workers": n_workers, "wall_s": wall, "cpu_s": cpu,
+                "publisher": pst["total"], "station": {k: state[k] for k in (
+                    "counters", "duplicates", "missing", "latency_ms")},
+                "fault": fault, "stored": stored, "frames_published": want}
+    finally:
+        for p in workers.values():
+            if p.poll() is None:
+                p.kill()
+        broker.close()
+
+
+def _r(v):
+    return round(v, 2) if isinstance(v, float) else v
+
+
+def summarise(r: dict, n_beds: int, ref: dict) -> dict:
+    from edge_ecg.ward.reference import comparable
+
+    cpu_total = sum(v for v in r["cpu_s"].values() if np.isfinite(v))
+    signal_s = r["publisher"]["samples"] / 500.0
+    cores = cpu_total / r["wall_s"]
+    equal = sum([comparable(e) for e in r["stored"][b]] == ref[b] for b in ref)
+    dup = sum(len(r["stored"][b]) - len({e["ward"]["id"] for e in r["stored"][b]}) for b in ref)
+    stored = sum(len(v) for v in r["stored"].values())
+    want = sum(len(v) for v in ref.values())
+    return {"phase": r["phase"], "workers": r["workers"], "beds": n_beds,
+            "signal_s_per_bed": round(signal_s / n_beds, 1), "wall_s": round(r["wall_s"], 1),
+            "cpu_s": {k: round(v, 1) for k, v in r["cpu_s"].items()},
+            "cores_used": round(cores, 2),
+            "beds_per_core": round(n_beds * (signal_s / n_beds) / cpu_total, 1),
+            "latency_ms": r["station"]["latency_ms"],
+            "frames": {k: r["publisher"][k] for k in ("produced", "published", "dropped",
+                                                       "buffered", "duplicates", "retries")},
+            "frames_balanced": r["publisher"]["balanced"],
+            "events_stored": stored, "events_reference": want, "duplicated_events": dup,
+            "beds_equal_to_reference": f"{equal}/{len(ref)}",
+            "station_received": r["station"]["counters"]["events"],
+            "station_missing": r["station"]["missing"],
+            "station_duplicates": r["station"]["duplicates"], **r["fault"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--beds", type=int, default=24)
+    ap.add_argument("--seconds", type=float, default=40.0, help="signal per bed per phase")
+    ap.add_argument("--phases", default="scale,faults")
+    ap.add_argument("--tick", type=float, default=0.25)
+    ap.add_argument("--snapshot", type=float, default=5.0)
+    ap.add_argument("--lease-ttl", type=float, default=2.0)
+    ap.add_argument("--warmup", type=float, default=4.0)
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    args = ap.parse_args()
+    from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
+    from edge_ecg.ward.reference import reference_events
+
+    print(DISCLAIMER)
+    print(f"machine: {this_machine()}")
+    feeds, chunks, kinds = make_feeds(args.beds, args.seconds)
+    n_real = sum(v == "ptbxl" for v in kinds.values())
+    print(f"{args.beds} beds, 12 leads at 500 Hz: {n_real} real (PTB-XL), "
+          f"{args.beds - n_real} synthetic; {args.seconds:.0f} s of signal each per phase")
+    be = open_backend(str(DEFAULT_BUNDLE))
+    t = time.perf_counter()
+    ref = {b: reference_events(c, be) for b, c in chunks.items()}
+    print(f"single-process reference: {sum(map(len, ref.values()))} events in "
+          f"{time.perf_counter() - t:.1f} s")
+    want = sum(map(len, ref.values()))
+    phases = []
+    todo = args.phases.split(",")
+    if "scale" in todo:
+        for k in (1, 2):
+            phases.append(asyncio.run(run_phase(f"{k} worker", k, args, feeds, False, want)))
+    if "faults" in todo:
+        phases.append(asyncio.run(run_phase("faults", 2, args, feeds, True, want)))
+    rows = [summarise(r, args.beds, ref) for r in phases]
+    for s in rows:
+        print(json.dumps(s))
+    print("\n| phase | beds per core (all processes) | cores used | p50 / p99 sample-to-event "
+          "ms | frames produced = published + dropped + buffered | events stored / reference |"
+          " station received | equal beds | failover s (max) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for s in rows:
+        lat = s["latency_ms"] or {}
+        f = s["frames"]
+        print(f"| {s['phase']} | {s['beds_per_core']} | {s['cores_used']} | {lat.get('p50')} / "
+              f"{lat.get('p99')} | {f['produced']} = {f['published']} + {f['dropped']} + "
+              f"{f['buffered']} | {s['events_stored']} / {s['events_reference']} (dup "
+              f"{s['duplicated_events']}) | {s['station_received']} | {s['beds_equal_to_reference']} | "
+              f"{_r(s.get('failover_s_max'))} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    print(DISCLAIMER)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
