@@ -297,9 +297,9 @@ class Worker:
                 pass
             b.sub = None
         if not b.outbox:
-            data = await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._dump, b)
             try:
+                data = await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._dump, b)
                 await self.obs.put(key, data)
             except Exception as exc:
                 self._note(f"{key}: snapshot on release failed: {exc!r}")
@@ -432,8 +432,11 @@ class Worker:
                 b.ack_msg = last_msg[key]
             if b.samples - b.samples_at_snapshot >= self.opt.snapshot_s * getattr(
                     b.proc, "fs_in", 500.0):
-                b.pending_snapshot = self._dump(b)
                 b.samples_at_snapshot = b.samples
+                try:
+                    b.pending_snapshot = self._dump(b)
+                except StateError as exc:   # state the snapshot cannot hold: a takeover
+                    b.counters.last_error = f"no snapshot: {exc}"   # replays from the start
 
     async def _publish(self, beds: list[BedRun]) -> None:
         """Store each bed's pending events in order (beds side by side, a bed's events one
