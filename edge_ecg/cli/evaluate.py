@@ -7,6 +7,11 @@ Prints the field's standard metrics for each database in the data (edge_ecg.mode
 CinC 2017 challenge F1 per recording, age MAE / sex AUC and F1 / rhythm macro F1 per PTB-XL or
 LUDB record, RR MAE and AF-episode Se/+P on MIT-BIH, and every task's window metrics. With
 --json, stdout is one JSON object: {"windows": {task: {metric: value}}, "<database>": {...}}.
+
+A bundle with a `beat` task is also scored on every MIT-BIH record of the data as AAMI EC57
+does (`"beat_classes"`: gross Se and +P of V, S and F, the confusion matrix, a row per
+record): each record streamed through the runtime (its detector, windows and per-beat
+classes), a reference beat the runtime missed or left unclassified counting as missed.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ def _checkpoint_outputs(args, progress: bool):
     model = load_checkpoint(args.checkpoint)
     cfg = model.cfg
     ds = load_dataset(args.data, cfg.contract, cfg.task_set, seed=args.seed, progress=progress)
-    return cfg.task_set, predict(model, ds.inputs, args.batch_size), ds, cfg.contract.window_s
+    return (cfg.task_set, predict(model, ds.inputs, args.batch_size), ds, cfg.contract.window_s,
+            None)
 
 
 def _bundle_outputs(args, progress: bool):
@@ -68,21 +74,65 @@ def _bundle_outputs(args, progress: bool):
             res = backend.run({k: v[s:s + args.batch_size] for k, v in ds.inputs.items()})
             for task, name in output_of.items():
                 parts.setdefault(task, []).append(np.asarray(res[name]))
+        beat_scores = (_ec57(backend, ds, progress)
+                       if any(t.per_beat for t in tasks) else None)
     finally:
         backend.close()
-    return tasks, {k: np.concatenate(v) for k, v in parts.items()}, ds, contract.window_s
+    outputs = {k: np.concatenate(v) for k, v in parts.items()}
+    return tasks, outputs, ds, contract.window_s, beat_scores
+
+
+def _ec57(backend, ds, progress: bool) -> dict | None:
+    """AAMI EC57 scores of the bundle's beat classes on the data's MIT-BIH records (None when
+    it has none), each record streamed through the runtime."""
+    from pathlib import Path
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
+    from edge_ecg.data.records import beat_annotations, find_beat_extension
+    from edge_ecg.model.beat_metrics import pool_class_scores, score_beat_classes
+    from edge_ecg.runtime.record_beats import stream_beat_classes
+
+    recs = {rid: info for rid, info in ds.records.items()
+            if rid.startswith("mitdb-") and "path" in info}
+    if not recs:
+        return None
+    scores = []
+    for rid, info in tqdm(sorted(recs.items()), desc="EC57 (runtime)", unit="rec",
+                          disable=not progress):
+        path = info["path"]
+        name = Path(path).name
+        ann = beat_annotations(path)
+        n = int(round(info["seconds"] * info["fs_hz"]))
+        keep = ann.sample < n
+        ref_cls = aami_indices(np.asarray(ann.symbol)[keep], name,
+                               find_beat_extension(path) or "atr")
+        samples, classes, _ = stream_beat_classes(backend, path, seconds=info["seconds"])
+        det_cls = np.array([AAMI_CLASSES.index(c) if c in AAMI_CLASSES else -1
+                            for c in classes], dtype=np.int64)
+        scores.append(score_beat_classes(ann.sample[keep], ref_cls, samples, det_cls,
+                                         info["fs_hz"], record=name))
+    gross = pool_class_scores(scores)
+    return {"gross": gross.to_dict(), "records": [s.to_dict() for s in scores],
+            "scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match"}
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from edge_ecg.model.field_metrics import field_metrics
     from edge_ecg.model.metrics import format_metrics
 
     progress = not args.json
     if args.checkpoint:
-        tasks, outputs, ds, window_s = _checkpoint_outputs(args, progress)
+        tasks, outputs, ds, window_s, beat_scores = _checkpoint_outputs(args, progress)
     else:
-        tasks, outputs, ds, window_s = _bundle_outputs(args, progress)
+        tasks, outputs, ds, window_s, beat_scores = _bundle_outputs(args, progress)
     metrics = field_metrics(tasks, outputs, ds, window_s)
+    if beat_scores is not None:
+        metrics["beat_classes"] = beat_scores
     metrics["n_windows"] = len(ds)
     metrics["data"] = args.data
     if args.json:
@@ -92,8 +142,20 @@ def run(args: argparse.Namespace) -> int:
     src = args.checkpoint or args.bundle
     print(f"{src} on {args.data} ({len(ds)} windows):")
     print(format_metrics(metrics["windows"], {t.name: t.unit for t in tasks}))
+    if beat_scores is not None:
+        from edge_ecg.model.beat_metrics import BeatClassScore, confusion_table
+        g = beat_scores["gross"]
+        print("  beat classes, AAMI EC57 gross over "
+              f"{len(beat_scores['records'])} MIT-BIH record(s) (streamed through the runtime):")
+        print("  " + "  ".join(f"{c} Se {g[c.lower() + '_se']:.3f} +P {g[c.lower() + '_ppv']:.3f}"
+                               for c in ("V", "S", "F")))
+        score = BeatClassScore(record="gross", confusion=np.asarray(g["confusion"]),
+                               extra=np.asarray(list(g["extra"].values())),
+                               n_unlabelled=g["n_unlabelled"],
+                               n_unlabelled_detected=g["n_unlabelled_detected"])
+        print("\n".join("    " + ln for ln in confusion_table(score).splitlines()))
     for name, res in metrics.items():
-        if name in ("windows", "n_windows", "data") or not isinstance(res, dict):
+        if name in ("windows", "n_windows", "data", "beat_classes") or not isinstance(res, dict):
             continue
         fields = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                   for k, v in res.items() if k not in ("tasks", "confusion")]

@@ -240,6 +240,7 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
         records[rec.record_id] = {
             "fs_hz": rec.fs_hz, "seconds": rec.signal.shape[0] / rec.fs_hz,
             "subject": rec.subject,
+            **({"path": rec.meta["path"]} if "path" in rec.meta else {}),
             **({"af_episodes_s": [(a / rec.fs_hz, b / rec.fs_hz)
                                   for a, b in rec.meta["af_episodes"]]}
                if "af_episodes" in rec.meta else {})}

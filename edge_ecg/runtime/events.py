@@ -43,7 +43,8 @@ def _clean(v):
 
 @dataclass(frozen=True)
 class BeatEvent:
-    """A detected R peak on the source clock; `delay_ms` from the peak to its decision.
+    """A detected R peak on the source clock; `delay_ms` from the peak to its decision (its
+    detection; the event itself may come later, once delineated and classified).
 
     With delineation (`waves` given), the beat is emitted once delineated (`waves_delay_ms`
     after R, edge_ecg.signal.delineate.POST_S) and carries its PR, QRS and QT (ms, None where
@@ -53,10 +54,21 @@ class BeatEvent:
     time_s: float
     delay_ms: float
     waves: dict | None = None
+    # AAMI class (N, S, V, F, Q) and its probability, with a bundle that has a `beat` task
+    # (edge_ecg.runtime.beat_classes); None with the reason where the beat got no class
+    beat_class: str | None = None
+    beat_prob: float | None = None
+    beat_class_reason: str | None = None
 
     def to_json(self) -> dict:
         d = {"type": "beat", "index": int(self.index), "time_s": round(self.time_s, 4),
              "delay_ms": round(self.delay_ms, 1)}
+        if self.beat_class is not None or self.beat_class_reason is not None:
+            # with a beat task every beat has the three: a class and its probability, or None
+            # and the reason it has none
+            d["beat_class"] = self.beat_class
+            d["beat_class_prob"] = self.beat_prob
+            d["beat_class_reason"] = self.beat_class_reason
         if self.waves is not None:
             d.update(_clean({k: (round(v, 1) if isinstance(v, float) else v)
                              for k, v in self.waves.items()}))

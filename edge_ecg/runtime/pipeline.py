@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ecg.errors import SourceError
+from edge_ecg.runtime.beat_classes import BeatClasses, window_ectopy
 from edge_ecg.runtime.beat_tracker import BeatTracker, delineation_columns
 from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, StatusEvent, WithheldEvent
 from edge_ecg.runtime.predictor import Predictor, split_rows
@@ -88,6 +89,13 @@ class StageTimer:
         return {k: v.total for k, v in self._t.items()}
 
 
+def _burden_line(b: dict) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in b["counts"].items())
+    burden = ", ".join(f"{k} {v:.1%}" for k, v in b["burden"].items() if v is not None)
+    return (f"beat classes: {counts} ({b['unclassified']} unclassified); ectopy burden "
+            f"{burden or 'n/a'}")
+
+
 @dataclass
 class Summary:
     samples: int = 0
@@ -101,6 +109,9 @@ class Summary:
     degraded_predictions: int = 0
     degraded_kinds: dict = field(default_factory=dict)
     beats_in_gaps: int = 0      # beats the detector found on a gap's fill, dropped
+    # with a `beat` task: beats per AAMI class, the unclassified, ectopy burden (share of the
+    # classified beats per ectopic class); None without one
+    beat_classes: dict | None = None
     gaps: int = 0
     gap_samples: int = 0
     invalid_samples: int = 0
@@ -125,6 +136,7 @@ class Summary:
             f"beats {self.beats}, predictions {self.predictions} ({self.degraded_predictions} "
             f"on degraded windows {self.degraded_kinds or ''}".rstrip() + f"), withheld "
             f"{self.withheld} {self.withheld_reasons or ''}".rstrip(),
+            *([_burden_line(self.beat_classes)] if self.beat_classes else []),
             (f"gaps {self.gaps} ({self.gap_samples} samples), invalid samples "
              f"{self.invalid_samples}, dropped chunks {self.dropped_chunks}, "
              f"CRC errors {self.crc_errors}"),
@@ -180,6 +192,12 @@ class StreamProcessor:
                                    delineation_columns(self.lead_names))
         self._block_in = flat_block_len(self.fs_in, self.quality)   # lead-off context
         self.predictor = Predictor(self.backend, c, self.leads, smooth=self.smooth)
+        beat_task = next((t for t in self.backend.manifest.tasks if t["kind"] == "beat"), None)
+        # with a per-beat task, beat events wait for their class (beat_classes.py)
+        self.beat_classes = None if beat_task is None else BeatClasses(
+            beat_task.get("labels", []), c.beat_pre, c.beat_len - c.beat_pre, c.fs_hz,
+            c.max_beats, c.window_len)
+        self._beat_task = beat_task
         self._beats = np.zeros(0, dtype=np.int64)     # recent beats, model clock
         self._beat_delay: dict[int, float] = {}       # detection delay of beats not delineated
         self._waves: list = []                         # recent delineated beats, model clock
@@ -311,8 +329,12 @@ class StreamProcessor:
             iv = w.intervals()
             waves = {"pr_ms": iv["pr_ms"], "qrs_ms": iv["qrs_ms"], "qt_ms": iv["qt_ms"],
                      "rr_ms": iv["rr_ms"], "waves_delay_ms": w.delay_ms}
-            events.append(BeatEvent(index=si, time_s=self._time(si),
-                                    delay_ms=self._beat_delay.pop(w.r, w.delay_ms), waves=waves))
+            ev = BeatEvent(index=si, time_s=self._time(si),
+                           delay_ms=self._beat_delay.pop(w.r, w.delay_ms), waves=waves)
+            if self.beat_classes is None:
+                events.append(ev)
+            else:
+                events.extend(self.beat_classes.on_beat_event(w.r, ev))
             if w.valid:
                 self._waves.append(w)
         return events
@@ -323,7 +345,10 @@ class StreamProcessor:
         if not self._started:
             return []
         events = self._track(self.tracker.flush())
-        return events + self._windows(final=True)
+        events += self._windows(final=True)
+        if self.beat_classes is not None:
+            events += self.beat_classes.flush()
+        return events
 
     def end_gap(self, end_index: int, cause: str) -> list:
         """Samples up to source index `end_index` that never arrived after the last chunk
@@ -395,7 +420,12 @@ class StreamProcessor:
                                  self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
                 reasons = q.reasons
                 si, ss = self._src_index(end), self._src_index(start)
+                bc = self.beat_classes
+                claimed = bc.claim(beats + start, start, end) if bc is not None else []
                 if reasons:
+                    if claimed:
+                        events.extend(bc.assign(claimed, beats + start, start, end, None,
+                                                "window withheld: " + ", ".join(reasons)))
                     events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
                                                 reasons=reasons,
                                                 quality=q.describe(self.lead_names)))
@@ -415,13 +445,15 @@ class StreamProcessor:
                 # arrival, so any chunking gives the same figures
                 ivs[len(events)] = window_intervals(
                     [w for w in self._waves if start <= w.r < end and w.decided_at <= end])
-                kept.append((start, end, int(beats.size), len(events), q))
+                kept.append((start, end, beats, claimed, len(events), q))
                 events.append(None)   # placeholder, keeps event order by window
             self._beats = (b_all[np.searchsorted(b_all, keep_from):] if self._beats_sorted
                            else b_all[b_all >= keep_from])
             self._waves = [w for w in self._waves if w.r >= keep_from]
             if self._gap_beats:
                 self._gap_beats = {r for r in self._gap_beats if r >= keep_from}
+            if self.beat_classes is not None:
+                self.beat_classes.prune(keep_from)
         if kept:
             with self.timer.time("inference"):
                 out, dt = pred.run_pending()
@@ -430,7 +462,10 @@ class StreamProcessor:
                 rows = split_rows(out, n) if (pred.smooth > 1 or self.keep_outputs) else None
                 # unsmoothed (the default): every row described in one pass over the batch
                 described = pred.describe_batch(out, n) if pred.smooth == 1 else None
-                for j, (start, end, nb, pos, q) in enumerate(kept):
+                bc, bt = self.beat_classes, self._beat_task
+                beat_probs = out.get(bt["output"]) if bt is not None else None
+                for j, (start, end, beats, claimed, pos, q) in enumerate(kept):
+                    nb = int(beats.size)
                     contiguous = self._last_pred_end == end - self.hop
                     self._last_pred_end = end
                     if self.keep_outputs:
@@ -441,11 +476,19 @@ class StreamProcessor:
                         outputs, experts = described[j]
                     si = self._src_index(end)
                     iv = ivs[pos]
-                    events[pos] = PredictionEvent(index=si, time_s=self._time(si),
+                    done = []
+                    if bc is not None and beat_probs is not None:
+                        # the window's beats in time order, classified; and the due ones' events
+                        n_slots = bc.slots(beats + start, start, end).size
+                        outputs[bt["name"]] = {
+                            **window_ectopy(bc.labels_of(beat_probs[j], n_slots)),
+                            **({"trained_on": bt["trained_on"]} if bt.get("trained_on") else {})}
+                        done = bc.assign(claimed, beats + start, start, end, beat_probs[j])
+                    events[pos] = [*done, PredictionEvent(index=si, time_s=self._time(si),
                                                   start=self._src_index(start), outputs=outputs,
                                                   experts=experts,
                                                   latency_ms=dt * 1000.0 / len(kept), n_beats=nb,
-                                                  intervals=iv, quality=q.describe(self.lead_names))
+                                                  intervals=iv, quality=q.describe(self.lead_names))]
                     self.summary.predictions += 1
                     if q.degraded:
                         sm = self.summary
@@ -453,7 +496,13 @@ class StreamProcessor:
                         for kind, on in (("filled", q.filled), ("leads_masked", q.masked)):
                             if on:
                                 sm.degraded_kinds[kind] = sm.degraded_kinds.get(kind, 0) + 1
-        return [e for e in events if e is not None]
+        flat: list = []
+        for e in events:
+            if isinstance(e, list):
+                flat.extend(e)
+            elif e is not None:
+                flat.append(e)
+        return flat
 
     def close_summary(self) -> Summary:
         s = self.summary
@@ -464,6 +513,8 @@ class StreamProcessor:
                 rs["gap_samples"], rs["invalid_samples"], rs["late_samples"],
                 rs["overflow_samples"])
             s.gap_samples += self._end_gap_samples
+            if self.beat_classes is not None:
+                s.beat_classes = self.beat_classes.burden()
             lat = self.predictor.latency_s.values() * 1000.0
             if lat.size:
                 s.inference_ms_p50, s.inference_ms_p99 = (float(np.percentile(lat, 50)),

@@ -125,7 +125,9 @@ class _Describer:
     """`Predictor.describe`, with what depends only on the manifest worked out once.
 
     Per task: regression `{"value", "unit"}` rounded to 3 places; binary `{"label", "prob"}`
-    (label by p >= 0.5); multiclass `{"label", "prob", "probs"}` rounded to 4 places. Per
+    (label by p >= 0.5); multiclass `{"label", "prob", "probs"}` rounded to 4 places; a
+    per-beat task is left to the stream, which knows the window's beats
+    (`edge_ecg.runtime.beat_classes`). Per
     gated path: the names of the experts whose gate weight exceeds `EXPERT_WEIGHT_MIN` in
     some task. Values go through Python floats (`tolist`), the numbers `float()` gives.
     """
@@ -149,6 +151,8 @@ class _Describer:
         """Per row of a batched output dict: `(outputs, experts)`."""
         rows: list[tuple[dict, dict]] = [({}, {}) for _ in range(n)]
         for name, key, kind, unit, labels, keys in self.tasks:
+            if kind == "beat":          # per beat slot: the stream reads it with the beats
+                continue
             v = np.asarray(out[key]).reshape(n, -1)
             if kind == "regression":
                 for (outputs, _), x in zip(rows, v[:, 0].tolist()):

@@ -33,7 +33,8 @@ def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract())
     L, T, B, BL = contract.n_leads, contract.window_len, contract.max_beats, contract.beat_len
     P = len(contract.period_features)
     tasks = list(DEFAULT_TASKS)
-    n_cls = tasks[-1].n_outputs
+    n_cls = DEFAULT_TASKS["arrhythmia"].n_outputs
+    n_beat = DEFAULT_TASKS["beat"].n_outputs
     f = TensorProto.FLOAT
     inputs = [
         helper.make_tensor_value_info("x", f, ["N", L, T]),
@@ -43,6 +44,7 @@ def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract())
         helper.make_tensor_value_info("rr_ms", f, ["N", B]),
         helper.make_tensor_value_info("rr_mask", f, ["N", B]),
         helper.make_tensor_value_info("period", f, ["N", P]),
+        helper.make_tensor_value_info("beat_rr", f, ["N", B, 3]),
     ]
     assert [i.name for i in inputs] == list(INPUT_NAMES)
     inits = [
@@ -55,6 +57,12 @@ def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract())
         numpy_helper.from_array(rng.normal(size=(P, 1)).astype(np.float32), "w_k"),
         numpy_helper.from_array(rng.normal(size=(P, n_cls)).astype(np.float32), "w_cls"),
         numpy_helper.from_array(np.array([-1], np.int64), "flat"),
+        # beat: class V (index 2) where 0.8 x mean RR - pre-RR > 0 (a beat 20 % premature),
+        # else N; S, F and Q never
+        numpy_helper.from_array(np.array([[0, 0, -1, 0, 0], [0] * 5, [0, 0, 0.8, 0, 0]],
+                                         np.float32)[:, :n_beat] * 0.05, "w_beat"),
+        numpy_helper.from_array(np.array([0, -100, 0, -100, -100], np.float32)[:n_beat],
+                                "b_beat"),
     ]
     nodes = [
         # rr_interval: mean of rr_ms over rr_mask
@@ -78,6 +86,9 @@ def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract())
         # arrhythmia: softmax(period @ w_cls)
         helper.make_node("MatMul", ["period", "w_cls"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["arrhythmia"], axis=-1),
+        helper.make_node("MatMul", ["beat_rr", "w_beat"], ["zb"]),
+        helper.make_node("Add", ["zb", "b_beat"], ["zb1"]),
+        helper.make_node("Softmax", ["zb1"], ["beat"], axis=-1),
     ]
     outputs = [
         helper.make_tensor_value_info("rr_interval", f, ["N"]),
@@ -85,6 +96,7 @@ def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract())
         helper.make_tensor_value_info("sex", f, ["N"]),
         helper.make_tensor_value_info("potassium", f, ["N"]),
         helper.make_tensor_value_info("arrhythmia", f, ["N", n_cls]),
+        helper.make_tensor_value_info("beat", f, ["N", B, n_beat]),
     ]
     for path in PATHS:   # gates: relu(period @ W) reshaped (N, n_tasks, n_experts)
         w = rng.normal(size=(P, len(tasks) * N_EXPERTS)).astype(np.float32)

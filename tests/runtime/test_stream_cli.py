@@ -15,9 +15,10 @@ from edge_ecg.runtime.events import EVENT_TYPES
 from edge_ecg.runtime.quality import REASONS
 
 KEYS = {
-    # a beat is emitted once delineated, with its intervals (edge_ecg.signal.delineate)
+    # a beat is emitted once delineated, with its intervals (edge_ecg.signal.delineate), and
+    # classified (the fixture bundle has a beat task: edge_ecg.runtime.beat_classes)
     "beat": {"index", "time_s", "delay_ms", "pr_ms", "qrs_ms", "qt_ms", "rr_ms",
-             "waves_delay_ms"},
+             "waves_delay_ms", "beat_class", "beat_class_prob", "beat_class_reason"},
     "prediction": {"index", "time_s", "start", "outputs", "experts", "latency_ms", "n_beats",
                    "intervals", "quality"},
     "gap": {"index", "time_s", "length", "cause"},

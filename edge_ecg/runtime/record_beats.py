@@ -1,0 +1,92 @@
+"""A whole WFDB record through the on-device runtime, for scoring its beat classes.
+
+`edge-ecg evaluate` scores a bundle's beat classes the way a monitor would produce them: the
+record's ADC counts replayed as chunks into a `StreamProcessor` (the runtime's own detector,
+quality checks, windows and per-beat classes; edge_ecg.runtime.beat_classes), at full speed.
+A beat the runtime found but left unclassified keeps class -1; a reference beat it missed is
+scored as missed by the caller.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_ecg.runtime.pipeline import StreamProcessor
+from edge_ecg.runtime.replay import ReplaySource
+
+CHUNK_S = 0.5
+
+
+def stream_beat_classes(backend, path: str, seconds: float | None = None,
+                        chunk_s: float = CHUNK_S) -> tuple[np.ndarray, list[str | None], dict]:
+    """`(samples, classes, summary)` of the beats the runtime emits for the record at `path`
+    (source-clock sample indices from the record's start, the class label or None per beat,
+    the run's summary dict); the first `seconds` only when given."""
+    from edge_ecg.data.records import read_record
+
+    rec = read_record(path)
+    n = rec.adc.shape[0] if seconds is None else min(rec.adc.shape[0],
+                                                     int(round(seconds * rec.fs_hz)))
+    src = ReplaySource(rec.adc[:n], rec.gain, rec.baseline, rec.fs_hz, rec.leads, speed=None,
+                       chunk_s=chunk_s, name=f"record:{path}")
+    proc = StreamProcessor(backend)
+    events: list = []
+    src.open()
+    try:
+        while True:
+            try:
+                chunk = src.read()
+            except EOFError:
+                break
+            if chunk is not None:
+                events += proc.feed(chunk)
+        events += proc.finish()
+    finally:
+        src.close()
+    beats = [e for e in events if type(e).__name__ == "BeatEvent"]
+    samples = np.array([e.index for e in beats], dtype=np.int64)
+    return samples, [e.beat_class for e in beats], proc.close_summary().to_dict()
+
+
+def offline_beat_classes(signal: np.ndarray, fs_hz: float, leads, backend,
+                         hop_s: float | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """The same beat classes computed on a whole signal at once (`(T, L)` mV): the training
+    chain's windows (`make_windows`: resample, filter, detect on the whole record) every hop,
+    each beat classified by the window `BeatClasses` picks, as the stream does. For a clean
+    signal it equals the stream's classes in any chunking (tests/runtime/test_beat_classes.py).
+    Returns `(samples, classes)`: source-clock sample indices of the detected beats."""
+    from edge_ecg.data.windows import condition_signal, window_starts
+    from edge_ecg.runtime.beat_classes import BeatClasses
+    from edge_ecg.signal.contract import InputBatch, SignalContract
+    from edge_ecg.signal.qrs import detect_beats
+
+    c = SignalContract.from_dict(backend.manifest.signal)
+    task = next((t for t in backend.manifest.tasks if t["kind"] == "beat"), None)
+    if task is None:
+        raise ValueError("the bundle has no per-beat task")
+    leads = tuple(leads)
+    y = condition_signal(np.asarray(signal), fs_hz, c)
+    r = detect_beats(y, c.fs_hz)
+    starts = window_starts(y.shape[0], c, hop_s)
+    bc = BeatClasses(task.get("labels", []), c.beat_pre, c.beat_len - c.beat_pre, c.fs_hz,
+                     c.max_beats, c.window_len)
+    w = c.window_len
+    batch = InputBatch(c, capacity=16)
+    for i in range(0, len(starts), 16):
+        part = starts[i:i + 16]
+        batch.clear()
+        for s in part:
+            batch.add(y[s:s + w], leads, r[(r >= s) & (r < s + w)] - s)
+        probs = np.asarray(backend.run(batch.arrays())[task["output"]])
+        for j, s in enumerate(part.tolist()):
+            beats = r[(r >= s) & (r < s + w)]
+            bc.assign(bc.claim(beats, s, s + w), beats, s, s + w, probs[j])
+    samples = np.round(r * (fs_hz / c.fs_hz)).astype(np.int64)
+    classes = []
+    for b in r.tolist():
+        got = bc.take(b)
+        classes.append(None if got is None else got.get("label"))
+    return samples, classes
+
+
+__all__ = ["offline_beat_classes", "stream_beat_classes"]
