@@ -8,8 +8,10 @@ fibrillation -> sinus with PVCs). The patient is played by `firmware_bridge.emul
 VirtualMonitor` on a pseudo-terminal, read back over the real serial path (`SerialSource`:
 frames, CRC, sequence numbers), and streamed through the runtime with the bundled model. Each
 prediction prints one line beside the cardiologists' annotation of that window; the run ends
-with the summary and a report PNG (ECG strips with the detected and the annotated beats, the
-prediction timeline against the annotated rhythm).
+with the summary and a report PNG (ECG strips with the detected beats marked with the class the runtime gave each (V, S, F in
+colour above the trace) and the cardiologists' labels below it, the prediction timeline
+against the annotated rhythm). Each line counts the window's ectopic beats and, live, all so
+far.
 """
 
 from __future__ import annotations
@@ -157,11 +159,14 @@ class LiveDisplay:
         self.truth = truth
         self.out = out
         self.events: list = []
+        self.ectopic: dict[str, int] = {}        # live count of the beat classes so far
 
     def emit(self, ev) -> None:
         self.events.append(ev)
         d = ev.to_json()
         kind = d["type"]
+        if kind == "beat" and d.get("beat_class"):
+            self.ectopic[d["beat_class"]] = self.ectopic.get(d["beat_class"], 0) + 1
         if kind == "prediction":
             o = d["outputs"]
             parts = [f"t={d['time_s']:6.1f}s"]
@@ -178,6 +183,16 @@ class LiveDisplay:
             if "arrhythmia" in o:
                 a = o["arrhythmia"]
                 parts.append(f"{SHORT.get(a['label'], a['label']):>11} {a['prob']:.2f}")
+            if "beat" in o:
+                # ectopic beats: this window's, and counted live since the start
+                b = o["beat"]
+                win = "".join(f" {c}{n}" for c, n in sorted(b["counts"].items()) if c != "N")
+                flags = " ".join(f for f in ("bigeminy", "trigeminy") if b.get(f))
+                run = b["longest_run"]
+                runs = f" run V{run['V']}" if run.get("V", 0) >= 2 else ""
+                total = " ".join(f"{c}{self.ectopic.get(c, 0)}" for c in ("V", "S", "F"))
+                parts.append(f"ectopy[{(win.strip() or 'none')}{runs}{' ' + flags if flags else ''}"
+                             f"; total {total}]")
             if "potassium" in o:
                 k = o["potassium"]
                 # No real potassium labels exist here: this head learned from synthetic ECGs.
@@ -216,7 +231,9 @@ def write_report(path: str | Path, truth, events: list, labels: list[str], wire_
     import numpy as np
 
     fs = truth.fs_hz
-    beats = np.array([e.time_s for e in events if e.to_json()["type"] == "beat"])
+    beat_evs = [e.to_json() for e in events if e.to_json()["type"] == "beat"]
+    beats = np.array([e["time_s"] for e in beat_evs])
+    beat_cls = np.array([e.get("beat_class") or "" for e in beat_evs])
     preds = [e.to_json() for e in events if e.to_json()["type"] == "prediction"]
     held = [e.to_json() for e in events if e.to_json()["type"] == "withheld"]
     played = truth.seconds if seconds is None else min(seconds, truth.seconds)
@@ -234,17 +251,29 @@ def write_report(path: str | Path, truth, events: list, labels: list[str], wire_
         a, b = max(s0, mid - int(3 * fs)), min(s1, mid + int(3 * fs))
         t = np.arange(a, b) / fs
         ax.plot(t, truth.signal[a:b, ii], lw=0.8, color="k")
-        bt = beats[(beats >= a / fs) & (beats < b / fs)]
+        inside = (beats >= a / fs) & (beats < b / fs)
+        bt, bc = beats[inside], beat_cls[inside]
         bi = np.clip(np.round(bt * fs).astype(int), a, b - 1)
-        ax.plot(bt, truth.signal[bi, ii], "o", ms=5, mfc="none", color="tab:red",
-                label="detected beats (runtime)")
+        hi = float(truth.signal[a:b, ii].max())
+        # each detected beat marked with the class the runtime gave it (ectopic ones in colour)
+        for cls_name, style, colour in (("N", "o", "tab:grey"), ("V", "v", "tab:red"),
+                                        ("S", "^", "tab:orange"), ("F", "D", "tab:purple"),
+                                        ("Q", "s", "tab:brown"), ("", "o", "k")):
+            sel = bc == cls_name
+            if sel.any():
+                ax.plot(bt[sel], truth.signal[bi[sel], ii], style, ms=6, mfc="none",
+                        color=colour, label=f"runtime: {cls_name or 'unclassified'}")
+        for t_b, c_b in zip(bt, bc):
+            if c_b and c_b != "N":
+                ax.text(t_b, hi + 0.1, c_b, ha="center", va="bottom", fontsize=7,
+                        color="tab:red", fontweight="bold")
         if ref is not None:
             sel = (ref >= a) & (ref < b)
             lo = float(truth.signal[a:b, ii].min())
             for r, sym in zip(ref[sel], truth.symbols[sel]):
                 ax.text(r / fs, lo - 0.15, sym, ha="center", va="top", fontsize=7,
                         color="tab:blue" if sym == "N" else "tab:orange", fontweight="bold")
-            ax.set_ylim(lo - 0.6, None)
+            ax.set_ylim(lo - 0.6, hi + 0.5)
             ax.plot([], [], "s", color="tab:orange", label="cardiologists' beat labels "
                     "(N normal, V PVC, A PAC, F fusion)")
         ax.set_ylabel(f"{truth.leads[ii]} (mV)")
