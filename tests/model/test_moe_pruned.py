@@ -58,3 +58,29 @@ def test_expert_usage_is_mean_gate_mass(tiny_cfg):
             assert abs(sum(usage[p][t.name].values()) - want) < 1e-5
     g = torch.cat([m(*b)["gate_scout"] for b in batches]).mean(0)
     assert abs(usage["scout"]["age"]["patch"] - float(g[1, 0])) < 1e-6
+
+
+def test_beat_only_deployment_computes_only_the_morphology_experts_it_routes_to(tiny_cfg):
+    """A deployment naming only `beat` keeps the morphology experts its gate row uses and
+    computes no scout, rhythm expert or fusion: the routing keeps one (never run) expert on
+    the paths the beat task does not read, and the per-beat output equals the full model's."""
+    from export.routing import route_from_usage
+
+    torch.manual_seed(0)
+    m = ECGMoE(tiny_cfg).eval()
+    _route_to(m, "morphology", [1, 3])
+    inp = example_inputs(tiny_cfg, 2)
+    usage = m.expert_usage([inp])
+    per_task = {p: {t: torch.tensor(list(row.values())).numpy() for t, row in rows.items()}
+                for p, rows in usage.items()}
+    r = route_from_usage(per_task, ["beat"], 0.99)
+    assert r.keep["morphology"] == (1, 3)
+    assert r.keep["scout"] == (0,) and r.keep["rhythm"] == (0,)
+    small = m.pruned({p: list(k) for p, k in r.keep.items()}, ["beat"]).eval()
+
+    def refuse(*a, **k):
+        raise AssertionError("a beat-only model must not run this expert")
+    for mod in [*small.scouts, *small.rhythm]:
+        mod.forward = refuse
+    torch.testing.assert_close(small(*inp)["beat"], m(*inp)["beat"])
+    assert count_flops(small) < 0.5 * count_flops(m)

@@ -146,3 +146,30 @@ def test_withheld_window_leaves_its_beats_unclassified_with_the_reason(fixture_b
     assert any(isinstance(e, WithheldEvent) for e in events)
     assert not any(isinstance(e, PredictionEvent) for e in events)
     assert summary.beat_classes["classified"] == 0
+
+
+def test_evaluate_reports_ec57_for_a_bundle_with_beat_classes(fixture_bundle, shared_data,
+                                                               capsys):
+    """`evaluate --bundle --data mitdb:... --json`: gross and per-record EC57 fields, the
+    confusion matrix with its `missed` column, for the beats the runtime found."""
+    import json
+
+    from edge_ecg.cli import main
+
+    spec = f"mitdb:{shared_data / 'mitdb' / '119'},{shared_data / 'mitdb' / '208'}?seconds=60"
+    assert main(["evaluate", "--bundle", str(fixture_bundle), "--data", spec, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    bc = out["beat_classes"]
+    assert [r["record"] for r in bc["records"]] == ["119", "208"]
+    g = bc["gross"]
+    assert g["confusion_columns"] == ["N", "S", "V", "F", "Q", "missed"]
+    conf = np.asarray(g["confusion"])
+    assert conf.shape == (5, 6)
+    # 119 and 208 hold N and V beats (208 fusion too) in their first minute
+    assert g["n_n"] > 100 and g["n_v"] > 10
+    assert g["n_ref"] == conf.sum() == sum(np.asarray(r["confusion"]).sum()
+                                            for r in bc["records"])
+    for key in ("v_se", "v_ppv", "s_se", "s_ppv", "f_se", "f_ppv"):
+        assert key in g
+    # the fixture calls early beats V: most PVCs are early, so V Se is well above chance
+    assert g["v_se"] > 0.5
