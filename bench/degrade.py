@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge_ecg.runtime.backends import open_backend
-from edge_ecg.runtime.pipeline import StreamProcessor
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from firmware_bridge.emulator import VirtualMonitor
 from firmware_bridge.faults import FaultSpec
 from firmware_bridge.serial_source import SerialSource

@@ -319,7 +319,8 @@ def _measure(backend, source, profile: Profile, spec: str, progress: bool, total
     from tqdm import tqdm
 
     from edge_ecg.runtime.events import JsonlSink, PredictionEvent, WithheldEvent
-    from edge_ecg.runtime.pipeline import StageTimer, StreamProcessor
+    from edge_ecg.runtime.stage_timer import StageTimer
+    from edge_ecg.runtime.stream_processor import StreamProcessor
 
     class ChunkTimer(StageTimer):
         """The runtime's timer, also summing the stage times of the current chunk."""
@@ -376,7 +377,7 @@ def _measure(backend, source, profile: Profile, spec: str, progress: bool, total
                 for e in preds:
                     per_hop.append(t3 - t0)
                     # signal time between the window's end and the chunk that released it:
-                    # the detector's settle wait (edge_ecg.runtime.pipeline.SETTLE_MARGIN_S)
+                    # the detector's settle wait (edge_ecg.runtime.settling.SETTLE_MARGIN_S)
                     settle_ms.append((chunk.end - e.index) * 1000.0 / chunk.fs_hz)
             n_pred += len(preds)
             bar.update(chunk.n_samples / chunk.fs_hz)

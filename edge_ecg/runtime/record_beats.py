@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_ecg.runtime.pipeline import StreamProcessor
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.runtime.replay import ReplaySource
 
 CHUNK_S = 0.5

@@ -46,7 +46,7 @@ def source_chunks(spec: str, frame_s: float = 0.1, max_seconds: float | None = N
 def reference_events(chunks: list, backend, hop_s: float | None = None) -> list[dict]:
     """Events of one `StreamProcessor` fed `chunks` one by one (no `finish`: a live stream
     has no end), as comparable dicts."""
-    from edge_ecg.runtime.pipeline import StreamProcessor
+    from edge_ecg.runtime.stream_processor import StreamProcessor
     from edge_ecg.ward.batching import InvariantBackend
 
     be = backend if isinstance(backend, InvariantBackend) else InvariantBackend(backend)

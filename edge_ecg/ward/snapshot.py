@@ -34,8 +34,8 @@ _DTYPE_KINDS = "biuf"
 # Not state: scratch and statistics that never change an event, rebuilt fresh on load
 # (the reusable input batch's rows are rewritten before use; timers only time).
 _FRESH = {
-    ("edge_ecg.runtime.pipeline", "StreamProcessor", "timer"):
-        lambda o: _cls("edge_ecg.runtime.pipeline", "StageTimer")(),
+    ("edge_ecg.runtime.stream_processor", "StreamProcessor", "timer"):
+        lambda o: _cls("edge_ecg.runtime.stage_timer", "StageTimer")(),
     ("edge_ecg.runtime.predictor", "Predictor", "latency_s"):
         lambda o: _cls("edge_ecg.runtime.recent", "RecentValues")(),
     ("edge_ecg.runtime.predictor", "Predictor", "_batch"):

@@ -230,7 +230,7 @@ class Worker:
     async def _start_bed(self, key: str, rev: int) -> None:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        from edge_ecg.runtime.pipeline import StreamProcessor
+        from edge_ecg.runtime.stream_processor import StreamProcessor
 
         unit, bed = key.split(".", 1)
         loop = asyncio.get_running_loop()

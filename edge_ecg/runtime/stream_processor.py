@@ -1,0 +1,370 @@
+"""`StreamProcessor`: chunks in, events out, the runtime's synchronous core (no threads, no
+I/O): ring buffer -> beat tracker -> quality -> predictor. Tests drive it directly; `Pipeline`
+(edge_ecg.runtime.pipeline) runs it live, the ward (edge_ecg.ward) one per bed.
+
+Clocks: the source's absolute sample index is the clock of every event. Inside, the model clock
+counts samples at the bundle's rate from the first sample of the stream; windows start at
+multiples of the hop on it, as `make_windows` cuts them from a record.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from edge_ecg.errors import SourceError
+from edge_ecg.runtime.adc_rails import AdcRails
+from edge_ecg.runtime.beat_classes import BeatClasses, window_ectopy
+from edge_ecg.runtime.beat_tracker import BeatTracker, delineation_columns
+from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, WithheldEvent
+from edge_ecg.runtime.predictor import Predictor, split_rows
+from edge_ecg.runtime.quality import QualityConfig, flat_block_len, judge_window, noise_ratio
+from edge_ecg.runtime.ring_buffer import FLAG_BREAK, FLAG_GAP, RingBuffer
+from edge_ecg.runtime.settling import SETTLE_MAX_S, beats_settled, tail_decided
+from edge_ecg.runtime.stage_timer import StageTimer
+from edge_ecg.runtime.summary import Summary
+from edge_ecg.signal.chunk import Chunk
+from edge_ecg.signal.contract import SignalContract
+from edge_ecg.signal.intervals import window_intervals
+from edge_ecg.signal.leads import canonical_lead
+
+HISTORY_S = 8.0          # ring buffers hold the window plus this much
+# A beat whose R lies in a gap farther than this from any measured sample has no measured QRS
+# at all (half the 120-ms upper limit of a normal QRS): the detector found it on the fill, and
+# it is dropped (counted in `Summary.beats_in_gaps`), never reported or given to the model.
+BEAT_GAP_S = 0.06
+
+
+class StreamProcessor:
+    """Chunks in, events out: the runtime's synchronous core (no threads, no I/O)."""
+
+    def __init__(self, backend, hop_s: float | None = None, quality: QualityConfig | None = None,
+                 smooth: int = 1, timer: StageTimer | None = None, keep_outputs: bool = False,
+                 rails_mv: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        self.backend = backend
+        self.contract = SignalContract.from_dict(backend.manifest.signal)
+        c = self.contract
+        self.hop = int(round((hop_s or c.hop_s) * c.fs_hz))
+        if self.hop <= 0:
+            raise SourceError(f"hop must be positive, got {hop_s}")
+        self.quality = quality or QualityConfig()
+        self.smooth = smooth
+        self.timer = timer or StageTimer()
+        self.keep_outputs = keep_outputs
+        self.rails_mv = rails_mv             # given: fixed; None: guessed from the counts
+        self._adc_rails = AdcRails() if rails_mv is None else None
+        self.outputs: list[tuple[int, dict[str, np.ndarray]]] = []   # (model start, raw row)
+        # every beat, model clock (tests, reports): kept only with keep_outputs, as outputs
+        self.beats_model: list[int] = []
+        self._started = False
+        self.summary = Summary()
+        self._last_pred_end: int | None = None
+        self._end_gap_samples = 0
+
+    # --- setup on the first chunk --------------------------------------------------------
+    def _start(self, chunk: Chunk) -> None:
+        c = self.contract
+        self.fs_in = float(chunk.fs_hz)
+        self.leads = tuple(chunk.leads)
+        # the standard names (MLII -> II) in what predictions report: a recording replays
+        # with the names its writer normalised, and a consumer matches one vocabulary
+        self.lead_names = tuple(canonical_lead(n) or n for n in self.leads)
+        self.origin = int(chunk.index)
+        n_in = int(np.ceil((c.window_s + HISTORY_S) * self.fs_in)) + 4 * chunk.n_samples
+        n_m = int(np.ceil((c.window_s + HISTORY_S) * c.fs_hz)) + 4 * int(
+            np.ceil(chunk.n_samples * c.fs_hz / self.fs_in))
+        self.raw = RingBuffer(n_in, len(self.leads), start_index=0, fill="linear")
+        self.filt = RingBuffer(n_m, len(self.leads), start_index=0)
+        self.power = RingBuffer(n_m, 2, start_index=0)
+        self.tracker = BeatTracker(c, self.fs_in, len(self.leads),
+                                   delineation_columns(self.lead_names))
+        self._block_in = flat_block_len(self.fs_in, self.quality)   # lead-off context
+        self.predictor = Predictor(self.backend, c, self.leads, smooth=self.smooth)
+        beat_task = next((t for t in self.backend.manifest.tasks if t["kind"] == "beat"), None)
+        # with a per-beat task, beat events wait for their class (beat_classes.py)
+        self.beat_classes = None if beat_task is None else BeatClasses(
+            beat_task.get("labels", []), c.beat_pre, c.beat_len - c.beat_pre, c.fs_hz,
+            c.max_beats, c.window_len)
+        self._beat_task = beat_task
+        self._beats = np.zeros(0, dtype=np.int64)     # recent beats, model clock
+        self._beat_delay: dict[int, float] = {}       # detection delay of beats not delineated
+        self._waves: list = []                         # recent delineated beats, model clock
+        self._beats_sorted = True
+        self._gap_beats: set[int] = set()             # beats dropped as found on a gap's fill
+        self._gap_reach = max(int(math.ceil(BEAT_GAP_S * self.fs_in)), 1)
+        self.next_end = c.window_len                   # end of the next window, model clock
+        self._started = True
+
+    # --- clocks --------------------------------------------------------------------------
+    def to_source(self, m: float) -> float:
+        """Source-clock position (relative to the stream origin) of model-clock sample `m`."""
+        return m * self.fs_in / self.contract.fs_hz
+
+    def _src_index(self, m: float) -> int:
+        return self.origin + int(round(self.to_source(m)))
+
+    def _time(self, index: int) -> float:
+        return index / self.fs_in
+
+    # --- processing ----------------------------------------------------------------------
+    def feed(self, chunk: Chunk, dropped_before: bool = False) -> list:
+        """Process one chunk; returns the events it produced, in order."""
+        if not self._started:
+            self._start(chunk)
+        if tuple(chunk.leads) != self.leads or float(chunk.fs_hz) != self.fs_in:
+            raise SourceError(f"the source changed leads or rate mid-stream ({chunk.leads}, "
+                              f"{chunk.fs_hz} Hz after {self.leads}, {self.fs_in} Hz)")
+        events: list = []
+        t = self.timer
+        with t.time("buffer"):
+            if self._adc_rails is not None:
+                self.rails_mv = self._adc_rails.update(chunk)
+            x = chunk.to_mv()
+            late0 = self.raw.late_samples
+            gap_start, gap_len = self.raw.write(chunk.index - self.origin, x,
+                                                gap_flags=FLAG_BREAK if chunk.discontinuity else 0)
+            if gap_len:
+                idx = self.origin + gap_start
+                events.append(GapEvent(index=idx, time_s=self._time(idx), length=gap_len,
+                                       cause="dropped" if dropped_before else (
+                                           "reset" if chunk.discontinuity else "sequence")))
+                self.summary.gaps += 1
+            _, xn, _ = self.raw.read_new()
+            self.summary.samples += chunk.n_samples - (self.raw.late_samples - late0)
+        with t.time("beats"):
+            events.extend(self._track(self.tracker.push(xn)))
+        events.extend(self._windows(final=False))
+        return events
+
+    def _in_gap(self, r: int) -> bool:
+        """Whether model-clock beat `r` lies in a gap, farther than `BEAT_GAP_S` from any
+        measured sample. A gap is written whole with the chunk after it, so once R's own
+        sample is held the gap's extent is known: any chunking decides the same."""
+        s = int(round(self.to_source(r)))
+        if not (self.raw.start <= s < self.raw.end):
+            return False
+        k = self._gap_reach
+        lo, hi = max(s - k, self.raw.start), min(s + k + 1, self.raw.end)
+        _, flags = self.raw.view(lo, hi)
+        if not flags[s - lo] & FLAG_GAP:
+            return False
+        # every sample within k of R filled, and the reach not cut by the buffer's edges
+        return lo == s - k and hi == s + k + 1 and bool(np.all(flags & FLAG_GAP))
+
+    def _track(self, out) -> list:
+        """Store the tracker's filtered samples and powers; beat events for its beats."""
+        events = []
+        self.filt.write(out.start, out.y)
+        self.power.write(out.start, np.stack([out.hf_power, out.band_power], axis=1))
+        if out.beats and self.raw.gap_samples:
+            kept = []
+            for b in out.beats:
+                if self._in_gap(b.index):
+                    self._gap_beats.add(b.index)
+                    self.summary.beats_in_gaps += 1
+                else:
+                    kept.append(b)
+            out = replace(out, beats=kept)
+        if out.beats:
+            idx = np.array([b.index for b in out.beats], dtype=np.int64)
+            # the detector decides beats in increasing index order (edge_ecg.signal.qrs);
+            # checked, as windows look their beats up by bisection
+            if self._beats_sorted and (np.any(np.diff(idx) <= 0) or (
+                    self._beats.size and idx[0] <= self._beats[-1])):
+                self._beats_sorted = False
+            self._beats = np.concatenate([self._beats, idx])
+            if self.keep_outputs:
+                self.beats_model.extend(idx.tolist())
+            for b in out.beats:
+                self._beat_delay[b.index] = b.delay_ms
+            self.summary.beats += len(out.beats)
+        # a beat's event goes out once it is delineated (POST_S after R), with its intervals
+        for w in out.waves:
+            if self._gap_beats and w.r in self._gap_beats:
+                self._gap_beats.discard(w.r)
+                continue
+            si = self._src_index(w.r)
+            iv = w.intervals()
+            waves = {"pr_ms": iv["pr_ms"], "qrs_ms": iv["qrs_ms"], "qt_ms": iv["qt_ms"],
+                     "rr_ms": iv["rr_ms"], "waves_delay_ms": w.delay_ms}
+            ev = BeatEvent(index=si, time_s=self._time(si),
+                           delay_ms=self._beat_delay.pop(w.r, w.delay_ms), waves=waves)
+            if self.beat_classes is None:
+                events.append(ev)
+            else:
+                events.extend(self.beat_classes.on_beat_event(w.r, ev))
+            if w.valid:
+                self._waves.append(w)
+        return events
+
+    def finish(self) -> list:
+        """End of stream: flush the resampler (edge-padded, as offline), then every window
+        that can still be cut, with the beats decided so far."""
+        if not self._started:
+            return []
+        events = self._track(self.tracker.flush())
+        events += self._windows(final=True)
+        if self.beat_classes is not None:
+            events += self.beat_classes.flush()
+        return events
+
+    def end_gap(self, end_index: int, cause: str) -> list:
+        """Samples up to source index `end_index` that never arrived after the last chunk
+        fed (dropped at the end of a run): reported as one gap event and in `gap_samples`."""
+        if not self._started:
+            return []
+        start = self.origin + self.raw.end
+        n = int(end_index) - start
+        if n <= 0:
+            return []
+        self.summary.gaps += 1
+        self._end_gap_samples += n
+        return [GapEvent(index=start, time_s=self._time(start), length=n, cause=cause)]
+
+    def _decided(self, end: int) -> bool:
+        """Whether the window ending at model-clock sample `end` is final: its beats settled
+        and every lead's state at its end known (edge_ecg.runtime.settling)."""
+        return (beats_settled(self._beats, self.tracker.detector_index, end, self.contract.fs_hz)
+                and tail_decided(self.raw, math.ceil(self.to_source(end)), self._block_in,
+                                 self.quality.flat_mv))
+
+    def _windows(self, final: bool) -> list:
+        c = self.contract
+        ready = []
+        while self.next_end <= self.tracker.produced and (
+                final or self._decided(self.next_end)):
+            ready.append(self.next_end)
+            self.next_end += self.hop
+        if not ready:
+            return []
+        events: list = []
+        kept = []
+        ivs: dict[int, dict] = {}
+        pred = self.predictor
+        pred.clear_pending()      # rows left by a call that raised half-way are not this batch's
+        with self.timer.time("features"):
+            keep_from = ready[-1] - c.window_len - int(SETTLE_MAX_S * c.fs_hz)
+            b_all = self._beats
+            if self._beats_sorted:
+                lo_hi = np.searchsorted(b_all, [(e - c.window_len, e) for e in ready]).tolist()
+            for i, end in enumerate(ready):
+                start = end - c.window_len
+                if self._beats_sorted:
+                    beats = b_all[lo_hi[i][0]:lo_hi[i][1]] - start
+                else:
+                    beats = b_all[(b_all >= start) & (b_all < end)] - start
+                s0 = math.floor(self.to_source(start))
+                s1 = min(math.ceil(self.to_source(end)), self.raw.end)
+                b = self._block_in
+                c0, c1 = max(s0 - b, self.raw.start), min(s1 + b, self.raw.end)
+                # views, no copies: nothing is written to the buffers until this call returns
+                ctx, ctx_flags = self.raw.view(c0, c1)          # the window and around it
+                raw, flags = ctx[s0 - c0:s1 - c0], ctx_flags[s0 - c0:s1 - c0]
+                pw, _ = self.power.view(start, end)
+                q = judge_window(raw, flags, self.fs_in, int(beats.size),
+                                 noise_ratio(pw[:, 0], pw[:, 1]), self.quality,
+                                 self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
+                reasons = q.reasons
+                si, ss = self._src_index(end), self._src_index(start)
+                bc = self.beat_classes
+                claimed = bc.claim(beats + start, start, end) if bc is not None else []
+                if reasons:
+                    if claimed:
+                        events.extend(bc.assign(claimed, beats + start, start, end, None,
+                                                "window withheld: " + ", ".join(reasons)))
+                    events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
+                                                reasons=reasons,
+                                                quality=q.describe(self.lead_names)))
+                    self.summary.withheld += 1
+                    for r in reasons:
+                        self.summary.withheld_reasons[r] = self.summary.withheld_reasons.get(r, 0) + 1
+                    self._last_pred_end = None
+                    continue
+                y, _ = self.filt.view(start, end)
+                if q.masked:             # leads off: the model's lead_mask drops them
+                    pred.add_leads(y[:, q.used], beats, tuple(
+                        ld for ld, u in zip(self.leads, q.used.tolist()) if u))
+                else:
+                    pred.add(y, beats)                         # straight into the batch
+                # window medians over its beats delineated by the window's end (those in its
+                # last POST_S are not yet: n_delineated says how many); by decided_at, not
+                # arrival, so any chunking gives the same figures
+                ivs[len(events)] = window_intervals(
+                    [w for w in self._waves if start <= w.r < end and w.decided_at <= end])
+                kept.append((start, end, beats, claimed, len(events), q))
+                events.append(None)   # placeholder, keeps event order by window
+            self._beats = (b_all[np.searchsorted(b_all, keep_from):] if self._beats_sorted
+                           else b_all[b_all >= keep_from])
+            self._waves = [w for w in self._waves if w.r >= keep_from]
+            if self._gap_beats:
+                self._gap_beats = {r for r in self._gap_beats if r >= keep_from}
+            if self.beat_classes is not None:
+                self.beat_classes.prune(keep_from)
+        if kept:
+            with self.timer.time("inference"):
+                out, dt = pred.run_pending()
+            with self.timer.time("output"):
+                n = len(kept)
+                rows = split_rows(out, n) if (pred.smooth > 1 or self.keep_outputs) else None
+                # unsmoothed (the default): every row described in one pass over the batch
+                described = pred.describe_batch(out, n) if pred.smooth == 1 else None
+                bc, bt = self.beat_classes, self._beat_task
+                beat_probs = out.get(bt["output"]) if bt is not None else None
+                for j, (start, end, beats, claimed, pos, q) in enumerate(kept):
+                    nb = int(beats.size)
+                    contiguous = self._last_pred_end == end - self.hop
+                    self._last_pred_end = end
+                    if self.keep_outputs:
+                        self.outputs.append((start, rows[j]))
+                    if described is None:
+                        outputs, experts = pred.describe(pred.smoothed(rows[j], end, contiguous))
+                    else:
+                        outputs, experts = described[j]
+                    si = self._src_index(end)
+                    iv = ivs[pos]
+                    done = []
+                    if bc is not None and beat_probs is not None:
+                        # the window's beats in time order, classified; and the due ones' events
+                        n_slots = bc.slots(beats + start, start, end).size
+                        outputs[bt["name"]] = {
+                            **window_ectopy(bc.labels_of(beat_probs[j], n_slots)),
+                            **({"trained_on": bt["trained_on"]} if bt.get("trained_on") else {})}
+                        done = bc.assign(claimed, beats + start, start, end, beat_probs[j])
+                    events[pos] = [*done, PredictionEvent(index=si, time_s=self._time(si),
+                                                  start=self._src_index(start), outputs=outputs,
+                                                  experts=experts,
+                                                  latency_ms=dt * 1000.0 / len(kept), n_beats=nb,
+                                                  intervals=iv, quality=q.describe(self.lead_names))]
+                    self.summary.predictions += 1
+                    if q.degraded:
+                        sm = self.summary
+                        sm.degraded_predictions += 1
+                        for kind, on in (("filled", q.filled), ("leads_masked", q.masked)):
+                            if on:
+                                sm.degraded_kinds[kind] = sm.degraded_kinds.get(kind, 0) + 1
+        flat: list = []
+        for e in events:
+            if isinstance(e, list):
+                flat.extend(e)
+            elif e is not None:
+                flat.append(e)
+        return flat
+
+    def close_summary(self) -> Summary:
+        s = self.summary
+        if self._started:
+            s.seconds = s.samples / self.fs_in
+            rs = self.raw.stats()
+            s.gap_samples, s.invalid_samples, s.late_samples, s.overflow_samples = (
+                rs["gap_samples"], rs["invalid_samples"], rs["late_samples"],
+                rs["overflow_samples"])
+            s.gap_samples += self._end_gap_samples
+            if self.beat_classes is not None:
+                s.beat_classes = self.beat_classes.burden()
+            lat = self.predictor.latency_s.values() * 1000.0
+            if lat.size:
+                s.inference_ms_p50, s.inference_ms_p99 = (float(np.percentile(lat, 50)),
+                                                          float(np.percentile(lat, 99)))
+        return s
