@@ -76,14 +76,14 @@ def child(kind: str, path: str, window: str, repeats: int, warmup: int) -> None:
             with torch.no_grad():
                 model(*args)
     elif kind == "onnx":
-        from export.parity import onnx_session
+        from edge_ecg.runtime.sessions import onnx_session
 
         sess = onnx_session(path, threads=1)
 
         def call():
             sess.run(None, data)
     elif kind == "openvino":
-        from export.parity import openvino_compiled
+        from edge_ecg.runtime.sessions import openvino_compiled
 
         req = openvino_compiled(path, threads=1, precision="f32", batch=1).create_infer_request()
 

@@ -2,6 +2,8 @@
 
 Every runner takes inputs in `stack_inputs` form (name -> batched float32 array) and returns
 name -> array in graph output order, so the export stage compares engines output by output.
+Sessions are opened and outputs named by `edge_ecg.runtime.sessions`, the runtime's own code,
+so parity is measured on what the device runs; torch batches through the model's `predict`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_ecg.data.tasks import TaskSet
+from edge_ecg.runtime.sessions import (
+    onnx_output_names,
+    onnx_session,
+    openvino_compiled,
+    openvino_output_names,
+)
 from edge_ecg.signal.contract import INPUT_NAMES
 
 
@@ -35,69 +43,24 @@ def _progress(it, total: int, desc: str, progress: bool):
 
 def run_torch(model, inputs: dict[str, np.ndarray], batch_size: int = 16,
               progress: bool = True, desc: str = "torch") -> dict[str, np.ndarray]:
-    """The torch model's outputs (eval mode, no grad), batched."""
-    import torch
+    """The torch model's outputs (left in eval mode, no grad), batched by the model's own
+    `edge_ecg.model.evaluation.predict`."""
+    from edge_ecg.model.evaluation import predict
 
     model.eval()
-    parts = []
-    total = -(-n_windows(inputs) // batch_size)
-    with torch.no_grad():
-        for b in _progress(batches(inputs, batch_size), total, desc, progress):
-            out = model(*(torch.from_numpy(b[k]) for k in INPUT_NAMES))
-            parts.append({k: v.detach().cpu().numpy() for k, v in out.items()})
-    return _concat(parts)
-
-
-def onnx_session(path: str | Path, threads: int = 1):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return predict(model, inputs, batch_size, progress=progress, desc=desc)
 
 
 def run_onnx(path: str | Path, inputs: dict[str, np.ndarray], threads: int = 1,
              batch_size: int = 16, progress: bool = False) -> dict[str, np.ndarray]:
     """onnxruntime (CPU) outputs of the ONNX file at `path`."""
     sess = onnx_session(path, threads)
-    names = [o.name for o in sess.get_outputs()]
+    names = onnx_output_names(sess)
     parts = []
     total = -(-n_windows(inputs) // batch_size)
     for b in _progress(batches(inputs, batch_size), total, f"onnxruntime {Path(path).name}", progress):
         parts.append(dict(zip(names, sess.run(names, b))))
     return _concat(parts)
-
-
-def openvino_compiled(xml: str | Path, threads: int = 1, precision: str = "f32",
-                      batch: int | None = None):
-    """An OpenVINO CPU model; `precision="f32"` keeps CPUs with bf16 from running in bf16.
-
-    `batch` fixes the batch axis (measured on the tiny preset: batch-1 static 3.2 ms vs 9.3 ms
-    with the dynamic axis; a streaming device runs batch 1).
-    """
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(str(xml))
-    if batch is not None:
-        model.reshape({p.get_any_name(): [batch, *list(p.get_partial_shape())[1:]]
-                       for p in model.inputs})
-    return core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                             "INFERENCE_PRECISION_HINT": precision})
-
-
-def openvino_output_names(compiled, expected: list[str] | None = None) -> list[str]:
-    """One name per output: the ONNX output name where OpenVINO kept it among the tensor names.
-
-    OpenVINO may present another of a tensor's names first (`get_any_name`), so match by set.
-    """
-    out = []
-    for port in compiled.outputs:
-        names = port.get_names()
-        hit = [n for n in (expected or []) if n in names]
-        out.append(hit[0] if hit else port.get_any_name())
-    return out
 
 
 def run_openvino(xml: str | Path, inputs: dict[str, np.ndarray], threads: int = 1,

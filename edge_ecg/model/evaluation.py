@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from edge_ecg.model.metrics import task_metrics
 from edge_ecg.signal.contract import INPUT_NAMES
@@ -20,14 +21,18 @@ def batches(inputs: dict[str, np.ndarray], batch_size: int, idx: np.ndarray | No
 
 
 @torch.no_grad()
-def predict(model, inputs: dict[str, np.ndarray], batch_size: int = 64) -> dict[str, np.ndarray]:
-    """All graph outputs as numpy arrays over the whole input set (eval mode)."""
+def predict(model, inputs: dict[str, np.ndarray], batch_size: int = 64, progress: bool = False,
+            desc: str = "torch") -> dict[str, np.ndarray]:
+    """All graph outputs as numpy arrays over the whole input set (eval mode; the model's
+    mode is restored after). The one place torch inference is batched (export.parity too)."""
     was = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
-    for batch in batches(inputs, batch_size):
+    n = len(next(iter(inputs.values())))
+    for batch in tqdm(batches(inputs, batch_size), total=-(-n // batch_size), desc=desc,
+                      unit="batch", leave=False, disable=not progress):
         for k, v in model(*batch).items():
-            parts.setdefault(k, []).append(v.numpy())
+            parts.setdefault(k, []).append(v.detach().cpu().numpy())
     model.train(was)
     return {k: np.concatenate(v) for k, v in parts.items()}
 

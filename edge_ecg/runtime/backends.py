@@ -1,8 +1,9 @@
 """Inference backends for exported bundles: onnxruntime and OpenVINO, one small interface.
 
 `open_backend(bundle_dir, variant, threads)` verifies the bundle (sha256 of every file, via
-`edge_ecg.runtime.bundle.load_bundle`) before anything of it is loaded, then compiles the variant's
-model file. OpenVINO's precision hint comes from the variant (`f32` for fp32 variants: OpenVINO
+`edge_ecg.runtime.bundle.load_bundle`) before anything of it is loaded, then compiles the
+variant's model file through `edge_ecg.runtime.sessions`, as the export stage's parity checks
+do. OpenVINO's precision hint comes from the variant (`f32` for fp32 variants: OpenVINO
 otherwise runs bf16 on CPUs that have it, which breaks fp32 parity; DESIGN.md, measured).
 """
 
@@ -14,6 +15,14 @@ import numpy as np
 
 from edge_ecg.errors import BundleError
 from edge_ecg.runtime.bundle import Manifest, Variant, load_bundle
+from edge_ecg.runtime.sessions import (
+    onnx_input_names,
+    onnx_output_names,
+    onnx_session,
+    openvino_compiled,
+    openvino_input_names,
+    openvino_output_names,
+)
 
 
 class Backend:
@@ -69,24 +78,16 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, bundle_dir, manifest, variant, threads):
         super().__init__(bundle_dir, manifest, variant, threads)
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        path = bundle_dir / variant.file
         try:
-            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            self._sess = onnx_session(bundle_dir / variant.file, threads)
         except Exception as exc:   # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(f"bundle {bundle_dir}: onnxruntime cannot load {variant.file}: "
                               f"{exc}") from exc
-        graph_inputs = [i.name for i in self._sess.get_inputs()]
+        graph_inputs = onnx_input_names(self._sess)
         if sorted(graph_inputs) != sorted(self.input_names):
             raise BundleError(f"bundle {bundle_dir}: {variant.file} takes inputs {graph_inputs} "
                               f"but the manifest lists {self.input_names}")
-        self.output_names = [o.name for o in self._sess.get_outputs()]
+        self.output_names = onnx_output_names(self._sess)
 
     def run(self, inputs):
         arrays = self._check(inputs)
@@ -103,36 +104,30 @@ class OpenVinoBackend(Backend):
     def __init__(self, bundle_dir, manifest, variant, threads):
         super().__init__(bundle_dir, manifest, variant, threads)
         try:
-            import openvino as ov
+            import openvino  # noqa: F401  (the device extra: say so before anything else)
         except ImportError as exc:
             raise BundleError(f"variant {variant.name!r} needs OpenVINO: pip install "
                               "'edge-ecg[device]' (or pick an onnxruntime variant)") from exc
-        core = ov.Core()
         # f32 unless the variant asks for a half type: int8 layers stay int8 either way, and
         # the rest (heads) must keep f32 for parity with the reference.
         hint = variant.precision if variant.precision in ("bf16", "f16") else "f32"
         try:
-            model = core.read_model(str(bundle_dir / variant.file))
-            self._compiled = core.compile_model(model, "CPU", {
-                "INFERENCE_NUM_THREADS": int(threads),
-                "INFERENCE_PRECISION_HINT": hint,
-                "PERFORMANCE_HINT": "LATENCY",
-            })
+            self._compiled = openvino_compiled(bundle_dir / variant.file, threads, hint,
+                                               latency_hint=True)
         except Exception as exc:
             raise BundleError(f"bundle {bundle_dir}: OpenVINO cannot compile {variant.file}: "
                               f"{exc}") from exc
         self._request = self._compiled.create_infer_request()
-        self._ov_inputs = [p.get_any_name() for p in self._compiled.inputs]
+        self._ov_inputs = openvino_input_names(self._compiled)
         if sorted(self._ov_inputs) != sorted(self.input_names):
             raise BundleError(f"bundle {bundle_dir}: {variant.file} takes inputs {self._ov_inputs} "
                               f"but the manifest lists {self.input_names}")
-        # a tensor can carry several names after OpenVINO's fusions: prefer the manifest's
+        # a tensor can carry several names after OpenVINO's fusions: the manifest's task
+        # outputs and the gates, the first in sorted order where a tensor carries several
         wanted = {t["output"] for t in manifest.tasks}
-        self.output_names = []
-        for port in self._compiled.outputs:
-            names = port.get_names()
-            hit = sorted(n for n in names if n in wanted or n.startswith("gate_"))
-            self.output_names.append(hit[0] if hit else port.get_any_name())
+        carried = {n for port in self._compiled.outputs for n in port.get_names()}
+        self.output_names = openvino_output_names(
+            self._compiled, sorted(n for n in carried if n in wanted or n.startswith("gate_")))
 
     def run(self, inputs):
         arrays = self._check(inputs)
