@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +18,8 @@ import numpy as np
 from edge_ecg import DISCLAIMER
 from edge_ecg.data.tasks import TaskSet
 from edge_ecg.errors import BundleError
+from edge_ecg.runtime.bundle import Manifest, load_bundle, sha256_file, write_manifest
 from edge_ecg.signal.contract import INPUT_NAMES
-from export import manifest as bundle_manifest
 from export.errors import ExportError, MetricDropError, ParityError
 from export.parity import compare, max_abs_diff, n_windows, run_onnx, run_openvino, run_torch
 
@@ -104,7 +105,7 @@ def load_model(checkpoint: Path):
 def model_version(checkpoint: Path) -> str:
     """Checkpoint folder name + the first 12 hex digits of its weights' sha256."""
     weights = Path(checkpoint) / "model.safetensors"
-    digest = bundle_manifest.sha256_file(weights)[:12] if weights.is_file() else "unknown"
+    digest = sha256_file(weights)[:12] if weights.is_file() else "unknown"
     return f"{Path(checkpoint).name}-{digest}"
 
 
@@ -145,8 +146,6 @@ def _check_fp32(name: str, ref: dict, got: dict, tasks: TaskSet) -> float:
 
 def _latency_ms(fn, inputs: dict[str, np.ndarray], repeats: int = 20) -> float:
     """Median wall time (ms) of `fn` on one window, after one warm-up call."""
-    import time
-
     one = {k: np.ascontiguousarray(inputs[k][:1]) for k in INPUT_NAMES}
     fn(one)
     times = []
@@ -157,23 +156,8 @@ def _latency_ms(fn, inputs: dict[str, np.ndarray], repeats: int = 20) -> float:
     return float(np.median(times))
 
 
-def export_bundle(req: ExportRequest, model=None, data=None,
-                  eval_data=None) -> bundle_manifest.Manifest:
-    """Make the bundle `req.out`; raise an `ExportError` (nothing left at `out`) on failure.
-
-    `model` (an ECGMoE, possibly with unmerged adapters) and `data` / `eval_data`
-    (WindowDatasets) replace loading them from `req.checkpoint` / `req.calib` / `req.eval_spec`
-    (tests pass a tiny model built in memory).
-    """
-    import torch
-    from tqdm import tqdm
-
-    from edge_ecg.model.flops import count_flops, count_params
-    from edge_ecg.model.metrics import task_metrics
-    from export.merge import merge_with_parity
-    from export.onnx_graph import OPSET, export_onnx
-    from export.routing import route
-
+def check_request(req: ExportRequest) -> None:
+    """Refuse a request the stage cannot carry out, before anything is loaded."""
     out = Path(req.out)
     if out.exists() and any(out.iterdir()) and not req.overwrite:
         raise ExportError(f"output folder {out} exists and is not empty; pass --overwrite or "
@@ -187,49 +171,70 @@ def export_bundle(req: ExportRequest, model=None, data=None,
     if unknown:
         raise ExportError(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
 
-    steps = tqdm(total=8, desc="export", unit="step", disable=not req.progress)
 
-    import time
+class _Steps:
+    """The stage's progress bar and the wall time of each named step (`timings_s` in the
+    report): `steps("merge")` closes the step that ends there."""
 
-    timings: dict[str, float] = {}
-    last = [time.perf_counter()]
+    def __init__(self, total: int, progress: bool) -> None:
+        from tqdm import tqdm
 
-    def step(msg):
+        self.bar = tqdm(total=total, desc="export", unit="step", disable=not progress)
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
         now = time.perf_counter()
-        timings[msg] = round(now - last[0], 2)
-        last[0] = now
-        steps.set_postfix_str(msg)
-        steps.update(1)
+        self.timings[msg] = round(now - self._last, 2)
+        self._last = now
+        self.bar.set_postfix_str(msg)
+        self.bar.update(1)
 
-    torch.manual_seed(req.seed)
-    version = model_version(req.checkpoint)
-    model = (model if model is not None else load_model(req.checkpoint)).eval()
-    cfg = model.cfg
-    all_tasks = TaskSet(tuple(cfg.tasks))
-    tasks = all_tasks.select(list(req.tasks)) if req.tasks else all_tasks
-    contract = cfg.contract
+    def close(self) -> None:
+        self.bar.close()
 
-    # Data: calibration (routing, int8) and evaluation (parity, metrics).
+
+def split_data(req: ExportRequest, contract, all_tasks: TaskSet, data=None, eval_data=None):
+    """`(calib_set, eval_set)`: calibration (routing, int8) and evaluation (parity, metrics)
+    data; without evaluation data, the calibration data split in halves."""
     if data is None:
         data = load_data(req.calib, contract, all_tasks, req.seed, req.progress)
     if eval_data is None and req.eval_spec:
         eval_data = load_data(req.eval_spec, contract, all_tasks, req.seed + 1, req.progress)
     if eval_data is not None:
-        calib_set, eval_set = data, eval_data
-    elif len(data) >= 8:
-        calib_set, eval_set = data.split(val_frac=0.5, seed=req.seed)
-    else:
-        raise ExportError(f"--calib {req.calib} gave {len(data)} windows; at least 8 are needed "
-                          "(half calibrates, half measures metrics), e.g. synth:64")
-    calib, evalx = calib_set.inputs, eval_set.inputs
-    labels = {t.name: eval_set.labels[t.name] for t in tasks if t.name in eval_set.labels}
-    step("data")
+        return data, eval_data
+    if len(data) >= 8:
+        return data.split(val_frac=0.5, seed=req.seed)
+    raise ExportError(f"--calib {req.calib} gave {len(data)} windows; at least 8 are needed "
+                      "(half calibrates, half measures metrics), e.g. synth:64")
 
-    # 1. Merge LoRA.
-    model, merge_report = merge_with_parity(model, evalx, _scales(all_tasks))
-    step("merge")
 
-    # 2. Route: all experts vs the experts carrying the gate mass, both for the chosen tasks.
+@dataclass
+class Routed:
+    """The model with all experts (`dense`) and routed to the experts carrying the gate mass
+    (`routed`), both for the chosen tasks, with their torch outputs, metrics and cost."""
+
+    routing: object
+    dense: object
+    routed: object
+    ref_out: dict
+    routed_out: dict
+    ref_metrics: dict
+    routed_metrics: dict
+    cost: dict
+    drop: dict                  # routing's metric drop per task against all experts
+
+
+def route_and_measure(req: ExportRequest, model, calib: dict, evalx: dict, tasks: TaskSet,
+                      labels: dict) -> Routed:
+    """Route, run both torch models on the evaluation windows, and refuse a routing whose
+    metric drop is beyond the tolerance (before the slow conversions)."""
+    import torch
+
+    from edge_ecg.model.flops import count_flops, count_params
+    from edge_ecg.model.metrics import task_metrics
+    from export.routing import route
+
     routing = route(model, calib, list(tasks.names), req.keep_mass, req.progress)
     all_keep = {p: list(range(len(routing.usage[p]))) for p in routing.usage}
     dense = model.pruned(all_keep, list(tasks.names)).eval()
@@ -243,8 +248,8 @@ def export_bundle(req: ExportRequest, model=None, data=None,
         "all_experts": {"params": count_params(dense), "flops": count_flops(dense, one)},
         "routed": {"params": count_params(routed), "flops": count_flops(routed, one)},
     }
-    routing_drop = metric_drops(ref_metrics, routed_metrics, tasks)
-    over = {t: round(d, 4) for t, d in routing_drop.items() if d > req.tolerance}
+    drop = metric_drops(ref_metrics, routed_metrics, tasks)
+    over = {t: round(d, 4) for t, d in drop.items() if d > req.tolerance}
     kept = {p: list(k) for p, k in routing.keep.items()}
     if over and not req.allow_metric_drop:
         # Fail before the (slow) conversions: routing alone already costs too much.
@@ -253,6 +258,14 @@ def export_bundle(req: ExportRequest, model=None, data=None,
             f"drops task metrics beyond the tolerance {req.tolerance:g} (MAE relative, "
             f"F1/accuracy absolute): {over}; raise --keep-mass or pass --allow-metric-drop"
         )
+    return Routed(routing, dense, routed, ref_out, routed_out, ref_metrics, routed_metrics,
+                  cost, drop)
+
+
+def torch_latencies(r: Routed, evalx: dict) -> dict[str, float]:
+    """Single-thread median latency (ms) of one window through both torch models."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
 
@@ -262,93 +275,156 @@ def export_bundle(req: ExportRequest, model=None, data=None,
                 return m(*(torch.from_numpy(b[k]) for k in INPUT_NAMES))
         return fn
 
-    torch_latency = {"torch-fp32": _latency_ms(torch_fn(dense), evalx),
-                     "torch-fp32-routed": _latency_ms(torch_fn(routed), evalx)}
+    lat = {"torch-fp32": _latency_ms(torch_fn(r.dense), evalx),
+           "torch-fp32-routed": _latency_ms(torch_fn(r.routed), evalx)}
     torch.set_num_threads(threads)
-    step("route")
+    return lat
+
+
+def select_variants(req: ExportRequest, built: list[Built]) -> list[Built]:
+    """The variants the bundle keeps: those `--variants` asks for (every one made by default)."""
+    keep = [b for b in built if not req.variants or b.name in req.variants]
+    missing = [v for v in req.variants if v not in {b.name for b in built}]
+    if missing:
+        raise ExportError(f"--variants asks for {missing}, the export made "
+                          f"{[b.name for b in built]}")
+    return keep
+
+
+def gate_metrics(req: ExportRequest, r: Routed, keep: list[Built],
+                 tasks: TaskSet) -> tuple[dict, dict]:
+    """`(drops, over)`: routing and every kept variant against torch fp32 with all experts;
+    refuses drops beyond the tolerance unless `allow_metric_drop`."""
+    drops = {"torch-fp32-routed": r.drop}
+    for b in keep:
+        drops[b.name] = metric_drops(r.ref_metrics, b.metrics, tasks)
+    over = {v: {t: round(d, 4) for t, d in ds.items() if d > req.tolerance}
+            for v, ds in drops.items()}
+    over = {v: d for v, d in over.items() if d}
+    if over and not req.allow_metric_drop:
+        raise MetricDropError(
+            f"task metrics dropped beyond the tolerance {req.tolerance:g} (MAE relative, "
+            f"F1/accuracy absolute) against torch fp32 with all experts: {over}; raise "
+            "--keep-mass, use more --calib windows, or pass --allow-metric-drop"
+        )
+    return drops, over
+
+
+def stage_files(variants_dir: Path, staging: Path, keep: list[Built]) -> str:
+    """Copy the kept variants' files into `staging` (counting their bytes); returns the
+    default variant (int8 routed first, then fp32)."""
+    staging.mkdir()
+    for b in keep:
+        for rel in (b.file, *b.extra_files):
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(variants_dir / rel, staging / rel)
+            b.bytes += (staging / rel).stat().st_size
+    return next((n for n in ("onnx-int8-routed", "openvino-int8-routed",
+                             "onnx-fp32-routed", "onnx-fp32")
+                 if n in {b.name for b in keep}), keep[0].name)
+
+
+def manifest_fields(req: ExportRequest, contract, tasks: TaskSet, keep: list[Built],
+                    r: Routed, summary: dict, over: dict) -> dict:
+    """The bundle manifest's fields (edge_ecg.runtime.bundle writes and hashes them)."""
+    notes = DISCLAIMER
+    if over:
+        notes += f" Exported with --allow-metric-drop; over tolerance: {json.dumps(over)}."
+    return {
+        "model_version": summary["model_version"],
+        "signal": contract.to_dict(),
+        "tasks": [{**t.to_dict(), "output": t.name,
+                   **_trained_on(req.checkpoint, t.name)} for t in tasks],
+        "inputs": list(INPUT_NAMES),
+        "variants": {b.name: b.manifest_entry() for b in keep},
+        "default_variant": summary["default_variant"],
+        "routing": {**r.routing.to_dict(), "cost": r.cost, "merge": summary["merge"]},
+        "quantization": {b.name: b.parity.get("quantization", {"precision": b.precision})
+                         for b in keep},
+        "parity": {b.name: {k: v for k, v in b.parity.items() if k != "quantization"}
+                   for b in keep},
+        "metrics": {"torch-fp32": r.ref_metrics, "torch-fp32-routed": r.routed_metrics,
+                    **{b.name: b.metrics for b in keep},
+                    "eval_windows": summary["n_eval"], "eval_data": summary["eval"]},
+        "training_data": _training_data(req.checkpoint),
+        "notes": notes,
+    }
+
+
+def install_bundle(staging: Path, out: Path, fields: dict) -> None:
+    """Write and verify the manifest in `staging` (the check the runtime will make), then
+    move the bundle to `out`, replacing what was there."""
+    write_manifest(staging, fields)
+    load_bundle(staging)
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging), out)
+
+
+def export_bundle(req: ExportRequest, model=None, data=None, eval_data=None) -> Manifest:
+    """Make the bundle `req.out`; raise an `ExportError` (nothing left at `out`) on failure.
+
+    `model` (an ECGMoE, possibly with unmerged adapters) and `data` / `eval_data`
+    (WindowDatasets) replace loading them from `req.checkpoint` / `req.calib` / `req.eval_spec`
+    (tests pass a tiny model built in memory). The steps: data, merge LoRA, route, the
+    variants (ONNX, int8, OpenVINO), the metric gate, the bundle.
+    """
+    import torch
+
+    from export.merge import merge_with_parity
+    from export.onnx_graph import OPSET
+    from export.report import write_chart, write_report
+
+    check_request(req)
+    out = Path(req.out)
+    steps = _Steps(total=8, progress=req.progress)
+    torch.manual_seed(req.seed)
+    version = model_version(req.checkpoint)
+    model = (model if model is not None else load_model(req.checkpoint)).eval()
+    all_tasks = TaskSet(tuple(model.cfg.tasks))
+    tasks = all_tasks.select(list(req.tasks)) if req.tasks else all_tasks
+    contract = model.cfg.contract
+    calib_set, eval_set = split_data(req, contract, all_tasks, data, eval_data)
+    calib, evalx = calib_set.inputs, eval_set.inputs
+    labels = {t.name: eval_set.labels[t.name] for t in tasks if t.name in eval_set.labels}
+    steps("data")
+
+    model, merge_report = merge_with_parity(model, evalx, _scales(all_tasks))
+    steps("merge")
+
+    r = route_and_measure(req, model, calib, evalx, tasks, labels)
+    torch_latency = torch_latencies(r, evalx)
+    steps("route")
 
     tmp = Path(tempfile.mkdtemp(prefix="edge-ecg-export-"))
     try:
-        built = _build_variants(req, tmp, dense, routed, calib, evalx, tasks, ref_out,
-                                routed_out, task_metrics, labels, step, export_onnx)
-        keep = [b for b in built if not req.variants or b.name in req.variants]
-        missing = [v for v in req.variants if v not in {b.name for b in built}]
-        if missing:
-            raise ExportError(f"--variants asks for {missing}, the export made "
-                              f"{[b.name for b in built]}")
-        # Metric gate: routing and every kept variant against torch fp32 with all experts.
-        drops = {"torch-fp32-routed": routing_drop}
-        for b in keep:
-            drops[b.name] = metric_drops(ref_metrics, b.metrics, tasks)
-        over = {v: {t: round(d, 4) for t, d in ds.items() if d > req.tolerance}
-                for v, ds in drops.items()}
-        over = {v: d for v, d in over.items() if d}
-        if over and not req.allow_metric_drop:
-            raise MetricDropError(
-                f"task metrics dropped beyond the tolerance {req.tolerance:g} (MAE relative, "
-                f"F1/accuracy absolute) against torch fp32 with all experts: {over}; raise "
-                "--keep-mass, use more --calib windows, or pass --allow-metric-drop"
-            )
-        step("metrics")
+        built = _build_variants(req, tmp, r, calib, evalx, tasks, labels, steps)
+        keep = select_variants(req, built)
+        drops, over = gate_metrics(req, r, keep, tasks)
+        steps("metrics")
 
-        # Assemble the bundle from the variants asked for.
         staging = tmp / "bundle"
-        staging.mkdir()
-        for b in keep:
-            for rel in (b.file, *b.extra_files):
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(tmp / "variants" / rel, staging / rel)
-                b.bytes += (staging / rel).stat().st_size
-        default = next((n for n in ("onnx-int8-routed", "openvino-int8-routed",
-                                    "onnx-fp32-routed", "onnx-fp32")
-                        if n in {b.name for b in keep}), keep[0].name)
-        from export.report import write_chart, write_report
-
+        default = stage_files(tmp / "variants", staging, keep)
         summary = {
             "model_version": version, "checkpoint": str(req.checkpoint),
             "calib": req.calib, "eval": req.eval_spec or f"held-out half of {req.calib}",
             "n_calib": n_windows(calib), "n_eval": n_windows(evalx), "merge": merge_report,
-            "routing": routing.to_dict(), "cost": cost, "tolerance": req.tolerance,
-            "reference_metrics": ref_metrics, "routed_metrics": routed_metrics,
+            "routing": r.routing.to_dict(), "cost": r.cost, "tolerance": req.tolerance,
+            "reference_metrics": r.ref_metrics, "routed_metrics": r.routed_metrics,
             "drops": drops, "over_tolerance": over, "torch_latency_ms": torch_latency,
-            "default_variant": default, "opset": OPSET, "timings_s": timings,
+            "default_variant": default, "opset": OPSET, "timings_s": steps.timings,
             "command": req.command,
         }
         write_chart(staging / "chart.png", keep, summary)
         write_report(staging / "REPORT.md", keep, summary, tasks)
-        notes = DISCLAIMER
-        if over:
-            notes += f" Exported with --allow-metric-drop; over tolerance: {json.dumps(over)}."
-        fields = {
-            "model_version": summary["model_version"],
-            "signal": contract.to_dict(),
-            "tasks": [{**t.to_dict(), "output": t.name,
-                       **_trained_on(req.checkpoint, t.name)} for t in tasks],
-            "inputs": list(INPUT_NAMES),
-            "variants": {b.name: b.manifest_entry() for b in keep},
-            "default_variant": default,
-            "routing": {**routing.to_dict(), "cost": cost, "merge": merge_report},
-            "quantization": {b.name: b.parity.get("quantization", {"precision": b.precision})
-                          for b in keep},
-            "parity": {b.name: {k: v for k, v in b.parity.items() if k != "quantization"}
-                    for b in keep},
-            "metrics": {"torch-fp32": ref_metrics, "torch-fp32-routed": routed_metrics,
-                     **{b.name: b.metrics for b in keep},
-                     "eval_windows": n_windows(evalx), "eval_data": summary["eval"]},
-            "training_data": _training_data(req.checkpoint),
-            "notes": notes,
-        }
-        bundle_manifest.write_manifest(staging, fields)
-        bundle_manifest.load_bundle(staging)        # the check the runtime will make
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), out)
-        step("bundle")
+        install_bundle(staging, out, manifest_fields(req, contract, tasks, keep, r, summary,
+                                                     over))
+        steps("bundle")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         steps.close()
-    return bundle_manifest.load_bundle(out)
+    return load_bundle(out)
 
 
 def _trained_on(checkpoint: Path, task: str) -> dict:
@@ -379,11 +455,15 @@ def _training_data(checkpoint: Path) -> str:
         return "synthetic"
 
 
-def _build_variants(req, tmp, dense, routed, calib, evalx, tasks, ref_out, routed_out,
-                    task_metrics, labels, step, export_onnx) -> list[Built]:
+def _build_variants(req: ExportRequest, tmp: Path, r: Routed, calib: dict, evalx: dict,
+                    tasks: TaskSet, labels: dict, step) -> list[Built]:
     """Write every variant under `tmp/variants/<name>/`, with parity and metrics."""
+    from edge_ecg.model.metrics import task_metrics
+    from export.onnx_graph import export_onnx
     from export.openvino_ir import convert_openvino, quantize_openvino_int8
     from export.quantize import quantize_onnx_int8
+
+    dense, routed, ref_out, routed_out = r.dense, r.routed, r.ref_out, r.routed_out
 
     root = tmp / "variants"
     built: list[Built] = []
@@ -455,14 +535,14 @@ def _build_variants(req, tmp, dense, routed, calib, evalx, tasks, ref_out, route
 
 
 def _session_latency(path: Path, inputs: dict[str, np.ndarray]) -> float:
-    from export.parity import onnx_session
+    from edge_ecg.runtime.sessions import onnx_session
 
     sess = onnx_session(path, threads=1)
     return _latency_ms(lambda b: sess.run(None, b), inputs)
 
 
 def _openvino_latency(xml: Path, inputs: dict[str, np.ndarray]) -> float:
-    from export.parity import openvino_compiled
+    from edge_ecg.runtime.sessions import openvino_compiled
 
     req = openvino_compiled(xml, threads=1, precision="f32", batch=1).create_infer_request()
     return _latency_ms(lambda b: req.infer(b), inputs)
