@@ -70,7 +70,7 @@ def ptbxl_signal(k: int, seconds: float):
 
 def make_feeds(n: int, seconds: float, unit: str = "bench"):
     """Bed feeds (half real PTB-XL, half synthetic) and their bus chunks for the reference."""
-    from edge_ecg.runtime.sources import ReplaySource
+    from edge_ecg.runtime.replay import ReplaySource
     from edge_ecg.ward import frames
     from edge_ecg.ward.publisher import BedFeed, open_feed
 

@@ -1,7 +1,7 @@
 """The export stage: merge LoRA, route experts, quantize, convert, check parity, write a bundle.
 
-The bundle manifest this stage writes is the runtime's (`edge_ecg.runtime.bundle`, torch-free;
-`export.manifest` re-exports it); the modules here need the `[export]` extra. Modules, in
+The bundle manifest this stage writes is the runtime's (`edge_ecg.runtime.bundle`,
+torch-free); the modules here need the `[export]` extra. Modules, in
 pipeline order: `merge` (peft merge_and_unload + parity), `routing` (gate mass per expert on
 calibration data -> experts kept), `onnx_graph` (dynamo export at opset 18, one file),
 `quantize` (onnxruntime static QDQ int8), `openvino_ir` (IR from the ONNX file, NNCF int8),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_ecg import DISCLAIMER
-from edge_ecg.cli.stream import DEFAULT_BUNDLE
+from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
 
 DEMO_RECORD = Path(__file__).resolve().parents[1] / "assets" / "demo" / "mitdb_223_excerpt"
 PATIENTS = ("mitdb-223", "synth")

@@ -15,7 +15,7 @@ import os
 import sys
 
 from edge_ecg import DISCLAIMER
-from edge_ecg.runtime.bundle import DEFAULT_BUNDLE  # also imported from here by demo, ward
+from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

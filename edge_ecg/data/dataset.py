@@ -38,7 +38,11 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import numpy as np
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:      # Python 3.10: the same parser as the `tomli` package
+    import tomli as tomllib
 
 from edge_ecg.data.tasks import TaskSet, TaskSpec
 from edge_ecg.data.windows import LabelledRecord, beat_slot_labels, make_windows, mean_rr_ms

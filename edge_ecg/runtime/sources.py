@@ -10,16 +10,7 @@ imported only when their kind is asked for); an EDF+/BDF file replays through
 from __future__ import annotations
 
 from edge_ecg.errors import SourceError
-from edge_ecg.runtime.replay import (  # noqa: F401  (re-exported: the replays' old home)
-    MAX_SPEED_CHUNK_S,
-    REALTIME_CHUNK_S,
-    SYNTH_GAIN,
-    ReplaySource,
-    pace,
-    quantise,
-    record_source,
-    synth_source,
-)
+from edge_ecg.runtime.replay import record_source, synth_source
 from edge_ecg.signal.source import Source, SourceSpec
 
 

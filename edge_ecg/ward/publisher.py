@@ -60,8 +60,8 @@ class BedFeed:
 def open_feed(spec: str, unit: str, bed: str, frame_s: float = 0.1) -> BedFeed:
     """A `BedFeed` for a source spec: replays read unpaced in `frame_s` chunks (the publisher
     paces them), live devices as they come."""
-    from edge_ecg.runtime.source import SourceSpec
     from edge_ecg.runtime.sources import open_source
+    from edge_ecg.signal.source import SourceSpec
 
     bus.check_token(unit, "unit")
     bus.check_token(bed, "bed")
