@@ -70,6 +70,81 @@ FAULT_COUNTERS = ("frames_sent", "drop", "bitflip", "truncate", "garbage", "garb
                   "reboot", "reboot_frames", "wrap", "corrupt_bytes", "link_overflow_frames", "disconnect_unread_bytes")
 
 
+class _Outbox:
+    """What is queued for the pty, as (bytes, kind) with kind None for a control message.
+
+    A host that stops reading cannot make it grow without bound: past `_OUTBUF_LIMIT` bytes,
+    frames are dropped and counted as `link_overflow_frames` (control messages still queue).
+    """
+
+    def __init__(self, unsend) -> None:
+        self._q: deque = deque()
+        self._off = 0                   # bytes of the first item already written
+        self._bytes = 0
+        self._unsend = unsend
+
+    def __bool__(self) -> bool:
+        return bool(self._q)
+
+    def send(self, data: bytes, kind: str | None) -> None:
+        if self._bytes > _OUTBUF_LIMIT and kind is not None:
+            self._unsend(kind, "link_overflow_frames")
+            return
+        self._q.append((data, kind))
+        self._bytes += len(data)
+
+    def discard(self) -> list:
+        """Empty it (a disconnect); returns the kinds of what never reached the host."""
+        kinds = [k for _, k in self._q]
+        self._q.clear()
+        self._off = self._bytes = 0
+        return kinds
+
+    def write_to(self, fd: int) -> None:
+        """Write what the pty takes now (non-blocking)."""
+        while self._q:
+            data, _ = self._q[0]
+            try:
+                n = os.write(fd, data[self._off:] if self._off else data)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    break
+                raise
+            self._off += n
+            if self._off >= len(data):
+                self._q.popleft()
+                self._bytes -= len(data)
+                self._off = 0
+
+
+class _RunState:
+    """The device thread's clocks and fault schedule (one per `start()`)."""
+
+    def __init__(self, spec: FaultSpec) -> None:
+        self.pos = 0                     # device sample clock (samples since the first START)
+        self.frame_no = 0                # device frame clock (all frames, sent or not)
+        self.seq0 = SEQ_MODULUS - 100 if spec.wrap else 0
+        self.t0: float | None = None     # wall time of the first START
+        self.streaming = False
+        self.first_after_start = False
+        self.down_until: float | None = None   # wall time the link comes back, while down
+        self.lost_to_disconnect = False  # frames are lost to a disconnect until the next START
+        self.clock_offset_us = 0
+        self.stalls = list(spec.stall)
+        self.disconnects = list(spec.disconnect)
+        self.reboots = list(spec.reboot)
+        self.stall_end: float | None = None     # signal time a stall ends
+        self.reboot_end: float | None = None    # signal time the rebooting device is back
+        self.held: list[tuple] = []      # (bytes, kind) held back by a stall
+
+    def release_held(self, out: _Outbox) -> None:
+        for h in self.held:
+            out.send(*h)
+        self.held.clear()
+
+
 class VirtualMonitor:
     """A streaming ECG device behind a pseudo-terminal. `start()` returns the path to open."""
 
@@ -241,169 +316,141 @@ class VirtualMonitor:
 
     # -- device loop ------------------------------------------------------------------------
     def _run(self) -> None:
-        spec = self.faults
+        """The device thread: reconnect, answer commands, send the frames due, write, sleep."""
+        st = _RunState(self.faults)
+        self.injected["wrap"] = int(self.faults.wrap)
         self._rx = StreamDecoder()
-        out: deque = deque()             # (bytes, kind) queued for the pty; kind None = control
-        out_off = 0                      # bytes of out[0] already written
-        out_bytes = 0
-        held: list[tuple] = []           # (bytes, kind) held back by a stall
-        pos = 0                          # device sample clock (samples since the first START)
-        frame_no = 0                     # device frame clock (all frames, sent or not)
-        seq0 = SEQ_MODULUS - 100 if spec.wrap else 0
-        self.injected["wrap"] = int(spec.wrap)
-        t0 = None
-        streaming = False
-        first_after_start = False
-        down_until = None                # wall time the link comes back, while disconnected
-        lost_to_disconnect = False       # frames are lost to a disconnect until the next START
-        clock_offset_us = 0
-        stalls = list(spec.stall)
-        disconnects = list(spec.disconnect)
-        reboots = list(spec.reboot)
-        stall_end = None
-        reboot_end = None                # signal time the rebooting device is back
-
-        def send(data: bytes, kind: str | None) -> None:
-            nonlocal out_bytes
-            if out_bytes > _OUTBUF_LIMIT and kind is not None:
-                self._unsend(kind, "link_overflow_frames")
-                return
-            out.append((data, kind))
-            out_bytes += len(data)
-
+        out = _Outbox(self._unsend)
         while not self._stop.is_set():
             now = time.monotonic()
             # Link back after a disconnect: a fresh pty behind the same path.
-            if down_until is not None and now >= down_until:
+            if st.down_until is not None and now >= st.down_until:
                 self._open_pty()
-                down_until = None
-            # Host commands.
-            if self._master >= 0:
-                try:
-                    data = os.read(self._master, 4096)
-                except BlockingIOError:
-                    data = b""
-                except OSError as exc:
-                    if exc.errno != errno.EIO:   # EIO: no host has the slave open; harmless
-                        raise
-                    data = b""
-                for msg in self._rx.feed(data) if data else ():
-                    if isinstance(msg, CommandMsg):
-                        reply, start = self._command(msg)
-                        for r in reply:
-                            send(r, None)
-                        if start is not None:
-                            streaming = start
-                            if start:
-                                first_after_start = True
-                                lost_to_disconnect = False
-                                if t0 is None:
-                                    t0 = now
-                                    self.started.set()
-            # Frames due by the absolute schedule.
+                st.down_until = None
+            self._serve_commands(st, out, now)
             next_due = None
-            if t0 is not None and not self.finished.is_set():
-                budget_frames = 256          # bound one burst so commands stay responsive
-                while budget_frames:
-                    spf = self._spf
-                    if self._total_samples is not None:   # a finite stream ends on a short frame
-                        spf = min(spf, self._total_samples - pos)
-                    due = t0 + (pos + spf) / (self.fs_hz * self.speed)
-                    if due > now:
-                        next_due = due
-                        break
-                    budget_frames -= 1
-                    t_sig = pos / self.fs_hz
-                    last = self._total_samples is not None and pos + spf >= self._total_samples
-                    # Timed faults begin by signal time.
-                    if disconnects and t_sig >= disconnects[0].start_s and down_until is None:
-                        d = disconnects.pop(0)
-                        self._drain_then_close()
-                        for _, k in list(out) + held:   # queued, never reached the host
-                            if k is not None:
-                                self._unsend(k, "disconnect_frames")
-                        out.clear()
-                        out_off = out_bytes = 0
-                        held.clear()
-                        down_until = now + d.duration_s / self.speed
-                        lost_to_disconnect = True
-                        streaming = False
-                        self.injected["disconnect"] += 1
-                    if stalls and t_sig >= stalls[0].start_s and stall_end is None:
-                        s = stalls.pop(0)
-                        stall_end = s.start_s + s.duration_s
-                        self.injected["stall"] += 1
-                    if reboots and t_sig >= reboots[0].start_s and reboot_end is None:
-                        r = reboots.pop(0)
-                        reboot_end = r.start_s + r.duration_s
-                        self.injected["reboot"] += 1
-                    rebooting = reboot_end is not None and t_sig < reboot_end and not last
-                    if reboot_end is not None and not rebooting:
-                        # Back up: frame counter and clock restart at 0 (sample clock runs on).
-                        reboot_end = None
-                        seq0 = -frame_no
-                        clock_offset_us = -int(round(pos * 1e6 / self.fs_hz))
-                        first_after_start = True
-                    idx = (pos + np.arange(spf)) % self._counts.shape[0]
-                    samples = self._counts[idx][:, self._lead_idx]
-                    seq = (seq0 + frame_no) % SEQ_MODULUS
-                    if rebooting and streaming:
-                        self.injected["reboot_frames"] += 1
-                    elif streaming and self._master >= 0:
-                        frame = self._faulted_frame(seq, pos, samples, first_after_start or last,
-                                                    first_after_start, clock_offset_us)
-                        clock_offset_us = frame[2]
-                        data, kind = frame[0], frame[1]
-                        first_after_start = False
-                        if data is not None:
-                            if stall_end is not None:
-                                held.append((data, kind))
-                                self.injected["stall_frames"] += kind != "drop"
-                            else:
-                                send(data, kind)
-                    elif lost_to_disconnect:
-                        self.injected["disconnect_frames"] += 1
-                    pos += spf
-                    frame_no += 1
-                    if stall_end is not None and pos / self.fs_hz >= stall_end:
-                        for h in held:
-                            send(*h)
-                        held.clear()
-                        stall_end = None
-                    if self._total_samples is not None and pos >= self._total_samples:
-                        for h in held:
-                            send(*h)
-                        held.clear()
-                        self.finished.set()
-                        break
-            # Write what the pty takes.
-            while out and self._master >= 0:
-                data, _ = out[0]
-                try:
-                    n = os.write(self._master, data[out_off:] if out_off else data)
-                except BlockingIOError:
-                    break
-                except OSError as exc:
-                    if exc.errno == errno.EIO:
-                        break
-                    raise
-                out_off += n
-                if out_off >= len(data):
-                    out.popleft()
-                    out_bytes -= len(data)
-                    out_off = 0
-            # Sleep until the next frame, a command, pty space, a reconnect or stop().
-            timeout = 0.05
-            for t in (next_due, down_until):
-                if t is not None:
-                    timeout = min(timeout, max(0.0, t - time.monotonic()))
-            rl = [self._wake_r] + ([self._master] if self._master >= 0 else [])
-            wl = [self._master] if out and self._master >= 0 else []
-            try:
-                select.select(rl, wl, [], timeout)
-            except (OSError, ValueError):
-                pass
+            if st.t0 is not None and not self.finished.is_set():
+                next_due = self._send_due_frames(st, out, now)
+            if self._master >= 0:
+                out.write_to(self._master)
+            self._wait(next_due, st.down_until, bool(out))
         self._close_pty()
+
+    def _serve_commands(self, st: _RunState, out: _Outbox, now: float) -> None:
+        """Read the host's bytes and answer every command in them."""
+        if self._master < 0:
+            return
+        try:
+            data = os.read(self._master, 4096)
+        except BlockingIOError:
+            data = b""
+        except OSError as exc:
+            if exc.errno != errno.EIO:   # EIO: no host has the slave open; harmless
+                raise
+            data = b""
+        for msg in self._rx.feed(data) if data else ():
+            if isinstance(msg, CommandMsg):
+                reply, start = self._command(msg)
+                for r in reply:
+                    out.send(r, None)
+                if start is not None:
+                    st.streaming = start
+                    if start:
+                        st.first_after_start = True
+                        st.lost_to_disconnect = False
+                        if st.t0 is None:
+                            st.t0 = now
+                            self.started.set()
+
+    def _send_due_frames(self, st: _RunState, out: _Outbox, now: float) -> float | None:
+        """Every frame due by the absolute schedule (at most a burst of 256, so commands stay
+        responsive); returns when the next one is due, or None."""
+        for _ in range(256):
+            spf = self._spf
+            if self._total_samples is not None:   # a finite stream ends on a short frame
+                spf = min(spf, self._total_samples - st.pos)
+            due = st.t0 + (st.pos + spf) / (self.fs_hz * self.speed)
+            if due > now:
+                return due
+            t_sig = st.pos / self.fs_hz
+            last = self._total_samples is not None and st.pos + spf >= self._total_samples
+            self._begin_timed_faults(st, out, t_sig, now)
+            rebooting = st.reboot_end is not None and t_sig < st.reboot_end and not last
+            if st.reboot_end is not None and not rebooting:
+                # Back up: frame counter and clock restart at 0 (sample clock runs on).
+                st.reboot_end = None
+                st.seq0 = -st.frame_no
+                st.clock_offset_us = -int(round(st.pos * 1e6 / self.fs_hz))
+                st.first_after_start = True
+            self._frame_due(st, out, spf, last, rebooting)
+            st.pos += spf
+            st.frame_no += 1
+            if st.stall_end is not None and st.pos / self.fs_hz >= st.stall_end:
+                st.release_held(out)
+                st.stall_end = None
+            if self._total_samples is not None and st.pos >= self._total_samples:
+                st.release_held(out)
+                self.finished.set()
+                return None
+        return None
+
+    def _begin_timed_faults(self, st: _RunState, out: _Outbox, t_sig: float, now: float) -> None:
+        """Start the disconnect, stall or reboot whose signal time has come."""
+        if st.disconnects and t_sig >= st.disconnects[0].start_s and st.down_until is None:
+            d = st.disconnects.pop(0)
+            self._drain_then_close()
+            for k in out.discard() + [k for _, k in st.held]:   # queued, never reached the host
+                if k is not None:
+                    self._unsend(k, "disconnect_frames")
+            st.held.clear()
+            st.down_until = now + d.duration_s / self.speed
+            st.lost_to_disconnect = True
+            st.streaming = False
+            self.injected["disconnect"] += 1
+        if st.stalls and t_sig >= st.stalls[0].start_s and st.stall_end is None:
+            s = st.stalls.pop(0)
+            st.stall_end = s.start_s + s.duration_s
+            self.injected["stall"] += 1
+        if st.reboots and t_sig >= st.reboots[0].start_s and st.reboot_end is None:
+            r = st.reboots.pop(0)
+            st.reboot_end = r.start_s + r.duration_s
+            self.injected["reboot"] += 1
+
+    def _frame_due(self, st: _RunState, out: _Outbox, spf: int, last: bool,
+                   rebooting: bool) -> None:
+        """The frame at `st.pos`: sent (faulted as the dice say), held by a stall, or lost to a
+        reboot or a disconnect (counted)."""
+        idx = (st.pos + np.arange(spf)) % self._counts.shape[0]
+        samples = self._counts[idx][:, self._lead_idx]
+        seq = (st.seq0 + st.frame_no) % SEQ_MODULUS
+        if rebooting and st.streaming:
+            self.injected["reboot_frames"] += 1
+        elif st.streaming and self._master >= 0:
+            data, kind, st.clock_offset_us = self._faulted_frame(
+                seq, st.pos, samples, st.first_after_start or last, st.first_after_start,
+                st.clock_offset_us)
+            st.first_after_start = False
+            if data is not None:
+                if st.stall_end is not None:
+                    st.held.append((data, kind))
+                    self.injected["stall_frames"] += kind != "drop"
+                else:
+                    out.send(data, kind)
+        elif st.lost_to_disconnect:
+            self.injected["disconnect_frames"] += 1
+
+    def _wait(self, next_due: float | None, down_until: float | None, writing: bool) -> None:
+        """Sleep until the next frame, a command, pty space, a reconnect or stop()."""
+        timeout = 0.05
+        for t in (next_due, down_until):
+            if t is not None:
+                timeout = min(timeout, max(0.0, t - time.monotonic()))
+        rl = [self._wake_r] + ([self._master] if self._master >= 0 else [])
+        wl = [self._master] if writing and self._master >= 0 else []
+        try:
+            select.select(rl, wl, [], timeout)
+        except (OSError, ValueError):
+            pass
 
     def _drain_then_close(self) -> None:
         """Unplug: let the host read what is already in the pty, then close it.
