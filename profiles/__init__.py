@@ -2,7 +2,9 @@
 
 `load_profile(name_or_path) -> Profile` and `list_profiles()` read the shipped profiles
 (`profiles/*.toml`) or a user's file; `profiles.profiler.profile_bundle` measures the runtime
-under one. Never imports torch: this package runs on the devices it describes.
+under one (`machine`: where, `latency`, `memory`: the figures, `budgets`: the verdict,
+`compare`: several variants, `report`: tables and plots). Never imports torch: this package
+runs on the devices it describes.
 """
 
 from profiles.profile import Profile, list_profiles, load_profile

@@ -3,7 +3,8 @@
 Every profiler report names the machine it measured on, so a figure is never mistaken for one
 taken on the profile's device. The identity comes from /proc/cpuinfo (x86 "model name"; on ARM
 the core's part number, which /proc/cpuinfo gives instead of a name), /proc/device-tree/model
-(Raspberry Pi, Jetson boards) and the installed runtime versions.
+(Raspberry Pi, Jetson boards) and the installed runtime versions. psutil (profiles.memory) has
+no CPU model or board name, and names no ARM core: the part-number table stays here.
 """
 
 from __future__ import annotations

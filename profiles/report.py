@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_ecg import DISCLAIMER
-from profiles.profiler import STAGES
+from edge_ecg.runtime.stage_timer import STAGES
 
 
 def _ms(v) -> str:

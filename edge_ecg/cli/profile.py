@@ -1,6 +1,7 @@
 """`edge-ecg profile`: runtime latency under a device profile, or variants side by side.
 
-Thin: parses arguments and calls `profiles.profiler` (library functions tests call directly).
+Thin: parses arguments and calls `profiles.profiler` and `profiles.compare` (library functions
+tests call directly).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{p.description}")
         return 0
 
-    from profiles.profiler import compare, profile_bundle
+    from profiles.compare import compare
+    from profiles.profiler import profile_bundle
     from profiles.report import format_comparison, format_report, plot_latency
 
     profile = load_profile(args.profile)

@@ -11,16 +11,13 @@ import pytest
 
 from edge_ecg import DISCLAIMER
 from edge_ecg.errors import BundleError, ProfileError
+from edge_ecg.runtime.stage_timer import STAGES
+from profiles.budgets import check_budgets
+from profiles.compare import resolve_targets
+from profiles.latency import latency_summary
 from profiles.machine import Machine, _cpuinfo_model, is_profile_device, this_machine
 from profiles.profile import load_profile
-from profiles.profiler import (
-    STAGES,
-    check_budgets,
-    latency_summary,
-    pick_variant,
-    profile_bundle,
-    resolve_targets,
-)
+from profiles.profiler import pick_variant, profile_bundle
 from profiles.report import format_comparison, format_report, plot_latency
 
 SECONDS = 13.0    # one 10-s window plus three hops of 1 s: four windows
@@ -60,7 +57,7 @@ def test_report_figures_are_consistent(local_report, profiler_bundle):
     assert rep["stream"]["predictions"] + rep["stream"]["withheld"] == 4
     assert rep["stream"]["predictions"] >= 3
     assert rep["stream"]["chunks"] == round(SECONDS / 0.04)
-    assert rep["stages"]["decode"]["n"] == rep["stream"]["chunks"]
+    assert rep["stages"]["read"]["n"] == rep["stream"]["chunks"]
     assert rep["stages"]["inference"]["n"] >= 1
     for st in (*rep["stages"].values(), rep["per_hop"], rep["single_stream"]):
         if st["p50_ms"] is not None:
@@ -217,7 +214,7 @@ def test_plot_of_a_single_run(local_report, tmp_path):
 
 
 def test_cli_compare_isolates_each_variant_in_a_fresh_process(profiler_bundle):
-    from profiles.profiler import compare
+    from profiles.compare import compare
 
     reps = compare(profiler_bundle, ["onnx-int8"], load_profile("local"), isolate=True,
                    seconds=11.0, rounds=2)
