@@ -5,6 +5,13 @@ The shipped ones live beside this module; a user passes the path of their own. E
 declared in `SCHEMA` with its type, range or choices and whether it is required, so a typo,
 a wrong type or an impossible value is refused with `ProfileError` naming the file and the key,
 never silently defaulted.
+
+Checked by this table, not by pydantic or jsonschema: profiles are read on the device (the
+profiler, `edge-ecg stream --profile`), and measured (Python 3.11, pydantic 2.13.4) a runtime
+process with the default bundle open and a profile loaded holds 70.4 MB after ~220 ms; a
+pydantic model of the schema adds 8.3 MB (+12%) and ~60 ms; jsonschema's import alone
+6.3 MB and ~60 ms. The table is also the keys' documentation, so a library would save only
+the ~100 lines of checks, and their messages would need translating back to file and key.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ A bundle is a directory with model files and `manifest.json`. The manifest recor
 version, the sha256 of every file, the signal contract, the tasks with their output names,
 units and class labels, the routed experts, quantization, parity and metrics at export.
 `load_bundle` refuses a bundle whose manifest or files do not match, naming what is wrong.
+
+The structure check is ~50 hand-written lines, not a pydantic or jsonschema model: every device
+process runs it at start, and measured (Python 3.11) pydantic adds 8.3 MB to a 70.4-MB runtime
+process and ~60 ms to its start, jsonschema's import 6.3 MB and ~60 ms (profiles/profile.py).
 """
 
 from __future__ import annotations
