@@ -162,14 +162,19 @@ def test_routing_keeps_exactly_the_gated_experts(exported):
 
 
 def test_routing_records_each_tasks_usage(exported):
-    """The per-task rows average to the usage routing acts on, and the report shows them."""
+    """The per-task rows of the tasks that read a path average to the usage routing acts on
+    (a task that does not read a path, as the per-beat task the scouts and rhythm experts, has
+    an all-zero row there: export.routing.route_from_usage), and the report shows them."""
     m = exported["manifest"]
     for p, d in m.routing["paths"].items():
         rows = np.array([d["usage_per_task"][t["name"]] for t in m.tasks])
-        np.testing.assert_allclose(rows.mean(0), d["usage"], atol=1e-5)
-        np.testing.assert_allclose(rows.sum(1), 1.0, atol=1e-4)    # each task's gate sums to 1
+        read = rows[rows.sum(1) > 0]
+        assert len(read) >= 1
+        np.testing.assert_allclose(read.mean(0), d["usage"], atol=1e-5)
+        np.testing.assert_allclose(read.sum(1), 1.0, atol=1e-4)    # each task's gate sums to 1
     forced = m.routing["paths"]["scout"]["usage_per_task"]
-    assert all(sum(row[i] for i in FORCED_SCOUTS) > 0.999 for row in forced.values())
+    assert all(sum(row[i] for i in FORCED_SCOUTS) > 0.999 for row in forced.values()
+               if sum(row) > 0)
     report = (exported["bundle"] / "REPORT.md").read_text()
     assert "Gate mass per task" in report and "| scout | rr_interval |" in report
 
