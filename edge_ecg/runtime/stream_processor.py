@@ -231,6 +231,8 @@ class StreamProcessor:
                                  self.quality.flat_mv))
 
     def _windows(self, final: bool) -> list:
+        """Events of every window now final (all that can be cut with `final`): each judged,
+        withheld or batched, then the batch run and described in one call."""
         c = self.contract
         ready = []
         while self.next_end <= self.tracker.produced and (
@@ -239,111 +241,12 @@ class StreamProcessor:
             self.next_end += self.hop
         if not ready:
             return []
-        events: list = []
-        kept = []
-        ivs: dict[int, dict] = {}
-        pred = self.predictor
-        pred.clear_pending()      # rows left by a call that raised half-way are not this batch's
+        self.predictor.clear_pending()   # rows left by a call that raised half-way: not ours
         with self.timer.time("features"):
-            keep_from = ready[-1] - c.window_len - int(SETTLE_MAX_S * c.fs_hz)
-            b_all = self._beats
-            if self._beats_sorted:
-                lo_hi = np.searchsorted(b_all, [(e - c.window_len, e) for e in ready]).tolist()
-            for i, end in enumerate(ready):
-                start = end - c.window_len
-                if self._beats_sorted:
-                    beats = b_all[lo_hi[i][0]:lo_hi[i][1]] - start
-                else:
-                    beats = b_all[(b_all >= start) & (b_all < end)] - start
-                s0 = math.floor(self.to_source(start))
-                s1 = min(math.ceil(self.to_source(end)), self.raw.end)
-                b = self._block_in
-                c0, c1 = max(s0 - b, self.raw.start), min(s1 + b, self.raw.end)
-                # views, no copies: nothing is written to the buffers until this call returns
-                ctx, ctx_flags = self.raw.view(c0, c1)          # the window and around it
-                raw, flags = ctx[s0 - c0:s1 - c0], ctx_flags[s0 - c0:s1 - c0]
-                pw, _ = self.power.view(start, end)
-                q = judge_window(raw, flags, self.fs_in, int(beats.size),
-                                 noise_ratio(pw[:, 0], pw[:, 1]), self.quality,
-                                 self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
-                reasons = q.reasons
-                si, ss = self._src_index(end), self._src_index(start)
-                bc = self.beat_classes
-                claimed = bc.claim(beats + start, start, end) if bc is not None else []
-                if reasons:
-                    if claimed:
-                        events.extend(bc.assign(claimed, beats + start, start, end, None,
-                                                "window withheld: " + ", ".join(reasons)))
-                    events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
-                                                reasons=reasons,
-                                                quality=q.describe(self.lead_names)))
-                    self.summary.withheld += 1
-                    for r in reasons:
-                        self.summary.withheld_reasons[r] = self.summary.withheld_reasons.get(r, 0) + 1
-                    self._last_pred_end = None
-                    continue
-                y, _ = self.filt.view(start, end)
-                if q.masked:             # leads off: the model's lead_mask drops them
-                    pred.add_leads(y[:, q.used], beats, tuple(
-                        ld for ld, u in zip(self.leads, q.used.tolist()) if u))
-                else:
-                    pred.add(y, beats)                         # straight into the batch
-                # window medians over its beats delineated by the window's end (those in its
-                # last POST_S are not yet: n_delineated says how many); by decided_at, not
-                # arrival, so any chunking gives the same figures
-                ivs[len(events)] = window_intervals(
-                    [w for w in self._waves if start <= w.r < end and w.decided_at <= end])
-                kept.append((start, end, beats, claimed, len(events), q))
-                events.append(None)   # placeholder, keeps event order by window
-            self._beats = (b_all[np.searchsorted(b_all, keep_from):] if self._beats_sorted
-                           else b_all[b_all >= keep_from])
-            self._waves = [w for w in self._waves if w.r >= keep_from]
-            if self._gap_beats:
-                self._gap_beats = {r for r in self._gap_beats if r >= keep_from}
-            if self.beat_classes is not None:
-                self.beat_classes.prune(keep_from)
+            events, kept, ivs = self._cut(ready)
+            self._prune(ready[-1] - c.window_len - int(SETTLE_MAX_S * c.fs_hz))
         if kept:
-            with self.timer.time("inference"):
-                out, dt = pred.run_pending()
-            with self.timer.time("output"):
-                n = len(kept)
-                rows = split_rows(out, n) if (pred.smooth > 1 or self.keep_outputs) else None
-                # unsmoothed (the default): every row described in one pass over the batch
-                described = pred.describe_batch(out, n) if pred.smooth == 1 else None
-                bc, bt = self.beat_classes, self._beat_task
-                beat_probs = out.get(bt["output"]) if bt is not None else None
-                for j, (start, end, beats, claimed, pos, q) in enumerate(kept):
-                    nb = int(beats.size)
-                    contiguous = self._last_pred_end == end - self.hop
-                    self._last_pred_end = end
-                    if self.keep_outputs:
-                        self.outputs.append((start, rows[j]))
-                    if described is None:
-                        outputs, experts = pred.describe(pred.smoothed(rows[j], end, contiguous))
-                    else:
-                        outputs, experts = described[j]
-                    si = self._src_index(end)
-                    iv = ivs[pos]
-                    done = []
-                    if bc is not None and beat_probs is not None:
-                        # the window's beats in time order, classified; and the due ones' events
-                        n_slots = bc.slots(beats + start, start, end).size
-                        outputs[bt["name"]] = {
-                            **window_ectopy(bc.labels_of(beat_probs[j], n_slots)),
-                            **({"trained_on": bt["trained_on"]} if bt.get("trained_on") else {})}
-                        done = bc.assign(claimed, beats + start, start, end, beat_probs[j])
-                    events[pos] = [*done, PredictionEvent(index=si, time_s=self._time(si),
-                                                  start=self._src_index(start), outputs=outputs,
-                                                  experts=experts,
-                                                  latency_ms=dt * 1000.0 / len(kept), n_beats=nb,
-                                                  intervals=iv, quality=q.describe(self.lead_names))]
-                    self.summary.predictions += 1
-                    if q.degraded:
-                        sm = self.summary
-                        sm.degraded_predictions += 1
-                        for kind, on in (("filled", q.filled), ("leads_masked", q.masked)):
-                            if on:
-                                sm.degraded_kinds[kind] = sm.degraded_kinds.get(kind, 0) + 1
+            self._predict(kept, ivs, events)
         flat: list = []
         for e in events:
             if isinstance(e, list):
@@ -351,6 +254,129 @@ class StreamProcessor:
             elif e is not None:
                 flat.append(e)
         return flat
+
+    def _judge(self, start: int, end: int, n_beats: int):
+        """The quality verdict (`quality.judge_window`) on the window [start, end), model
+        clock, from its raw samples with the lead-off context around it."""
+        s0 = math.floor(self.to_source(start))
+        s1 = min(math.ceil(self.to_source(end)), self.raw.end)
+        b = self._block_in
+        c0, c1 = max(s0 - b, self.raw.start), min(s1 + b, self.raw.end)
+        # views, no copies: nothing is written to the buffers until `_windows` returns
+        ctx, ctx_flags = self.raw.view(c0, c1)          # the window and around it
+        raw, flags = ctx[s0 - c0:s1 - c0], ctx_flags[s0 - c0:s1 - c0]
+        pw, _ = self.power.view(start, end)
+        return judge_window(raw, flags, self.fs_in, n_beats, noise_ratio(pw[:, 0], pw[:, 1]),
+                            self.quality, self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
+
+    def _cut(self, ready: list[int]) -> tuple[list, list, dict[int, dict]]:
+        """Each ready window judged: withheld (its event, and its beats' classes refused) or
+        added to the predictor's batch. Returns `(events, kept, ivs)`: events with a `None`
+        placeholder per kept window, kept windows `(start, end, beats, claimed, pos, q)`,
+        interval medians by placeholder position."""
+        c = self.contract
+        events: list = []
+        kept = []
+        ivs: dict[int, dict] = {}
+        pred = self.predictor
+        b_all = self._beats
+        if self._beats_sorted:
+            lo_hi = np.searchsorted(b_all, [(e - c.window_len, e) for e in ready]).tolist()
+        for i, end in enumerate(ready):
+            start = end - c.window_len
+            if self._beats_sorted:
+                beats = b_all[lo_hi[i][0]:lo_hi[i][1]] - start
+            else:
+                beats = b_all[(b_all >= start) & (b_all < end)] - start
+            q = self._judge(start, end, int(beats.size))
+            reasons = q.reasons
+            si, ss = self._src_index(end), self._src_index(start)
+            bc = self.beat_classes
+            claimed = bc.claim(beats + start, start, end) if bc is not None else []
+            if reasons:
+                if claimed:
+                    events.extend(bc.assign(claimed, beats + start, start, end, None,
+                                            "window withheld: " + ", ".join(reasons)))
+                events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
+                                            reasons=reasons,
+                                            quality=q.describe(self.lead_names)))
+                self.summary.withheld += 1
+                for r in reasons:
+                    self.summary.withheld_reasons[r] = self.summary.withheld_reasons.get(r, 0) + 1
+                self._last_pred_end = None
+                continue
+            y, _ = self.filt.view(start, end)
+            if q.masked:             # leads off: the model's lead_mask drops them
+                pred.add_leads(y[:, q.used], beats, tuple(
+                    ld for ld, u in zip(self.leads, q.used.tolist()) if u))
+            else:
+                pred.add(y, beats)                         # straight into the batch
+            # window medians over its beats delineated by the window's end (those in its
+            # last POST_S are not yet: n_delineated says how many); by decided_at, not
+            # arrival, so any chunking gives the same figures
+            ivs[len(events)] = window_intervals(
+                [w for w in self._waves if start <= w.r < end and w.decided_at <= end])
+            kept.append((start, end, beats, claimed, len(events), q))
+            events.append(None)   # placeholder, keeps event order by window
+        return events, kept, ivs
+
+    def _prune(self, keep_from: int) -> None:
+        """Forget beats and delineations before model-clock `keep_from` (no later window
+        can hold them)."""
+        b_all = self._beats
+        self._beats = (b_all[np.searchsorted(b_all, keep_from):] if self._beats_sorted
+                       else b_all[b_all >= keep_from])
+        self._waves = [w for w in self._waves if w.r >= keep_from]
+        if self._gap_beats:
+            self._gap_beats = {r for r in self._gap_beats if r >= keep_from}
+        if self.beat_classes is not None:
+            self.beat_classes.prune(keep_from)
+
+    def _predict(self, kept: list, ivs: dict[int, dict], events: list) -> None:
+        """Run the batch of `kept` windows and put each one's prediction (after its beats'
+        classes, with a `beat` task) in its placeholder in `events`."""
+        pred = self.predictor
+        with self.timer.time("inference"):
+            out, dt = pred.run_pending()
+        with self.timer.time("output"):
+            n = len(kept)
+            rows = split_rows(out, n) if (pred.smooth > 1 or self.keep_outputs) else None
+            # unsmoothed (the default): every row described in one pass over the batch
+            described = pred.describe_batch(out, n) if pred.smooth == 1 else None
+            bc, bt = self.beat_classes, self._beat_task
+            beat_probs = out.get(bt["output"]) if bt is not None else None
+            for j, (start, end, beats, claimed, pos, q) in enumerate(kept):
+                nb = int(beats.size)
+                contiguous = self._last_pred_end == end - self.hop
+                self._last_pred_end = end
+                if self.keep_outputs:
+                    self.outputs.append((start, rows[j]))
+                if described is None:
+                    outputs, experts = pred.describe(pred.smoothed(rows[j], end, contiguous))
+                else:
+                    outputs, experts = described[j]
+                si = self._src_index(end)
+                iv = ivs[pos]
+                done = []
+                if bc is not None and beat_probs is not None:
+                    # the window's beats in time order, classified; and the due ones' events
+                    n_slots = bc.slots(beats + start, start, end).size
+                    outputs[bt["name"]] = {
+                        **window_ectopy(bc.labels_of(beat_probs[j], n_slots)),
+                        **({"trained_on": bt["trained_on"]} if bt.get("trained_on") else {})}
+                    done = bc.assign(claimed, beats + start, start, end, beat_probs[j])
+                events[pos] = [*done, PredictionEvent(index=si, time_s=self._time(si),
+                                              start=self._src_index(start), outputs=outputs,
+                                              experts=experts,
+                                              latency_ms=dt * 1000.0 / len(kept), n_beats=nb,
+                                              intervals=iv, quality=q.describe(self.lead_names))]
+                self.summary.predictions += 1
+                if q.degraded:
+                    sm = self.summary
+                    sm.degraded_predictions += 1
+                    for kind, on in (("filled", q.filled), ("leads_masked", q.masked)):
+                        if on:
+                            sm.degraded_kinds[kind] = sm.degraded_kinds.get(kind, 0) + 1
 
     def close_summary(self) -> Summary:
         s = self.summary
