@@ -68,7 +68,7 @@ def ptbxl_signal(k: int, seconds: float):
     return adc, parts[0].gain, parts[0].baseline, tuple(parts[0].leads)
 
 
-def make_feeds(n: int, seconds: float, unit: str = "bench"):
+def make_feeds(n: int, seconds: float, unit: str = "bench", frame_s: float = 0.5):
     """Bed feeds (half real PTB-XL, half synthetic) and their bus chunks for the reference."""
     from edge_ecg.runtime.replay import ReplaySource
     from edge_ecg.ward import frames
@@ -80,13 +80,14 @@ def make_feeds(n: int, seconds: float, unit: str = "bench"):
         real = ptbxl_signal(i, seconds) if i % 2 == 0 else None
         if real is not None:
             adc, gain, base, leads = real
-            src = ReplaySource(adc, gain, base, 500.0, leads, speed=None, chunk_s=0.1,
+            src = ReplaySource(adc, gain, base, 500.0, leads, speed=None, chunk_s=frame_s,
                                name=f"ptbxl:{bed}")
             feeds.append(BedFeed(unit, bed, src, "ptbxl (successive records)", True))
             kinds[bed] = "ptbxl"
         else:
             cond = SYNTH[i % len(SYNTH)]
-            feeds.append(open_feed(f"synth:{cond}?seconds={seconds}&seed={i}", unit, bed))
+            feeds.append(open_feed(f"synth:{cond}?seconds={seconds}&seed={i}", unit, bed,
+                                   frame_s))
             kinds[bed] = cond
     chunks = {}
     for f in feeds:
@@ -145,8 +146,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
             victim = "w0"
             moved = [k for k, w in owner.items() if w == victim]
             t_kill = time.time()
-            cpu0["w0"] -= cpu_s(workers["w0"].pid)    # its CPU until now counted below
-            fault["w0_cpu_s"] = cpu_s(workers["w0"].pid)
+            fault["w0_cpu_s"] = cpu_s(workers["w0"].pid) - cpu0["w0"]   # phase start -> kill
             workers["w0"].send_signal(signal.SIGKILL)
             workers["w0"].wait()
             back = {}
@@ -187,7 +187,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
                "publisher+station": cpu_s(os.getpid()) - cpu0["self"],
                **{k: cpu_s(p.pid) - cpu0[k] for k, p in workers.items() if p.poll() is None}}
         if faults:
-            cpu["w0"] = fault.pop("w0_cpu_s") + cpu0["w0"]
+            cpu["w0"] = fault.pop("w0_cpu_s")
         state = st.state()
         st.stop()
         await ts
@@ -204,7 +204,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
         stored = {f.bed: await stored_events(broker.url, f.unit, f.bed) for f in feeds}
         return {"phase": name, "workers": n_workers, "wall_s": wall, "cpu_s": cpu,
                 "publisher": pst["total"], "station": {k: state[k] for k in (
-                    "counters", "duplicates", "missing", "latency_ms")},
+                    "counters", "duplicates", "missing", "latency_ms", "sample_latency_ms")},
                 "fault": fault, "stored": stored, "frames_published": want}
     finally:
         for p in workers.values():
@@ -233,6 +233,7 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
             "cores_used": round(cores, 2),
             "beds_per_core": round(n_beds * (signal_s / n_beds) / cpu_total, 1),
             "latency_ms": r["station"]["latency_ms"],
+            "sample_latency_ms": r["station"]["sample_latency_ms"],
             "frames": {k: r["publisher"][k] for k in ("produced", "published", "dropped",
                                                        "buffered", "duplicates", "retries")},
             "frames_balanced": r["publisher"]["balanced"],
@@ -244,10 +245,14 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
 
 
 def main() -> int:
+    from edge_ecg.ward import frames
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--beds", type=int, default=24)
     ap.add_argument("--seconds", type=float, default=40.0, help="signal per bed per phase")
     ap.add_argument("--phases", default="scale,faults")
+    ap.add_argument("--frame-s", type=float, default=frames.DEFAULT_FRAME_S,
+                    help="seconds of signal per bus frame (the publisher's default)")
     ap.add_argument("--tick", type=float, default=0.25)
     ap.add_argument("--snapshot", type=float, default=5.0)
     ap.add_argument("--lease-ttl", type=float, default=2.0)
@@ -260,10 +265,11 @@ def main() -> int:
 
     print(DISCLAIMER)
     print(f"machine: {this_machine()}")
-    feeds, chunks, kinds = make_feeds(args.beds, args.seconds)
+    feeds, chunks, kinds = make_feeds(args.beds, args.seconds, frame_s=args.frame_s)
     n_real = sum(v == "ptbxl" for v in kinds.values())
     print(f"{args.beds} beds, 12 leads at 500 Hz: {n_real} real (PTB-XL), "
-          f"{args.beds - n_real} synthetic; {args.seconds:.0f} s of signal each per phase")
+          f"{args.beds - n_real} synthetic; {args.seconds:.0f} s of signal each per phase, "
+          f"{args.frame_s:g}-s frames, {args.tick:g}-s worker ticks")
     be = open_backend(str(DEFAULT_BUNDLE))
     t = time.perf_counter()
     ref = {b: reference_events(c, be) for b, c in chunks.items()}
@@ -280,16 +286,17 @@ def main() -> int:
     rows = [summarise(r, args.beds, ref) for r in phases]
     for s in rows:
         print(json.dumps(s))
-    print("\n| phase | beds per core (all processes) | cores used | p50 / p99 sample-to-event "
-          "ms | frames produced = published + dropped + buffered | events stored / reference |"
+    print("\n| phase | beds per core (all processes) | cores used | p50 / p99 frame-to-event ms "
+          "| p50 / p99 sample-to-event ms (from the releasing frame's first sample) "
+          "| frames produced = published + dropped + buffered | events stored / reference |"
           " station received | equal beds | failover s (max) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in rows:
-        lat = s["latency_ms"] or {}
+        lat, slat = s["latency_ms"] or {}, s["sample_latency_ms"] or {}
         f = s["frames"]
         print(f"| {s['phase']} | {s['beds_per_core']} | {s['cores_used']} | {lat.get('p50')} / "
-              f"{lat.get('p99')} | {f['produced']} = {f['published']} + {f['dropped']} + "
-              f"{f['buffered']} | {s['events_stored']} / {s['events_reference']} (dup "
+              f"{lat.get('p99')} | {slat.get('p50')} / {slat.get('p99')} | {f['produced']} = "
+              f"{f['published']} + {f['dropped']} + {f['buffered']} | {s['events_stored']} / {s['events_reference']} (dup "
               f"{s['duplicated_events']}) | {s['station_received']} | {s['beds_equal_to_reference']} | "
               f"{_r(s.get('failover_s_max'))} |")
     if args.json:

@@ -35,8 +35,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--nats", default=DEFAULT_URL, metavar="URL")
     p.add_argument("--speed", default="realtime",
                    help="replays: realtime, max or a factor (live devices: their own pace)")
-    p.add_argument("--frame-s", type=float, default=0.1, help="seconds of signal per bus frame")
-    p.add_argument("--buffer-frames", type=int, default=3000,
+    p.add_argument("--frame-s", type=float, default=0.5,
+                   help="replays: seconds of signal per bus frame (shorter: lower latency, more "
+                        "broker and worker CPU; live devices send their own chunks)")
+    p.add_argument("--buffer-frames", type=int, default=600,
                    help="frames held while the broker is away; the oldest beyond are dropped "
                         "and counted")
     p.add_argument("--seconds", type=float, default=None, help="stop after this much signal")

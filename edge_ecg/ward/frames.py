@@ -9,9 +9,16 @@ Layout (little-endian), self-describing so a worker needs nothing else to rebuil
     | samples (n_samples x n_leads, row-major, signed, `width` bytes each) | crc32 u32
 
 Integer ADC counts only, in the narrowest of int16/int24/int32 that holds the frame: 12 leads
-x 0.1 s at 500 Hz is ~1.9 kB in int24, 8 % of it header. Decoding reads numbers with `struct`
-and NumPy `frombuffer` and validates every length and range: bytes from the bus stay data
-(nothing is unpickled) and a malformed frame raises `FrameError` naming the offset.
+x 0.5 s (`DEFAULT_FRAME_S`) at 500 Hz is ~9.2 kB in int24, 6.2 kB in int16, ~2-3 % of it
+header. Decoding reads numbers with `struct` and NumPy `frombuffer` and validates every length
+and range: bytes from the bus stay data (nothing is unpickled) and a malformed frame raises
+`FrameError` naming the offset.
+
+Frame duration is the ward's main cost knob: every frame is a JetStream message stored,
+acknowledged, delivered and decoded, and a processor feed call with per-call overhead. 0.5 s
+frames cost the whole ward (broker, worker, publisher, station) about half the CPU of 0.1 s
+frames (bench/ward.py); the price is latency: a sample waits up to one frame duration at the
+bedside before its frame leaves, which the bench adds to its sample-to-event figure.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ _HEAD = struct.Struct("<4sBBBBHQqqd")      # 40 bytes
 _CRC = struct.Struct("<I")
 MAX_LEADS = 16
 MAX_FS_HZ = 20_000.0
+DEFAULT_FRAME_S = 0.5                 # seconds of signal per frame (replays; see above)
 _FLAG_DISCONTINUITY = 1
 
 

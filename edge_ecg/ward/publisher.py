@@ -4,12 +4,14 @@ One process can bridge one bed (`edge-ecg ward publish`) or many (the bench). Pe
 wait in a bounded buffer and are published strictly in order, each with a deterministic
 `Nats-Msg-Id` (`<unit>.<bed>.<session>.<seq>`): a frame whose acknowledgement was lost in a
 broker restart is resent and JetStream drops the copy. While the broker is away the buffer
-holds `buffer_frames`; beyond that the oldest frame is dropped and counted (the worker then
-sees the index jump and reports a gap): `produced == published + dropped + buffered`, always.
+holds `buffer_frames` (600: 5 min of 0.5-s frames); beyond that the oldest frame is dropped
+and counted (the worker then sees the index jump and reports a gap):
+`produced == published + dropped + buffered`, always.
 
-Replays (record:, synth:, edf:) are read as fast as they come and paced here by their sample
-clock (`speed` x real time), so one process can play a whole ward; live devices are read in a
-thread at their own pace.
+Replays (record:, synth:, edf:) are read as fast as they come, cut into `frame_s` frames
+(`frames.DEFAULT_FRAME_S`, 0.5 s) and paced here by their sample clock (`speed` x real time),
+so one process can play a whole ward; live devices are read in a thread at their own pace and
+chunk size.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ class BedFeed:
     done: bool = False
 
 
-def open_feed(spec: str, unit: str, bed: str, frame_s: float = 0.1) -> BedFeed:
+def open_feed(spec: str, unit: str, bed: str,
+              frame_s: float = frames.DEFAULT_FRAME_S) -> BedFeed:
     """A `BedFeed` for a source spec: replays read unpaced in `frame_s` chunks (the publisher
     paces them), live devices as they come."""
     from edge_ecg.runtime.sources import open_source
@@ -77,7 +80,7 @@ class Publisher:
     """Publishes the frames of `feeds` to JetStream until their sources end or `stop()`."""
 
     def __init__(self, feeds: list[BedFeed], url: str, speed: float = 1.0,
-                 buffer_frames: int = 3000, cfg: bus.WardConfig | None = None,
+                 buffer_frames: int = 600, cfg: bus.WardConfig | None = None,
                  publish_timeout_s: float = 2.0) -> None:
         self.feeds = feeds
         self.url = url

@@ -18,7 +18,8 @@ def comparable(event: dict) -> dict:
     return {k: v for k, v in event.items() if k not in VOLATILE and k != "ward"}
 
 
-def source_chunks(spec: str, frame_s: float = 0.1, max_seconds: float | None = None) -> list:
+def source_chunks(spec: str, frame_s: float = frames.DEFAULT_FRAME_S,
+                  max_seconds: float | None = None) -> list:
     """The chunks a publisher makes of `spec` (replay kinds), through the bus codec."""
     from edge_ecg.ward.publisher import open_feed
 

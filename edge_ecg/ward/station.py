@@ -138,6 +138,9 @@ class Station:
                          "malformed_events": 0}
         self.unknown: dict[str, int] = {}
         self.latency_s: deque = deque(maxlen=20000)     # frame sent -> event here
+        # + the releasing frame's duration: from its first sample, the longest a sample that
+        # released an event waited (at the bedside for its frame to fill, then on the bus)
+        self.sample_latency_s: deque = deque(maxlen=20000)
         self._stop = asyncio.Event()
         self.port = self.opt.port
         self.model = self._model()
@@ -163,12 +166,17 @@ class Station:
     def state(self) -> dict:
         lat = np.asarray(self.latency_s, dtype=float)
         lat = lat[np.isfinite(lat)]
+        slat = np.asarray(self.sample_latency_s, dtype=float)
+        slat = slat[np.isfinite(slat)]
         return {"disclaimer": DISCLAIMER, "model": self.model, "counters": self.counters,
                 "unknown_beds": self.unknown, "duplicates": self.duplicates,
                 "missing": self.missing,
                 "latency_ms": ({"p50": round(float(np.percentile(lat, 50)) * 1e3, 1),
                                 "p99": round(float(np.percentile(lat, 99)) * 1e3, 1),
                                 "n": int(lat.size)} if lat.size else None),
+                "sample_latency_ms": ({"p50": round(float(np.percentile(slat, 50)) * 1e3, 1),
+                                       "p99": round(float(np.percentile(slat, 99)) * 1e3, 1),
+                                       "n": int(slat.size)} if slat.size else None),
                 "fhir": self.fhir.stats() if self.fhir else None,
                 "beds": [self.tiles[k].to_json() for k in sorted(self.tiles)]}
 
@@ -239,6 +247,9 @@ class Station:
         sent = ward.get("frame_sent")
         if isinstance(sent, (int, float)):
             self.latency_s.append(now - sent)
+            dur = ward.get("frame_s")
+            if isinstance(dur, (int, float)):
+                self.sample_latency_s.append(now - sent + dur)
         tile.event(ev)
         if ev.get("type") == "prediction" and (self.fhir or self.hl7):
             self._export(tile, ev)

@@ -407,7 +407,8 @@ class Worker:
             def fn(b=b, pieces=pieces):
                 out = []
                 for c, t in pieces:
-                    out.extend((e, t) for e in b.proc.feed(c))
+                    dur = c.n_samples / c.fs_hz
+                    out.extend((e, t, dur) for e in b.proc.feed(c))
                 return out
             fns[key] = fn
         results = run_tick(self.shared, fns, self.tick_stats)
@@ -418,7 +419,7 @@ class Worker:
                 b.counters.last_error = repr(r)
                 r = []
             subject = bus.events_subject(b.unit, b.bed)
-            for ev, t in r:
+            for ev, t, dur in r:
                 d = ev.to_json()
                 b.n += 1
                 eid = f"{b.key}.{d['type']}.{d['index']}"
@@ -426,7 +427,8 @@ class Worker:
                     b.counters.replayed += 1
                     continue
                 d["ward"] = {"id": eid, "n": b.n, "unit": b.unit, "bed": b.bed,
-                             "worker": self.id, "bundle": self.bundle, "frame_sent": t}
+                             "worker": self.id, "bundle": self.bundle, "frame_sent": t,
+                             "frame_s": round(dur, 6)}
                 b.outbox.append((subject, json.dumps(d, separators=(",", ":")).encode(), eid))
             if key in last_msg:
                 b.ack_msg = last_msg[key]

@@ -13,7 +13,9 @@ SPEC = "synth:sinus_rhythm+atrial_fibrillation?seconds=36&seed=3"
 
 @pytest.fixture(scope="module")
 def chunks():
-    return source_chunks(SPEC)
+    # 0.1-s chunks (not the bus default of 0.5 s): the cuts below fall at many points of the
+    # processor's state, and chunks[233] exists
+    return source_chunks(SPEC, frame_s=0.1)
 
 
 def _events(proc, chunks):
