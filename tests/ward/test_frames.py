@@ -38,6 +38,17 @@ def test_twelve_leads_a_tenth_of_a_second_is_compact():
     assert len(frames.encode(c, 0)) < 2000
 
 
+def test_the_default_frame_is_half_a_second_in_about_9_kb():
+    leads = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    n = int(frames.DEFAULT_FRAME_S * 500)
+    s = np.zeros((n, 12), np.int32)
+    s[0, 0] = 70000                       # int24: 12 x 250 x 3 bytes of samples
+    c = Chunk(0, 0, 0, s, np.ones(12, np.float32), np.zeros(12, np.float32), leads, 500.0)
+    data = frames.encode(c, 0)
+    assert frames.DEFAULT_FRAME_S == 0.5 and 9000 < len(data) < 9300      # ~2 % header
+    assert frames.decode(data)[0].n_samples == 250
+
+
 @pytest.mark.parametrize("mutate,match", [
     (lambda b: b[:10], "shorter"),
     (lambda b: b"XXXX" + b[4:], "magic"),

@@ -94,6 +94,9 @@ def test_station_serves_every_bed_live(ward):
     assert later, "tiles did not update"
     assert later["counters"]["unknown_bed_frames"] >= 1 and "icu.ghost" in later["unknown_beds"]
     assert later["duplicates"] == 0 and later["missing"] == 0
+    # sample-to-event adds the releasing frame's duration (0.5 s) to frame-to-event
+    lat, slat = later["latency_ms"], later["sample_latency_ms"]
+    assert slat["n"] == lat["n"] and slat["p50"] >= lat["p50"] + 499
     brady = next(b for b in later["beds"] if b["bed"] == "b3")
     assert brady["hr_bpm"] < 60
     with pytest.raises(urllib.error.HTTPError) as e:

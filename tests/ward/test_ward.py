@@ -61,8 +61,12 @@ async def _serve_until_done(url, backend, specs, opts=None, extra=None, unit="ic
 def test_worker_events_equal_the_single_process_reference(broker, backend):
     pub, st = asyncio.run(_serve_until_done(broker.url, backend, SPECS))
     assert pub["total"]["balanced"] and pub["total"]["dropped"] == 0
+    assert pub["total"]["produced"] == 3 * 60                   # 30 s in 0.5-s frames
     assert st["tick"]["rows"] > st["tick"]["batches"]          # beds shared batches
     _check(broker.url, backend, SPECS)
+    # each event names the duration of the frame that released it (sample-to-event bound)
+    ev = asyncio.run(stored_events(broker.url, "icu", "b1"))
+    assert {e["ward"]["frame_s"] for e in ev} == {0.5}
 
 
 def test_malformed_frame_is_counted_and_skipped(broker, backend):
