@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 
 # Said wherever the bundled model's outputs appear.
 DISCLAIMER = (
-    "Not a diagnostic device. The bundled model learned rhythm, RR, age and sex from real ECGs "
+    "Not a diagnostic device. The bundled model learned rhythm, beat classes, RR, age and sex "
+    "from real ECGs "
     "(CinC 2017, MIT-BIH, PTB-XL, LUDB) and potassium from synthetic ECGs only; how it did on "
     "patients it never saw is in its MODEL_CARD.md."
 )
