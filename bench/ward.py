@@ -10,10 +10,11 @@ storage) on a loopback port, the publisher and the station in this process, work
 `edge-ecg ward worker` processes.
 
 Frames carry 0.5 s of signal (`--frame-s`, the publisher's default) and workers tick every
-0.25 s (`--tick`). Measured here (24 beds, 40 s, 2-core machine): 1 worker 121.5 beds per
-core end to end, 2 workers 110.3, p99 sample-to-event 795 ms; with 0.1-s frames (the ward
-before 0.5-s frames became the default) 87.1 and 77.1, p99 <= 417 ms: every frame is a
-broker message and a processor call, so frame duration trades CPU a bed against latency.
+0.25 s (`--tick`). Measured here (24 beds, 40 s, 2-core machine): 1 worker 121.5-136.8 beds
+per core end to end, 2 workers 110.3-117.8 (two runs), p99 sample-to-event ~0.8 s; with
+0.1-s frames (the ward before 0.5-s frames became the default) 87.1 and 77.1, p99 <= 417 ms:
+every frame is a broker message and a processor call, so frame duration trades CPU a bed
+against latency.
 
 Phases:
   scale   the same beds served by 1 worker, then by 2 (fresh broker each): CPU seconds of every
@@ -52,11 +53,13 @@ SYNTH = ("sinus_rhythm", "atrial_fibrillation", "sinus_bradycardia", "sinus_tach
          "premature_ventricular_contractions", "af_rapid_ventricular_response")
 
 
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process and its children reaped so far, seconds (/proc)."""
+def cpu_s(pid: int, children: bool = True) -> float:
+    """utime + stime of a process (and, with `children`, of its children reaped so far),
+    seconds (/proc). This process's own figure leaves children out: the broker it restarts
+    and the worker it kills are reaped here and counted on their own lines."""
     try:
         f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+        return sum(int(x) for x in f[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError):
         return float("nan")
 
@@ -141,7 +144,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
             f.buffer.clear()
             f.done = False
             f.stats.__init__()
-        cpu0 = {"broker": cpu_s(broker.proc.pid), "self": cpu_s(os.getpid()),
+        cpu0 = {"broker": cpu_s(broker.proc.pid), "self": cpu_s(os.getpid(), children=False),
                 **{k: cpu_s(p.pid) for k, p in workers.items()}}
         t0 = time.monotonic()
         pub = Publisher(feeds, broker.url, speed=1.0)
@@ -191,7 +194,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
         want = pst["total"]["published"]
         wall = time.monotonic() - t0
         cpu = {"broker": cpu_s(broker.proc.pid) - cpu0["broker"],
-               "publisher+station": cpu_s(os.getpid()) - cpu0["self"],
+               "publisher+station": cpu_s(os.getpid(), children=False) - cpu0["self"],
                **{k: cpu_s(p.pid) - cpu0[k] for k, p in workers.items() if p.poll() is None}}
         if faults:
             cpu["w0"] = fault.pop("w0_cpu_s")
