@@ -28,7 +28,7 @@ WAIT_S = 2.0       # no next beat within 2 s (a pause, asystole): classified wit
 class BeatClasses:
     """Per-beat classes from window outputs, and the beat events held until classified.
 
-    State only (no I/O): `resolve` per processed window, `on_beat_event` per delineated beat,
+    State only (no I/O): `claim` then `assign` per processed window, `on_beat_event` per delineated beat,
     `prune` as the stream moves on, `flush` at its end.
     """
 
@@ -76,11 +76,6 @@ class BeatClasses:
     def labels_of(self, probs: np.ndarray, n: int) -> list[str]:
         """The classes of a window's first `n` slots."""
         return [self.labels[k] for k in np.argmax(np.asarray(probs)[:n], axis=-1).tolist()]
-
-    def resolve(self, beats: np.ndarray, start: int, end: int, probs: np.ndarray | None,
-                reason: str | None = None) -> list:
-        """`assign(claim(...))`: classify the window's due beats at once."""
-        return self.assign(self.claim(beats, start, end), beats, start, end, probs, reason)
 
     def assign(self, claimed: list[int], beats: np.ndarray, start: int, end: int,
                probs: np.ndarray | None, reason: str | None = None) -> list:

@@ -72,14 +72,15 @@ def offline_beat_classes(signal: np.ndarray, fs_hz: float, leads, backend,
                      c.max_beats, c.window_len)
     w = c.window_len
     batch = InputBatch(c, capacity=16)
+    lo, hi = np.searchsorted(r, starts), np.searchsorted(r, starts + w)  # each window's beats
     for i in range(0, len(starts), 16):
-        part = starts[i:i + 16]
+        part = range(i, min(i + 16, len(starts)))
         batch.clear()
-        for s in part:
-            batch.add(y[s:s + w], leads, r[(r >= s) & (r < s + w)] - s)
+        for k in part:
+            batch.add(y[starts[k]:starts[k] + w], leads, r[lo[k]:hi[k]] - starts[k])
         probs = np.asarray(backend.run(batch.arrays())[task["output"]])
-        for j, s in enumerate(part.tolist()):
-            beats = r[(r >= s) & (r < s + w)]
+        for j, k in enumerate(part):
+            s, beats = int(starts[k]), r[lo[k]:hi[k]]
             bc.assign(bc.claim(beats, s, s + w), beats, s, s + w, probs[j])
     samples = np.round(r * (fs_hz / c.fs_hz)).astype(np.int64)
     classes = []
