@@ -31,8 +31,10 @@ class _TupleOutputs:
                 super().__init__()
                 self.m = inner
 
-            def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr):
-                out = self.m(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr)
+            def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr,
+                        valid):
+                out = self.m(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr,
+                             valid)
                 return tuple(out[k] for k in output_names)
 
         return TupleOutputs(model).eval()

@@ -79,6 +79,13 @@ class ECGMoEConfig:
     lora_rank: int = 8
     lora_alpha: int = 16
     lead_dropout: float = 0.5            # probability a training window keeps only 1-3 leads
+    # Degraded links (issue 17), so the model learns to predict around what never arrived:
+    # the probability a training window loses short stretches of every lead (runs of 1-3
+    # validity segments, 40-120 ms, as lost frames of a serial or BLE link; on average 4 % of
+    # the window, at most the runtime's 10 % limit in practice), and the probability that each
+    # of its leads is off, half of them on average (never all).
+    gap_dropout: float = 0.3
+    lead_off: float = 0.15
     # Auxiliary routing loss added to the task loss, times `balance_weight` (edge_ecg.model.gate):
     # "switch" spreads each task over all experts (Switch Transformer load balance, per task);
     # "mutual_info" is Mod-Squad's task-expert mutual information: experts used evenly overall,

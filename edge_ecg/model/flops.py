@@ -28,7 +28,8 @@ def example_inputs(cfg, batch: int = 1, n_leads_present: int | None = None,
     beat_rr[:, 1:11, 0] = rr[:, :10]
     beat_rr[:, :11, 1] = rr[:, :11]
     beat_rr[:, :12, 2] = 830.0
-    return x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr
+    valid = lead_mask[:, :, None].expand(batch, c.n_leads, c.n_valid_seg).clone()
+    return x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid
 
 
 def count_params(model: torch.nn.Module, trainable_only: bool = False) -> int:

@@ -28,21 +28,24 @@ from edge_ecg.model.config import ECGMoEConfig
 
 class InputSummary(nn.Module):
     """Parameter-free summary `(B, S)`: per-lead amplitude, spread and slope at 50 Hz, lead mask,
-    period features and the fraction of beat slots filled. O(L*T) adds: cheap beside any expert."""
+    period features, the fraction of beat slots filled and per lead the fraction of the window
+    missing (filled, not measured: `valid`), so the gates and heads know how much of what they
+    read was there. O(L*T) adds: cheap beside any expert."""
 
     def __init__(self, cfg: ECGMoEConfig):
         super().__init__()
         c = cfg.contract
         self.pool_by = max(1, int(round(c.fs_hz / 50)))
-        self.dim = 4 * c.n_leads + len(c.period_features) + 1
+        self.dim = 5 * c.n_leads + len(c.period_features) + 1
 
-    def forward(self, x, lead_mask, beat_mask, period):
+    def forward(self, x, lead_mask, beat_mask, period, valid):
         low = F.avg_pool1d(x, self.pool_by)                                  # (B, L, T/10)
         amp = low.abs().mean(-1)
         spread = low.std(-1)
         slope = (low[..., 1:] - low[..., :-1]).abs().mean(-1) * 10.0
         filled = beat_mask.mean(1, keepdim=True)
-        return torch.cat([amp, spread, slope, lead_mask, period, filled], 1)
+        missing = lead_mask - valid.mean(-1)                                 # (B, L)
+        return torch.cat([amp, spread, slope, lead_mask, period, filled, missing], 1)
 
 
 class TopKGate(nn.Module):

@@ -4,7 +4,7 @@ Activations are ReLU throughout: onnxruntime fuses Conv/Gemm + ReLU into one ker
 absorbs a ReLU into the quantized range, while an exported GELU is an Erf plus three elementwise
 kernels per use. Measured on the edge preset (batch 1, one thread): ONNX fp32 6.4 -> 3.8 ms.
 
-`forward` takes the eight contract inputs positionally (INPUT_NAMES order, float32) and returns
+`forward` takes the nine contract inputs positionally (INPUT_NAMES order, float32) and returns
 an ordered dict of named graph outputs: each task (regression in task units, binary positive
 probability, multiclass probabilities, a per-beat task's class probabilities per beat slot
 `(B, max_beats, n_classes)`) then `gate_scout`, `gate_morphology`, `gate_rhythm`
@@ -35,6 +35,15 @@ from edge_ecg.model.period_expert import (
     beat_shape_features,
 )
 from edge_ecg.model.scouts import build_scout
+
+
+def expand_valid(valid: torch.Tensor, seg: int, n: int) -> torch.Tensor:
+    """The validity mask `(B, L, n_seg)` per sample `(B, L, n)`: every segment repeated `seg`
+    times. Multiplying the window by it zeroes what was filled, not measured (a lost frame's
+    straight-line fill): the model never reads an invented sample. Zero is the window's
+    median level after the contract's normalisation. (Expand + reshape: exports as two
+    plain ONNX ops.)"""
+    return valid[..., None].expand(-1, -1, -1, seg).flatten(2)[..., :n]
 
 
 class Fusion(nn.Module):
@@ -121,11 +130,12 @@ class ECGMoE(nn.Module):
         self.last_aux_loss = torch.zeros(())
 
     # ---------------------------------------------------------------------------------------
-    def raw(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr):
+    def raw(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, valid):
         """Head logits per task (regression: target / scale) and gates per path."""
         cfg = self.cfg
-        x = x * lead_mask[:, :, None]                                        # (B, L, T)
-        s = self.summary(x, lead_mask, beat_mask, period)                    # (B, S)
+        valid = valid * lead_mask[:, :, None]                                # (B, L, n_seg)
+        x = x * expand_valid(valid, cfg.contract.valid_seg, x.shape[-1])     # (B, L, T)
+        s = self.summary(x, lead_mask, beat_mask, period, valid)             # (B, S)
         aux = []                # one auxiliary routing loss per path, training only
         g_scout, p_scout = self.gate_scout(s)                                # (B, n_tasks, E)
         gates = OrderedDict(gate_scout=g_scout)
@@ -199,8 +209,9 @@ class ECGMoE(nn.Module):
             [period] if self.cfg.use_period else [])
         return torch.cat(parts, -1) if parts else None
 
-    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr):
-        logits, gates = self.raw(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr)
+    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, valid):
+        logits, gates = self.raw(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr,
+                                 valid)
         out = OrderedDict()
         for i, t in enumerate(self.cfg.tasks):
             z = logits[t.name]

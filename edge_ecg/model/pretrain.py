@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_ecg.model.moe import ECGMoE
+from edge_ecg.model.moe import ECGMoE, expand_valid
 from edge_ecg.model.scouts import CNNScout, DLinearScout, FoldScout, PatchScout
 
 MASK_BLOCK_S = 0.2
@@ -88,14 +88,19 @@ class PretrainStep(nn.Module):
         super().__init__()
         self.model, self.heads = model, heads
 
-    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, masks):
+    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, valid,
+                masks):
         m, cfg = self.model, self.model.cfg
         time_mask, beat_hide, rr_keep = masks
         pool = cfg.recon_pool
-        x = x * lead_mask[:, :, None]
+        # as the model reads it: filled samples zeroed, and never a reconstruction target
+        present = expand_valid(valid * lead_mask[:, :, None], cfg.contract.valid_seg,
+                               x.shape[-1])
+        x = x * present
         xm = x * (1.0 - time_mask)
         target = F.avg_pool1d(x, pool)
-        weight = F.max_pool1d(time_mask, pool) * lead_mask[:, :, None]            # (B, L, T_low)
+        weight = F.max_pool1d(time_mask, pool) * lead_mask[:, :, None] * (
+            -F.max_pool1d(-present, pool))                                       # (B, L, T_low)
         losses = []
         for scout, dec in zip(m.scouts, self.heads.scouts):
             if dec.kind == "none":

@@ -20,7 +20,7 @@ from torch import nn
 
 from edge_ecg.model.evaluation import batches, evaluate
 from edge_ecg.model.lora import add_lora, base_of, freeze_batchnorm, merged
-from edge_ecg.model.moe import ECGMoE
+from edge_ecg.model.moe import ECGMoE, expand_valid
 from edge_ecg.model.pretrain import PretrainHeads, PretrainStep, make_masks
 from edge_ecg.signal.contract import INPUT_NAMES
 
@@ -119,6 +119,47 @@ def lead_dropout(batch: tuple[torch.Tensor, ...], p: float, leads: tuple[str, ..
     return (x * new_mask[:, :, None], new_mask, beats * new_mask[:, None, :, None], *rest)
 
 
+def gap_dropout(batch: tuple[torch.Tensor, ...], p: float,
+                gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """With probability `p` per window, stretches of it lost as a lossy link loses frames:
+    each validity segment starts a lost run with a rate drawn per window from U(0, 4 %), each
+    run 1-3 segments long (40-120 ms, the runtime's longest fill), on every lead. Only `valid`
+    changes: the model zeroes what it marks invalid itself, exactly as at run time."""
+    *head, valid = batch
+    b, _, n_seg = valid.shape
+    on = torch.rand(b, 1, generator=gen) < p
+    rate = torch.rand(b, 1, generator=gen) * 0.04
+    start = (torch.rand(b, n_seg, generator=gen) < rate) & on
+    length = torch.randint(1, 4, (b, n_seg), generator=gen)
+    lost = start.clone()
+    for k in (1, 2):
+        lost[:, k:] |= start[:, :-k] & (length[:, :-k] > k)
+    return (*head, valid * (~lost)[:, None, :].to(valid.dtype))
+
+
+def lead_off(batch: tuple[torch.Tensor, ...], p: float,
+             gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """With probability `p` per window, each of its leads off with probability 1/2 (an
+    electrode come loose; the runtime masks it through `lead_mask`). A window keeps at least
+    one of its leads."""
+    x, lead_mask, beats, *rest = batch
+    b, n_leads = lead_mask.shape
+    on = torch.rand(b, 1, generator=gen) < p
+    off = (torch.rand(b, n_leads, generator=gen) < 0.5) & on
+    new_mask = lead_mask * (~off).to(lead_mask.dtype)
+    empty = new_mask.sum(1, keepdim=True) == 0
+    new_mask = torch.where(empty, lead_mask, new_mask)
+    return (x * new_mask[:, :, None], new_mask, beats * new_mask[:, None, :, None], *rest)
+
+
+def augment(batch: tuple[torch.Tensor, ...], cfg, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """A training batch as monitors deliver it: fewer leads (`lead_dropout`), a lead off
+    (`lead_off`), frames lost (`gap_dropout`)."""
+    batch = lead_dropout(batch, cfg.lead_dropout, cfg.contract.leads, gen)
+    batch = lead_off(batch, cfg.lead_off, gen)
+    return gap_dropout(batch, cfg.gap_dropout, gen)
+
+
 def label_batch(labels: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.asarray(v[idx], dtype=np.float32)) for k, v in labels.items()}
 
@@ -195,7 +236,9 @@ def head_skip_inputs(model: ECGMoE, inputs: dict[str, np.ndarray],
         def t(k):
             return torch.as_tensor(np.asarray(inputs[k][i:i + chunk]), dtype=torch.float32)
         mask = t("lead_mask")
-        s = model.summary(t("x") * mask[:, :, None], mask, t("beat_mask"), t("period"))
+        valid = t("valid") * mask[:, :, None]
+        x = t("x") * expand_valid(valid, model.cfg.contract.valid_seg, inputs["x"].shape[-1])
+        s = model.summary(x, mask, t("beat_mask"), t("period"), valid)
         f = model.skip_features(s, t("period"))
         out.append(np.zeros((s.shape[0], 0)) if f is None else f.double().numpy())
     return np.concatenate(out, 0) if out else np.zeros((0, 0))
@@ -284,7 +327,7 @@ def pretrain(model: ECGMoE, inputs: dict[str, np.ndarray], settings: TrainSettin
     for epoch in range(settings.pretrain_epochs):
         total = 0.0
         for idx in shard(n, 100 + epoch, settings.seed, settings.batch_size, rank, world, p):
-            batch = lead_dropout(to_batch(inputs, idx), cfg.lead_dropout, cfg.contract.leads, gen)
+            batch = augment(to_batch(inputs, idx), cfg, gen)
             loss = step(*batch, make_masks(batch, cfg, gen))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -326,7 +369,7 @@ def finetune(model: ECGMoE, inputs: dict[str, np.ndarray], labels: dict[str, np.
         freeze_batchnorm(peft_model)
         total = 0.0
         for idx in shard(n, epoch, settings.seed, settings.batch_size, rank, world, p):
-            batch = lead_dropout(to_batch(inputs, idx), cfg.lead_dropout, cfg.contract.leads, gen)
+            batch = augment(to_batch(inputs, idx), cfg, gen)
             loss, task = step(batch, label_batch(labels, idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -24,6 +24,14 @@ from edge_ecg.signal.period import (
 )
 
 
+# The validity mask (`valid`, issue 17) marks, per lead and per 40-ms segment of the window,
+# whether every sample in it was measured. Segments, not samples: a lost frame of a serial or
+# BLE link is 10-40 ms of every lead, the runtime's limits are stated in tens of milliseconds
+# (a filled run of at most 120 ms), and a per-sample mask would double the input the model
+# reads and the training set holds. A segment with any filled sample is invalid.
+VALID_SEG_S = 0.04
+
+
 @dataclass(frozen=True)
 class SignalContract:
     fs_hz: float = 500.0
@@ -57,6 +65,16 @@ class SignalContract:
     def n_leads(self) -> int:
         return len(self.leads)
 
+    @property
+    def valid_seg(self) -> int:
+        """Samples per segment of the validity mask (`valid`)."""
+        return max(1, int(round(VALID_SEG_S * self.fs_hz)))
+
+    @property
+    def n_valid_seg(self) -> int:
+        """Segments of the validity mask over one window (the last one may be short)."""
+        return -(-self.window_len // self.valid_seg)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["leads"] = list(self.leads)
@@ -88,10 +106,11 @@ class ModelInputs:
     rr_mask: np.ndarray     # (max_beats,) bool
     period: np.ndarray      # (n_period_features,) float32
     beat_rr: np.ndarray     # (max_beats, 3) float32: each beat slot's RR context, ms
+    valid: np.ndarray       # (L, n_valid_seg) bool: lead present and segment all measured
 
 
 INPUT_NAMES: tuple[str, ...] = ("x", "lead_mask", "beats", "beat_mask", "rr_ms", "rr_mask", "period",
-                                "beat_rr")
+                                "beat_rr", "valid")
 
 # `beat_rr` columns: the RR interval before and after each kept beat and the window's mean RR
 # (ms; 0 = unknown: no neighbour inside the window, or an empty slot). A beat's class rests on
@@ -102,9 +121,12 @@ BEAT_RR_COLUMNS: tuple[str, ...] = ("pre_rr_ms", "post_rr_ms", "mean_rr_ms")
 
 
 def beat_rr_context(r: np.ndarray, pre: int, post: int, n: int, max_beats: int,
-                    fs_hz: float, out: np.ndarray | None = None) -> np.ndarray:
+                    fs_hz: float, out: np.ndarray | None = None,
+                    rr_ok: np.ndarray | None = None) -> np.ndarray:
     """`beat_rr` `(max_beats, 3)` of the whole beats `whole_beats` keeps from the sorted peaks
-    `r` (window samples), in the same slots."""
+    `r` (window samples), in the same slots. `rr_ok` `(len(r) - 1,)` bool: intervals known
+    (False: it spans filled signal, where a beat may have been lost); an unknown one is 0
+    and left out of the mean."""
     out = np.zeros((max_beats, 3), np.float32) if out is None else out
     out[:] = 0.0
     r = np.asarray(r, dtype=np.int64)
@@ -118,30 +140,72 @@ def beat_rr_context(r: np.ndarray, pre: int, post: int, n: int, max_beats: int,
     idx = np.arange(first, first + k)                         # peak index of each slot
     has_pre = idx >= 1
     has_post = idx + 1 < r.size
+    if rr_ok is not None and not rr_ok.all():
+        rr = np.where(rr_ok, rr, 0.0)
+        mean = float(rr[rr_ok].mean()) if rr_ok.any() else 0.0
+    else:
+        mean = rr.mean()
     out[:k, 0] = np.where(has_pre, rr[np.maximum(idx - 1, 0)], 0.0)
     out[:k, 1] = np.where(has_post, rr[np.minimum(idx, rr.size - 1)], 0.0)
-    out[:k, 2] = rr.mean()
+    out[:k, 2] = mean
     return out
 
 
+def filled_segments(filled: np.ndarray, contract: SignalContract) -> np.ndarray:
+    """Per validity segment, whether any of its samples was filled: `(n_valid_seg,)` bool from
+    a window's `(window_len,)` bool of filled samples (model clock)."""
+    f = np.asarray(filled, dtype=bool)
+    if f.shape != (contract.window_len,):
+        raise SignalError(f"filled must be ({contract.window_len},) at {contract.fs_hz} Hz, "
+                          f"got {f.shape}")
+    seg, n_seg = contract.valid_seg, contract.n_valid_seg
+    pad = np.zeros(n_seg * seg, dtype=bool)
+    pad[:f.size] = f
+    return pad.reshape(n_seg, seg).any(1)
+
+
 def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
-                   r_peaks: np.ndarray, contract: SignalContract) -> ModelInputs:
+                   r_peaks: np.ndarray, contract: SignalContract,
+                   seg_filled: np.ndarray | None = None) -> ModelInputs:
     """Model inputs from one filtered window.
 
     `window` is time-major `(contract.window_len, n_source_leads)` in mV, already filtered with
     the contract's filter at `contract.fs_hz`; `r_peaks` are sample indices within it.
     Leads the source lacks are zero and masked (limb leads derived from I and II).
+    `seg_filled` `(n_valid_seg,)` bool marks the segments holding filled samples (a gap's
+    fill, see `filled_segments`): they are invalid in `valid` on every lead, the model reads
+    nothing there, and an RR interval across one is unknown (a beat may have been lost in it).
     """
     x = np.empty((contract.n_leads, contract.window_len), dtype=np.float32)
     beats = np.zeros((contract.max_beats, contract.n_leads, contract.beat_len), dtype=np.float32)
     beat_rr = np.zeros((contract.max_beats, 3), dtype=np.float32)
+    seg_filled = _check_seg_filled(seg_filled, contract)
     lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, contract, x, beats,
-                                               beat_rr)
+                                               beat_rr, seg_filled)
     beat_mask = np.zeros(contract.max_beats, dtype=bool)
     beat_mask[:nb] = True
+    valid = np.empty((contract.n_leads, contract.n_valid_seg), dtype=bool)
+    _valid(lead_mask, seg_filled, valid)
     return ModelInputs(x=x, lead_mask=lead_mask, beats=beats,
                        beat_mask=beat_mask, rr_ms=rr, rr_mask=rr_mask, period=period,
-                       beat_rr=beat_rr)
+                       beat_rr=beat_rr, valid=valid)
+
+
+def _check_seg_filled(seg_filled, contract: SignalContract) -> np.ndarray | None:
+    if seg_filled is None:
+        return None
+    f = np.asarray(seg_filled, dtype=bool)
+    if f.shape != (contract.n_valid_seg,):
+        raise SignalError(f"seg_filled must be ({contract.n_valid_seg},) segments of "
+                          f"{contract.valid_seg} samples, got {f.shape}; see filled_segments")
+    return f if f.any() else None
+
+
+def _valid(lead_mask: np.ndarray, seg_filled: np.ndarray | None, out: np.ndarray) -> None:
+    """`valid` `(L, n_valid_seg)`: the lead is present and the segment was all measured."""
+    out[:] = lead_mask[:, None]
+    if seg_filled is not None:
+        out[:, seg_filled] = 0
 
 
 # Limb leads `derive_limb_leads` computes, in its order.
@@ -194,7 +258,8 @@ def _lead_plan(names: tuple[str, ...], target: tuple[str, ...]) -> _LeadPlan:
 
 
 def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalContract,
-          x: np.ndarray, beats: np.ndarray, beat_rr: np.ndarray):
+          x: np.ndarray, beats: np.ndarray, beat_rr: np.ndarray,
+          seg_filled: np.ndarray | None = None):
     """The work of `prepare_inputs`, written into caller-owned arrays.
 
     `x` `(L, T)` float32 and `beat_rr` `(max_beats, 3)` are overwritten whole; `beats`
@@ -260,12 +325,22 @@ def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalC
     r = np.asarray(r_peaks, dtype=np.int64)
     r = r[(r >= 0) & (r < contract.window_len)]
     pre = contract.beat_pre
+    rr_ok = None
+    if seg_filled is not None and r.size >= 2:
+        # an interval whose span touches a filled segment is unknown: a beat may lie in it
+        filled_before = np.concatenate([[0], np.cumsum(seg_filled)])
+        s = r // contract.valid_seg
+        rr_ok = filled_before[s[1:] + 1] - filled_before[s[:-1]] == 0
+        if rr_ok.all():
+            rr_ok = None
     beat_rr_context(r, pre, contract.beat_len - pre, contract.window_len, contract.max_beats,
-                    contract.fs_hz, out=beat_rr)
+                    contract.fs_hz, out=beat_rr, rr_ok=rr_ok)
     post = contract.beat_len - pre
     nb = cut_beats(x, whole_beats(r, pre, post, contract.window_len, contract.max_beats),
                    pre, post, beats)
     rr_ms = rr_intervals_ms(r, contract.fs_hz)
+    if rr_ok is not None:
+        rr_ms = rr_ms[rr_ok]
     rr, rr_mask = rr_series_from_ms(rr_ms, contract.max_beats)
     period = period_features_from_ms(rr_ms, int(r.size), contract.window_s)
     return plan.mask.copy(), nb, rr, rr_mask, period
@@ -305,7 +380,8 @@ class InputBatch:
         shapes = {"x": (c.n_leads, c.window_len), "lead_mask": (c.n_leads,),
                   "beats": (c.max_beats, c.n_leads, c.beat_len), "beat_mask": (c.max_beats,),
                   "rr_ms": (c.max_beats,), "rr_mask": (c.max_beats,),
-                  "period": (len(c.period_features),), "beat_rr": (c.max_beats, 3)}
+                  "period": (len(c.period_features),), "beat_rr": (c.max_beats, 3),
+                  "valid": (c.n_leads, c.n_valid_seg)}
         new = {k: np.zeros((capacity,) + shapes[k], dtype=np.float32) for k in INPUT_NAMES}
         nb = np.zeros(capacity, dtype=np.int64)
         if hasattr(self, "_arrays"):
@@ -321,14 +397,18 @@ class InputBatch:
     def clear(self) -> None:
         self.n = 0
 
-    def add(self, window: np.ndarray, lead_names, r_peaks: np.ndarray) -> int:
+    def add(self, window: np.ndarray, lead_names, r_peaks: np.ndarray,
+            seg_filled: np.ndarray | None = None) -> int:
         """Row `n` from one filtered window and its R peaks (as `prepare_inputs`); its index."""
+        seg_filled = _check_seg_filled(seg_filled, self.contract)
         if self.n == self.capacity:
             self._alloc(2 * self.capacity)
         i, a = self.n, self._arrays
         beats = a["beats"][i]
         lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, self.contract,
-                                                   a["x"][i], beats, a["beat_rr"][i])
+                                                   a["x"][i], beats, a["beat_rr"][i],
+                                                   seg_filled)
+        _valid(lead_mask, seg_filled, a["valid"][i])
         if self._nb[i] > nb:
             beats[nb: self._nb[i]] = 0.0
         self._nb[i] = nb

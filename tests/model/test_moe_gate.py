@@ -153,7 +153,8 @@ def test_balance_config_picks_the_aux_loss(tiny_cfg):
     m.last_aux_loss.backward()
     assert m.gate_rhythm.g_out.weight.grad is not None
     expected = torch.stack([mutual_info_loss(getattr(m, f"gate_{p}")(m.summary(
-        batch[0] * batch[1][:, :, None], batch[1], batch[3], batch[6]))[1])
+        batch[0] * batch[1][:, :, None], batch[1], batch[3], batch[6],
+        batch[8] * batch[1][:, :, None]))[1])
         for p in ("scout", "morphology", "rhythm")]).mean()
     torch.testing.assert_close(m.last_aux_loss.detach(), expected.detach())
 

@@ -36,7 +36,7 @@ def test_default_contract_shapes_and_preset_sizes():
 
 def test_missing_leads_and_no_beats_give_finite_outputs(tiny_cfg):
     m = ECGMoE(tiny_cfg).eval()
-    x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr = example_inputs(tiny_cfg, 4)
+    x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid = example_inputs(tiny_cfg, 4)
     lead_mask[0] = 0.0
     lead_mask[0, 1] = 1.0                       # lead II only
     lead_mask[1, 2:] = 0.0                      # I and II
@@ -47,7 +47,7 @@ def test_missing_leads_and_no_beats_give_finite_outputs(tiny_cfg):
     beat_mask[3, 1:] = 0.0                      # one beat, no RR interval
     rr_mask[3] = 0.0
     beat_rr[2:] = 0.0                           # no RR context
-    out = m(x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr)
+    out = m(x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid)
     for k, v in out.items():
         assert torch.isfinite(v).all(), k
 
@@ -141,7 +141,8 @@ def test_heads_read_the_input_summary_and_init_fits_it(tiny_cfg):
     for summary in (True, False):
         m = ECGMoE(replace_cfg(tiny_cfg, head_summary=summary)).eval()
         mask = inputs[1]
-        s = m.summary(inputs[0] * mask[:, :, None], mask, inputs[3], inputs[6])
+        s = m.summary(inputs[0] * mask[:, :, None], mask, inputs[3], inputs[6],
+                      inputs[8] * mask[:, :, None])
         age = 40.0 + 30.0 * s[:, 0].numpy()              # lead I mean |x|
         skip = head_skip_inputs(m, named)
         n_period = len(tiny_cfg.contract.period_features)

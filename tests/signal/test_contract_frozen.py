@@ -110,7 +110,9 @@ def _old_prepare_inputs(window, lead_names, r_peaks, contract):
     period = _old_period_features(r, contract.fs_hz, contract.window_s)
     return ModelInputs(x=x, lead_mask=lead_mask, beats=beats, beat_mask=beat_mask, rr_ms=rr,
                        rr_mask=rr_mask, period=period,
-                       beat_rr=_plain_beat_rr(r, contract))
+                       beat_rr=_plain_beat_rr(r, contract),
+                       # `valid` (issue 17): with nothing filled, the lead mask per segment
+                       valid=np.repeat(lead_mask[:, None], contract.n_valid_seg, 1))
 
 
 def _plain_beat_rr(r, c):
