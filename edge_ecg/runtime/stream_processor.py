@@ -306,11 +306,14 @@ class StreamProcessor:
                 self._last_pred_end = None
                 continue
             y, _ = self.filt.view(start, end)
+            # what was filled, not measured: the model's validity mask marks it, and the model
+            # reads none of it (an RR interval across it is unknown)
+            seg_filled = self._seg_filled(start) if q.filled else None
             if q.masked:             # leads off: the model's lead_mask drops them
                 pred.add_leads(y[:, q.used], beats, tuple(
-                    ld for ld, u in zip(self.leads, q.used.tolist()) if u))
+                    ld for ld, u in zip(self.leads, q.used.tolist()) if u), seg_filled)
             else:
-                pred.add(y, beats)                         # straight into the batch
+                pred.add(y, beats, seg_filled)             # straight into the batch
             # window medians over its beats delineated by the window's end (those in its
             # last POST_S are not yet: n_delineated says how many); by decided_at, not
             # arrival, so any chunking gives the same figures
@@ -319,6 +322,21 @@ class StreamProcessor:
             kept.append((start, end, beats, claimed, len(events), q))
             events.append(None)   # placeholder, keeps event order by window
         return events, kept, ivs
+
+    def _seg_filled(self, start: int) -> np.ndarray:
+        """Per validity segment of the window from model-clock `start`, whether any source
+        sample under it was filled (a gap's fill, a non-finite sample): `(n_valid_seg,)` bool.
+        A segment covers the source samples from the floor of its first model sample's source
+        position to the ceiling of its end's, so a fill is never missed by rounding."""
+        c = self.contract
+        ends = start + np.minimum(np.arange(c.n_valid_seg + 1) * c.valid_seg, c.window_len)
+        src = ends * (self.fs_in / c.fs_hz)
+        lo, hi = np.floor(src[:-1]).astype(np.int64), np.ceil(src[1:]).astype(np.int64)
+        s0, s1 = max(int(lo[0]), self.raw.start), min(int(hi[-1]), self.raw.end)
+        _, flags = self.raw.view(s0, s1)
+        filled_before = np.concatenate([[0], np.cumsum(flags != 0)])
+        n = flags.shape[0]
+        return filled_before[np.clip(hi - s0, 0, n)] - filled_before[np.clip(lo - s0, 0, n)] > 0
 
     def _prune(self, keep_from: int) -> None:
         """Forget beats and delineations before model-clock `keep_from` (no later window

@@ -119,6 +119,40 @@ def test_exact_missing_and_filled_counts_per_prediction(rec, backend):
     assert s.predictions == len(preds) == (n - WIN) // 500 + 1
 
 
+def test_the_model_is_told_exactly_which_segments_were_filled(rec, backend):
+    """Each predicted window's `valid` input: 0 on every segment holding a lost sample (all
+    leads), 1 elsewhere; an RR interval across a filled segment is not among `rr_ms`."""
+    r, adc = rec
+    n = len(adc)
+    lost = _frames_lost(n, 0.01, seed=6)
+    lost[9_013:9_017] = True                                  # 4 samples inside one segment
+    lost[:5_600] = False                                      # the first two windows clean
+    cap = Capture(backend)
+    proc, events = _stream(cap, adc, r.leads, lost, lambda: FRAME)
+    c = proc.contract
+    assert c.fs_hz == FS and "valid" in cap.manifest.inputs
+    seg = c.valid_seg
+    rows = [p.start for p in _of(events, "prediction")]
+    valid = np.concatenate([b["valid"] for b in cap.batches])
+    rr_ms = np.concatenate([b["rr_ms"] for b in cap.batches])
+    rr_mask = np.concatenate([b["rr_mask"] for b in cap.batches])
+    assert valid.shape == (len(rows), c.n_leads, c.n_valid_seg)
+    beats = np.asarray(proc.beats_model)
+    degraded = 0
+    for i, start in enumerate(rows):
+        want = lost[start:start + WIN].reshape(-1, seg).any(1)        # segments with a loss
+        np.testing.assert_array_equal(valid[i] == 0, np.broadcast_to(want, valid[i].shape))
+        degraded += bool(want.any())
+        # the RR intervals fed: exactly those whose span touches no filled segment
+        b = beats[(beats >= start) & (beats < start + WIN)] - start
+        s_idx = b // seg
+        ok = [not want[s_idx[k]:s_idx[k + 1] + 1].any() for k in range(len(b) - 1)]
+        expect = (np.diff(b) * 1000.0 / FS)[np.asarray(ok, bool)][:c.max_beats]
+        got = rr_ms[i][rr_mask[i] > 0]
+        np.testing.assert_allclose(got, expect, rtol=1e-6)
+    assert degraded == len(rows) - 2 and not _of(events, "withheld")
+
+
 def test_no_prediction_over_more_missing_signal_than_the_limit(rec, backend):
     r, adc = rec
     n = len(adc)
