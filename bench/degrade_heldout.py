@@ -118,6 +118,36 @@ def challenge_f1(truth: list[int], calls: list[int], labels) -> float:
                                     (c == labels.index(k)).astype(int)) for k in CHALLENGE]))
 
 
+def verdicts(results: dict, name: str) -> list[str]:
+    """The issue's targets for one bundle, each with its figures and 'met' or 'NOT met'."""
+    out = []
+    cinc, ptb = results["cinc"], results["ptbxl"]
+
+    def says(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    c0, c1 = cinc[f"{name} | clean"], cinc.get(f"{name} | drop 1 %")
+    p0, p1 = ptb[f"{name} | clean"], ptb.get(f"{name} | drop 1 %")
+    if c1 and p1:
+        d_f1 = c1["challenge_f1"] - c0["challenge_f1"]
+        d_sex = p1["sex_f1"] - p0["sex_f1"]
+        rel_age = p1["age_mae"] / p0["age_mae"] - 1.0
+        share = min(c1["windows"] / max(c0["windows"], 1), p1["predicted_share"])
+        out.append(f"1 % drop: windows {share:.1%}, CinC F1 {d_f1:+.3f}, sex F1 {d_sex:+.3f}, "
+                   f"age MAE {rel_age:+.1%}: "
+                   + says(share >= 0.95 and abs(d_f1) <= 0.01 and abs(d_sex) <= 0.01
+                          and rel_age <= 0.05))
+    c5, p5 = cinc.get(f"{name} | drop 5 %"), ptb.get(f"{name} | drop 5 %")
+    if c5 and p5:
+        share = min(c5["windows"] / max(c0["windows"], 1), p5["predicted_share"])
+        out.append(f"5 % drop: windows {share:.1%}: " + says(share >= 0.80))
+    p6 = ptb.get(f"{name} | 6 leads off")
+    if p6:
+        out.append(f"6 leads off: records {p6['predicted_share']:.1%}: "
+                   + says(p6["predicted_share"] >= 0.95))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,6 +249,11 @@ def main() -> int:
             r = results["ptbxl"][f"{n} | {c}"]
             cells.append(f"{r['age_mae']:.2f} / {r['sex_f1']:.3f} / {r['predicted_share']:.2f}")
         print(f"{c:<14}" + "".join(f"{s:>28}" for s in cells))
+    print("\nIssue 17's targets on these patients (1 % drop: each classification metric within"
+          " 0.01 of the clean stream's, each regression MAE within 5 %; 5 % drop: >= 80 % of"
+          " windows predicted; 6 of 12 leads off: >= 95 %)")
+    for n in names:
+        print(f"  {n}: " + "; ".join(verdicts(results, n)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     for _, be in bundles:

@@ -121,12 +121,9 @@ BEAT_RR_COLUMNS: tuple[str, ...] = ("pre_rr_ms", "post_rr_ms", "mean_rr_ms")
 
 
 def beat_rr_context(r: np.ndarray, pre: int, post: int, n: int, max_beats: int,
-                    fs_hz: float, out: np.ndarray | None = None,
-                    rr_ok: np.ndarray | None = None) -> np.ndarray:
+                    fs_hz: float, out: np.ndarray | None = None) -> np.ndarray:
     """`beat_rr` `(max_beats, 3)` of the whole beats `whole_beats` keeps from the sorted peaks
-    `r` (window samples), in the same slots. `rr_ok` `(len(r) - 1,)` bool: intervals known
-    (False: it spans filled signal, where a beat may have been lost); an unknown one is 0
-    and left out of the mean."""
+    `r` (window samples), in the same slots."""
     out = np.zeros((max_beats, 3), np.float32) if out is None else out
     out[:] = 0.0
     r = np.asarray(r, dtype=np.int64)
@@ -140,14 +137,9 @@ def beat_rr_context(r: np.ndarray, pre: int, post: int, n: int, max_beats: int,
     idx = np.arange(first, first + k)                         # peak index of each slot
     has_pre = idx >= 1
     has_post = idx + 1 < r.size
-    if rr_ok is not None and not rr_ok.all():
-        rr = np.where(rr_ok, rr, 0.0)
-        mean = float(rr[rr_ok].mean()) if rr_ok.any() else 0.0
-    else:
-        mean = rr.mean()
     out[:k, 0] = np.where(has_pre, rr[np.maximum(idx - 1, 0)], 0.0)
     out[:k, 1] = np.where(has_post, rr[np.minimum(idx, rr.size - 1)], 0.0)
-    out[:k, 2] = mean
+    out[:k, 2] = rr.mean()
     return out
 
 
@@ -173,15 +165,16 @@ def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
     the contract's filter at `contract.fs_hz`; `r_peaks` are sample indices within it.
     Leads the source lacks are zero and masked (limb leads derived from I and II).
     `seg_filled` `(n_valid_seg,)` bool marks the segments holding filled samples (a gap's
-    fill, see `filled_segments`): they are invalid in `valid` on every lead, the model reads
-    nothing there, and an RR interval across one is unknown (a beat may have been lost in it).
+    fill, see `filled_segments`): they are invalid in `valid` on every lead and the model reads
+    nothing there. The beats and RR intervals stay as the detector found them (see
+    `_fill`).
     """
     x = np.empty((contract.n_leads, contract.window_len), dtype=np.float32)
     beats = np.zeros((contract.max_beats, contract.n_leads, contract.beat_len), dtype=np.float32)
     beat_rr = np.zeros((contract.max_beats, 3), dtype=np.float32)
     seg_filled = _check_seg_filled(seg_filled, contract)
     lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, contract, x, beats,
-                                               beat_rr, seg_filled)
+                                               beat_rr)
     beat_mask = np.zeros(contract.max_beats, dtype=bool)
     beat_mask[:nb] = True
     valid = np.empty((contract.n_leads, contract.n_valid_seg), dtype=bool)
@@ -258,8 +251,7 @@ def _lead_plan(names: tuple[str, ...], target: tuple[str, ...]) -> _LeadPlan:
 
 
 def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalContract,
-          x: np.ndarray, beats: np.ndarray, beat_rr: np.ndarray,
-          seg_filled: np.ndarray | None = None):
+          x: np.ndarray, beats: np.ndarray, beat_rr: np.ndarray):
     """The work of `prepare_inputs`, written into caller-owned arrays.
 
     `x` `(L, T)` float32 and `beat_rr` `(max_beats, 3)` are overwritten whole; `beats`
@@ -325,22 +317,12 @@ def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalC
     r = np.asarray(r_peaks, dtype=np.int64)
     r = r[(r >= 0) & (r < contract.window_len)]
     pre = contract.beat_pre
-    rr_ok = None
-    if seg_filled is not None and r.size >= 2:
-        # an interval whose span touches a filled segment is unknown: a beat may lie in it
-        filled_before = np.concatenate([[0], np.cumsum(seg_filled)])
-        s = r // contract.valid_seg
-        rr_ok = filled_before[s[1:] + 1] - filled_before[s[:-1]] == 0
-        if rr_ok.all():
-            rr_ok = None
     beat_rr_context(r, pre, contract.beat_len - pre, contract.window_len, contract.max_beats,
-                    contract.fs_hz, out=beat_rr, rr_ok=rr_ok)
+                    contract.fs_hz, out=beat_rr)
     post = contract.beat_len - pre
     nb = cut_beats(x, whole_beats(r, pre, post, contract.window_len, contract.max_beats),
                    pre, post, beats)
     rr_ms = rr_intervals_ms(r, contract.fs_hz)
-    if rr_ok is not None:
-        rr_ms = rr_ms[rr_ok]
     rr, rr_mask = rr_series_from_ms(rr_ms, contract.max_beats)
     period = period_features_from_ms(rr_ms, int(r.size), contract.window_s)
     return plan.mask.copy(), nb, rr, rr_mask, period
@@ -406,8 +388,7 @@ class InputBatch:
         i, a = self.n, self._arrays
         beats = a["beats"][i]
         lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, self.contract,
-                                                   a["x"][i], beats, a["beat_rr"][i],
-                                                   seg_filled)
+                                                   a["x"][i], beats, a["beat_rr"][i])
         _valid(lead_mask, seg_filled, a["valid"][i])
         if self._nb[i] > nb:
             beats[nb: self._nb[i]] = 0.0

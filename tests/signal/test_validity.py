@@ -1,5 +1,5 @@
-"""The validity mask in the contract (issue 17): which segments were filled, what an RR
-interval across one becomes, and the batch writer equal to `prepare_inputs`."""
+"""The validity mask in the contract (issue 17): which segments were filled, that a fill
+changes nothing else, and the batch writer equal to `prepare_inputs`."""
 
 from __future__ import annotations
 
@@ -50,33 +50,20 @@ def test_nothing_filled_is_the_lead_mask_per_segment(window):
     np.testing.assert_array_equal(a.valid, np.repeat(a.lead_mask[:, None], 250, 1))
 
 
-def test_an_rr_interval_across_a_filled_segment_is_unknown(window):
+def test_a_fill_changes_valid_only(window):
+    """The beats, RR intervals and the window itself stay as the detector and the filter gave
+    them: the model zeroes what `valid` marks. (Measured: leaving out every RR interval that
+    spans a fill, ~5 of 12 per window at 1 % frame loss, cost the held-out CinC F1 0.05 at 1 %
+    loss, since training keeps them; bench/degrade_heldout.py.)"""
     sig, leads, r = window
-    r = np.asarray(r)
     seg = np.zeros(C.n_valid_seg, bool)
-    k = 4
-    mid = (r[k] + r[k + 1]) // 2
-    seg[mid // C.valid_seg] = True                              # inside interval k only
-    seg[r[k + 3] // C.valid_seg] = True                         # on a peak: intervals k+2, k+3
+    seg[[3, 40, 41, 42, 200]] = True
     inp = prepare_inputs(sig, leads, r, C, seg_filled=seg)
     ref = prepare_inputs(sig, leads, r, C)
     assert (inp.valid[:, seg] == 0).all() and (inp.valid[:, ~seg] == 1).all()
-    rr = np.diff(r) * 4.0
-    keep = np.ones(rr.size, bool)
-    keep[[k, k + 2, k + 3]] = False
-    n = int(keep.sum())
-    np.testing.assert_allclose(inp.rr_ms[:n], rr[keep])
-    assert inp.rr_mask.sum() == n == ref.rr_mask.sum() - 3
-    assert inp.period[0] == pytest.approx(rr[keep].mean() / 1000.0, rel=1e-6)   # mean RR, s
-    # beat_rr: a beat's pre/post RR across the fill is 0 (unknown), the mean leaves them out
-    slot_of = {int(p): i for i, p in enumerate(r[(r - C.beat_pre >= 0)
-                                                & (r + C.beat_len - C.beat_pre <= C.window_len)])}
-    i = slot_of[int(r[k])]
-    assert inp.beat_rr[i, 1] == 0.0 and inp.beat_rr[i, 0] == pytest.approx(rr[k - 1])
-    assert inp.beat_rr[i + 1, 0] == 0.0
-    assert inp.beat_rr[0, 2] == pytest.approx(rr[keep].mean(), rel=1e-5)
-    np.testing.assert_array_equal(inp.beats, ref.beats)        # the beats themselves are kept
-    np.testing.assert_array_equal(inp.x, ref.x)                # the model zeroes, not the contract
+    for k in INPUT_NAMES:
+        if k != "valid":
+            np.testing.assert_array_equal(getattr(inp, k), getattr(ref, k), err_msg=k)
 
 
 def test_the_batch_writer_equals_prepare_inputs_with_fills(window):
