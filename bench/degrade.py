@@ -20,8 +20,8 @@ lossy rows are to be read against.
 Figures per condition, windows matched by start against the clean stream's predicted ones:
 share of them predicted, classification agreement with the clean stream's label per task, and
 per regression task the MAE against the clean stream's value, also as a share of the clean
-values' mean magnitude; beats: share of the clean stream's found within 150 ms, and beats not
-in the clean stream. Targets (issue 17): 1 % drop >= 95 % predicted, agreement >= 0.99,
+values' mean magnitude; beats: share of the clean stream's found within 150 ms, beats not
+in the clean stream, and the agreement of the AAMI class of each beat found in both. Targets (issue 17): 1 % drop >= 95 % predicted, agreement >= 0.99,
 regression MAE <= 5 %; 5 % drop >= 80 %; 6 of 12 leads off >= 95 %.
 """
 
@@ -106,6 +106,7 @@ def run_runtime(backend, chunks) -> dict:
     return {"pred": {e["start"]: e for e in evs if e["type"] == "prediction"},
             "held": {e["start"]: e for e in evs if e["type"] == "withheld"},
             "beats": np.array([e["index"] for e in evs if e["type"] == "beat"], np.int64),
+            "beat_class": {e["index"]: e.get("beat_class") for e in evs if e["type"] == "beat"},
             "summary": s}
 
 
@@ -121,6 +122,8 @@ def compare(clean: dict, deg: dict, tasks: list[dict], fs: float) -> dict:
         name = t["name"]
         c = [clean["pred"][s]["outputs"][name] for s in common]
         d = [deg["pred"][s]["outputs"][name] for s in common]
+        if t["kind"] == "beat":
+            continue    # per beat, not per window: the beat classes are compared below
         if t["kind"] == "regression":
             cv = np.array([v["value"] for v in c], float)
             dv = np.array([v["value"] for v in d], float)
@@ -135,6 +138,15 @@ def compare(clean: dict, deg: dict, tasks: list[dict], fs: float) -> dict:
         j = np.clip(np.searchsorted(db, cb), 1, db.size - 1) if db.size > 1 else np.zeros_like(cb)
         near = np.minimum(np.abs(db[j] - cb), np.abs(db[np.maximum(j - 1, 0)] - cb))
         found = int((near <= tol).sum())
+        # the class of each clean beat the degraded stream also found, against its own
+        cls_d = deg["beat_class"]
+        nearest = np.where(np.abs(db[j] - cb) <= np.abs(db[np.maximum(j - 1, 0)] - cb),
+                           db[j], db[np.maximum(j - 1, 0)])
+        pairs = [(clean["beat_class"].get(int(a)), cls_d.get(int(b)))
+                 for a, b, ok in zip(cb, nearest, near <= tol) if ok]
+        pairs = [(a, b) for a, b in pairs if a is not None]
+        if pairs:
+            out["agree"]["beat_class"] = (sum(a == b for a, b in pairs), len(pairs))
         k = np.clip(np.searchsorted(cb, db), 1, cb.size - 1) if cb.size > 1 else np.zeros_like(db)
         near_d = np.minimum(np.abs(cb[k] - db), np.abs(cb[np.maximum(k - 1, 0)] - db))
         extra = int((near_d > tol).sum())
@@ -271,6 +283,8 @@ def main() -> int:
     print(f"link: {link}\n")
     task_cols = [t["name"] for t in tasks]
     head = ["condition", "records", "windows", "predicted", "degraded"]
+    tasks = [t for t in tasks if t["kind"] != "beat"] + [
+        {"name": "beat_class", "kind": "beat"} for t in tasks if t["kind"] == "beat"]
     head += [f"agree {t['name']}" if t["kind"] != "regression" else f"MAE {t['name']} (rel)"
              for t in tasks]
     head += ["beats found", "beats extra", "withheld", "target"]

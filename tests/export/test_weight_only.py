@@ -81,3 +81,21 @@ def test_onnxruntime_folds_the_int8_weights_at_load_bit_for_bit(tmp_path):
         "Gemm", "MatMul", "MatMul"]
     x = rng.normal(size=(7, 48)).astype(np.float32)
     np.testing.assert_array_equal(sess.run(None, {"x": x})[0], _run(rounded, x))
+
+
+def test_a_per_beat_tasks_morphology_experts_stay_fp32_by_their_routed_names():
+    """`beat_expert_modules`: the experts carrying >= 1 % of the beat task's morphology gate
+    row, named as the routed model numbers them (it keeps experts 1 and 3 of 4: 3 is its 1)."""
+    from edge_ecg.data.tasks import DEFAULT_TASKS
+    from export.routing import Routing
+    from export.stage import beat_expert_modules
+
+    tasks = DEFAULT_TASKS.select(["beat", "age"])
+    routing = Routing(tasks=("beat", "age"), keep_mass=0.99,
+                      usage={"morphology": (0.0, 0.5, 0.0, 0.5)},
+                      keep={"morphology": (1, 3)},
+                      per_task={"morphology": {"beat": (0.0, 0.005, 0.0, 0.995),
+                                               "age": (0.0, 1.0, 0.0, 0.0)}})
+    assert beat_expert_modules(routing, tasks) == ("morphology.1.",)
+    # no per-beat task deployed: nothing added
+    assert beat_expert_modules(routing, DEFAULT_TASKS.select(["age"])) == ()
