@@ -382,3 +382,20 @@ def test_a_reboot_gap_of_unknown_length_is_never_bridged(rec, backend):
                                        if s < 6010 and s + WIN > 6000}
     assert all("gap" in w.reasons for w in held)
     assert all(not p.start < 6000 < p.index for p in _of(events, "prediction"))
+
+
+def test_a_run_longer_than_the_buffer_after_a_gap_loses_nothing(rec, backend):
+    """A replay's first run sizes the raw buffer; a later run many times longer (after a lost
+    frame) goes in as parts: the same beats and predictions as 20-ms frames, no overflow."""
+    r, adc = rec
+    n = len(adc)
+    lost = np.zeros(n, bool)
+    lost[200:210] = True                                   # the first run is 0.4 s
+    ref_proc, ref = _stream(backend, adc, r.leads, lost, lambda: FRAME)
+    proc, events = _stream(backend, adc, r.leads, lost, lambda: n)   # then 23.6 s at once
+    assert proc.raw.capacity < n - 210
+    assert proc.close_summary().overflow_samples == 0
+    assert proc.beats_model == ref_proc.beats_model
+    for kind in ("beat", "gap", "withheld"):
+        assert [e.to_json() for e in _of(events, kind)] == [e.to_json() for e in _of(ref, kind)]
+    assert [p.start for p in _of(events, "prediction")] == [p.start for p in _of(ref, "prediction")]
