@@ -321,7 +321,7 @@ class StreamProcessor:
                 continue
             y, _ = self.filt.view(start, end)
             # what was filled, not measured: the model's validity mask marks it, and the model
-            # reads none of it (an RR interval across it is unknown)
+            # reads none of it
             seg_filled = self._seg_filled(start) if q.filled else None
             if q.masked:             # leads off: the model's lead_mask drops them
                 pred.add_leads(y[:, q.used], beats, tuple(

@@ -143,19 +143,6 @@ def beat_rr_context(r: np.ndarray, pre: int, post: int, n: int, max_beats: int,
     return out
 
 
-def filled_segments(filled: np.ndarray, contract: SignalContract) -> np.ndarray:
-    """Per validity segment, whether any of its samples was filled: `(n_valid_seg,)` bool from
-    a window's `(window_len,)` bool of filled samples (model clock)."""
-    f = np.asarray(filled, dtype=bool)
-    if f.shape != (contract.window_len,):
-        raise SignalError(f"filled must be ({contract.window_len},) at {contract.fs_hz} Hz, "
-                          f"got {f.shape}")
-    seg, n_seg = contract.valid_seg, contract.n_valid_seg
-    pad = np.zeros(n_seg * seg, dtype=bool)
-    pad[:f.size] = f
-    return pad.reshape(n_seg, seg).any(1)
-
-
 def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
                    r_peaks: np.ndarray, contract: SignalContract,
                    seg_filled: np.ndarray | None = None) -> ModelInputs:
@@ -165,8 +152,8 @@ def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
     the contract's filter at `contract.fs_hz`; `r_peaks` are sample indices within it.
     Leads the source lacks are zero and masked (limb leads derived from I and II).
     `seg_filled` `(n_valid_seg,)` bool marks the segments holding filled samples (a gap's
-    fill, see `filled_segments`): they are invalid in `valid` on every lead and the model reads
-    nothing there. The beats and RR intervals stay as the detector found them (see
+    fill; segment k is window samples `[k * valid_seg, (k + 1) * valid_seg)`): they are invalid
+    in `valid` on every lead and the model reads nothing there. The beats and RR intervals stay as the detector found them (see
     `_fill`).
     """
     x = np.empty((contract.n_leads, contract.window_len), dtype=np.float32)
@@ -190,7 +177,7 @@ def _check_seg_filled(seg_filled, contract: SignalContract) -> np.ndarray | None
     f = np.asarray(seg_filled, dtype=bool)
     if f.shape != (contract.n_valid_seg,):
         raise SignalError(f"seg_filled must be ({contract.n_valid_seg},) segments of "
-                          f"{contract.valid_seg} samples, got {f.shape}; see filled_segments")
+                          f"{contract.valid_seg} samples, got {f.shape}")
     return f if f.any() else None
 
 

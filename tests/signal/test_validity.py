@@ -12,7 +12,6 @@ from edge_ecg.signal.contract import (
     INPUT_NAMES,
     InputBatch,
     SignalContract,
-    filled_segments,
     prepare_inputs,
     stack_inputs,
 )
@@ -30,14 +29,7 @@ def test_segments_are_40_ms_and_a_short_last_one_counts():
     assert (C.valid_seg, C.n_valid_seg) == (10, 250)
     odd = SignalContract(fs_hz=250.0, window_s=9.99)            # 2497 samples: 250 segments
     assert odd.n_valid_seg == 250
-    f = np.zeros(odd.window_len, bool)
-    f[-1] = True
-    assert filled_segments(f, odd).tolist() == [False] * 249 + [True]
-    f = np.zeros(C.window_len, bool)
-    f[[0, 9, 10, 1234]] = True
-    assert np.flatnonzero(filled_segments(f, C)).tolist() == [0, 1, 123]
-    with pytest.raises(SignalError, match="filled must be"):
-        filled_segments(np.zeros(10, bool), C)
+    assert SignalContract().valid_seg == 20                      # 500 Hz
 
 
 def test_nothing_filled_is_the_lead_mask_per_segment(window):
