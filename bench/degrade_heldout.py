@@ -64,7 +64,7 @@ def conditions(twelve: bool, drops) -> list[tuple[str, float, int]]:
 def stream(backend, adc: np.ndarray, fs: float, leads, drop: float, seed: int):
     """Feed the record in 20-ms frames, each lost with probability `drop`; the runtime's raw
     outputs per predicted window and the count of windows withheld."""
-    frame = max(1, int(round(FRAME_S * fs)))
+    frame = max(1, round(FRAME_S * fs))
     n = adc.shape[0]
     rng = np.random.default_rng(seed)
     lost = rng.random(n // frame + 1) < drop
@@ -91,7 +91,8 @@ def stream(backend, adc: np.ndarray, fs: float, leads, drop: float, seed: int):
 def cinc_records(n: int):
     from edge_ecg.data.records import read_record
 
-    rows = list(csv.reader(open(DATA / "cinc2017" / "REFERENCE.csv")))
+    with open(DATA / "cinc2017" / "REFERENCE.csv", newline="") as f:
+        rows = list(csv.reader(f))
     rows = sorted(r for r in rows if subject_fold(f"cinc-{r[0]}") == 0)[:n]
     labels = DEFAULT_TASKS["arrhythmia"].labels
     for name, lab in rows:
