@@ -136,12 +136,12 @@ def compare(clean: dict, deg: dict, tasks: list[dict], fs: float) -> dict:
     tol = int(round(MATCH_S * fs))
     if cb.size and db.size:
         j = np.clip(np.searchsorted(db, cb), 1, db.size - 1) if db.size > 1 else np.zeros_like(cb)
-        near = np.minimum(np.abs(db[j] - cb), np.abs(db[np.maximum(j - 1, 0)] - cb))
+        after, before = db[j], db[np.maximum(j - 1, 0)]
+        nearest = np.where(np.abs(after - cb) <= np.abs(before - cb), after, before)
+        near = np.abs(nearest - cb)
         found = int((near <= tol).sum())
         # the class of each clean beat the degraded stream also found, against its own
         cls_d = deg["beat_class"]
-        nearest = np.where(np.abs(db[j] - cb) <= np.abs(db[np.maximum(j - 1, 0)] - cb),
-                           db[j], db[np.maximum(j - 1, 0)])
         pairs = [(clean["beat_class"].get(int(a)), cls_d.get(int(b)))
                  for a, b, ok in zip(cb, nearest, near <= tol) if ok]
         pairs = [(a, b) for a, b in pairs if a is not None]

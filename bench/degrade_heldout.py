@@ -38,7 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edge_ecg.data.dataset import subject_fold, task_value
+from edge_ecg.data.rhythms import cinc2017_class
 from edge_ecg.data.tasks import DEFAULT_TASKS
+from edge_ecg.model.field_metrics import CHALLENGE
 from edge_ecg.model.metrics import f1_binary
 from edge_ecg.runtime.backends import open_backend
 from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
@@ -49,9 +51,6 @@ DATA = REPO.parent / "shared" / "data"
 DEFAULT_BUNDLE = REPO / "edge_ecg" / "assets" / "default_bundle"
 BEFORE = Path("/tmp/bundle_before_17")
 FRAME_S = 0.02
-CINC_CLASSES = {"N": "normal_sinus", "A": "af_or_flutter", "O": "other_rhythm",
-                "~": "too_noisy"}
-CHALLENGE = ("normal_sinus", "af_or_flutter", "other_rhythm")
 
 
 def conditions(twelve: bool, drops) -> list[tuple[str, float, int]]:
@@ -97,7 +96,8 @@ def cinc_records(n: int):
     labels = DEFAULT_TASKS["arrhythmia"].labels
     for name, lab in rows:
         rec = read_record(DATA / "cinc2017" / name)
-        yield name, rec.signal, rec.fs_hz, ("I",), labels.index(CINC_CLASSES[lab])
+        yield (name, rec.signal, rec.fs_hz, ("I",),
+               labels.index(cinc2017_class(lab, f"cinc2017/{name}")))
 
 
 def ptbxl_records(n: int):
@@ -116,7 +116,16 @@ def ptbxl_records(n: int):
 def challenge_f1(truth: list[int], calls: list[int], labels) -> float:
     t, c = np.asarray(truth), np.asarray(calls)
     return float(np.mean([f1_binary((t == labels.index(k)).astype(int),
-                                    (c == labels.index(k)).astype(int)) for k in CHALLENGE]))
+                                    (c == labels.index(k)).astype(int))
+                          for _, k in CHALLENGE]))
+
+
+def table(rows: dict, names: list[str], conds, title: str, cell) -> None:
+    """One printed table: a line per condition, a column per bundle, `cell(figures)` each."""
+    print(f"\n{title}")
+    print(f"{'condition':<14}" + "".join(f"{n:>28}" for n in names))
+    for c, _, _ in conds:
+        print(f"{c:<14}" + "".join(f"{cell(rows[f'{n} | {c}']):>28}" for n in names))
 
 
 def verdicts(results: dict, name: str) -> list[str]:
@@ -234,22 +243,12 @@ def main() -> int:
           f"{args.ptbxl} PTB-XL records, 20-ms frames, default quality limits ({dt:.0f} s)")
     print("# patients no bundle here trained on; not a diagnostic device")
     names = [b for b, _ in bundles]
-    print("\nCinC 2017 challenge F1 per recording (recordings with no prediction: a miss)")
-    print(f"{'condition':<14}" + "".join(f"{n:>28}" for n in names))
-    for c, _, _ in conditions(False, drops):
-        cells = []
-        for n in names:
-            r = results["cinc"][f"{n} | {c}"]
-            cells.append(f"{r['challenge_f1']:.3f} ({r['unpredicted']} unpred.)")
-        print(f"{c:<14}" + "".join(f"{s:>28}" for s in cells))
-    print("\nPTB-XL: age MAE (years) / sex F1 / share of records predicted")
-    print(f"{'condition':<14}" + "".join(f"{n:>28}" for n in names))
-    for c, _, _ in conditions(True, drops):
-        cells = []
-        for n in names:
-            r = results["ptbxl"][f"{n} | {c}"]
-            cells.append(f"{r['age_mae']:.2f} / {r['sex_f1']:.3f} / {r['predicted_share']:.2f}")
-        print(f"{c:<14}" + "".join(f"{s:>28}" for s in cells))
+    table(results["cinc"], names, conditions(False, drops),
+          "CinC 2017 challenge F1 per recording (recordings with no prediction: a miss)",
+          lambda r: f"{r['challenge_f1']:.3f} ({r['unpredicted']} unpred.)")
+    table(results["ptbxl"], names, conditions(True, drops),
+          "PTB-XL: age MAE (years) / sex F1 / share of records predicted",
+          lambda r: f"{r['age_mae']:.2f} / {r['sex_f1']:.3f} / {r['predicted_share']:.2f}")
     print("\nIssue 17's targets on these patients (1 % drop: each classification metric within"
           " 0.01 of the clean stream's, each regression MAE within 5 %; 5 % drop: >= 80 % of"
           " windows predicted; 6 of 12 leads off: >= 95 %)")

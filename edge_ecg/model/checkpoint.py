@@ -69,7 +69,9 @@ def load_checkpoint(ckpt_dir: str | Path):
     state = load_tensor_file(weights)
     model = ECGMoE(cfg, load_external=False)
     load_fitting_state(model, state, f"{weights} (with its {CONFIG})",
-                       "the files were mixed from different checkpoints")
+                       "the files were mixed from different checkpoints, or an older edge-ecg "
+                       "wrote them (before the `valid` input of issue 17 the gates read 4 "
+                       "features per lead, now 5): retrain with this version")
     return model.eval()
 
 

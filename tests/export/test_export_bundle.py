@@ -228,6 +228,14 @@ def test_int8_parity_within_tolerance(exported):
     q = m.quantization["onnx-int8-routed"]
     assert q["format"] == "QDQ" and q["fp32_nodes"] > 0
     assert m.variants["onnx-int8-routed"]["precision"] == "int8"
+    # the per-beat task's morphology experts (>= 1 % of its gate row) were kept fp32 in both
+    # int8 variants, named as the routed model numbers them
+    morph = m.routing["paths"]["morphology"]
+    row = morph["usage_per_task"]["beat"]
+    want = {f"morphology.{new}." for new, old in enumerate(morph["kept"]) if row[old] >= 0.01}
+    assert want
+    for v in ("onnx-int8-routed", "openvino-int8-routed"):
+        assert want <= set(m.quantization[v]["fp32_modules"]), v
 
 
 def test_manifest_round_trip_and_contents(exported):
