@@ -1,0 +1,195 @@
+"""Ventricular fibrillation / flutter from the signal itself, also where no QRS is found.
+
+A pure function with explicit carried state, as `qrs_detect`: `state = vf_initial(fs_hz)`,
+`segments, state = vf_detect(x, invalid, state)`. Offline is one call on the whole record, so
+any chunking gives the same segments (tests/signal/test_vf.py checks random chunkings).
+
+Every `HOP_S` on the stream's own sample clock, the last `SEGMENT_S` of the signal, band-passed
+1-30 Hz (the pre-processing of the VF detectors compared by Amann et al., BioMed Eng OnLine
+4:60, 2005: drift and mains out, VF's 3-9 Hz kept), is described by three literature features:
+
+- TCSC, threshold-crossing sample count (Arafat, Chowdhury & Hasan, Signal Image Video Process
+  5:1-10, 2011): the segment's ends tapered (0.25 s cosine), scaled by its largest |x|, the
+  percentage of samples above 0.2. VF spends most of its time far from the baseline; a QRS
+  rhythm crosses only during the QRS.
+- VF-filter leakage (Kuo & Dillman, Computers in Cardiology 1978; as Amann 2005 defines it):
+  the half period N from the mean |x| and |dx|, then the leakage of the signal through a
+  filter that cancels a sine of that period, `sum|x_i + x_{i-N}| / sum(|x_i| + |x_{i-N}|)`.
+  A sine-like VF leaks little; a spiky QRS rhythm leaks much.
+- Spectral concentration (after Barro et al., J Biomed Eng 11:320, 1989): the dominant
+  frequency F in 1-10 Hz and the share of the 1-30 Hz spectral amplitude within 0.7F-1.4F.
+  VF and flutter put most of it in one band of 3-9 Hz; a QRS rhythm spreads it over harmonics.
+
+A segment is VF when at least `vote` of the three agree and it is large enough to be a rhythm, not ADC noise on a flat line (fine VF
+under that amplitude is left to the asystole alarm, which a monitor raises for no beats).
+The thresholds (`VfThresholds`) were fixed by cross-validation over records (bench/alarms.py
+`--choose-vf`, see its docstring): never on the records a figure is reported on.
+
+A segment holding any invalid sample (a gap's fill, a NaN in the file, leads off) gets no
+decision (`vf` None): a fill is not a rhythm, and a monitor then reports the technical state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from edge_ecg.errors import SignalError
+from edge_ecg.signal.filters import FilterState, filter_apply, filter_initial, make_filter
+
+SEGMENT_S = 4.0          # the analysis segment (monitors and AEDs decide on 3-8 s)
+HOP_S = 1.0              # one decision a second, as Amann 2005 stepped its analysis
+BAND = "bandpass_1_30"
+TAPER_S = 0.25           # Arafat 2011: cosine taper of the segment's first and last 0.25 s
+TCSC_LEVEL = 0.2         # Arafat 2011: crossing level, a fraction of the segment's max |x|
+PEAK_SEARCH_HZ = (1.0, 10.0)
+SPECTRUM_HZ = (1.0, 30.0)
+
+
+@dataclass(frozen=True)
+class VfThresholds:
+    """Decision thresholds (see the module docstring for how they were fixed)."""
+
+    tcsc_pct: float = 35.0       # VF when TCSC > this
+    leakage: float = 0.55        # VF when leakage < this
+    concentration: float = 0.35  # VF when the 0.7F-1.4F amplitude share > this
+    vote: int = 2                # of the three
+    min_mean_abs_mv: float = 0.05   # below: too small to call (fine VF -> asystole alarm)
+
+
+@dataclass(frozen=True)
+class VfSegment:
+    """One analysed segment `[start, end)` (the stream's sample clock, from its first sample)."""
+
+    start: int
+    end: int
+    vf: bool | None              # None: the segment held invalid samples, no decision
+    tcsc_pct: float = float("nan")
+    leakage: float = float("nan")
+    concentration: float = float("nan")
+    dominant_hz: float = float("nan")
+    mean_abs_mv: float = float("nan")
+
+
+@dataclass(frozen=True)
+class VfState:
+    fs_hz: float
+    seg: int                     # samples per segment
+    hop: int
+    thresholds: VfThresholds
+    sos: np.ndarray
+    filt: FilterState | None = None
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0))       # filtered, last < seg
+    tail_bad: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    n: int = 0                   # samples seen
+    next_end: int = 0            # end of the next segment
+    last_good: float = 0.0       # last valid input sample: what an invalid one is held at
+
+
+def vf_initial(fs_hz: float, thresholds: VfThresholds | None = None) -> VfState:
+    if not np.isfinite(fs_hz) or fs_hz < 2 * SPECTRUM_HZ[1] + 1:
+        raise SignalError(f"VF detection needs a rate above {2 * SPECTRUM_HZ[1] + 1:g} Hz, "
+                          f"got {fs_hz}")
+    seg = int(round(SEGMENT_S * fs_hz))
+    return VfState(fs_hz=float(fs_hz), seg=seg, hop=int(round(HOP_S * fs_hz)),
+                   thresholds=thresholds or VfThresholds(), sos=make_filter(BAND, fs_hz),
+                   next_end=seg)
+
+
+def segment_features(y: np.ndarray, fs_hz: float) -> dict[str, float]:
+    """The three features (and the dominant frequency and mean |x|) of one filtered segment."""
+    x = np.asarray(y, dtype=np.float64)
+    x = x - x.mean()
+    n = x.size
+    mean_abs = float(np.mean(np.abs(x)))
+    # TCSC: taper both ends, scale by the largest |x|, share of samples above the level
+    k = min(int(round(TAPER_S * fs_hz)), n // 2)
+    w = np.ones(n)
+    if k > 0:
+        ramp = 0.5 * (1.0 - np.cos(np.pi * np.arange(k) / k))
+        w[:k], w[n - k:] = ramp, ramp[::-1]
+    xt = x * w
+    peak = float(np.max(np.abs(xt))) if n else 0.0
+    tcsc = 100.0 * float(np.mean(np.abs(xt) > TCSC_LEVEL * peak)) if peak > 0 else 0.0
+    # VF-filter leakage (Kuo & Dillman): half period from mean |x| over mean |dx|
+    dx = np.abs(np.diff(x)).sum()
+    if dx > 0:
+        half = int(np.floor(np.pi * np.abs(x[1:]).sum() / dx + 0.5))
+        half = min(max(half, 1), n - 1)
+        num = np.abs(x[half:] + x[:-half]).sum()
+        den = (np.abs(x[half:]) + np.abs(x[:-half])).sum()
+        leak = float(num / den) if den > 0 else 1.0
+    else:
+        leak = 1.0
+    # spectral concentration around the dominant frequency (Hamming-windowed amplitude)
+    amp = np.abs(np.fft.rfft(x * np.hamming(n)))
+    f = np.fft.rfftfreq(n, 1.0 / fs_hz)
+    band = (f >= SPECTRUM_HZ[0]) & (f <= SPECTRUM_HZ[1])
+    search = (f >= PEAK_SEARCH_HZ[0]) & (f <= PEAK_SEARCH_HZ[1])
+    total = amp[band].sum()
+    if total > 0:
+        fd = float(f[search][np.argmax(amp[search])])
+        near = band & (f >= 0.7 * fd) & (f <= 1.4 * fd)
+        conc = float(amp[near].sum() / total)
+    else:
+        fd, conc = 0.0, 0.0
+    return {"tcsc_pct": tcsc, "leakage": leak, "concentration": conc, "dominant_hz": fd,
+            "mean_abs_mv": mean_abs}
+
+
+def decide(feat: dict[str, float], th: VfThresholds) -> bool:
+    """VF/flutter or not, from one segment's features."""
+    votes = ((feat["tcsc_pct"] > th.tcsc_pct) + (feat["leakage"] < th.leakage)
+             + (feat["concentration"] > th.concentration))
+    return bool(votes >= th.vote and feat["mean_abs_mv"] >= th.min_mean_abs_mv)
+
+
+def vf_detect(x: np.ndarray, invalid: np.ndarray | None,
+              state: VfState) -> tuple[list[VfSegment], VfState]:
+    """Feed the next samples of one lead `x` (T,) mV and which are invalid (T,) bool (None:
+    all valid; NaN/inf are invalid too). Returns the segments completed, and the next state."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    bad = ~np.isfinite(x)
+    if invalid is not None:
+        invalid = np.asarray(invalid, dtype=bool).reshape(-1)
+        if invalid.size != x.size:
+            raise SignalError(f"invalid mask has {invalid.size} samples for {x.size}")
+        bad |= invalid
+    if x.size == 0:
+        return [], state
+    last_good = state.last_good
+    if bad.any():
+        # hold the last valid value through invalid samples (the filter state stays finite);
+        # the segments they fall in get no decision anyway
+        x = x.copy()
+        idx = np.where(~bad, np.arange(x.size), -1)
+        np.maximum.accumulate(idx, out=idx)
+        x = np.where(idx >= 0, x[np.maximum(idx, 0)], last_good)
+    if (~bad).any():
+        last_good = float(x[np.flatnonzero(~bad)[-1]])
+    filt = state.filt
+    if filt is None:            # steady state for the first sample, as filter_offline does
+        filt = filter_initial(state.sos, 1, x0=x[:1])
+    y, filt = filter_apply(state.sos, x[:, None], filt)
+    buf = np.concatenate([state.tail, y[:, 0].astype(np.float64)])
+    buf_bad = np.concatenate([state.tail_bad, bad])
+    n = state.n + x.size
+    buf_start = n - buf.size     # stream index of buf[0]
+    out = []
+    end = state.next_end
+    th = state.thresholds
+    while end <= n:
+        a = end - state.seg - buf_start
+        seg, seg_bad = buf[a:a + state.seg], buf_bad[a:a + state.seg]
+        if seg_bad.any():
+            out.append(VfSegment(start=end - state.seg, end=end, vf=None))
+        else:
+            feat = segment_features(seg, state.fs_hz)
+            out.append(VfSegment(start=end - state.seg, end=end, vf=decide(feat, th), **feat))
+        end += state.hop
+    # keep what the next segment needs: from its start on
+    keep = min(max(end - state.seg - buf_start, 0), buf.size)
+    tail, tail_bad = buf[keep:], buf_bad[keep:]
+    return out, replace(state, filt=filt, tail=tail, tail_bad=tail_bad, n=n, next_end=end,
+                        last_good=last_good)
