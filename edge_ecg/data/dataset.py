@@ -8,8 +8,11 @@ Specs:
   `cinc2017:DIR`   the CinC 2017 AF challenge layout (REFERENCE.csv + single-lead records)
   `ptbxl:DIR[?rate=hr|lr]` (or a bare PTB-XL folder)   the records of ptbxl_database.csv
   `ludb:DIR`       LUDB's layout (ludb.csv, data/ with 12-lead records and wave annotations)
-  `mitdb:DIR` or `mitdb:DIR/100,DIR/208[?seconds=300]`   MIT-BIH-style records with reference
-      beats and rhythm annotations (optionally only the first `seconds` of each)
+  `mitdb:DIR` or `mitdb:DIR/100,DIR/208[?seconds=300&leads=II,V1]`   MIT-BIH-style records with
+      reference beats and rhythm annotations (optionally only the first `seconds` of each);
+      `leads` assigns a standard lead to each channel, in order (- leaves one unused)
+  `svdb:DIR[...]`, `cudb:DIR[...]`   the same for the MIT-BIH Supraventricular Arrhythmia and
+      the Creighton University VT databases (their channels' default leads in databases.toml)
   `PATH.jsonl[?root=DIR&limit=N]`   an EnECG / MIMIC-IV-ECG label table
   a mixture: specs joined by `;`, or `recipe:PATH.toml[?data=DIR]` (a `[[source]]` table per
       spec with `spec`, `weight` and `tasks`; `{data}` in a spec is the data folder, default
@@ -50,7 +53,8 @@ from edge_ecg.errors import RecordError, SignalError
 from edge_ecg.signal.contract import INPUT_NAMES, SignalContract, stack_inputs
 
 SPEC_FORMS = ("synth:N[?seconds=..&fs=..&seed=..&snr=..]", "cinc2017:DIR", "ptbxl:DIR",
-              "ludb:DIR", "mitdb:DIR or mitdb:DIR/100,DIR/208", "PATH.jsonl (EnECG)",
+              "ludb:DIR", "mitdb:DIR or mitdb:DIR/100,DIR/208[?leads=II,V1]", "svdb:DIR",
+              "cudb:DIR", "PATH.jsonl (EnECG)",
               "a mixture 'SPEC;SPEC' or recipe:PATH.toml")
 
 
@@ -126,7 +130,7 @@ def _cat_weights(a: WindowDataset, b: WindowDataset) -> np.ndarray | None:
 
 # The database a window comes from, by its record id's prefix (each loader names its records).
 _PREFIX = {"cinc-": "cinc2017", "ptbxl-": "ptbxl", "ludb-": "ludb", "mitdb-": "mitdb",
-           "synth": "synth"}
+           "svdb-": "svdb", "cudb-": "cudb", "synth": "synth"}
 
 
 def source_of(record_id: str) -> str:
@@ -245,9 +249,8 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
             "fs_hz": rec.fs_hz, "seconds": rec.signal.shape[0] / rec.fs_hz,
             "subject": rec.subject,
             **({"path": rec.meta["path"]} if "path" in rec.meta else {}),
-            **({"af_episodes_s": [(a / rec.fs_hz, b / rec.fs_hz)
-                                  for a, b in rec.meta["af_episodes"]]}
-               if "af_episodes" in rec.meta else {})}
+            **{f"{k}_s": [(a / rec.fs_hz, b / rec.fs_hz) for a, b in rec.meta[k]]
+               for k in ("af_episodes", "vf_episodes") if k in rec.meta}}
         ratio = rec.fs_hz / contract.fs_hz
         span = int(round(contract.window_s * rec.fs_hz))
         beat_classes = rec.meta.get("beat_classes")          # per reference beat, -1 = none
@@ -460,13 +463,20 @@ def resolve_spec(spec: str, contract: SignalContract, tasks: TaskSet, seed: int 
         plan = [e for e in plan if keep is None or keep(e.subject_id)]
         loaders = [partial(_synth_record, e, seconds, fs, snr, sd, leads) for e in plan]
         desc = f"synth x{n}"
-    elif body.startswith("mitdb:"):
+    elif body.partition(":")[0] in ("mitdb", "svdb", "cudb"):
         from edge_ecg.data.mitbih import record_loaders
+        from edge_ecg.signal.leads import parse_lead_assignment
 
-        known |= {"seconds"}
-        loaders = record_loaders(body[6:], classes,
-                                 seconds=_option(opts, "seconds", float, None, spec), keep=keep)
-        desc = "mitdb"
+        db, _, target = body.partition(":")
+        known |= {"seconds", "leads"}
+        try:
+            leads = parse_lead_assignment(opts.get("leads"), spec)
+        except SignalError as exc:
+            raise RecordError(str(exc)) from None
+        loaders = record_loaders(target, classes,
+                                 seconds=_option(opts, "seconds", float, None, spec), keep=keep,
+                                 db=db, leads=leads)
+        desc = db
     elif body.startswith("cinc2017:"):
         from edge_ecg.data.cinc2017 import record_loaders
 

@@ -2,8 +2,11 @@
 
 `read_record` returns both the ADC counts (what a device would send: int samples with gain and
 baseline) and millivolts, time-major `(T, L)`. Anything unusable (missing file, unreadable
-header, no samples, invalid/NaN samples, zero gain) raises `RecordError` naming the file and
-what is wrong, never a silently wrong signal.
+header, no samples, zero gain) raises `RecordError` naming the file and what is wrong, never a
+silently wrong signal. Invalid samples (the format's invalid code, NaN in millivolts; CUDB has
+them where its monitor lost the signal) are refused unless the caller asks for them
+(`invalid="keep"`): then they stay NaN and `Record.invalid` marks them, for the caller to treat
+as gaps (replay) or masked spans (training windows).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Record:
     fs_hz: float
     leads: tuple[str, ...]
     comments: tuple[str, ...]
+    invalid: np.ndarray | None = None   # (T,) bool: any lead invalid there; None = all valid
 
     @property
     def n_samples(self) -> int:
@@ -62,8 +66,25 @@ def _record_base(path: str | os.PathLike) -> str:
     return p.removesuffix(".hea")
 
 
-def read_record(path: str | os.PathLike, channels: list[int] | None = None) -> Record:
-    """Read a WFDB record (`path` with or without `.hea`), optionally only some `channels`."""
+INVALID_POLICIES = ("refuse", "keep")
+
+
+def invalid_runs(invalid: np.ndarray | None) -> list[tuple[int, int]]:
+    """`[start, end)` sample runs where `invalid` (T,) bool is True (empty for None)."""
+    if invalid is None or not invalid.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], invalid.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def read_record(path: str | os.PathLike, channels: list[int] | None = None,
+                invalid: str = "refuse") -> Record:
+    """Read a WFDB record (`path` with or without `.hea`), optionally only some `channels`.
+
+    `invalid`: "refuse" (a `RecordError` naming the first invalid sample) or "keep" (NaN in
+    `signal`, marked in `Record.invalid`)."""
+    if invalid not in INVALID_POLICIES:
+        raise ValueError(f"invalid must be one of {INVALID_POLICIES}, got {invalid!r}")
     import wfdb  # the reader is only needed here; keeps `import edge_ecg.data` light
 
     base = _record_base(path)
@@ -94,12 +115,15 @@ def read_record(path: str | os.PathLike, channels: list[int] | None = None) -> R
         raise RecordError(f"{header}: zero or invalid ADC gain for lead(s) {bad}")
     mv = rec.dac(return_res=32)  # invalid samples (the format's NaN code) become NaN
     finite = np.isfinite(mv)
+    bad = None
     if not finite.all():
-        t, lead = np.argwhere(~finite)[0]
-        raise RecordError(
-            f"{base}: {int((~finite).sum())} invalid (NaN) sample(s), first at sample {int(t)} "
-            f"of lead {rec.sig_name[lead]!r}; repair or crop the record before use"
-        )
+        if invalid == "refuse":
+            t, lead = np.argwhere(~finite)[0]
+            raise RecordError(
+                f"{base}: {int((~finite).sum())} invalid (NaN) sample(s), first at sample "
+                f"{int(t)} of lead {rec.sig_name[lead]!r}; repair or crop the record before use"
+            )
+        bad = ~finite.all(axis=1)
     return Record(
         path=base,
         signal=np.ascontiguousarray(mv, dtype=np.float32),
@@ -109,6 +133,7 @@ def read_record(path: str | os.PathLike, channels: list[int] | None = None) -> R
         fs_hz=fs,
         leads=tuple(str(n) for n in rec.sig_name),
         comments=tuple(str(c) for c in (rec.comments or ())),
+        invalid=bad,
     )
 
 

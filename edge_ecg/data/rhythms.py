@@ -32,6 +32,7 @@ class RhythmTable:
     mitdb: dict[str, str]
     synth: dict[str, str]
     enecg_report_labels: tuple[str, ...] = ()
+    vf_episode_rhythm: str | None = None    # the [mitdb] note a `[` ... `]` episode is
 
     def to_dict(self) -> dict:
         """The whole mapping as JSON-ready data (for the model card and manifest)."""
@@ -54,11 +55,15 @@ def parse_table(doc: dict, where: str = WHERE) -> RhythmTable:
             mitdb=dict(doc["mitdb"]),
             synth=dict(doc["synth"]),
             enecg_report_labels=tuple(doc.get("enecg_report_labels", ())),
+            vf_episode_rhythm=doc.get("vf_episode_rhythm"),
         )
     except (KeyError, TypeError) as exc:
         raise RecordError(f"{where}: missing or malformed entry {exc}") from None
     used = (list(table.cinc2017.values()) + [c for c, _ in table.ptbxl]
             + [c for c, _ in table.ludb] + list(table.mitdb.values()) + list(table.synth.values()))
+    if table.vf_episode_rhythm is not None and table.vf_episode_rhythm not in table.mitdb:
+        raise RecordError(f"{where}: vf_episode_rhythm {table.vf_episode_rhythm!r} is not a "
+                          "[mitdb] rhythm note")
     missing = [n for n in table.enecg_report_labels if n not in table.synth]
     if missing:
         raise RecordError(f"{where}: EnECG report label(s) {missing} have no [synth] class")

@@ -21,6 +21,7 @@ from edge_ecg.errors import SignalError
 from edge_ecg.signal.beats import whole_beats
 from edge_ecg.signal.contract import ModelInputs, SignalContract, prepare_inputs
 from edge_ecg.signal.filters import filter_offline
+from edge_ecg.signal.patient_context import context_rows
 from edge_ecg.signal.qrs import detect_beats
 from edge_ecg.signal.resample import resample_offline
 
@@ -71,9 +72,63 @@ def condition_signal(signal: np.ndarray, fs_hz: float, contract: SignalContract)
     return filter_offline(contract.filter, x, contract.fs_hz)
 
 
+# A window more than half of whose samples are invalid is dropped: the model would read mostly
+# fill, and the few beats left say little about the window's rhythm. Below that the window is
+# kept with its invalid segments marked in `valid` (the runtime's gap fill is marked the same way).
+MAX_INVALID_FRACTION = 0.5
+
+
+def fill_invalid(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(filled, invalid)`: NaN/inf samples of `x` `(T, L)` filled by linear interpolation
+    between the valid samples on each side, per lead (held flat at the record's ends), and the
+    `(T,)` bool mask of samples where any lead was invalid (a whole time step is then invalid,
+    as a lost frame is for every lead)."""
+    x = np.asarray(x, dtype=np.float32)
+    ok = np.isfinite(x)
+    invalid = ~ok.all(axis=1)
+    if not invalid.any():
+        return x, invalid
+    y = x.copy()
+    t = np.arange(x.shape[0])
+    for j in range(x.shape[1]):
+        good = ok[:, j]
+        if not good.any():
+            raise SignalError(f"lead {j} has no valid sample; drop the lead or the record")
+        if not good.all():
+            y[~good, j] = np.interp(t[~good], t[good], x[good, j])
+    return y, invalid
+
+
+def invalid_at_rate(invalid: np.ndarray, fs_src: float, fs_dst: float, n_dst: int) -> np.ndarray:
+    """The `(n_dst,)` mask at `fs_dst` of an invalid-sample mask at `fs_src`: a resampled
+    sample is invalid where any source sample it is made from is (each run widened to whole
+    destination samples, never narrowed)."""
+    out = np.zeros(n_dst, dtype=bool)
+    ratio = fs_dst / fs_src
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], invalid.astype(np.int8), [0]])))
+    for a, b in zip(edges[::2], edges[1::2]):
+        lo = max(0, int(np.floor(a * ratio)))
+        hi = min(n_dst, int(np.ceil(b * ratio)))
+        out[lo:hi] = True
+    return out
+
+
+def segments_filled(bad: np.ndarray, start: int, contract: SignalContract) -> np.ndarray:
+    """`(n_valid_seg,)` bool: the validity-mask segments of the window at `start` holding an
+    invalid sample (`bad` at the contract rate, the whole record)."""
+    seg, w = contract.valid_seg, contract.window_len
+    edges = np.minimum(np.arange(contract.n_valid_seg + 1) * seg, w) + start
+    c = np.concatenate([[0], np.cumsum(bad, dtype=np.int64)])
+    return (c[edges[1:]] - c[edges[:-1]]) > 0
+
+
 def make_windows(signal: np.ndarray, fs_hz: float, leads, contract: SignalContract,
                  hop_s: float | None = None, with_beats: bool = False):
     """Model inputs of every full window of a record.
+
+    Invalid (NaN) samples are filled linearly (`fill_invalid`) and marked invalid in each
+    window's `valid` input; a window more than `MAX_INVALID_FRACTION` invalid is dropped (its
+    start is not among `starts`).
 
     Returns `(starts, inputs)`: `starts` int64 are window starts in samples AT THE CONTRACT
     RATE (multiply by `fs_hz / contract.fs_hz` for the source); a record shorter than one
@@ -87,6 +142,7 @@ def make_windows(signal: np.ndarray, fs_hz: float, leads, contract: SignalContra
     if x.ndim != 2 or x.shape[1] != len(leads):
         raise SignalError(f"signal must be (n_samples, {len(leads)}) for leads {list(leads)}, "
                           f"got {x.shape}")
+    x, invalid = fill_invalid(x)
     y = condition_signal(x, fs_hz, contract)
     short = contract.window_len - y.shape[0]
     if 0 < short <= contract.window_len // 100:
@@ -96,11 +152,19 @@ def make_windows(signal: np.ndarray, fs_hz: float, leads, contract: SignalContra
     starts = window_starts(y.shape[0], contract, hop_s)
     if starts.size == 0:
         return (starts, [], []) if with_beats else (starts, [])
-    r = detect_beats(y, contract.fs_hz)
     w = contract.window_len
+    bad = None
+    if invalid.any():
+        bad = invalid_at_rate(invalid, fs_hz, contract.fs_hz, y.shape[0])
+        c = np.concatenate([[0], np.cumsum(bad, dtype=np.int64)])
+        starts = starts[(c[starts + w] - c[starts]) <= MAX_INVALID_FRACTION * w]
+        if starts.size == 0:
+            return (starts, [], []) if with_beats else (starts, [])
+    r = detect_beats(y, contract.fs_hz)
     lo = np.searchsorted(r, starts, side="left")
     hi = np.searchsorted(r, starts + w, side="left")
-    items = [prepare_inputs(y[s:s + w], leads, r[a:b] - s, contract)
+    items = [prepare_inputs(y[s:s + w], leads, r[a:b] - s, contract,
+                            seg_filled=None if bad is None else segments_filled(bad, s, contract))
              for s, a, b in zip(starts, lo, hi)]
     if not with_beats:
         return starts, items

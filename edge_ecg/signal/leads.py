@@ -6,7 +6,14 @@ A device may stream only the 8 independent leads (I, II, V1-V6); the rest is der
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+
 import numpy as np
+
+from edge_ecg.errors import SignalError
+
+log = logging.getLogger(__name__)
 
 STANDARD_12: tuple[str, ...] = (
     "I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6",
@@ -44,6 +51,63 @@ def lead_of_label(label: str) -> str | None:
             s = s[len(p):].strip(" -_:")
             break
     return canonical_lead(s) if s else None
+
+
+# A channel given "-" in a lead assignment is not used (the name maps to no standard lead).
+UNUSED = "-"
+
+
+def parse_lead_assignment(text: str | None, where: str = "") -> tuple[str, ...] | None:
+    """The lead names of a `?leads=II,V1` option, in channel order (None when not given).
+
+    Each name must be a standard lead (aliases such as MLII allowed) or `-` (channel unused)."""
+    if text is None or not text.strip():
+        return None
+    names = tuple(x.strip() for x in text.split(","))
+    bad = [x for x in names if x != UNUSED and canonical_lead(x) is None]
+    if bad:
+        raise SignalError(f"{where}: leads={text!r}: {bad} are not standard lead names; use "
+                          f"names from {list(STANDARD_12)} (or - to leave a channel unused)")
+    return names
+
+
+def assign_leads(channels, assignment: tuple[str, ...] | None = None,
+                 defaults: Mapping[str, str] | None = None, where: str = "") -> tuple[str, ...]:
+    """The lead name of each source channel, in order.
+
+    `assignment` (a spec's `?leads=`) names every channel's lead explicitly. Otherwise a
+    channel keeps its own name where that is a standard lead ("MLII", "ECG II"), else takes
+    `defaults[name]` (a database's description, e.g. SVDB ECG1 -> II). A lone channel that
+    names no lead ("ECG", "ECG1") is taken as lead II, the usual monitoring lead, with a
+    warning; two or more such channels are an error, since any order guessed could swap the
+    leads the model reads.
+    """
+    channels = tuple(str(c) for c in channels)
+    if assignment is not None:
+        if len(assignment) != len(channels):
+            raise SignalError(f"{where}: leads= names {len(assignment)} lead(s) for "
+                              f"{len(channels)} channel(s) {list(channels)}; give one per "
+                              "channel, in order (- for a channel to leave unused)")
+        return tuple(assignment)
+    defaults = defaults or {}
+    out = []
+    for c in channels:
+        if canonical_lead(c) is not None:
+            out.append(c)
+        elif lead_of_label(c) is not None:            # "ECG II", "EKG-V1"
+            out.append(lead_of_label(c))
+        elif c in defaults:
+            out.append(defaults[c])
+        else:
+            out.append(c)
+    if any(lead_of_label(n) is not None for n in out):
+        return tuple(out)
+    if len(channels) == 1:
+        log.warning("%s: channel %r names no ECG lead; taking it as lead II (pass ?leads= to "
+                    "say which lead it is)", where or "source", channels[0])
+        return ("II",)
+    raise SignalError(f"{where}: none of the channels {list(channels)} names a standard ECG "
+                      f"lead; say which lead each is with ?leads=, e.g. ?leads=II,V1")
 
 
 def derive_limb_leads(lead_i: np.ndarray, lead_ii: np.ndarray) -> dict[str, np.ndarray]:
