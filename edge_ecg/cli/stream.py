@@ -44,6 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=None,
                         help="stop after this many seconds of signal")
     parser.add_argument("--no-beats", action="store_true", help="do not emit beat events")
+    from edge_ecg.cli.bundle import add_trust_options
+
+    add_trust_options(parser)     # --trusted-keys, --allow-unsigned
 
 
 def resolve_profile(name: str | None, variants: list[str]) -> dict:
@@ -92,13 +95,21 @@ def build_spec(source: str, speed: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from edge_ecg.cli.bundle import trust_policy
     from edge_ecg.runtime.backends import open_backend
-    from edge_ecg.runtime.bundle import load_bundle
+    from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.events import LslSink, open_output
     from edge_ecg.runtime.pipeline import Pipeline
+    from edge_ecg.runtime.signing import UnsignedBundleWarning
     from edge_ecg.runtime.sources import open_source
 
-    manifest = load_bundle(args.bundle)
+    with warnings.catch_warnings():   # said below, on stderr and in the status event
+        warnings.simplefilter("ignore", UnsignedBundleWarning)
+        manifest, signature = verify_bundle(args.bundle, trust=trust_policy(args))
+    if not signature.trusted:
+        print(f"WARNING: bundle {args.bundle}: {signature.describe()}", file=sys.stderr)
     prof = resolve_profile(args.profile, [] if args.variant else sorted(manifest.variants))
     variant = args.variant or prof.get("variant")
     threads = args.threads or int(prof.get("threads", 1))
@@ -122,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     print(DISCLAIMER, file=sys.stderr)
     info = {"source": args.source, "bundle": str(args.bundle), "variant": backend.variant.name,
             "backend": backend.name, "model_version": backend.manifest.model_version,
+            "signature": signature.to_dict(),
             "disclaimer": DISCLAIMER}
     from edge_ecg.runtime.quality import QualityConfig
 

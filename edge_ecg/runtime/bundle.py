@@ -7,7 +7,9 @@ neither side imports the other for it.
 A bundle is a directory with model files and `manifest.json`. The manifest records the format
 version, the sha256 of every file, the signal contract, the tasks with their output names,
 units and class labels, the routed experts, quantization, parity and metrics at export.
-`load_bundle` refuses a bundle whose manifest or files do not match, naming what is wrong.
+`load_bundle` refuses a bundle whose manifest or files do not match, naming what is wrong, and
+one whose manifest is not signed by a key the deployment trusts (`edge_ecg.runtime.signing`:
+Ed25519 over the manifest's exact bytes, so the signature covers every file it hashes).
 
 The structure check is ~50 hand-written lines, not a pydantic or jsonschema model: every device
 process runs it at start, and measured (Python 3.11) pydantic adds 8.3 MB to a 70.4-MB runtime
@@ -18,10 +20,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edge_ecg.errors import BundleError
+from edge_ecg.runtime.signing import (
+    SIGNATURE,
+    SignatureCheck,
+    TrustPolicy,
+    UnsignedBundleWarning,
+    check_signature,
+    write_signature,
+)
 
 FORMAT = "edge-ecg-bundle"
 FORMAT_VERSION = 1
@@ -96,11 +107,14 @@ def _inside(bundle: Path, rel: str) -> Path:
 
 
 def write_manifest(bundle: str | Path, manifest_fields: dict) -> Manifest:
-    """Hash every file now in `bundle` (but the manifest) and write `manifest.json`."""
+    """Hash every file now in `bundle` (but the manifest and its signature) and write
+    `manifest.json`. The bundle is then unsigned: a signature of an earlier manifest is removed
+    (it cannot cover this one); sign it with `sign_bundle`."""
     bundle = Path(bundle)
+    (bundle / SIGNATURE).unlink(missing_ok=True)
     files = {}
     for p in sorted(bundle.rglob("*")):
-        if p.is_file() and p.name != MANIFEST:
+        if p.is_file() and p.relative_to(bundle).as_posix() not in (MANIFEST, SIGNATURE):
             rel = p.relative_to(bundle).as_posix()
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     m = Manifest(files=files, **manifest_fields)
@@ -169,10 +183,11 @@ def _check_structure(doc: dict, bundle: Path) -> None:
                     f"variant {name!r} file {rel!r} is not in 'files'")
 
 
-def load_bundle(bundle: str | Path, verify_hashes: bool = True) -> Manifest:
-    """Read and verify a bundle: structure, every file present, sizes and sha256 match.
+def check_integrity(bundle: str | Path, verify_hashes: bool = True) -> tuple[Manifest, bytes]:
+    """Structure, every file present, sizes and sha256 match; no signature check.
 
-    Raises `BundleError` naming the first problem; nothing of a refused bundle is used.
+    Returns the manifest and the exact bytes it was parsed from (what a signature covers).
+    Raises `BundleError` naming the first problem. Use `load_bundle` to run a bundle.
     """
     bundle = Path(bundle)
     mpath = bundle / MANIFEST
@@ -181,8 +196,10 @@ def load_bundle(bundle: str | Path, verify_hashes: bool = True) -> Manifest:
     if not mpath.is_file():
         raise BundleError(f"bundle {bundle} has no {MANIFEST}; it is incomplete or not a bundle")
     _inside(bundle, MANIFEST)  # a manifest symlinked from elsewhere is not this bundle's
+    # read once: the bytes parsed here are the bytes the signature is checked against
+    raw = mpath.read_bytes()
     try:
-        doc = json.loads(mpath.read_text())
+        doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"bundle {bundle}: {MANIFEST} is not valid JSON ({exc})") from exc
     except RecursionError as exc:
@@ -210,4 +227,44 @@ def load_bundle(bundle: str | Path, verify_hashes: bool = True) -> Manifest:
     extra = set(doc) - known
     if extra:
         raise BundleError(f"bundle {bundle}: {MANIFEST} has unknown fields {sorted(extra)}")
-    return Manifest(**doc)
+    return Manifest(**doc), raw
+
+
+def verify_bundle(bundle: str | Path, verify_hashes: bool = True,
+                  trust: TrustPolicy | None = None) -> tuple[Manifest, SignatureCheck]:
+    """`check_integrity`, then the manifest's signature against `trust` (default:
+    `TrustPolicy.resolve()`: EDGE_ECG_TRUSTED_KEYS or the shipped key, unsigned refused).
+
+    A bundle accepted without a trusted signature (the policy allows it) raises an
+    `UnsignedBundleWarning`, shown on stderr once per process by Python's default filters.
+    """
+    manifest, raw = check_integrity(bundle, verify_hashes)
+    check = check_signature(bundle, raw, trust if trust is not None else TrustPolicy.resolve())
+    if not check.trusted:
+        warnings.warn(UnsignedBundleWarning(f"bundle {bundle}: {check.describe()}"),
+                      stacklevel=2)
+    return manifest, check
+
+
+def load_bundle(bundle: str | Path, verify_hashes: bool = True,
+                trust: TrustPolicy | None = None) -> Manifest:
+    """Read and verify a bundle: structure, every file present, sizes and sha256 match, and
+    the manifest signed by a trusted key (`verify_bundle`).
+
+    Raises `BundleError` naming the first problem; nothing of a refused bundle is used.
+    """
+    return verify_bundle(bundle, verify_hashes, trust)[0]
+
+
+def sign_bundle(bundle: str | Path, key_path: str | Path,
+                signer: str | None = None) -> SignatureCheck:
+    """Check the bundle's integrity, sign its manifest with `key_path` (`manifest.sig`), and
+    verify the result with that key. A tampered bundle is refused, never blessed; an existing
+    signature is replaced."""
+    from edge_ecg.runtime.signing import public_key_of
+
+    _, raw = check_integrity(bundle)
+    write_signature(bundle, raw, key_path, signer)
+    pinned = TrustPolicy((public_key_of(key_path, signer),),
+                         source=f"the signing key {key_path}")
+    return verify_bundle(bundle, trust=pinned)[1]
