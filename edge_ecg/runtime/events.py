@@ -1,7 +1,7 @@
 """What the runtime emits: frozen event records and the sinks that write them.
 
 Each event serialises to one JSON object with `"type"` (beat, prediction, gap, withheld,
-status), the absolute sample `index` on the source's clock and `time_s = index / fs_hz`.
+status, alarm), the absolute sample `index` on the source's clock and `time_s = index / fs_hz`.
 Sinks: JSON Lines (stdout or a file, flushed per event so a consumer sees it at once) and an
 optional Lab Streaming Layer outlet (pylsl imported only when asked for).
 """
@@ -17,7 +17,7 @@ from typing import IO
 
 from edge_ecg.errors import SourceError
 
-EVENT_TYPES = ("beat", "prediction", "gap", "withheld", "status")
+EVENT_TYPES = ("beat", "prediction", "gap", "withheld", "status", "alarm")
 
 
 _PLAIN = (str, int, bool, type(None))
@@ -156,7 +156,39 @@ class StatusEvent:
                        "time_s": round(self.time_s, 4), "state": self.state, "info": self.info})
 
 
-Event = BeatEvent | PredictionEvent | GapEvent | WithheldEvent | StatusEvent
+@dataclass(frozen=True)
+class AlarmEvent:
+    """An alarm's onset or end (edge_ecg.runtime.alarms), decided at `index` (source clock).
+
+    `onset_index` is where the condition began (the first V beat of a run, the middle of the
+    first VF segment), earlier than `index` by what it took to decide; `end_index` (on `end`
+    only) where it stopped. `priority` is IEC 60601-1-8's high / medium / low; `evidence`
+    names what it rests on: the beats (source indices), a rate, the window or segments."""
+
+    index: int
+    time_s: float
+    code: str
+    state: str                   # onset | end
+    priority: str
+    text: str
+    onset_index: int
+    fs_hz: float
+    end_index: int | None = None
+    evidence: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = {"type": "alarm", "index": int(self.index), "time_s": round(self.time_s, 4),
+             "code": self.code, "state": self.state, "priority": self.priority,
+             "text": self.text, "onset_index": int(self.onset_index),
+             "onset_s": round(self.onset_index / self.fs_hz, 4)}
+        if self.end_index is not None:
+            d["end_index"] = int(self.end_index)
+            d["end_s"] = round(self.end_index / self.fs_hz, 4)
+        d["evidence"] = _clean(self.evidence)
+        return d
+
+
+Event = BeatEvent | PredictionEvent | GapEvent | WithheldEvent | StatusEvent | AlarmEvent
 
 
 class JsonlSink:

@@ -1,0 +1,553 @@
+"""The alarms a monitor raises, from a bed's events in order: one engine for the stream and
+the station.
+
+`AlarmEngine.observe(event)` takes the runtime's events (objects or their JSON dicts: beat,
+prediction, withheld, gap, and the stream's own VF alarm events at a station) and returns the
+alarms that start or end with it; `active()` lists those on now, highest priority first. Its
+state is plain data (numbers, lists, dicts), so a ward bed's snapshot carries it, and its
+clock is the bed's sample index, so a replay raises the same alarms as the live stream.
+`StreamAlarms` adds what needs the signal: VF/flutter from `edge_ecg.signal.vf` on one lead.
+
+Priorities are IEC 60601-1-8's three levels (high: act now; medium: act promptly; low: be
+aware), ranked as bedside monitors rank arrhythmia alarms (red: asystole, VF, VT, extreme
+rates; yellow: runs, AF, rates; PVC patterns as advisories):
+
+    high    vf             VF / ventricular flutter: `vf_on` consecutive 4-s segments called
+                           VF by edge_ecg.signal.vf, also where no beat is found; ends after
+                           `vf_off` segments called not VF (segments holding invalid samples
+                           count neither way)
+    high    vt             a run of >= 3 consecutive V beats at >= `vt_bpm` (100 /min, the
+                           textbook floor of ventricular tachycardia); ends after `run_off`
+                           non-V beats. Evidence: the run's beats and its rate over them
+    medium  v_run          the same run slower than `vt_bpm`: an idioventricular run (an
+                           accelerated idioventricular rhythm at 50-100 /min), not VT
+    high    asystole       no beat for `asystole_s` in a window predicted on, or withheld only
+                           for its beat count; a window withheld for leads off, noise or a gap
+                           is the technical `signal` alarm instead
+    high    vt_vf          wide-complex tachycardia: window HR >= 150 and QRS >= 120 ms (from
+                           the intervals; it stands where the runtime classes no beats)
+    high    extreme_brady / extreme_tachy    window HR < 40 / > 150 bpm
+    medium  new_af         AF: the last `af_rr` RR intervals between non-ventricular beats
+                           irregular (Dash et al., Ann Biomed Eng 37:1701, 2009: RMSSD / mean
+                           RR > 0.1 and Shannon entropy of their histogram > 0.7) and, where
+                           the last prediction has an AF probability, that >= `af_model_prob`;
+                           with too few RR intervals, the model alone on `af_on` windows
+    medium  brady / tachy  HR < 50 / > 120 bpm
+    low     couplet        two consecutive V beats between non-V beats
+    low     bigeminy       N V N V N V (>= 3 cycles; N: any non-ventricular beat)
+    low     trigeminy      N N V N N V N N V (>= 3 cycles)
+    low     ectopy         >= `ectopy_per_min` beats classed V or S in the last minute
+    low     signal         windows withheld (leads off, noise, gaps): no analysis
+
+Window conditions need `on` consecutive windows to raise and `off` to clear; beat patterns
+end when the pattern breaks (`run_off` non-V beats for runs), and the advisories stay shown
+`advisory_hold_s` after their last occurrence, so a recurring couplet is one alarm, not a
+flicker. Episode alarms (vf, vt, v_run, new_af, couplet, bigeminy, trigeminy) report where the
+condition began and ended, not only when it was decided.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_ecg.runtime.events import (AlarmEvent, BeatEvent, GapEvent, PredictionEvent,
+                                     WithheldEvent)
+from edge_ecg.signal.vf import VfState, vf_detect, vf_initial
+
+PRIORITY = {"high": 3, "medium": 2, "low": 1}
+MAX_EVIDENCE_BEATS = 64      # an alarm lists at most this many beats (and counts the rest)
+_PATTERN_BEATS = 48          # class history kept for the bigeminy / trigeminy patterns
+_BIGEMINY = re.compile(r"(?:nV){3,}n?$")
+_TRIGEMINY = re.compile(r"(?:nnV){3,}n{0,2}$")
+
+TEXT = {
+    "vf": "VF / ventricular flutter",
+    "vt": "Ventricular tachycardia",
+    "v_run": "Ventricular run < 100/min (idioventricular)",
+    "asystole": "Asystole",
+    "vt_vf": "VT/VF suspected (wide-complex tachycardia)",
+    "extreme_brady": "Extreme bradycardia",
+    "extreme_tachy": "Extreme tachycardia",
+    "new_af": "AF (irregular RR)",
+    "brady": "Bradycardia",
+    "tachy": "Tachycardia",
+    "couplet": "Ventricular couplet",
+    "bigeminy": "Ventricular bigeminy",
+    "trigeminy": "Ventricular trigeminy",
+    "ectopy": "Frequent ectopic beats",
+    "signal": "ECG not analysable",
+}
+PRIORITY_OF = {"vf": "high", "vt": "high", "v_run": "medium", "asystole": "high",
+               "vt_vf": "high", "extreme_brady": "high", "extreme_tachy": "high",
+               "new_af": "medium", "brady": "medium", "tachy": "medium", "couplet": "low",
+               "bigeminy": "low", "trigeminy": "low", "ectopy": "low", "signal": "low"}
+
+
+@dataclass(frozen=True)
+class AlarmLimits:
+    """Thresholds: defaults of common adult monitor presets and the sources named above."""
+
+    asystole_s: float = 4.0
+    extreme_brady_bpm: float = 40.0
+    extreme_tachy_bpm: float = 150.0
+    brady_bpm: float = 50.0
+    tachy_bpm: float = 120.0
+    vt_qrs_ms: float = 120.0
+    vt_bpm: float = 100.0
+    run_off: int = 1            # non-V beats that end a run
+    vf_on: int = 2              # consecutive VF segments (1 s apart) to raise VF
+    vf_off: int = 3
+    af_rr: int = 32             # RR intervals judged for AF (Dash 2009 used 128; ~25 s here)
+    af_rmssd: float = 0.1       # Dash 2009: normalised RMSSD
+    af_entropy: float = 0.7     # Dash 2009: Shannon entropy, 16 bins, outliers dropped
+    af_model_prob: float = 0.5
+    af_prob: float = 0.6        # the model alone (too few RR intervals): on `af_on` windows
+    af_on: int = 3
+    af_off_beats: int = 16      # beats without irregularity that end an AF episode
+    ectopy_per_min: float = 6.0
+    advisory_hold_s: float = 10.0
+    on: int = 2                 # consecutive windows for a window condition to raise
+    off: int = 3                # consecutive windows without it to clear
+
+
+@dataclass
+class Cond:
+    """One window condition's hysteresis: `on_n` observations to raise, `off_n` to clear."""
+
+    on_n: int
+    off_n: int
+    hits: int = 0
+    misses: int = 0
+    active: bool = False
+    since: int | None = None
+
+    def observe(self, present: bool, index: int) -> str | None:
+        """'onset' or 'end' when the alarm changes state, else None."""
+        if present:
+            self.hits, self.misses = self.hits + 1, 0
+            if not self.active and self.hits >= self.on_n:
+                self.active, self.since = True, index
+                return "onset"
+        else:
+            self.misses, self.hits = self.misses + 1, 0
+            if self.active and self.misses >= self.off_n:
+                self.active, self.since = False, None
+                return "end"
+        return None
+
+
+@dataclass
+class Episode:
+    """An episode alarm on now: where it began, its last supporting sample, its evidence."""
+
+    onset: int
+    last: int
+    beats: list = field(default_factory=list)
+    n_beats: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _as_dict(ev) -> dict | None:
+    """The fields the engine reads, from an event object or its JSON dict."""
+    if isinstance(ev, dict):
+        return ev
+    if isinstance(ev, BeatEvent):
+        return {"type": "beat", "index": ev.index, "beat_class": ev.beat_class}
+    if isinstance(ev, PredictionEvent):
+        return {"type": "prediction", "index": ev.index, "start": ev.start,
+                "intervals": ev.intervals, "outputs": ev.outputs}
+    if isinstance(ev, WithheldEvent):
+        return {"type": "withheld", "index": ev.index, "start": ev.start,
+                "reasons": list(ev.reasons)}
+    if isinstance(ev, GapEvent):
+        return {"type": "gap", "index": ev.index, "length": ev.length}
+    if isinstance(ev, AlarmEvent):
+        return ev.to_json()
+    return None
+
+
+def rr_irregular(rr: np.ndarray, limits: AlarmLimits) -> bool:
+    """Dash et al. 2009's RR irregularity: normalised RMSSD and the Shannon entropy of the
+    RR histogram (16 bins between min and max, the extremes dropped: 1/16 of the intervals
+    at each end, as 8 of 128), both above their thresholds."""
+    rr = np.asarray(rr, dtype=np.float64)
+    if rr.size < 8 or rr.mean() <= 0:
+        return False
+    k = rr.size // 16
+    core = np.sort(rr)[k:rr.size - k] if k else rr
+    nrmssd = math.sqrt(float(np.mean(np.diff(rr) ** 2))) / float(rr.mean())
+    if nrmssd <= limits.af_rmssd:
+        return False
+    if core.max() - core.min() <= 0:
+        return False
+    hist, _ = np.histogram(core, bins=16)
+    p = hist[hist > 0] / core.size
+    entropy = float(-(p * np.log(p)).sum() / math.log(16))
+    return entropy > limits.af_entropy
+
+
+class AlarmEngine:
+    """The alarm state of one bed: `observe(event)` for each of its events, in order."""
+
+    def __init__(self, fs_hz: float, limits: AlarmLimits | None = None) -> None:
+        self.fs_hz = float(fs_hz)
+        self.limits = L = limits or AlarmLimits()
+        self.conds = {k: Cond(L.on, L.off) for k in (
+            "vt_vf", "extreme_brady", "extreme_tachy", "brady", "tachy", "signal")}
+        self.conds["asystole"] = Cond(1, 2)
+        self.conds["ectopy"] = Cond(1, L.off)
+        self.conds["af_model"] = Cond(L.af_on, L.off)     # AF from the model alone
+        self.episodes: dict[str, Episode] = {}            # episode alarms on now
+        self.last_beat: int | None = None
+        self.first_index: int | None = None
+        self.ectopic: list[int] = []
+        self.signal_reasons: list[str] = []
+        # the current run of V beats, and the class history for patterns
+        self.run: list[int] = []
+        self.non_v_after_run = 0
+        self.classes = ""                  # 'n' non-V, 'V', 'x' unknown, newest last
+        self.class_idx: list[int] = []
+        self.rr: list[float] = []          # RR (samples) between non-V beats, newest last
+        self.rr_beats: list[int] = []      # the beat ending each RR interval
+        self.prev_beat_class: str | None = None
+        self.af_clear = 0
+        self.p_af: float | None = None     # the last prediction's AF probability
+        self.p_af_index: int | None = None
+        self.vf_hits = 0
+        self.vf_misses = 0
+        self.vf_first: int | None = None   # onset of the current streak of VF segments
+        self.counts: dict[str, int] = {}   # onsets per code
+
+    # --- output ----------------------------------------------------------------------------
+    def _alarm(self, code: str, state: str, index: int, onset: int, end: int | None = None,
+               evidence: dict | None = None) -> AlarmEvent:
+        if state == "onset":
+            self.counts[code] = self.counts.get(code, 0) + 1
+        text = TEXT[code]
+        if code == "signal" and self.signal_reasons:
+            text += ": " + ", ".join(self.signal_reasons)
+        return AlarmEvent(index=int(index), time_s=int(index) / self.fs_hz, code=code,
+                          state=state, priority=PRIORITY_OF[code], text=text,
+                          onset_index=int(onset), fs_hz=self.fs_hz,
+                          end_index=None if end is None else int(end), evidence=evidence or {})
+
+    def _start(self, code: str, index: int, onset: int, beats=(), **extra) -> AlarmEvent:
+        beats = [int(b) for b in beats]
+        ep = Episode(onset=int(onset), last=int(index), beats=beats[:MAX_EVIDENCE_BEATS],
+                     n_beats=len(beats), extra=dict(extra))
+        self.episodes[code] = ep
+        return self._alarm(code, "onset", index, onset, evidence=self._evidence(ep))
+
+    def _stop(self, code: str, index: int, end: int | None = None) -> AlarmEvent:
+        ep = self.episodes.pop(code)
+        return self._alarm(code, "end", index, ep.onset, end=ep.last if end is None else end,
+                           evidence=self._evidence(ep))
+
+    def _add_beat(self, code: str, b: int) -> None:
+        ep = self.episodes[code]
+        ep.n_beats += 1
+        ep.last = int(b)
+        if len(ep.beats) < MAX_EVIDENCE_BEATS:
+            ep.beats.append(int(b))
+
+    def _evidence(self, ep: Episode) -> dict:
+        d = dict(ep.extra)
+        if ep.n_beats:
+            d["beats"] = list(ep.beats)
+            d["n_beats"] = ep.n_beats
+        return d
+
+    # --- input -----------------------------------------------------------------------------
+    def observe(self, event) -> list[AlarmEvent]:
+        """The alarms that start or end with `event` (in order)."""
+        ev = _as_dict(event)
+        if ev is None:
+            return []
+        t, idx = ev.get("type"), int(ev.get("index", 0))
+        if self.first_index is None:
+            self.first_index = idx
+        if t == "beat":
+            return self._beat(idx, ev.get("beat_class"))
+        if t in ("prediction", "withheld"):
+            return self._window(t, idx, ev)
+        if t == "gap":
+            # RR intervals and beat patterns do not bridge a gap
+            self.rr, self.rr_beats, self.prev_beat_class = [], [], None
+            return []
+        if t == "alarm" and ev.get("code") == "vf":
+            return self._mirror_vf(ev)
+        return []
+
+    def _beat(self, idx: int, cls) -> list[AlarmEvent]:
+        out: list[AlarmEvent] = []
+        L, fs = self.limits, self.fs_hz
+        prev = self.last_beat
+        self.last_beat = idx
+        if cls in ("V", "S"):
+            self.ectopic.append(idx)
+        if self.ectopic and self.ectopic[0] <= idx - 60 * fs:
+            self.ectopic = [i for i in self.ectopic if i > idx - 60 * fs]
+        out += self._cond("asystole", False, idx)
+        # RR between two non-ventricular beats (none across a gap), the AF evidence
+        if prev is not None and cls != "V" and self.prev_beat_class != "V" and \
+                self.prev_beat_class is not None:
+            self.rr.append(float(idx - prev))
+            self.rr_beats.append(idx)
+            if len(self.rr) > L.af_rr:
+                del self.rr[0], self.rr_beats[0]
+        self.prev_beat_class = cls if cls is not None else "?"
+        out += self._af_beat(idx)
+        out += self._ventricular(idx, cls)
+        return out
+
+    def _ventricular(self, idx: int, cls) -> list[AlarmEvent]:
+        """Runs, couplets and the bigeminy / trigeminy patterns from the beat classes."""
+        out: list[AlarmEvent] = []
+        L, fs = self.limits, self.fs_hz
+        run = self.run
+        if cls == "V":
+            run.append(idx)
+            self.non_v_after_run = 0
+            code = next((c for c in ("vt", "v_run") if c in self.episodes), None)
+            if code is not None:
+                self._add_beat(code, idx)
+                self.episodes[code].extra["rate_bpm"] = _rate(run, fs)
+            elif len(run) >= 3:
+                rate = _rate(run, fs)
+                out.append(self._start("vt" if rate >= L.vt_bpm else "v_run", idx, run[0],
+                                       run, rate_bpm=rate))
+        elif cls is not None:
+            self.non_v_after_run += 1
+            if len(run) == 2:                       # exactly two V between non-V beats
+                out += self._advisory("couplet", idx, run[0], run[1], run)
+            for code in ("vt", "v_run"):
+                if code in self.episodes and self.non_v_after_run >= L.run_off:
+                    out.append(self._stop(code, idx))
+            if self.non_v_after_run >= L.run_off:
+                self.run = []
+        # patterns on the class history ('x': unclassified, breaks every pattern)
+        self.classes = (self.classes + ("V" if cls == "V" else "n" if cls in ("N", "S")
+                                        else "x"))[-_PATTERN_BEATS:]
+        self.class_idx = (self.class_idx + [idx])[-_PATTERN_BEATS:]
+        for code, pat in (("bigeminy", _BIGEMINY), ("trigeminy", _TRIGEMINY)):
+            m = pat.search(self.classes)
+            key = code + "_on"
+            if m is not None:
+                beats = self.class_idx[m.start():]
+                if key not in self.episodes:
+                    self.episodes[key] = Episode(onset=beats[0], last=idx)
+                    out += self._advisory(code, idx, beats[0], idx, [
+                        b for b, c in zip(beats, self.classes[m.start():]) if c == "V"])
+                else:
+                    self.episodes[key].last = idx
+                    if code in self.episodes:
+                        self.episodes[code].last = idx
+                        if cls == "V":
+                            self._add_beat(code, idx)
+            elif key in self.episodes:
+                del self.episodes[key]
+        out += self._expire_advisories(idx)
+        return out
+
+    def _advisory(self, code: str, idx: int, onset: int, end: int, beats) -> list[AlarmEvent]:
+        """An advisory (couplet, bigeminy, trigeminy): one alarm while it recurs within
+        `advisory_hold_s`, its evidence the occurrences' V beats."""
+        if code in self.episodes:
+            ep = self.episodes[code]
+            for b in beats:
+                if b > ep.last or not ep.beats or b > ep.beats[-1]:
+                    self._add_beat(code, b)
+            ep.last = max(ep.last, int(end))
+            ep.extra["occurrences"] = ep.extra.get("occurrences", 1) + 1
+            return []
+        ev = self._start(code, idx, onset, beats, occurrences=1)
+        self.episodes[code].last = int(end)
+        return [ev]
+
+    def _expire_advisories(self, idx: int) -> list[AlarmEvent]:
+        hold = self.limits.advisory_hold_s * self.fs_hz
+        out = []
+        for code in ("couplet", "bigeminy", "trigeminy"):
+            ep = self.episodes.get(code)
+            if ep is not None and code + "_on" not in self.episodes and idx - ep.last > hold:
+                out.append(self._stop(code, idx))
+        return out
+
+    def _af_beat(self, idx: int) -> list[AlarmEvent]:
+        L = self.limits
+        if len(self.rr) < L.af_rr:
+            return []
+        irregular = rr_irregular(np.asarray(self.rr), L)
+        model_ok = self.p_af is None or self.p_af >= L.af_model_prob
+        present = irregular and model_ok
+        if present:
+            self.af_clear = 0
+            if "new_af" not in self.episodes:
+                rate = 60.0 * self.fs_hz / float(np.mean(self.rr))
+                # onset: the first beat of the irregular RR intervals judged
+                return [self._start("new_af", idx, int(self.rr_beats[0] - self.rr[0]), (),
+                                    source="rr", rate_bpm=round(rate, 1),
+                                    p_af=self.p_af)]
+            self.episodes["new_af"].last = idx
+        elif "new_af" in self.episodes and self.episodes["new_af"].extra.get("source") == "rr":
+            self.af_clear += 1
+            if self.af_clear >= L.af_off_beats:
+                self.af_clear = 0
+                return [self._stop("new_af", idx)]
+        return []
+
+    def _cond(self, code: str, present: bool, idx: int, evidence: dict | None = None):
+        change = self.conds[code].observe(present, idx)
+        if change is None:
+            return []
+        if change == "onset":
+            return [self._start(code, idx, idx, **(evidence or {}))]
+        return [self._stop(code, idx, end=idx)] if code in self.episodes else []
+
+    def _window(self, t: str, idx: int, ev: dict) -> list[AlarmEvent]:
+        L, fs = self.limits, self.fs_hz
+        out: list[AlarmEvent] = []
+        window = {"window": [int(ev.get("start", idx)), idx]}
+        ref = self.last_beat if self.last_beat is not None else self.first_index
+        usable = t == "prediction"
+        reasons = list(ev.get("reasons", ()))
+        # asystole needs a signal: a window predicted on, or withheld only for too few
+        # beats; leads off, noise or a gap make it the technical alarm, not asystole
+        silent = (usable or reasons == ["beat_count"]) and idx - ref >= L.asystole_s * fs
+        out += self._cond("asystole", silent, idx, {**window, "last_beat": ref})
+        self.signal_reasons = reasons if not usable else []
+        out += self._cond("signal", not usable, idx, {**window, "reasons": reasons})
+        out += self._cond("ectopy", len(self.ectopic) >= L.ectopy_per_min, idx,
+                          {"per_min": len(self.ectopic)})
+        if not usable:
+            return out
+        iv = ev.get("intervals") or {}
+        hr, qrs = iv.get("hr_bpm"), iv.get("qrs_ms")
+        hr_ok = isinstance(hr, (int, float)) and math.isfinite(hr)
+        w = {**window, "hr_bpm": hr}
+        out += self._cond("extreme_brady", hr_ok and hr < L.extreme_brady_bpm, idx, w)
+        out += self._cond("extreme_tachy", hr_ok and hr > L.extreme_tachy_bpm, idx, w)
+        out += self._cond("brady", hr_ok and L.extreme_brady_bpm <= hr < L.brady_bpm, idx, w)
+        out += self._cond("tachy", hr_ok and L.tachy_bpm < hr <= L.extreme_tachy_bpm, idx, w)
+        wide = isinstance(qrs, (int, float)) and qrs >= L.vt_qrs_ms
+        out += self._cond("vt_vf", hr_ok and hr >= 150 and wide, idx, {**w, "qrs_ms": qrs})
+        rhythm = (ev.get("outputs") or {}).get("arrhythmia") or {}
+        p_af = (rhythm.get("probs") or {}).get("af_or_flutter")
+        self.p_af = float(p_af) if isinstance(p_af, (int, float)) else None
+        # the model alone while the RR history is too short to judge (a new bed, after a gap)
+        alone = len(self.rr) < L.af_rr
+        change = self.conds["af_model"].observe(
+            alone and self.p_af is not None and self.p_af >= L.af_prob, idx)
+        ep = self.episodes.get("new_af")
+        if change == "onset" and ep is None:
+            out.append(self._start("new_af", idx, int(ev.get("start", idx)), (), source="model",
+                                   p_af=self.p_af, **window))
+        elif ep is not None and ep.extra.get("source") == "model":
+            if change == "end" or (not alone and not self.conds["af_model"].active):
+                out.append(self._stop("new_af", idx))
+            else:
+                ep.last = idx
+        return out
+
+    # --- VF --------------------------------------------------------------------------------
+    def observe_vf(self, start: int, end: int, vf: bool | None) -> list[AlarmEvent]:
+        """One VF segment `[start, end)` (source clock) from edge_ecg.signal.vf."""
+        if vf is None:                     # invalid samples: no evidence either way
+            return []
+        L = self.limits
+        mid = (start + end) // 2
+        if vf:
+            self.vf_misses = 0
+            self.vf_hits += 1
+            if self.vf_hits == 1:
+                self.vf_first = mid
+            if "vf" in self.episodes:
+                self.episodes["vf"].last = int(end)
+                self.episodes["vf"].extra["segments"] += 1
+            elif self.vf_hits >= L.vf_on:
+                return [self._start("vf", end, self.vf_first, (), segments=self.vf_hits)]
+            return []
+        self.vf_hits = 0
+        self.vf_misses += 1
+        if "vf" in self.episodes and self.vf_misses >= L.vf_off:
+            return [self._stop("vf", end)]
+        return []
+
+    def _mirror_vf(self, ev: dict) -> list[AlarmEvent]:
+        """At a station: the stream's VF alarm as it came (the station has no signal path)."""
+        if ev.get("state") == "onset" and "vf" not in self.episodes:
+            self.episodes["vf"] = Episode(onset=int(ev.get("onset_index", ev["index"])),
+                                          last=int(ev["index"]),
+                                          extra=dict(ev.get("evidence") or {}))
+            self.counts["vf"] = self.counts.get("vf", 0) + 1
+        elif ev.get("state") == "end":
+            self.episodes.pop("vf", None)
+        return []
+
+    # --- what is on ------------------------------------------------------------------------
+    def active(self) -> list[dict]:
+        """Alarms on now, highest priority first (then the oldest)."""
+        out = []
+        for code, ep in self.episodes.items():
+            if code not in PRIORITY_OF:
+                continue
+            text = TEXT[code] + (f": {', '.join(self.signal_reasons)}"
+                                 if code == "signal" and self.signal_reasons else "")
+            out.append({"code": code, "priority": PRIORITY_OF[code], "text": text,
+                        "since_s": round(ep.onset / self.fs_hz, 1), "onset_index": ep.onset,
+                        "evidence": self._evidence(ep)})
+        return sorted(out, key=lambda a: (-PRIORITY[a["priority"]], a["since_s"]))
+
+    def close(self, index: int) -> list[AlarmEvent]:
+        """End of the record: every alarm on ends at `index` (what an evaluation scores)."""
+        return [self._stop(code, index, end=max(self.episodes[code].last, 0))
+                for code in [c for c in list(self.episodes) if c in PRIORITY_OF]]
+
+
+def _rate(beats: list[int], fs: float) -> float:
+    """Mean rate over a run of beats, /min."""
+    if len(beats) < 2 or beats[-1] <= beats[0]:
+        return float("nan")
+    return round(60.0 * fs * (len(beats) - 1) / (beats[-1] - beats[0]), 1)
+
+
+class StreamAlarms:
+    """The engine fed by the stream: its events, and one lead's samples for VF."""
+
+    def __init__(self, limits: AlarmLimits | None = None) -> None:
+        self.limits = limits
+        self.engine: AlarmEngine | None = None
+        self.vf: VfState | None = None
+        self.origin = 0
+        self.lead = 0
+
+    def feed(self, events: list, x: np.ndarray | None = None, flags: np.ndarray | None = None,
+             *, origin: int = 0, fs_hz: float = 0.0, leads: tuple = ()) -> list[AlarmEvent]:
+        """Alarms from `events` (in order) and from the raw samples `x` `(T, L)` mV that came
+        with them (`flags` non-zero where filled or invalid, see RingBuffer)."""
+        if self.engine is None:
+            if not fs_hz:
+                return []
+            self.engine = AlarmEngine(fs_hz, self.limits)
+            self.origin = int(origin)
+            names = list(leads)
+            # VF on the monitoring lead: II where present, else the first
+            self.lead = names.index("II") if "II" in names else 0
+            if fs_hz >= 61.0:
+                self.vf = vf_initial(fs_hz)
+        out: list[AlarmEvent] = []
+        for ev in events:
+            out += self.engine.observe(ev)
+        if self.vf is not None and x is not None and len(x):
+            col = np.asarray(x)[:, self.lead]
+            bad = None if flags is None else np.asarray(flags) != 0
+            if bad is not None and bad.ndim == 2:
+                bad = bad[:, self.lead] if bad.shape[1] > self.lead else bad.any(axis=1)
+            segs, self.vf = vf_detect(col, bad, self.vf)
+            for s in segs:
+                out += self.engine.observe_vf(self.origin + s.start, self.origin + s.end, s.vf)
+        return out

@@ -1,0 +1,180 @@
+"""The alarm engine on hand-made event sequences: runs, couplets, patterns, AF from the RR
+history, VF from segments, asystole vs the technical alarm, hysteresis."""
+
+import numpy as np
+
+from edge_ecg.runtime.alarms import AlarmEngine, AlarmLimits, StreamAlarms, rr_irregular
+
+FS = 250.0
+
+
+def _beats(eng, times_s, classes):
+    out = []
+    for t, c in zip(times_s, classes):
+        out += eng.observe({"type": "beat", "index": int(round(t * FS)), "beat_class": c})
+    return out
+
+
+def _codes(eng):
+    return [a["code"] for a in eng.active()]
+
+
+def test_three_v_at_150_bpm_is_vt_with_its_onset_end_beats_and_rate():
+    eng = AlarmEngine(FS)
+    t = [0.0, 0.8, 1.6, 2.4]                       # sinus at 75 /min
+    v = [2.8, 3.2, 3.6]                            # three V, 0.4 s apart: 150 /min
+    out = _beats(eng, t, "NNNN")
+    assert out == []
+    out = _beats(eng, v[:2], "VV")
+    assert [a.code for a in out] == []             # two V: not yet anything
+    out = _beats(eng, v[2:], "V")
+    assert [(a.code, a.state, a.priority) for a in out] == [("vt", "onset", "high")]
+    on = out[0]
+    assert on.onset_index == int(2.8 * FS) and on.index == int(3.6 * FS)
+    assert on.evidence["beats"] == [int(x * FS) for x in v]
+    assert on.evidence["rate_bpm"] == 150.0
+    assert _codes(eng) == ["vt"]
+    out = _beats(eng, [4.4], "N")                  # the run ends with the next non-V beat
+    assert [(a.code, a.state) for a in out] == [("vt", "end")]
+    assert out[0].end_index == int(3.6 * FS) and out[0].evidence["n_beats"] == 3
+    assert "vt" not in _codes(eng)
+    js = out[0].to_json()
+    assert js["type"] == "alarm" and js["onset_s"] == 2.8 and js["end_s"] == 3.6
+
+
+def test_a_longer_run_grows_and_a_slow_run_is_an_idioventricular_v_run():
+    eng = AlarmEngine(FS)
+    _beats(eng, [0.0, 0.8], "NN")
+    out = _beats(eng, [1.2, 1.6, 2.0, 2.4, 2.8], "VVVVV")
+    assert [a.code for a in out] == ["vt"]
+    out = _beats(eng, [3.6], "N")
+    assert out[0].evidence["n_beats"] == 5 and out[0].evidence["rate_bpm"] == 150.0
+    slow = AlarmEngine(FS)
+    _beats(slow, [0.0, 0.8], "NN")
+    out = _beats(slow, [1.8, 2.8, 3.8], "VVV")     # 60 /min: accelerated idioventricular
+    assert [(a.code, a.priority) for a in out] == [("v_run", "medium")]
+    assert out[0].evidence["rate_bpm"] == 60.0
+
+
+def test_two_v_is_a_couplet_not_vt_and_recurring_couplets_are_one_alarm():
+    eng = AlarmEngine(FS)
+    _beats(eng, [0.0, 0.8], "NN")
+    out = _beats(eng, [1.2, 1.6, 2.4], "VVN")
+    assert [(a.code, a.state, a.priority) for a in out] == [("couplet", "onset", "low")]
+    assert out[0].onset_index == int(1.2 * FS)
+    assert out[0].evidence["beats"] == [int(1.2 * FS), int(1.6 * FS)]
+    assert "vt" not in _codes(eng)
+    out = _beats(eng, [3.2, 3.6, 4.0, 4.8], "NVVN")   # another couplet 2.4 s later: same alarm
+    assert out == []
+    ep = [a for a in eng.active() if a["code"] == "couplet"][0]
+    assert ep["evidence"]["occurrences"] == 2 and ep["evidence"]["n_beats"] == 4
+    # it clears once no couplet came for advisory_hold_s (10 s)
+    times = np.arange(5.6, 16.0, 0.8)
+    out = _beats(eng, times, "N" * len(times))
+    assert [(a.code, a.state) for a in out] == [("couplet", "end")]
+    assert out[0].end_index == int(4.0 * FS)
+
+
+def test_bigeminy_needs_three_cycles_and_trigeminy_its_own_pattern():
+    eng = AlarmEngine(FS)
+    seq = "NVNVN"
+    out = _beats(eng, np.arange(len(seq)) * 0.7, seq)
+    assert out == []                                # two cycles: not yet
+    out = _beats(eng, [3.5], "V")                   # N V N V N V: three
+    assert [(a.code, a.priority) for a in out] == [("bigeminy", "low")]
+    assert out[0].onset_index == 0
+    tri = AlarmEngine(FS)
+    seq = "NNVNNVNNV"
+    out = _beats(tri, np.arange(len(seq)) * 0.7, seq)
+    assert [a.code for a in out] == ["trigeminy"]
+    assert "bigeminy" not in _codes(tri)
+
+
+def test_af_from_irregular_rr_with_onset_offset_and_the_model_veto():
+    rng = np.random.default_rng(0)
+    sinus = np.cumsum(np.full(60, 0.8) + rng.normal(0, 0.01, 60))
+    af = sinus[-1] + np.cumsum(rng.uniform(0.35, 1.1, 80))
+    back = af[-1] + np.cumsum(np.full(60, 0.8) + rng.normal(0, 0.01, 60))
+    eng = AlarmEngine(FS)
+    out = _beats(eng, np.concatenate([sinus, af, back]), "N" * 200)
+    ons = [a for a in out if a.code == "new_af"]
+    assert [a.state for a in ons] == ["onset", "end"]
+    assert ons[0].priority == "medium"
+    # onset within 32 beats (the RR window judged) of the true onset, before it is decided
+    assert abs(ons[0].onset_index / FS - sinus[-1]) < 32 * 0.8
+    assert ons[0].onset_index < ons[0].index
+    assert sinus[-1] < ons[0].index / FS < af[-1]
+    assert af[-1] < ons[1].index / FS < back[-1]
+    # the model saying "not AF" on the window vetoes the RR call
+    eng = AlarmEngine(FS)
+    eng.observe({"type": "prediction", "index": 1, "start": 0, "intervals": {"hr_bpm": 75.0},
+                 "outputs": {"arrhythmia": {"probs": {"af_or_flutter": 0.1}}}})
+    out = _beats(eng, np.concatenate([sinus, af]), "N" * 140)
+    assert not [a for a in out if a.code == "new_af"]
+    assert not rr_irregular(np.full(32, 200.0), AlarmLimits())
+
+
+def test_frequent_pvcs_do_not_make_af():
+    eng = AlarmEngine(FS)
+    t, cls = [], []
+    for k in range(60):       # sinus 75 /min with a premature V every third beat
+        t += [k * 2.4, k * 2.4 + 0.8, k * 2.4 + 1.3]
+        cls += ["N", "N", "V"]
+    out = _beats(eng, t, cls)
+    assert not [a for a in out if a.code == "new_af"]
+    assert "trigeminy" in _codes(eng)
+
+
+def test_vf_segments_raise_and_clear_with_hysteresis_and_invalid_segments_hold():
+    eng = AlarmEngine(FS)
+    hop, seg = int(FS), int(4 * FS)
+
+    def feed(k, vf):
+        return eng.observe_vf(k * hop, k * hop + seg, vf)
+
+    assert feed(0, True) == []                      # one segment does not raise it
+    out = feed(1, True)
+    assert [(a.code, a.priority) for a in out] == [("vf", "high")]
+    assert out[0].onset_index == seg // 2           # the first VF segment's middle
+    assert feed(2, False) == [] and feed(3, None) == [] and feed(4, False) == []
+    assert _codes(eng) == ["vf"]                    # two misses of three, one undecided
+    out = feed(5, False)
+    assert [(a.code, a.state) for a in out] == [("vf", "end")]
+    assert out[0].end_index == hop + seg            # the last VF segment's end
+    # a station mirrors the stream's VF alarm events
+    st = AlarmEngine(FS)
+    st.observe({"type": "alarm", "code": "vf", "state": "onset", "index": 10,
+                "onset_index": 5, "evidence": {"segments": 2}})
+    assert _codes(st) == ["vf"]
+    st.observe({"type": "alarm", "code": "vf", "state": "end", "index": 20})
+    assert _codes(st) == []
+
+
+def test_asystole_needs_a_signal_and_leads_off_is_technical():
+    eng = AlarmEngine(FS)
+    eng.observe({"type": "beat", "index": 0, "beat_class": "N"})
+    out = []
+    for i in range(2, 6):
+        out += eng.observe({"type": "withheld", "index": int(i * FS), "start": 0,
+                            "reasons": ["beat_count"]})
+    asy = [a for a in out if a.code == "asystole"]
+    assert asy and asy[0].priority == "high" and asy[0].index == int(4 * FS)
+    assert asy[0].evidence["last_beat"] == 0
+    off = AlarmEngine(FS)
+    off.observe({"type": "beat", "index": 0, "beat_class": "N"})
+    out = []
+    for i in range(2, 8):
+        out += off.observe({"type": "withheld", "index": int(i * FS), "start": 0,
+                            "reasons": ["lead_off", "beat_count"]})
+    assert [a.code for a in out] == ["signal"]
+    assert out[0].priority == "low" and "lead_off" in out[0].text
+
+
+def test_stream_alarms_call_vf_on_the_signal_without_any_beat():
+    t = np.arange(int(12 * FS)) / FS
+    x = (0.5 * np.sin(2 * np.pi * 5.0 * t))[:, None]
+    sa = StreamAlarms()
+    out = sa.feed([], x, np.zeros(t.size, np.uint8), origin=1000, fs_hz=FS, leads=("ECG",))
+    vf = [a for a in out if a.code == "vf"]
+    assert len(vf) == 1 and vf[0].state == "onset"
+    assert vf[0].onset_index == 1000 + int(2 * FS)   # middle of the first segment [0, 4) s
