@@ -6,6 +6,12 @@ Replays run in real time (paced by the wall clock) or as fast as the consumer ta
 (`speed=max`). A replay is not a live device: its chunks may wait for the consumer
 (`live = False`), where a live device's chunks are dropped and counted when the consumer falls
 behind.
+
+Invalid samples of a record (NaN in millivolts: the format's invalid code, where the recorder
+lost the signal; CUDB has them) are not sent: the chunk before a run ends at it and the next
+starts after it, so the runtime sees the index jump a live source's lost frames make, and fills,
+marks and reports the run as a gap (`GapEvent`) on the record's own sample clock. A record that
+begins invalid starts its stream at its first valid sample (the clock is still the record's).
 """
 
 from __future__ import annotations
@@ -57,11 +63,17 @@ class ReplaySource(Source):
 
     def __init__(self, adc: np.ndarray, gain: np.ndarray, baseline: np.ndarray, fs_hz: float,
                  leads: tuple[str, ...], speed: float | None = 1.0, chunk_s: float | None = None,
-                 name: str = "replay") -> None:
+                 name: str = "replay", invalid: np.ndarray | None = None) -> None:
         adc = np.asarray(adc)
         if adc.ndim != 2 or adc.shape[1] != len(leads) or adc.shape[0] == 0:
             raise SourceError(f"{name}: samples must be (T, {len(leads)}) with T > 0, got {adc.shape}")
         self.adc = adc
+        # (start, end) runs of invalid samples, never sent (see the module docstring)
+        if invalid is not None and np.shape(invalid) != (adc.shape[0],):
+            raise SourceError(f"{name}: invalid mask must be ({adc.shape[0]},), "
+                              f"got {np.shape(invalid)}")
+        self.invalid_runs = _runs(invalid)
+        self.invalid_samples = sum(b - a for a, b in self.invalid_runs)
         self.gain = np.asarray(gain, dtype=np.float32)
         self.baseline = np.asarray(baseline, dtype=np.float32)
         self.fs_hz = float(fs_hz)
@@ -88,9 +100,10 @@ class ReplaySource(Source):
     def read(self, timeout_s: float = 0.1) -> Chunk | None:
         if not self._open:
             raise SourceError(f"{self.name}: read() before open()")
+        self._pos, stop = self._valid_span(self._pos)
         if self._pos >= self.n_samples:
             raise EOFError(f"{self.name}: end of replay")
-        end = min(self._pos + self.chunk, self.n_samples)
+        end = min(self._pos + self.chunk, stop)
         # the chunk is "sent" when its last sample has been acquired in (scaled) real time
         if self.speed is not None and not pace(self._t0 + end / (self.fs_hz * self.speed),
                                                timeout_s):
@@ -102,23 +115,52 @@ class ReplaySource(Source):
         self.chunks_sent += 1
         return c
 
+    def _valid_span(self, pos: int) -> tuple[int, int]:
+        """`(start, stop)`: `pos` moved past an invalid run it lies in, and the index where the
+        next invalid run (or the record) ends the valid span from there."""
+        for a, b in self.invalid_runs:
+            if pos < a:
+                return pos, a
+            if pos < b:
+                pos = b
+        return pos, self.n_samples
+
     def close(self) -> None:
         self._open = False
 
     def stats(self) -> dict[str, int]:
-        return {"chunks": self.chunks_sent, "samples": int(self._pos)}
+        return {"chunks": self.chunks_sent, "samples": int(self._pos),
+                "invalid_samples": self.invalid_samples}
+
+
+def _runs(invalid: np.ndarray | None) -> list[tuple[int, int]]:
+    if invalid is None:
+        return []
+    m = np.asarray(invalid, dtype=bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], m.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def record_source(path: str, options: dict[str, str] | None = None) -> ReplaySource:
-    """A WFDB record replayed from its ADC counts (`record:PATH?speed=realtime|max|N`)."""
+    """A WFDB record replayed from its ADC counts (`record:PATH?speed=realtime|max|N
+    &leads=II,V1`): `leads` names the standard lead of each channel, in order (needed where
+    two or more channels name none, e.g. SVDB's ECG1, ECG2; a lone unnamed channel is II)."""
     from edge_ecg.data.records import read_record
+    from edge_ecg.errors import SignalError
+    from edge_ecg.signal.leads import assign_leads, parse_lead_assignment
 
     options = options or {}
     where = f"record:{path}"
-    rec = read_record(path)
+    rec = read_record(path, invalid="keep")
+    try:
+        leads = assign_leads(rec.leads, parse_lead_assignment(options.get("leads"), where),
+                             where=where)
+    except SignalError as exc:
+        raise SourceError(str(exc)) from None
     chunk_s = float(options["chunk_s"]) if "chunk_s" in options else None
-    return ReplaySource(rec.adc, rec.gain, rec.baseline, rec.fs_hz, rec.leads,
-                        speed=speed_factor(options, where), chunk_s=chunk_s, name=where)
+    return ReplaySource(rec.adc, rec.gain, rec.baseline, rec.fs_hz, leads,
+                        speed=speed_factor(options, where), chunk_s=chunk_s, name=where,
+                        invalid=rec.invalid)
 
 
 def quantise(signal_mv: np.ndarray, gain: float = SYNTH_GAIN) -> np.ndarray:
