@@ -16,6 +16,7 @@ import numpy as np
 
 from edge_ecg.errors import SourceError
 from edge_ecg.runtime.adc_rails import AdcRails
+from edge_ecg.runtime.alarms import StreamAlarms
 from edge_ecg.runtime.beat_classes import BeatClasses, window_ectopy
 from edge_ecg.runtime.beat_tracker import BeatTracker, delineation_columns
 from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, WithheldEvent
@@ -62,6 +63,9 @@ class StreamProcessor:
         self.summary = Summary()
         self._last_pred_end: int | None = None
         self._end_gap_samples = 0
+        # the monitor's alarms from the events and one lead's samples (runtime/alarms.py);
+        # None turns them off
+        self.alarms: StreamAlarms | None = StreamAlarms()
 
     # --- setup on the first chunk --------------------------------------------------------
     def _start(self, chunk: Chunk) -> None:
@@ -145,11 +149,14 @@ class StreamProcessor:
                                        cause="dropped" if dropped_before else (
                                            "reset" if chunk.discontinuity else "sequence")))
                 self.summary.gaps += 1
-            _, xn, _ = self.raw.read_new()
+            _, xn, xflags = self.raw.read_new()
             self.summary.samples += chunk.n_samples - (self.raw.late_samples - late0)
         with t.time("beats"):
             events.extend(self._track(self.tracker.push(xn)))
         events.extend(self._windows(final=False))
+        if self.alarms is not None:
+            events += self.alarms.feed(events, xn, xflags, origin=self.origin,
+                                       fs_hz=self.fs_in, leads=self.lead_names)
         return events
 
     def _in_gap(self, r: int) -> bool:
@@ -222,6 +229,8 @@ class StreamProcessor:
         events += self._windows(final=True)
         if self.beat_classes is not None:
             events += self.beat_classes.flush()
+        if self.alarms is not None:
+            events += self.alarms.feed(events)
         return events
 
     def end_gap(self, end_index: int, cause: str) -> list:
