@@ -1,0 +1,179 @@
+"""Run and episode figures as ANSI/AAMI EC57 scores arrhythmia monitors (numpy only).
+
+Runs (EC57 4.2.3, from beat labels): a run is a maximal sequence of consecutive ventricular
+beats; two is a couplet, three or more a VT run (EC57 calls them short and long runs at 3-5
+and >= 6; both are "VT runs" here). A reference run is detected when a run of the same kind
+in the algorithm's beat labels overlaps it in time (run Se); an algorithm run is true when it
+overlaps a reference run of the same kind (run +P).
+
+Episodes (EC57 4.2.4, AF and VF): reference episodes from the rhythm annotations, the
+algorithm's from its alarms (onset to end). Episode Se: reference episodes overlapped by a
+detected one; episode +P: detected episodes overlapping a reference one; duration Se / +P:
+the overlap's length over the reference's / the detections' total length.
+
+False alarms per hour: alarm onsets whose episode overlaps no reference episode of the kind,
+over the hours scored; false ectopic beats: reference N beats the algorithm called V or S.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+VENTRICULAR = frozenset("VE")           # EC57 V class: V and E (ventricular escape)
+# rhythm notes that start each kind of episode in MIT-BIH / SVDB / CUDB .atr aux_note;
+# CUDB marks ventricular flutter / fibrillation with '[' and ']' beat-position symbols
+EPISODE_NOTES = {"af": ("(AFIB",), "vf": ("(VF", "(VFL"), "vt": ("(VT",)}
+
+
+def runs(times: np.ndarray, is_v: np.ndarray) -> list[tuple[float, float, int]]:
+    """Maximal runs of consecutive ventricular beats: `(first time, last time, length)`,
+    length >= 2."""
+    times, is_v = np.asarray(times, dtype=np.float64), np.asarray(is_v, dtype=bool)
+    out = []
+    k, n = 0, is_v.size
+    while k < n:
+        if not is_v[k]:
+            k += 1
+            continue
+        j = k
+        while j + 1 < n and is_v[j + 1]:
+            j += 1
+        if j > k:
+            out.append((float(times[k]), float(times[j]), j - k + 1))
+        k = j + 1
+    return out
+
+
+def _overlaps(a: tuple[float, float], b: tuple[float, float], tol: float) -> bool:
+    return a[0] <= b[1] + tol and b[0] <= a[1] + tol
+
+
+def run_scores(ref_times, ref_is_v, det_times, det_is_v, tol_s: float = 0.15) -> dict:
+    """Couplet and VT-run Se / +P (counts too) of one record or pooled lists (seconds).
+    `tol_s`: EC57's 150-ms beat match window, applied to the runs' ends."""
+    ref, det = runs(ref_times, ref_is_v), runs(det_times, det_is_v)
+    out = {}
+    for kind, sel in (("couplet", lambda r: r[2] == 2), ("vt_run", lambda r: r[2] >= 3)):
+        r = [x[:2] for x in ref if sel(x)]
+        d = [x[:2] for x in det if sel(x)]
+        tp_r = sum(any(_overlaps(a, b, tol_s) for b in d) for a in r)
+        tp_d = sum(any(_overlaps(a, b, tol_s) for b in r) for a in d)
+        out[f"{kind}_ref"], out[f"{kind}_det"] = len(r), len(d)
+        out[f"{kind}_tp_ref"], out[f"{kind}_tp_det"] = tp_r, tp_d
+    return finish_runs(out)
+
+
+def finish_runs(c: dict) -> dict:
+    """Se / +P from the counts (after pooling records by summing them)."""
+    nan = float("nan")
+    out = dict(c)
+    for kind in ("couplet", "vt_run"):
+        out[f"{kind}_se"] = c[f"{kind}_tp_ref"] / c[f"{kind}_ref"] if c[f"{kind}_ref"] else nan
+        out[f"{kind}_ppv"] = c[f"{kind}_tp_det"] / c[f"{kind}_det"] if c[f"{kind}_det"] else nan
+    return out
+
+
+def merge(intervals) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for a, b in sorted((float(a), float(b)) for a, b in intervals):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def _overlap_len(a: tuple[float, float], bs) -> float:
+    return sum(max(0.0, min(a[1], b[1]) - max(a[0], b[0])) for b in bs)
+
+
+def episode_counts(ref, det, span: tuple[float, float] | None = None) -> dict:
+    """Counts behind episode and duration Se / +P of one record: `ref`, `det` lists of
+    `(start, end)` seconds; `span` clips both to what was scored."""
+    ref, det = merge(ref), merge(det)
+    if span is not None:
+        clip = [(max(a, span[0]), min(b, span[1])) for a, b in ref]
+        ref = [(a, b) for a, b in clip if b > a]
+        clip = [(max(a, span[0]), min(b, span[1])) for a, b in det]
+        det = [(a, b) for a, b in clip if b >= a]
+    # an instant alarm (onset == end) still counts as overlapping what it lies in
+    hit = [(a, max(b, a + 1e-9)) for a, b in det]
+    return {"ref": len(ref), "det": len(det),
+            "tp_ref": sum(1 for r in ref if _overlap_len(r, hit) > 0),
+            "tp_det": sum(1 for d in hit if _overlap_len(d, ref) > 0),
+            "ref_s": sum(b - a for a, b in ref), "det_s": sum(b - a for a, b in det),
+            "both_s": sum(_overlap_len(r, det) for r in ref)}
+
+
+def finish_episodes(c: dict, prefix: str) -> dict:
+    nan = float("nan")
+    return {f"{prefix}_episodes": c["ref"], f"{prefix}_detected": c["det"],
+            f"{prefix}_episode_se": c["tp_ref"] / c["ref"] if c["ref"] else nan,
+            f"{prefix}_episode_ppv": c["tp_det"] / c["det"] if c["det"] else nan,
+            f"{prefix}_duration_se": c["both_s"] / c["ref_s"] if c["ref_s"] else nan,
+            f"{prefix}_duration_ppv": c["both_s"] / c["det_s"] if c["det_s"] else nan,
+            f"{prefix}_minutes": c["ref_s"] / 60.0}
+
+
+def pool(counts: list[dict]) -> dict:
+    """Sum the count dicts of several records."""
+    out: dict = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def reference_episodes(samples, symbols, aux_notes, kind: str, fs_hz: float,
+                       n_samples: int) -> list[tuple[float, float]]:
+    """Reference episodes of `kind` ('af', 'vf', 'vt') in seconds from an annotation's
+    rhythm notes (an episode lasts until the next rhythm note, or the record's end); for 'vf'
+    also CUDB's '[' ... ']' marks."""
+    starts = EPISODE_NOTES[kind]
+    out, on = [], None
+    for s, sym, note in zip(np.asarray(samples), symbols, aux_notes):
+        note = (note or "").strip().rstrip("\x00")
+        if sym == "+" or note.startswith("("):
+            if not note.startswith("("):
+                continue
+            if on is not None:
+                out.append((on, float(s)))
+                on = None
+            if note in starts:
+                on = float(s)
+    if on is not None:
+        out.append((on, float(n_samples)))
+    if kind == "vf":
+        on = None
+        for s, sym in zip(np.asarray(samples), symbols):
+            if sym == "[":
+                on = float(s)
+            elif sym == "]" and on is not None:
+                out.append((on, float(s)))
+                on = None
+        if on is not None:
+            out.append((on, float(n_samples)))
+    return merge([(a / fs_hz, b / fs_hz) for a, b in out])
+
+
+def false_alarms(alarm_spans, ref_spans) -> int:
+    """Alarm episodes `(onset, end)` overlapping no reference episode."""
+    ref = merge(ref_spans)
+    return sum(1 for a, b in alarm_spans if _overlap_len((a, max(b, a + 1e-9)), ref) <= 0)
+
+
+def false_ectopic(ref_symbols, ref_times, det_times, det_classes, tol_s: float = 0.15) -> int:
+    """Reference N-class beats (EC57: N L R e j) the algorithm matched and called V or S."""
+    n_cls = frozenset("NLRej")
+    rt = np.asarray(ref_times, dtype=np.float64)
+    dt = np.asarray(det_times, dtype=np.float64)
+    if rt.size == 0 or dt.size == 0:
+        return 0
+    j = np.clip(np.searchsorted(dt, rt), 1, dt.size - 1) if dt.size > 1 else np.zeros(
+        rt.size, np.int64)
+    if dt.size > 1:
+        j = np.where(np.abs(dt[j - 1] - rt) <= np.abs(dt[j] - rt), j - 1, j)
+    near = np.abs(dt[j] - rt) <= tol_s
+    cls = np.asarray(det_classes, dtype=object)[j]
+    return int(sum(1 for s, ok, c in zip(ref_symbols, near, cls)
+                   if ok and s in n_cls and c in ("V", "S")))

@@ -1,0 +1,69 @@
+"""EC57 run and episode figures on hand-made annotations."""
+
+import math
+
+import numpy as np
+
+from edge_ecg.model import rhythm_metrics as rm
+
+
+def test_runs_split_couplets_and_vt_runs():
+    t = np.arange(12) * 0.5
+    v = np.array([0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 0, 0], bool)
+    assert rm.runs(t, v) == [(0.5, 1.0, 2), (2.0, 3.5, 4)]
+
+
+def test_run_scores_count_matches_and_misses():
+    t = np.arange(20) * 0.5
+    ref = np.zeros(20, bool)
+    ref[[2, 3]] = True              # a couplet
+    ref[[8, 9, 10]] = True          # a VT run
+    ref[[15, 16, 17]] = True        # another VT run
+    det = np.zeros(20, bool)
+    det[[2, 3]] = True              # the couplet found
+    det[[8, 9, 10, 11]] = True      # the first run found (longer)
+    det[[15, 16]] = True            # the second seen only as a couplet: a miss, and a false couplet
+    s = rm.run_scores(t, ref, t, det)
+    assert (s["couplet_ref"], s["couplet_det"], s["couplet_tp_ref"], s["couplet_tp_det"]) == \
+        (1, 2, 1, 1)
+    assert s["couplet_se"] == 1.0 and s["couplet_ppv"] == 0.5
+    assert s["vt_run_se"] == 0.5 and s["vt_run_ppv"] == 1.0
+    none = rm.run_scores(t, np.zeros(20, bool), t, np.zeros(20, bool))
+    assert math.isnan(none["vt_run_se"]) and math.isnan(none["vt_run_ppv"])
+
+
+def test_episode_counts_and_duration():
+    ref = [(10.0, 40.0), (100.0, 110.0)]
+    det = [(15.0, 45.0), (200.0, 205.0)]
+    c = rm.episode_counts(ref, det)
+    f = rm.finish_episodes(c, "af")
+    assert f["af_episode_se"] == 0.5 and f["af_episode_ppv"] == 0.5
+    assert f["af_duration_se"] == 25.0 / 40.0
+    assert f["af_duration_ppv"] == 25.0 / 35.0
+    # clipped to the span scored: the second reference episode lies outside
+    c = rm.episode_counts(ref, det, span=(0.0, 60.0))
+    assert (c["ref"], c["det"], c["tp_ref"]) == (1, 1, 1)
+    pooled = rm.finish_episodes(rm.pool([c, c]), "vf")
+    assert pooled["vf_episodes"] == 2 and pooled["vf_episode_se"] == 1.0
+
+
+def test_reference_episodes_from_rhythm_notes_and_cudb_brackets():
+    fs = 100.0
+    samples = [0, 500, 900, 1500, 2000, 2600]
+    symbols = ["+", "N", "+", "+", "[", "]"]
+    aux = ["(N", "", "(AFIB", "(N", "", ""]
+    assert rm.reference_episodes(samples, symbols, aux, "af", fs, 3000) == [(9.0, 15.0)]
+    assert rm.reference_episodes(samples, symbols, aux, "vf", fs, 3000) == [(20.0, 26.0)]
+    # an episode open at the end lasts to the record's end
+    assert rm.reference_episodes([0, 100], ["+", "+"], ["(N", "(VT"], "vt", fs, 1000) == \
+        [(1.0, 10.0)]
+
+
+def test_false_alarms_and_false_ectopic_beats():
+    assert rm.false_alarms([(5.0, 8.0), (50.0, 50.0), (99.0, 101.0)], [(0.0, 6.0),
+                                                                      (100.0, 120.0)]) == 1
+    ref_t = np.array([1.0, 2.0, 3.0, 4.0])
+    ref_s = ["N", "N", "V", "A"]
+    det_t = np.array([1.05, 2.3, 3.0, 4.0])       # 2.0 s: detected 300 ms off, unmatched
+    det_c = ["V", "S", "V", "S"]
+    assert rm.false_ectopic(ref_s, ref_t, det_t, det_c) == 1
