@@ -23,6 +23,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_ecg.errors import SignalError
+
+# The longest gap a write fills. The fill itself is bounded by the capacity, but everything
+# written since the reader's cursor, gap included, comes back from `read_new` in one array:
+# an unbounded jump of the index (a corrupt or forged chunk: 1e12 samples ahead) would be
+# an allocation of terabytes. 2**24 samples is 9.3 h at 500 Hz (~800 MB at 12 leads);
+# callers that take indices from a network bound them far tighter (edge_ecg.ward.sequence).
+MAX_GAP_SAMPLES = 1 << 24
+
 # Per-sample flags (uint8 bit set); 0 = a measured, finite sample.
 FLAG_GAP = np.uint8(1)       # missing: index jump, overflow, or not held
 FLAG_NONFINITE = np.uint8(2)  # arrived NaN or infinite
@@ -91,6 +100,10 @@ class RingBuffer:
             self.late_samples += skip
             x, flags, index = x[skip:], flags[skip:], index + skip
         gap_start, gap_len = int(self._end), index - int(self._end)
+        if gap_len > MAX_GAP_SAMPLES:
+            raise SignalError(f"the sample index jumps {gap_len} samples ahead (index {index}, "
+                              f"buffer at {self._end}): more than {MAX_GAP_SAMPLES} is not a "
+                              "gap but a broken clock; restart the stream at the new index")
         if gap_len > 0:
             self.gap_samples += gap_len
             n_fill = min(gap_len, self.capacity)

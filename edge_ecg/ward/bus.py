@@ -104,7 +104,7 @@ class WardConfig:
     acks_max_bytes: int = 64 << 20
     kv_max_bytes: int = 16 << 20
     kv_value_max_bytes: int = 16 << 10    # a bed descriptor, a lease, a heartbeat
-    state_max_bytes: int = 1 << 30        # snapshots, ~200 kB a bed
+    state_max_bytes: int = 512 << 20      # snapshots, ~200 kB a bed (2 500 beds)
 
     def streams(self) -> list:
         """The ward's streams as `StreamConfig`s (history streams deny purge and delete)."""
@@ -315,7 +315,7 @@ class LocalBroker:
         conf.write_text(
             f'listen: "127.0.0.1:{self.port}"\n'
             f'jetstream {{ store_dir: "{self.store / "js"}", max_memory_store: 256MB, '
-            f'max_file_store: 4GB }}\nmax_payload: 4MB\n')
+            f'max_file_store: 8GB }}\nmax_payload: 4MB\n')
         log = open(self.store / "nats.log", "ab")
         self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

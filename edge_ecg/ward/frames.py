@@ -12,7 +12,11 @@ Integer ADC counts only, in the narrowest of int16/int24/int32 that holds the fr
 x 0.5 s (`DEFAULT_FRAME_S`) at 500 Hz is ~9.2 kB in int24, 6.2 kB in int16, ~2-3 % of it
 header. Decoding reads numbers with `struct` and NumPy `frombuffer` and validates every length
 and range: bytes from the bus stay data (nothing is unpickled) and a malformed frame raises
-`FrameError` naming the offset.
+`FrameError` naming the offset. Ranges checked besides the lengths: the sample index lies in
+[0, 2**53) (exact as a JSON number), and the frame's samples in millivolts are finite and
+within +/-`MAX_ABS_MV` (a gain of 1e-30 would make them 1e30 mV, infinite in float32, and
+an Infinity in the station's JSON); how far the index may jump from the bed's last frame is
+the worker's check (edge_ecg.ward.sequence).
 
 Frame duration is the ward's main cost knob: every frame is a JetStream message stored,
 acknowledged, delivered and decoded, and a processor feed call with per-call overhead. 0.5 s
@@ -37,6 +41,11 @@ _HEAD = struct.Struct("<4sBBBBHQqqd")      # 40 bytes
 _CRC = struct.Struct("<I")
 MAX_LEADS = 16
 MAX_FS_HZ = 20_000.0
+MAX_INDEX = 1 << 53                   # indices beyond are not exact as JSON numbers (doubles)
+# An ECG is millivolts; 10 kV at the electrodes is no ECG but a broken gain (a full-scale
+# int32 count at >= 215 counts/mV stays inside). Far below the float32 limit (3e38), so
+# filters and squared powers downstream stay finite.
+MAX_ABS_MV = 1e7
 DEFAULT_FRAME_S = 0.5                 # seconds of signal per frame (replays; see above)
 _FLAG_DISCONTINUITY = 1
 
@@ -97,6 +106,9 @@ def decode(data: bytes) -> tuple[Chunk, int]:
         raise FrameError(f"{n_leads} leads x {n} samples at offset 6: out of range")
     if not (math.isfinite(fs) and 0 < fs <= MAX_FS_HZ):
         raise FrameError(f"sample rate {fs} Hz at offset 32 is out of range")
+    if not 0 <= index < MAX_INDEX - n:
+        raise FrameError(f"sample index {index} at offset 18 is outside [0, 2**53): not a "
+                         "sample clock")
     off = _HEAD.size
     leads = []
     for _ in range(n_leads):
@@ -126,6 +138,14 @@ def decode(data: bytes) -> tuple[Chunk, int]:
         b = np.frombuffer(data, np.uint8, 3 * m, off).reshape(m, 3).astype(np.int32)
         a = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         a = np.where(a & 0x800000, a - (1 << 24), a).astype(np.int32)
+    # the largest |(count - baseline) / gain| in float64: the frame in mV must be finite and
+    # physiological in scale (see MAX_ABS_MV)
+    span = np.abs(a.reshape(n, n_leads).astype(np.float64) - base.astype(np.float64)).max(axis=0)
+    peak = float((span / np.abs(gain.astype(np.float64))).max())
+    if not peak <= MAX_ABS_MV:
+        raise FrameError(f"gain/baseline at offset {off - 8 * n_leads} make a sample "
+                         f"{peak:.3g} mV (limit {MAX_ABS_MV:g} mV): the device's gain is wrong; "
+                         "refused")
     chunk = Chunk(index=int(index), seq=int(seq), device_time_us=int(dev_us),
                   samples=a.reshape(n, n_leads), gain=gain, baseline=base, leads=tuple(leads),
                   fs_hz=float(fs), discontinuity=bool(flags & _FLAG_DISCONTINUITY))

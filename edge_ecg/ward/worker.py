@@ -18,6 +18,21 @@ Exactly once, end to end:
   in `events.<unit>.<bed>`: the processor is deterministic given its input, so the replayed
   events are the very ones already stored. Nothing lost, nothing duplicated, and the events
   equal those of one `StreamProcessor` over the whole stream (tests/ward/test_ward.py).
+
+Trusting nothing that arrives (edge_ecg.ward.sequence, edge_ecg.ward.frames):
+- a frame that does not decode, or whose sample index jumps more than `max_jump_s` from
+  where the bed stands, is refused and counted, never allocated for; a run of such frames
+  contiguous with each other restarts the bed there (a `gap` event, cause `restart`);
+- the last stored event's ordinal is checked against the bed's signal before a new worker
+  suppresses that many replayed events (a forged ordinal is counted and ignored);
+- an exception in one bed's processing is that bed's: a `bed_failed` event (the station's
+  alarm), a counted failure in the heartbeat, a fresh processor from the next frame; the
+  other beds go on;
+- an event that would carry a non-finite number goes out with null there, counted.
+
+Stopping: on `stop()` the worker stores what it can and hands its beds over (snapshot,
+lease deleted) within `stop_timeout_s`, broker or no broker; beds it could not hand over
+move when their leases expire.
 """
 
 from __future__ import annotations
@@ -25,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import math
 import os
 import socket
@@ -36,6 +52,9 @@ from edge_ecg.errors import FrameError
 from edge_ecg.ward import bus, frames, snapshot
 from edge_ecg.ward.batching import BedBackend, InvariantBackend, TickStats, run_tick
 from edge_ecg.ward.errors import StateError, WardError
+from edge_ecg.ward.sequence import CONFIRM_FRAMES, MAX_JUMP_S, IndexGuard, plausible_ordinal
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,6 +64,10 @@ class WorkerOptions:
     max_frames_per_tick: int = 400    # per bed: bounds a tick while a bed catches up
     max_beds: int | None = None       # never serve more beds than this
     hop_s: float | None = None
+    max_jump_s: float = MAX_JUMP_S    # a frame farther than this from the bed's clock: refused
+    jump_confirm: int = CONFIRM_FRAMES  # ... unless this many in a row agree: a restart
+    fail_event_s: float = 30.0        # signal seconds between two bed_failed events of a bed
+    stop_timeout_s: float = 4.0       # hand the beds over within this on stop (+1 s to close)
     cfg: bus.WardConfig = field(default_factory=bus.WardConfig)
 
 
@@ -55,7 +78,11 @@ class BedCounters:
     redelivered: int = 0            # frames at or before the state's stream sequence
     events: int = 0                 # events published by this worker
     replayed: int = 0               # events recomputed on takeover, already stored: not re-sent
-    errors: int = 0
+    errors: int = 0                 # exceptions in the bed's processing (bed_failed)
+    index_refused: int = 0          # frames refused: sample index beyond max_jump_s
+    restarts: int = 0               # runs of such frames accepted as a restarted clock
+    nonfinite: int = 0              # event values sent as null (not finite)
+    implausible_seq: int = 0        # a stored ordinal the bed's signal cannot have reached
     last_error: str = ""
 
 
@@ -81,6 +108,12 @@ class BedRun:
         self.counters = BedCounters()
         self.claimed_at = time.time()
         self.resumed_from = self.stream_seq
+        self.guard = IndexGuard()
+        nxt = meta.get("next_index")
+        if nxt is None and getattr(proc, "_started", False):
+            nxt = int(proc.origin) + int(proc.raw.end)
+        self.guard.next_index = None if nxt is None else int(nxt)
+        self.last_fail_index: int | None = meta.get("last_fail_index")
 
 
 class Worker:
@@ -97,18 +130,30 @@ class Worker:
         self._stop = asyncio.Event()
         self._hb_rev: int | None = None
         self.released: list[str] = []
-        self.log: list[str] = []
+        self.conn = bus.ConnectionCounters()
+        self._trouble: str | None = None
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _note(self, msg: str) -> None:
-        self.log.append(f"{time.strftime('%H:%M:%S')} {msg}")
-        del self.log[:-200]
+    def _note(self, msg: str, level: int = logging.INFO) -> None:
+        log.log(level, "worker %s: %s", self.id, msg)
+
+    def _loop_failed(self, where: str, exc: Exception) -> None:
+        """A loop's round failed (the broker away, most often): a warning the first time,
+        quieter while it lasts, a note when it is over (`_loop_ok`)."""
+        first = self._trouble is None
+        self._trouble = where
+        self._note(f"{where}: {exc!r}", logging.WARNING if first else logging.DEBUG)
+
+    def _loop_ok(self) -> None:
+        if self._trouble is not None:
+            self._note(f"{self._trouble}: working again")
+            self._trouble = None
 
     # --- setup ---------------------------------------------------------------------------
     async def run(self, max_seconds: float | None = None) -> dict:
-        self.nc = await bus.connect(self.url, f"edge-ecg-worker-{self.id}")
+        self.nc = await bus.connect(self.url, f"edge-ecg-worker-{self.id}", self.conn)
         try:
             self.js = self.nc.jetstream()
             st = await bus.ensure(self.js, self.opt.cfg)
@@ -127,11 +172,22 @@ class Worker:
             except asyncio.TimeoutError:
                 pass
             self._stop.set()
+            t0 = time.monotonic()
+            # the loops end at their next check; one stuck on a broker that has gone is cut
+            _, stuck = await asyncio.wait(loops, timeout=1.0)
+            for t in stuck:
+                t.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
-            await self._shutdown()
+            left = max(self.opt.stop_timeout_s - (time.monotonic() - t0), 0.5)
+            try:
+                await asyncio.wait_for(self._shutdown(), left)
+            except asyncio.TimeoutError:
+                self._note(f"stop: could not hand {sorted(self.beds)} over in "
+                           f"{self.opt.stop_timeout_s} s (broker away?): they move when their "
+                           "leases expire", logging.WARNING)
         finally:
-            self._pool.shutdown(wait=True)
-            await self.nc.close()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            await bus.close(self.nc, 1.0)
         return self.stats()
 
     async def _check_bundle(self) -> None:
@@ -146,15 +202,22 @@ class Worker:
     def stats(self) -> dict:
         return {"worker": self.id, "bundle": self.bundle, "beds": sorted(self.beds),
                 "released": list(self.released), "tick": self.tick_stats.to_dict(),
+                "connection": self.conn.to_dict(), "failed": self.failed(),
                 "per_bed": {k: dict(b.counters.__dict__, stream_seq=b.stream_seq, n=b.n,
                                     resumed_from=b.resumed_from)
                             for k, b in self.beds.items()}}
 
+    def failed(self) -> dict:
+        """Beds whose processing raised, with their count and the last error."""
+        return {k: {"errors": b.counters.errors, "last_error": b.counters.last_error}
+                for k, b in self.beds.items() if b.counters.errors}
+
     # --- leases --------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
-        tot = {"frames": sum(b.counters.frames for b in self.beds.values()),
-               "events": sum(b.counters.events for b in self.beds.values()),
-               "malformed": sum(b.counters.malformed for b in self.beds.values())}
+        tot = {k: sum(getattr(b.counters, k) for b in self.beds.values())
+               for k in ("frames", "events", "malformed", "errors", "index_refused", "restarts",
+                         "nonfinite", "implausible_seq")}
+        tot["failed"] = self.failed()
         val = json.dumps({"beds": sorted(self.beds), "bundle": self.bundle, "pid": os.getpid(),
                           "host": socket.gethostname(), "t": time.time(), **tot}).encode()
         await self.kv_workers.put(self.id, val)
@@ -166,8 +229,9 @@ class Worker:
                 await self._heartbeat()
                 await self._renew()
                 await self._balance()
+                self._loop_ok()
             except Exception as exc:     # broker restarting: keep trying
-                self._note(f"lease loop: {exc!r}")
+                self._loop_failed("lease loop", exc)
             try:
                 await asyncio.wait_for(self._stop.wait(), period)
             except asyncio.TimeoutError:
@@ -180,7 +244,7 @@ class Worker:
             except Exception as exc:
                 if "wrong last sequence" in str(exc).lower() or "not found" in str(exc).lower() \
                         or type(exc).__name__ in ("KeyWrongLastSequenceError", "KeyNotFoundError"):
-                    self._note(f"lost the lease of {key}: {exc!r}")
+                    self._note(f"lost the lease of {key}: {exc!r}", logging.WARNING)
                     await self._drop(key)
                 else:
                     raise
@@ -220,7 +284,7 @@ class Worker:
             try:
                 await self._start_bed(key, rev)
             except Exception as exc:
-                self._note(f"could not start {key}: {exc!r}")
+                self._note(f"could not start {key}: {exc!r}", logging.WARNING)
                 try:
                     await self.kv_leases.delete(key)
                 except Exception:
@@ -244,16 +308,17 @@ class Worker:
                 proc, meta = await loop.run_in_executor(
                     self._pool, snapshot.load, data, BedBackend(self.shared))
             except StateError as exc:
-                self._note(f"{key}: snapshot not used ({exc}); replaying from the stream start")
+                self._note(f"{key}: snapshot not used ({exc}); replaying from the stream start",
+                           logging.WARNING)
                 proc, meta = None, {"stream_seq": 0, "n": 0}
         if proc is None:
             proc = StreamProcessor(BedBackend(self.shared), hop_s=self.opt.hop_s)
-        try:
-            last = await self.js.get_last_msg(bus.EVENTS_STREAM, bus.events_subject(unit, bed))
-            suppress = int(json.loads(last.data)["ward"]["n"])
-        except Exception:
-            suppress = 0
+        suppress, why = await self._stored_upto(unit, bed, int(meta.get("n", 0)))
         b = BedRun(unit, bed, proc, meta, suppress, rev)
+        if why:
+            b.counters.implausible_seq += 1
+            b.counters.last_error = why
+            self._note(f"{key}: {why}", logging.WARNING)
         name = f"ward_{unit}_{bed}"
         try:
             await self.js.delete_consumer(bus.FRAMES_STREAM, name)
@@ -276,6 +341,34 @@ class Worker:
         self.beds[key] = b
         self._note(f"claimed {key} from stream seq {b.stream_seq} (event {b.n}, stored up to "
                    f"{suppress})")
+
+    async def _stored_upto(self, unit: str, bed: str, floor: int) -> tuple[int, str | None]:
+        """The ordinal of the bed's last stored event, checked against its signal (a forged
+        ordinal would suppress every event to come): `(n, None)`, or `(floor, why)` when it
+        is implausible (`floor`: the snapshot's, certainly stored; events after it that are
+        already stored are dropped by JetStream's Msg-Id deduplication)."""
+        try:
+            last = await self.js.get_last_msg(bus.EVENTS_STREAM, bus.events_subject(unit, bed))
+        except Exception:
+            return floor, None           # nothing stored yet
+        try:
+            ev = json.loads(last.data)
+            n, index = ev["ward"]["n"], ev["index"]
+        except (ValueError, KeyError, TypeError):
+            return floor, "the last stored event is malformed: not trusted"
+        origin, fs, end = 0, 500.0, None
+        try:
+            desc = json.loads((await self.kv_beds.get(bus.bed_key(unit, bed))).value)
+            origin, fs = int(desc.get("origin", 0)), float(desc.get("fs_hz", 500.0))
+            fr = await self.js.get_last_msg(bus.FRAMES_STREAM, bus.frames_subject(unit, bed))
+            ch, _ = frames.decode(fr.data)
+            end = ch.end
+        except Exception:
+            pass
+        why = plausible_ordinal(n, index, origin, fs, end)
+        if why:
+            return floor, f"stored ordinal ignored: {why}"
+        return max(int(n), floor), None
 
     async def _drop(self, key: str) -> None:
         b = self.beds.pop(key, None)
@@ -302,7 +395,7 @@ class Worker:
                     self._pool, self._dump, b)
                 await self.obs.put(key, data)
             except Exception as exc:
-                self._note(f"{key}: snapshot on release failed: {exc!r}")
+                self._note(f"{key}: snapshot on release failed: {exc!r}", logging.WARNING)
         self.beds.pop(key, None)
         try:
             await self.kv_leases.delete(key)
@@ -326,8 +419,9 @@ class Worker:
             t0 = time.perf_counter()
             try:
                 await self._flush()
+                self._loop_ok()
             except Exception as exc:
-                self._note(f"tick: {exc!r}")
+                self._loop_failed("tick", exc)
             dt = time.perf_counter() - t0
             try:
                 await asyncio.wait_for(self._stop.wait(), max(self.opt.tick_s - dt, 0.0))
@@ -356,18 +450,26 @@ class Worker:
                 try:
                     await self.obs.put(b.key, data)
                 except Exception as exc:
-                    self._note(f"{b.key}: snapshot put failed: {exc!r}")
+                    self._note(f"{b.key}: snapshot put failed: {exc!r}", logging.WARNING)
 
     def _dump(self, b: BedRun) -> bytes:
         return snapshot.dump(b.proc, {"stream_seq": b.stream_seq, "n": b.n,
                                       "samples": b.samples, "unit": b.unit, "bed": b.bed,
+                                      "next_index": b.guard.next_index,
+                                      "last_fail_index": b.last_fail_index,
                                       "worker": self.id, "t": time.time()})
 
+    def _fresh_processor(self):
+        from edge_ecg.runtime.stream_processor import StreamProcessor
+
+        return StreamProcessor(BedBackend(self.shared), hop_s=self.opt.hop_s)
+
     def _compute(self, work: dict) -> None:
-        """In the compute thread: decode, feed every bed in one batched tick, envelope."""
+        """In the compute thread: decode and check, feed every bed in one batched tick,
+        envelope."""
         fns, last_msg = {}, {}
         for key, (b, msgs) in work.items():
-            chunks, sent = [], []
+            pieces = []     # (chunk, sent) or ("restart", [(chunk, sent), ...]), as published
             for m in msgs:
                 try:
                     sseq = m.metadata.sequence.stream
@@ -391,54 +493,115 @@ class Worker:
                     b.counters.malformed += 1
                     b.counters.last_error = f"stream seq {sseq}: {exc}"
                     continue
-                chunks.append(chunk)
                 try:
-                    sent.append(float((m.headers or {}).get(bus.SENT_HEADER, "nan")))
+                    t = float((m.headers or {}).get(bus.SENT_HEADER, "nan"))
                 except ValueError:
-                    sent.append(float("nan"))
-            if not chunks:
+                    t = float("nan")
+                verdict, admitted = b.guard.admit(chunk, t)
+                if verdict == "refused":
+                    b.counters.index_refused += 1
+                    b.counters.last_error = (
+                        f"stream seq {sseq}: sample index {chunk.index} is more than "
+                        f"{b.guard.max_jump_s:g} s from the bed's {b.guard.next_index}: refused")
+                    continue
+                if verdict == "restart":
+                    b.counters.restarts += 1
+                    pieces.append(("restart", admitted))
+                else:
+                    pieces.extend(admitted)
+                b.samples += sum(c.n_samples for c, _ in admitted)
+            if not pieces:
                 continue
             # fed frame by frame, as published: any chunking gives the same events, but
             # their order within a feed call follows the chunks (beats of a long chunk come
             # before a window it also closes), and the reference is the stream as sent
-            pieces = list(zip(chunks, sent))
-            b.samples += sum(c.n_samples for c in chunks)
 
             def fn(b=b, pieces=pieces):
                 out = []
-                for c, t in pieces:
-                    dur = c.n_samples / c.fs_hz
-                    out.extend((e, t, dur) for e in b.proc.feed(c))
+                for piece in pieces:
+                    if piece[0] == "restart":
+                        first, t0 = piece[1][0]
+                        self._note(f"{b.key}: restarted at sample index {first.index} (frames "
+                                   f"far from the bed's clock agreed)", logging.WARNING)
+                        b.proc = self._fresh_processor()
+                        out.append(({"type": "gap", "index": int(first.index),
+                                     "time_s": round(first.index / first.fs_hz, 4),
+                                     "length": 0, "cause": "restart"}, t0, 0.0))
+                        todo = piece[1]
+                    else:
+                        todo = [piece]
+                    for c, t in todo:
+                        dur = c.n_samples / c.fs_hz
+                        out.extend((e, t, dur) for e in b.proc.feed(c))
                 return out
-            fns[key] = fn
-        results = run_tick(self.shared, fns, self.tick_stats)
+            fns[key] = (fn, pieces)
+        results = run_tick(self.shared, {k: f for k, (f, _) in fns.items()}, self.tick_stats)
         for key, (b, _) in work.items():
             r = results.get(key, [])
             if isinstance(r, Exception):
-                b.counters.errors += 1
-                b.counters.last_error = repr(r)
-                r = []
+                r = self._bed_failed(b, r, fns[key][1])
             subject = bus.events_subject(b.unit, b.bed)
             for ev, t, dur in r:
-                d = ev.to_json()
+                d = ev if isinstance(ev, dict) else ev.to_json()
                 b.n += 1
                 eid = f"{b.key}.{d['type']}.{d['index']}"
                 if b.n <= b.suppress_upto:
                     b.counters.replayed += 1
                     continue
                 d["ward"] = {"id": eid, "n": b.n, "unit": b.unit, "bed": b.bed,
-                             "worker": self.id, "bundle": self.bundle, "frame_sent": t,
+                             "worker": self.id, "bundle": self.bundle,
+                             "frame_sent": t if math.isfinite(t) else None,
                              "frame_s": round(dur, 6)}
-                b.outbox.append((subject, json.dumps(d, separators=(",", ":")).encode(), eid))
+                b.outbox.append((subject, self._json(b, d), eid))
             if key in last_msg:
                 b.ack_msg = last_msg[key]
-            if b.samples - b.samples_at_snapshot >= self.opt.snapshot_s * getattr(
-                    b.proc, "fs_in", 500.0):
+            if not b.guard.run and b.samples - b.samples_at_snapshot >= (
+                    self.opt.snapshot_s * getattr(b.proc, "fs_in", 500.0)):
+                # (not while frames wait to confirm a restart: a takeover would not see them)
                 b.samples_at_snapshot = b.samples
                 try:
                     b.pending_snapshot = self._dump(b)
                 except StateError as exc:   # state the snapshot cannot hold: a takeover
                     b.counters.last_error = f"no snapshot: {exc}"   # replays from the start
+
+    def _bed_failed(self, b: BedRun, exc: Exception, pieces: list) -> list:
+        """One bed's processing raised: counted, logged, its processor replaced (its state may
+        be half-updated), and a `bed_failed` event (at most one per `fail_event_s` of signal)
+        so the station raises the alarm. The other beds of the tick are not touched."""
+        b.counters.errors += 1
+        b.counters.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        self._note(f"{b.key}: processing failed ({b.counters.last_error}); the bed restarts "
+                   "from its next frame", logging.ERROR)
+        b.proc = self._fresh_processor()
+        idx = int(b.guard.next_index or 0)
+        last = pieces[-1]
+        c, t = last[1][-1] if last[0] == "restart" else last
+        fs = float(c.fs_hz)
+        if b.last_fail_index is not None and idx - b.last_fail_index < self.opt.fail_event_s * fs:
+            return []
+        b.last_fail_index = idx
+        return [({"type": "bed_failed", "index": idx, "time_s": round(idx / fs, 4),
+                  "error": b.counters.last_error, "failures": b.counters.errors}, t, 0.0)]
+
+    @staticmethod
+    def _json(b: BedRun, d: dict) -> bytes:
+        """The event as JSON; a non-finite number (which JSON cannot carry and a browser's
+        JSON.parse rejects) goes out as null, counted."""
+        try:
+            return json.dumps(d, separators=(",", ":"), allow_nan=False).encode()
+        except ValueError:
+            pass
+
+        def clean(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                b.counters.nonfinite += 1
+                return None
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [clean(x) for x in v]
+            return v
+        return json.dumps(clean(d), separators=(",", ":"), allow_nan=False).encode()
 
     async def _publish(self, beds: list[BedRun]) -> None:
         """Store each bed's pending events in order (beds side by side, a bed's events one

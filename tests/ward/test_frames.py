@@ -10,7 +10,9 @@ def _chunk(lo=-100, hi=100, n=50, leads=("I", "II", "V1"), disc=False, seed=0):
     rng = np.random.default_rng(seed)
     s = rng.integers(lo, hi, size=(n, len(leads)), dtype=np.int64).astype(np.int32)
     return Chunk(index=12345, seq=7, device_time_us=999, samples=s,
-                 gain=np.array([1000.0, 200.0, 5.5], np.float32)[:len(leads)],
+                 # gains real devices use (counts/mV): full-scale int32 counts stay within
+                 # frames.MAX_ABS_MV
+                 gain=np.array([1000.0, 200.0, 550.5], np.float32)[:len(leads)],
                  baseline=np.array([0.0, -3.0, 1.0], np.float32)[:len(leads)], leads=leads,
                  fs_hz=500.0, discontinuity=disc)
 
