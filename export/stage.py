@@ -18,7 +18,14 @@ import numpy as np
 from edge_ecg import DISCLAIMER
 from edge_ecg.data.tasks import TaskSet
 from edge_ecg.errors import BundleError
-from edge_ecg.runtime.bundle import Manifest, load_bundle, sha256_file, write_manifest
+from edge_ecg.runtime.bundle import (
+    Manifest,
+    check_integrity,
+    sha256_file,
+    sign_bundle,
+    verify_bundle,
+    write_manifest,
+)
 from edge_ecg.signal.contract import INPUT_NAMES
 from export.errors import ExportError, MetricDropError, ParityError
 from export.parity import compare, max_abs_diff, n_windows, run_onnx, run_openvino, run_torch
@@ -68,6 +75,7 @@ class ExportRequest:
     fp32_modules: tuple[str, ...] = FP32_MODULES
     weight_only_modules: tuple[str, ...] = WEIGHT_ONLY_MODULES
     command: str = ""                    # the command line that asked for this export (report)
+    sign_key: Path | None = None         # Ed25519 private key: sign the manifest (manifest.sig)
 
 
 @dataclass
@@ -177,6 +185,14 @@ def check_request(req: ExportRequest) -> None:
     unknown = [v for v in req.variants if v not in VARIANTS]
     if unknown:
         raise ExportError(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    if req.sign_key is not None:
+        # a missing or world-readable key fails now, not after minutes of export
+        from edge_ecg.runtime.signing import load_private_key
+
+        try:
+            load_private_key(req.sign_key)
+        except BundleError as exc:
+            raise ExportError(f"--sign-key: {exc}") from exc
 
 
 class _Steps:
@@ -358,11 +374,14 @@ def manifest_fields(req: ExportRequest, contract, tasks: TaskSet, keep: list[Bui
     }
 
 
-def install_bundle(staging: Path, out: Path, fields: dict) -> None:
-    """Write and verify the manifest in `staging` (the check the runtime will make), then
-    move the bundle to `out`, replacing what was there."""
+def install_bundle(staging: Path, out: Path, fields: dict, sign_key: Path | None = None) -> None:
+    """Write and verify the manifest in `staging` (the check the runtime will make), sign it
+    with `sign_key` where given, then move the bundle to `out`, replacing what was there."""
     write_manifest(staging, fields)
-    load_bundle(staging)
+    if sign_key is not None:
+        sign_bundle(staging, sign_key)      # checks the files, signs, verifies with that key
+    else:
+        check_integrity(staging)            # unsigned: `edge-ecg bundle sign` it before use
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -426,12 +445,23 @@ def export_bundle(req: ExportRequest, model=None, data=None, eval_data=None) -> 
         write_chart(staging / "chart.png", keep, summary)
         write_report(staging / "REPORT.md", keep, summary, tasks)
         install_bundle(staging, out, manifest_fields(req, contract, tasks, keep, r, summary,
-                                                     over))
+                                                     over), req.sign_key)
         steps("bundle")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         steps.close()
-    return load_bundle(out)
+    return _installed(out, req.sign_key)
+
+
+def _installed(out: Path, sign_key: Path | None) -> Manifest:
+    """The bundle at `out` checked again after the move (it may have been copied across file
+    systems): its files, and its signature by `sign_key` where one was asked for."""
+    if sign_key is None:
+        return check_integrity(out)[0]
+    from edge_ecg.runtime.signing import TrustPolicy, public_key_of
+
+    pinned = TrustPolicy((public_key_of(sign_key),), source=f"the signing key {sign_key}")
+    return verify_bundle(out, trust=pinned)[0]
 
 
 def _trained_on(checkpoint: Path, task: str) -> dict:

@@ -60,10 +60,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="data and torch seed")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--sign-key", type=Path, default=None, metavar="KEY",
+                        help="Ed25519 private key (`edge-ecg bundle keygen`): sign the manifest; "
+                             "devices run only bundles signed by a key they trust")
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_ecg.runtime.bundle import load_bundle
     from export.stage import ExportRequest, export_bundle
 
     args.tasks, args.formats = _list(args.tasks), _list(args.formats)
@@ -73,12 +75,15 @@ def run(args: argparse.Namespace) -> int:
                         variants=args.variants, keep_mass=args.keep_mass,
                         tolerance=args.tolerance, allow_metric_drop=args.allow_metric_drop,
                         eval_spec=args.eval_spec, seed=args.seed, progress=not args.no_progress,
-                        overwrite=args.overwrite, command=_command_line(args))
-    export_bundle(req)
-    m = load_bundle(args.out)
+                        overwrite=args.overwrite, command=_command_line(args),
+                        sign_key=args.sign_key)
+    m = export_bundle(req)    # verified after install: files, and the signature when signed
     from edge_ecg.cli.bundle import summary_lines
 
     print("\n".join(summary_lines(args.out, m)))
+    if args.sign_key is None:
+        print(f"UNSIGNED: devices refuse it until it is signed: edge-ecg bundle sign {args.out} "
+              "--key KEY")
     print(f"report: {args.out / 'REPORT.md'}")
     print(DISCLAIMER)
     return 0

@@ -77,16 +77,22 @@ def exported(tmp_path_factory):
     peft_model = with_adapters(base)
     peft_model.save_pretrained(str(ckpt))          # adapter_config.json + adapter_model.safetensors
     out = root / "bundle"
+    from edge_ecg.runtime.signing import TrustPolicy, generate_keypair
+
+    key, pub, kid = generate_keypair(root / "keys", "exporter")   # signed at export
     rc = main(["export", "--checkpoint", str(ckpt), "--out", str(out), "--calib", CALIB,
                "--quantize", "int8", "--formats", "onnx,openvino", "--no-progress",
                "--variants", ("onnx-fp32-routed,onnx-int8-routed,openvino-fp32-routed,"
                              "openvino-int8-routed"),
-               "--allow-metric-drop"])   # an untrained model's metrics are noise
+               "--allow-metric-drop",    # an untrained model's metrics are noise
+               "--sign-key", str(key)])
     assert rc == 0
     from export.merge import merge_adapters
 
     merged = merge_adapters(peft_model).eval()
-    return {"bundle": out, "ckpt": ckpt, "merged": merged, "manifest": load_bundle(out)}
+    trust = TrustPolicy.resolve(pub, allow_unsigned=False)
+    return {"bundle": out, "ckpt": ckpt, "merged": merged, "pub": pub, "key_id": kid,
+            "manifest": load_bundle(out, trust=trust)}
 
 
 def routed_torch(exported):
@@ -304,9 +310,38 @@ def test_path_escape_refused(exported, tmp_path):
         load_bundle(b)
 
 
+def test_export_signs_with_sign_key(exported):
+    """`--sign-key`: the bundle verifies against that key alone, and against no other."""
+    from edge_ecg.runtime.bundle import verify_bundle
+    from edge_ecg.runtime.signing import TrustPolicy
+
+    _, check = verify_bundle(exported["bundle"],
+                             trust=TrustPolicy.resolve(exported["pub"], allow_unsigned=False))
+    assert (check.status, check.key_id, check.signer) == ("trusted", exported["key_id"],
+                                                          "exporter")
+    with pytest.raises(BundleError, match="does not trust"):   # the shipped key alone
+        verify_bundle(exported["bundle"], trust=TrustPolicy.resolve(allow_unsigned=False))
+
+
+def test_export_refuses_an_unusable_sign_key_before_exporting(tmp_path):
+    from export.errors import ExportError
+    from export.stage import ExportRequest, check_request
+
+    key = tmp_path / "k.key"
+    with pytest.raises(ExportError, match="--sign-key: signing key .* not found.*keygen"):
+        check_request(ExportRequest(checkpoint=tmp_path, out=tmp_path / "b", sign_key=key))
+    from edge_ecg.runtime.signing import generate_keypair
+
+    key, _, _ = generate_keypair(tmp_path / "keys", "k")
+    key.chmod(0o640)
+    with pytest.raises(ExportError, match="readable by others.*chmod 600"):
+        check_request(ExportRequest(checkpoint=tmp_path, out=tmp_path / "b", sign_key=key))
+
+
 def test_bundle_cli_verify_and_info(exported, tmp_path, capsys):
-    assert main(["bundle", "verify", str(exported["bundle"])]) == 0
-    assert "OK" in capsys.readouterr().out
+    assert main(["bundle", "verify", str(exported["bundle"]),
+                 "--trusted-keys", str(exported["pub"])]) == 0
+    assert "OK, signed by exporter" in capsys.readouterr().out
     assert main(["bundle", "info", str(exported["bundle"])]) == 0
     out = capsys.readouterr().out
     assert "scout [0, 2] of 4" in out and DISCLAIMER in out and "(default)" in out
