@@ -17,6 +17,7 @@ answer.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -70,8 +71,11 @@ class SerialSource(Source):
     def __init__(self, port: str, baud: int = 921600, timeout_s: float = 0.02,
                  info_timeout_s: float = 2.0, reconnect: bool = True,
                  reconnect_timeout_s: float = 30.0, backoff_s: float = 0.05,
-                 backoff_max_s: float = 2.0) -> None:
+                 backoff_max_s: float = 2.0, leads: tuple[str, ...] | None = None) -> None:
         self.port = port
+        # `?leads=II,V1`: the standard lead of each announced channel, in order, for firmware
+        # that names its channels otherwise ("ECG1", "CH2"); None keeps the announced names
+        self.leads_override = tuple(leads) if leads else None
         self.baud = int(baud)
         self.timeout_s = timeout_s
         self.info_timeout_s = info_timeout_s
@@ -182,6 +186,7 @@ class SerialSource(Source):
                 f"discarded, malformed messages: {errs}). Check the baud rate ({self.baud}), "
                 "the cable, and that the device speaks edge-ecg protocol v1")
         try:
+            info = self._assigned(info)
             check_device_info(info, self.port)
         except SourceError:
             self.close()
@@ -192,6 +197,16 @@ class SerialSource(Source):
                               f"{self.info.fs_hz:g} Hz to {list(info.leads)} at {info.fs_hz:g} Hz "
                               "across a reconnect; restart the stream")
         self.info = info
+
+    def _assigned(self, info: DeviceInfo) -> DeviceInfo:
+        """`info` with the `?leads=` names in place of the announced ones."""
+        if self.leads_override is None:
+            return info
+        if len(self.leads_override) != len(info.leads):
+            raise SourceError(f"serial:{self.port}: leads= names {len(self.leads_override)} "
+                              f"lead(s) but the device announces {len(info.leads)} "
+                              f"{list(info.leads)}; give one per channel, in order")
+        return dataclasses.replace(info, leads=self.leads_override)
 
     def _link_lost(self, reason: Exception) -> None:
         """The port failed: close it and schedule reconnection (or fail when told not to)."""
@@ -258,6 +273,7 @@ class SerialSource(Source):
             if isinstance(msg, DataFrame):
                 self._frames.append(msg)
             elif isinstance(msg, DeviceInfo):
+                msg = self._assigned(msg)
                 check_device_info(msg, self.port)
                 self.info = msg
 

@@ -9,9 +9,18 @@ imported only when their kind is asked for); an EDF+/BDF file replays through
 
 from __future__ import annotations
 
-from edge_ecg.errors import SourceError
+from edge_ecg.errors import SignalError, SourceError
 from edge_ecg.runtime.replay import record_source, synth_source
+from edge_ecg.signal.leads import parse_lead_assignment
 from edge_ecg.signal.source import Source, SourceSpec
+
+
+def _leads_option(s: SourceSpec) -> tuple[str, ...] | None:
+    """The `?leads=II,V1` of a device spec: the standard lead of each channel, in order."""
+    try:
+        return parse_lead_assignment(s.options.get("leads"), f"{s.kind}:{s.target}")
+    except SignalError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def open_source(spec: str | SourceSpec) -> Source:
@@ -26,11 +35,17 @@ def open_source(spec: str | SourceSpec) -> Source:
                 kwargs["baud"] = int(s.options["baud"])
             except ValueError:
                 raise SourceError(f"serial:{s.target}: baud must be an integer") from None
-        return SerialSource(s.target, **kwargs)
+        return SerialSource(s.target, leads=_leads_option(s), **kwargs)
     if s.kind == "ble":
         from firmware_bridge.ble_source import BleSource
 
-        return BleSource(s.target)
+        leads = _leads_option(s)
+        if leads is None:
+            return BleSource(s.target)
+        if len(leads) != 1:
+            raise SourceError(f"ble:{s.target}: the Polar H10 streams one lead; give one "
+                              f"lead name (?leads=I), got {list(leads)}")
+        return BleSource(s.target, lead=leads[0])
     if s.kind == "record":
         return record_source(s.target, s.options)
     if s.kind == "synth":

@@ -73,9 +73,9 @@ class SourceSpec:
 
 
 SOURCE_KINDS = {
-    "serial": "PORT?baud=921600",
-    "ble": "ADDRESS",
-    "record": "PATH?speed=realtime|max",
+    "serial": "PORT?baud=921600&leads=II,..",
+    "ble": "ADDRESS?leads=I",
+    "record": "PATH?speed=realtime|max&leads=II,V1",
     "synth": "CONDITION?seconds=N&seed=N",
     "edf": "PATH?speed=realtime|max&channels=LABEL,..&leads=II,..",
     "brainflow": "BOARD?serial_port=..&channels=ROW,..&leads=II,..",

@@ -122,3 +122,32 @@ def test_record_leads_option_assigns_and_refuses(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="edge_ecg.signal.leads"):
         assert open_source(f"record:{tmp_path / 'one'}?speed=max").leads == ("II",)
     assert "taking it as lead II" in caplog.text
+
+
+def test_serial_leads_option_renames_announced_channels():
+    from firmware_bridge.emulator import VirtualMonitor
+
+    t = np.arange(500) / 250.0
+    x = np.stack([np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)], axis=1).astype(np.float32)
+    with VirtualMonitor(x, 250.0, ("X1", "X2"), speed=5) as vm:
+        with open_source(f"serial:{vm.path}?leads=II,V1") as src:
+            assert src.info.leads == ("II", "V1")
+            chunk = None
+            for _ in range(50):
+                chunk = src.read(0.1)
+                if chunk is not None:
+                    break
+            assert chunk is not None and chunk.leads == ("II", "V1")
+    with VirtualMonitor(x, 250.0, ("X1", "X2"), speed=5) as vm:
+        src = open_source(f"serial:{vm.path}?leads=II")
+        with pytest.raises(SourceError, match="announces 2"):
+            src.open()
+    with pytest.raises(SourceError, match="not standard lead names"):
+        open_source("serial:/dev/null?leads=II,QQ")
+
+
+def test_ble_leads_option():
+    assert open_source("ble:AA:BB:CC:DD:EE:FF?leads=II").lead == "II"
+    assert open_source("ble:AA:BB:CC:DD:EE:FF").lead == "I"
+    with pytest.raises(SourceError, match="one lead"):
+        open_source("ble:AA:BB:CC:DD:EE:FF?leads=I,II")
