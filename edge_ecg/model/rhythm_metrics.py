@@ -177,3 +177,102 @@ def false_ectopic(ref_symbols, ref_times, det_times, det_classes, tol_s: float =
     cls = np.asarray(det_classes, dtype=object)[j]
     return int(sum(1 for s, ok, c in zip(ref_symbols, near, cls)
                    if ok and s in n_cls and c in ("V", "S")))
+
+
+BEAT_SYMBOLS = frozenset("NLRejAaJSVEFf/Q")       # EC57 beat labels (the rest are notes)
+
+
+def alarm_spans(alarms, code: str, fs_hz: float, n_samples: int) -> list[tuple[float, float]]:
+    """`(onset, end)` seconds of the alarm episodes of `code` from a stream's alarm events
+    (JSON dicts, onset and end); one still on at the end lasts to the record's end."""
+    out, open_on = [], None
+    for a in alarms:
+        if a.get("code") != code:
+            continue
+        if a.get("state") == "onset":
+            open_on = a["onset_index"]
+        elif a.get("state") == "end":
+            out.append((a["onset_index"] / fs_hz, a.get("end_index", a["index"]) / fs_hz))
+            open_on = None
+    if open_on is not None:
+        out.append((open_on / fs_hz, n_samples / fs_hz))
+    return out
+
+
+def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, alarms,
+                  fs_hz: float, n_samples: int, classified: bool = True) -> dict:
+    """Everything one record adds to the figures (counts, pooled over records by `pool`):
+    runs (when the reference beats carry classes), AF and VF episodes, false VT / VF / AF
+    alarms, and, on a record whose rhythm is sinus throughout, its hours, false ectopic
+    beats and every high-priority alarm."""
+    ref_samples = np.asarray(ref_samples)
+    sym = list(ref_symbols)
+    aux = list(ref_aux)
+    keep = ref_samples < n_samples
+    ref_samples, sym, aux = ref_samples[keep], [s for s, k in zip(sym, keep) if k], \
+        [a for a, k in zip(aux, keep) if k]
+    beat = np.array([s in BEAT_SYMBOLS for s in sym], bool)
+    rt = ref_samples[beat] / fs_hz
+    rsym = [s for s, b in zip(sym, beat) if b]
+    dt = np.asarray(det_samples, dtype=np.float64) / fs_hz
+    dcls = list(det_classes)
+    hours = n_samples / fs_hz / 3600.0
+    span = (0.0, n_samples / fs_hz)
+    out: dict = {"records": 1, "hours": hours}
+    if classified:
+        rv = np.array([s in VENTRICULAR for s in rsym], bool)
+        dv = np.array([c == "V" for c in dcls], bool)
+        rs = run_scores(rt, rv, dt, dv)
+        out.update({k: v for k, v in rs.items() if not k.endswith(("_se", "_ppv"))})
+    ref_ep = {k: reference_episodes(ref_samples, sym, aux, k, fs_hz, n_samples)
+              for k in ("af", "vf", "vt")}
+    for kind, code in (("af", "new_af"), ("vf", "vf")):
+        c = episode_counts(ref_ep[kind], alarm_spans(alarms, code, fs_hz, n_samples), span)
+        out.update({f"{kind}_{k}": v for k, v in c.items()})
+    # a VT alarm is true where the reference has a ventricular run of >= 3 or a (VT / VF
+    # episode (CUDB's VT before fibrillation is annotated as rhythm, its beats all 'N')
+    vt_ref = list(ref_ep["vt"]) + list(ref_ep["vf"])
+    if classified:
+        vt_ref += [(a - 0.15, b + 0.15) for a, b, n in
+                   runs(rt, np.array([s in VENTRICULAR for s in rsym], bool)) if n >= 3]
+    out["false_vt_alarms"] = false_alarms(alarm_spans(alarms, "vt", fs_hz, n_samples), vt_ref)
+    out["false_vf_alarms"] = false_alarms(alarm_spans(alarms, "vf", fs_hz, n_samples),
+                                          ref_ep["vf"])
+    out["false_af_alarms"] = false_alarms(alarm_spans(alarms, "new_af", fs_hz, n_samples),
+                                          ref_ep["af"])
+    notes = {a.strip().rstrip("\x00") for a in aux if a and a.startswith("(")}
+    if classified and notes <= {"(N"}:
+        out["sinus_hours"] = hours
+        out["sinus_ref_n"] = sum(s in "NLRej" for s in rsym)
+        out["sinus_false_ectopic"] = false_ectopic(rsym, rt, dt, dcls)
+        out["sinus_high_alarms"] = sum(1 for a in alarms if a.get("state") == "onset"
+                                       and a.get("priority") == "high")
+    return out
+
+
+def summarize(counts: dict) -> dict:
+    """Se / +P and per-hour rates from pooled `record_counts`."""
+    nan = float("nan")
+    c = counts
+    out: dict = {"records": c.get("records", 0), "hours": round(c.get("hours", 0.0), 3)}
+    if "couplet_ref" in c:
+        out.update(finish_runs({k: c[k] for k in c if k.startswith(("couplet_", "vt_run_"))}))
+    for kind in ("af", "vf"):
+        ep = {k[len(kind) + 1:]: v for k, v in c.items() if k.startswith(kind + "_")
+              and k[len(kind) + 1:] in ("ref", "det", "tp_ref", "tp_det", "ref_s", "det_s",
+                                        "both_s")}
+        if ep:
+            out.update(finish_episodes(ep, kind))
+    h = c.get("hours", 0.0)
+    for k in ("false_vt_alarms", "false_vf_alarms", "false_af_alarms"):
+        out[k] = c.get(k, 0)
+        out[k.replace("alarms", "per_hour")] = c.get(k, 0) / h if h else nan
+    sh = c.get("sinus_hours", 0.0)
+    if sh:
+        out["sinus_hours"] = round(sh, 3)
+        out["sinus_false_ectopic"] = c["sinus_false_ectopic"]
+        out["sinus_false_ectopic_per_hour"] = c["sinus_false_ectopic"] / sh
+        out["sinus_false_ectopic_share"] = (c["sinus_false_ectopic"] / c["sinus_ref_n"]
+                                            if c["sinus_ref_n"] else nan)
+        out["sinus_high_alarms_per_hour"] = c["sinus_high_alarms"] / sh
+    return out

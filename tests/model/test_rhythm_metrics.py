@@ -67,3 +67,22 @@ def test_false_alarms_and_false_ectopic_beats():
     det_t = np.array([1.05, 2.3, 3.0, 4.0])       # 2.0 s: detected 300 ms off, unmatched
     det_c = ["V", "S", "V", "S"]
     assert rm.false_ectopic(ref_s, ref_t, det_t, det_c) == 1
+
+
+def test_record_counts_and_summary_of_one_hand_made_record():
+    fs = 100.0
+    ref_s = [0, 100, 200, 300, 400, 500, 600, 700]
+    sym = ["+", "N", "V", "V", "V", "N", "N", "N"]
+    aux = ["(N", "", "", "", "", "", "", ""]
+    det = [100, 200, 300, 400, 500, 600, 700]
+    cls = ["N", "V", "V", "V", "N", "V", "N"]        # the run found; N at 6 s called V
+    alarms = [{"code": "vt", "state": "onset", "onset_index": 200, "index": 400,
+               "priority": "high"},
+              {"code": "vt", "state": "end", "onset_index": 200, "index": 500, "end_index": 400},
+              {"code": "vt", "state": "onset", "onset_index": 900, "index": 950,
+               "priority": "high"}]                   # still on at the end: false
+    s = rm.summarize(rm.pool([rm.record_counts(ref_s, sym, aux, det, cls, alarms, fs, 1000)]))
+    assert s["vt_run_se"] == 1.0 and s["vt_run_ppv"] == 1.0
+    assert s["false_vt_alarms"] == 1
+    assert s["sinus_false_ectopic"] == 1 and s["sinus_false_ectopic_share"] == 0.25
+    assert s["sinus_high_alarms_per_hour"] == 2 / (10 / 3600)
