@@ -146,6 +146,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "ECG (a monitor is never noise-free; 0 = clean)")
     parser.add_argument("--events", default=None, metavar="FILE",
                         help="also write every event as JSON Lines to FILE")
+    parser.add_argument("--show-synthetic-tasks", action="store_true",
+                        help="also show, on a real patient, the tasks learned from synthetic "
+                             "ECGs only (potassium), marked synthetic-only; they carry no "
+                             "information on a real ECG and are hidden there by default")
 
 
 def _ms(v) -> str:
@@ -155,9 +159,13 @@ def _ms(v) -> str:
 class LiveDisplay:
     """A sink printing one compact line per prediction or withheld window."""
 
-    def __init__(self, truth, out=sys.stdout) -> None:
+    def __init__(self, truth, out=sys.stdout, show_synthetic: bool = False) -> None:
         self.truth = truth
         self.out = out
+        # Potassium learned from synthetic ECGs only (no real labels exist here): on a real
+        # ECG it calls 20-53 % of windows abnormal (bench/potassium_real), so a real stream
+        # hides it unless asked; the synthetic patient shows it.
+        self.show_synthetic = show_synthetic or isinstance(truth, SynthTruth)
         self.events: list = []
         self.ectopic: dict[str, int] = {}        # live count of the beat classes so far
 
@@ -193,13 +201,9 @@ class LiveDisplay:
                 total = " ".join(f"{c}{self.ectopic.get(c, 0)}" for c in ("V", "S", "F"))
                 parts.append(f"ectopy[{(win.strip() or 'none')}{runs}{' ' + flags if flags else ''}"
                              f"; total {total}]")
-            if "potassium" in o:
+            if "potassium" in o and self.show_synthetic:
                 k = o["potassium"]
-                # No real potassium labels exist here: this head learned from synthetic ECGs,
-                # and on real ones it calls 20-53 % of windows abnormal (bench/potassium_real)
-                note = ("synthetic-trained" if isinstance(self.truth, SynthTruth)
-                        else "synthetic-trained: no information on a real ECG")
-                parts.append(f"K+ {k['label']} {k['prob']:.2f} ({note})")
+                parts.append(f"K+ {k['label']} {k['prob']:.2f} (synthetic-only)")
             parts.append(f"[{d['latency_ms']:.1f} ms]")
             parts.append(f"annotated: {self._truth(d)}")
             print("  ".join(parts), file=self.out, flush=True)
@@ -369,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
           f"{seconds:.0f} s at {args.speed:g}x; {story}", flush=True)
     print(f"model {backend.manifest.model_version} ({backend.variant.name}, {backend.name}); "
           "first prediction after the first 10-s window", flush=True)
-    display = LiveDisplay(truth)
+    display = LiveDisplay(truth, show_synthetic=args.show_synthetic_tasks)
     sinks = [display] + ([JsonlSink(args.events)] if args.events else [])
     source = SerialSource(port)
     pipe = Pipeline(source, backend, sinks,
