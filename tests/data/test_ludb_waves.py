@@ -21,6 +21,10 @@ from edge_ecg.data.ludb_waves import (
 from edge_ecg.errors import RecordError
 
 
+# every test here that reads LUDB (through the fixture below) needs its data/ folder
+pytestmark = pytest.mark.needs_data("ludb/data")
+
+
 @pytest.fixture(scope="module")
 def ludb(shared_data):
     folder = shared_data / "ludb" / "data"

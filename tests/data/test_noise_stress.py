@@ -40,6 +40,7 @@ def test_added_noise_is_continuous_and_only_in_blocks():
     assert np.ptp(added[2000:4000]) > 5.0
 
 
+@pytest.mark.needs_data("mitdb/118", "nstdb/bw", "nstdb/ma")
 def test_nst_records_reproducible_and_calibrated(shared_data):
     clean = shared_data / "mitdb" / "118"
     a = ns.make_noise_stress(clean, shared_data / "nstdb", 6.0, seed=3, channels=[0])

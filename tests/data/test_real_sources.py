@@ -162,6 +162,7 @@ def test_ludb_folder_layout_written(tmp_path):
 
 
 # -- the shared records -------------------------------------------------------------------------
+@pytest.mark.needs_data("cinc2017")
 def test_shared_cinc2017(shared_data):
     entries = read_reference(shared_data / "cinc2017")
     counts = {c: sum(e.label == c for e in entries) for c in CLASSES}
@@ -172,6 +173,7 @@ def test_shared_cinc2017(shared_data):
     assert len(set(ds.subjects)) == 20 and np.isfinite(ds.labels["arrhythmia"]).all()
 
 
+@pytest.mark.needs_data("ludb", "ptbxl")
 def test_shared_ludb_and_ptbxl(shared_data):
     entries = read_entries(shared_data / "ludb")
     assert len(entries) == 160
@@ -213,6 +215,7 @@ def test_recipes_find_the_data_folder(tmp_path, monkeypatch):
     assert default_data_root() == (str(beside) if beside.is_dir() else "../shared/data")
 
 
+@pytest.mark.needs_data("mitdb/201")
 def test_write_excerpt_keeps_samples_and_shifts_annotations(shared_data, tmp_path):
     from edge_ecg.data.mitbih import rhythm_intervals, write_excerpt
     from edge_ecg.data.records import beat_annotations, read_record

@@ -41,6 +41,7 @@ def cinc_af(shared_data, tmp_path_factory):
     return ds.subset(~test), ds.subset(test)
 
 
+@pytest.mark.needs_data("cinc2017")
 def test_short_training_on_real_records_learns_af(cinc_af, tmp_path):
     torch.set_num_threads(2)
     train_ds, test_ds = cinc_af
@@ -60,6 +61,7 @@ def test_short_training_on_real_records_learns_af(cinc_af, tmp_path):
     assert m["recordings"] == len(set(test_ds.subjects)) and m["f1_A"] > 0.6
 
 
+@pytest.mark.needs_data("cinc2017", "ludb", "ptbxl", "mitdb/201")
 def test_evaluate_json_reports_the_fields_metrics_per_database(shared_data, tmp_path, capsys):
     from edge_ecg.cli import main
     from edge_ecg.model.moe import ECGMoE

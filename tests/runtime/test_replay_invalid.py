@@ -84,6 +84,7 @@ def test_synthetic_invalid_runs_stream_as_gap_events(backend):
     assert not ((beats > 9000 + 50) & (beats < 9400 - 50)).any()
 
 
+@pytest.mark.needs_data("cudb/cu06")
 def test_cu06_replays_its_nan_runs_as_gaps_and_beats_elsewhere(backend, shared_data):
     path = shared_data / "cudb" / "cu06"
     if not path.with_suffix(".hea").is_file():

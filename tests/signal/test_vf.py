@@ -89,6 +89,7 @@ def test_rate_too_low_is_refused():
         vf_initial(50.0)
 
 
+@pytest.mark.needs_data("cudb/cu03")
 def test_cudb_vf_episode_is_called_and_its_sinus_is_not(shared_data):
     wfdb = pytest.importorskip("wfdb")
     path = shared_data / "cudb" / "cu03"
