@@ -3,7 +3,8 @@
     edge-ecg ward broker --port 4222                          # a local nats-server -js (tests, demos)
     edge-ecg ward publish --source synth:sinus_rhythm --bed 7 --nats nats://127.0.0.1:4222
     edge-ecg ward worker --nats nats://127.0.0.1:4222         # as many as you like, anywhere
-    edge-ecg ward station --nats nats://127.0.0.1:4222 --port 8080 --fhir-out obs.ndjson
+    edge-ecg ward adduser --users edge-ecg-station/users.json --name nurse1 --role clinician
+    edge-ecg ward station --nats nats://127.0.0.1:4222 --port 8443 --fhir-out obs.ndjson
 
 Summaries go to stderr as JSON; the station's page says it is not a diagnostic device.
 """
@@ -62,13 +63,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="the bundle workers must run (default: the bundled one)")
     s.add_argument("--variant", default=None)
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--port", type=int, default=8443)
+    s.add_argument("--state-dir", default="edge-ecg-station", metavar="DIR",
+                   help="the station's own files: TLS key pair (made at first start), FHIR "
+                        "outbox, audit log, and by default users.json")
+    s.add_argument("--users", default=None, metavar="FILE",
+                   help="users file (default STATE_DIR/users.json; `edge-ecg ward adduser`)")
+    s.add_argument("--tls-cert", default=None, metavar="PEM",
+                   help="the station's certificate (default: self-signed, made in STATE_DIR/tls)")
+    s.add_argument("--tls-key", default=None, metavar="PEM")
+    s.add_argument("--no-tls", action="store_true",
+                   help="plain HTTP: only behind a proxy that serves HTTPS")
     s.add_argument("--fhir-out", default=None, metavar="FILE",
                    help="write FHIR R4 Observations (NDJSON)")
     s.add_argument("--fhir-url", default=None, metavar="URL",
-                   help="POST FHIR R4 Observations to this FHIR base URL")
+                   help="PUT FHIR R4 Observations to this FHIR base URL (outbox, retries)")
+    s.add_argument("--fhir-token-file", default=None, metavar="FILE",
+                   help="bearer token for the FHIR server (default: $EDGE_ECG_FHIR_TOKEN)")
     s.add_argument("--hl7-out", default=None, metavar="FILE", help="write HL7 v2 ORU^R01 messages")
+    s.add_argument("--no-data-s", type=float, default=10.0,
+                   help="a bed silent this long raises NO DATA")
+    s.add_argument("--stale-worker-s", type=float, default=10.0,
+                   help="frames without events (or a silent worker) this long: NO ANALYSIS")
     s.add_argument("--seconds", type=float, default=None, help="stop after this long")
+
+    u = sub.add_parser("adduser", help="add or replace a station user (Argon2id hash)")
+    u.add_argument("--users", required=True, metavar="FILE",
+                   help="users file (the station's STATE_DIR/users.json by default)")
+    u.add_argument("--name", required=True)
+    u.add_argument("--role", required=True, choices=("viewer", "clinician"),
+                   help="viewer: sees the ward; clinician: also acknowledges and silences")
+    u.add_argument("--password-stdin", action="store_true",
+                   help="read the password from stdin's first line (else prompted twice)")
 
 
 def _serve(coro_factory, stop) -> object:
@@ -138,12 +164,31 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if cmd == "station":
         from edge_ecg.ward.station import Station, StationOptions
+        from edge_ecg.ward.technical import TechnicalLimits
 
         st = Station(args.nats, StationOptions(
             bundle=args.bundle or str(DEFAULT_BUNDLE), variant=args.variant, host=args.host,
-            port=args.port, fhir_out=args.fhir_out, fhir_url=args.fhir_url,
-            hl7_out=args.hl7_out))
+            port=args.port, state_dir=args.state_dir, users=args.users,
+            tls_cert=args.tls_cert, tls_key=args.tls_key, tls=not args.no_tls,
+            fhir_out=args.fhir_out, fhir_url=args.fhir_url,
+            fhir_token_file=args.fhir_token_file, hl7_out=args.hl7_out,
+            technical=TechnicalLimits(no_data_s=args.no_data_s,
+                                      stale_worker_s=args.stale_worker_s)))
         print(DISCLAIMER, file=sys.stderr)
         _serve(lambda: st.run(args.seconds), st.stop)
+        return 0
+    if cmd == "adduser":
+        import getpass
+
+        from edge_ecg.ward.auth import AuthError, add_user
+
+        if args.password_stdin:
+            pw = sys.stdin.readline().rstrip("\r\n")
+        else:
+            pw = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != pw:
+                raise AuthError("the two passwords differ; nothing changed")
+        add_user(args.users, args.name, pw, args.role)
+        print(f"{args.name} ({args.role}) in {args.users}", file=sys.stderr)
         return 0
     return 2

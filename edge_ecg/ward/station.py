@@ -1,38 +1,61 @@
-"""The central station: every bed's live tile on one local web page, alarms, FHIR/HL7 out.
+"""The central station: every bed's live tile, its alarms, FHIR/HL7 out, behind a login.
 
-It follows `events.>` (a JetStream ordered consumer: it resumes where it was after a broker
-restart) and the beds' frames on `ecg.>` (for the strips), keeps one tile per bed registered
-in `ward_beds` and serves:
+Three parts, each small:
 
-    GET /                 the page (no external assets: it works on an isolated network)
-    GET /api/ward         every tile, the ward's counters, the model and the disclaimer (JSON)
-    GET /api/beds/<u.b>   one tile; 404 with the reason for an unknown bed
-    GET /api/stream       the same JSON as server-sent events, twice a second
+    Tile, Station   the ward's state: one tile per bed registered in `ward_beds`, alarms
+                    (physiological from `bed_alarms`, technical from `technical.py`),
+                    acknowledgements and silences, the per-bed diffs pushed to browsers
+    WardFeed        the NATS side: `events.>` (a JetStream ordered consumer: it resumes where
+                    it was after a broker restart), the beds' frames on `ecg.>` (the strips),
+                    the bed registry and the workers' heartbeats; acknowledgements go out on
+                    `acks.<unit>.<bed>`
+    station_web     the web side (aiohttp, HTTPS, login, server-sent events): see there
 
 It writes the bundle it expects into `ward_config` (a worker with another bundle refuses to
-start), and drops, counts and shows events from another bundle, frames and events of beds
-nobody registered, and malformed frames.
+start), and drops and counts events from another bundle, frames and events of beds nobody
+registered, malformed frames and events, and event ordinals out of range.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from edge_ecg import DISCLAIMER
 from edge_ecg.errors import FrameError
 from edge_ecg.ward import bus, frames
-from edge_ecg.ward.alarms import BedAlarms
-from edge_ecg.ward.station_page import PAGE
+from edge_ecg.ward.finite_json import dumps, finite
+from edge_ecg.ward.technical import TechnicalAlarms, TechnicalLimits
+
+log = logging.getLogger(__name__)
 
 STRIP_S = 6.0
 STRIP_HZ = 125.0
 STRIP_LEADS = ("II", "MLII", "I", "V1")
+# an event ordinal more than this ahead of the bed's last is refused, not adopted (one forged
+# event with n = 1e9 once made every later real event a "duplicate" and froze the tile);
+# ~1 day of a bed's events at ~4 events/s
+MAX_SEQ_JUMP = 400_000
+REBASE_RUN = 5            # out-of-range ordinals in a contiguous run this long: the stream moved
+MAX_SILENCE_S = 300.0     # the longest a clinician may silence a bed (IEC 60601-1-8 leaves it
+DEFAULT_SILENCE_S = 120.0  # to the maker; 2 min is the common default audio pause)
+ACK_SUBJECT = "acks"
+
+
+def bed_alarms(fs_hz: float):
+    """The bed's physiological alarm engine: the one place the station names it (another
+    engine drops in here; it needs `observe(event)` and `active() -> [dict]`)."""
+    from edge_ecg.ward.alarms import BedAlarms
+
+    return BedAlarms(fs_hz=fs_hz)
 
 
 @dataclass
@@ -40,22 +63,46 @@ class StationOptions:
     bundle: str | None = None
     variant: str | None = None
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = 8443
+    state_dir: str = "edge-ecg-station"     # TLS key pair, FHIR outbox, audit log
+    users: str | None = None                # users file (default <state_dir>/users.json)
+    tls_cert: str | None = None             # PEM; both None: self-signed in <state_dir>/tls
+    tls_key: str | None = None
+    tls: bool = True                        # False only behind a TLS-terminating proxy
     fhir_out: str | None = None
     fhir_url: str | None = None
+    fhir_token_file: str | None = None      # else $EDGE_ECG_FHIR_TOKEN
+    fhir_backoff_s: float = 1.0
+    fhir_max_backoff_s: float = 60.0
+    fhir_timeout_s: float = 10.0
     hl7_out: str | None = None
-    patients: dict | None = None       # "<unit>.<bed>" -> patient id for FHIR/HL7
+    patients: dict | None = None            # "<unit>.<bed>" -> patient id for FHIR/HL7
+    technical: TechnicalLimits = field(default_factory=TechnicalLimits)
+    push_s: float = 0.5                     # diffs to the browsers this often
+    header_timeout_s: float = 10.0          # a request's headers must arrive within this
+    max_body_bytes: int = 16 * 1024
+    max_streams: int = 64                   # live pages at once
+    session_s: float = 12 * 3600.0
+    nats_options: dict | None = None        # passed to bus.connect (TLS, credentials)
+
+    @property
+    def users_path(self) -> Path:
+        return Path(self.users) if self.users else Path(self.state_dir) / "users.json"
 
 
 class Tile:
     """What the station shows for one bed."""
 
-    def __init__(self, unit: str, bed: str, desc: dict) -> None:
+    def __init__(self, unit: str, bed: str, desc: dict, limits: TechnicalLimits) -> None:
         self.unit, self.bed, self.desc = unit, bed, desc
-        self.fs = float(desc.get("fs_hz", 500.0))
-        self.alarms = BedAlarms(fs_hz=self.fs)
+        self.key = f"{unit}.{bed}"
+        fs = desc.get("fs_hz", 500.0)
+        self.fs = float(fs) if isinstance(fs, (int, float)) and 1.0 <= fs <= 20000.0 else 500.0
+        self.alarms = bed_alarms(self.fs)
+        self.technical = TechnicalAlarms(limits)
         self.step = max(int(round(self.fs / STRIP_HZ)), 1)
         self.strip: deque = deque(maxlen=int(STRIP_S * self.fs / self.step))
+        self.strip_total = 0               # samples ever appended (the diffs' clock)
         self.strip_end = 0                 # source index one past the strip's last sample
         self.beats: deque = deque(maxlen=64)
         self.rr: deque = deque(maxlen=8)
@@ -66,66 +113,149 @@ class Tile:
         self.quality = None
         self.withheld: list[str] | None = None
         self.events = 0
-        self.last_event_t = 0.0
+        self.seen_t = time.time()
+        self.last_event_t: float | None = None
+        self.last_frame_t: float | None = None
         self.worker = None
         self.lead = None
         self.last_n: int | None = None
+        self._run: list[int] = []         # out-of-range ordinals in a row (see accept_n)
+        self.acks: dict[str, dict] = {}   # alarm code -> {"by", "t"} while the alarm holds
+        self.silenced_until = 0.0
+        self.silenced_by: str | None = None
+        self.tech: list[dict] = []
 
-    def frame(self, chunk) -> None:
+    def accept_n(self, n, counters: dict) -> bool:
+        """Check an event's ordinal: True to take the event. Duplicates and ordinals far out
+        of range are dropped and counted; a contiguous run of `REBASE_RUN` out-of-range
+        ordinals re-bases the bed (its stream really moved), so no single event can blind it."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            counters["bad_ordinal_events"] += 1
+            return False
+        if self.last_n is None or 0 < n - self.last_n <= MAX_SEQ_JUMP:
+            if self.last_n is not None:
+                counters["missing"] += n - self.last_n - 1
+            self.last_n, self._run = n, []
+            return True
+        if 0 <= self.last_n - n < MAX_SEQ_JUMP:
+            counters["duplicates"] += 1
+            return False
+        counters["out_of_range_events"] += 1
+        self._run = self._run + [n] if self._run and n == self._run[-1] + 1 else [n]
+        if len(self._run) >= REBASE_RUN:
+            log.warning("bed %s: event ordinals moved from %d to %d; re-based", self.key,
+                        self.last_n, n)
+            self.last_n, self._run = n, []
+            counters["rebased"] += 1
+            return True
+        return False
+
+    def frame(self, chunk, now: float) -> int:
+        """Add a frame's samples to the strip; returns how many were not finite."""
+        self.last_frame_t = now
         if self.lead is None:
             names = list(chunk.leads)
             self.lead = next((ld for ld in STRIP_LEADS if ld in names), names[0])
+        if self.lead not in chunk.leads:
+            return 0
         j = list(chunk.leads).index(self.lead)
-        mv = chunk.to_mv()[:, j]
+        with np.errstate(all="ignore"):
+            mv = chunk.to_mv()[:, j]
         start = (-chunk.index) % self.step          # keep samples on a common decimation grid
-        self.strip.extend(np.round(mv[start::self.step], 3).tolist())
+        pts = mv[start::self.step].astype(np.float64)   # 0.96, not float32's 0.9599999785
+        bad = ~np.isfinite(pts)
+        vals = np.round(np.where(bad, 0.0, pts), 3).tolist()
+        for i in np.flatnonzero(bad):
+            vals[i] = None                          # a gap in the drawn strip, not Infinity
+        self.strip.extend(vals)
+        self.strip_total += len(vals)
         self.strip_end = chunk.end
+        return int(bad.sum())
 
-    def event(self, ev: dict) -> None:
+    def event(self, ev: dict, now: float) -> None:
         self.events += 1
-        self.last_event_t = time.time()
-        self.worker = (ev.get("ward") or {}).get("worker")
+        self.last_event_t = now
+        w = (ev.get("ward") or {}).get("worker")
+        self.worker = str(w)[:80] if w is not None else None
         self.alarms.observe(ev)
+        self.technical.observe(ev, now)
         t = ev.get("type")
         if t == "beat":
             self.beats.append(int(ev["index"]))
-            if isinstance(ev.get("rr_ms"), (int, float)):
-                self.rr.append(float(ev["rr_ms"]))
+            rr = ev.get("rr_ms")
+            if isinstance(rr, (int, float)) and math.isfinite(rr) and 100 <= rr <= 5000:
+                self.rr.append(float(rr))
             if "beat_class" in ev:
                 self.classed = True
                 self.ectopic.append((int(ev["index"]), ev.get("beat_class")))
         elif t == "prediction":
             self.last = ev
-            self.rhythm = (ev.get("outputs") or {}).get("arrhythmia")
+            r = (ev.get("outputs") or {}).get("arrhythmia")
+            self.rhythm = r if isinstance(r, dict) else None
             self.quality = ev.get("quality")
             self.withheld = None
         elif t == "withheld":
-            self.withheld = list(ev.get("reasons", []))
+            self.withheld = [str(r)[:40] for r in (ev.get("reasons") or [])][:10]
             self.quality = ev.get("quality")
 
-    def to_json(self) -> dict:
+    def update_technical(self, now: float, worker_silent_s: float | None) -> None:
+        self.tech = self.technical.evaluate(now, self.seen_t, self.last_frame_t,
+                                            self.last_event_t, worker_silent_s)
+
+    def status(self) -> str:
+        codes = {a["code"] for a in self.tech}
+        return "no_data" if "no_data" in codes else (
+            "no_analysis" if "stale_worker" in codes else "live")
+
+    def active_alarms(self, now: float) -> list[dict]:
+        """Technical and physiological alarms, highest priority first, each with who
+        acknowledged it; acknowledgements of alarms that ended are forgotten."""
+        from edge_ecg.ward.alarms import PRIORITY
+
+        phys = [dict(a, kind="physiological") for a in self.alarms.active()]
+        alarms = sorted(self.tech + phys, key=lambda a: -PRIORITY.get(a["priority"], 0))
+        codes = {a["code"] for a in alarms}
+        for c in [c for c in self.acks if c not in codes]:
+            del self.acks[c]
+        for a in alarms:
+            if a["code"] in self.acks:
+                a["acknowledged"] = self.acks[a["code"]]
+        return alarms
+
+    def to_json(self, now: float, strip: bool = True) -> dict:
+        live = self.status() == "live"
         hr = None
-        if self.rr:
+        if self.rr and live:
             hr = round(60000.0 / float(np.median(self.rr)), 0)
-        iv = self.last.get("intervals") or {}
+        iv = self.last.get("intervals") or {} if live else {}
         now_idx = self.strip_end
         ect = None
-        if self.classed:
+        if self.classed and live:
             recent = [c for i, c in self.ectopic if i > now_idx - 60 * self.fs]
             ect = {"V": recent.count("V"), "S": recent.count("S")}
         lo = now_idx - len(self.strip) * self.step
-        return {"unit": self.unit, "bed": self.bed, "key": f"{self.unit}.{self.bed}",
-                "hr_bpm": hr, "window_hr_bpm": iv.get("hr_bpm"), "qrs_ms": iv.get("qrs_ms"),
-                "rhythm": ({"label": self.rhythm.get("label"), "prob": self.rhythm.get("prob")}
-                           if self.rhythm else None),
-                "ectopic_per_min": ect, "quality": self.quality, "withheld": self.withheld,
-                "alarms": self.alarms.active(), "events": self.events,
-                "event_age_s": round(time.time() - self.last_event_t, 1)
-                if self.last_event_t else None,
-                "worker": self.worker, "lead": self.lead, "strip_hz": self.fs / self.step,
-                "strip": list(self.strip),
-                "beats_s": [round((b - lo) / self.fs, 3) for b in self.beats if b >= lo],
-                "source": self.desc.get("source")}
+        rh = self.rhythm if live else None
+        out = {"unit": self.unit, "bed": self.bed, "key": self.key, "status": self.status(),
+               "hr_bpm": hr, "window_hr_bpm": iv.get("hr_bpm"), "qrs_ms": iv.get("qrs_ms"),
+               "rhythm": ({"label": str(rh.get("label"))[:60], "prob": rh.get("prob")}
+                          if rh else None),
+               "ectopic_per_min": ect, "quality": self.quality if live else None,
+               "withheld": self.withheld if live else None,
+               "alarms": self.active_alarms(now), "events": self.events,
+               "event_age_s": round(now - self.last_event_t, 1)
+               if self.last_event_t else None,
+               "frame_age_s": round(now - self.last_frame_t, 1)
+               if self.last_frame_t else None,
+               "silenced_s": (round(self.silenced_until - now)
+                              if self.silenced_until > now else 0),
+               "silenced_by": self.silenced_by if self.silenced_until > now else None,
+               "worker": self.worker, "lead": self.lead, "strip_hz": self.fs / self.step,
+               "strip_len": self.strip.maxlen,
+               "beats_s": [round((b - lo) / self.fs, 3) for b in self.beats if b >= lo],
+               "source": str(self.desc.get("source"))[:200]}
+        if strip:
+            out["strip"] = list(self.strip)
+        return finite(out)
 
 
 class Station:
@@ -135,19 +265,38 @@ class Station:
         self.tiles: dict[str, Tile] = {}
         self.counters = {"events": 0, "frames": 0, "malformed_frames": 0, "unknown_bed_frames": 0,
                          "unknown_bed_events": 0, "other_bundle_events": 0,
-                         "malformed_events": 0}
+                         "malformed_events": 0, "nonfinite_samples": 0, "duplicates": 0,
+                         "missing": 0, "out_of_range_events": 0, "bad_ordinal_events": 0,
+                         "rebased": 0, "acks_published": 0, "acks_unpublished": 0}
         self.unknown: dict[str, int] = {}
         self.latency_s: deque = deque(maxlen=20000)     # frame sent -> event here
         # + the releasing frame's duration: from its first sample, the longest a sample that
         # released an event waited (at the bedside for its frame to fill, then on the bus)
         self.sample_latency_s: deque = deque(maxlen=20000)
+        self.worker_seen: dict[str, float] = {}       # worker id -> last time its heartbeat held
         self._stop = asyncio.Event()
         self.port = self.opt.port
         self.model = self._model()
-        self.fhir = None
+        self.fhir = None           # FhirSink (NDJSON + outbox)
+        self.fhir_client = None    # FhirClient (delivery)
         self.hl7 = None
-        self.duplicates = 0      # events with an ordinal already seen (never expected)
-        self.missing = 0         # ordinals skipped (never expected)
+        self.feed: WardFeed | None = None
+        self.web = None            # station_web.Web once serving
+        # the push: every tick, each tile's JSON is diffed against what was last sent
+        self.seq = 0
+        self._sent: dict[str, dict] = {}
+        self._sent_total: dict[str, int] = {}
+        self._sent_ward: dict = {}
+        self.subscribers: set[asyncio.Queue] = set()
+        self.dropped_streams = 0
+
+    @property
+    def duplicates(self) -> int:
+        return self.counters["duplicates"]
+
+    @property
+    def missing(self) -> int:
+        return self.counters["missing"]
 
     def _model(self) -> dict:
         from edge_ecg.runtime.bundle import DEFAULT_BUNDLE, load_bundle
@@ -163,68 +312,192 @@ class Station:
     def stop(self) -> None:
         self._stop.set()
 
-    def state(self) -> dict:
+    # --- state ---------------------------------------------------------------------------
+    def ward_json(self) -> dict:
+        """The ward's header: model, counters, latency, FHIR (no tiles)."""
         lat = np.asarray(self.latency_s, dtype=float)
         lat = lat[np.isfinite(lat)]
         slat = np.asarray(self.sample_latency_s, dtype=float)
         slat = slat[np.isfinite(slat)]
-        return {"disclaimer": DISCLAIMER, "model": self.model, "counters": self.counters,
-                "unknown_beds": self.unknown, "duplicates": self.duplicates,
-                "missing": self.missing,
-                "latency_ms": ({"p50": round(float(np.percentile(lat, 50)) * 1e3, 1),
-                                "p99": round(float(np.percentile(lat, 99)) * 1e3, 1),
-                                "n": int(lat.size)} if lat.size else None),
-                "sample_latency_ms": ({"p50": round(float(np.percentile(slat, 50)) * 1e3, 1),
-                                       "p99": round(float(np.percentile(slat, 99)) * 1e3, 1),
-                                       "n": int(slat.size)} if slat.size else None),
-                "fhir": self.fhir.stats() if self.fhir else None,
-                "beds": [self.tiles[k].to_json() for k in sorted(self.tiles)]}
+        fhir = None
+        if self.fhir or self.fhir_client:
+            fhir = {**(self.fhir.stats() if self.fhir else {}),
+                    **({"delivery": self.fhir_client.stats()} if self.fhir_client else {})}
+        return finite({
+            "disclaimer": DISCLAIMER, "model": self.model, "counters": dict(self.counters),
+            "unknown_beds": dict(list(self.unknown.items())[:50]),
+            "duplicates": self.duplicates, "missing": self.missing,
+            "latency_ms": ({"p50": round(float(np.percentile(lat, 50)) * 1e3, 1),
+                            "p99": round(float(np.percentile(lat, 99)) * 1e3, 1),
+                            "n": int(lat.size)} if lat.size else None),
+            "sample_latency_ms": ({"p50": round(float(np.percentile(slat, 50)) * 1e3, 1),
+                                   "p99": round(float(np.percentile(slat, 99)) * 1e3, 1),
+                                   "n": int(slat.size)} if slat.size else None),
+            "fhir": fhir,
+            "web": self.web.stats() if self.web else None})
 
-    # --- bus -----------------------------------------------------------------------------
-    async def _beds_loop(self, kv) -> None:
+    def state(self) -> dict:
+        now = time.time()
+        return {**self.ward_json(),
+                "beds": [self.tiles[k].to_json(now) for k in sorted(self.tiles)]}
+
+    def tick(self, now: float | None = None) -> dict:
+        """Technical alarms evaluated, then what changed since the last tick: per bed only
+        the fields that changed (the strip as the samples appended), the ward header's
+        changed fields. The message every live page receives (server-sent event `diff`)."""
+        now = time.time() if now is None else now
+        self.seq += 1
+        beds: dict[str, dict] = {}
+        for key in sorted(self.tiles):
+            t = self.tiles[key]
+            silent = None
+            if t.worker is not None and t.worker in self.worker_seen:
+                silent = now - self.worker_seen[t.worker]
+            t.update_technical(now, silent)
+            cur = t.to_json(now, strip=False)
+            prev = self._sent.get(key)
+            d = {k: v for k, v in cur.items() if prev is None or prev.get(k) != v}
+            sent = self._sent_total.get(key, 0)
+            new = t.strip_total - sent
+            if prev is None or new >= len(t.strip):
+                d["strip"] = list(t.strip)
+            elif new > 0:
+                d["strip_add"] = list(t.strip)[-new:]
+            self._sent_total[key] = t.strip_total
+            self._sent[key] = cur
+            if d:
+                beds[key] = d
+        removed = [k for k in self._sent if k not in self.tiles]
+        for k in removed:
+            self._sent.pop(k, None)
+            self._sent_total.pop(k, None)
+        ward = self.ward_json()
+        wd = {k: v for k, v in ward.items() if self._sent_ward.get(k) != v}
+        self._sent_ward = ward
+        return {"seq": self.seq, "beds": beds, "removed": removed, "ward": wd}
+
+    def full(self) -> dict:
+        """What a page starts from: the state as of the last tick (the diffs that follow
+        apply to it), with each bed's whole strip."""
+        beds = []
+        for key in sorted(self._sent):
+            t = self.tiles.get(key)
+            if t is None:
+                continue
+            b = dict(self._sent[key])
+            # the strip as of the last tick: drop what came since (the next diff adds it)
+            extra = t.strip_total - self._sent_total.get(key, 0)
+            s = list(t.strip)
+            b["strip"] = s[:len(s) - extra] if extra > 0 else s
+            beds.append(b)
+        return {"seq": self.seq, **self._sent_ward, "beds": beds}
+
+    def subscribe(self, maxsize: int = 32) -> tuple[asyncio.Queue, dict]:
+        q: asyncio.Queue = asyncio.Queue(maxsize=maxsize)
+        self.subscribers.add(q)
+        return q, self.full()
+
+    def unsubscribe(self, q: asyncio.Queue) -> None:
+        self.subscribers.discard(q)
+
+    def _publish_diff(self, msg: dict) -> None:
+        data = dumps(msg)
+        for q in list(self.subscribers):
+            try:
+                q.put_nowait(data)
+            except asyncio.QueueFull:
+                # a page that cannot keep up is cut off (it reconnects and starts from a
+                # full state) rather than holding diffs without bound
+                self.subscribers.discard(q)
+                self.dropped_streams += 1
+                while not q.empty():
+                    q.get_nowait()
+                q.put_nowait(None)          # the page's stream ends; EventSource reconnects
+
+    async def _push_loop(self) -> None:
         while not self._stop.is_set():
+            self._publish_diff(self.tick())
             try:
-                try:
-                    keys = await kv.keys()
-                except Exception as exc:
-                    if type(exc).__name__ != "NoKeysError":
-                        raise
-                    keys = []
-                for k in keys:
-                    if k not in self.tiles:
-                        desc = json.loads((await kv.get(k)).value)
-                        unit, bed = k.split(".", 1)
-                        self.tiles[k] = Tile(unit, bed, desc)
-            except Exception:   # broker restarting: the next round finds the beds
-                pass
-            try:
-                await asyncio.wait_for(self._stop.wait(), 1.0)
+                await asyncio.wait_for(self._stop.wait(), self.opt.push_s)
             except asyncio.TimeoutError:
                 pass
+        for q in list(self.subscribers):
+            try:
+                q.put_nowait(None)
+            except asyncio.QueueFull:
+                pass
 
-    async def _on_frame(self, msg) -> None:
-        ub = bus.parse_subject(msg.subject)
-        key = f"{ub[0]}.{ub[1]}" if ub else msg.subject
+    # --- clinicians' actions -------------------------------------------------------------
+    def acknowledge(self, key: str, code: str, user: str) -> dict:
+        """Acknowledge an active alarm of a bed (it stays shown, marked, until it ends)."""
+        t = self.tiles.get(key)
+        if t is None:
+            raise KeyError(f"unknown bed {key!r}")
+        active = {a["code"]: a for a in t.active_alarms(time.time())}
+        if code not in active:
+            raise LookupError(f"bed {key} has no active alarm {code!r}; active: "
+                              f"{sorted(active)}")
+        rec = {"by": user, "t": round(time.time(), 3)}
+        t.acks[code] = rec
+        self._announce(t, {"action": "acknowledge", "alarm": code, **rec})
+        return {"bed": key, "alarm": code, "text": active[code]["text"], **rec}
+
+    def silence(self, key: str, seconds: float | None, user: str) -> dict:
+        t = self.tiles.get(key)
+        if t is None:
+            raise KeyError(f"unknown bed {key!r}")
+        s = DEFAULT_SILENCE_S if seconds is None else float(seconds)
+        if not (math.isfinite(s) and 0 <= s <= MAX_SILENCE_S):
+            raise ValueError(f"silence for 0-{MAX_SILENCE_S:.0f} s, not {seconds!r}")
+        t.silenced_until = time.time() + s
+        t.silenced_by = user if s > 0 else None
+        rec = {"by": user, "t": round(time.time(), 3), "seconds": s}
+        self._announce(t, {"action": "silence", **rec})
+        return {"bed": key, **rec}
+
+    def _announce(self, tile: Tile, rec: dict) -> None:
+        if self.feed is not None and self.feed.publish_ack(tile.unit, tile.bed, rec):
+            self.counters["acks_published"] += 1
+        else:
+            self.counters["acks_unpublished"] += 1
+
+    # --- what the feed delivers ----------------------------------------------------------
+    def add_bed(self, key: str, desc: dict) -> None:
+        if key in self.tiles:
+            return
+        ub = bus.parse_subject(f"x.{key}")
+        if ub is None or not isinstance(desc, dict):
+            return
+        self.tiles[key] = Tile(ub[0], ub[1], desc, self.opt.technical)
+
+    def on_frame(self, subject: str, data: bytes) -> None:
+        ub = bus.parse_subject(subject)
+        key = f"{ub[0]}.{ub[1]}" if ub else subject[:100]
         tile = self.tiles.get(key)
         if tile is None:
             self.counters["unknown_bed_frames"] += 1
-            self.unknown[key] = self.unknown.get(key, 0) + 1
+            self._unknown(key)
             return
         try:
-            chunk, _ = frames.decode(msg.data)
+            chunk, _ = frames.decode(data)
         except FrameError:
             self.counters["malformed_frames"] += 1
             return
         self.counters["frames"] += 1
-        tile.frame(chunk)
+        self.counters["nonfinite_samples"] += tile.frame(chunk, time.time())
 
-    async def _on_event(self, msg) -> None:
+    def _unknown(self, key: str) -> None:
+        if key in self.unknown or len(self.unknown) < 1000:      # bounded
+            self.unknown[key] = self.unknown.get(key, 0) + 1
+
+    def on_event(self, data: bytes) -> None:
         now = time.time()
         try:
-            ev = json.loads(msg.data)
+            ev = json.loads(data)
             ward = ev["ward"]
             key = f"{ward['unit']}.{ward['bed']}"
-        except (ValueError, KeyError, TypeError):
+            int(ev.get("index", 0))
+        except (ValueError, KeyError, TypeError, OverflowError):
             self.counters["malformed_events"] += 1
             return
         if ward.get("bundle") != self.model["bundle"]:
@@ -233,24 +506,22 @@ class Station:
         tile = self.tiles.get(key)
         if tile is None:
             self.counters["unknown_bed_events"] += 1
-            self.unknown[key] = self.unknown.get(key, 0) + 1
+            self._unknown(key)
             return
-        n = ward.get("n")
-        if isinstance(n, int) and tile.last_n is not None:
-            if n <= tile.last_n:
-                self.duplicates += 1
-                return
-            self.missing += n - tile.last_n - 1     # events the station never received
-        if isinstance(n, int):
-            tile.last_n = n
+        if not tile.accept_n(ward.get("n"), self.counters):
+            return
         self.counters["events"] += 1
         sent = ward.get("frame_sent")
-        if isinstance(sent, (int, float)):
+        if isinstance(sent, (int, float)) and math.isfinite(sent):
             self.latency_s.append(now - sent)
             dur = ward.get("frame_s")
-            if isinstance(dur, (int, float)):
+            if isinstance(dur, (int, float)) and math.isfinite(dur):
                 self.sample_latency_s.append(now - sent + dur)
-        tile.event(ev)
+        try:
+            tile.event(ev, now)
+        except (ValueError, TypeError, KeyError, OverflowError):
+            self.counters["malformed_events"] += 1
+            return
         if ev.get("type") == "prediction" and (self.fhir or self.hl7):
             self._export(tile, ev)
 
@@ -258,93 +529,56 @@ class Station:
         from edge_ecg.ward import fhir, hl7v2
 
         d = tile.desc
-        eff = float(d.get("registered", time.time())) + (
-            int(ev["index"]) - int(d.get("origin", 0))) / tile.fs
-        pid = (self.opt.patients or {}).get(f"{tile.unit}.{tile.bed}")
+        try:
+            eff = float(d.get("registered", time.time())) + (
+                int(ev["index"]) - int(d.get("origin", 0))) / tile.fs
+            if not math.isfinite(eff) or not 0 < eff < 1e10:
+                raise ValueError(eff)
+        except (ValueError, TypeError, OverflowError):
+            eff = time.time()
+        pid = (self.opt.patients or {}).get(tile.key)
         if self.fhir:
             self.fhir.write(fhir.observations(ev, tile.unit, tile.bed, eff, pid))
+            if self.fhir_client is not None:
+                self.fhir_client.wake.set()
         if self.hl7:
             m = hl7v2.oru_r01(ev, tile.unit, tile.bed, eff, pid)
             if m:
                 self.hl7.write(m + "\n")
                 self.hl7.flush()
 
-    # --- http ----------------------------------------------------------------------------
-    async def _http(self, reader, writer) -> None:
-        try:
-            line = (await asyncio.wait_for(reader.readline(), 5)).decode("latin-1").split()
-            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                pass
-            path = line[1] if len(line) >= 2 else "/"
-            if len(line) < 2 or line[0] != "GET":
-                await self._reply(writer, 405, {"error": "only GET"})
-            elif path == "/" or path.startswith("/?"):
-                await self._reply(writer, 200, PAGE.encode(), "text/html; charset=utf-8")
-            elif path == "/api/ward":
-                await self._reply(writer, 200, self.state())
-            elif path.startswith("/api/beds/"):
-                key = path[len("/api/beds/"):]
-                t = self.tiles.get(key)
-                if t is None:
-                    await self._reply(writer, 404, {"error": f"unknown bed {key!r}: no "
-                                                    f"publisher registered it; known: "
-                                                    f"{sorted(self.tiles)}"})
-                else:
-                    await self._reply(writer, 200, t.to_json())
-            elif path == "/api/stream":
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                             b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n")
-                while not self._stop.is_set():
-                    writer.write(b"data: " + json.dumps(self.state()).encode() + b"\n\n")
-                    await writer.drain()
-                    try:
-                        await asyncio.wait_for(self._stop.wait(), 0.5)
-                    except asyncio.TimeoutError:
-                        pass
-            else:
-                await self._reply(writer, 404, {"error": f"no page {path}"})
-        except (ConnectionError, asyncio.TimeoutError, IndexError):
-            pass
-        finally:
-            try:
-                writer.close()
-            except Exception:
-                pass
-
-    async def _reply(self, writer, status: int, body, ctype: str = "application/json") -> None:
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}[status]
-        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: "
-                     f"{len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
-                     .encode() + body)
-        await writer.drain()
-
     # --- run -----------------------------------------------------------------------------
     async def run(self, max_seconds: float | None = None, ready: asyncio.Event | None = None):
-        from nats.js.api import DeliverPolicy
+        from edge_ecg.ward import station_web
+        from edge_ecg.ward.fhir import FhirClient, FhirSink
 
-        from edge_ecg.ward.fhir import FhirSink
-
+        state = Path(self.opt.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        web = station_web.Web(self)              # users file checked before anything starts
         if self.opt.fhir_out or self.opt.fhir_url:
-            self.fhir = FhirSink(self.opt.fhir_out, self.opt.fhir_url)
+            outbox = None
+            if self.opt.fhir_url:
+                from edge_ecg.ward.outbox import Outbox
+
+                outbox = Outbox(state / "fhir_outbox.sqlite")
+                self.fhir_client = FhirClient(
+                    self.opt.fhir_url, outbox, token_file=self.opt.fhir_token_file,
+                    token=None if self.opt.fhir_token_file else _env_token(),
+                    timeout_s=self.opt.fhir_timeout_s, backoff_s=self.opt.fhir_backoff_s,
+                    max_backoff_s=self.opt.fhir_max_backoff_s)
+            self.fhir = FhirSink(self.opt.fhir_out, outbox)
         if self.opt.hl7_out:
             self.hl7 = open(self.opt.hl7_out, "a", encoding="utf-8")  # noqa: SIM115
-        nc = await bus.connect(self.url, "edge-ecg-station")
-        server = await asyncio.start_server(self._http, self.opt.host, self.opt.port)
-        self.port = server.sockets[0].getsockname()[1]
+        self.feed = WardFeed(self, self.url)
+        tasks = []
         try:
-            js = nc.jetstream()
-            st = await bus.ensure(js)
-            await st[bus.CONFIG_BUCKET].put("bundle", self.model["bundle"].encode())
-            beds = asyncio.create_task(self._beds_loop(st[bus.BEDS_BUCKET]))
-            await nc.subscribe("ecg.>", cb=self._on_frame, pending_msgs_limit=500_000,
-                               pending_bytes_limit=1 << 30)
-            # ordered: it resumes after the last event it saw when the broker restarts (the
-            # heartbeat finds a consumer lost with the broker within a second)
-            await js.subscribe("events.>", cb=self._on_event, ordered_consumer=True,
-                               deliver_policy=DeliverPolicy.NEW, pending_msgs_limit=500_000,
-                               idle_heartbeat=1.0)
+            await self.feed.start()
+            await web.start()
+            self.web = web
+            self.port = web.port
+            tasks.append(asyncio.create_task(self._push_loop()))
+            if self.fhir_client is not None:
+                tasks.append(asyncio.create_task(self.fhir_client.run(self._stop)))
             if ready is not None:
                 ready.set()
             try:
@@ -352,11 +586,110 @@ class Station:
             except asyncio.TimeoutError:
                 pass
             self._stop.set()
-            await beds
+            await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            server.close()
-            await nc.close()
+            self._stop.set()
+            await web.close()
+            await self.feed.close()
             if self.fhir:
                 self.fhir.close()
+            if self.fhir_client is not None:
+                self.fhir_client.outbox.close()
             if self.hl7:
                 self.hl7.close()
+
+
+def _env_token() -> str | None:
+    from edge_ecg.ward.fhir import read_token
+
+    return read_token(None)
+
+
+class WardFeed:
+    """The station's NATS side: subscriptions in, acknowledgements out. Kept apart from the
+    web side; it calls `Station.add_bed / on_frame / on_event` and fills `worker_seen`."""
+
+    def __init__(self, station: Station, url: str) -> None:
+        self.st, self.url = station, url
+        self.nc = None
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        from nats.js.api import DeliverPolicy
+
+        st = self.st
+        self.nc = await bus.connect(self.url, "edge-ecg-station", **(st.opt.nats_options or {}))
+        js = self.nc.jetstream()
+        kv = await bus.ensure(js)
+        await kv[bus.CONFIG_BUCKET].put("bundle", st.model["bundle"].encode())
+        self._tasks.append(asyncio.create_task(
+            self._registry_loop(kv[bus.BEDS_BUCKET], kv[bus.WORKERS_BUCKET])))
+
+        async def frame(msg):
+            st.on_frame(msg.subject, msg.data)
+
+        async def event(msg):
+            st.on_event(msg.data)
+
+        await self.nc.subscribe("ecg.>", cb=frame, pending_msgs_limit=500_000,
+                                pending_bytes_limit=1 << 30)
+        # ordered: it resumes after the last event it saw when the broker restarts (the
+        # heartbeat finds a consumer lost with the broker within a second)
+        await js.subscribe("events.>", cb=event, ordered_consumer=True,
+                           deliver_policy=DeliverPolicy.NEW, pending_msgs_limit=500_000,
+                           idle_heartbeat=1.0)
+
+    async def _registry_loop(self, beds_kv, workers_kv) -> None:
+        """Beds from `ward_beds`, live workers from `ward_workers` (their entries expire
+        with the lease TTL), once a second."""
+        while not self.st._stop.is_set():
+            try:
+                for k in await _keys(beds_kv):
+                    if k not in self.st.tiles:
+                        try:
+                            desc = json.loads((await beds_kv.get(k)).value)
+                        except ValueError:
+                            desc = None
+                        self.st.add_bed(k, desc)
+                now = time.time()
+                for w in await _keys(workers_kv):
+                    self.st.worker_seen[w] = now
+            except Exception as exc:   # broker restarting: the next round finds them
+                log.debug("registry poll: %r", exc)
+            try:
+                await asyncio.wait_for(self.st._stop.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+
+    def publish_ack(self, unit: str, bed: str, rec: dict) -> bool:
+        """An acknowledgement or silence on `acks.<unit>.<bed>` (fire and forget: the audit
+        log is the record; the bus tells other stations)."""
+        if self.nc is None or not self.nc.is_connected:
+            return False
+        asyncio.ensure_future(self._publish(f"{ACK_SUBJECT}.{unit}.{bed}", dumps(rec).encode()))
+        return True
+
+    async def _publish(self, subject: str, data: bytes) -> None:
+        try:
+            await self.nc.publish(subject, data)
+        except Exception as exc:
+            log.warning("acknowledgement not published on %s: %r", subject, exc)
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.nc is not None:
+            try:
+                await self.nc.close()
+            except Exception:
+                pass
+
+
+async def _keys(kv) -> list[str]:
+    try:
+        return await kv.keys()
+    except Exception as exc:
+        if type(exc).__name__ == "NoKeysError":
+            return []
+        raise

@@ -1,5 +1,6 @@
-"""The central station over real HTTP and, where a browser is installed, in headless chromium:
-every bed's tile appears and updates; unknown beds and other bundles are dropped and shown."""
+"""The central station over real HTTPS behind its login and in headless chromium at a
+1280x800 tablet's viewport: every bed's tile appears and updates; unknown beds and other
+bundles are dropped and shown; the page loads nothing from outside the station."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from station_kit import PASSWORDS, client_ssl, make_users
 
 from edge_ecg.ward import bus
 
@@ -27,7 +29,10 @@ def ward(broker, backend, tmp_path):
     from edge_ecg.ward.station import Station, StationOptions
     from edge_ecg.ward.worker import Worker, WorkerOptions
 
-    st = Station(broker.url, StationOptions(port=0, fhir_out=str(tmp_path / "obs.ndjson"),
+    pytest.importorskip("aiohttp", reason="the ward extra (aiohttp) is not installed")
+    make_users(tmp_path)
+    st = Station(broker.url, StationOptions(port=0, state_dir=str(tmp_path),
+                                            fhir_out=str(tmp_path / "obs.ndjson"),
                                             hl7_out=str(tmp_path / "oru.hl7")))
     w = Worker(broker.url, backend, WorkerOptions(tick_s=0.1))
     ready = threading.Event()
@@ -54,12 +59,29 @@ def ward(broker, backend, tmp_path):
     th = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
     th.start()
     assert ready.wait(30)
+    st.token = _login(st, tmp_path)
+    st.ssl_ctx = client_ssl(tmp_path)
     yield st, tmp_path
     th.join(60)
 
 
+def _login(st, state):
+    req = urllib.request.Request(
+        f"https://127.0.0.1:{st.port}/login", method="POST",
+        data=json.dumps({"user": "visitor", "password": PASSWORDS["visitor"][1]}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5, context=client_ssl(state)) as r:
+        return json.loads(r.read())["token"]
+
+
+def _open(st, path):
+    req = urllib.request.Request(f"https://127.0.0.1:{st.port}{path}",
+                                 headers={"Authorization": f"Bearer {st.token}"})
+    return urllib.request.urlopen(req, timeout=5, context=st.ssl_ctx)
+
+
 def _get(st, path):
-    with urllib.request.urlopen(f"http://127.0.0.1:{st.port}{path}", timeout=5) as r:
+    with _open(st, path) as r:
         return r.status, r.headers.get("Content-Type"), r.read()
 
 
@@ -94,6 +116,7 @@ def test_station_serves_every_bed_live(ward):
     assert later, "tiles did not update"
     assert later["counters"]["unknown_bed_frames"] >= 1 and "icu.ghost" in later["unknown_beds"]
     assert later["duplicates"] == 0 and later["missing"] == 0
+    assert all(b["status"] == "live" and b["event_age_s"] < 5 for b in later["beds"])
     # sample-to-event adds the releasing frame's duration (0.5 s) to frame-to-event
     lat, slat = later["latency_ms"], later["sample_latency_ms"]
     assert slat["n"] == lat["n"] and slat["p50"] >= lat["p50"] + 499
@@ -103,10 +126,14 @@ def test_station_serves_every_bed_live(ward):
         _get(st, "/api/beds/icu.ghost")
     assert e.value.code == 404 and b"unknown bed" in e.value.read()
     assert json.loads(_get(st, "/api/beds/icu.b1")[2])["bed"] == "b1"
-    # server-sent events carry the same state
-    with urllib.request.urlopen(f"http://127.0.0.1:{st.port}/api/stream", timeout=5) as r:
+    # server-sent events: the state once, then diffs
+    with _open(st, "/api/stream") as r:
+        assert r.readline() == b"event: full\n"
         line = r.readline()
         assert line.startswith(b"data: ") and len(json.loads(line[6:])["beds"]) == 3
+        assert r.readline() == b"\n" and r.readline() == b"event: diff\n"
+        d = json.loads(r.readline()[6:])
+        assert set(d) == {"seq", "beds", "removed", "ward"}
     # FHIR and HL7 v2 written as the predictions came
     obs = [json.loads(x) for x in (tmp / "obs.ndjson").read_text().splitlines()]
     assert any(o["code"]["coding"][0]["code"] == "8867-4" for o in obs)
@@ -114,11 +141,24 @@ def test_station_serves_every_bed_live(ward):
 
 
 def _chromium():
+    """Debian's chromium (.ci/run installs it), else another Chrome on PATH; playwright
+    drives it through `executable_path`, so no browser download is needed."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         p = shutil.which(name)
         if p:
             return p
     return None
+
+
+def _until(page, expr, timeout_s=15.0):
+    """Poll a JS expression with page.evaluate (CDP, outside the page's CSP, which forbids
+    the eval that playwright's wait_for_function uses)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if page.evaluate(expr):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not true within {timeout_s} s: {expr}")
 
 
 def test_station_in_a_headless_browser(ward):
@@ -129,27 +169,56 @@ def test_station_in_a_headless_browser(ward):
         pytest.skip("no chromium found (apt-get install chromium): the page is tested over "
                     "HTTP and its JSON/SSE endpoints only")
     st, _ = ward
+    base = f"https://127.0.0.1:{st.port}"
+    outside = []
     with sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, headless=True,
                                     args=["--no-sandbox", "--disable-gpu"])
         try:
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{st.port}/")
-            page.wait_for_function("document.querySelectorAll('.tile').length === 3",
-                                   timeout=20000)
+            # a clinic's tablet: 1280x800, touch; the station's certificate is self-signed
+            ctx = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True,
+                                      ignore_https_errors=True)
+
+            def only_the_station(route):
+                if route.request.url.startswith(base):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+            ctx.route("**/*", only_the_station)
+            page = ctx.new_page()
+            page.goto(f"{base}/")
+            assert page.url == f"{base}/login"              # no session: the login form
+            page.fill("#user", "visitor")
+            page.fill("#password", "not the password")
+            page.click("#submit")
+            _until(page, "document.getElementById('error').textContent.length > 0")
+            assert "wrong" in page.inner_text("#error")
+            page.fill("#password", PASSWORDS["visitor"][1])
+            page.tap("#submit")
+            page.wait_for_url(f"{base}/")
+            _until(page, "document.querySelectorAll('.tile').length === 3", 20)
             assert "Not a diagnostic device" in page.inner_text("#disclaimer")
             assert "Trained on" in page.inner_text("#model")
+            assert "visitor (viewer)" in page.inner_text("#who")
             n0 = int(page.evaluate("document.body.dataset.updates"))
-            page.wait_for_function(f"Number(document.body.dataset.updates) > {n0 + 2}",
-                                   timeout=10000)
+            _until(page, f"Number(document.body.dataset.updates) > {n0 + 2}", 10)
+            _until(page, "[...document.querySelectorAll('.hr')].every(e => "
+                   "/\\d+ bpm/.test(e.textContent))")
             for bed in SPECS:
                 tile = page.locator(f"[data-bed='icu.{bed}']")
                 assert "bpm" in tile.locator(".hr").inner_text()
-            page.wait_for_function(
-                "[...document.querySelectorAll('.hr')].every(e => /\\d/.test(e.textContent))",
-                timeout=15000)
+                assert "s ago" in tile.locator(".age").inner_text()
             painted = page.evaluate("""() => [...document.querySelectorAll('canvas')].map(c =>
                 c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some(v => v))""")
             assert all(painted)
+            # the three tiles fit the tablet's width side by side, without sideways scrolling
+            boxes = [page.locator(f"[data-bed='icu.{b}']").bounding_box() for b in SPECS]
+            assert all(b["x"] + b["width"] <= 1280 for b in boxes)
+            assert len({round(b["y"]) for b in boxes}) == 1
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            # a viewer gets no acknowledge buttons
+            assert page.locator("button[data-ack]").count() == 0
         finally:
             browser.close()
+    assert outside == []            # every asset is the station's own
