@@ -1,5 +1,6 @@
 """Events as HL7 FHIR R4 Observations (validated with fhir.resources' R4B models, the R4
-revision it ships; an R4 Observation is an R4B one), written as NDJSON or POSTed.
+revision it ships; an R4 Observation is an R4B one), written as NDJSON and/or delivered to a
+FHIR server through a durable outbox (`edge_ecg.ward.outbox`) by an async client.
 
 Per prediction event: the measurements, with LOINC codes (heart rate 8867-4 /min, PR 8625-6,
 QRS duration 8633-0, QT 8634-8, QTc by Bazett 76635-2 and Fridericia 76634-5, ms), and the model's outputs: the rhythm call as
@@ -8,15 +9,30 @@ this package's own code system. Every model output carries the disclaimer and, f
 learned from synthetic ECGs only (potassium), says so. Subject and device references are
 `Patient/<id>` (from a bed -> patient map; by default the bed's own id, which an ADT feed
 must replace) and `Device/edge-ecg-<unit>-<bed>`.
+
+Delivery: `PUT [base]/Observation/<id>` (FHIR's update-as-create), the id deterministic from
+the bed, the event's sample index and the output, so a resend stores nothing twice. Retries
+back off exponentially (1 s doubling to 60 s, with jitter) on a refused connection, a timeout,
+408, 429 or 5xx; any other 4xx rejects that resource (kept in the outbox with the reason). The
+bearer token comes from a file or an environment variable and is never logged or shown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
 import json
+import logging
+import math
+import os
+import random
+import re
+import time
 from pathlib import Path
 
 from edge_ecg import DISCLAIMER
+from edge_ecg.ward.errors import WardError
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -33,6 +49,23 @@ MEASUREMENTS = {
                           "ms"),
 }
 RHYTHM_LOINC = ("8884-9", "Heart rate rhythm")
+TOKEN_ENV = "EDGE_ECG_FHIR_TOKEN"
+_ID_BAD = re.compile(r"[^A-Za-z0-9-]")
+
+log = logging.getLogger(__name__)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def observation_id(event_id: str, key: str) -> str:
+    """A FHIR id ([A-Za-z0-9-.]{1,64}) deterministic from the event id and the output key;
+    longer ids keep their readable head and end in a hash of the whole (no two collide)."""
+    raw = _ID_BAD.sub("-", f"{event_id}.{key}")
+    if len(raw) <= 64:
+        return raw
+    return f"{raw[:47]}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
 
 def _time(t_epoch: float) -> str:
@@ -44,7 +77,10 @@ def observations(event: dict, unit: str, bed: str, effective_epoch: float,
     """FHIR R4 Observation resources (dicts) for one prediction event; [] for other types."""
     if event.get("type") != "prediction":
         return []
-    eid = (event.get("ward") or {}).get("id") or f"{unit}.{bed}.prediction.{event.get('index')}"
+    # the id from what the station checked (the bed's key, an integer index), not from the
+    # event's own `ward.id` string: an event cannot pick another resource's id
+    idx = event.get("index")
+    eid = f"{unit}.{bed}.prediction.{int(idx) if _finite(idx) else 'x'}"
     base = {
         "resourceType": "Observation",
         "status": "preliminary",
@@ -56,13 +92,13 @@ def observations(event: dict, unit: str, bed: str, effective_epoch: float,
 
     def add(key: str, body: dict) -> None:
         ident = [{"system": "urn:edge-ecg:event", "value": f"{eid}.{key}"}]
-        out.append({**base, "id": f"{eid}.{key}".replace("_", "-").replace(".", "-")[-64:],
+        out.append({**base, "id": observation_id(eid, key),
                     "identifier": ident, **body})
 
     iv = event.get("intervals") or {}
     for key, (code, display, unit_s, ucum) in MEASUREMENTS.items():
         v = iv.get(key)
-        if not isinstance(v, (int, float)):
+        if not _finite(v):
             continue
         cat = "vital-signs" if key == "hr_bpm" else "procedure"
         add(key, {"category": [{"coding": [{"system": CATEGORY, "code": cat}]}],
@@ -71,6 +107,8 @@ def observations(event: dict, unit: str, bed: str, effective_epoch: float,
                   "valueQuantity": {"value": round(float(v), 1), "unit": unit_s, "system": UCUM,
                                     "code": ucum}})
     for task, o in (event.get("outputs") or {}).items():
+        if not isinstance(o, dict) or ("value" in o and not _finite(o["value"])):
+            continue           # a non-finite estimate is no observation
         note = DISCLAIMER
         if o.get("trained_on") == "synthetic":
             note = f"Learned from synthetic ECGs only; says nothing about real patients. {note}"
@@ -92,7 +130,7 @@ def observations(event: dict, unit: str, bed: str, effective_epoch: float,
                            "display": RHYTHM_LOINC[1]}, local]
             body["code"] = {"coding": coding, "text": f"model call: {task}"}
             body["valueCodeableConcept"] = {"text": str(o.get("label"))}
-            if isinstance(o.get("prob"), (int, float)):
+            if _finite(o.get("prob")):
                 body["component"] = [{"code": {"text": "model probability"},
                                       "valueQuantity": {"value": float(o["prob"]), "unit": "1",
                                                         "system": UCUM, "code": "1"}}]
@@ -108,54 +146,173 @@ def validate(resource: dict) -> dict:
 
 
 class FhirSink:
-    """Observations to an NDJSON file and/or POSTed to a FHIR server's `[base]/Observation`."""
+    """Observations validated, then written to an NDJSON file and/or queued in the outbox
+    that a `FhirClient` drains. Never blocks on the network."""
 
-    def __init__(self, path: str | None = None, url: str | None = None,
-                 timeout_s: float = 5.0) -> None:
+    def __init__(self, path: str | None = None, outbox=None) -> None:
         self.path = Path(path) if path else None
-        self.url = url.rstrip("/") if url else None
-        self.timeout_s = timeout_s
+        self.outbox = outbox
         self._f = open(self.path, "a", encoding="utf-8") if self.path else None  # noqa: SIM115
         self.written = 0
-        self.posted = 0
-        self.failed = 0
+        self.queued = 0
         self.invalid = 0
         self.last_error = ""
 
     def write(self, resources: list[dict]) -> None:
+        good = []
         for r in resources:
             try:
-                r = validate(r)
+                good.append(validate(r))
             except Exception as exc:   # counted and shown, never a crash of the station
                 self.invalid += 1
                 self.last_error = f"invalid Observation: {exc}"[:300]
-                continue
-            if self._f is not None:
-                self._f.write(json.dumps(r, separators=(",", ":")) + "\n")
-                self.written += 1
-            if self.url is not None:
-                self._post(r)
-        if self._f is not None:
+        if self._f is not None and good:
+            for r in good:
+                self._f.write(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n")
             self._f.flush()
-
-    def _post(self, r: dict) -> None:
-        import urllib.request
-
-        req = urllib.request.Request(f"{self.url}/Observation", data=json.dumps(r).encode(),
-                                     headers={"Content-Type": "application/fhir+json"},
-                                     method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
-                resp.read()
-            self.posted += 1
-        except Exception as exc:
-            self.failed += 1
-            self.last_error = f"POST {self.url}/Observation: {exc}"[:300]
+            self.written += len(good)
+        if self.outbox is not None and good:
+            self.queued += self.outbox.put(good)
 
     def stats(self) -> dict:
-        return {"written": self.written, "posted": self.posted, "failed": self.failed,
-                "invalid": self.invalid, "last_error": self.last_error}
+        return {"written": self.written, "queued": self.queued, "invalid": self.invalid,
+                "last_error": self.last_error}
 
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
+
+
+class TokenError(WardError):
+    """The FHIR bearer token cannot be read (file missing or empty)."""
+
+
+def read_token(token_file: str | None = None, env: str = TOKEN_ENV) -> str | None:
+    """The bearer token from a file (first line) or, without one, the environment; None when
+    neither is set (a FHIR server that takes no token)."""
+    if token_file:
+        try:
+            tok = Path(token_file).read_text(encoding="utf-8").strip().splitlines()
+        except OSError as exc:
+            raise TokenError(f"FHIR token file {token_file}: {exc.strerror}; write the token "
+                             "to it (one line) or pass it in $" + env) from None
+        if not tok or not tok[0].strip():
+            raise TokenError(f"FHIR token file {token_file} is empty")
+        return tok[0].strip()
+    return os.environ.get(env) or None
+
+
+class FhirClient:
+    """Drains an `Outbox` into a FHIR server: PUT by id, a few requests at a time, retries
+    with exponential backoff. `run(stop)` is a task on the station's loop; it awaits the
+    network only, so a slow or absent server holds up nothing else."""
+
+    RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+    def __init__(self, url: str, outbox, token: str | None = None,
+                 token_file: str | None = None, timeout_s: float = 10.0, concurrency: int = 4,
+                 backoff_s: float = 1.0, max_backoff_s: float = 60.0, ssl=None) -> None:
+        self.url = url.rstrip("/")
+        self.outbox = outbox
+        self._token = token
+        self._token_file = token_file
+        self.timeout_s, self.concurrency = timeout_s, concurrency
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self.ssl = ssl
+        self.delivered = 0
+        self.retries = 0
+        self.rejected = 0
+        self.last_error = ""
+        self._fails = 0               # consecutive rounds in which nothing got through
+        self.wake = asyncio.Event()   # set when new resources are queued
+
+    def __repr__(self) -> str:      # never the token
+        return f"FhirClient({self.url!r}, pending={self.outbox.pending})"
+
+    def _delay(self, attempts: int) -> float:
+        d = min(self.backoff_s * 2.0 ** max(attempts - 1, 0), self.max_backoff_s)
+        return d * random.uniform(0.5, 1.0)     # jitter: restarts do not retry in step
+
+    def _headers(self) -> dict:
+        h = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
+        tok = read_token(self._token_file) if self._token_file else self._token
+        if tok:
+            h["Authorization"] = f"Bearer {tok}"
+        return h
+
+    async def _put(self, session, rid: str, res: dict, attempts: int) -> bool:
+        import aiohttp
+
+        url = f"{self.url}/Observation/{rid}"
+        try:
+            async with session.put(url, data=json.dumps(res, allow_nan=False).encode(),
+                                   headers=self._headers(), ssl=self.ssl) as resp:
+                body = (await resp.content.read(2000)).decode("utf-8", "replace")
+                status = resp.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            err = f"PUT {url}: {type(exc).__name__}: {exc}"
+            self._retry(rid, attempts, err)
+            return False
+        except TokenError as exc:
+            self._retry(rid, attempts, str(exc))
+            return False
+        if 200 <= status < 300:
+            self.outbox.delivered(rid)
+            self.delivered += 1
+            return True
+        err = f"PUT {url}: HTTP {status}: {body[:200]}"
+        if status in self.RETRY_STATUS or status in (401, 403):
+            # 401/403: the token is wrong or expired; a new one in the token file is read on
+            # the next try, so these wait and retry rather than losing the resource
+            self._retry(rid, attempts, err)
+            return False
+        self.outbox.rejected(rid, err)
+        self.rejected += 1
+        self.last_error = err
+        log.warning("FHIR server rejected Observation %s: %s", rid, err)
+        return True
+
+    async def _limited(self, sem, session, rid: str, res: dict, attempts: int) -> bool:
+        async with sem:
+            return await self._put(session, rid, res, attempts)
+
+    def _retry(self, rid: str, attempts: int, err: str) -> None:
+        self.retries += 1
+        if err != self.last_error:
+            log.warning("FHIR delivery failed (will retry): %s", err)
+        self.last_error = err
+        self.outbox.retry(rid, self._delay(attempts + 1), err)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while not stop.is_set():
+                batch = self.outbox.due(self.concurrency * 8)
+                if batch:
+                    sem = asyncio.Semaphore(self.concurrency)
+                    ok = await asyncio.gather(*(self._limited(sem, session, *b) for b in batch))
+                    self._fails = 0 if any(ok) else self._fails + 1
+                    if not self._fails:
+                        continue
+                    # the server is away: back off as a whole too, and new Observations do
+                    # not cut the wait short (they would retry at the bedside's event rate)
+                    try:
+                        await asyncio.wait_for(stop.wait(), self._delay(self._fails))
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                nxt = self.outbox.next_due()
+                wait = 1.0 if nxt is None else min(max(nxt - time.time(), 0.01), 1.0)
+                self.wake.clear()
+                waits = [asyncio.ensure_future(stop.wait()),
+                         asyncio.ensure_future(self.wake.wait())]
+                await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                for w in waits:
+                    w.cancel()
+
+    def stats(self) -> dict:
+        return {"url": self.url, "delivered": self.delivered, "pending": self.outbox.pending,
+                "retries": self.retries, "rejected": self.rejected,
+                "dropped_outbox_full": self.outbox.dropped, "last_error": self.last_error}
