@@ -83,6 +83,7 @@ REFRACTORY_S = 0.200           # physiological refractory period (P&T, H&T)
 TWAVE_S = 0.360                # T-wave discrimination window (H&T rule 3)
 PREMATURE_RR = 0.4             # earlier than 40 % of the mean RR: must be as large as a QRS
 PREMATURE_LEVEL = 0.8          # ... at least this fraction of the typical QRS
+PREMATURE_SLOPE = 0.8          # ... and this fraction of the QRS slopes (see _classify)
 TWAVE_SLOPE = 0.5              # T wave: max slope below half the last QRS's
 THRESHOLD = 0.4                # detection threshold coefficient (H&T: 0.3125; tuned)
 LEVEL_BEATS = 8                # medians over the last 8 QRS / noise peaks (H&T)
@@ -100,6 +101,7 @@ BLS_PAIR_S = 0.200             # max and min slope within this of each other (OS
 BLS_RATIO = 0.125              # OSEA: each at least 1/8 of the other
 HOLD_S = 0.25                  # a weak candidate waits this long for a larger peak ...
 HOLD_LEVEL = 0.9               # ... when under this fraction of the typical QRS
+HOLD_RR = 0.5                  # ... and at most this fraction of the mean RR (see _hold)
 MIN_QRS_MWI = 1.0              # mV/s: no QRS below this (a flat or disconnected lead: 20 uV
                                # RMS noise peaks at 0.65, the smallest MIT-BIH QRS at ~3)
 HISTORY_S = 1.0                # raw and slope samples kept for refinement and slope tests
@@ -208,6 +210,16 @@ def _doubtful(st: QRSState, v: float) -> bool:
     return (not st.learning) and bool(st.qrs_levels) and v < HOLD_LEVEL * _median(st.qrs_levels)
 
 
+def _hold(st: QRSState) -> int:
+    """How long a weak candidate waits for a larger peak: HOLD_S, but at most HOLD_RR of the
+    mean RR. A P wave comes a PR interval before its QRS; a larger peak half an RR later is
+    the next beat, and letting it replace the candidate lost every other beat of the fast
+    irregular runs of SVDB 848 (RR 220-430 ms, alternating QRS size)."""
+    if not st.rr:
+        return st.hold
+    return min(st.hold, round(HOLD_RR * sum(st.rr) / len(st.rr)))
+
+
 def _wait_from(st: QRSState, at: int) -> None:
     """Search back falls due SEARCHBACK_RR mean RRs after `at`."""
     rr = sum(st.rr) / len(st.rr) if st.rr else DEFAULT_RR_S * st.fs_hz
@@ -256,7 +268,9 @@ def _classify(st: QRSState, ck: _Chunk, p: int, v: float, slope: float, snip: tu
         if since < ck.n_refractory:
             return
         if st.rr and since < PREMATURE_RR * sum(st.rr) / len(st.rr) \
-                and v < PREMATURE_LEVEL * _median(st.qrs_levels):
+                and (v < PREMATURE_LEVEL * _median(st.qrs_levels)
+                     or (since < ck.n_twave and slope < PREMATURE_SLOPE
+                         * min(st.last_slope, _median(st.qrs_slopes)))):
             _set_levels(st, noise=st.noise_levels + (v,))
             return
         if since < ck.n_twave and slope < TWAVE_SLOPE * min(st.last_slope,
@@ -293,6 +307,12 @@ def _search_back(st: QRSState, ck: _Chunk, at: int) -> None:
         return
     p, v, slope, snip = best
     later = tuple(c for c in st.searchback if c[0] - p >= ck.n_twave)
+    # the peak was counted as noise when it fell under the threshold; it was a QRS. Left in,
+    # missed beats raise the noise level, which raises the threshold, which misses more beats:
+    # in SVDB 848 (a small QRS in ECG1) the noise median climbed to 85 % of the QRS one
+    if v in st.noise_levels:
+        k = len(st.noise_levels) - 1 - st.noise_levels[::-1].index(v)
+        st.noise_levels = st.noise_levels[:k] + st.noise_levels[k + 1:]
     _accept(st, ck, p, v, slope, _refine(snip, p, ck.fs, ck.n_mwi), at, searched_back=True)
     # peaks after the one taken stay candidates: a gap may hide more than one missed beat,
     # and the next search back (due SEARCHBACK_RR mean RRs after this beat) can take them
@@ -435,8 +455,9 @@ def qrs_detect(x: np.ndarray, state: QRSState) -> tuple[list[Beat], QRSState]:
             # state in any chunking; a weak candidate then waits HOLD_S for a larger peak
             while st.searchback_due is not None and st.searchback_due <= f:
                 _search_back(st, ck, st.searchback_due)
-            if p + st.hold > f and _doubtful(st, v):
-                st.pending = (p, v, p + st.hold)
+            hold_until = p + _hold(st)
+            if hold_until > f and _doubtful(st, v):
+                st.pending = (p, v, hold_until)
                 continue
         st.pending = None
         _finalise(st, ck, p, v, f)
