@@ -586,6 +586,11 @@ class Station:
             except asyncio.TimeoutError:
                 pass
             self._stop.set()
+            # a FHIR PUT in flight may take its whole timeout: the outbox keeps it, so the
+            # stop does not wait for it beyond a short grace
+            _, late = await asyncio.wait(tasks, timeout=2.0)
+            for t in late:
+                t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._stop.set()
