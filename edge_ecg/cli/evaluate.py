@@ -11,7 +11,11 @@ LUDB record, RR MAE and AF-episode Se/+P on MIT-BIH, and every task's window met
 A bundle with a `beat` task is also scored on every MIT-BIH record of the data as AAMI EC57
 does (`"beat_classes"`: gross Se and +P of V, S and F, the confusion matrix, a row per
 record): each record streamed through the runtime (its detector, windows and per-beat
-classes), a reference beat the runtime missed or left unclassified counting as missed.
+classes), a reference beat the runtime missed or left unclassified counting as missed. The
+same streams' alarms are scored per database (`"alarms"`, edge_ecg.model.rhythm_metrics):
+couplet and VT-run Se / +P, AF and VF episode and duration Se / +P, false VT / VF / AF alarms
+per hour, and false ectopic beats and high-priority alarms per hour on the records in sinus
+rhythm throughout.
 """
 
 from __future__ import annotations
@@ -99,7 +103,12 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
             if rid.startswith("mitdb-") and "path" in info}
     if not recs:
         return None
+    import wfdb
+
+    from edge_ecg.model.rhythm_metrics import pool, record_counts, summarize
+
     scores = []
+    alarm_counts: dict[str, list] = {}
     for rid, info in tqdm(sorted(recs.items()), desc="EC57 (runtime)", unit="rec",
                           disable=not progress):
         path = info["path"]
@@ -109,14 +118,23 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
         keep = ann.sample < n
         ref_cls = aami_indices(np.asarray(ann.symbol)[keep], name,
                                find_beat_extension(path) or "atr")
-        samples, classes, _ = stream_beat_classes(backend, path, seconds=info["seconds"])
+        alarms: list = []
+        samples, classes, _ = stream_beat_classes(backend, path, seconds=info["seconds"],
+                                                  alarms_out=alarms)
+        base = str(path)[:-4] if str(path).endswith(".hea") else str(path)
+        if Path(base + ".atr").exists():         # rhythm notes: .beat files have none
+            atr = wfdb.rdann(base, "atr")
+            alarm_counts.setdefault(rid.split("-")[0], []).append(record_counts(
+                atr.sample, atr.symbol, atr.aux_note, samples, classes, alarms,
+                info["fs_hz"], n))
         det_cls = np.array([AAMI_CLASSES.index(c) if c in AAMI_CLASSES else -1
                             for c in classes], dtype=np.int64)
         scores.append(score_beat_classes(ann.sample[keep], ref_cls, samples, det_cls,
                                          info["fs_hz"], record=name))
     gross = pool_class_scores(scores)
     return {"gross": gross.to_dict(), "records": [s.to_dict() for s in scores],
-            "scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match"}
+            "scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match",
+            "alarms": {db: summarize(pool(c)) for db, c in alarm_counts.items()}}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         tasks, outputs, ds, window_s, beat_scores = _bundle_outputs(args, progress)
     metrics = field_metrics(tasks, outputs, ds, window_s)
     if beat_scores is not None:
+        metrics["alarms"] = beat_scores.pop("alarms", {})
         metrics["beat_classes"] = beat_scores
     metrics["n_windows"] = len(ds)
     metrics["data"] = args.data
@@ -154,8 +173,15 @@ def run(args: argparse.Namespace) -> int:
                                n_unlabelled=g["n_unlabelled"],
                                n_unlabelled_detected=g["n_unlabelled_detected"])
         print("\n".join("    " + ln for ln in confusion_table(score).splitlines()))
+        for db, a in metrics.get("alarms", {}).items():
+            print(f"  alarms on {db} ({a['records']} records, {a['hours']} h, streamed): "
+                  + "  ".join(f"{k} {a[k]:.3f}" for k in (
+                      "vt_run_se", "vt_run_ppv", "couplet_se", "couplet_ppv", "af_episode_se",
+                      "af_episode_ppv", "vf_episode_se", "false_vt_per_hour",
+                      "false_vf_per_hour") if isinstance(a.get(k), float)))
     for name, res in metrics.items():
-        if name in ("windows", "n_windows", "data", "beat_classes") or not isinstance(res, dict):
+        if name in ("windows", "n_windows", "data", "beat_classes", "alarms") or \
+                not isinstance(res, dict):
             continue
         fields = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                   for k, v in res.items() if k not in ("tasks", "confusion")]

@@ -18,10 +18,12 @@ CHUNK_S = 0.5
 
 
 def stream_beat_classes(backend, path: str, seconds: float | None = None,
-                        chunk_s: float = CHUNK_S) -> tuple[np.ndarray, list[str | None], dict]:
+                        chunk_s: float = CHUNK_S, alarms_out: list | None = None,
+                        ) -> tuple[np.ndarray, list[str | None], dict]:
     """`(samples, classes, summary)` of the beats the runtime emits for the record at `path`
     (source-clock sample indices from the record's start, the class label or None per beat,
-    the run's summary dict); the first `seconds` only when given."""
+    the run's summary dict); the first `seconds` only when given. `alarms_out` receives the
+    run's alarm events as JSON dicts (edge_ecg.runtime.alarms)."""
     from edge_ecg.data.records import read_record
 
     rec = read_record(path)
@@ -44,6 +46,8 @@ def stream_beat_classes(backend, path: str, seconds: float | None = None,
     finally:
         src.close()
     beats = [e for e in events if type(e).__name__ == "BeatEvent"]
+    if alarms_out is not None:
+        alarms_out.extend(e.to_json() for e in events if type(e).__name__ == "AlarmEvent")
     samples = np.array([e.index for e in beats], dtype=np.int64)
     return samples, [e.beat_class for e in beats], proc.close_summary().to_dict()
 
