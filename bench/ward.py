@@ -132,7 +132,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
     broker = bus.LocalBroker().start()
     workers = {}
     try:
-        st = Station(broker.url, StationOptions(port=0))
+        st = Station(broker.url, StationOptions(port=0, web=False))   # state() only: no page
         ready = asyncio.Event()
         ts = asyncio.create_task(st.run(ready=ready))
         await ready.wait()

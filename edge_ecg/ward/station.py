@@ -13,7 +13,7 @@ Three parts, each small:
 
 It writes the bundle it expects into `ward_config` (a worker with another bundle refuses to
 start), and drops and counts events from another bundle, frames and events of beds nobody
-registered, malformed frames and events, and event ordinals out of range.
+registered, malformed frames and events, and implausible event ordinals.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from edge_ecg import DISCLAIMER
 from edge_ecg.errors import FrameError
 from edge_ecg.ward import bus, frames
 from edge_ecg.ward.finite_json import dumps, finite
+from edge_ecg.ward.sequence import OrdinalCheck
 from edge_ecg.ward.technical import TechnicalAlarms, TechnicalLimits
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,6 @@ log = logging.getLogger(__name__)
 STRIP_S = 6.0
 STRIP_HZ = 125.0
 STRIP_LEADS = ("II", "MLII", "I", "V1")
-# an event ordinal more than this ahead of the bed's last is refused, not adopted (one forged
-# event with n = 1e9 once made every later real event a "duplicate" and froze the tile);
-# ~1 day of a bed's events at ~4 events/s
-MAX_SEQ_JUMP = 400_000
-REBASE_RUN = 5            # out-of-range ordinals in a contiguous run this long: the stream moved
 MAX_SILENCE_S = 300.0     # the longest a clinician may silence a bed (IEC 60601-1-8 leaves it
 DEFAULT_SILENCE_S = 120.0  # to the maker; 2 min is the common default audio pause)
 ACK_SUBJECT = "acks"
@@ -84,6 +80,7 @@ class StationOptions:
     max_streams: int = 64                   # live pages at once
     session_s: float = 12 * 3600.0
     nats_options: dict | None = None        # passed to bus.connect (TLS, credentials)
+    web: bool = True                        # False: no web side (bench/ward.py reads state())
 
     @property
     def users_path(self) -> Path:
@@ -118,37 +115,26 @@ class Tile:
         self.last_frame_t: float | None = None
         self.worker = None
         self.lead = None
-        self.last_n: int | None = None
-        self._run: list[int] = []         # out-of-range ordinals in a row (see accept_n)
+        origin = desc.get("origin")
+        self.ordinals = OrdinalCheck(fs_hz=self.fs, origin=origin if isinstance(origin, int)
+                                     and not isinstance(origin, bool) else None)
         self.acks: dict[str, dict] = {}   # alarm code -> {"by", "t"} while the alarm holds
         self.silenced_until = 0.0
         self.silenced_by: str | None = None
         self.tech: list[dict] = []
 
-    def accept_n(self, n, counters: dict) -> bool:
-        """Check an event's ordinal: True to take the event. Duplicates and ordinals far out
-        of range are dropped and counted; a contiguous run of `REBASE_RUN` out-of-range
-        ordinals re-bases the bed (its stream really moved), so no single event can blind it."""
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            counters["bad_ordinal_events"] += 1
-            return False
-        if self.last_n is None or 0 < n - self.last_n <= MAX_SEQ_JUMP:
-            if self.last_n is not None:
-                counters["missing"] += n - self.last_n - 1
-            self.last_n, self._run = n, []
-            return True
-        if 0 <= self.last_n - n < MAX_SEQ_JUMP:
-            counters["duplicates"] += 1
-            return False
-        counters["out_of_range_events"] += 1
-        self._run = self._run + [n] if self._run and n == self._run[-1] + 1 else [n]
-        if len(self._run) >= REBASE_RUN:
-            log.warning("bed %s: event ordinals moved from %d to %d; re-based", self.key,
-                        self.last_n, n)
-            self.last_n, self._run = n, []
-            counters["rebased"] += 1
-            return True
-        return False
+    def accept(self, n, index, counters: dict) -> bool:
+        """Check an event's ordinal and index (`sequence.OrdinalCheck`): True to take it.
+        Duplicates and implausible jumps are dropped and counted; no single forged event
+        can make the bed's real events look like duplicates (one numbered 1e9 once froze a
+        tile)."""
+        o = self.ordinals
+        before = (o.duplicates, o.missing, o.implausible)
+        verdict = o.check(n, index)
+        counters["duplicates"] += o.duplicates - before[0]
+        counters["missing"] += o.missing - before[1]
+        counters["implausible_events"] += o.implausible - before[2]
+        return verdict == "new"
 
     def frame(self, chunk, now: float) -> int:
         """Add a frame's samples to the strip; returns how many were not finite."""
@@ -266,8 +252,8 @@ class Station:
         self.counters = {"events": 0, "frames": 0, "malformed_frames": 0, "unknown_bed_frames": 0,
                          "unknown_bed_events": 0, "other_bundle_events": 0,
                          "malformed_events": 0, "nonfinite_samples": 0, "duplicates": 0,
-                         "missing": 0, "out_of_range_events": 0, "bad_ordinal_events": 0,
-                         "rebased": 0, "acks_published": 0, "acks_unpublished": 0}
+                         "missing": 0, "implausible_events": 0, "acks_published": 0,
+                         "acks_unpublished": 0}
         self.unknown: dict[str, int] = {}
         self.latency_s: deque = deque(maxlen=20000)     # frame sent -> event here
         # + the releasing frame's duration: from its first sample, the longest a sample that
@@ -508,7 +494,7 @@ class Station:
             self.counters["unknown_bed_events"] += 1
             self._unknown(key)
             return
-        if not tile.accept_n(ward.get("n"), self.counters):
+        if not tile.accept(ward.get("n"), ev.get("index"), self.counters):
             return
         self.counters["events"] += 1
         sent = ward.get("frame_sent")
@@ -553,8 +539,10 @@ class Station:
         from edge_ecg.ward.fhir import FhirClient, FhirSink
 
         state = Path(self.opt.state_dir)
-        state.mkdir(parents=True, exist_ok=True)
-        web = station_web.Web(self)              # users file checked before anything starts
+        if self.opt.web or self.opt.fhir_url:
+            state.mkdir(parents=True, exist_ok=True)
+        # the users file is checked before anything starts
+        web = station_web.Web(self) if self.opt.web else None
         if self.opt.fhir_out or self.opt.fhir_url:
             outbox = None
             if self.opt.fhir_url:
@@ -573,10 +561,11 @@ class Station:
         tasks = []
         try:
             await self.feed.start()
-            await web.start()
-            self.web = web
-            self.port = web.port
-            tasks.append(asyncio.create_task(self._push_loop()))
+            if web is not None:
+                await web.start()
+                self.web = web
+                self.port = web.port
+                tasks.append(asyncio.create_task(self._push_loop()))
             if self.fhir_client is not None:
                 tasks.append(asyncio.create_task(self.fhir_client.run(self._stop)))
             if ready is not None:
@@ -588,13 +577,15 @@ class Station:
             self._stop.set()
             # a FHIR PUT in flight may take its whole timeout: the outbox keeps it, so the
             # stop does not wait for it beyond a short grace
-            _, late = await asyncio.wait(tasks, timeout=2.0)
-            for t in late:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                _, late = await asyncio.wait(tasks, timeout=2.0)
+                for t in late:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._stop.set()
-            await web.close()
+            if web is not None:
+                await web.close()
             await self.feed.close()
             if self.fhir:
                 self.fhir.close()

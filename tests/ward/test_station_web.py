@@ -259,7 +259,7 @@ def test_no_infinity_or_nan_reaches_json_and_a_forged_ordinal_blinds_no_bed(tmp_
     b = strict_json(ward)["beds"][0]
     assert b["window_hr_bpm"] is None and b["rhythm"]["prob"] is None
     # the forged n = 1e9 is refused and counted; the real events after it are taken
-    assert counters["out_of_range_events"] == 1 and events == 7 and counters["duplicates"] == 0
+    assert counters["implausible_events"] == 1 and events == 7 and counters["duplicates"] == 0
     # the 1e-30 gain frame: refused by the decoder or drawn as a gap, never a number
     assert counters["malformed_frames"] + counters["nonfinite_samples"] >= 1
 
