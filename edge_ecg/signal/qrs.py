@@ -83,7 +83,8 @@ REFRACTORY_S = 0.200           # physiological refractory period (P&T, H&T)
 TWAVE_S = 0.360                # T-wave discrimination window (H&T rule 3)
 PREMATURE_RR = 0.4             # earlier than 40 % of the mean RR: must be as large as a QRS
 PREMATURE_LEVEL = 0.8          # ... at least this fraction of the typical QRS
-PREMATURE_SLOPE = 0.8          # ... and this fraction of the QRS slopes (see _classify)
+PREMATURE_SLOPE = 0.8          # ... and, in the T-wave window, this fraction of the last
+                               # QRS's slope (see _classify)
 TWAVE_SLOPE = 0.5              # T wave: max slope below half the last QRS's
 THRESHOLD = 0.4                # detection threshold coefficient (H&T: 0.3125; tuned)
 LEVEL_BEATS = 8                # medians over the last 8 QRS / noise peaks (H&T)
@@ -267,10 +268,13 @@ def _classify(st: QRSState, ck: _Chunk, p: int, v: float, slope: float, snip: tu
         since = p - st.last_p
         if since < ck.n_refractory:
             return
+        # very premature: as large as a typical QRS and, inside the T-wave window, nearly as
+        # steep as the beat it follows. The T wave of a wide ectopic beat comes ~230 ms after
+        # it and is tall (SVDB 860, 865: 79 and 46 false beats in ECG1); its slope is about half
+        # that beat's, where the rare true R-on-T beat is at least as steep (SVDB, MIT-BIH)
         if st.rr and since < PREMATURE_RR * sum(st.rr) / len(st.rr) \
                 and (v < PREMATURE_LEVEL * _median(st.qrs_levels)
-                     or (since < ck.n_twave and slope < PREMATURE_SLOPE
-                         * min(st.last_slope, _median(st.qrs_slopes)))):
+                     or (since < ck.n_twave and slope < PREMATURE_SLOPE * st.last_slope)):
             _set_levels(st, noise=st.noise_levels + (v,))
             return
         if since < ck.n_twave and slope < TWAVE_SLOPE * min(st.last_slope,
