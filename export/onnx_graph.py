@@ -32,9 +32,9 @@ class _TupleOutputs:
                 self.m = inner
 
             def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr,
-                        valid):
+                        valid, beat_ctx):
                 out = self.m(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr,
-                             valid)
+                             valid, beat_ctx)
                 return tuple(out[k] for k in output_names)
 
         return TupleOutputs(model).eval()

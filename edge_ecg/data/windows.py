@@ -21,6 +21,7 @@ from edge_ecg.errors import SignalError
 from edge_ecg.signal.beats import whole_beats
 from edge_ecg.signal.contract import ModelInputs, SignalContract, prepare_inputs
 from edge_ecg.signal.filters import filter_offline
+from edge_ecg.signal.patient_context import context_rows
 from edge_ecg.signal.qrs import detect_beats
 from edge_ecg.signal.resample import resample_offline
 

@@ -68,6 +68,10 @@ class ECGMoEConfig:
     # without -> with the skip): age MAE 17.2 -> 15.5 y, sex F1 0.54 -> 0.62, arrhythmia macro F1
     # 0.73 -> 0.77.
     head_summary: bool = True
+    # The per-beat head also reads each beat judged against the patient's context (`beat_ctx`:
+    # prematurity against the running RR averages, QRS against the dominant-beat template;
+    # edge_ecg.signal.patient_context), as bedside monitors classify beats.
+    beat_context: bool = True
     # Gates, fusion and heads.
     gate_hidden: int = 32
     head_hidden: int = 64
@@ -245,6 +249,7 @@ class ECGMoEConfig:
         # A checkpoint written before priors existed trained its heads without them.
         d.setdefault("period_priors", {})
         d.setdefault("head_summary", False)      # likewise for the summary skip
+        d.setdefault("beat_context", False)      # and the per-beat patient context
         d.setdefault("balance", "switch")        # and with the Switch balance loss
         d.setdefault("balance_weight", 0.01)
         if not isinstance(d["period_priors"], dict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from edge_ecg.signal.patient_context import N_CONTEXT
+
 
 def example_inputs(cfg, batch: int = 1, n_leads_present: int | None = None,
                    seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -29,7 +31,8 @@ def example_inputs(cfg, batch: int = 1, n_leads_present: int | None = None,
     beat_rr[:, :11, 1] = rr[:, :11]
     beat_rr[:, :12, 2] = 830.0
     valid = lead_mask[:, :, None].expand(batch, c.n_leads, c.n_valid_seg).clone()
-    return x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid
+    beat_ctx = torch.zeros(batch, c.max_beats, N_CONTEXT)
+    return x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid, beat_ctx
 
 
 def count_params(model: torch.nn.Module, trainable_only: bool = False) -> int:

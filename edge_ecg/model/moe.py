@@ -35,6 +35,7 @@ from edge_ecg.model.period_expert import (
     beat_shape_features,
 )
 from edge_ecg.model.scouts import build_scout
+from edge_ecg.signal.patient_context import N_CONTEXT
 
 
 def expand_valid(valid: torch.Tensor, seg: int, n: int) -> torch.Tensor:
@@ -120,7 +121,8 @@ class ECGMoE(nn.Module):
             # baselines without a period path read beats through one plain beat CNN
             self.beat_encoder = MorphologyExpert("beat_cnn", cfg)
         self.heads = nn.ModuleDict({
-            t.name: (BeatHead(beat_dims, d, cfg.head_hidden, t.n_outputs) if t.per_beat else
+            t.name: (BeatHead(beat_dims, d, cfg.head_hidden, t.n_outputs,
+                              N_CONTEXT if cfg.beat_context else 0) if t.per_beat else
                      Head(d + n_skip, cfg.head_hidden, t.n_outputs, n_skip,
                           priors.get(t.name) if cfg.use_period else None))
             for t in cfg.tasks})
@@ -130,7 +132,8 @@ class ECGMoE(nn.Module):
         self.last_aux_loss = torch.zeros(())
 
     # ---------------------------------------------------------------------------------------
-    def raw(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, valid):
+    def raw(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, valid,
+            beat_ctx):
         """Head logits per task (regression: target / scale) and gates per path."""
         cfg = self.cfg
         valid = valid * lead_mask[:, :, None]                                # (B, L, n_seg)
@@ -179,11 +182,12 @@ class ECGMoE(nn.Module):
         for i, t in enumerate(cfg.tasks):
             if t.per_beat:                                                   # (B, M, n_classes)
                 if cfg.use_period:
-                    logits[t.name] = self.heads[t.name](per_beat, g_m[:, i], beat_rr, shape)
+                    logits[t.name] = self.heads[t.name](per_beat, g_m[:, i], beat_rr, shape,
+                                                        beat_ctx)
                 else:
                     f = self.beat_encoder.beat_features(beats, beat_mask)
                     logits[t.name] = self.heads[t.name]([f], torch.ones_like(f[:, :1, 0]),
-                                                        beat_rr, shape)
+                                                        beat_rr, shape, beat_ctx)
                 continue
             hi = h[:, i]
             if skip is not None:
@@ -209,9 +213,10 @@ class ECGMoE(nn.Module):
             [period] if self.cfg.use_period else [])
         return torch.cat(parts, -1) if parts else None
 
-    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, valid):
+    def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, valid,
+                beat_ctx):
         logits, gates = self.raw(x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr,
-                                 valid)
+                                 valid, beat_ctx)
         out = OrderedDict()
         for i, t in enumerate(self.cfg.tasks):
             z = logits[t.name]

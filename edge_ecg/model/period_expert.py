@@ -149,20 +149,33 @@ class BeatHead(nn.Module):
     and an MLP gives the class logits. Trained whole, like the other heads.
     """
 
-    def __init__(self, dims: list[int], d: int, d_hidden: int, n_out: int):
+    def __init__(self, dims: list[int], d: int, d_hidden: int, n_out: int,
+                 n_context: int = 0):
         super().__init__()
         self.proj = nn.ModuleList(nn.Linear(k, d) for k in dims)
-        self.hidden = nn.Linear(d + N_BEAT_RR + N_BEAT_SHAPE, d_hidden)
+        self.n_context = n_context
+        self.hidden = nn.Linear(d + N_BEAT_RR + N_BEAT_SHAPE + n_context, d_hidden)
         self.logits = nn.Linear(d_hidden, n_out)
+        if n_context:
+            # a linear path from the context straight to the logits (the transparent peer's
+            # form: a premature, narrow beat with a P wave is S, a wide one unlike the template
+            # is V), the MLP learning what it misses
+            self.context = nn.Linear(n_context, n_out)
 
     def forward(self, per_beat: list[torch.Tensor], gate: torch.Tensor, beat_rr: torch.Tensor,
-                shape: torch.Tensor):
+                shape: torch.Tensor, beat_ctx: torch.Tensor | None = None):
         """`per_beat`: one `(B, M, dim_e)` per expert; `gate` `(B, E)`; `beat_rr` `(B, M, 3)`;
-        `shape` `(B, M, 3)` (`beat_shape_features`) -> `(B, M, n_out)`."""
+        `shape` `(B, M, 3)` (`beat_shape_features`); `beat_ctx` `(B, M, n_context)` (the
+        patient context, with `n_context`) -> `(B, M, n_out)`."""
         h = torch.stack([F.relu(p(f)) for p, f in zip(self.proj, per_beat)], 1)  # (B, E, M, D)
         h = torch.einsum("be,bemd->bmd", gate, h)
-        h = torch.cat([h, beat_rr_features(beat_rr), shape], -1)
-        return self.logits(F.relu(self.hidden(h)))
+        parts = [h, beat_rr_features(beat_rr), shape]
+        if self.n_context:
+            parts.append(beat_ctx)
+        z = self.logits(F.relu(self.hidden(torch.cat(parts, -1))))
+        if self.n_context:
+            z = z + self.context(beat_ctx)
+        return z
 
 
 # -- rhythm ----------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ class PretrainStep(nn.Module):
         self.model, self.heads = model, heads
 
     def forward(self, x, lead_mask, beats, beat_mask, rr_ms, rr_mask, period, beat_rr, valid,
-                masks):
+                beat_ctx, masks):
         m, cfg = self.model, self.model.cfg
         time_mask, beat_hide, rr_keep = masks
         pool = cfg.recon_pool

@@ -125,7 +125,8 @@ def gap_dropout(batch: tuple[torch.Tensor, ...], p: float,
     each validity segment starts a lost run with a rate drawn per window from U(0, 4 %), each
     run 1-3 segments long (40-120 ms, the runtime's longest fill), on every lead. Only `valid`
     changes: the model zeroes what it marks invalid itself, exactly as at run time."""
-    *head, valid = batch
+    iv = INPUT_NAMES.index("valid")
+    valid = batch[iv]
     b, _, n_seg = valid.shape
     on = torch.rand(b, 1, generator=gen) < p
     rate = torch.rand(b, 1, generator=gen) * 0.04
@@ -134,7 +135,7 @@ def gap_dropout(batch: tuple[torch.Tensor, ...], p: float,
     lost = start.clone()
     for k in (1, 2):
         lost[:, k:] |= start[:, :-k] & (length[:, :-k] > k)
-    return (*head, valid * (~lost)[:, None, :].to(valid.dtype))
+    return (*batch[:iv], valid * (~lost)[:, None, :].to(valid.dtype), *batch[iv + 1:])
 
 
 def lead_off(batch: tuple[torch.Tensor, ...], p: float,

@@ -66,18 +66,20 @@ class Predictor:
     # windows are written straight into a reused batch: the same numbers as
     # `prepare_inputs` + `stack_inputs`, without a window's arrays allocated, stacked and cast
     def add(self, window: np.ndarray, r_peaks: np.ndarray,
-            seg_filled: np.ndarray | None = None) -> int:
+            seg_filled: np.ndarray | None = None, ctx_rows: np.ndarray | None = None) -> int:
         """Queue one window `(window_len, n_source_leads)` filtered mV + R peaks within it into
         the pending batch; returns its row. `seg_filled` `(n_valid_seg,)` bool: the validity
-        segments holding filled samples (`edge_ecg.signal.contract.prepare_inputs`)."""
-        return self._batch.add(window, self.leads, r_peaks, seg_filled)
+        segments holding filled samples; `ctx_rows`: each peak's patient-context row
+        (`edge_ecg.signal.contract.prepare_inputs`)."""
+        return self._batch.add(window, self.leads, r_peaks, seg_filled, ctx_rows)
 
     def add_leads(self, window: np.ndarray, r_peaks: np.ndarray, leads: tuple[str, ...],
-                  seg_filled: np.ndarray | None = None) -> int:
+                  seg_filled: np.ndarray | None = None,
+                  ctx_rows: np.ndarray | None = None) -> int:
         """`add` for a window of some source leads only (`window` `(window_len, len(leads))`):
         the model's leads that none of them gives are zero and masked (`lead_mask`), exactly
         as for a monitor with fewer leads (limb leads derived only from a measured I and II)."""
-        return self._batch.add(window, leads, r_peaks, seg_filled)
+        return self._batch.add(window, leads, r_peaks, seg_filled, ctx_rows)
 
     @property
     def pending(self) -> int:

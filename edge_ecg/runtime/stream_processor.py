@@ -30,6 +30,7 @@ from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 from edge_ecg.signal.intervals import window_intervals
 from edge_ecg.signal.leads import canonical_lead
+from edge_ecg.signal.patient_context import N_RAW, PatientContext
 
 HISTORY_S = 8.0          # ring buffers hold the window plus this much
 # A beat whose R lies in a gap farther than this from any measured sample has no measured QRS
@@ -99,6 +100,13 @@ class StreamProcessor:
         self._gap_beats: set[int] = set()             # beats dropped as found on a gap's fill
         self._gap_reach = max(int(math.ceil(BEAT_GAP_S * self.fs_in)), 1)
         self.next_end = c.window_len                   # end of the next window, model clock
+        # the patient's context (running RR, dominant-beat templates), for a bundle whose
+        # model reads it: every beat observed once, in order, when its samples are whole
+        self.context = (PatientContext(c.fs_hz, len(self.leads), c.beat_pre,
+                                       c.beat_len - c.beat_pre)
+                        if "beat_ctx" in self.backend.manifest.inputs else None)
+        self._ctx_rows: dict[int, np.ndarray] = {}      # model-clock R -> its context row
+        self._ctx_last = -1                            # the last beat observed, model clock
         self._started = True
 
     # --- clocks --------------------------------------------------------------------------
@@ -313,6 +321,8 @@ class StreamProcessor:
                 beats = b_all[(b_all >= start) & (b_all < end)] - start
             q = self._judge(start, end, int(beats.size))
             reasons = q.reasons
+            if self.context is not None:
+                self._observe_context(end, q)
             si, ss = self._src_index(end), self._src_index(start)
             bc = self.beat_classes
             claimed = bc.claim(beats + start, start, end) if bc is not None else []
@@ -332,11 +342,12 @@ class StreamProcessor:
             # what was filled, not measured: the model's validity mask marks it, and the model
             # reads none of it
             seg_filled = self._seg_filled(start) if q.filled else None
+            rows = self._context_of(beats + start) if self.context is not None else None
             if q.masked:             # leads off: the model's lead_mask drops them
                 pred.add_leads(y[:, q.used], beats, tuple(
-                    ld for ld, u in zip(self.leads, q.used.tolist()) if u), seg_filled)
+                    ld for ld, u in zip(self.leads, q.used.tolist()) if u), seg_filled, rows)
             else:
-                pred.add(y, beats, seg_filled)             # straight into the batch
+                pred.add(y, beats, seg_filled, rows)       # straight into the batch
             # window medians over its beats delineated by the window's end (those in its
             # last POST_S are not yet: n_delineated says how many); by decided_at, not
             # arrival, so any chunking gives the same figures
@@ -345,6 +356,40 @@ class StreamProcessor:
             kept.append((start, end, beats, claimed, len(events), q))
             events.append(None)   # placeholder, keeps event order by window
         return events, kept, ivs
+
+    def _observe_context(self, end: int, q) -> None:
+        """Beats whose samples are whole by `end` (model clock) and not yet observed, into
+        the patient context, in order; a change of the leads analysed starts learning again."""
+        ctx = self.context
+        ctx.set_leads("".join("1" if u else "0" for u in q.used.tolist()))
+        post = self.contract.beat_len - self.contract.beat_pre
+        b = self._beats
+        new = b[(b > self._ctx_last) & (b + post <= end)]
+        if not self._beats_sorted:
+            new = np.sort(new)
+        pre = self.contract.beat_pre
+        for r in new.tolist():
+            beat = None
+            if r - pre >= max(self.filt.start, 0):
+                beat = self.filt.view(r - pre, r + post)[0].T
+            self._ctx_rows[r] = ctx.observe(r, beat)
+            self._ctx_last = r
+
+    def relearn(self) -> None:
+        """Forget the patient's beat templates (a monitor's 'relearn' key): the next beats
+        are a learning period again."""
+        if self._started and self.context is not None:
+            self.context.relearn()
+
+    def _context_of(self, beats: np.ndarray) -> np.ndarray:
+        """Context rows `(len(beats), N_RAW)` of a window's beats (model clock); zero for a
+        beat not observed (its samples not whole by the window's end)."""
+        out = np.zeros((beats.size, N_RAW), np.float32)
+        for i, r in enumerate(beats.tolist()):
+            row = self._ctx_rows.get(r)
+            if row is not None:
+                out[i] = row
+        return out
 
     def _seg_filled(self, start: int) -> np.ndarray:
         """Per validity segment of the window from model-clock `start`, whether any source
@@ -368,6 +413,8 @@ class StreamProcessor:
         self._beats = (b_all[np.searchsorted(b_all, keep_from):] if self._beats_sorted
                        else b_all[b_all >= keep_from])
         self._waves = [w for w in self._waves if w.r >= keep_from]
+        if self._ctx_rows:
+            self._ctx_rows = {r: v for r, v in self._ctx_rows.items() if r >= keep_from}
         if self._gap_beats:
             self._gap_beats = {r for r in self._gap_beats if r >= keep_from}
         if self.beat_classes is not None:

@@ -16,6 +16,7 @@ from edge_ecg.errors import SignalError
 from edge_ecg.signal.beats import cut_beats, whole_beats
 from edge_ecg.signal.leads import STANDARD_12, canonical_lead, derive_limb_leads
 from edge_ecg.signal.normalize import CLIP_MV, median_last_axis, normalize
+from edge_ecg.signal.patient_context import N_CONTEXT, N_RAW, beat_context
 from edge_ecg.signal.period import (
     PERIOD_FEATURES,
     period_features_from_ms,
@@ -107,10 +108,13 @@ class ModelInputs:
     period: np.ndarray      # (n_period_features,) float32
     beat_rr: np.ndarray     # (max_beats, 3) float32: each beat slot's RR context, ms
     valid: np.ndarray       # (L, n_valid_seg) bool: lead present and segment all measured
+    # (max_beats, N_CONTEXT) float32: each beat slot judged against the patient's context
+    # (edge_ecg.signal.patient_context); all zero where none was kept (`known` = 0)
+    beat_ctx: np.ndarray
 
 
 INPUT_NAMES: tuple[str, ...] = ("x", "lead_mask", "beats", "beat_mask", "rr_ms", "rr_mask", "period",
-                                "beat_rr", "valid")
+                                "beat_rr", "valid", "beat_ctx")
 
 # `beat_rr` columns: the RR interval before and after each kept beat and the window's mean RR
 # (ms; 0 = unknown: no neighbour inside the window, or an empty slot). A beat's class rests on
@@ -145,7 +149,8 @@ def beat_rr_context(r: np.ndarray, pre: int, post: int, n: int, max_beats: int,
 
 def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
                    r_peaks: np.ndarray, contract: SignalContract,
-                   seg_filled: np.ndarray | None = None) -> ModelInputs:
+                   seg_filled: np.ndarray | None = None,
+                   ctx_rows: np.ndarray | None = None) -> ModelInputs:
     """Model inputs from one filtered window.
 
     `window` is time-major `(contract.window_len, n_source_leads)` in mV, already filtered with
@@ -154,21 +159,23 @@ def prepare_inputs(window: np.ndarray, lead_names: tuple[str, ...] | list[str],
     `seg_filled` `(n_valid_seg,)` bool marks the segments holding filled samples (a gap's
     fill; segment k is window samples `[k * valid_seg, (k + 1) * valid_seg)`): they are invalid
     in `valid` on every lead and the model reads nothing there. The beats and RR intervals stay as the detector found them (see
-    `_fill`).
+    `_fill`). `ctx_rows` `(len(r_peaks), N_RAW)`: each peak's patient-context row
+    (`PatientContext.observe`), giving `beat_ctx`; None leaves it zero.
     """
     x = np.empty((contract.n_leads, contract.window_len), dtype=np.float32)
     beats = np.zeros((contract.max_beats, contract.n_leads, contract.beat_len), dtype=np.float32)
     beat_rr = np.zeros((contract.max_beats, 3), dtype=np.float32)
+    beat_ctx = np.zeros((contract.max_beats, N_CONTEXT), dtype=np.float32)
     seg_filled = _check_seg_filled(seg_filled, contract)
     lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, contract, x, beats,
-                                               beat_rr)
+                                               beat_rr, ctx_rows, beat_ctx)
     beat_mask = np.zeros(contract.max_beats, dtype=bool)
     beat_mask[:nb] = True
     valid = np.empty((contract.n_leads, contract.n_valid_seg), dtype=bool)
     _valid(lead_mask, seg_filled, valid)
     return ModelInputs(x=x, lead_mask=lead_mask, beats=beats,
                        beat_mask=beat_mask, rr_ms=rr, rr_mask=rr_mask, period=period,
-                       beat_rr=beat_rr, valid=valid)
+                       beat_rr=beat_rr, valid=valid, beat_ctx=beat_ctx)
 
 
 def _check_seg_filled(seg_filled, contract: SignalContract) -> np.ndarray | None:
@@ -238,10 +245,11 @@ def _lead_plan(names: tuple[str, ...], target: tuple[str, ...]) -> _LeadPlan:
 
 
 def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalContract,
-          x: np.ndarray, beats: np.ndarray, beat_rr: np.ndarray):
+          x: np.ndarray, beats: np.ndarray, beat_rr: np.ndarray,
+          ctx_rows: np.ndarray | None = None, beat_ctx: np.ndarray | None = None):
     """The work of `prepare_inputs`, written into caller-owned arrays.
 
-    `x` `(L, T)` float32 and `beat_rr` `(max_beats, 3)` are overwritten whole; `beats`
+    `x` `(L, T)` float32, `beat_rr` `(max_beats, 3)` and `beat_ctx` are overwritten whole; `beats`
     `(>= max_beats, L, beat_len)` gets the kept beats in its first `nb` rows (later rows are
     the caller's to zero). Returns
     `(lead_mask, nb, rr_ms, rr_mask, period)`.
@@ -302,13 +310,23 @@ def _fill(window: np.ndarray, lead_names, r_peaks: np.ndarray, contract: SignalC
             sub = normalize(sub, contract.normalisation, axis=-1)
         x[plan.present] = sub
     r = np.asarray(r_peaks, dtype=np.int64)
-    r = r[(r >= 0) & (r < contract.window_len)]
+    inside = (r >= 0) & (r < contract.window_len)
+    r = r[inside]
     pre = contract.beat_pre
     beat_rr_context(r, pre, contract.beat_len - pre, contract.window_len, contract.max_beats,
                     contract.fs_hz, out=beat_rr)
     post = contract.beat_len - pre
-    nb = cut_beats(x, whole_beats(r, pre, post, contract.window_len, contract.max_beats),
-                   pre, post, beats)
+    slots = whole_beats(r, pre, post, contract.window_len, contract.max_beats)
+    nb = cut_beats(x, slots, pre, post, beats)
+    if beat_ctx is not None:
+        beat_ctx[:] = 0.0
+        if ctx_rows is not None and nb:
+            rows = np.asarray(ctx_rows)
+            if rows.shape != (inside.size, N_RAW):
+                raise SignalError(f"ctx_rows must be ({inside.size}, {N_RAW}): one row per "
+                                  f"R peak, got {rows.shape}")
+            first = int(np.argmax((r - pre >= 0) & (r + post <= contract.window_len)))
+            beat_context(rows[inside][first:first + nb], beat_rr[:nb, 1], beat_ctx)
     rr_ms = rr_intervals_ms(r, contract.fs_hz)
     rr, rr_mask = rr_series_from_ms(rr_ms, contract.max_beats)
     period = period_features_from_ms(rr_ms, int(r.size), contract.window_s)
@@ -350,7 +368,7 @@ class InputBatch:
                   "beats": (c.max_beats, c.n_leads, c.beat_len), "beat_mask": (c.max_beats,),
                   "rr_ms": (c.max_beats,), "rr_mask": (c.max_beats,),
                   "period": (len(c.period_features),), "beat_rr": (c.max_beats, 3),
-                  "valid": (c.n_leads, c.n_valid_seg)}
+                  "valid": (c.n_leads, c.n_valid_seg), "beat_ctx": (c.max_beats, N_CONTEXT)}
         new = {k: np.zeros((capacity,) + shapes[k], dtype=np.float32) for k in INPUT_NAMES}
         nb = np.zeros(capacity, dtype=np.int64)
         if hasattr(self, "_arrays"):
@@ -367,7 +385,7 @@ class InputBatch:
         self.n = 0
 
     def add(self, window: np.ndarray, lead_names, r_peaks: np.ndarray,
-            seg_filled: np.ndarray | None = None) -> int:
+            seg_filled: np.ndarray | None = None, ctx_rows: np.ndarray | None = None) -> int:
         """Row `n` from one filtered window and its R peaks (as `prepare_inputs`); its index."""
         seg_filled = _check_seg_filled(seg_filled, self.contract)
         if self.n == self.capacity:
@@ -375,7 +393,8 @@ class InputBatch:
         i, a = self.n, self._arrays
         beats = a["beats"][i]
         lead_mask, nb, rr, rr_mask, period = _fill(window, lead_names, r_peaks, self.contract,
-                                                   a["x"][i], beats, a["beat_rr"][i])
+                                                   a["x"][i], beats, a["beat_rr"][i],
+                                                   ctx_rows, a["beat_ctx"][i])
         _valid(lead_mask, seg_filled, a["valid"][i])
         if self._nb[i] > nb:
             beats[nb: self._nb[i]] = 0.0

@@ -36,7 +36,8 @@ def test_default_contract_shapes_and_preset_sizes():
 
 def test_missing_leads_and_no_beats_give_finite_outputs(tiny_cfg):
     m = ECGMoE(tiny_cfg).eval()
-    x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid = example_inputs(tiny_cfg, 4)
+    x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid, beat_ctx = (
+        example_inputs(tiny_cfg, 4))
     lead_mask[0] = 0.0
     lead_mask[0, 1] = 1.0                       # lead II only
     lead_mask[1, 2:] = 0.0                      # I and II
@@ -47,7 +48,7 @@ def test_missing_leads_and_no_beats_give_finite_outputs(tiny_cfg):
     beat_mask[3, 1:] = 0.0                      # one beat, no RR interval
     rr_mask[3] = 0.0
     beat_rr[2:] = 0.0                           # no RR context
-    out = m(x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid)
+    out = m(x, lead_mask, beats, beat_mask, rr, rr_mask, period, beat_rr, valid, beat_ctx)
     for k, v in out.items():
         assert torch.isfinite(v).all(), k
 

@@ -36,7 +36,7 @@ def test_outputs_do_not_depend_on_samples_marked_filled(tiny_cfg):
 
 def test_summary_reports_the_missing_fraction_per_lead(tiny_cfg):
     m = ECGMoE(tiny_cfg).eval()
-    x, lead_mask, _, beat_mask, _, _, period, _, valid = example_inputs(tiny_cfg, 2)
+    x, lead_mask, _, beat_mask, _, _, period, _, valid, _ = example_inputs(tiny_cfg, 2)
     valid[0, :, :25] = 0.0                                 # 10 % of the window
     s = m.summary(x, lead_mask, beat_mask, period, valid * lead_mask[:, :, None])
     missing = s[:, -tiny_cfg.contract.n_leads:]

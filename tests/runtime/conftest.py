@@ -1,6 +1,6 @@
 """Runtime test fixtures: a small but real ONNX bundle with the exported bundle's interface.
 
-The graph takes the nine contract inputs (`valid` is read by no output: tests capture it) and computes each task output from them (rr_interval
+The graph takes the ten contract inputs (`valid` and `beat_ctx` are read by no output: tests capture them) and computes each task output from them (rr_interval
 = mean of the masked rr_ms, so a test can check the number), plus gate outputs; it is written
 with `edge_ecg.runtime.bundle.write_manifest`, so the runtime verifies it exactly like an exported one.
 End-to-end tests use the bundled default bundle once it exists.
@@ -15,6 +15,7 @@ import pytest
 
 from edge_ecg.data.tasks import DEFAULT_TASKS
 from edge_ecg.signal.contract import INPUT_NAMES, SignalContract
+from edge_ecg.signal.patient_context import N_CONTEXT
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO / "edge_ecg" / "assets" / "default_bundle"
@@ -46,6 +47,7 @@ def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract())
         helper.make_tensor_value_info("period", f, ["N", P]),
         helper.make_tensor_value_info("beat_rr", f, ["N", B, 3]),
         helper.make_tensor_value_info("valid", f, ["N", L, contract.n_valid_seg]),
+        helper.make_tensor_value_info("beat_ctx", f, ["N", B, N_CONTEXT]),
     ]
     assert [i.name for i in inputs] == list(INPUT_NAMES)
     inits = [

@@ -27,6 +27,7 @@ from edge_ecg.signal.contract import (
 from edge_ecg.signal.leads import STANDARD_12, to_standard_leads
 from edge_ecg.signal.normalize import median_last_axis, normalize
 from edge_ecg.signal.period import PERIOD_FEATURES, period_features, rr_series
+from edge_ecg.signal.patient_context import N_CONTEXT
 
 # --- the frozen original implementation ---------------------------------------------------
 _CLIP = 8.0
@@ -112,7 +113,8 @@ def _old_prepare_inputs(window, lead_names, r_peaks, contract):
                        rr_mask=rr_mask, period=period,
                        beat_rr=_plain_beat_rr(r, contract),
                        # `valid` (issue 17): with nothing filled, the lead mask per segment
-                       valid=np.repeat(lead_mask[:, None], contract.n_valid_seg, 1))
+                       valid=np.repeat(lead_mask[:, None], contract.n_valid_seg, 1),
+                       beat_ctx=np.zeros((contract.max_beats, N_CONTEXT), np.float32))
 
 
 def _plain_beat_rr(r, c):
