@@ -60,15 +60,17 @@ class TechnicalAlarms:
         quiet = now - last_any
         events_quiet = now - (last_event_t if last_event_t is not None else seen_t)
         active: dict[str, str] = {}
+        # texts name the limit, not the running count: an alarm's text changes only when
+        # the alarm does (the tile shows how old the data is beside it)
         if quiet >= L.no_data_s:
-            active["no_data"] = f"No data from the bed for {quiet:.0f} s"
+            active["no_data"] = f"No data from the bed for over {L.no_data_s:g} s"
         else:
             if events_quiet >= L.stale_worker_s:
-                active["stale_worker"] = (f"No analysis: no events for {events_quiet:.0f} s "
-                                          "while frames arrive")
+                active["stale_worker"] = (f"No analysis: no events for over "
+                                          f"{L.stale_worker_s:g} s while the signal arrives")
             elif worker_silent_s is not None and worker_silent_s >= L.stale_worker_s:
-                active["stale_worker"] = (f"No analysis: the bed's worker silent for "
-                                          f"{worker_silent_s:.0f} s")
+                active["stale_worker"] = (f"No analysis: the bed's worker silent for over "
+                                          f"{L.stale_worker_s:g} s")
             if self.leads_off:
                 active["leads_off"] = "Leads off: " + ", ".join(self.leads_off)
         for code in list(self._since):

@@ -98,3 +98,41 @@ def session():
     import aiohttp
 
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+@contextlib.contextmanager
+def web_in_thread(state: Path, **opt):
+    """`web_only` on its own loop in a thread, for synchronous clients (playwright's sync
+    API); `call(fn)` runs fn on that loop (the station is not thread-safe)."""
+    import threading
+
+    box: dict = {}
+    started, done = threading.Event(), None
+    loop = asyncio.new_event_loop()
+
+    async def main():
+        nonlocal done
+        done = asyncio.Event()
+        async with web_only(state, **opt) as st:
+            box["st"] = st
+            started.set()
+            await done.wait()
+
+    th = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    th.start()
+    assert started.wait(30), "the station's web side did not start"
+    st = box["st"]
+
+    def call(fn):
+        fut = asyncio.run_coroutine_threadsafe(_call(fn), loop)
+        return fut.result(10)
+    st.call = call
+    try:
+        yield st
+    finally:
+        loop.call_soon_threadsafe(done.set)
+        th.join(20)
+
+
+async def _call(fn):
+    return fn()

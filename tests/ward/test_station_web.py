@@ -309,3 +309,51 @@ def test_the_push_sends_per_bed_diffs_and_they_rebuild_the_state(tmp_path):
     assert any("strip_add" in d["beds"].get("icu.b0", {}) for d in later)
     # the diffs applied to the full state give the station's own strip, sample for sample
     assert state["icu.b0"]["strip"] == truth and len(truth) == 750
+
+
+def test_a_clinician_acknowledges_and_silences_by_touch_in_a_headless_browser(tmp_path):
+    """At a 1280x800 touch viewport: log in, a bed gone quiet shows NO DATA with its alarm,
+    the clinician taps Ack and Silence; the audit log names them."""
+    from station_kit import web_in_thread
+    from test_station import _chromium, _until
+
+    sync = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no chromium found (apt-get install chromium)")
+    lim = TechnicalLimits(no_data_s=0.5, stale_worker_s=0.5)
+    with web_in_thread(tmp_path, technical=lim, push_s=0.2) as st, \
+            sync.sync_playwright() as p:
+        st.call(lambda: st.add_bed("icu.b1", bed_desc()))
+        base = f"https://127.0.0.1:{st.port}"
+        browser = p.chromium.launch(executable_path=exe, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True,
+                                      ignore_https_errors=True)
+            page = ctx.new_page()
+            page.goto(f"{base}/login")
+            page.fill("#user", "nurse")
+            page.fill("#password", PASSWORDS["nurse"][1])
+            page.tap("#submit")
+            page.wait_for_url(f"{base}/")
+            _until(page, "document.querySelector('.tile .hr') && "
+                   "document.querySelector('.tile .hr').textContent === 'NO DATA'", 10)
+            ack = page.locator("button[data-ack='no_data']")
+            ack.wait_for(timeout=5000)
+            box = ack.bounding_box()
+            assert box["height"] >= 44 and box["width"] >= 44      # a finger's target
+            ack.tap()
+            _until(page, "document.querySelector('.alarm').textContent.includes('ack nurse')")
+            page.locator("button[data-silence='120']").tap()
+            _until(page, "document.querySelector('.age').textContent.includes('silenced')")
+            cookies = {c["name"]: c for c in ctx.cookies()}
+            c = cookies["edge_ecg_session"]
+            assert c["httpOnly"] and c["secure"] and c["sameSite"] == "Strict"
+            assert page.evaluate("document.cookie") == ""          # HttpOnly: not readable
+        finally:
+            browser.close()
+    audit = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
+    acts = [(a["user"], a["action"]) for a in audit]
+    assert acts == [("nurse", "login"), ("nurse", "acknowledge"), ("nurse", "silence")]
+    assert audit[1]["alarm"] == "no_data" and audit[2]["seconds"] == 120

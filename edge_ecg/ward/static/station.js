@@ -6,6 +6,9 @@ const grid = document.getElementById("grid");
 const beds = new Map();           // key -> the bed's state as the station last sent it
 let ward = {}, me = null, lastMsg = 0;
 
+// rewrite an element only when its content changes: a tile re-rendered every tick would
+// otherwise replace its buttons under a finger about to tap them
+function setHTML(el, html) { if (el._html !== html) { el._html = html; el.innerHTML = html; } }
 function fmt(v, d) { return (v === null || v === undefined) ? "\u2013" : (d === undefined ? v : Number(v).toFixed(d)); }
 function esc(s) { return String(s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;","'":"&#39;"}[c])); }
 
@@ -15,6 +18,9 @@ async function post(url, body) {
   if (r.status === 401) location.replace("/login");
   return r;
 }
+
+// bed 2 before bed 10
+const byBed = (a, b) => a.localeCompare(b, undefined, {numeric: true});
 
 function tileEl(b) {
   let el = document.getElementById("bed-" + b.key);
@@ -32,7 +38,7 @@ function tileEl(b) {
       if (ev.target.dataset && ev.target.dataset.silence)
         await post("/api/beds/" + encodeURIComponent(b.key) + "/silence", {seconds: Number(ev.target.dataset.silence)});
     });
-    const keys = [...beds.keys()].sort(), i = keys.indexOf(b.key), next = keys[i + 1];
+    const keys = [...beds.keys()].sort(byBed), i = keys.indexOf(b.key), next = keys[i + 1];
     const nextEl = next && document.getElementById("bed-" + next);
     nextEl ? grid.insertBefore(el, nextEl) : grid.appendChild(el);
   }
@@ -61,7 +67,10 @@ function draw(cv, b) {
 function renderHeader() {
   if (ward.disclaimer) document.getElementById("disclaimer").textContent = ward.disclaimer;
   const m = ward.model;
-  if (m) document.getElementById("model").textContent = "Model " + m.bundle + ". Trained on: " + m.training_data;
+  if (m) {
+    const el = document.getElementById("model");
+    el.textContent = el.title = "Model " + m.bundle + ". Trained on: " + m.training_data;
+  }
   const c = ward.counters, lat = ward.latency_ms;
   if (c) document.getElementById("counters").textContent = "beds " + beds.size + " \u00b7 events " + c.events +
     " \u00b7 dropped: other bundle " + c.other_bundle_events + ", unknown bed " + (c.unknown_bed_frames + c.unknown_bed_events) +
@@ -87,15 +96,15 @@ function renderBed(b) {
   const off = b.quality && b.quality.leads_off ? Object.keys(b.quality.leads_off) : [];
   const q = b.withheld ? '<span class="withheld">analysis withheld: ' + esc(b.withheld.join(", ")) + "</span>"
     : (b.quality ? "quality: " + (off.length ? "leads masked " + esc(off.join(",")) : "ok") : "\u2013");
-  el.querySelector(".info").innerHTML = "rhythm: " + r + "<br>ectopy: " + ect + " \u00b7 QRS " + fmt(b.qrs_ms, 0) +
+  setHTML(el.querySelector(".info"), "rhythm: " + r + "<br>ectopy: " + ect + " \u00b7 QRS " + fmt(b.qrs_ms, 0) +
     " ms<br>" + q + '<br><span class="small">lead ' + esc(b.lead || "\u2013") + " \u00b7 events " + b.events +
-    " \u00b7 worker " + esc(b.worker || "\u2013") + "</span>";
+    " \u00b7 worker " + esc(b.worker || "\u2013") + "</span>");
   const clin = me && me.may.includes("acknowledge");
-  el.querySelector(".alarms").innerHTML = b.alarms.map(a => '<div class="alarm ' + esc(a.priority) +
+  setHTML(el.querySelector(".alarms"), b.alarms.map(a => '<div class="alarm ' + esc(a.priority) +
     (a.acknowledged ? " acked" : "") + '"><span>' + esc(a.priority.toUpperCase()) + ": " + esc(a.text) +
     (a.acknowledged ? " (ack " + esc(a.acknowledged.by) + ")" : "") + "</span>" +
     (clin && !a.acknowledged ? '<button type="button" data-ack="' + esc(a.code) + '">Ack</button>' : "") +
-    "</div>").join("");
+    "</div>").join(""));
   const act = el.querySelector(".actions");
   const want = clin && b.alarms.length ? (b.silenced_s > 0 ? "0" : "120") : "";
   if (act.dataset.want !== want) {
@@ -116,7 +125,7 @@ function onFull(st) {
   const {beds: list, ...rest} = st;
   ward = rest;
   for (const b of list) { beds.set(b.key, b); }
-  for (const b of list) renderBed(b);
+  for (const b of [...list].sort((x, y) => byBed(x.key, y.key))) renderBed(b);
   renderHeader(); bump();
 }
 
