@@ -161,10 +161,15 @@ def make_windows(signal: np.ndarray, fs_hz: float, leads, contract: SignalContra
         if starts.size == 0:
             return (starts, [], []) if with_beats else (starts, [])
     r = detect_beats(y, contract.fs_hz)
+    # the patient context of every beat, over the whole record in order, as the stream
+    # observes them (edge_ecg.runtime.stream_processor): each window's `beat_ctx` from it
+    ctx = context_rows(y, r, contract.fs_hz, contract.beat_pre,
+                       contract.beat_len - contract.beat_pre)
     lo = np.searchsorted(r, starts, side="left")
     hi = np.searchsorted(r, starts + w, side="left")
     items = [prepare_inputs(y[s:s + w], leads, r[a:b] - s, contract,
-                            seg_filled=None if bad is None else segments_filled(bad, s, contract))
+                            seg_filled=None if bad is None else segments_filled(bad, s, contract),
+                            ctx_rows=ctx[a:b])
              for s, a, b in zip(starts, lo, hi)]
     if not with_beats:
         return starts, items
