@@ -80,6 +80,9 @@ def _bundle_outputs(args, progress: bool):
                 parts.setdefault(task, []).append(np.asarray(res[name]))
         beat_scores = (_ec57(backend, ds, progress)
                        if any(t.per_beat for t in tasks) else None)
+        rhythm = _rhythm_stack(backend, args, ds, progress)
+        if rhythm is not None:
+            beat_scores = {**(beat_scores or {}), "rhythm_stack": rhythm}
     finally:
         backend.close()
     outputs = {k: np.concatenate(v) for k, v in parts.items()}
@@ -137,6 +140,47 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
             "alarms": {db: summarize(pool(c)) for db, c in alarm_counts.items()}}
 
 
+def _rhythm_stack(backend, args, ds, progress: bool) -> dict | None:
+    """The CinC challenge score of the bundle's rhythm stack (rhythm_stack.json), one call per
+    recording of the data's cinc2017 sources, each replayed through the runtime for its whole
+    RR history (edge_ecg.runtime.rhythm_history); None without a stack or CinC data. Recordings
+    too short for a window are called too (from their RR history alone)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from edge_ecg.cli.stack import _cinc_sources
+    from edge_ecg.data.cinc2017 import read_reference
+    from edge_ecg.model.field_metrics import confusion
+    from edge_ecg.model.stacking import challenge_f1
+    from edge_ecg.runtime.record_rhythm import cinc_rows, rhythm_classes
+    from edge_ecg.runtime.recording_stack import RHYTHM_STACK, load_stack
+    from edge_ecg.runtime.rhythm_history import feature_names
+
+    m = backend.manifest
+    if RHYTHM_STACK not in m.files or not any(r.startswith("cinc-") for r in ds.records):
+        return None
+    classes = rhythm_classes(m)
+    stack = load_stack(args.bundle, m, RHYTHM_STACK, feature_names(classes))
+    xs, ys = [], []
+    for folder, _, _ in _cinc_sources(args.data):
+        entries = [e for e in read_reference(folder) if f"cinc-{e.record}" in ds.records]
+        _, x, y = cinc_rows(backend, Path(folder), entries, progress)
+        xs.append(x)
+        ys.append(y)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    ok = y >= 0
+    x, y = x[ok], y[ok]
+    calls = np.argmax(stack.predict_proba(x), axis=1)
+    net = np.argmax(x[:, :len(classes)], axis=1)       # the network's mean probabilities alone
+    return {"recordings": int(y.size), **challenge_f1(y, calls, classes),
+            "confusion": confusion(y, calls, len(classes)),
+            "network_mean_challenge_f1": challenge_f1(y, net, classes)["challenge_f1"],
+            "fitted_on": {k: stack.info.get(k) for k in ("data", "folds", "rows", "C")},
+            "scored_by": "runtime stream per recording (whole RR history + non-overlapping "
+                         "window probabilities) -> rhythm_stack.json"}
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -149,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         tasks, outputs, ds, window_s, beat_scores = _bundle_outputs(args, progress)
     metrics = field_metrics(tasks, outputs, ds, window_s)
+    if beat_scores is not None and "rhythm_stack" in beat_scores:
+        metrics.setdefault("cinc2017", {})["rhythm_stack"] = beat_scores.pop("rhythm_stack")
+        beat_scores = beat_scores or None
     if beat_scores is not None:
         metrics["alarms"] = beat_scores.pop("alarms", {})
         metrics["beat_classes"] = beat_scores
@@ -184,8 +231,14 @@ def run(args: argparse.Namespace) -> int:
                 not isinstance(res, dict):
             continue
         fields = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                  for k, v in res.items() if k not in ("tasks", "confusion")]
+                  for k, v in res.items() if k not in ("tasks", "confusion", "rhythm_stack")]
         print(f"  {name:<10} " + "  ".join(fields))
+        st = res.get("rhythm_stack")
+        if st:
+            print(f"  {'':<10} rhythm stack (whole RR history + network, per recording): "
+                  f"challenge_f1={st['challenge_f1']:.4g} f1_N={st['f1_N']:.4g} "
+                  f"f1_A={st['f1_A']:.4g} f1_O={st['f1_O']:.4g} over {st['recordings']} "
+                  f"recordings (network mean alone {st['network_mean_challenge_f1']:.4g})")
         if "confusion" in res:
             print(f"  {'':<10} confusion (rows: reference, cols: call): {res['confusion']}")
     print(DISCLAIMER)

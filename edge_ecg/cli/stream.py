@@ -138,7 +138,13 @@ def run(args: argparse.Namespace) -> int:
     from edge_ecg.runtime.quality import QualityConfig
 
     quality = QualityConfig(**prof["quality"]) if "quality" in prof else None
-    pipe = Pipeline(source, backend, sinks, hop_s=hop, smooth=args.smooth, quality=quality,
+    from edge_ecg.runtime.rhythm_history import RhythmDecider, RhythmSink
+
+    # with a rhythm stack in the bundle, a `rhythm` event (the history's call) after each
+    # new non-overlapping window
+    decider = RhythmDecider.from_bundle(args.bundle, backend.manifest)
+    pipe_sinks = [RhythmSink(sinks, decider)] if decider is not None else sinks
+    pipe = Pipeline(source, backend, pipe_sinks, hop_s=hop, smooth=args.smooth, quality=quality,
                     info=info)
     try:
         summary = pipe.run(max_seconds=args.seconds)

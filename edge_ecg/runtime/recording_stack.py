@@ -1,0 +1,146 @@
+"""`RecordingStack`: a small fitted model over recording-level features, applied with numpy.
+
+The stack is data, not code: a JSON file in the bundle (`rhythm_stack.json`), hashed in the
+manifest like every other file, so the signature covers its coefficients. It is fitted by
+`edge-ecg stack` (edge_ecg.model.stacking, sklearn) and applied here without sklearn: a
+standardised multinomial (or binary) logistic regression, softmax(((x - mean) / scale) W^T + b),
+which equals sklearn's `LogisticRegression.predict_proba` on the same features.
+
+The file is untrusted input: every field's type, shape and finiteness is checked, the feature
+names must be the ones this code computes (a stack fitted on other features is refused, never
+applied to the wrong columns), and its bytes must hash to the manifest's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_ecg.errors import BundleError
+
+FORMAT = "edge-ecg-recording-stack"
+FORMAT_VERSION = 1
+RHYTHM_STACK = "rhythm_stack.json"
+KIND = "logistic"
+_MAX_FEATURES = 512          # far above what is fitted (~30); bounds what a file can make us do
+_MAX_CLASSES = 64
+_MAX_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class RecordingStack:
+    task: str                    # the bundle task whose classes it decides ("arrhythmia")
+    classes: tuple[str, ...]
+    features: tuple[str, ...]
+    mean: np.ndarray             # (F,)
+    scale: np.ndarray            # (F,)
+    coef: np.ndarray             # (K, F), or (1, F) for two classes (sklearn's binary form)
+    intercept: np.ndarray        # (K,) or (1,)
+    info: dict                   # how and on what it was fitted, its cross-validated figures
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities `(n, K)` of feature rows `x` `(n, F)` (or one row `(F,)`)."""
+        x = np.asarray(x, dtype=np.float64)
+        one = x.ndim == 1
+        x = np.atleast_2d(x)
+        if x.shape[1] != self.mean.size:
+            raise ValueError(f"expected {self.mean.size} features, got {x.shape[1]}")
+        z = (x - self.mean) / self.scale @ self.coef.T + self.intercept   # (n, K) or (n, 1)
+        if self.coef.shape[0] == 1:                 # binary: sigmoid of the one logit
+            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            p = np.stack([1.0 - p1, p1], axis=1)
+        else:
+            z = z - z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            p = e / e.sum(axis=1, keepdims=True)
+        return p[0] if one else p
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
+                "task": self.task, "classes": list(self.classes),
+                "features": list(self.features), "mean": self.mean.tolist(),
+                "scale": self.scale.tolist(), "coef": self.coef.tolist(),
+                "intercept": self.intercept.tolist(), "info": self.info}
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
+
+
+def _vector(doc: dict, key: str, n: int, where: str) -> np.ndarray:
+    v = doc.get(key)
+    if not (isinstance(v, list) and len(v) == n and all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)
+            for a in v)):
+        raise BundleError(f"{where}: {key!r} must be a list of {n} finite numbers")
+    return np.asarray(v, dtype=np.float64)
+
+
+def parse_stack(doc, where: str, expect_features: tuple[str, ...] | None = None
+                ) -> RecordingStack:
+    """A `RecordingStack` from a parsed JSON document, every field checked."""
+    if not isinstance(doc, dict):
+        raise BundleError(f"{where}: must hold a JSON object")
+    if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{where}: not an {FORMAT} v{FORMAT_VERSION} file; refit it with "
+                          "`edge-ecg stack`")
+    if doc.get("kind") != KIND:
+        raise BundleError(f"{where}: kind {doc.get('kind')!r} is not {KIND!r}")
+    task, classes, feats = doc.get("task"), doc.get("classes"), doc.get("features")
+    if not isinstance(task, str):
+        raise BundleError(f"{where}: 'task' must be a string")
+    for key, v, hi in (("classes", classes, _MAX_CLASSES), ("features", feats, _MAX_FEATURES)):
+        if not (isinstance(v, list) and 2 <= len(v) <= hi and all(isinstance(s, str) for s in v)
+                and len(set(v)) == len(v)):
+            raise BundleError(f"{where}: {key!r} must be 2..{hi} distinct names")
+    if expect_features is not None and tuple(feats) != tuple(expect_features):
+        raise BundleError(f"{where}: fitted on features {feats}, but this edge-ecg computes "
+                          f"{list(expect_features)}; refit it with `edge-ecg stack`")
+    k, f = len(classes), len(feats)
+    rows = 1 if k == 2 and isinstance(doc.get("coef"), list) and len(doc["coef"]) == 1 else k
+    coef = doc.get("coef")
+    if not (isinstance(coef, list) and len(coef) == rows):
+        raise BundleError(f"{where}: 'coef' must have {rows} row(s)")
+    w = np.stack([_vector({"coef": r}, "coef", f, where) for r in coef])
+    scale = _vector(doc, "scale", f, where)
+    if np.any(scale <= 0):
+        raise BundleError(f"{where}: 'scale' must be positive")
+    info = doc.get("info", {})
+    return RecordingStack(task=task, classes=tuple(classes), features=tuple(feats),
+                          mean=_vector(doc, "mean", f, where), scale=scale, coef=w,
+                          intercept=_vector(doc, "intercept", rows, where),
+                          info=info if isinstance(info, dict) else {})
+
+
+def load_stack(bundle: str | Path, manifest, name: str = RHYTHM_STACK,
+               expect_features: tuple[str, ...] | None = None) -> RecordingStack | None:
+    """The bundle's stack file `name`, or None where the manifest lists none. Its bytes are
+    read once and must hash to the manifest's sha256 (a file changed after the bundle was
+    verified is refused, not applied)."""
+    meta = manifest.files.get(name)
+    if meta is None:
+        return None
+    path = Path(bundle) / name
+    where = f"bundle {bundle}: {name}"
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(_MAX_BYTES + 1)
+    except OSError as exc:
+        raise BundleError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > _MAX_BYTES:
+        raise BundleError(f"{where}: larger than {_MAX_BYTES} bytes; not a stack file")
+    if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
+        raise BundleError(f"{where}: sha256 does not match the manifest (changed after the "
+                          "bundle was signed); refit with `edge-ecg stack` and re-sign")
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BundleError(f"{where}: not valid JSON ({exc})") from None
+    return parse_stack(doc, where, expect_features)
+
+
+__all__ = ["RHYTHM_STACK", "RecordingStack", "load_stack", "parse_stack"]

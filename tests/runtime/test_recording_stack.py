@@ -1,0 +1,202 @@
+"""The recording-level rhythm stack: numpy apply == sklearn, the history's features, and the
+stack as a hashed, signed bundle file (edge_ecg.runtime.recording_stack, rhythm_history)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edge_ecg.errors import BundleError
+from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, WithheldEvent
+from edge_ecg.runtime.recording_stack import RHYTHM_STACK, load_stack, parse_stack
+from edge_ecg.runtime.rhythm_history import RhythmDecider, RhythmHistory, feature_names
+
+CLASSES = ("normal_sinus", "af_or_flutter", "other_rhythm", "too_noisy")
+
+
+def _doc_from_sklearn(model, mean, scale, classes, features):
+    return {"format": "edge-ecg-recording-stack", "format_version": 1, "kind": "logistic",
+            "task": "arrhythmia", "classes": list(classes), "features": list(features),
+            "mean": mean.tolist(), "scale": scale.tolist(), "coef": model.coef_.tolist(),
+            "intercept": model.intercept_.tolist(), "info": {}}
+
+
+@pytest.mark.parametrize("n_classes", [4, 2])
+def test_numpy_apply_equals_sklearn_predict_proba(n_classes):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(n_classes)
+    x = rng.normal(size=(400, 12)) * rng.uniform(0.1, 50, 12) + rng.normal(0, 20, 12)
+    z = x[:, :n_classes]
+    y = np.argmax((z - z.mean(0)) / z.std(0) + rng.normal(size=(400, n_classes)), axis=1)
+    assert len(set(y.tolist())) == n_classes
+    mean, scale = x.mean(0), x.std(0)
+    m = LogisticRegression(C=0.5, max_iter=2000).fit((x - mean) / scale, y)
+    classes = [f"c{i}" for i in range(n_classes)]
+    feats = [f"f{i}" for i in range(12)]
+    st = parse_stack(json.loads(json.dumps(_doc_from_sklearn(m, mean, scale, classes, feats))),
+                     "test")
+    xt = rng.normal(size=(300, 12)) * 30
+    np.testing.assert_allclose(st.predict_proba(xt), m.predict_proba((xt - mean) / scale),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(st.predict_proba(xt[0]), m.predict_proba((xt[:1] - mean) / scale)[0])
+
+
+def _valid_doc(f=3, k=4):
+    return {"format": "edge-ecg-recording-stack", "format_version": 1, "kind": "logistic",
+            "task": "arrhythmia", "classes": [f"c{i}" for i in range(k)],
+            "features": [f"f{i}" for i in range(f)], "mean": [0.0] * f, "scale": [1.0] * f,
+            "coef": [[0.1] * f for _ in range(k)], "intercept": [0.0] * k, "info": {}}
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda d: d.update(coef=[[0.1, 0.2]] * 4), "'coef'"),
+    (lambda d: d["coef"][1].__setitem__(0, float("nan")), "finite"),
+    (lambda d: d.update(scale=[1.0, 0.0, 1.0]), "positive"),
+    (lambda d: d.update(intercept=[0.0] * 3), "'intercept'"),
+    (lambda d: d.update(features=["f0", "f0", "f1"]), "distinct"),
+    (lambda d: d.update(kind="tree"), "kind"),
+    (lambda d: d.update(format="pickle"), "not an"),
+])
+def test_malformed_stack_files_are_refused(edit, msg):
+    d = _valid_doc()
+    parse_stack(d, "ok")
+    edit(d)
+    with pytest.raises(BundleError, match=msg):
+        parse_stack(d, "stack")
+
+
+def test_a_stack_fitted_on_other_features_is_refused():
+    with pytest.raises(BundleError, match="fitted on features"):
+        parse_stack(_valid_doc(), "stack", ("f0", "f1", "other"))
+
+
+def _beat(t, pr=160.0, qrs=90.0, cls="N"):
+    return BeatEvent(index=int(t * 300), time_s=t, delay_ms=0.0,
+                     waves={"pr_ms": pr, "qrs_ms": qrs}, beat_class=cls)
+
+
+def _pred(start_s, end_s, probs):
+    return PredictionEvent(index=int(end_s * 300), time_s=end_s, start=int(start_s * 300),
+                           outputs={"arrhythmia": {"probs": dict(zip(CLASSES, probs))}},
+                           experts={}, latency_ms=0.0, n_beats=0)
+
+
+def test_history_reads_non_overlapping_windows_so_a_1s_hop_equals_a_10s_hop():
+    beats = [_beat(0.8 * i) for i in range(1, 38)]
+    rng = np.random.default_rng(1)
+    p = {s: rng.dirichlet(np.ones(4)) for s in range(0, 21)}       # window start (s) -> probs
+    hop1, hop10 = RhythmHistory(CLASSES), RhythmHistory(CLASSES)
+    hop1.feed(beats + [_pred(s, s + 10, p[s]) for s in range(0, 21)])
+    hop10.feed(beats + [_pred(s, s + 10, p[s]) for s in (0, 10, 20)])
+    np.testing.assert_array_equal(hop1.features(), hop10.features())
+    f = dict(zip(feature_names(CLASSES), hop1.features()))
+    np.testing.assert_allclose(f["p_mean_af_or_flutter"], np.mean([p[s][1] for s in (0, 10, 20)]))
+    assert f["p_max_too_noisy"] == max(p[s][3] for s in (0, 10, 20))
+    assert f["hr_bpm"] == pytest.approx(75.0) and f["cv_rr"] < 1e-9
+    assert f["log_n_windows"] == pytest.approx(np.log1p(3))
+
+
+def test_no_rr_across_a_gap_and_withheld_windows_counted():
+    h = RhythmHistory(CLASSES)
+    h.feed([_beat(1.0), _beat(2.0), GapEvent(index=700, time_s=2.3, length=900, cause="x"),
+            _beat(6.0), _beat(7.0, pr=None, cls="V"),
+            WithheldEvent(index=3000, time_s=10.0, start=0, reasons=["noise"]),
+            _pred(1, 11, [0.1, 0.7, 0.1, 0.1])])
+    assert list(h.rr_ms) == pytest.approx([1000.0, 1000.0])         # not the 4-s gap
+    f = dict(zip(feature_names(CLASSES), h.features()))
+    assert f["withheld_frac"] == 0.5
+    assert f["p_wave_frac"] == 0.75 and f["class_v_frac"] == 0.25
+    # no window at all: the uninformative prior, not NaN
+    e = dict(zip(feature_names(CLASSES), RhythmHistory(CLASSES).features()))
+    assert e["p_mean_normal_sinus"] == 0.25 and e["log_n_windows"] == 0.0
+
+
+def _write_stack(bundle, rng):
+    names = feature_names(CLASSES)
+    d = _valid_doc(len(names), 4)
+    d.update(classes=list(CLASSES), features=list(names),
+             coef=rng.normal(size=(4, len(names))).tolist())
+    (bundle / RHYTHM_STACK).write_text(json.dumps(d))
+
+
+def _rewrite_manifest(bundle):
+    from dataclasses import asdict
+
+    from edge_ecg.runtime.bundle import check_integrity, write_manifest
+
+    m, _ = check_integrity(bundle, verify_hashes=False)
+    write_manifest(bundle, {k: v for k, v in asdict(m).items() if k != "files"})
+
+
+def test_the_stack_is_hashed_signed_and_a_changed_coefficient_is_refused(fixture_bundle,
+                                                                         tmp_path):
+    from edge_ecg.runtime.bundle import load_bundle, sign_bundle
+    from edge_ecg.runtime.signing import TrustPolicy, generate_keypair, public_key_of
+
+    b = shutil.copytree(fixture_bundle, tmp_path / "b")
+    _write_stack(b, np.random.default_rng(0))
+    _rewrite_manifest(b)
+    key, pub, _ = generate_keypair(tmp_path / "keys", "lab")
+    sign_bundle(b, key)
+    trust = TrustPolicy((public_key_of(key),), source="test")
+    m = load_bundle(b, trust=trust)
+    assert RHYTHM_STACK in m.files
+    dec = RhythmDecider.from_bundle(b, m)
+    assert dec is not None and dec.stack.classes == CLASSES
+    # one coefficient changed after signing: the bundle check and the stack loader refuse it
+    doc = json.loads((b / RHYTHM_STACK).read_text())
+    doc["coef"][1][3] += 0.5
+    (b / RHYTHM_STACK).write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="rhythm_stack.json"):
+        load_bundle(b, trust=trust)
+    with pytest.raises(BundleError, match="sha256"):
+        load_stack(b, m, RHYTHM_STACK, feature_names(CLASSES))
+    # rehashed without the key: the manifest is unsigned, and a trusting deployment refuses it
+    _rewrite_manifest(b)
+    with pytest.raises(BundleError):
+        load_bundle(b, trust=trust)
+
+
+def test_stack_cli_fits_from_cached_features_writes_and_signs(fixture_bundle, tmp_path, capsys):
+    from edge_ecg.cli import main
+    from edge_ecg.runtime.bundle import load_bundle
+    from edge_ecg.runtime.signing import TrustPolicy, generate_keypair, public_key_of
+
+    b = shutil.copytree(fixture_bundle, tmp_path / "b")
+    names = feature_names(CLASSES)
+    rng = np.random.default_rng(5)
+    n = 240
+    y = np.arange(n) % 4
+    x = rng.normal(size=(n, len(names)))
+    x[:, 1] += 4.0 * (y == 1)                  # the AF probability column carries the AF class
+    x[:, names.index("nrmssd")] += 3.0 * (y == 1)
+    x[:, 2] += 4.0 * (y == 2)
+    x[:, 3] += 4.0 * (y == 3)
+    groups = (np.arange(n) // 3) % 4 + 1        # folds 1-4
+    cache = tmp_path / "f.npz"
+    np.savez(cache, x=x, y=y, groups=groups, features=np.array(names))
+    key, _, _ = generate_keypair(tmp_path / "keys", "lab")
+    rc = main(["stack", "--bundle", str(b), "--cache", str(cache), "--sign-key", str(key),
+               "--allow-unsigned"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "leave-one-fold-out CV" in out and "signed by lab" in out
+    m = load_bundle(b, trust=TrustPolicy((public_key_of(key),), source="test"))
+    st = RhythmDecider.from_bundle(b, m).stack
+    assert st.info["folds"] == [1, 2, 3, 4] and st.info["rows"] == n
+    assert st.info["cv"]["challenge_f1"] > 0.8          # separable by construction
+    assert m.metrics["rhythm_stack"]["cv"]["challenge_f1"] == st.info["cv"]["challenge_f1"]
+    # the stack's AF call follows the AF evidence
+    assert st.coef[1, 1] > 0 and st.coef[1, names.index("nrmssd")] > 0
+
+
+def test_stack_cli_refuses_fold0(fixture_bundle):
+    from edge_ecg.cli import main
+
+    rc = main(["stack", "--bundle", str(fixture_bundle), "--allow-unsigned",
+               "--data", "cinc2017:/nonexistent?folds=0,1", "--dry-run"])
+    assert rc == 1
