@@ -31,6 +31,7 @@ flood can take.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -189,6 +190,8 @@ class WardDir:
             if f.exists():
                 old = RoleConfig.load(f)
                 if old.beds == bb:
+                    if old.url != st.url:      # the broker moved: the credential follows
+                        dataclasses.replace(old, url=st.url).save(f)
                     continue
                 pw = old.password          # a bridge given other beds keeps its password
             pem, key = ca.issue(user, self.roles_dir / user)

@@ -123,6 +123,9 @@ class WardConfig:
                              max_bytes=self.acks_max_bytes, max_msg_size=4096, **common)]
 
 
+CONNECT_ATTEMPTS = 3       # a first connection's tries (0.25 s apart) before a clear error
+
+
 class ConnectionCounters:
     """What a connection was refused or lost, counted (the broker's own log has the rest)."""
 
@@ -190,8 +193,15 @@ async def connect(target: str | RoleConfig, name: str, counters: ConnectionCount
                 await theirs()
             opts[k] = both
     opts.update(kw)
+    # nats-py retries a first connection as often as later reconnections: with "for ever"
+    # a wrong password or an absent broker would hang the role (and its stop) for ever. So a
+    # few tries first, then, once connected, reconnect for ever (a broker restart).
+    forever = opts["max_reconnect_attempts"]
+    opts["max_reconnect_attempts"] = CONNECT_ATTEMPTS
     try:
-        return await nats.connect(url, **opts)
+        nc = await nats.connect(url, **opts)
+        nc.options["max_reconnect_attempts"] = forever
+        return nc
     except Exception as exc:
         hint = ("is nats-server running with JetStream (-js)?" if role is None or not role.tls
                 else "is the broker of this credential running (`edge-ecg ward broker --dir`), "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from edge_ecg.errors import SourceError
 from edge_ecg.ward import bus, frames
 
 REPLAY_KINDS = ("record", "synth", "edf")
+STOP_S = 4.0          # on stop: what is buffered goes out within this, then the rest is counted
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,7 +83,7 @@ def open_feed(spec: str, unit: str, bed: str,
 class Publisher:
     """Publishes the frames of `feeds` to JetStream until their sources end or `stop()`."""
 
-    def __init__(self, feeds: list[BedFeed], url: str, speed: float = 1.0,
+    def __init__(self, feeds: list[BedFeed], url, speed: float = 1.0,
                  buffer_frames: int = 600, cfg: bus.WardConfig | None = None,
                  publish_timeout_s: float = 2.0) -> None:
         self.feeds = feeds
@@ -92,6 +96,8 @@ class Publisher:
         self._stop = asyncio.Event()
         self.reconnects = 0
         self.disconnects = 0
+        self.conn = bus.ConnectionCounters()
+        self.stop_timeout_s = STOP_S
 
     def stop(self) -> None:
         self._stop.set()
@@ -103,6 +109,7 @@ class Publisher:
                 "buffered")}
         tot["balanced"] = all(p["balanced"] for p in per.values())
         tot["reconnects"], tot["disconnects"] = self.reconnects, self.disconnects
+        tot["refused"] = self.conn.permission_errors
         return {"total": tot, "beds": per}
 
     async def run(self, max_seconds: float | None = None) -> dict:
@@ -112,8 +119,8 @@ class Publisher:
         async def on_reconn():
             self.reconnects += 1
 
-        nc = await bus.connect(self.url, "edge-ecg-publisher", disconnected_cb=on_disc,
-                               reconnected_cb=on_reconn)
+        nc = await bus.connect(self.url, "edge-ecg-publisher", self.conn,
+                               disconnected_cb=on_disc, reconnected_cb=on_reconn)
         try:
             js = nc.jetstream()
             stores = await bus.ensure(js, self.cfg)
@@ -122,14 +129,27 @@ class Publisher:
             tasks = [asyncio.create_task(self._produce(f, stores[bus.BEDS_BUCKET], wakes[id(f)],
                                                        t0, max_seconds)) for f in self.feeds]
             tasks += [asyncio.create_task(self._send(js, f, wakes[id(f)])) for f in self.feeds]
-            await asyncio.gather(*tasks)
+            main = asyncio.gather(*tasks)
+            stopped = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not main.done():
+                # stopping: what is buffered goes out while the broker takes it, then the
+                # rest stays counted as buffered (produced = published + dropped + buffered)
+                try:
+                    await asyncio.wait_for(main, self.stop_timeout_s)
+                except asyncio.TimeoutError:
+                    log.warning("publisher: stopped with %d frames unsent (broker away?)",
+                                sum(len(f.buffer) for f in self.feeds))
+            else:
+                await main
         finally:
             for f in self.feeds:
                 try:
                     f.source.close()
                 except Exception:
                     pass
-            await nc.close()
+            await bus.close(nc, 1.0)
         return self.stats()
 
     async def _register(self, kv, f: BedFeed, chunk) -> None:
@@ -204,8 +224,11 @@ class Publisher:
                 ack = await js.publish(subject, data, stream=bus.FRAMES_STREAM, timeout=self.timeout,
                                        headers={bus.MSG_ID: f"{key}.{self.session}.{seq}",
                                                 bus.SENT_HEADER: f"{sent:.6f}"})
-            except Exception:
+            except Exception as exc:
                 f.stats.retries += 1
+                if f.stats.retries == 1 or f.stats.retries % 100 == 0:
+                    log.warning("publisher %s: frame %d not stored (%d retries so far): %r",
+                                key, seq, f.stats.retries, exc)
                 if self._stop.is_set():
                     return
                 await asyncio.sleep(0.2)

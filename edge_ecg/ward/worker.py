@@ -132,6 +132,7 @@ class Worker:
         self.released: list[str] = []
         self.conn = bus.ConnectionCounters()
         self._trouble: str | None = None
+        self.failures: dict[str, dict] = {}   # bed -> errors, last error (kept after release)
 
     def stop(self) -> None:
         self._stop.set()
@@ -208,9 +209,8 @@ class Worker:
                             for k, b in self.beds.items()}}
 
     def failed(self) -> dict:
-        """Beds whose processing raised, with their count and the last error."""
-        return {k: {"errors": b.counters.errors, "last_error": b.counters.last_error}
-                for k, b in self.beds.items() if b.counters.errors}
+        """Beds whose processing raised while this worker served them: count, last error."""
+        return {k: dict(v) for k, v in self.failures.items()}
 
     # --- leases --------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
@@ -570,6 +570,9 @@ class Worker:
         so the station raises the alarm. The other beds of the tick are not touched."""
         b.counters.errors += 1
         b.counters.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        f = self.failures.setdefault(b.key, {"errors": 0, "last_error": ""})
+        f["errors"] += 1
+        f["last_error"] = b.counters.last_error
         self._note(f"{b.key}: processing failed ({b.counters.last_error}); the bed restarts "
                    "from its next frame", logging.ERROR)
         b.proc = self._fresh_processor()
