@@ -21,21 +21,26 @@ Design (Pan & Tompkins, IEEE TBME 32:230, 1985; Hamilton & Tompkins, IEEE TBME 3
    until `HOLD_S` after its peak, and a larger peak in that time replaces it: in MIT-BIH 108
    (first-degree block, tall P waves, a small QRS in MLII) the P wave otherwise became the beat
    and the QRS 220 ms later fell to the T-wave rule. Typical beats are not held, so the median
-   decision delay does not grow. The sample where the decision falls is the beat's
-   `decided_at`.
+   decision delay does not grow. The hold lasts at most `HOLD_RR` of the mean RR: a larger peak
+   half an RR later is the next beat, not the QRS of a P wave (SVDB 848, fast irregular runs
+   with alternating QRS size, lost every other beat). The sample where the decision falls is
+   the beat's `decided_at`.
 4. Classification (Hamilton & Tompkins' rules): inside `REFRACTORY_S` after a beat a peak is
    ignored; inside `TWAVE_S` a peak whose maximal slope is under half the previous QRS's (or
    half the typical one, after a large ectopic beat) is a T wave; earlier than `PREMATURE_RR`
    of the mean RR it must be at least `PREMATURE_LEVEL` of a typical QRS (at 0.5 RR and a full
    QRS, runs of aberrated beats in MIT-BIH 201 were lost: each miss lengthens the mean RR,
-   which makes the next beat look premature); without a positive and a negative slope close
+   which makes the next beat look premature) and, inside `TWAVE_S`, at least `PREMATURE_SLOPE`
+   of the previous QRS's slope (the tall T wave ~230 ms after a wide ectopic beat, SVDB 860
+   and 865 at 128 Hz, is half as steep as that beat and as large as a normal QRS); without a positive and a negative slope close
    together it is a baseline shift (H&T rule 2, OSEA's `BLSCheck`); under `MIN_QRS_MWI` mV/s
    it is never a QRS (a flat or disconnected lead: ADC noise alone otherwise became ~140
    "beats" a minute); otherwise it is a QRS when above `NPK + THRESHOLD * (SPK - NPK)`, the
    signal and noise levels being medians of the last 8 QRS / noise peaks. No QRS within
    `SEARCHBACK_RR` mean RRs: the largest noise peak above half the threshold is taken (search
-   back; later peaks of the gap stay candidates for the next one), and if there is none the
-   signal level sags so the detector follows a lost lead amplitude.
+   back; later peaks of the gap stay candidates for the next one; the peak taken leaves the
+   noise levels, or missed beats would raise the threshold and miss more), and if there is
+   none the signal level sags so the detector follows a lost lead amplitude.
 5. The reported R index is the largest deflection of the input signal (baseline removed,
    lightly smoothed) in a window anchored on the steepest slope of the QRS: the band-pass delay
    does not shift it, and it lands within a few ms of reference annotations.
