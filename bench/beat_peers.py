@@ -42,16 +42,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
-from edge_ecg.data.records import (
-    BEAT_SYMBOLS,
-    find_beat_extension,
-    read_annotations,
-    read_record,
-)
-from edge_ecg.data.windows import condition_signal
+from edge_ecg.data.aami import AAMI_CLASSES
+from edge_ecg.data.mitbih import database, load_record, rhythm_intervals
+from edge_ecg.data.records import find_beat_extension, read_annotations
+from edge_ecg.data.windows import condition_signal, fill_invalid
 from edge_ecg.signal.contract import SignalContract
 from edge_ecg.signal.leads import canonical_lead
+from edge_ecg.signal.patient_context import CONTEXT_COLUMNS, N_CONTEXT, beat_context, context_rows
 from edge_ecg.signal.qrs import detect_beats
 from edge_ecg.signal.scoring import MATCH_TOLERANCE_S, match_beats
 
@@ -72,6 +69,13 @@ FEATURES = (*RR_FEATURES, "qrs_duration",
             *(f"lead1.{f}" for f in LEAD_FEATURES), *(f"lead2.{f}" for f in LEAD_FEATURES))
 LEAD2 = np.array([f.startswith("lead2.") for f in FEATURES])
 
+# The transparent peer's features: what the network's per-beat head reads beside the beat's
+# samples. `beat_rr` (pre, post and the window's mean RR, ms) and their ratios, and the
+# patient context `beat_ctx` (edge_ecg.signal.patient_context; `known` is always 1 here).
+MEAN_RR_S = 10.0                  # the network's mean RR is its 10-s window's: centred here
+RR_COLUMNS = ("pre_rr_ms", "post_rr_ms", "mean_rr_ms", "pre_mean", "post_mean")  # post/pre: ctx
+CTX_FEATURES = RR_COLUMNS + tuple(c for c in CONTEXT_COLUMNS if c != "known")
+
 
 @dataclass(frozen=True)
 class BeatRecord:
@@ -86,6 +90,46 @@ class BeatRecord:
     det_labels: np.ndarray       # (D,) int64: the matched reference beat's class, -1 = none
     features: np.ndarray         # (D, len(FEATURES)) float64; lead-2 columns NaN without one
     two_leads: bool
+    db: str = "mitdb"
+    ctx_features: np.ndarray | None = None   # (D, len(CTX_FEATURES)) float64
+    hours: float = 0.0           # the record's length
+    sinus: bool = False          # rhythm notes say sinus rhythm throughout
+    net_classes: np.ndarray | None = None    # (D,) int64 from `classify` (-1 unclassified)
+    has_classes: bool = True     # the database's beats carry classes (CUDB's do not)
+
+
+def context_features(y: np.ndarray, beats: np.ndarray, contract: SignalContract) -> np.ndarray:
+    """(D, len(CTX_FEATURES)) of the detections `beats` of a filtered record `y` (T, L) at the
+    contract rate: RR as the network's `beat_rr`, their ratios, and `beat_ctx` as
+    `make_windows` gives it (`context_rows` over the whole record, the post RR joined)."""
+    fs = float(contract.fs_hz)
+    b = np.asarray(beats, dtype=np.int64)
+    d = b.size
+    out = np.zeros((d, len(CTX_FEATURES)))
+    if d == 0:
+        return out
+    ms = 1000.0 / fs
+    rr = np.diff(b).astype(np.float64) * ms
+    pre = np.concatenate([[0.0], rr])
+    post = np.concatenate([rr, [0.0]])
+    # mean RR of the intervals whose beats lie within MEAN_RR_S / 2 either side (a window's)
+    half = round(MEAN_RR_S / 2 * fs)
+    lo = np.searchsorted(b, b - half, side="left")
+    hi = np.searchsorted(b, b + half, side="right") - 1        # last beat inside
+    n_iv = np.maximum(hi - lo, 0)
+    mean = np.where(n_iv > 0, (b[hi] - b[lo]) * ms / np.maximum(n_iv, 1), 0.0)
+
+    def ratio(a, c):
+        ok = (a > 0) & (c > 0)
+        return np.where(ok, a / np.where(ok, c, 1.0), 0.0)
+
+    out[:, 0], out[:, 1], out[:, 2] = pre, post, mean
+    out[:, 3], out[:, 4] = ratio(pre, mean), ratio(post, mean)
+    rows = context_rows(y, b, fs, contract.beat_pre, contract.beat_len - contract.beat_pre)
+    ctx = np.zeros((d, N_CONTEXT), np.float32)
+    beat_context(rows, post, ctx)
+    out[:, len(RR_COLUMNS):] = ctx[:, 1:]                      # `known` left out
+    return out
 
 
 def rr_features(beats: np.ndarray, fs_hz: float) -> np.ndarray:
@@ -144,45 +188,62 @@ def beat_features(lead1: np.ndarray, lead2: np.ndarray | None, beats: np.ndarray
 
 
 def _lead_columns(leads: tuple[str, ...]) -> tuple[int, int | None]:
-    """Columns of MLII and of the other lead (None where the record has one lead)."""
+    """Columns of MLII and of another standard lead (None where the record has none: SVDB's
+    ECG2 is assigned no lead, databases.toml)."""
     canon = [canonical_lead(n) for n in leads]
     ml2 = canon.index("II") if "II" in canon else 0
-    others = [j for j in range(len(leads)) if j != ml2]
+    others = [j for j in range(len(leads)) if j != ml2 and canon[j] is not None]
     return ml2, (others[0] if others else None)
 
 
 def load_beat_record(path: str | Path, contract: SignalContract,
-                     positions: str = "detector") -> BeatRecord:
-    """Reference beats and classes, our detector's beats and their features, of one record;
+                     positions: str = "detector", db: str = "mitdb",
+                     classify=None) -> BeatRecord:
+    """Reference beats and classes, our detector's beats and their features, of one record
+    of database `db` (`mitdb`, `svdb`, `cudb`: edge_ecg/data/databases.toml assigns the leads);
     `positions="reference"` puts the features on the reference beats instead (the paper's
-    setting: every reference beat 'detected', at its annotated position)."""
+    setting: every reference beat 'detected', at its annotated position).
+
+    The chain is `make_windows`' (invalid samples filled, resample, filter, detect on all
+    channels), so these are the beats and the context the network sees. `classify(y, det,
+    leads)`, given, returns a class index per detection (the network's), kept in `net_classes`.
+    """
     if positions not in ("detector", "reference"):
         raise ValueError(f"positions must be 'detector' or 'reference', got {positions!r}")
     path = Path(str(path).removesuffix(".hea"))
-    name = path.name
-    rec = read_record(path)
-    ext = find_beat_extension(path)
-    ann = read_annotations(path, ext)
+    lr = load_record(path, (), db=db)
     fs = float(contract.fs_hz)
-    sym = np.asarray(ann.symbol, dtype=object)
-    at = np.round(ann.sample * (fs / rec.fs_hz)).astype(np.int64)
-    is_beat = np.isin(sym, list(BEAT_SYMBOLS))
-    ref = at[is_beat]
-    ref_cls = aami_indices(tuple(sym[is_beat]), name, ext or "atr")
-    y = condition_signal(rec.signal, rec.fs_hz, contract)            # (T', L) mV, contract rate
+    src_fs = float(lr.fs_hz)
+    ref_cls = np.asarray(lr.meta["beat_classes"], dtype=np.int64)
+    ref = np.round(np.asarray(lr.ref_beats) * (fs / src_fs)).astype(np.int64)
+    x, _ = fill_invalid(lr.signal)
+    y = condition_signal(x, src_fs, contract)                         # (T', L) mV
     det = detect_beats(y, fs) if positions == "detector" else ref.copy()
     mr, md = match_beats(ref, det, round(MATCH_TOLERANCE_S * fs))
     labels = np.full(det.size, -1, dtype=np.int64)
     labels[md] = ref_cls[mr]
-    c1, c2 = _lead_columns(rec.leads)
+    c1, c2 = _lead_columns(lr.leads)
     feats = beat_features(y[:, c1], None if c2 is None else y[:, c2], det, fs)
-    # Ventricular flutter/fibrillation (between the reference '[' and ']', MIT-BIH 207) has no
-    # beats to classify: detections there are left out, as EC57 and bench/beats.py do. The
-    # features were taken with them in the RR sequence, as a monitor would see it.
-    keep = outside_spans(det, flutter_spans(at, sym, y.shape[0]))
-    return BeatRecord(record=name, fs_hz=fs, ref_samples=ref, ref_classes=ref_cls,
-                      det_samples=det[keep], det_labels=labels[keep], features=feats[keep],
-                      two_leads=c2 is not None)
+    ctx = context_features(y, det, contract)
+    net = None if classify is None else np.asarray(classify(y, det, lr.leads), dtype=np.int64)
+    # Ventricular flutter/fibrillation (between the reference '[' and ']', or a (VFL / (VF
+    # rhythm) has no beats to classify: detections there are left out, as EC57 and
+    # bench/beats.py do. The features were taken with them in the RR sequence, as a monitor
+    # would see it.
+    ann = read_annotations(path, find_beat_extension(path) or "atr")
+    sym = np.asarray(ann.symbol, dtype=object)
+    at = np.round(ann.sample * (fs / src_fs)).astype(np.int64)
+    spans = flutter_spans(at, sym, y.shape[0])
+    vf = np.round(np.asarray(lr.meta.get("vf_episodes") or [], dtype=np.float64).reshape(-1, 2)
+                  * (fs / src_fs)).astype(np.int64)
+    keep = outside_spans(det, np.concatenate([spans, vf]))
+    notes = {aux for _, _, aux in rhythm_intervals(path, lr.signal.shape[0])}
+    return BeatRecord(record=f"{db}-{path.name}" if db != "mitdb" else path.name, fs_hz=fs,
+                      ref_samples=ref, ref_classes=ref_cls, det_samples=det[keep],
+                      det_labels=labels[keep], features=feats[keep], two_leads=c2 is not None,
+                      db=db, ctx_features=ctx[keep], hours=lr.signal.shape[0] / src_fs / 3600,
+                      sinus=notes == {"(N"}, net_classes=None if net is None else net[keep],
+                      has_classes=database(db).beat_classes)
 
 
 def flutter_spans(samples: np.ndarray, symbols: np.ndarray, n_samples: int) -> np.ndarray:
@@ -269,5 +330,15 @@ class DeChazalPeer:
         return np.argmax(self.predict_proba(rec), axis=1).astype(np.int64)
 
 
-__all__ = ["FEATURES", "BeatRecord", "ClassWeightedLDA", "DeChazalPeer", "beat_features",
-           "load_beat_record", "qrs_duration", "rr_features"]
+__all__ = [
+    "CTX_FEATURES",
+    "FEATURES",
+    "BeatRecord",
+    "ClassWeightedLDA",
+    "DeChazalPeer",
+    "beat_features",
+    "context_features",
+    "load_beat_record",
+    "qrs_duration",
+    "rr_features",
+]

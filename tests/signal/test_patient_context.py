@@ -112,10 +112,10 @@ def _rhythm(n_beats: int = 60, rr_s: float = 0.8, pvc_every: int = 10, seed: int
         is_pvc = i > 0 and i % pvc_every == 0
         if is_pvc:
             t_pvc = r[-1] / FS + 0.55 * rr_s
-            r.append(int(round(t_pvc * FS)))
+            r.append(round(t_pvc * FS))
             t = r[-2] / FS + 2 * rr_s               # the next sinus beat on the sinus clock
         else:
-            r.append(int(round(t * FS)))
+            r.append(round(t * FS))
             t += rr_s * (1 + rng.uniform(-0.02, 0.02))
         pvc.append(is_pvc)
     n = r[-1] + int(FS)
@@ -145,7 +145,7 @@ def _ctx(y, r):
 
 def test_a_pvc_is_premature_paused_different_and_wide():
     y, r, pvc = _rhythm()
-    rows, ctx = _ctx(y, r)
+    _, ctx = _ctx(y, r)
     learned = ctx[:, C["learned"]] > 0
     normal = ~pvc & learned
     normal[-1] = False                            # its post RR is unknown
