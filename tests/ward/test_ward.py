@@ -131,31 +131,34 @@ def test_bad_bed_ids_are_refused():
     assert bus.parse_subject("ecg.icu.7.x") is None
 
 
-def _worker(url, wid):
+def _worker(creds, wid):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "edge_ecg", "ward", "worker", "--nats", url, "--id", wid,
+        [sys.executable, "-m", "edge_ecg", "ward", "worker", "--creds", str(creds), "--id", wid,
          "--tick-s", "0.1", "--snapshot-s", "4", "--lease-ttl", "1.5"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.mark.slow
-def test_kill_9_moves_beds_and_resumes_exactly(broker, backend):
+def test_kill_9_moves_beds_and_resumes_exactly(ward, backend):
     """Two worker processes share three beds streaming at 4x real time; one is killed with -9
     mid-run. Its beds move to the other, which resumes from their snapshots: the stored
-    events equal the single-process reference, none lost, none duplicated."""
-    a = _worker(broker.url, "wa")
+    events equal the single-process reference, none lost, none duplicated. A secure ward:
+    every process with its own credential over TLS."""
+    creds = ward.ward.roles_dir / "worker.json"
+    viewer = ward.role("viewer")
+    a = _worker(creds, "wa")
     b = None
     try:
         async def main():
             nonlocal b
             from edge_ecg.ward.publisher import Publisher, open_feed
 
-            pub = Publisher([open_feed(s, "icu", k) for k, s in SPECS.items()], broker.url,
-                            speed=4.0)
+            pub = Publisher([open_feed(s, "icu", k) for k, s in SPECS.items()],
+                            ward.role("publisher-test"), speed=4.0)
             task = asyncio.create_task(pub.run())
             await asyncio.sleep(3.0)
-            b = _worker(broker.url, "wb")       # joins: beds are shared out
+            b = _worker(creds, "wb")            # joins: beds are shared out
             await asyncio.sleep(2.5)
             a.send_signal(signal.SIGKILL)        # mid-run, without a word
             st = await task
@@ -163,7 +166,7 @@ def test_kill_9_moves_beds_and_resumes_exactly(broker, backend):
             want = {k: len(reference_events(source_chunks(s), backend)) for k, s in SPECS.items()}
             t0 = time.monotonic()
             while time.monotonic() - t0 < 40:
-                got = {k: len(await stored_events(broker.url, "icu", k)) for k in SPECS}
+                got = {k: len(await stored_events(viewer, "icu", k)) for k in SPECS}
                 if got == want:
                     break
                 await asyncio.sleep(0.5)
@@ -173,9 +176,9 @@ def test_kill_9_moves_beds_and_resumes_exactly(broker, backend):
         assert got == want
         b.send_signal(signal.SIGTERM)
         b.wait(15)
-        _check(broker.url, backend, SPECS)
+        _check(viewer, backend, SPECS)
         workers = {e["ward"]["worker"] for k in SPECS
-                   for e in asyncio.run(stored_events(broker.url, "icu", k))}
+                   for e in asyncio.run(stored_events(viewer, "icu", k))}
         assert workers == {"wa", "wb"}
     finally:
         for p in (a, b):
