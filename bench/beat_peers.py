@@ -27,6 +27,14 @@ Features per beat (43 with two leads; what follows the paper and what does not):
   comes first). Records with MLII only (106 and 119 as shared here) are classified by a second
   discriminant fitted on the same training beats without the lead-2 features.
 
+SVDB records (ECG1 as II, ECG2 assigned no lead: edge_ecg/data/databases.toml) and CUDB's are
+one-lead records for this peer.
+
+The transparent peer's features (`context_features`, CTX_FEATURES) are the ones the network's
+per-beat head reads beside the beat's samples: `beat_rr` (pre, post and a 10-s mean RR) with
+the two RR ratios, and `beat_ctx` (edge_ecg/signal/patient_context.py, computed exactly as
+`make_windows` does: `context_rows` over the whole record on every channel, `beat_context`).
+
 Classifier: linear discriminant analysis, one mean per class and a pooled covariance to which
 each class contributes equally (its scatter divided by its own count) and equal priors: the
 paper's answer to N outnumbering S, V and F, which trades S +P for S Se (its S +P was 38.5 %).
