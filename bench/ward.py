@@ -114,30 +114,79 @@ def make_feeds(n: int, seconds: float, unit: str = "bench", frame_s: float = 0.5
     return feeds, chunks, kinds
 
 
-def start_worker(url: str, wid: str, args) -> subprocess.Popen:
+def start_worker(target, wid: str, args) -> subprocess.Popen:
+    """`target`: a URL (--insecure) or the worker's credential file (TLS)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "edge_ecg", "ward", "worker", "--nats", url,
+    how = (["--insecure", "--nats", target] if isinstance(target, str) else
+           ["--creds", str(target)])
+    return subprocess.Popen([sys.executable, "-m", "edge_ecg", "ward", "worker", *how,
                              "--id", wid, "--tick-s", str(args.tick), "--snapshot-s",
                              str(args.snapshot), "--lease-ttl", str(args.lease_ttl)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 
+class SecureBroker:
+    """A secure ward in a temporary folder (TLS, a credential per role, admin set-up), with
+    the LocalBroker's interface the phases use."""
+
+    def __init__(self, beds: list[str]) -> None:
+        import tempfile
+
+        from edge_ecg.ward import broker, bus
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge-ecg-bench-ward-")
+        wd = broker.WardDir(self._tmp.name).create(broker.BrokerSettings(port=bus.free_port()),
+                                                   bridges={"bench": beds})
+        self.br = broker.WardBroker(wd)
+        self.roles = wd.roles_dir
+
+    def start(self):
+        self.br.start()
+        return self
+
+    @property
+    def proc(self):
+        return self.br.proc
+
+    def role(self, user: str):
+        return self.br.role(user)
+
+    def stop(self) -> None:
+        self.br.stop()
+
+    def close(self) -> None:
+        self.br.stop()
+        self._tmp.cleanup()
+
+
 async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
-                    want_events: int) -> dict:
+                    want_events: int, secure: bool = False) -> dict:
     from edge_ecg.ward import bus
     from edge_ecg.ward.publisher import Publisher
     from edge_ecg.ward.station import Station, StationOptions
 
-    broker = bus.LocalBroker().start()
+    if secure:
+        from edge_ecg.ward.broker import provision
+
+        broker = SecureBroker([f"{f.unit}.{f.bed}" for f in feeds]).start()
+        await provision(broker.role("admin"))
+        # the station writes the bundle it expects into ward_config, which only the admin
+        # may: until it reads it instead, the bench's station connects as the admin
+        station_to, pub_to, audit_to = (broker.role("admin"), broker.role("publisher-bench"),
+                                        broker.role("viewer"))
+        worker_to = broker.roles / "worker.json"
+    else:
+        broker = bus.LocalBroker().start()
+        station_to = pub_to = audit_to = worker_to = broker.url
     workers = {}
     try:
-        st = Station(broker.url, StationOptions(port=0, web=False))   # state() only: no page
+        st = Station(station_to, StationOptions(port=0, web=False))   # state() only: no page
         ready = asyncio.Event()
         ts = asyncio.create_task(st.run(ready=ready))
         await ready.wait()
         for k in range(n_workers):
-            workers[f"w{k}"] = start_worker(broker.url, f"w{k}", args)
+            workers[f"w{k}"] = start_worker(worker_to, f"w{k}", args)
         await asyncio.sleep(args.warmup)          # workers import and open the bundle
         for f in feeds:
             f.source.open()
@@ -147,7 +196,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
         cpu0 = {"broker": cpu_s(broker.proc.pid), "self": cpu_s(os.getpid(), children=False),
                 **{k: cpu_s(p.pid) for k, p in workers.items()}}
         t0 = time.monotonic()
-        pub = Publisher(feeds, broker.url, speed=1.0)
+        pub = Publisher(feeds, pub_to, speed=1.0)
         tp = asyncio.create_task(pub.run())
         fault = {}
         if faults:
@@ -211,8 +260,8 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
                 p.kill()
         from edge_ecg.ward.reference import stored_events
 
-        stored = {f.bed: await stored_events(broker.url, f.unit, f.bed) for f in feeds}
-        return {"phase": name, "workers": n_workers, "wall_s": wall, "cpu_s": cpu,
+        stored = {f.bed: await stored_events(audit_to, f.unit, f.bed) for f in feeds}
+        return {"phase": name, "security": "TLS + credentials" if secure else "off", "workers": n_workers, "wall_s": wall, "cpu_s": cpu,
                 "publisher": pst["total"], "station": {k: state[k] for k in (
                     "counters", "duplicates", "missing", "latency_ms", "sample_latency_ms")},
                 "fault": fault, "stored": stored, "frames_published": want}
@@ -237,7 +286,8 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
     dup = sum(len(r["stored"][b]) - len({e["ward"]["id"] for e in r["stored"][b]}) for b in ref)
     stored = sum(len(v) for v in r["stored"].values())
     want = sum(len(v) for v in ref.values())
-    return {"phase": r["phase"], "workers": r["workers"], "beds": n_beds,
+    return {"phase": r["phase"], "security": r["security"], "workers": r["workers"],
+            "beds": n_beds,
             "signal_s_per_bed": round(signal_s / n_beds, 1), "wall_s": round(r["wall_s"], 1),
             "cpu_s": {k: round(v, 1) for k, v in r["cpu_s"].items()},
             "cores_used": round(cores, 2),
@@ -261,6 +311,9 @@ def main() -> int:
     ap.add_argument("--beds", type=int, default=24)
     ap.add_argument("--seconds", type=float, default=40.0, help="signal per bed per phase")
     ap.add_argument("--phases", default="scale,faults")
+    ap.add_argument("--security", default="off,on",
+                    help="scale phases without and/or with TLS and credentials (the faults "
+                         "phase runs with the last)")
     ap.add_argument("--frame-s", type=float, default=frames.DEFAULT_FRAME_S,
                     help="seconds of signal per bus frame (the publisher's default)")
     ap.add_argument("--tick", type=float, default=0.25)
@@ -288,23 +341,27 @@ def main() -> int:
     want = sum(map(len, ref.values()))
     phases = []
     todo = args.phases.split(",")
+    modes = [m == "on" for m in args.security.split(",")]
     if "scale" in todo:
-        for k in (1, 2):
-            phases.append(asyncio.run(run_phase(f"{k} worker", k, args, feeds, False, want)))
+        for sec in modes:
+            for k in (1, 2):
+                phases.append(asyncio.run(run_phase(f"{k} worker", k, args, feeds, False, want,
+                                                    secure=sec)))
     if "faults" in todo:
-        phases.append(asyncio.run(run_phase("faults", 2, args, feeds, True, want)))
+        phases.append(asyncio.run(run_phase("faults", 2, args, feeds, True, want,
+                                            secure=modes[-1])))
     rows = [summarise(r, args.beds, ref) for r in phases]
     for s in rows:
         print(json.dumps(s))
-    print("\n| phase | beds per core (all processes) | cores used | p50 / p99 frame-to-event ms "
+    print("\n| phase | security | beds per core (all processes) | cores used | p50 / p99 frame-to-event ms "
           "| p50 / p99 sample-to-event ms (from the releasing frame's first sample) "
           "| frames produced = published + dropped + buffered | events stored / reference |"
           " station received | equal beds | failover s (max) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in rows:
         lat, slat = s["latency_ms"] or {}, s["sample_latency_ms"] or {}
         f = s["frames"]
-        print(f"| {s['phase']} | {s['beds_per_core']} | {s['cores_used']} | {lat.get('p50')} / "
+        print(f"| {s['phase']} | {s['security']} | {s['beds_per_core']} | {s['cores_used']} | {lat.get('p50')} / "
               f"{lat.get('p99')} | {slat.get('p50')} / {slat.get('p99')} | {f['produced']} = "
               f"{f['published']} + {f['dropped']} + {f['buffered']} | {s['events_stored']} / {s['events_reference']} (dup "
               f"{s['duplicated_events']}) | {s['station_received']} | {s['beds_equal_to_reference']} | "

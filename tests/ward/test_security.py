@@ -363,3 +363,76 @@ def test_a_worker_whose_broker_has_gone_stops_on_sigterm_within_5_s(broker):
     assert took <= 5.0, (took, err[-2000:])
     lines = [json.loads(x) for x in err.splitlines() if x.startswith("{\"t\"")]
     assert any(x["logger"] == "edge_ecg.ward.bus" and "disconnected" in x["msg"] for x in lines)
+
+
+def _wait_for(path: Path, text: str, timeout_s: float = 20.0) -> bool:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_broker_and_publisher_stop_on_sigterm_within_their_stated_times(tmp_path):
+    """`edge-ecg ward broker --dir` writes, starts and sets up a secure ward; a publisher with
+    its credential streams to it; the broker stops on SIGTERM within 5 s (its nats-server
+    with it), and the publisher, its broker gone, stops on SIGTERM within 5 s too."""
+    import shutil
+
+    if shutil.which("nats-server") is None:
+        pytest.skip("nats-server not found")
+    from edge_ecg.ward.broker import WardDir
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    d = tmp_path / "ward"
+    blog, plog = tmp_path / "broker.log", tmp_path / "pub.log"
+    port = bus.free_port()
+    with open(blog, "wb") as bl:
+        br = subprocess.Popen([sys.executable, "-m", "edge_ecg", "ward", "broker", "--dir", str(d),
+                               "--port", str(port), "--beds", "icu.b1"], cwd=REPO, env=env,
+                              stdout=bl, stderr=subprocess.STDOUT)
+    pub = None
+    try:
+        assert _wait_for(blog, "streams and buckets set up"), blog.read_text()
+        creds = d / "roles" / "publisher-icu-b1.json"
+        with open(plog, "wb") as pl:
+            pub = subprocess.Popen([sys.executable, "-m", "edge_ecg", "ward", "publish", "--creds",
+                                    str(creds), "--unit", "icu", "--bed", "b1", "--source",
+                                    "synth:sinus_rhythm?seconds=600&seed=1", "--log-json"],
+                                   cwd=REPO, env=env, stdout=pl, stderr=subprocess.STDOUT)
+        async def frames_stored():
+            nc = await bus.connect(WardDir(d).role("viewer"), "audit")
+            n = 0
+            for _ in range(200):
+                n = (await nc.jetstream().stream_info(bus.FRAMES_STREAM)).state.messages
+                if n >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            await bus.close(nc)
+            return n
+        assert asyncio.run(frames_stored()) >= 2, plog.read_text()
+        assert pub.poll() is None, plog.read_text()
+        nats_pid = int(next(x for x in (d / "nats.log").read_text().split()
+                            if x.startswith("[") and x[1:-1].isdigit())[1:-1])
+        t0 = time.monotonic()
+        br.send_signal(signal.SIGTERM)
+        br.wait(15)
+        took_broker = time.monotonic() - t0
+        assert not Path(f"/proc/{nats_pid}").exists() or \
+            "zombie" in Path(f"/proc/{nats_pid}/status").read_text().lower()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        pub.send_signal(signal.SIGTERM)
+        pub.wait(15)
+        took_pub = time.monotonic() - t0
+    finally:
+        for p in (br, pub):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert took_broker <= 5.0 and br.returncode == 0, (took_broker, blog.read_text()[-1500:])
+    assert took_pub <= 5.0, (took_pub, plog.read_text()[-1500:])
+    summary = json.loads(plog.read_text().strip().splitlines()[-1])
+    assert summary["published"] > 0 and summary["balanced"] and summary["refused"] == 0
+    assert WardDir(d).exists()
