@@ -73,12 +73,15 @@ class RhythmHistory:
         self.classes = tuple(classes)
         self.task = task
         self.beat_labels = tuple(beat_labels)
-        self.rr_ms: deque[float] = deque(maxlen=max_rr)
+        # beat times and gap starts (s): RR comes from the SORTED beat times, as beat events
+        # leave in the order their classes are decided, not always in time order (measured:
+        # a 10-s hop emits some beats a window late, and consecutive events gave a 9-s "RR")
+        self.beat_t: deque[float] = deque(maxlen=max_rr + 1)
+        self.gap_t: deque[float] = deque(maxlen=max_rr)
         self.pr_ms: deque[float] = deque(maxlen=max_rr)
         self.qrs_ms: deque[float] = deque(maxlen=max_rr)
         self.beat_cls: deque[str | None] = deque(maxlen=max_rr)
         self.probs: deque[np.ndarray] = deque(maxlen=max_windows)
-        self._last_t: float | None = None      # the last beat's time (None after a gap)
         self._next_start: int | None = None    # a window starting here or later is new
         self.n_predictions = 0
         self.n_withheld = 0
@@ -90,16 +93,14 @@ class RhythmHistory:
         took = False
         for e in events:
             if isinstance(e, BeatEvent):
-                if self._last_t is not None:
-                    self.rr_ms.append((e.time_s - self._last_t) * 1000.0)
-                self._last_t = e.time_s
+                self.beat_t.append(float(e.time_s))
                 w = e.waves or {}
                 pr, qrs = w.get("pr_ms"), w.get("qrs_ms")
                 self.pr_ms.append(np.nan if pr is None else float(pr))
                 self.qrs_ms.append(np.nan if qrs is None else float(qrs))
                 self.beat_cls.append(e.beat_class)
             elif isinstance(e, GapEvent):
-                self._last_t = None            # no RR across samples never seen
+                self.gap_t.append(float(e.time_s))       # no RR across samples never seen
             elif isinstance(e, WithheldEvent):
                 self.n_withheld += 1
             elif isinstance(e, PredictionEvent):
@@ -115,6 +116,18 @@ class RhythmHistory:
             self.last_index, self.last_time_s = int(e.index), float(e.time_s)
         return took
 
+    def rr_ms(self) -> np.ndarray:
+        """RR intervals (ms) of the sorted beat times, none spanning a gap's start."""
+        t = np.unique(np.fromiter(self.beat_t, float))
+        if t.size < 2:
+            return np.zeros(0)
+        keep = np.ones(t.size - 1, dtype=bool)
+        if self.gap_t:
+            # interval i spans (t[i], t[i+1]); a gap starting inside it breaks it
+            i = np.searchsorted(t, np.fromiter(self.gap_t, float), side="right") - 1
+            keep[i[(i >= 0) & (i < t.size - 1)]] = False
+        return np.diff(t)[keep] * 1000.0
+
     def features(self) -> np.ndarray:
         """The row of `feature_names(classes)`, finite whatever the history."""
         k = len(self.classes)
@@ -129,7 +142,7 @@ class RhythmHistory:
         classified = sum(c is not None for c in cls)
         return np.concatenate([
             mean, top, [np.log1p(len(self.probs)), self.n_withheld / judged if judged else 0.0],
-            rr_features(np.fromiter(self.rr_ms, float)),
+            rr_features(self.rr_ms()),
             morphology_features(np.fromiter(self.pr_ms, float),
                                 np.fromiter(self.qrs_ms, float), (*counts, classified)),
         ])
@@ -137,7 +150,7 @@ class RhythmHistory:
     def evidence(self, row: np.ndarray) -> dict:
         names = feature_names(self.classes)
         keep = ("cv_rr", "nrmssd", "irregular_frac", "sampen", "p_wave_frac", "hr_bpm")
-        return {"windows": len(self.probs), "rr_intervals": len(self.rr_ms),
+        return {"windows": len(self.probs), "rr_intervals": max(len(self.beat_t) - 1, 0),
                 **{n: round(float(row[names.index(n)]), 4) for n in keep}}
 
 

@@ -100,13 +100,20 @@ def test_history_reads_non_overlapping_windows_so_a_1s_hop_equals_a_10s_hop():
     assert f["log_n_windows"] == pytest.approx(np.log1p(3))
 
 
+def test_rr_from_beats_sorted_in_time_whatever_order_their_events_leave():
+    h = RhythmHistory(CLASSES)
+    # the runtime emits a beat once its class is decided: not always in time order
+    h.feed([_beat(t) for t in (1.0, 2.0, 4.0, 3.0, 5.0, 7.0, 6.0)])
+    assert list(h.rr_ms()) == pytest.approx([1000.0] * 6)
+
+
 def test_no_rr_across_a_gap_and_withheld_windows_counted():
     h = RhythmHistory(CLASSES)
     h.feed([_beat(1.0), _beat(2.0), GapEvent(index=700, time_s=2.3, length=900, cause="x"),
             _beat(6.0), _beat(7.0, pr=None, cls="V"),
             WithheldEvent(index=3000, time_s=10.0, start=0, reasons=["noise"]),
             _pred(1, 11, [0.1, 0.7, 0.1, 0.1])])
-    assert list(h.rr_ms) == pytest.approx([1000.0, 1000.0])         # not the 4-s gap
+    assert list(h.rr_ms()) == pytest.approx([1000.0, 1000.0])       # not the 4-s gap
     f = dict(zip(feature_names(CLASSES), h.features()))
     assert f["withheld_frac"] == 0.5
     assert f["p_wave_frac"] == 0.75 and f["class_v_frac"] == 0.25
