@@ -261,7 +261,8 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
         from edge_ecg.ward.reference import stored_events
 
         stored = {f.bed: await stored_events(audit_to, f.unit, f.bed) for f in feeds}
-        return {"phase": name, "security": "TLS + credentials" if secure else "off", "workers": n_workers, "wall_s": wall, "cpu_s": cpu,
+        return {"phase": name, "security": "TLS + credentials" if secure else "off",
+                "workers": n_workers, "wall_s": wall, "cpu_s": cpu,
                 "publisher": pst["total"], "station": {k: state[k] for k in (
                     "counters", "duplicates", "missing", "latency_ms", "sample_latency_ms")},
                 "fault": fault, "stored": stored, "frames_published": want}
@@ -353,15 +354,16 @@ def main() -> int:
     rows = [summarise(r, args.beds, ref) for r in phases]
     for s in rows:
         print(json.dumps(s))
-    print("\n| phase | security | beds per core (all processes) | cores used | p50 / p99 frame-to-event ms "
-          "| p50 / p99 sample-to-event ms (from the releasing frame's first sample) "
+    print("\n| phase | security | beds per core (all processes) | cores used "
+          "| p50 / p99 frame-to-event ms | p50 / p99 sample-to-event ms (from the releasing frame's first sample) "
           "| frames produced = published + dropped + buffered | events stored / reference |"
           " station received | equal beds | failover s (max) |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s in rows:
         lat, slat = s["latency_ms"] or {}, s["sample_latency_ms"] or {}
         f = s["frames"]
-        print(f"| {s['phase']} | {s['security']} | {s['beds_per_core']} | {s['cores_used']} | {lat.get('p50')} / "
+        print(f"| {s['phase']} | {s['security']} | {s['beds_per_core']} | {s['cores_used']} | "
+              f"{lat.get('p50')} / "
               f"{lat.get('p99')} | {slat.get('p50')} / {slat.get('p99')} | {f['produced']} = "
               f"{f['published']} + {f['dropped']} + {f['buffered']} | {s['events_stored']} / {s['events_reference']} (dup "
               f"{s['duplicated_events']}) | {s['station_received']} | {s['beds_equal_to_reference']} | "

@@ -183,6 +183,9 @@ async def connect(target: str | RoleConfig, name: str, counters: ConnectionCount
             opts["inbox_prefix"] = role.inbox_prefix
         if role.tls:
             opts["tls"] = tls_context(role)
+            alog = logging.getLogger("asyncio")
+            if not any(isinstance(f, _QuietTlsClose) for f in alog.filters):
+                alog.addFilter(_QuietTlsClose())
             opts["tls_hostname"] = None
     for k in ("disconnected_cb", "reconnected_cb"):    # the caller's callbacks, after ours
         if k in kw:
@@ -209,6 +212,14 @@ async def connect(target: str | RoleConfig, name: str, counters: ConnectionCount
         raise WardError(f"cannot connect to NATS at {url} as "
                         f"{(role.user if role else None) or 'an anonymous client'}: {exc!r}; "
                         f"{hint}") from None
+
+
+class _QuietTlsClose(logging.Filter):
+    """asyncio warns "returning true from eof_received() has no effect when using ssl" each
+    time a TLS peer closes a nats-py connection: every stop and broker restart. Not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received()" not in record.getMessage()
 
 
 def tls_context(role: RoleConfig):
