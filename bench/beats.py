@@ -1,33 +1,44 @@
-"""Beat detection benchmark: our streaming detector beside five peers, same run, every record.
+"""Beat detection benchmark: our streaming detector beside seven peers, same run, every record.
 
 Records: every annotated record in ../shared/data (resolved from the repository root): the 28
-MIT-BIH Arrhythmia records, ST Change 300 and Supraventricular Arrhythmia 800 (each group
-reported on its own), lead 0 of each. Ours runs streaming, fed 0.1-s chunks as a monitor would
-send them; the peers run offline on the whole record and report no decision time:
+MIT-BIH Arrhythmia records, ST Change 300 and the 39 Supraventricular Arrhythmia records
+(128 Hz; each database reported on its own, SVDB also per fold of 13 records), lead 0 of each.
+Ours runs streaming, fed 0.1-s chunks as a monitor would send them; the peers run offline on
+the whole record and report no decision time:
 
     xqrs        wfdb.processing.xqrs_detect
     nk-raw      NeuroKit2 ecg_peaks on the raw signal
     nk-clean    NeuroKit2 default chain: ecg_clean, then ecg_peaks
+    nk-pt       NeuroKit2 Pan-Tompkins: ecg_clean and ecg_peaks with method="pantompkins1985"
     hamilton    biosppy: its ecg() band-pass (FIR 3-45 Hz), hamilton_segmenter, correct_rpeaks
     two-avg     py-ecg-detectors two_average_detector (Elgendi 2010)
+    pt          py-ecg-detectors pan_tompkins_detector
+
+`--runtime-chain` adds `ours-rt`: ours as the runtime feeds it (every channel, resampled to
+the default bundle's rate, its contract filter; 128-Hz SVDB is upsampled to 250 Hz first).
 
 Scoring (AAMI EC57 / WFDB bxb): a detection matches a reference beat within +/-150 ms; whole
 records (no learning period left out); beats inside ventricular flutter/fibrillation episodes
 (between the reference '[' and ']' marks, MIT-BIH 207) are left out of the comparison for
 reference and detections alike, as EC57 and bxb do; the figure with them kept is printed too.
 
-    python bench/beats.py                       # every record, peers: ~90 s on 2 cores
-    python bench/beats.py --no-peers            # ours only: ~12 s
+    python bench/beats.py                       # every record, peers: ~5 min on 2 cores
+    python bench/beats.py --no-peers            # ours only: ~40 s
+    python bench/beats.py --db svdb             # SVDB only, peers: ~3.5 min
+    python bench/beats.py --db svdb --no-peers --chunk-s 30 --cv-db svdb \
+        --cv PREMATURE_SLOPE=0.8,0.5,0.7,0.9 --cv HOLD_RR=0.5,0.4,0.6,10 --cv-joint  # ~4 min
     python bench/beats.py --nst                 # + noise stress, 118 and 119 at 24..-6 dB,
                                                 #   every detector: ~35 s more
     python bench/beats.py --no-peers --cv THRESHOLD=0.3,0.4,0.5 --cv HOLD_LEVEL=0.8,0.9,1.0 \
         --cv PREMATURE_LEVEL=0.8,1.0 --cv PREMATURE_RR=0.4,0.5 --cv-joint   # ~8 min
 
 `--cv NAME=v1,v2,..` sets the module constant `edge_ecg.signal.qrs.NAME` to each value: the
-value with the best gross F1 on one half of the MIT-BIH records (alternate records in number
-order) is scored on the other half, both ways; the two held-out halves pooled are the
-leave-records-out figure. Several `--cv` are swept one at a time (the others at their
-defaults), or with `--cv-joint` as one grid of every combination.
+value with the best gross F1 on all folds of `--cv-db`'s records but one is scored on that
+one, each fold in turn (MIT-BIH: alternate halves in number order; SVDB: 3 folds, records
+k, k+3, ...); the held-out folds pooled are the leave-records-out figure. Several `--cv` are
+swept one at a time (the others at their defaults), or with `--cv-joint` as one grid of every
+combination. Results do not depend on `--chunk-s` (streaming == offline), so a long chunk
+makes a sweep faster.
 
 `--nst`: NST-style records (edge_ecg.data.noise_stress: bw + ma noise in 2-minute blocks after
 5 clean minutes, SNR as nst defines it, seed 0) from the clean records NSTDB used (118, 119),
