@@ -90,8 +90,10 @@ def _bundle_outputs(args, progress: bool):
 
 
 def _ec57(backend, ds, progress: bool) -> dict | None:
-    """AAMI EC57 scores of the bundle's beat classes on the data's MIT-BIH records (None when
-    it has none), each record streamed through the runtime."""
+    """AAMI EC57 scores of the bundle's beat classes on the data's records with reference beats
+    (MIT-BIH, SVDB, CUDB; None when it has none), each record streamed through the runtime with
+    its database's lead assignment. Beat classes are scored per database where the database's
+    beat symbols are classes (not CUDB's: every QRS is 'N' there); alarms on all of them."""
     from pathlib import Path
 
     import numpy as np
@@ -102,15 +104,18 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
     from edge_ecg.model.beat_metrics import pool_class_scores, score_beat_classes
     from edge_ecg.runtime.record_beats import stream_beat_classes
 
+    from edge_ecg.data.mitbih import database
+
+    dbs = ("mitdb", "svdb", "cudb")
     recs = {rid: info for rid, info in ds.records.items()
-            if rid.startswith("mitdb-") and "path" in info}
+            if rid.split("-")[0] in dbs and "path" in info}
     if not recs:
         return None
     import wfdb
 
     from edge_ecg.model.rhythm_metrics import pool, record_counts, summarize
 
-    scores = []
+    scores: dict[str, list] = {}
     alarm_counts: dict[str, list] = {}
     for rid, info in tqdm(sorted(recs.items()), desc="EC57 (runtime)", unit="rec",
                           disable=not progress):
@@ -123,21 +128,29 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
                                find_beat_extension(path) or "atr")
         alarms: list = []
         samples, classes, _ = stream_beat_classes(backend, path, seconds=info["seconds"],
-                                                  alarms_out=alarms)
+                                                  alarms_out=alarms, leads=info.get("leads"))
+        db = rid.split("-")[0]
         base = str(path)[:-4] if str(path).endswith(".hea") else str(path)
         if Path(base + ".atr").exists():         # rhythm notes: .beat files have none
             atr = wfdb.rdann(base, "atr")
-            alarm_counts.setdefault(rid.split("-")[0], []).append(record_counts(
+            alarm_counts.setdefault(db, []).append(record_counts(
                 atr.sample, atr.symbol, atr.aux_note, samples, classes, alarms,
                 info["fs_hz"], n))
+        if not database(db).beat_classes:
+            continue
         det_cls = np.array([AAMI_CLASSES.index(c) if c in AAMI_CLASSES else -1
                             for c in classes], dtype=np.int64)
-        scores.append(score_beat_classes(ann.sample[keep], ref_cls, samples, det_cls,
-                                         info["fs_hz"], record=name))
-    gross = pool_class_scores(scores)
-    return {"gross": gross.to_dict(), "records": [s.to_dict() for s in scores],
-            "scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match",
-            "alarms": {db: summarize(pool(c)) for db, c in alarm_counts.items()}}
+        scores.setdefault(db, []).append(score_beat_classes(
+            ann.sample[keep], ref_cls, samples, det_cls, info["fs_hz"], record=name))
+    every = [s for v in scores.values() for s in v]
+    out = {"scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match",
+           "alarms": {db: summarize(pool(c)) for db, c in alarm_counts.items()}}
+    if every:
+        out.update({"gross": pool_class_scores(every).to_dict(),
+                    "records": [s.to_dict() for s in every],
+                    "by_database": {db: pool_class_scores(v).to_dict()
+                                    for db, v in scores.items()}})
+    return out
 
 
 def _rhythm_stack(backend, args, ds, progress: bool) -> dict | None:
@@ -210,16 +223,15 @@ def run(args: argparse.Namespace) -> int:
     print(format_metrics(metrics["windows"], {t.name: t.unit for t in tasks}))
     if beat_scores is not None:
         from edge_ecg.model.beat_metrics import BeatClassScore, confusion_table
-        g = beat_scores["gross"]
-        print("  beat classes, AAMI EC57 gross over "
-              f"{len(beat_scores['records'])} MIT-BIH record(s) (streamed through the runtime):")
-        print("  " + "  ".join(f"{c} Se {g[c.lower() + '_se']:.3f} +P {g[c.lower() + '_ppv']:.3f}"
-                               for c in ("V", "S", "F")))
-        score = BeatClassScore(record="gross", confusion=np.asarray(g["confusion"]),
-                               extra=np.asarray(list(g["extra"].values())),
-                               n_unlabelled=g["n_unlabelled"],
-                               n_unlabelled_detected=g["n_unlabelled_detected"])
-        print("\n".join("    " + ln for ln in confusion_table(score).splitlines()))
+        for db, g in beat_scores.get("by_database", {}).items():
+            print(f"  beat classes on {db}, AAMI EC57 gross (streamed through the runtime):")
+            print("  " + "  ".join(f"{c} Se {g[c.lower() + '_se']:.3f} "
+                                   f"+P {g[c.lower() + '_ppv']:.3f}" for c in ("V", "S", "F")))
+            score = BeatClassScore(record="gross", confusion=np.asarray(g["confusion"]),
+                                   extra=np.asarray(list(g["extra"].values())),
+                                   n_unlabelled=g["n_unlabelled"],
+                                   n_unlabelled_detected=g["n_unlabelled_detected"])
+            print("\n".join("    " + ln for ln in confusion_table(score).splitlines()))
         for db, a in metrics.get("alarms", {}).items():
             print(f"  alarms on {db} ({a['records']} records, {a['hours']} h, streamed): "
                   + "  ".join(f"{k} {a[k]:.3f}" for k in (

@@ -247,7 +247,7 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
         parts.append(part)
         records[rec.record_id] = {
             "fs_hz": rec.fs_hz, "seconds": rec.signal.shape[0] / rec.fs_hz,
-            "subject": rec.subject,
+            "subject": rec.subject, "leads": list(rec.leads),
             **({"path": rec.meta["path"]} if "path" in rec.meta else {}),
             **{f"{k}_s": [(a / rec.fs_hz, b / rec.fs_hz) for a, b in rec.meta[k]]
                for k in ("af_episodes", "vf_episodes") if k in rec.meta}}

@@ -19,18 +19,23 @@ CHUNK_S = 0.5
 
 def stream_beat_classes(backend, path: str, seconds: float | None = None,
                         chunk_s: float = CHUNK_S, alarms_out: list | None = None,
+                        leads: list[str] | None = None,
                         ) -> tuple[np.ndarray, list[str | None], dict]:
     """`(samples, classes, summary)` of the beats the runtime emits for the record at `path`
     (source-clock sample indices from the record's start, the class label or None per beat,
     the run's summary dict); the first `seconds` only when given. `alarms_out` receives the
-    run's alarm events as JSON dicts (edge_ecg.runtime.alarms)."""
+    run's alarm events as JSON dicts (edge_ecg.runtime.alarms). `leads`: the lead name of each
+    channel (a database's assignment, e.g. SVDB's ECG1 as II; "-" leaves a channel unused);
+    invalid samples (CUDB's) are replayed as gaps, as a live source's lost frames."""
     from edge_ecg.data.records import read_record
 
-    rec = read_record(path)
+    rec = read_record(path, invalid="keep")
     n = rec.adc.shape[0] if seconds is None else min(rec.adc.shape[0],
                                                      int(round(seconds * rec.fs_hz)))
-    src = ReplaySource(rec.adc[:n], rec.gain, rec.baseline, rec.fs_hz, rec.leads, speed=None,
-                       chunk_s=chunk_s, name=f"record:{path}")
+    names = tuple(leads) if leads is not None else rec.leads
+    inv = None if rec.invalid is None else rec.invalid[:n]
+    src = ReplaySource(rec.adc[:n], rec.gain, rec.baseline, rec.fs_hz, names, speed=None,
+                       chunk_s=chunk_s, name=f"record:{path}", invalid=inv)
     proc = StreamProcessor(backend)
     events: list = []
     src.open()

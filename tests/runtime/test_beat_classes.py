@@ -173,3 +173,23 @@ def test_evaluate_reports_ec57_for_a_bundle_with_beat_classes(fixture_bundle, sh
         assert key in g
     # the fixture calls early beats V: most PVCs are early, so V Se is well above chance
     assert g["v_se"] > 0.5
+
+
+@pytest.mark.needs_data("svdb")
+def test_evaluate_scores_svdb_per_database_with_its_lead_assignment(fixture_bundle, shared_data,
+                                                                    capsys):
+    """SVDB names its channels ECG1/ECG2: streamed with the database's assignment (ECG1 as
+    II), its beats are scored apart from MIT-BIH's, and the stream finds them all."""
+    import json
+
+    from edge_ecg.cli import main
+
+    spec = (f"mitdb:{shared_data / 'mitdb' / '119'}?seconds=60;"
+            f"svdb:{shared_data / 'svdb' / '800'}?seconds=60")
+    assert main(["evaluate", "--bundle", str(fixture_bundle), "--data", spec, "--json"]) == 0
+    bc = json.loads(capsys.readouterr().out)["beat_classes"]
+    assert sorted(bc["by_database"]) == ["mitdb", "svdb"]
+    sv = bc["by_database"]["svdb"]
+    assert sv["n_ref"] > 50
+    missed = np.asarray(sv["confusion"])[:, -1].sum()
+    assert missed <= 0.02 * sv["n_ref"]
