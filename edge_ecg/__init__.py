@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 DISCLAIMER = (
     "Not a diagnostic device. The bundled model learned rhythm, beat classes, RR, age and sex "
     "from real ECGs "
-    "(CinC 2017, MIT-BIH, PTB-XL, LUDB) and potassium from synthetic ECGs only; how it did on "
-    "patients it never saw is in its MODEL_CARD.md."
+    "(CinC 2017, MIT-BIH, MIT-BIH Supraventricular, Creighton VT/VF, PTB-XL, LUDB) and "
+    "potassium from synthetic ECGs only (it carries no information on a real ECG); how it did "
+    "on patients it never saw is in its MODEL_CARD.md."
 )
