@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge_ecg.errors import BundleError
+from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
 from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, WithheldEvent
 from edge_ecg.runtime.recording_stack import RHYTHM_STACK, load_stack, parse_stack
 from edge_ecg.runtime.rhythm_history import RhythmDecider, RhythmHistory, feature_names
@@ -207,3 +208,38 @@ def test_stack_cli_refuses_fold0(fixture_bundle):
     rc = main(["stack", "--bundle", str(fixture_bundle), "--allow-unsigned",
                "--data", "cinc2017:/nonexistent?folds=0,1", "--dry-run"])
     assert rc == 1
+
+
+@pytest.mark.needs_data("cinc2017")
+def test_a_1s_hop_stream_and_the_10s_replay_give_the_same_rr_and_network_features(shared_data):
+    """What `edge-ecg stream` (1-s hop) and `evaluate`/`stack` (one window per hop) compute on
+    a real AF recording: the same windows' probabilities and the same RR; only the per-beat
+    classes may differ (each beat is classified by a window of the hop's grid)."""
+    import warnings
+
+    from edge_ecg.data.records import read_record
+    from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.rhythm_history import stream_record_history
+    from edge_ecg.signal.rhythm_features import RR_FEATURES
+
+    if not (DEFAULT_BUNDLE / "manifest.json").is_file():
+        pytest.skip("the bundled default bundle is not exported yet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        be = open_backend(DEFAULT_BUNDLE, None, threads=1)
+    try:
+        classes = tuple(next(t for t in be.manifest.tasks if t["name"] == "arrhythmia")["labels"])
+        rec = read_record(shared_data / "cinc2017" / "A00004")          # labelled A
+        args = (be, rec.adc, rec.gain, rec.baseline, rec.fs_hz, ("I",), classes)
+        live = stream_record_history(*args, hop_s=1.0, chunk_s=0.5)
+        replay = stream_record_history(*args)
+    finally:
+        be.close()
+    names = feature_names(classes)
+    same = [n for n in names if not n.startswith("class_")]
+    a, b = dict(zip(names, live.features())), dict(zip(names, replay.features()))
+    assert len(live.probs) == 3 and live.n_predictions == 21 and replay.n_predictions == 3
+    for n in same:
+        assert a[n] == pytest.approx(b[n], abs=1e-9), n
+    assert set(RR_FEATURES) <= set(same)
+    assert a["nrmssd"] > 0.15 and a["irregular_frac"] > 0.4       # irregularly irregular
