@@ -42,6 +42,7 @@ false V there).
     python bench/beats_classes.py                      # everything, ~6-10 min on 2 cores
     python bench/beats_classes.py --quick              # a few records per database, ~1 min
     python bench/beats_classes.py --per-record --out beats_classes.json
+    python bench/beats_classes.py --cache /tmp/bc_cache       # a rerun redoes only fold 0
 
 Not a test: prints tables; nothing passes or fails.
 """
@@ -49,7 +50,9 @@ Not a test: prints tables; nothing passes or fails.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import pickle
 import platform
 import shlex
 import sys
@@ -96,13 +99,6 @@ NAMES = {"dechazal": "de Chazal 2004 (LDA, samples)", "lda_ctx": "LDA on beat_rr
 TARGETS = {"v_se": 0.95, "v_ppv": 0.95, "s_se": 0.85, "s_ppv": 0.70}
 DB_TITLES = {"mitdb": "MIT-BIH DS1", "svdb": "SVDB"}
 N, S, V = (AAMI_CLASSES.index(c) for c in ("N", "S", "V"))
-
-
-def fold_of(rec: BeatRecord) -> int:
-    from edge_ecg.data.dataset import subject_fold
-    from edge_ecg.data.mitbih import subject_of
-
-    return subject_fold(subject_of(rec.record.split("-")[-1], rec.db), KFOLD)
 
 
 # -- the transparent peers ---------------------------------------------------------------------
@@ -350,6 +346,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a few records per database and fold")
     p.add_argument("--per-record", action="store_true", help="per-record lines for fold 0")
     p.add_argument("--out", default="", help="write every figure to this JSON file")
+    p.add_argument("--cache", default="",
+                   help="keep each record's beats and features here (pickles, this machine's "
+                        "own): a rerun with another bundle recomputes only fold 0")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--no-network-ctx", action="store_true",
                    help="hand the network beat_ctx all zero (a bundle trained before make_windows "
@@ -394,11 +393,24 @@ def main(argv=None) -> int:
     recs: dict[str, BeatRecord] = {}
     folds: dict[str, int] = {}
     t0 = time.perf_counter()
+    cache = Path(args.cache) if args.cache else None
     for db, path in record_list(root, args.quick):
         f = subject_fold(subject_of(path, db), KFOLD)
-        rec = load_beat_record(path, contract, db=db,
-                               classify=classify if f == HELD_OUT else None)
+        t1 = time.perf_counter()
+        # a cached record (no network classes: those depend on the bundle) is read back
+        # unless the network must classify it
+        hit = (cache / f"{db}-{path.name}-{contract.fs_hz:g}hz.pkl") if cache else None
+        if hit is not None and hit.is_file() and not (classify and f == HELD_OUT):
+            rec = pickle.loads(hit.read_bytes())
+        else:
+            rec = load_beat_record(path, contract, db=db,
+                                   classify=classify if f == HELD_OUT else None)
+            if hit is not None:
+                hit.parent.mkdir(parents=True, exist_ok=True)
+                hit.write_bytes(pickle.dumps(dataclasses.replace(rec, net_classes=None)))
         recs[rec.record], folds[rec.record] = rec, f
+        print(f"#   {rec.record} (fold {f}): {rec.det_samples.size} beats, "
+              f"{time.perf_counter() - t1:.1f} s", flush=True)
     if backend is not None:
         backend.close()
     print(f"# {len(recs)} records read, detected, featurised"
