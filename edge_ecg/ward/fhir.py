@@ -12,9 +12,12 @@ must replace) and `Device/edge-ecg-<unit>-<bed>`.
 
 Delivery: `PUT [base]/Observation/<id>` (FHIR's update-as-create), the id deterministic from
 the bed, the event's sample index and the output, so a resend stores nothing twice. Retries
-back off exponentially (1 s doubling to 60 s, with jitter) on a refused connection, a timeout,
-408, 429 or 5xx; any other 4xx rejects that resource (kept in the outbox with the reason). The
-bearer token comes from a file or an environment variable and is never logged or shown.
+back off exponentially (1 s doubling to 15 s, with jitter) on a refused connection, a timeout,
+408, 429 or 5xx; while the server is away one request probes it at that pace (not the whole
+queue), and once it answers every waiting resource is due at once. Any other 4xx rejects that
+resource (kept in the outbox with the reason). An outage is logged once when it starts and
+once when it ends, not per resource. The bearer token comes from a file or an environment
+variable and is never logged or shown.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ MEASUREMENTS = {
 }
 RHYTHM_LOINC = ("8884-9", "Heart rate rhythm")
 TOKEN_ENV = "EDGE_ECG_FHIR_TOKEN"
+# delivered rows are kept a day (a resource queued again within it is recognised and not
+# sent), then forgotten, checked every 10 min: the outbox does not grow with the ward's age
+KEEP_DELIVERED_S = 86400.0
+PURGE_EVERY_S = 600.0
 _ID_BAD = re.compile(r"[^A-Za-z0-9-]")
 
 log = logging.getLogger(__name__)
@@ -211,7 +218,7 @@ class FhirClient:
 
     def __init__(self, url: str, outbox, token: str | None = None,
                  token_file: str | None = None, timeout_s: float = 10.0, concurrency: int = 4,
-                 backoff_s: float = 1.0, max_backoff_s: float = 60.0, ssl=None) -> None:
+                 backoff_s: float = 1.0, max_backoff_s: float = 15.0, ssl=None) -> None:
         self.url = url.rstrip("/")
         self.outbox = outbox
         self._token = token
@@ -247,7 +254,9 @@ class FhirClient:
         try:
             async with session.put(url, data=json.dumps(res, allow_nan=False).encode(),
                                    headers=self._headers(), ssl=self.ssl) as resp:
-                body = (await resp.content.read(2000)).decode("utf-8", "replace")
+                # the answer read whole when small (the connection is reused then), at most
+                # 64 kB of it kept: a server's answer is bounded like any input
+                body = (await resp.content.read(65536)).decode("utf-8", "replace")
                 status = resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             err = f"PUT {url}: {type(exc).__name__}: {exc}"
@@ -278,8 +287,6 @@ class FhirClient:
 
     def _retry(self, rid: str, attempts: int, err: str) -> None:
         self.retries += 1
-        if err != self.last_error:
-            log.warning("FHIR delivery failed (will retry): %s", err)
         self.last_error = err
         self.outbox.retry(rid, self._delay(attempts + 1), err)
 
@@ -287,15 +294,30 @@ class FhirClient:
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        purged = time.monotonic()
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while not stop.is_set():
-                batch = self.outbox.due(self.concurrency * 8)
+                if time.monotonic() - purged > PURGE_EVERY_S:
+                    purged = time.monotonic()
+                    self.outbox.purge_delivered(KEEP_DELIVERED_S)
+                # while failing, one resource probes the server; the rest wait untouched
+                batch = self.outbox.due(1 if self._fails else self.concurrency * 8)
                 if batch:
                     sem = asyncio.Semaphore(self.concurrency)
                     ok = await asyncio.gather(*(self._limited(sem, session, *b) for b in batch))
-                    self._fails = 0 if any(ok) else self._fails + 1
-                    if not self._fails:
+                    if any(ok):
+                        if self._fails:
+                            log.warning("FHIR server %s answers again after %d failed rounds; "
+                                        "%d Observations waiting", self.url, self._fails,
+                                        self.outbox.pending)
+                            self.outbox.retry_all_now()
+                        self._fails = 0
                         continue
+                    if not self._fails:
+                        log.warning("FHIR delivery to %s failing (retrying with backoff, "
+                                    "the outbox keeps every Observation): %s", self.url,
+                                    self.last_error)
+                    self._fails += 1
                     # the server is away: back off as a whole too, and new Observations do
                     # not cut the wait short (they would retry at the bedside's event rate)
                     try:

@@ -96,6 +96,13 @@ class Outbox:
         self.db.execute("UPDATE outbox SET attempts=attempts+1, next_try=?, error=? WHERE id=?",
                         (time.time() + delay_s, error[:300], rid))
 
+    def retry_all_now(self) -> int:
+        """Every pending resource due now (the server is back: nothing waits out a backoff
+        it earned while the server was away)."""
+        cur = self.db.execute("UPDATE outbox SET next_try=? WHERE state='pending' AND "
+                              "next_try > ?", (time.time(), time.time()))
+        return cur.rowcount
+
     def rejected(self, rid: str, error: str) -> None:
         cur = self.db.execute("UPDATE outbox SET state='rejected', attempts=attempts+1, "
                               "error=? WHERE id=? AND state='pending'", (error[:300], rid))
