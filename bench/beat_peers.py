@@ -206,7 +206,7 @@ def _lead_columns(leads: tuple[str, ...]) -> tuple[int, int | None]:
 
 def load_beat_record(path: str | Path, contract: SignalContract,
                      positions: str = "detector", db: str = "mitdb",
-                     classify=None) -> BeatRecord:
+                     classify=None, seconds: float | None = None) -> BeatRecord:
     """Reference beats and classes, our detector's beats and their features, of one record
     of database `db` (`mitdb`, `svdb`, `cudb`: edge_ecg/data/databases.toml assigns the leads);
     `positions="reference"` puts the features on the reference beats instead (the paper's
@@ -215,11 +215,12 @@ def load_beat_record(path: str | Path, contract: SignalContract,
     The chain is `make_windows`' (invalid samples filled, resample, filter, detect on all
     channels), so these are the beats and the context the network sees. `classify(y, det,
     leads)`, given, returns a class index per detection (the network's), kept in `net_classes`.
+    `seconds`: only the record's first seconds (its reference beats too).
     """
     if positions not in ("detector", "reference"):
         raise ValueError(f"positions must be 'detector' or 'reference', got {positions!r}")
     path = Path(str(path).removesuffix(".hea"))
-    lr = load_record(path, (), db=db)
+    lr = load_record(path, (), db=db, seconds=seconds)
     fs = float(contract.fs_hz)
     src_fs = float(lr.fs_hz)
     ref_cls = np.asarray(lr.meta["beat_classes"], dtype=np.int64)
@@ -239,8 +240,9 @@ def load_beat_record(path: str | Path, contract: SignalContract,
     # bench/beats.py do. The features were taken with them in the RR sequence, as a monitor
     # would see it.
     ann = read_annotations(path, find_beat_extension(path) or "atr")
-    sym = np.asarray(ann.symbol, dtype=object)
-    at = np.round(ann.sample * (fs / src_fs)).astype(np.int64)
+    inside = ann.sample < lr.signal.shape[0]
+    sym = np.asarray(ann.symbol, dtype=object)[inside]
+    at = np.round(ann.sample[inside] * (fs / src_fs)).astype(np.int64)
     spans = flutter_spans(at, sym, y.shape[0])
     vf = np.round(np.asarray(lr.meta.get("vf_episodes") or [], dtype=np.float64).reshape(-1, 2)
                   * (fs / src_fs)).astype(np.int64)

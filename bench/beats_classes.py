@@ -344,6 +344,8 @@ def main(argv=None) -> int:
                    help="the network scored on the held-out fold ('' for none)")
     p.add_argument("--peers", default=",".join(PEERS), help=f"comma list of {','.join(PEERS)}")
     p.add_argument("--quick", action="store_true", help="a few records per database and fold")
+    p.add_argument("--seconds", type=float, default=0,
+                   help="only the first S seconds of each record (REDUCED; 0 = whole records)")
     p.add_argument("--per-record", action="store_true", help="per-record lines for fold 0")
     p.add_argument("--out", default="", help="write every figure to this JSON file")
     p.add_argument("--cache", default="",
@@ -386,6 +388,8 @@ def main(argv=None) -> int:
         contract = SignalContract(fs_hz=250.0)
     if args.quick:
         print("# REDUCED: --quick, a few records per database and fold")
+    if args.seconds:
+        print(f"# REDUCED: the first {args.seconds:g} s of each record")
 
     from edge_ecg.data.dataset import subject_fold
     from edge_ecg.data.mitbih import subject_of
@@ -399,11 +403,12 @@ def main(argv=None) -> int:
         t1 = time.perf_counter()
         # a cached record (no network classes: those depend on the bundle) is read back
         # unless the network must classify it
-        hit = (cache / f"{db}-{path.name}-{contract.fs_hz:g}hz.pkl") if cache else None
+        tag = f"-{args.seconds:g}s" if args.seconds else ""
+        hit = (cache / f"{db}-{path.name}-{contract.fs_hz:g}hz{tag}.pkl") if cache else None
         if hit is not None and hit.is_file() and not (classify and f == HELD_OUT):
             rec = pickle.loads(hit.read_bytes())
         else:
-            rec = load_beat_record(path, contract, db=db,
+            rec = load_beat_record(path, contract, db=db, seconds=args.seconds or None,
                                    classify=classify if f == HELD_OUT else None)
             if hit is not None:
                 hit.parent.mkdir(parents=True, exist_ok=True)
@@ -480,7 +485,7 @@ def main(argv=None) -> int:
           f"command: {command}")
     if args.out:
         doc = {"command": command, "machine": machine.to_dict(), "wall_s": wall,
-               "quick": args.quick, "bundle": args.bundle, "bundle_reads_beat_ctx": use_ctx,
+               "quick": args.quick, "seconds": args.seconds, "bundle": args.bundle, "bundle_reads_beat_ctx": use_ctx,
                "folds": folds, "targets": TARGETS, "results": results}
         Path(args.out).write_text(json.dumps(doc, indent=1, default=float))
         print(f"# figures written to {args.out}")
