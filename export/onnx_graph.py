@@ -135,3 +135,27 @@ def nodes_in_modules(path: str | Path, prefixes: tuple[str, ...]) -> list[str]:
         if mod and any(mod == p.rstrip(".") or mod.startswith(p) for p in prefixes):
             out.append(node.name)
     return out
+
+
+def save_ort_optimized(src: str | Path, dst: str | Path) -> dict:
+    """Write onnxruntime's optimised graph of `src` to `dst`: constants folded, QDQ pairs fused
+    into QLinear* kernels, Conv/Gemm + activation fused, so a device session starts from fewer,
+    larger ops and does not redo that work at every start.
+
+    Saved at ORT_ENABLE_EXTENDED, not ALL: the ALL level adds layout transforms (NCHWc blocks,
+    NHWC int8) specific to this machine's instruction set, which a saved file must not carry to
+    another CPU (onnxruntime's own advice for offline optimisation); the session that opens the
+    file still applies them for the CPU it runs on.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(dst)
+    opts.intra_op_num_threads = 1
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+    before = len(onnx.load(str(src), load_external_data=False).graph.node)
+    proto = onnx.load(str(dst), load_external_data=False)
+    return {"ort_optimized": "ORT_ENABLE_EXTENDED", "ort_version": ort.__version__,
+            "nodes_before": before, "nodes_after": len(proto.graph.node)}

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from export.errors import ExportError
 from export.onnx_graph import nodes_in_modules
-from export.parity import batches, n_windows
+from export.parity import n_windows
 from export.weight_only import weight_only_int8
 
 PERCENTILE = 99.999   # onnxruntime's default for CalibrationMethod.Percentile
@@ -33,16 +33,55 @@ PERCENTILE = 99.999   # onnxruntime's default for CalibrationMethod.Percentile
 # (export/weight_only.py), the bundled all-task model measures 1.37x (bench/export_variants,
 # median of 3 runs, 1.21-1.48x): still short of 1.5x; deployments of fewer tasks reach it.
 OP_TYPES = ("Conv", "MatMul", "Gemm")
+# A weight-bearing node under this many multiply-accumulates per window stays fp32 (`macs_of`).
+MIN_MACS = 0
 
 
-def _reader(calib: dict[str, np.ndarray], progress: bool):
+def macs_of(path: str | Path) -> dict[str, int]:
+    """Multiply-accumulates per window (batch 1) of each Conv/MatMul/Gemm node of the ONNX file
+    at `path`, from ONNX shape inference (a symbolic dimension counts as 1); a node whose
+    shapes are not inferred is left out."""
+    import onnx
+
+    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
+    g = proto.graph
+    shapes = {}
+    for vi in (*g.input, *g.value_info, *g.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
+    for init in g.initializer:
+        shapes[init.name] = list(init.dims)
+    out: dict[str, int] = {}
+    for node in g.node:
+        if node.op_type not in OP_TYPES or len(node.input) < 2:
+            continue
+        a, w, y = (shapes.get(node.input[0]), shapes.get(node.input[1]),
+                   shapes.get(node.output[0]))
+        if not a or not w or not y:
+            continue
+        n_out = int(np.prod(y))
+        if node.op_type == "Conv":          # each output: C_in/group x kernel MACs
+            out[node.name] = n_out * int(np.prod(w[1:]))
+        elif node.op_type == "Gemm":
+            trans_a = any(at.name == "transA" and at.i for at in node.attribute)
+            out[node.name] = n_out * int(a[0] if trans_a else a[-1])
+        else:
+            out[node.name] = n_out * int(a[-1])
+    return out
+
+
+def _reader(calib: dict[str, np.ndarray], names: list[str], progress: bool):
     from onnxruntime.quantization import CalibrationDataReader
+
+    def one_by_one():
+        for i in range(n_windows(calib)):
+            yield {k: np.ascontiguousarray(calib[k][i:i + 1]) for k in names}
 
     class WindowReader(CalibrationDataReader):
         """Feeds calibration windows one at a time (batch 1, as the device runs)."""
 
         def __init__(self):
-            self._it = iter(batches(calib, 1))
+            self._it = one_by_one()
             self._bar = tqdm(total=n_windows(calib), desc="int8 calibration (onnxruntime)",
                              unit="win", leave=False, disable=not progress)
 
@@ -55,18 +94,21 @@ def _reader(calib: dict[str, np.ndarray], progress: bool):
             return b
 
         def rewind(self):
-            self._it = iter(batches(calib, 1))
+            self._it = one_by_one()
 
     return WindowReader()
 
 
 def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.ndarray],
                        exclude_modules: tuple[str, ...], progress: bool = True,
-                       weight_only_modules: tuple[str, ...] = ()) -> dict:
+                       weight_only_modules: tuple[str, ...] = (),
+                       min_macs: int = MIN_MACS) -> dict:
     """Write the static QDQ int8 model of `src` to `dst`; returns the settings for the manifest.
 
     `exclude_modules` are torch module path prefixes whose nodes stay fp32 (heads, gates);
     those of them also in `weight_only_modules` keep fp32 arithmetic over int8-stored weights.
+    Conv/MatMul/Gemm nodes under `min_macs` multiply-accumulates per window stay fp32 too
+    (their QuantizeLinear/DequantizeLinear cost more than int8 saves), with int8-stored weights.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -79,22 +121,26 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         # Pre-processing drops the exporter's module metadata but keeps node names: find the
         # nodes in the exported file, keep those still in the pre-processed graph.
-        present = {n.name for n in onnx.load(str(pre), load_external_data=False).graph.node}
+        graph = onnx.load(str(pre), load_external_data=False).graph
+        present = {n.name for n in graph.node}
+        names = [i.name for i in graph.input]
         excluded = [n for n in nodes_in_modules(src, exclude_modules) if n in present]
         if exclude_modules and not excluded:
             raise ExportError(
                 f"none of the graph's nodes belongs to the modules {list(exclude_modules)} meant "
                 "to stay fp32; the exporter's module metadata is missing or the names changed"
             )
-        quantize_static(str(pre), str(dst), _reader(calib, progress),
+        small = [n for n, m in macs_of(pre).items() if m < min_macs and n not in excluded]
+        excluded += small
+        quantize_static(str(pre), str(dst), _reader(calib, names, progress),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
                         calibrate_method=CalibrationMethod.Percentile,
                         nodes_to_exclude=excluded, op_types_to_quantize=list(OP_TYPES),
                         extra_options={"CalibPercentile": PERCENTILE})
         n_weight_only = 0
-        if weight_only_modules:
-            wo = set(nodes_in_modules(src, weight_only_modules)) & set(excluded)
+        if weight_only_modules or small:
+            wo = (set(nodes_in_modules(src, weight_only_modules)) & set(excluded)) | set(small)
             proto = onnx.load(str(dst))
             n_weight_only = weight_only_int8(proto, wo)
             onnx.save(proto, str(dst))
@@ -102,5 +148,6 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
             "activations": "QUInt8", "weights": "QInt8 per-channel",
             "calibration": f"Percentile {PERCENTILE}", "calibration_windows": n_windows(calib),
             "op_types": list(OP_TYPES), "fp32_modules": list(exclude_modules),
-            "fp32_nodes": len(excluded), "weight_only_modules": list(weight_only_modules),
+            "fp32_nodes": len(excluded), "min_macs": int(min_macs), "fp32_small_nodes": len(small),
+            "weight_only_modules": list(weight_only_modules),
             "weight_only_int8_weights": n_weight_only}
