@@ -133,6 +133,50 @@ def test_chunked_equals_the_reference(golden):
         np.testing.assert_array_equal(v, golden[f"excerpt_damaged/{k}"], err_msg=k)
 
 
+def test_fast_helpers_give_numpys_floats():
+    """The helpers that replaced numpy's generic functions give bit-identical results
+    (odd and even lengths, ties, a zero step)."""
+    from edge_ecg.signal import delineate as dl
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 6, 11, 700):
+        a = rng.standard_normal(n)
+        assert dl._median(a) == np.median(a)
+        m = rng.standard_normal((3, n))
+        np.testing.assert_array_equal(dl._medians(m), np.median(m, axis=1))
+        v = rng.integers(0, 900, n)
+        assert dl._quantile(v, 0.5) == np.quantile(v, 0.5)
+        assert dl._quantile(v, 0.3) == np.quantile(v, 0.3)
+        if n >= 2:
+            np.testing.assert_array_equal(dl._gradient(m), np.gradient(m, axis=1))
+    for b0, b1, num, m in ((0.1, -0.3, 161, 150), (0.2, 0.2, 40, 30), (-1.0, 2.0, 5, 5)):
+        np.testing.assert_array_equal(dl._line(b0, b1, num, m), np.linspace(b0, b1, num)[:m])
+
+
+def test_waves_equal_the_one_lead_reference():
+    """`_waves` (all leads at once) == `_wave` lead by lead, on filtered noise whose largest
+    deviation lands anywhere, limits cutting the limbs short included."""
+    from edge_ecg.signal import delineate as dl
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        x = np.cumsum(rng.standard_normal((4, 400)), axis=1) * 0.01
+        s = dl._zero_phase(x, 15.0, 500.0)
+        d = dl._gradient(s) * 500.0
+        lo = int(rng.integers(40, 200))
+        hi = lo + int(rng.integers(20, 150))
+        left, right = lo - int(rng.integers(0, 40)), min(hi + int(rng.integers(0, 80)), 399)
+        limb, ref = int(rng.integers(5, 80)), int(rng.integers(0, 40))
+        base = dl._medians(s[:, lo - 10: lo + 1])[:, None] if trial % 2 else \
+            rng.standard_normal((4, hi - lo)) * 0.01
+        on, pk, off, dev, mag = dl._waves(s, d, lo, hi, base, limb, ref, left, right)
+        for i in range(4):
+            ref_i = dl._wave(s[i], d[i], lo, hi, base[i] if base.shape[1] > 1 else base[i, 0],
+                             limb, ref, left, right)
+            assert (on[i], pk[i], off[i], dev[i]) == ref_i, (trial, i)
+        np.testing.assert_array_equal(mag, np.abs(s[:, lo:hi] - base))
+
+
 if __name__ == "__main__":
     if "--write" in sys.argv:
         write()
