@@ -304,8 +304,7 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
         run = longest = 0
         for lw in low_l[p - lo: q + 1 - lo]:
             run = run + 1 if lw else 0
-            if run > longest:
-                longest = run
+            longest = max(longest, run)
         return longest < flat_n
 
     i = k
