@@ -6,7 +6,7 @@
         --source synth:sinus_rhythm
     edge-ecg ward worker --creds ward/roles/worker.json      # as many as you like, anywhere
     edge-ecg ward adduser --users edge-ecg-station/users.json --name nurse1 --role clinician
-    edge-ecg ward station --nats nats://127.0.0.1:4222 --port 8443 --fhir-out obs.ndjson
+    edge-ecg ward station --creds ward/roles/station.json --port 8443 --fhir-out obs.ndjson
 
 Secure by default: the roles connect with a credential file (`--creds`); `--insecure` (a plain,
 unauthenticated broker on loopback: `edge-ecg ward broker --insecure`) is for experiments.
@@ -98,7 +98,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _log_options(w)
 
     s = sub.add_parser("station", help="central station: a live web page, alarms, FHIR/HL7 out")
-    s.add_argument("--nats", default=DEFAULT_URL, metavar="URL")
+    add_bus_options(s)
+    _log_options(s)
     s.add_argument("--bundle", default=None, metavar="DIR",
                    help="the bundle workers must run (default: the bundled one)")
     s.add_argument("--variant", default=None)
@@ -279,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_ecg.ward import bus
 
     cmd = args.ward_command
-    if cmd in ("broker", "publish", "worker"):
+    if cmd in ("broker", "publish", "worker", "station"):
         _setup_logs(args)
     if cmd == "broker":
         return _broker(args)
@@ -324,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
         from edge_ecg.ward.station import Station, StationOptions
         from edge_ecg.ward.technical import TechnicalLimits
 
-        st = Station(args.nats, StationOptions(
+        st = Station(bus_target(args), StationOptions(
             bundle=args.bundle or str(DEFAULT_BUNDLE), variant=args.variant, host=args.host,
             port=args.port, state_dir=args.state_dir, users=args.users,
             tls_cert=args.tls_cert, tls_key=args.tls_key, tls=not args.no_tls,

@@ -505,8 +505,10 @@ class Station:
                 self.sample_latency_s.append(now - sent + dur)
         try:
             tile.event(ev, now)
-        except (ValueError, TypeError, KeyError, OverflowError):
+        except Exception as exc:       # noqa: BLE001 - one odd event costs itself, not the bed
             self.counters["malformed_events"] += 1
+            if self.counters["malformed_events"] <= 10:     # bounded: a flood is counted
+                log.warning("bed %s: event %s not taken: %r", key, ward.get("n"), exc)
             return
         if ev.get("type") == "prediction" and (self.fhir or self.hl7):
             self._export(tile, ev)
@@ -609,6 +611,7 @@ class WardFeed:
         self.st, self.url = station, url
         self.nc = None
         self._tasks: list[asyncio.Task] = []
+        self._sending: set[asyncio.Task] = set()     # held: a bare task may be collected
 
     async def start(self) -> None:
         from nats.js.api import DeliverPolicy
@@ -616,8 +619,15 @@ class WardFeed:
         st = self.st
         self.nc = await bus.connect(self.url, "edge-ecg-station", **(st.opt.nats_options or {}))
         js = self.nc.jetstream()
-        kv = await bus.ensure(js)
-        await kv[bus.CONFIG_BUCKET].put("bundle", st.model["bundle"].encode())
+        # a plain URL: a local, unauthenticated ward that the station sets up and tells which
+        # bundle to run; a credential (security.RoleConfig): a secure ward, whose admin made
+        # the streams and wrote the bundle; the station only reads and checks it
+        secure = not isinstance(self.url, str)
+        kv = await bus.ensure(js, create=not secure)
+        if not secure:
+            await kv[bus.CONFIG_BUCKET].put("bundle", st.model["bundle"].encode())
+        else:
+            await self._check_bundle(kv[bus.CONFIG_BUCKET])
         self._tasks.append(asyncio.create_task(
             self._registry_loop(kv[bus.BEDS_BUCKET], kv[bus.WORKERS_BUCKET])))
 
@@ -634,6 +644,19 @@ class WardFeed:
         await js.subscribe("events.>", cb=event, ordered_consumer=True,
                            deliver_policy=DeliverPolicy.NEW, pending_msgs_limit=500_000,
                            idle_heartbeat=1.0)
+
+    async def _check_bundle(self, config_kv) -> None:
+        from edge_ecg.ward.errors import WardError
+
+        try:
+            want = (await config_kv.get("bundle")).value.decode()
+        except Exception:      # noqa: BLE001 - no key (or no read): nothing to check against
+            log.warning("ward_config names no bundle: the workers' bundle is not checked "
+                        "(the ward's admin sets it: edge-ecg ward broker --dir DIR --bundle)")
+            return
+        if want != self.st.model["bundle"]:
+            raise WardError(f"the ward runs bundle {want!r}; this station expects "
+                            f"{self.st.model['bundle']!r}: start it with that --bundle")
 
     async def _registry_loop(self, beds_kv, workers_kv) -> None:
         """Beds from `ward_beds`, live workers from `ward_workers` (their entries expire
@@ -662,7 +685,10 @@ class WardFeed:
         log is the record; the bus tells other stations)."""
         if self.nc is None or not self.nc.is_connected:
             return False
-        asyncio.ensure_future(self._publish(f"{ACK_SUBJECT}.{unit}.{bed}", dumps(rec).encode()))
+        t = asyncio.ensure_future(self._publish(f"{ACK_SUBJECT}.{unit}.{bed}",
+                                                dumps(rec).encode()))
+        self._sending.add(t)
+        t.add_done_callback(self._sending.discard)
         return True
 
     async def _publish(self, subject: str, data: bytes) -> None:
@@ -676,10 +702,7 @@ class WardFeed:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.nc is not None:
-            try:
-                await self.nc.close()
-            except Exception:
-                pass
+            await bus.close(self.nc)       # within 2 s, broker or no broker
 
 
 async def _keys(kv) -> list[str]:

@@ -437,7 +437,7 @@ class Web:
                 if data is None or self.sessions.get(token) is None:
                     break           # station stopping, page too slow, or logged out
                 await resp.write(b"event: diff\ndata: " + data.encode() + b"\n\n")
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:         # the page went away
             pass
         finally:
             self.st.unsubscribe(q)
