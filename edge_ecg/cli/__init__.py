@@ -35,7 +35,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only`, just that subcommand's module is imported and
+    configured (the others are listed with their one-line help, which is data here). Why:
+    importing every subcommand module pulled asyncio, json and the bundle/signing code into
+    every run (`python -X importtime`), before the one command asked for had begun."""
     parser = argparse.ArgumentParser(
         prog="edge-ecg",
         description="ECG-MoE on the edge: signal -> data -> model -> export -> runtime.",
@@ -44,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-ecg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+            continue
         try:
             mod = importlib.import_module(f"edge_ecg.cli.{module}")
         except ModuleNotFoundError as exc:
@@ -57,8 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand an argument list names: its first word not an option (the top-level
+    parser takes only flags before it); None when there is none or it is unknown."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(only=_command_of(sys.argv[1:] if argv is None else list(argv)))
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

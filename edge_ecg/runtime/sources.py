@@ -10,13 +10,17 @@ imported only when their kind is asked for); an EDF+/BDF file replays through
 from __future__ import annotations
 
 from edge_ecg.errors import SignalError, SourceError
-from edge_ecg.runtime.replay import record_source, synth_source
-from edge_ecg.signal.leads import parse_lead_assignment
 from edge_ecg.signal.source import Source, SourceSpec
+
+# Each kind's module is imported only when that kind is opened (the record replay, the lead
+# names, the device drivers): a serial monitor never loads the WFDB replay, nor a replay the
+# drivers.
 
 
 def _leads_option(s: SourceSpec) -> tuple[str, ...] | None:
     """The `?leads=II,V1` of a device spec: the standard lead of each channel, in order."""
+    from edge_ecg.signal.leads import parse_lead_assignment
+
     try:
         return parse_lead_assignment(s.options.get("leads"), f"{s.kind}:{s.target}")
     except SignalError as exc:
@@ -47,8 +51,12 @@ def open_source(spec: str | SourceSpec) -> Source:
                               f"lead name (?leads=I), got {list(leads)}")
         return BleSource(s.target, lead=leads[0])
     if s.kind == "record":
+        from edge_ecg.runtime.replay import record_source
+
         return record_source(s.target, s.options)
     if s.kind == "synth":
+        from edge_ecg.runtime.replay import synth_source
+
         return synth_source(s.target, s.options)
     if s.kind == "edf":
         from edge_ecg.runtime.edf_source import EdfSource
