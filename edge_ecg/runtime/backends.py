@@ -52,12 +52,15 @@ class Backend:
         """Run zero inputs of the contract's shapes: the first calls allocate and compile
         kernels (tens of ms), which a live stream should not pay on its first window."""
         from edge_ecg.signal.contract import SignalContract
+        from edge_ecg.signal.patient_context import N_CONTEXT
 
         c = SignalContract.from_dict(self.manifest.signal)
+        # every input of the contract: with one missing, warm-up silently did nothing
         shapes = {"x": (1, c.n_leads, c.window_len), "lead_mask": (1, c.n_leads),
                   "beats": (1, c.max_beats, c.n_leads, c.beat_len), "beat_mask": (1, c.max_beats),
                   "rr_ms": (1, c.max_beats), "rr_mask": (1, c.max_beats),
-                  "period": (1, len(c.period_features))}
+                  "period": (1, len(c.period_features)), "beat_rr": (1, c.max_beats, 3),
+                  "valid": (1, c.n_leads, c.n_valid_seg), "beat_ctx": (1, c.max_beats, N_CONTEXT)}
         zeros = {n: np.zeros(shapes[n], np.float32) for n in self.input_names if n in shapes}
         if len(zeros) == len(self.input_names):
             for _ in range(runs):
@@ -81,8 +84,14 @@ class OnnxRuntimeBackend(Backend):
         try:
             self._sess = onnx_session(bundle_dir / variant.file, threads)
         except Exception as exc:   # onnxruntime raises its own Fail/InvalidGraph types
+            # a graph saved as onnxruntime optimised it (export --ort-optimized) may use kernels
+            # of that version; say which
+            q = manifest.quantization.get(variant.name, {})
+            hint = (f" (the file is onnxruntime {q['ort_version']}'s optimised graph: install "
+                    f"onnxruntime>={q['ort_version']} or pick another variant)"
+                    if isinstance(q, dict) and q.get("ort_version") else "")
             raise BundleError(f"bundle {bundle_dir}: onnxruntime cannot load {variant.file}: "
-                              f"{exc}") from exc
+                              f"{exc}{hint}") from exc
         graph_inputs = onnx_input_names(self._sess)
         if sorted(graph_inputs) != sorted(self.input_names):
             raise BundleError(f"bundle {bundle_dir}: {variant.file} takes inputs {graph_inputs} "
