@@ -168,7 +168,7 @@ def test_a_secure_ward_stores_the_reference_events(ward, backend):
         task = asyncio.create_task(w.run())
         pub = await Publisher([open_feed(SPEC, "icu", "b1")], ward.role("publisher-icu-b1"),
                               speed=0.0).run()
-        for _ in range(150):
+        for _ in range(600):           # done long before, unless the machine is loaded
             await asyncio.sleep(0.1)
             b = w.beds.get("icu.b1")
             if b is not None and b.samples >= 6000 and not b.inbox and not b.outbox:
@@ -308,7 +308,7 @@ def test_a_bed_that_raises_is_an_event_and_the_other_beds_go_on(broker, backend)
             raise RuntimeError("a bug in this bed's processing")
         b.proc.feed = boom             # the next frame of b1 raises (its processor is replaced)
         await ptask
-        for _ in range(150):
+        for _ in range(600):           # done long before, unless the machine is loaded
             await asyncio.sleep(0.1)
             if all(x.samples >= 6000 and not x.inbox and not x.outbox
                    for x in w.beds.values()) and len(w.beds) == 2:
