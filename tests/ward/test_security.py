@@ -244,7 +244,7 @@ async def _worker_with_injection(url, backend, inject, spec=SPEC, unit="icu", be
     pub2 = Publisher([feed2], url, speed=0.0)
     pub2.session = pub.session + "b"
     await pub2.run()
-    for _ in range(150):
+    for _ in range(600):               # done long before, unless the machine is loaded
         await asyncio.sleep(0.1)
         b = w.beds.get(f"{unit}.{bed}")
         if b is not None and b.samples >= sum(c.n_samples for c in chunks) and \
