@@ -33,9 +33,11 @@ def stream_beat_classes(backend, path: str, seconds: float | None = None,
     n = rec.adc.shape[0] if seconds is None else min(rec.adc.shape[0],
                                                      int(round(seconds * rec.fs_hz)))
     names = tuple(leads) if leads is not None else rec.leads
+    keep = [j for j, name in enumerate(names) if name != "-"]     # "-": a channel left unused
     inv = None if rec.invalid is None else rec.invalid[:n]
-    src = ReplaySource(rec.adc[:n], rec.gain, rec.baseline, rec.fs_hz, names, speed=None,
-                       chunk_s=chunk_s, name=f"record:{path}", invalid=inv)
+    src = ReplaySource(rec.adc[:n, keep], np.asarray(rec.gain)[keep],
+                       np.asarray(rec.baseline)[keep], rec.fs_hz, tuple(names[j] for j in keep),
+                       speed=None, chunk_s=chunk_s, name=f"record:{path}", invalid=inv)
     proc = StreamProcessor(backend)
     events: list = []
     src.open()

@@ -76,6 +76,7 @@ class StreamProcessor:
         # the standard names (MLII -> II) in what predictions report: a recording replays
         # with the names its writer normalised, and a consumer matches one vocabulary
         self.lead_names = tuple(canonical_lead(n) or n for n in self.leads)
+        self._maps_lead = np.array([canonical_lead(n) is not None for n in self.leads])
         self.origin = int(chunk.index)
         n_in = int(np.ceil((c.window_s + HISTORY_S) * self.fs_in)) + 4 * chunk.n_samples
         n_m = int(np.ceil((c.window_s + HISTORY_S) * c.fs_hz)) + 4 * int(
@@ -321,6 +322,10 @@ class StreamProcessor:
                 beats = b_all[(b_all >= start) & (b_all < end)] - start
             q = self._judge(start, end, int(beats.size))
             reasons = q.reasons
+            if not reasons and q.masked and not (q.used & self._maps_lead).any():
+                # the leads left on are channels the model has no lead for (a "-" in a
+                # lead assignment): nothing to analyse, as with every lead off
+                reasons = ("lead_off",)
             if self.context is not None:
                 self._observe_context(end, q)
             si, ss = self._src_index(end), self._src_index(start)
