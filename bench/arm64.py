@@ -147,7 +147,15 @@ def ensure_venv(root: Path, cache: Path) -> None:
             sh(["chroot", str(root), "python3", "-m", "venv", VENV])
         pip = ["nice", "-n", "15", "chroot", str(root), f"{VENV}/bin/pip", "install", "-q",
                "--disable-pip-version-check", "--only-binary=:all:"]
-        sh([*pip, *pins()])
+        # the same versions as here where PyPI has them for aarch64; else the key ones
+        # pinned, else what pip picks (the versions used are printed with the results)
+        key = [p for p in pins() if p.split("==")[0] in ("numpy", "scipy", "onnxruntime")]
+        for attempt in (pins(), key, []):
+            try:
+                sh([*pip, *(attempt or ["numpy", "scipy", "onnxruntime"])])
+                break
+            except subprocess.CalledProcessError:
+                print(f"pinned install failed ({len(attempt)} pins); trying fewer", flush=True)
         sh([*pip, "--no-deps", "--force-reinstall", f"/opt/wheels/{wheel.name}"])
         # the rest of the base dependencies, at whatever version pip picks
         sh([*pip, f"/opt/wheels/{wheel.name}"])
@@ -184,8 +192,9 @@ def run_arm(root: Path, record: Path, seconds: float, out: Path) -> None:
 
 def arch_of(root: Path) -> str:
     with Mounts(root):
-        code = ("import platform, numpy, onnxruntime; print(platform.machine(), "
-                "numpy.__version__, onnxruntime.__version__)")
+        code = ("import platform, numpy, scipy, onnxruntime; print(platform.machine(), "
+                "'numpy', numpy.__version__, 'scipy', scipy.__version__, 'onnxruntime', "
+                "onnxruntime.__version__)")
         res = subprocess.run(["chroot", str(root), f"{VENV}/bin/python", "-c", code],
                              capture_output=True, text=True, check=True)
     return res.stdout.strip()
