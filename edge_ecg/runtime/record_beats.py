@@ -69,6 +69,7 @@ def offline_beat_classes(signal: np.ndarray, fs_hz: float, leads, backend,
     from edge_ecg.data.windows import condition_signal, window_starts
     from edge_ecg.runtime.beat_classes import BeatClasses
     from edge_ecg.signal.contract import InputBatch, SignalContract
+    from edge_ecg.signal.patient_context import context_rows
     from edge_ecg.signal.qrs import detect_beats
 
     c = SignalContract.from_dict(backend.manifest.signal)
@@ -79,6 +80,9 @@ def offline_beat_classes(signal: np.ndarray, fs_hz: float, leads, backend,
     y = condition_signal(np.asarray(signal), fs_hz, c)
     r = detect_beats(y, c.fs_hz)
     starts = window_starts(y.shape[0], c, hop_s)
+    # the patient's context, beat by beat over the record, as the stream and training build it
+    ctx = (context_rows(y, r, c.fs_hz, c.beat_pre, c.beat_len - c.beat_pre)
+           if "beat_ctx" in backend.manifest.inputs else None)
     bc = BeatClasses(task.get("labels", []), c.beat_pre, c.beat_len - c.beat_pre, c.fs_hz,
                      c.max_beats, c.window_len)
     w = c.window_len
@@ -88,7 +92,8 @@ def offline_beat_classes(signal: np.ndarray, fs_hz: float, leads, backend,
         part = range(i, min(i + 16, len(starts)))
         batch.clear()
         for k in part:
-            batch.add(y[starts[k]:starts[k] + w], leads, r[lo[k]:hi[k]] - starts[k])
+            batch.add(y[starts[k]:starts[k] + w], leads, r[lo[k]:hi[k]] - starts[k],
+                      ctx_rows=None if ctx is None else ctx[lo[k]:hi[k]])
         probs = np.asarray(backend.run(batch.arrays())[task["output"]])
         for j, k in enumerate(part):
             s, beats = int(starts[k]), r[lo[k]:hi[k]]
