@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -142,11 +143,19 @@ def ensure_venv(root: Path, cache: Path) -> None:
     inside = root / "opt" / "wheels"
     shutil.rmtree(inside, ignore_errors=True)
     shutil.copytree(wheels, inside)
+    # pip in the root trusts what pip here trusts (a network whose egress re-signs TLS
+    # needs its CA): the bundle pip here is told to use, else the system's
+    ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or \
+        "/etc/ssl/certs/ca-certificates.crt"
+    cert = []
+    if Path(ca).is_file():
+        shutil.copy(ca, root / "opt" / "host-ca.crt")
+        cert = ["--cert", "/opt/host-ca.crt"]
     with Mounts(root):
         if not (root / VENV.lstrip("/") / "bin" / "python").exists():
             sh(["chroot", str(root), "python3", "-m", "venv", VENV])
         pip = ["nice", "-n", "15", "chroot", str(root), f"{VENV}/bin/pip", "install", "-q",
-               "--disable-pip-version-check", "--only-binary=:all:"]
+               "--disable-pip-version-check", "--only-binary=:all:", *cert]
         # the same versions as here where PyPI has them for aarch64; else the key ones
         # pinned, else what pip picks (the versions used are printed with the results)
         key = [p for p in pins() if p.split("==")[0] in ("numpy", "scipy", "onnxruntime")]
@@ -264,6 +273,8 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/arm64.py needs root (debootstrap, chroot, mounts)")
+    # SIGTERM unwinds like Ctrl-C, so the root's /proc, /sys and /dev are unmounted
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_tools()
     root = ensure_root(args.cache)
     if not args.skip_install:
