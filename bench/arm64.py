@@ -60,6 +60,16 @@ PINNED = ("numpy", "scipy", "onnxruntime", "wfdb", "pandas", "matplotlib", "pyse
           "coloredlogs")
 
 
+def in_root(root: Path, *cmd: str) -> list[str]:
+    """`cmd` run in the root with a clean environment: this machine's variables (PIP_*,
+    SSL_CERT_FILE, ...) name paths that mean other files in there; only the CA bundle
+    copied in by `ensure_venv` is named."""
+    ca = [f"{k}=/opt/host-ca.crt" for k in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE")
+          if (root / "opt" / "host-ca.crt").is_file()]
+    return ["chroot", str(root), "/usr/bin/env", "-i", "HOME=/root", "LANG=C.UTF-8",
+            "PATH=/usr/local/bin:/usr/bin:/bin", *ca, *cmd]
+
+
 def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     print("+", " ".join(cmd), flush=True)
     return subprocess.run(cmd, check=True, **kw)
@@ -153,9 +163,10 @@ def ensure_venv(root: Path, cache: Path) -> None:
         cert = ["--cert", "/opt/host-ca.crt"]
     with Mounts(root):
         if not (root / VENV.lstrip("/") / "bin" / "python").exists():
-            sh(["chroot", str(root), "python3", "-m", "venv", VENV])
-        pip = ["nice", "-n", "15", "chroot", str(root), f"{VENV}/bin/pip", "install", "-q",
-               "--disable-pip-version-check", "--only-binary=:all:", *cert]
+            sh(in_root(root, "python3", "-m", "venv", VENV))
+        pip = ["nice", "-n", "15", *in_root(root, f"{VENV}/bin/pip", "install", "-q",
+                                            "--disable-pip-version-check",
+                                            "--only-binary=:all:", *cert)]
         # the same versions as here where PyPI has them for aarch64; else the key ones
         # pinned, else what pip picks (the versions used are printed with the results)
         key = [p for p in pins() if p.split("==")[0] in ("numpy", "scipy", "onnxruntime")]
@@ -190,9 +201,9 @@ def run_arm(root: Path, record: Path, seconds: float, out: Path) -> None:
         shutil.copy(f, work / f.name)
     inside = f"/tmp/edge-ecg-arm64/{record.name}"
     with Mounts(root):
-        res = subprocess.run(["nice", "-n", "15", "chroot", str(root),
-                              *stream_cmd(f"{VENV}/bin/python", inside, seconds,
-                                          "/tmp/edge-ecg-arm64/events.jsonl")],
+        res = subprocess.run(["nice", "-n", "15",
+                              *in_root(root, *stream_cmd(f"{VENV}/bin/python", inside, seconds,
+                                                         "/tmp/edge-ecg-arm64/events.jsonl"))],
                              stderr=subprocess.PIPE, text=True, check=False)
     if res.returncode != 0:
         raise SystemExit(f"arm64 stream failed on {record}:\n{res.stderr[-3000:]}")
@@ -204,7 +215,7 @@ def arch_of(root: Path) -> str:
         code = ("import platform, numpy, scipy, onnxruntime; print(platform.machine(), "
                 "'numpy', numpy.__version__, 'scipy', scipy.__version__, 'onnxruntime', "
                 "onnxruntime.__version__)")
-        res = subprocess.run(["chroot", str(root), f"{VENV}/bin/python", "-c", code],
+        res = subprocess.run(in_root(root, f"{VENV}/bin/python", "-c", code),
                              capture_output=True, text=True, check=True)
     return res.stdout.strip()
 
