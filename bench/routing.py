@@ -4,6 +4,7 @@ side by side.
 
     python bench/routing.py                                        # the bundled checkpoint
     python bench/routing.py --checkpoints A,B --calib 'synth:64?seed=500' --keep-mass 0.99
+    python bench/routing.py --per-task --keep-mass 0.8     # each task's own 80 % (sharper)
 
 The same decision `edge-ecg export --tasks ...` makes (export.routing: the gates' usage per
 task measured once on the calibration windows, then `route_from_usage` per deployment and
@@ -33,7 +34,8 @@ def deployments(task_names: tuple[str, ...]) -> list[tuple[str, ...]]:
             + [tuple(task_names)])
 
 
-def kept_fractions(checkpoint: Path, calib: str, keep_mass: float) -> dict:
+def kept_fractions(checkpoint: Path, calib: str, keep_mass: float,
+                   per_task: bool = False) -> dict:
     """`{deployment: (experts kept per path, FLOPs fraction)}` for one checkpoint."""
     import torch
 
@@ -47,11 +49,11 @@ def kept_fractions(checkpoint: Path, calib: str, keep_mass: float) -> dict:
     one = tuple(example_inputs(model.cfg, 1))
     with torch.no_grad():
         full = count_flops(model, one)
-    per_task = measure_usage_per_task(model, data.inputs, list(model.cfg.task_names),
-                                      progress=False)
+    per_task_usage = measure_usage_per_task(model, data.inputs, list(model.cfg.task_names),
+                                            progress=False)
     out = {}
     for tasks in deployments(model.cfg.task_names):
-        r = route_from_usage(per_task, list(tasks), keep_mass)
+        r = route_from_usage(per_task_usage, list(tasks), keep_mass, per_task_mass=per_task)
         pruned = model.pruned({p: list(k) for p, k in r.keep.items()}, list(tasks)).eval()
         with torch.no_grad():
             out[tasks] = ({p: len(k) for p, k in r.keep.items()}, count_flops(pruned, one) / full)
@@ -66,12 +68,16 @@ def main() -> int:
                     help="calibration windows (default: the bundled export's, a slice of the "
                          "training folds)")
     ap.add_argument("--keep-mass", type=float, default=0.99)
+    ap.add_argument("--per-task", action="store_true",
+                    help="keep mass of each task's own gate row, the union per path (the "
+                         "export's routing search), instead of the mean over the tasks")
     args = ap.parse_args()
     ckpts = [Path(c) for c in args.checkpoints.split(",") if c]
     print(f"# bench/routing.py on {this_machine().summary()}")
-    print(f"# routing on {args.calib}, keep mass {args.keep_mass}; per checkpoint: experts kept "
+    print(f"# routing on {args.calib}, keep mass {args.keep_mass}"
+          f"{' of each task' if args.per_task else ''}; per checkpoint: experts kept "
           "scout/morphology/rhythm and the share of the all-expert FLOPs")
-    cols = {c: kept_fractions(c, args.calib, args.keep_mass) for c in ckpts}
+    cols = {c: kept_fractions(c, args.calib, args.keep_mass, args.per_task) for c in ckpts}
     rows = list(next(iter(cols.values())))
     print(f"{'deployment':<48}" + "".join(f"{c.name[:24]:>26}" for c in ckpts))
     for tasks in rows:

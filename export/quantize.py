@@ -33,6 +33,11 @@ PERCENTILE = 99.999   # onnxruntime's default for CalibrationMethod.Percentile
 # (export/weight_only.py), the bundled all-task model measures 1.37x (bench/export_variants,
 # median of 3 runs, 1.21-1.48x): still short of 1.5x; deployments of fewer tasks reach it.
 OP_TYPES = ("Conv", "MatMul", "Gemm")
+# Inside the modules named as int8 chains, these ops are quantized as well, so a stack of
+# convolutions stays int8 from one to the next (QLinearAdd, QLinearAveragePool) instead of
+# leaving for fp32 at every residual Add and pooling: each exit costs a DequantizeLinear, a
+# QuantizeLinear and two NHWC Transposes around the QLinearConv.
+CHAIN_OP_TYPES = ("Add", "AveragePool", "Relu", "MaxPool", "GlobalAveragePool")
 # A weight-bearing node under this many multiply-accumulates per window stays fp32 (`macs_of`).
 MIN_MACS = 0
 
@@ -102,13 +107,15 @@ def _reader(calib: dict[str, np.ndarray], names: list[str], progress: bool):
 def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.ndarray],
                        exclude_modules: tuple[str, ...], progress: bool = True,
                        weight_only_modules: tuple[str, ...] = (),
-                       min_macs: int = MIN_MACS) -> dict:
+                       min_macs: int = MIN_MACS,
+                       chain_modules: tuple[str, ...] = ()) -> dict:
     """Write the static QDQ int8 model of `src` to `dst`; returns the settings for the manifest.
 
     `exclude_modules` are torch module path prefixes whose nodes stay fp32 (heads, gates);
     those of them also in `weight_only_modules` keep fp32 arithmetic over int8-stored weights.
     Conv/MatMul/Gemm nodes under `min_macs` multiply-accumulates per window stay fp32 too
     (their QuantizeLinear/DequantizeLinear cost more than int8 saves), with int8-stored weights.
+    In `chain_modules` the `CHAIN_OP_TYPES` are quantized too (elsewhere they stay fp32).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -132,11 +139,20 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
             )
         small = [n for n, m in macs_of(pre).items() if m < min_macs and n not in excluded]
         excluded += small
+        op_types = list(OP_TYPES)
+        if chain_modules:
+            chain = set(nodes_in_modules(src, chain_modules)) - set(excluded)
+            if not chain:
+                raise ExportError(f"no ONNX node belongs to the int8 chain modules "
+                                  f"{list(chain_modules)}")
+            op_types += list(CHAIN_OP_TYPES)
+            excluded += [n.name for n in graph.node
+                         if n.op_type in CHAIN_OP_TYPES and n.name not in chain]
         quantize_static(str(pre), str(dst), _reader(calib, names, progress),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
                         calibrate_method=CalibrationMethod.Percentile,
-                        nodes_to_exclude=excluded, op_types_to_quantize=list(OP_TYPES),
+                        nodes_to_exclude=excluded, op_types_to_quantize=op_types,
                         extra_options={"CalibPercentile": PERCENTILE})
         n_weight_only = 0
         if weight_only_modules or small:
@@ -148,6 +164,8 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
             "activations": "QUInt8", "weights": "QInt8 per-channel",
             "calibration": f"Percentile {PERCENTILE}", "calibration_windows": n_windows(calib),
             "op_types": list(OP_TYPES), "fp32_modules": list(exclude_modules),
+            "int8_chain_modules": list(chain_modules), "chain_op_types": list(CHAIN_OP_TYPES)
+            if chain_modules else [],
             "fp32_nodes": len(excluded), "min_macs": int(min_macs), "fp32_small_nodes": len(small),
             "weight_only_modules": list(weight_only_modules),
             "weight_only_int8_weights": n_weight_only}

@@ -85,8 +85,14 @@ def write_report(path: Path, built: list, summary: dict, tasks: TaskSet) -> None
         "",
         "## Routing",
         "",
-        (f"Experts kept per path carry >= {r['keep_mass']:.0%} of the gate mass of the chosen "
-        "tasks on the calibration windows."),
+        (f"Each task keeps the experts carrying >= {r['keep_mass']:.0%} of its own gate row on "
+         "the calibration windows; a path keeps their union." if r.get("keep_mass_per_task") else
+         f"Experts kept per path carry >= {r['keep_mass']:.0%} of the gate mass of the chosen "
+         "tasks on the calibration windows."),
+        *([("Sharper routings tried (per-task keep mass: experts kept, worst metric drop in "
+            "torch): " + "; ".join(f"{s['keep_mass_per_task']:g}: {s['experts_kept']}, "
+                                   f"{s['worst_drop']:+.4f}" for s in r["search"]))]
+          if r.get("search") else []),
         "",
         "| path | kept / total | kept experts | mass kept | usage per expert |",
         "|---|---|---|---|---|",

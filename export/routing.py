@@ -5,6 +5,13 @@ weight per expert (top-k, zero elsewhere). The mean weight an expert gets over t
 tasks' rows and the calibration windows is its usage; the experts that together carry
 `keep_mass` of it are kept (the fewest, largest first), the rest leave the graph
 (`model.pruned(keep, tasks)`).
+
+Sharper, per task (`per_task=True`): each task keeps the fewest experts carrying `keep_mass` of
+its own row, and the path keeps their union. A task that leans 0.91 on one scout and 0.09 on
+another then drops the second at a keep mass of 0.9, which the mean over tasks cannot see
+when another task needs it. The export tries such routings from the sharpest
+(`export.stage.ROUTE_SEARCH`) and takes the first whose metric drop, measured, stays within
+its share of the tolerance.
 """
 
 from __future__ import annotations
@@ -27,11 +34,17 @@ class Routing:
     experts: dict[str, tuple[str, ...]] = field(default_factory=dict)   # path -> expert names
     # path -> task -> mean gate weight per expert: which experts each task uses on its own
     per_task: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
+    per_task_mass: bool = False            # keep_mass applied to each task's row, not the mean
+
+    @property
+    def n_kept(self) -> int:
+        return sum(len(k) for k in self.keep.values())
 
     def to_dict(self) -> dict:
         return {
             "tasks": list(self.tasks),
             "keep_mass": self.keep_mass,
+            "keep_mass_per_task": self.per_task_mass,
             "paths": {p: {"kept": list(self.keep[p]), "total": len(self.usage[p]),
                           "experts": list(self.experts.get(p, ())),
                           "kept_names": [self.experts[p][i] for i in self.keep[p]]
@@ -97,9 +110,11 @@ def route(model, inputs: dict[str, np.ndarray], tasks: list[str],
 
 def route_from_usage(per_task: dict[str, dict[str, np.ndarray]], tasks: list[str],
                      keep_mass: float = KEEP_MASS,
-                     experts: dict[str, tuple[str, ...]] | None = None) -> Routing:
+                     experts: dict[str, tuple[str, ...]] | None = None,
+                     per_task_mass: bool = False) -> Routing:
     """The routing decision for `tasks` from per-task usage already measured (it may hold more
-    tasks than `tasks`: one measurement serves many deployments)."""
+    tasks than `tasks`: one measurement serves many deployments). `per_task_mass`: the union
+    of each task's own experts carrying `keep_mass` of its row, not `keep_mass` of the mean."""
     usage, unread = {}, []
     for p, rows in per_task.items():
         # A task that does not read a path (a per-beat task reads only the morphology path)
@@ -110,7 +125,17 @@ def route_from_usage(per_task: dict[str, dict[str, np.ndarray]], tasks: list[str
         else:
             unread.append(p)
             usage[p] = np.zeros(len(next(iter(rows.values()))))
-    keep = select_experts({p: u for p, u in usage.items() if p not in unread}, keep_mass)
+    if per_task_mass:
+        keep = {}
+        for p in usage:
+            if p in unread:
+                continue
+            rows = [np.asarray(per_task[p][t], np.float64) for t in tasks
+                    if float(np.sum(per_task[p][t])) > 0]
+            keep[p] = tuple(sorted({i for row in rows
+                                    for i in select_experts({p: row}, keep_mass)[p]}))
+    else:
+        keep = select_experts({p: u for p, u in usage.items() if p not in unread}, keep_mass)
     # a path none of the tasks reads keeps one expert (a model keeps >= 1 per path; it computes
     # no path its tasks do not read, so that expert costs nothing at run time)
     keep.update({p: (0,) for p in unread})
@@ -118,4 +143,5 @@ def route_from_usage(per_task: dict[str, dict[str, np.ndarray]], tasks: list[str
                    usage={p: tuple(float(x) for x in u) for p, u in usage.items()}, keep=keep,
                    experts=experts or {},
                    per_task={p: {t: tuple(float(x) for x in rows[t]) for t in tasks}
-                             for p, rows in per_task.items()})
+                             for p, rows in per_task.items()},
+                   per_task_mass=per_task_mass)

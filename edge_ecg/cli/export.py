@@ -29,6 +29,13 @@ def _command_line(args: argparse.Namespace) -> str:
     if args.variants:
         parts += ["--variants", ",".join(args.variants)]
     parts += ["--keep-mass", f"{args.keep_mass:g}", "--tolerance", f"{args.tolerance:g}"]
+    if args.route_search is not None:
+        parts += ["--route-search", args.route_search]
+    if args.min_macs is not None:
+        parts += ["--min-macs", str(args.min_macs)]
+    for flag, value in (("int8-chains", args.int8_chains), ("ort-optimized", args.ort_optimized)):
+        if value is not None:
+            parts.append(f"--{flag}" if value else f"--no-{flag}")
     if args.allow_metric_drop:
         parts.append("--allow-metric-drop")
     if args.seed:
@@ -49,10 +56,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", choices=("int8", "none"), default="int8")
     parser.add_argument("--formats", default="onnx,openvino", help="comma-separated")
     parser.add_argument("--variants", default="",
-                        help="variants to keep in the bundle; empty = all made, e.g. "
+                        help="variants to keep in the bundle; empty = every one but "
+                             "openvino-int8-routed (made only when named: over the metric "
+                             "tolerance on the bundled model), e.g. "
                              "onnx-fp32,onnx-int8-routed,openvino-fp32-routed")
     parser.add_argument("--keep-mass", type=float, default=0.99,
                         help="gate mass the kept experts must carry, per path")
+    parser.add_argument("--route-search", default=None, metavar="MASSES",
+                        help="per-task keep masses tried before --keep-mass, sharpest first "
+                             "(each task keeps the experts carrying that much of its own gate "
+                             "row; the first whose measured metric drop is within half the "
+                             "tolerance is taken); default 0.8,0.9,0.95, 'none' to skip")
+    parser.add_argument("--min-macs", type=int, default=None,
+                        help="int8: Conv/MatMul/Gemm nodes under this many multiply-accumulates "
+                             "per window stay fp32 (int8-stored weights)")
+    parser.add_argument("--int8-chains", action=argparse.BooleanOptionalAction, default=None,
+                        help="int8: the convolutional experts' ReLUs, residual Adds and "
+                             "pooling int8 as well, so their convolutions chain in int8")
+    parser.add_argument("--ort-optimized", action=argparse.BooleanOptionalAction, default=None,
+                        help="int8: ship onnxruntime's optimised graph (QLinear kernels, fused "
+                             "ops) instead of the QDQ file")
     parser.add_argument("--tolerance", type=float, default=0.01,
                         help="largest metric drop allowed (F1/accuracy absolute, MAE relative)")
     parser.add_argument("--allow-metric-drop", action="store_true",
@@ -70,13 +93,20 @@ def run(args: argparse.Namespace) -> int:
 
     args.tasks, args.formats = _list(args.tasks), _list(args.formats)
     args.variants = _list(args.variants)
+    # options left unset keep the stage's defaults (export/stage.py says why each is what it is)
+    extra = {k: v for k, v in (("min_macs", args.min_macs), ("int8_chains", args.int8_chains),
+                               ("ort_optimized", args.ort_optimized)) if v is not None}
+    if args.route_search is not None:
+        text = args.route_search.strip().lower()
+        extra["route_search"] = () if text in ("", "none") else tuple(
+            float(m) for m in _list(text))
     req = ExportRequest(checkpoint=args.checkpoint, out=args.out, calib=args.calib,
                         tasks=args.tasks, quantize=args.quantize, formats=args.formats,
                         variants=args.variants, keep_mass=args.keep_mass,
                         tolerance=args.tolerance, allow_metric_drop=args.allow_metric_drop,
                         eval_spec=args.eval_spec, seed=args.seed, progress=not args.no_progress,
                         overwrite=args.overwrite, command=_command_line(args),
-                        sign_key=args.sign_key)
+                        sign_key=args.sign_key, **extra)
     m = export_bundle(req)    # verified after install: files, and the signature when signed
     from edge_ecg.cli.bundle import summary_lines
 
