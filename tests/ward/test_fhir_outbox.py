@@ -288,7 +288,8 @@ def test_a_fhir_server_taking_5_s_a_request_does_not_slow_the_station(broker, tm
     lat, queued, in_flight, stop_s = asyncio.run(main())
     lat_ms = sorted(x * 1e3 for x in lat)
     assert queued == 100 and in_flight > 0       # the server is still busy with them
-    assert lat_ms[-1] < 500, lat_ms               # was: /api/ward timed out at 25 s
+    # was: /api/ward timed out at 25 s; blocked on a PUT it would take >= 5 s: bound at half
+    assert lat_ms[-1] < 2500 and lat_ms[len(lat_ms) // 2] < 250, lat_ms
     assert stop_s < 5.0                           # a PUT in flight does not hold the stop
     print(f"\n/api/ward with a 5-s FHIR server: median {lat_ms[len(lat_ms) // 2]:.1f} ms, "
           f"max {lat_ms[-1]:.1f} ms over {len(lat_ms)} requests; {queued} Observations queued; "

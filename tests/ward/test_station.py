@@ -17,14 +17,16 @@ from station_kit import PASSWORDS, client_ssl, make_users
 
 from edge_ecg.ward import bus
 
-SPECS = {"b1": "synth:sinus_rhythm?seconds=40&seed=1",
-         "b2": "synth:atrial_fibrillation?seconds=40&seed=2",
-         "b3": "synth:sinus_bradycardia?seconds=40&seed=3"}
+SPECS = {"b1": "synth:sinus_rhythm?seconds=240&seed=1",
+         "b2": "synth:atrial_fibrillation?seconds=240&seed=2",
+         "b3": "synth:sinus_bradycardia?seconds=240&seed=3"}
 
 
 @pytest.fixture()
 def ward(broker, backend, tmp_path):
-    """Broker + worker + station + a publisher at 4x real time, in a background loop."""
+    """Broker + worker + station + a publisher at 4x real time, in a background loop, live
+    until the test ends (the beds have a minute of signal: a busy machine's slow test does
+    not outlive its ward)."""
     from edge_ecg.ward.publisher import Publisher, open_feed
     from edge_ecg.ward.station import Station, StationOptions
     from edge_ecg.ward.worker import Worker, WorkerOptions
@@ -37,6 +39,7 @@ def ward(broker, backend, tmp_path):
     w = Worker(broker.url, backend, WorkerOptions(tick_s=0.1))
     ready = threading.Event()
     loop = asyncio.new_event_loop()
+    done = asyncio.Event()
 
     async def main():
         ev = asyncio.Event()
@@ -49,8 +52,10 @@ def ward(broker, backend, tmp_path):
         await nc.publish("ecg.icu.ghost", b"frames of a bed nobody registered")
         await nc.flush()
         ready.set()
+        await asyncio.wait([tp, asyncio.ensure_future(done.wait())],
+                           return_when=asyncio.FIRST_COMPLETED)
+        pub.stop()
         await tp
-        await asyncio.sleep(1.0)
         w.stop()
         st.stop()
         await nc.close()
@@ -58,11 +63,14 @@ def ward(broker, backend, tmp_path):
 
     th = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
     th.start()
-    assert ready.wait(30)
-    st.token = _login(st, tmp_path)
-    st.ssl_ctx = client_ssl(tmp_path)
-    yield st, tmp_path
-    th.join(60)
+    try:
+        assert ready.wait(60), "the ward did not start in 60 s"
+        st.token = _login(st, tmp_path)
+        st.ssl_ctx = client_ssl(tmp_path)
+        yield st, tmp_path
+    finally:                          # a failed setup stops its ward too (no thread left)
+        loop.call_soon_threadsafe(done.set)
+        th.join(60)
 
 
 def _login(st, state):
@@ -70,14 +78,14 @@ def _login(st, state):
         f"https://127.0.0.1:{st.port}/login", method="POST",
         data=json.dumps({"user": "visitor", "password": PASSWORDS["visitor"][1]}).encode(),
         headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=5, context=client_ssl(state)) as r:
+    with urllib.request.urlopen(req, timeout=30, context=client_ssl(state)) as r:
         return json.loads(r.read())["token"]
 
 
 def _open(st, path):
     req = urllib.request.Request(f"https://127.0.0.1:{st.port}{path}",
                                  headers={"Authorization": f"Bearer {st.token}"})
-    return urllib.request.urlopen(req, timeout=5, context=st.ssl_ctx)
+    return urllib.request.urlopen(req, timeout=30, context=st.ssl_ctx)
 
 
 def _get(st, path):

@@ -191,8 +191,10 @@ def test_a_client_sending_headers_a_byte_a_second_holds_up_no_one(tmp_path):
                                                                             in slow])
             return lat, out
     lat, out = asyncio.run(main())
-    # the others are served while five slow clients hold connections open
-    assert max(lat) < 0.5, lat
+    # the others are served while five slow clients hold connections open: a server that
+    # waited on them would answer after the 2-s header timeout; bounds at half of it (wall
+    # time on a shared 2-core machine: generous, still far from blocking)
+    assert max(lat) < 1.0 and sorted(lat)[len(lat) // 2] < 0.25, lat
     # and a slow client is cut off at the header timeout (2 s), not after its 60 bytes
     assert 1.5 < out["closed_after_s"] < 4.0, out
 
