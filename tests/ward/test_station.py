@@ -17,15 +17,15 @@ from station_kit import PASSWORDS, client_ssl, make_users
 
 from edge_ecg.ward import bus
 
-SPECS = {"b1": "synth:sinus_rhythm?seconds=240&seed=1",
-         "b2": "synth:atrial_fibrillation?seconds=240&seed=2",
-         "b3": "synth:sinus_bradycardia?seconds=240&seed=3"}
+SPECS = {"b1": "synth:sinus_rhythm?seconds=90&seed=1",
+         "b2": "synth:atrial_fibrillation?seconds=90&seed=2",
+         "b3": "synth:sinus_bradycardia?seconds=90&seed=3"}
 
 
 @pytest.fixture()
 def ward(broker, backend, tmp_path):
     """Broker + worker + station + a publisher at 4x real time, in a background loop, live
-    until the test ends (the beds have a minute of signal: a busy machine's slow test does
+    until the test ends (the beds have 22 s of signal at 4x: a busy machine's slow test does
     not outlive its ward)."""
     from edge_ecg.ward.publisher import Publisher, open_feed
     from edge_ecg.ward.station import Station, StationOptions
