@@ -39,6 +39,8 @@ OP_TYPES = ("Conv", "MatMul", "Gemm")
 # QuantizeLinear and two NHWC Transposes around the QLinearConv.
 CHAIN_OP_TYPES = ("Add", "AveragePool", "Relu", "MaxPool", "GlobalAveragePool")
 # A weight-bearing node under this many multiply-accumulates per window stays fp32 (`macs_of`).
+# 0: leaving the small ones fp32 measured slower, 1.02x (1M) and 1.10x (250k) against 1.21x for
+# quantizing all of them (export/stage.py ORT_OPTIMIZED has the run).
 MIN_MACS = 0
 
 

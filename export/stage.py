@@ -58,8 +58,19 @@ BEAT_EXPERT_MIN_GATE = 0.01
 # from `int8_chain_modules` (a per-beat task's experts stay fp32 all the same).
 INT8_CHAIN_EXPERTS = {"scout": ("cnn", "fold"),
                       "morphology": ("beat_cnn", "beat_dilated", "beat_deviation")}
+# Measured on the retrained edge checkpoint (beat_ctx), all six tasks, 12 of 12 experts kept,
+# bench/int8_choices.py-style run on 800 held-out windows, 64 calibration windows; per call the
+# calling thread's CPU time (the box was shared with a training run, so wall time was
+# meaningless), median of 150 interleaved calls, batch 1, one thread; ONNX fp32 all experts 3.94 ms:
+#   int8 as before (QDQ file)                      3.44 ms 1.14x  session start 1820 ms
+#   int8, onnxruntime's optimised graph saved      3.26 ms 1.21x  session start  655 ms
+#   + conv experts chained in int8                 3.24 ms 1.22x  (arrhythmia F1 -0.006, vs -0.002)
+#   + the beat task's experts int8 as well         2.92 ms 1.35x  beat macro F1 +0.006 on these
+#     800 windows; kept fp32 by default: -0.068 on the held-out fold with the older checkpoint
+# and nodes under 1M / 250k MACs left fp32: 1.02-1.10x (slower than quantizing them: each fp32
+# island adds a DequantizeLinear/QuantizeLinear pair back). Worst metric drop of each <= 0.006.
 INT8_CHAINS = False
-ORT_OPTIMIZED = False
+ORT_OPTIMIZED = True
 LOWER_IS_BETTER = ("mae", "rmse", "mse")
 # Sharper routings the export tries before `keep_mass` (export.routing, per_task_mass): each
 # task keeps the experts carrying this much of its own gate row. The first (sharpest) whose
