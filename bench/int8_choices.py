@@ -26,14 +26,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from profiles.machine import this_machine  # noqa: E402
+from profiles.machine import this_machine
 
 DEFAULT_CKPT = REPO / "edge_ecg" / "assets" / "default_checkpoint"
 
 
 def choices(stage, routed_cfg) -> dict[str, dict]:
     """name -> quantize_onnx_int8 keyword arguments; the export's default last."""
-    base = dict(weight_only_modules=stage.WEIGHT_ONLY_MODULES)
+    base = {"weight_only_modules": stage.WEIGHT_ONLY_MODULES}
     chain = stage.int8_chain_modules(routed_cfg)
     return {
         "int8 Conv/MatMul/Gemm QDQ (before)": dict(base),

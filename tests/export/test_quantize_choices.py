@@ -9,10 +9,10 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from export.onnx_graph import save_ort_optimized  # noqa: E402
-from export.quantize import macs_of, quantize_onnx_int8  # noqa: E402
+from export.onnx_graph import save_ort_optimized
+from export.quantize import macs_of, quantize_onnx_int8
 
 T = 500
 

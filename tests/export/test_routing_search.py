@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from export.routing import route_from_usage  # noqa: E402
+from export.routing import route_from_usage
 
 
 def test_per_task_mass_drops_a_minor_expert_the_mean_keeps():
