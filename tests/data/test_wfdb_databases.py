@@ -33,8 +33,8 @@ def _need(path: Path):
 def test_svdb_800_leads_ids_and_beat_classes_from_its_atr():
     _need(SVDB / "800")
     rec = load_record(SVDB / "800", CLASSES, db="svdb")
-    # ECG1/ECG2 take the database's default assignment (databases.toml), fs stays 128 Hz
-    assert rec.leads == ("II", "V1") and rec.fs_hz == 128.0
+    # ECG1 as II, ECG2 unused ("-"): the database's default (databases.toml); fs stays 128 Hz
+    assert rec.leads == ("II", "-") and rec.fs_hz == 128.0
     assert rec.record_id == "svdb-800" and rec.subject == "svdb-800"
     assert source_of(rec.record_id) == "svdb"
     # 1883 beats in 800.atr: N 1846, S 30, V 6, F 1 (counted from the symbols by hand:
