@@ -73,6 +73,9 @@ _MAX_BODY = {MsgType.DATA: MAX_BODY_LEN, MsgType.DEVICE_INFO: MAX_BODY_LEN,
 # 1 ms timestamp quantisation over 20 ms frames; below it, an RR interval is off < 5%.
 RATE_CHECK_FRAMES = 8
 RATE_TOLERANCE = 0.05
+# An older frame seen again at most this many frames back, at its own device time, is a
+# duplicate (dropped, counted), not a reboot: a reboot restarts the device clock as well.
+STALE_FRAMES = 16
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class StreamDecoder:
         self._unwrapped = 0
         self._last_ts: int | None = None
         self._last_spf = 0
+        self._step_us = 0.0              # device time per frame over the last forward step
         self._last_ts_unwrapped = 0
 
     # -- public ---------------------------------------------------------------------------
@@ -244,6 +248,13 @@ class StreamDecoder:
             dts = (ts - self._last_ts) % TIMESTAMP_MODULUS
             if dts >= TIMESTAMP_MODULUS // 2:
                 dts -= TIMESTAMP_MODULUS          # clock went backwards
+            back = SEQ_MODULUS - delta
+            if delta >= SEQ_MODULUS // 2 and self._stale(back, dts):
+                # An older frame again (a duplicate resent, or spliced in by corruption that
+                # kept its CRC): a few frames back in sequence AND back in device time by as
+                # much. A reboot restarts the clock too, which this never matches. Dropped.
+                self.duplicate_frames += 1
+                return None
             if delta >= SEQ_MODULUS // 2:
                 # Backwards: the device restarted its counter (reboot). Never join the two
                 # sides: skip at least one frame, more when the device clock says so.
@@ -255,6 +266,8 @@ class StreamDecoder:
             else:
                 self.lost_frames += delta - 1
                 self._check_clock(delta, dts, self._last_spf)
+                if dts > 0:   # device time per frame, for `_stale` before a DEVICE_INFO
+                    self._step_us = dts / delta
             self._unwrapped += delta
             self._last_ts_unwrapped += dts
         self._last_seq, self._last_ts, self._last_spf = seq, ts, samples.shape[0]
@@ -268,6 +281,15 @@ class StreamDecoder:
         if self.info is None or not self.info.fs_hz > 0:
             return None
         return spf * 1e6 / self.info.fs_hz
+
+    def _stale(self, back: int, dts_us: int) -> bool:
+        """Whether a frame `back` frames behind the last one, `dts_us` later in device time
+        (negative: earlier), is that older frame again: at most `STALE_FRAMES` back and its
+        timestamp exactly where that frame's was (within a quarter frame of jitter)."""
+        frame_us = self._frame_us(self._last_spf) or self._step_us
+        if not frame_us or not 0 < back <= STALE_FRAMES:
+            return False
+        return abs(dts_us + back * frame_us) <= 0.25 * frame_us
 
     def _reset_gap(self, dts_us: int, spf: int) -> tuple[int, int]:
         """Sequence step and device-time step to book across a sequence reset.
