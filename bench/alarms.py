@@ -62,7 +62,7 @@ def stream_record(args) -> dict:
     from edge_ecg.model.rhythm_metrics import record_counts
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.events import AlarmEvent, BeatEvent
-    from edge_ecg.runtime.replay import ReplaySource
+    from edge_ecg.runtime.replay import ReplaySource, replay_events
     from edge_ecg.runtime.stream_processor import StreamProcessor
 
     rec = read_record(str(path), invalid="keep")
@@ -72,20 +72,8 @@ def stream_record(args) -> dict:
         src = ReplaySource(rec.adc, rec.gain, rec.baseline, rec.fs_hz, leads, speed=None,
                            chunk_s=0.5, name=f"record:{path}", invalid=rec.invalid)
         proc = StreamProcessor(backend)
-        events: list = []
         t0 = time.perf_counter()
-        src.open()
-        try:
-            while True:
-                try:
-                    chunk = src.read()
-                except EOFError:
-                    break
-                if chunk is not None:
-                    events += proc.feed(chunk)
-            events += proc.finish()
-        finally:
-            src.close()
+        events = [e for part in replay_events(src, proc) for e in part]
         wall = time.perf_counter() - t0
     finally:
         backend.close()

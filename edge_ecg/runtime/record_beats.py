@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_ecg.runtime.stream_processor import StreamProcessor
-from edge_ecg.runtime.replay import ReplaySource
+from edge_ecg.runtime.replay import ReplaySource, replay_events
 
 CHUNK_S = 0.5
 
@@ -39,19 +39,7 @@ def stream_beat_classes(backend, path: str, seconds: float | None = None,
                        np.asarray(rec.baseline)[keep], rec.fs_hz, tuple(names[j] for j in keep),
                        speed=None, chunk_s=chunk_s, name=f"record:{path}", invalid=inv)
     proc = StreamProcessor(backend)
-    events: list = []
-    src.open()
-    try:
-        while True:
-            try:
-                chunk = src.read()
-            except EOFError:
-                break
-            if chunk is not None:
-                events += proc.feed(chunk)
-        events += proc.finish()
-    finally:
-        src.close()
+    events = [e for part in replay_events(src, proc) for e in part]
     beats = [e for e in events if type(e).__name__ == "BeatEvent"]
     if alarms_out is not None:
         alarms_out.extend(e.to_json() for e in events if type(e).__name__ == "AlarmEvent")

@@ -197,3 +197,21 @@ def synth_source(condition: str, options: dict[str, str] | None = None):
                        speed=speed_factor(options, where), chunk_s=chunk_s, name=where)
     src.truth = rec   # the generator's record: segments and labels, for reports
     return src
+
+
+def replay_events(src: Source, proc):
+    """Every chunk of an opened-and-closed-here source through a stream processor (anything
+    with `feed(chunk)` and `finish()`), as fast as the source gives them: yields the events of
+    each chunk, then those of the end of the stream. The loop the offline tools share."""
+    src.open()
+    try:
+        while True:
+            try:
+                chunk = src.read()
+            except EOFError:
+                break
+            if chunk is not None:
+                yield proc.feed(chunk)
+        yield proc.finish()
+    finally:
+        src.close()

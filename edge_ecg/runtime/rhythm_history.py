@@ -216,7 +216,7 @@ def stream_record_history(backend, signal_adc: np.ndarray, gain, baseline, fs_hz
     quality checks, windows, beat classes) into a `RhythmHistory`. `hop_s` defaults to one
     window: the history reads non-overlapping windows anyway, so a longer hop only saves the
     overlapping windows' inference."""
-    from edge_ecg.runtime.replay import ReplaySource
+    from edge_ecg.runtime.replay import ReplaySource, replay_events
     from edge_ecg.runtime.stream_processor import StreamProcessor
 
     window_s = float(backend.manifest.signal.get("window_s", 10.0))
@@ -225,18 +225,8 @@ def stream_record_history(backend, signal_adc: np.ndarray, gain, baseline, fs_hz
     proc = StreamProcessor(backend, hop_s=hop_s or window_s)
     proc.alarms = None                    # not needed for the rhythm; saves their cost
     hist = RhythmHistory(classes)
-    src.open()
-    try:
-        while True:
-            try:
-                chunk = src.read()
-            except EOFError:
-                break
-            if chunk is not None:
-                hist.feed(proc.feed(chunk))
-        hist.feed(proc.finish())
-    finally:
-        src.close()
+    for part in replay_events(src, proc):
+        hist.feed(part)
     return hist
 
 
