@@ -49,3 +49,18 @@ def ward(tmp_path):
     br.provision()
     yield br
     br.stop()
+
+
+@pytest.fixture(autouse=True)
+def _ward_logging_restored():
+    """A CLI run in this process (`edge_ecg.ward.logs.setup`) points the ward's loggers at its
+    own handler and stops them propagating; put them back after each test, so a later test's
+    `caplog` sees their records again."""
+    import logging
+
+    lg = logging.getLogger("edge_ecg.ward")
+    state = (lg.propagate, lg.level, list(lg.handlers))
+    yield
+    lg.propagate, level, handlers = state
+    lg.setLevel(level)
+    lg.handlers[:] = handlers
