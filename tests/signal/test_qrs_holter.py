@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from edge_ecg.signal import qrs as qrs_module
-from edge_ecg.signal.qrs import detect_beats, qrs_detect, qrs_flush, qrs_initial
+from edge_ecg.signal.qrs import detect_beats
 from edge_ecg.signal.scoring import score_beats
+from tests.signal.test_qrs import stream     # the same chunked-streaming helper
 
 FS = 128.0
 
@@ -50,17 +51,6 @@ def ectopic_train(fs=FS, seconds=60.0, seed=0):
             r += 0.8
         k += 1
     return x, np.round(np.array(beats) * fs).astype(np.int64)
-
-
-def stream(x, fs, cuts):
-    state = qrs_initial(fs)
-    beats, start = [], 0
-    for stop in list(cuts) + [len(x)]:
-        found, state = qrs_detect(x[start:stop], state)
-        beats += found
-        start = stop
-    last, _ = qrs_flush(state)
-    return beats + last
 
 
 @pytest.mark.parametrize("fs", [128.0, 250.0, 360.0])
