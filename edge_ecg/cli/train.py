@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
                          "finetune_first_batches": res.history.first_loss},
                 "seconds": res.history.seconds,
                 "training_data": describe_provenance(provenance),
+                # the validation subjects, so that a later stage fitted on the same data (a
+                # beat or rhythm stack) can be chosen on patients the network never trained on
+                "val_subjects": sorted({str(s) for s in val_ds.subjects.tolist()}),
                 "task_training_data": provenance,
             }
             training = {"data": args.data, "preset": args.preset, "variant": args.variant,
