@@ -102,7 +102,7 @@ def child_peers(args) -> None:
     from edge_ecg.data.records import read_record
     from edge_ecg.data.windows import condition_signal
     from edge_ecg.runtime.backends import open_backend
-    from edge_ecg.runtime.pipeline import run_offline
+    from edge_ecg.runtime.offline import run_offline
     from edge_ecg.signal.contract import SignalContract, prepare_inputs, stack_inputs
     from edge_ecg.signal.qrs import detect_beats
 

@@ -7,8 +7,8 @@ with the sinks flushed, and a summary closes the run.
 
 The pieces live one concept per module: `stream_processor` (the synchronous core, chunks in,
 events out), `stage_timer`, `summary`, `settling` (when a window is final), `adc_rails`, and
-`offline` (`run_offline`, the training chain on a whole signal). They are re-exported here for
-code written against this module.
+`offline` (`run_offline`, the training chain on a whole signal). Each is imported from its own
+module; this one exports `Pipeline` only.
 """
 
 from __future__ import annotations
@@ -23,16 +23,13 @@ from dataclasses import replace
 import numpy as np
 
 from edge_ecg.runtime.events import PredictionEvent, StatusEvent
-from edge_ecg.runtime.offline import run_offline
 from edge_ecg.runtime.quality import QualityConfig
 from edge_ecg.runtime.recent import RecentValues
-from edge_ecg.runtime.settling import SETTLE_MARGIN_S, SETTLE_MAX_S
-from edge_ecg.runtime.stage_timer import STAGES, StageTimer
-from edge_ecg.runtime.stream_processor import BEAT_GAP_S, HISTORY_S, StreamProcessor
+from edge_ecg.runtime.stage_timer import StageTimer
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.runtime.summary import Summary
 
-__all__ = ["BEAT_GAP_S", "HISTORY_S", "SETTLE_MARGIN_S", "SETTLE_MAX_S", "STAGES", "Pipeline",
-           "StageTimer", "StreamProcessor", "Summary", "run_offline"]
+__all__ = ["Pipeline"]
 
 _EOF = object()
 

@@ -27,9 +27,10 @@ from reliability_harness import (
 )
 
 from edge_ecg.errors import SourceError
-from edge_ecg.runtime.pipeline import Pipeline, StreamProcessor
+from edge_ecg.runtime.pipeline import Pipeline
 from edge_ecg.runtime.quality import STRICT
 from edge_ecg.runtime.replay import ReplaySource
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 from firmware_bridge.emulator import VirtualMonitor

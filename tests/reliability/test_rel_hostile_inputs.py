@@ -133,7 +133,7 @@ def test_bundle_with_a_bad_signal_contract_stops_the_runtime_with_its_error(bund
     from edge_ecg.errors import EdgeECGError
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.bundle import write_manifest
-    from edge_ecg.runtime.pipeline import StreamProcessor
+    from edge_ecg.runtime.stream_processor import StreamProcessor
 
     doc = _doc(bundle_copy)
     doc["signal"] = dict(doc["signal"], evil=1)

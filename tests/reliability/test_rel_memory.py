@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from reliability_harness import ecg_mv
 
-from edge_ecg.runtime.pipeline import StreamProcessor
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 
 FS = 500.0

@@ -14,9 +14,9 @@ from edge_ecg.data.synth import synthesize
 from edge_ecg.runtime.backends import open_backend
 from edge_ecg.runtime.beat_classes import BeatClasses, window_ectopy
 from edge_ecg.runtime.events import BeatEvent, PredictionEvent, WithheldEvent
-from edge_ecg.runtime.pipeline import StreamProcessor
 from edge_ecg.runtime.record_beats import offline_beat_classes
 from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 
 

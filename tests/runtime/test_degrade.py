@@ -9,10 +9,10 @@ import pytest
 
 from edge_ecg.data.synth import synthesize
 from edge_ecg.runtime.backends import open_backend
-from edge_ecg.runtime.pipeline import BEAT_GAP_S, StreamProcessor
 from edge_ecg.runtime.quality import QualityConfig
 from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
 from edge_ecg.runtime.ring_buffer import FLAG_GAP, RingBuffer
+from edge_ecg.runtime.stream_processor import BEAT_GAP_S, StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 
 FS = 500.0

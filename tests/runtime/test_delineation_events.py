@@ -9,8 +9,8 @@ import pytest
 from edge_ecg.data.synth import synthesize
 from edge_ecg.runtime.backends import open_backend
 from edge_ecg.runtime.events import BeatEvent, PredictionEvent
-from edge_ecg.runtime.pipeline import StreamProcessor
 from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 
 FS = 500.0

@@ -11,7 +11,6 @@ import numpy as np
 from edge_ecg.data.synth import synthesize
 from edge_ecg.runtime.backends import open_backend
 from edge_ecg.runtime.events import PredictionEvent
-from edge_ecg.runtime.pipeline import StreamProcessor
 from edge_ecg.runtime.predictor import (
     EXPERT_WEIGHT_MIN,
     GATE_PREFIX,
@@ -20,6 +19,7 @@ from edge_ecg.runtime.predictor import (
     split_rows,
 )
 from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_ecg.runtime.pipeline import STAGES, StageTimer
 from edge_ecg.runtime.recent import RecentValues
+from edge_ecg.runtime.stage_timer import STAGES, StageTimer
 
 
 def test_recent_values_keeps_the_last_capacity_values_in_order():

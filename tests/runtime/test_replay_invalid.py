@@ -11,9 +11,9 @@ import pytest
 from edge_ecg.data.synth import synthesize
 from edge_ecg.errors import SourceError
 from edge_ecg.runtime.backends import open_backend
-from edge_ecg.runtime.pipeline import StreamProcessor
 from edge_ecg.runtime.replay import SYNTH_GAIN, ReplaySource, quantise
 from edge_ecg.runtime.sources import open_source
+from edge_ecg.runtime.stream_processor import StreamProcessor
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge_ecg.runtime.backends import open_backend
-from edge_ecg.runtime.pipeline import StreamProcessor
 from edge_ecg.runtime.quality import QualityConfig, _lead_off
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 
 

@@ -15,7 +15,7 @@ import pytest
 from edge_ecg.data.records import read_record
 from edge_ecg.data.windows import make_windows
 from edge_ecg.runtime.backends import open_backend
-from edge_ecg.runtime.pipeline import StreamProcessor
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.contract import SignalContract
 from edge_ecg.signal.patient_context import CONTEXT_COLUMNS

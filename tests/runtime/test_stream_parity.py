@@ -6,9 +6,10 @@ import pytest
 from edge_ecg.data.synth import synthesize_schedule
 from edge_ecg.data.windows import condition_signal
 from edge_ecg.runtime.backends import open_backend
-from edge_ecg.runtime.pipeline import StreamProcessor, run_offline
+from edge_ecg.runtime.offline import run_offline
 from edge_ecg.runtime.quality import REASONS, STRICT
 from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.qrs import detect_beats
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edge_ecg.runtime.pipeline import StreamProcessor
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.ward.batching import BedBackend, InvariantBackend, TickStats, run_tick
 from edge_ecg.ward.reference import comparable, reference_events, source_chunks
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge_ecg.runtime.pipeline import StreamProcessor
+from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.ward import snapshot
 from edge_ecg.ward.errors import StateError
 from edge_ecg.ward.reference import comparable, source_chunks
