@@ -45,6 +45,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "ward"))     # ward_reference: the tests' reference run
 from edge_ecg import DISCLAIMER  # noqa: E402
 from profiles.machine import this_machine  # noqa: E402
 
@@ -258,7 +259,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
                 p.wait(20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        from edge_ecg.ward.reference import stored_events
+        from ward_reference import stored_events
 
         stored = {f.bed: await stored_events(audit_to, f.unit, f.bed) for f in feeds}
         return {"phase": name, "security": "TLS + credentials" if secure else "off",
@@ -278,7 +279,7 @@ def _r(v):
 
 
 def summarise(r: dict, n_beds: int, ref: dict) -> dict:
-    from edge_ecg.ward.reference import comparable
+    from ward_reference import comparable
 
     cpu_total = sum(v for v in r["cpu_s"].values() if np.isfinite(v))
     signal_s = r["publisher"]["samples"] / 500.0
@@ -323,9 +324,10 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=4.0)
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
+    from ward_reference import reference_events
+
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
-    from edge_ecg.ward.reference import reference_events
 
     print(DISCLAIMER)
     print(f"machine: {this_machine()}")

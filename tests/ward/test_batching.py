@@ -1,10 +1,10 @@
 """Inference batched across beds gives each bed exactly its single-process events."""
 
 import numpy as np
+from ward_reference import comparable, reference_events, source_chunks
 
 from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.ward.batching import BedBackend, InvariantBackend, TickStats, run_tick
-from edge_ecg.ward.reference import comparable, reference_events, source_chunks
 
 
 def test_rows_do_not_depend_on_their_batch(backend):

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ward_reference import comparable, reference_events, source_chunks, stored_events
 
 from edge_ecg.errors import FrameError
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.ward import bus, frames
 from edge_ecg.ward.errors import WardError
-from edge_ecg.ward.reference import comparable, reference_events, source_chunks, stored_events
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = "synth:sinus_rhythm?seconds=12&seed=1"

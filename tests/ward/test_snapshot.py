@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from ward_reference import comparable, source_chunks
 
 from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.ward import snapshot
 from edge_ecg.ward.errors import StateError
-from edge_ecg.ward.reference import comparable, source_chunks
 
 SPEC = "synth:sinus_rhythm+atrial_fibrillation?seconds=36&seed=3"
 

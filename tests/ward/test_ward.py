@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from ward_reference import comparable, reference_events, source_chunks, stored_events
 
 from edge_ecg.ward import bus
 from edge_ecg.ward.errors import WardError
-from edge_ecg.ward.reference import comparable, reference_events, source_chunks, stored_events
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,6 +4,9 @@
 publisher frames it (same chunks, through the bus codec) on the same batch-invariant backend;
 `comparable` strips what legitimately differs between runs (wall-clock latency, the ward's
 envelope: worker id, timestamps), so equality is checked on everything else.
+
+A test fixture, not part of the shipped package: the ward tests import it by name (their
+folder is on sys.path, as for `station_kit`), bench/ward.py by putting tests/ward there.
 """
 
 from __future__ import annotations
