@@ -7,7 +7,7 @@ Each record of ../shared/data/<db> is replayed through the runtime (`StreamProce
 detector, windows, per-beat classes and the alarm engine, edge_ecg.runtime.alarms) as fast as
 it goes, lead names as edge_ecg/data/databases.toml assigns them (SVDB ECG1/ECG2 -> II/V1,
 CUDB ECG -> II), CUDB's invalid samples sent as gaps. Its beat classes and alarm events are
-scored against the .atr annotations (edge_ecg.model.rhythm_metrics, EC57 definitions): couplet
+scored against the .atr annotations (edge_ecg.metrics.rhythm, EC57 definitions): couplet
 and VT-run Se / +P, AF and VF episode and duration Se / +P, false VT / VF / AF alarms per hour,
 and on the records in sinus rhythm throughout, false ectopic beats and high-priority alarms
 per hour.
@@ -59,7 +59,7 @@ def stream_record(args) -> dict:
     import wfdb
 
     from edge_ecg.data.records import read_record
-    from edge_ecg.model.rhythm_metrics import record_counts
+    from edge_ecg.metrics.rhythm import record_counts
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.events import AlarmEvent, BeatEvent
     from edge_ecg.runtime.replay import ReplaySource, replay_events
@@ -102,7 +102,7 @@ def vf_features(args) -> dict:
     path, db = args
     import wfdb
 
-    from edge_ecg.model.rhythm_metrics import reference_episodes
+    from edge_ecg.metrics.rhythm import reference_episodes
     from edge_ecg.signal.vf import vf_detect, vf_initial
 
     r = wfdb.rdrecord(str(path), channels=[0])
@@ -152,7 +152,7 @@ def _choose(train: list[dict]) -> dict:
 
 def _score_vf(rs: list[dict], th: dict) -> dict:
     """VF episode Se and false VF alarms with the engine's own hysteresis (AlarmEngine)."""
-    from edge_ecg.model.rhythm_metrics import episode_counts, false_alarms, pool
+    from edge_ecg.metrics.rhythm import episode_counts, false_alarms, pool
     from edge_ecg.runtime.alarms import AlarmEngine
 
     counts, false, hours = [], 0, 0.0
@@ -226,7 +226,7 @@ def main() -> int:
     if args.choose_vf:
         choose_vf(args.jobs)
         return 0
-    from edge_ecg.model.rhythm_metrics import pool, summarize
+    from edge_ecg.metrics.rhythm import pool, summarize
 
     dbs = [d for d in args.db.split(",") if d]
     todo = []

@@ -7,7 +7,7 @@ The beats are OUR DETECTOR's, as the model's are: every record goes through the 
 leads: what `edge_ecg.data.windows.make_windows` does), each detection is matched to the
 reference within 150 ms (`edge_ecg.signal.scoring.match_beats`) and takes the matched beat's
 AAMI class for training. The peer classifies every detection, so it is scored as the model is:
-a reference beat the detector missed counts as missed (edge_ecg/model/beat_metrics.py). The
+a reference beat the detector missed counts as missed (edge_ecg/metrics/beats.py). The
 paper classified the reference beat positions instead.
 
 Features per beat (43 with two leads; what follows the paper and what does not):

@@ -17,7 +17,7 @@ network, which also never saw fold 0: like for like.
 Beats and features: every record goes through `make_windows`' chain (invalid samples filled,
 resample to the bundle's contract rate, its band-pass, `detect_beats` on all channels); every
 classifier labels those detections; a reference beat the detector missed is a missed beat of
-its class (EC57 as edge_ecg/model/beat_metrics.py scores it, gross: beats summed).
+its class (EC57 as edge_ecg/metrics/beats.py scores it, gross: beats summed).
 
 - `dechazal`: de Chazal et al. 2004 (bench/beat_peers.py): RR, QRS width and 2 x 19 samples,
   class-weighted LDA.
@@ -74,7 +74,7 @@ from beat_peers import (
 )
 
 from edge_ecg.data.aami import AAMI_CLASSES
-from edge_ecg.model.beat_metrics import (
+from edge_ecg.metrics.beats import (
     BeatClassScore,
     confusion_table,
     pool_class_scores,

@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPO))
 from edge_ecg.data.dataset import subject_fold, task_value
 from edge_ecg.data.rhythms import cinc2017_class
 from edge_ecg.data.tasks import DEFAULT_TASKS
-from edge_ecg.model.field_metrics import CHALLENGE
-from edge_ecg.model.metrics import f1_binary
+from edge_ecg.metrics.field import CHALLENGE
+from edge_ecg.metrics.tasks import f1_binary
 from edge_ecg.runtime.backends import open_backend
 from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
 from edge_ecg.runtime.stream_processor import StreamProcessor

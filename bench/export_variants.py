@@ -175,8 +175,8 @@ def main() -> int:
     from edge_ecg import DISCLAIMER
     from edge_ecg.data.dataset import load_dataset
     from edge_ecg.data.tasks import TaskSet
+    from edge_ecg.metrics.tasks import task_metrics
     from edge_ecg.model.checkpoint import load_checkpoint
-    from edge_ecg.model.metrics import task_metrics
     from edge_ecg.runtime.bundle import load_bundle
     from export.onnx_graph import export_onnx
     from export.parity import run_onnx, run_openvino, run_torch

@@ -63,7 +63,7 @@ def main() -> int:
 
     from edge_ecg import DISCLAIMER
     from edge_ecg.data.tasks import TaskSet
-    from edge_ecg.model.metrics import task_metrics
+    from edge_ecg.metrics.tasks import task_metrics
     from edge_ecg.runtime.sessions import onnx_session
     from export import stage
     from export.onnx_graph import export_onnx, save_ort_optimized

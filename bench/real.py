@@ -8,7 +8,7 @@ teaches only potassium and RR, trains every fold), with the same data, settings 
 scored on fold f of each real database; the classical peers (bench/classical_peers.py) are fitted
 on the same training folds. Predictions of all test folds are pooled and scored once (`pooled`),
 and each fold is scored on its own (`mean +- sd` over folds). Metrics are the field's, as
-`edge-ecg evaluate` prints them (edge_ecg.model.field_metrics):
+`edge-ecg evaluate` prints them (edge_ecg.metrics.field):
 
     CinC 2017          challenge F1 (mean F1 of N, A, O per recording; a recording shorter than
                        one 10-s window is a miss for the neural models, the peer calls it)
@@ -171,7 +171,7 @@ def test_spec(parts, test_fold: int, args) -> str:
 # -- scoring -----------------------------------------------------------------------------------
 def score(tasks, outputs: dict, view, window_s: float) -> dict[str, float]:
     """Flat `{"source.metric": value}` of the field's metrics, plus PTB-XL + LUDB pooled."""
-    from edge_ecg.model.field_metrics import field_metrics, record_scores, source_of
+    from edge_ecg.metrics.field import field_metrics, record_scores, source_of
 
     res = field_metrics(tasks, outputs, view, window_s)
     flat: dict[str, float] = {}

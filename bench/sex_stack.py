@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from classical_peers import extract_units, fit_predict_sex  # noqa: E402
 
-from edge_ecg.model.field_metrics import auc  # noqa: E402
-from edge_ecg.model.metrics import f1_binary  # noqa: E402
+from edge_ecg.metrics.field import auc  # noqa: E402
+from edge_ecg.metrics.tasks import f1_binary  # noqa: E402
 
 C_GRID = np.logspace(-3, 2, 11)
 

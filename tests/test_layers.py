@@ -1,9 +1,10 @@
 """The import layers hold: `lint-imports` checks pyproject's [tool.importlinter] contracts.
 
-signal -> data -> model -> export and signal -> firmware_bridge -> runtime -> profiles, cli on
-top; no torch, peft, model or export on the device side; no cycles between sibling modules. A
-backwards import fails here, so CI (which runs the suite) enforces the layering. Skips only
-where import-linter is not installed (it is in the `dev` extra).
+signal -> data -> metrics -> model -> export and signal -> firmware_bridge -> runtime ->
+profiles, cli on top; no torch, peft, model or export on the device side or in the metrics; no
+cycles between sibling modules. A backwards import fails here, so CI (which runs the suite)
+enforces the layering. Skips only where import-linter is not installed (it is in the `dev`
+extra).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     edge-ecg evaluate --checkpoint DIR --data SPEC [--json]
     edge-ecg evaluate --bundle DIR [--variant NAME] --data SPEC [--json]
 
-Prints the field's standard metrics for each database in the data (edge_ecg.model.field_metrics):
+Prints the field's standard metrics for each database in the data (edge_ecg.metrics.field):
 CinC 2017 challenge F1 per recording, age MAE / sex AUC and F1 / rhythm macro F1 per PTB-XL or
 LUDB record, RR MAE and AF-episode Se/+P on MIT-BIH, and every task's window metrics. With
 --json, stdout is one JSON object: {"windows": {task: {metric: value}}, "<database>": {...}}.
@@ -12,7 +12,7 @@ A bundle with a `beat` task is also scored on every MIT-BIH record of the data a
 does (`"beat_classes"`: gross Se and +P of V, S and F, the confusion matrix, a row per
 record): each record streamed through the runtime (its detector, windows and per-beat
 classes), a reference beat the runtime missed or left unclassified counting as missed. The
-same streams' alarms are scored per database (`"alarms"`, edge_ecg.model.rhythm_metrics):
+same streams' alarms are scored per database (`"alarms"`, edge_ecg.metrics.rhythm):
 couplet and VT-run Se / +P, AF and VF episode and duration Se / +P, false VT / VF / AF alarms
 per hour, and false ectopic beats and high-priority alarms per hour on the records in sinus
 rhythm throughout.
@@ -100,11 +100,10 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
     from tqdm import tqdm
 
     from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
-    from edge_ecg.data.records import beat_annotations, find_beat_extension
-    from edge_ecg.model.beat_metrics import pool_class_scores, score_beat_classes
-    from edge_ecg.runtime.record_beats import stream_beat_classes
-
     from edge_ecg.data.mitbih import database
+    from edge_ecg.data.records import beat_annotations, find_beat_extension
+    from edge_ecg.metrics.beats import pool_class_scores, score_beat_classes
+    from edge_ecg.runtime.record_beats import stream_beat_classes
 
     dbs = ("mitdb", "svdb", "cudb")
     recs = {rid: info for rid, info in ds.records.items()
@@ -113,7 +112,7 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
         return None
     import wfdb
 
-    from edge_ecg.model.rhythm_metrics import pool, record_counts, summarize
+    from edge_ecg.metrics.rhythm import pool, record_counts, summarize
 
     scores: dict[str, list] = {}
     alarm_counts: dict[str, list] = {}
@@ -164,7 +163,7 @@ def _rhythm_stack(backend, args, ds, progress: bool) -> dict | None:
 
     from edge_ecg.cli.stack import _cinc_sources
     from edge_ecg.data.cinc2017 import read_reference
-    from edge_ecg.model.field_metrics import confusion
+    from edge_ecg.metrics.field import confusion
     from edge_ecg.model.stacking import challenge_f1
     from edge_ecg.runtime.record_rhythm import cinc_rows, rhythm_classes
     from edge_ecg.runtime.recording_stack import RHYTHM_STACK, load_stack
@@ -197,8 +196,8 @@ def _rhythm_stack(backend, args, ds, progress: bool) -> dict | None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from edge_ecg.model.field_metrics import field_metrics
-    from edge_ecg.model.metrics import format_metrics
+    from edge_ecg.metrics.field import field_metrics
+    from edge_ecg.metrics.tasks import format_metrics
 
     progress = not args.json
     if args.checkpoint:
@@ -222,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{src} on {args.data} ({len(ds)} windows):")
     print(format_metrics(metrics["windows"], {t.name: t.unit for t in tasks}))
     if beat_scores is not None:
-        from edge_ecg.model.beat_metrics import BeatClassScore, confusion_table
+        from edge_ecg.metrics.beats import BeatClassScore, confusion_table
         for db, g in beat_scores.get("by_database", {}).items():
             print(f"  beat classes on {db}, AAMI EC57 gross (streamed through the runtime):")
             print("  " + "  ".join(f"{c} Se {g[c.lower() + '_se']:.3f} "

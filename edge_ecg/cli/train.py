@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     from edge_ecg.data.dataset import label_provenance, load_dataset
     from edge_ecg.data.tasks import DEFAULT_TASKS
     from edge_ecg.errors import CheckpointError
+    from edge_ecg.metrics.tasks import format_metrics
     from edge_ecg.model.checkpoint import save_checkpoint
     from edge_ecg.model.config import ECGMoEConfig
-    from edge_ecg.model.metrics import format_metrics
     from edge_ecg.model.moe import format_usage
     from edge_ecg.model.training import (
         TrainSettings,

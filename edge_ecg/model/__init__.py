@@ -1,7 +1,7 @@
-"""ECG-MoE in torch: config, model, LoRA fine-tuning, checkpoints, metrics.
+"""ECG-MoE in torch: config, model, LoRA fine-tuning, checkpoints (the numpy-only metrics are
+`edge_ecg.metrics`).
 
-This package file imports no torch (the numpy-only `metrics` is usable on devices); the torch
-parts load on first use of their names.
+This package file imports no torch; the torch parts load on first use of their names.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ _LAZY = {
     "ECGMoE": "edge_ecg.model.moe",
     "load_checkpoint": "edge_ecg.model.checkpoint",
     "save_checkpoint": "edge_ecg.model.checkpoint",
-    "task_metrics": "edge_ecg.model.metrics",
 }
 
 

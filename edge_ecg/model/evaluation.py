@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge_ecg.model.metrics import task_metrics
+from edge_ecg.metrics.tasks import task_metrics
 from edge_ecg.signal.contract import INPUT_NAMES
 
 

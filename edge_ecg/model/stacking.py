@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_ecg.model.metrics import f1_binary
+from edge_ecg.metrics.tasks import f1_binary
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 WEIGHTS = (None, "balanced")

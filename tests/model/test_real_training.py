@@ -11,10 +11,10 @@ import torch
 
 from edge_ecg.data.dataset import load_dataset
 from edge_ecg.data.tasks import DEFAULT_TASKS
+from edge_ecg.metrics.field import auc, field_metrics
 from edge_ecg.model.checkpoint import save_checkpoint
 from edge_ecg.model.config import ECGMoEConfig
 from edge_ecg.model.evaluation import predict
-from edge_ecg.model.field_metrics import auc, field_metrics
 from edge_ecg.model.training import TrainSettings, train
 from edge_ecg.signal.contract import SignalContract
 

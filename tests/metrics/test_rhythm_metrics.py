@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from edge_ecg.model import rhythm_metrics as rm
+from edge_ecg.metrics import rhythm as rm
 
 
 def test_runs_split_couplets_and_vt_runs():

@@ -4,7 +4,7 @@ Regression: MAE in task units. Binary: F1 of the positive class (threshold 0.5) 
 Multiclass: accuracy and macro F1 over the classes present in labels or predictions. Per-beat
 (kind `beat`): the same over every labelled beat slot, plus sensitivity and positive
 predictivity per class (slots, not beats: a beat in two overlapping windows counts twice; the
-field's figure is EC57 over a record's stream, `edge_ecg.model.beat_metrics`).
+field's figure is EC57 over a record's stream, `edge_ecg.metrics.beats`).
 Windows whose label is NaN (missing) are skipped; `n` says how many were scored.
 """
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from edge_ecg.data.dataset import source_of
-from edge_ecg.model.metrics import f1_binary, macro_f1, task_metrics
+from edge_ecg.metrics.tasks import f1_binary, macro_f1, task_metrics
 
 # CinC classes scored by the challenge (the noisy class is predicted but not in the mean).
 CHALLENGE = (("N", "normal_sinus"), ("A", "af_or_flutter"), ("O", "other_rhythm"))

@@ -7,7 +7,7 @@ import pytest
 
 from edge_ecg.data.dataset import WindowDataset
 from edge_ecg.data.tasks import DEFAULT_TASKS
-from edge_ecg.model.field_metrics import auc, field_metrics
+from edge_ecg.metrics.field import auc, field_metrics
 
 CLASSES = DEFAULT_TASKS["arrhythmia"].labels
 TASKS = DEFAULT_TASKS.select(["rr_interval", "age", "sex", "arrhythmia"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
-from edge_ecg.model.beat_metrics import (
+from edge_ecg.metrics.beats import (
     MISSED,
     confusion_table,
     pool_class_scores,
