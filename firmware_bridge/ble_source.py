@@ -14,6 +14,7 @@ the gap). Counts are microvolts: gain 1000 counts/mV, baseline 0.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -34,6 +35,8 @@ from firmware_bridge.polar_pmd import (
     parse_control_response,
     parse_ecg_frame,
 )
+
+log = logging.getLogger(__name__)
 
 # The H10's strap electrodes sit left and right on the lower chest: the nearest standard lead
 # is I (horizontal, right arm to left arm). An approximation, named so the runtime can place it.
@@ -125,8 +128,8 @@ class BleSource(Source):
             fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
             try:
                 fut.result(timeout=5)
-            except Exception:   # noqa: BLE001 - best effort: the radio may be gone
-                pass
+            except Exception as exc:   # noqa: BLE001 - best effort: the radio may be gone
+                log.debug("BLE %s: stopping ECG on close failed: %r", self.address, exc)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -162,14 +165,18 @@ class BleSource(Source):
             if not self.reconnect:
                 raise SourceError("disconnected")
             self._counters["reconnects"] += 1
+            log.warning("BLE %s disconnected; reconnecting for up to %g s", self.address,
+                        self.reconnect_timeout_s)
             backoff = Backoff(self.backoff_s, self.backoff_max_s, self.reconnect_timeout_s)
             backoff.start(time.monotonic())
             while True:
                 await asyncio.sleep(backoff.delay_s)
                 try:
                     await self._connect_and_start()
+                    log.info("BLE %s reconnected", self.address)
                     break
                 except Exception as exc:   # noqa: BLE001 - retried, then reported
+                    log.debug("BLE %s: reconnection attempt failed: %r", self.address, exc)
                     if backoff.expired(time.monotonic()):
                         raise SourceError(f"lost and not back within "
                                           f"{self.reconnect_timeout_s:g} s: {exc}") from None
@@ -211,8 +218,11 @@ class BleSource(Source):
     def _on_data(self, _sender, data: bytearray) -> None:
         try:
             frame = parse_ecg_frame(data)
-        except FrameError:
+        except FrameError as exc:
             self._counters["bad_frames"] += 1
+            # the first one said, the rest counted in stats()
+            log.log(logging.WARNING if self._counters["bad_frames"] == 1 else logging.DEBUG,
+                    "BLE %s: corrupt ECG notification skipped: %s", self.address, exc)
             return
         self._counters["frames"] += 1
         self._frames.put(frame)

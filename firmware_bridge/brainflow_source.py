@@ -21,6 +21,7 @@ board ends (EOFError) after the file's last row.
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections import deque
@@ -31,6 +32,8 @@ from edge_ecg.errors import SourceError
 from edge_ecg.signal.chunk import Chunk
 from edge_ecg.signal.leads import canonical_lead
 from edge_ecg.signal.source import Source
+
+log = logging.getLogger(__name__)
 
 COUNTER_MOD = 256          # BrainFlow's package counters wrap at 256 on the boards that have one
 _OWN = ("channels", "leads", "uv_per_count", "buffer", "speed")
@@ -158,6 +161,9 @@ class BrainFlowSource(Source):
         given = self.options.get("leads")
         leads = tuple(x.strip() for x in given.split(",")) if given else (("II",) if n == 1
                                                                            else ())
+        if not given and n == 1:
+            log.warning("%s: BrainFlow names no lead; taking the channel as lead II (pass "
+                        "?leads= to say which lead it is)", self.name)
         if len(leads) != n:
             raise SourceError(f"{self.name}: {n} channels need {n} lead names (?leads=I,II,..)")
         bad = [x for x in leads if canonical_lead(x) is None]
@@ -231,12 +237,12 @@ class BrainFlowSource(Source):
             return
         try:
             shim.stop_stream()
-        except Exception:   # noqa: BLE001 - the board may already be gone
-            pass
+        except Exception as exc:   # noqa: BLE001 - the board may already be gone
+            log.debug("%s: stop_stream on close: %r", self.name, exc)
         try:
             shim.release_session()
-        except Exception:   # noqa: BLE001
-            pass
+        except Exception as exc:   # noqa: BLE001
+            log.debug("%s: release_session on close: %r", self.name, exc)
 
     def stats(self) -> dict[str, int]:
         return dict(self._counters)

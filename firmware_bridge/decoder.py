@@ -20,6 +20,7 @@ decoder only reports it, the source decides to stop.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections import deque
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ from firmware_bridge.protocol import (
     parse_device_info,
     unpack_samples,
 )
+
+log = logging.getLogger(__name__)
 
 _SYNC0 = SYNC[0]
 _CRC = struct.Struct("<I")
@@ -161,6 +164,8 @@ class StreamDecoder:
                 end = pos + HEADER_LEN + body_len
                 if crc32(mv[pos + 2:end]) != _CRC.unpack_from(buf, end)[0]:
                     self.crc_errors += 1
+                    log.debug("CRC mismatch at stream byte %d: candidate frame skipped",
+                              self.bytes_in - n + pos)
                     self._skip(1)
                     pos += 1
                     continue
@@ -215,6 +220,8 @@ class StreamDecoder:
                     if mtype == MsgType.DEVICE_INFO:
                         self.refused_infos += 1
                     self.errors = (self.errors + [f"stream byte {self.bytes_in}: {exc}"])[-10:]
+                    log.warning("CRC-valid but malformed message skipped (a firmware bug): %s",
+                                self.errors[-1])
                 k += 1
                 continue
             # A run of DATA frames with one layout: one numpy call for all their payloads.
@@ -262,6 +269,8 @@ class StreamDecoder:
                 reset = True
                 delta, dts = self._reset_gap(dts, self._last_spf)
                 self.reset_gap_frames += delta - 1
+                log.warning("frame sequence went back from %d to %d (device restart?): "
+                            "%d frame(s) booked as a gap", self._last_seq, seq, delta - 1)
                 self._rate_pairs.clear()
             else:
                 self.lost_frames += delta - 1
@@ -318,7 +327,8 @@ class StreamDecoder:
         a device clock that rounds to microseconds never trips it.
         """
         frame_us = self._frame_us(spf)
-        if frame_us is None:
+        info = self.info
+        if frame_us is None or info is None:
             return
         expected_us = dseq * frame_us
         tol = self._clock_tol if self._clock_tol is not None else max(1000.0, 0.5 * frame_us)
@@ -335,9 +345,11 @@ class StreamDecoder:
         if total_us <= 0 or abs(ratio - 1.0) <= RATE_TOLERANCE:
             return
         if all(abs(d / (e * ratio) - 1.0) <= RATE_TOLERANCE for d, e in pairs):
-            self.rate_mismatch = RateMismatch(announced_hz=self.info.fs_hz,
-                                              measured_hz=self.info.fs_hz / ratio,
+            self.rate_mismatch = RateMismatch(announced_hz=info.fs_hz,
+                                              measured_hz=info.fs_hz / ratio,
                                               frames=len(pairs))
+            log.warning("the device clock runs at %.4g Hz over %d frames, not the %.4g Hz "
+                        "DEVICE_INFO announced", info.fs_hz / ratio, len(pairs), info.fs_hz)
 
     def _control(self, mtype: int, body: bytes) -> Message:
         if mtype == MsgType.DEVICE_INFO:

@@ -26,6 +26,7 @@ pylsl is imported in `open()` (the `lsl` extra).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 
@@ -39,6 +40,8 @@ from edge_ecg.signal.source import Source
 _UV_PER_UNIT = {"microvolts": 1.0, "microvolt": 1.0, "uv": 1.0, "µv": 1.0, "μv": 1.0,
                 "millivolts": 1000.0, "millivolt": 1000.0, "mv": 1000.0,
                 "volts": 1e6, "volt": 1e6, "v": 1e6}
+log = logging.getLogger(__name__)
+
 TIME_CORRECTION_EVERY_S = 5.0
 
 
@@ -141,6 +144,9 @@ class LslSource(Source):
         else:
             leads = tuple(lead_of_label(labels[c]) or ("II" if len(cols) == 1 else labels[c])
                           for c in cols)
+            if len(cols) == 1 and lead_of_label(labels[cols[0]]) is None:
+                log.warning("%s: channel %r names no ECG lead; taking it as lead II (pass "
+                            "?leads= to say which lead it is)", self.name, labels[cols[0]])
         if len(leads) != len(cols) or any(canonical_lead(x) is None for x in leads):
             raise SourceError(f"{self.name}: leads {list(leads)} for {len(cols)} channels: name "
                               "one standard lead per channel (?leads=II,V1)")
@@ -162,8 +168,9 @@ class LslSource(Source):
         try:
             self._offset = float(self._inlet.time_correction(timeout=2.0))
             self._counters["clock_offset_us"] = int(round(self._offset * 1e6))
-        except Exception:   # noqa: BLE001 - keep the last estimate; retried in 5 s
-            pass
+        except Exception as exc:   # noqa: BLE001 - keep the last estimate; retried in 5 s
+            log.debug("%s: LSL time correction failed, the last estimate kept: %r", self.name,
+                      exc)
 
     # --- Source --------------------------------------------------------------------------
     def read(self, timeout_s: float = 0.1) -> Chunk | None:
@@ -241,8 +248,8 @@ class LslSource(Source):
         if inlet is not None:
             try:
                 inlet.close_stream()
-            except Exception:   # noqa: BLE001
-                pass
+            except Exception as exc:   # noqa: BLE001
+                log.debug("%s: close_stream on close: %r", self.name, exc)
 
     def stats(self) -> dict[str, int]:
         return dict(self._counters)

@@ -18,9 +18,11 @@ answer.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +40,8 @@ from firmware_bridge.protocol import (
     DeviceInfo,
     encode_command,
 )
+
+log = logging.getLogger(__name__)
 
 FS_RANGE_HZ = (50.0, 10_000.0)   # below 50 Hz a QRS is not resolved; above 10 kHz not an ECG
 
@@ -87,7 +91,7 @@ class SerialSource(Source):
         self.info: DeviceInfo | None = None
         self.reconnects = 0
         self.chunks = 0
-        self._serial = None
+        self._serial: Any = None     # a serial.Serial while open (pyserial imported lazily)
         self._token = 0
         self._frames: deque[DataFrame] = deque()
         self._base: tuple[int, int] | None = None     # (seq_unwrapped, index) of the first frame
@@ -114,8 +118,8 @@ class SerialSource(Source):
         if self._serial is not None:
             try:
                 self._send(Command.STOP)
-            except Exception:   # noqa: BLE001 - closing a port that already failed
-                pass
+            except Exception as exc:   # noqa: BLE001 - closing a port that already failed
+                log.debug("serial port %s: STOP not sent on close: %r", self.port, exc)
             try:
                 self._serial.close()
             finally:
@@ -213,11 +217,13 @@ class SerialSource(Source):
         if self._serial is not None:
             try:
                 self._serial.close()
-            except Exception:   # noqa: BLE001 - the port is already broken
-                pass
+            except Exception as exc:   # noqa: BLE001 - the port is already broken
+                log.debug("serial port %s: close after failure: %r", self.port, exc)
             self._serial = None
         if not self.reconnect:
             raise SourceError(f"serial port {self.port} failed: {reason}") from None
+        log.warning("serial port %s lost (%s); reconnecting for up to %g s", self.port, reason,
+                    self.reconnect_timeout_s)
         self.decoder.flush()                    # a half-received frame is lost with the link
         self.reconnects += 1
         self._down_reason = reason
@@ -238,6 +244,7 @@ class SerialSource(Source):
         try:
             self._connect()
             b.recovered()
+            log.info("serial port %s reconnected", self.port)
             return
         except SourceError as exc:
             self._serial = None
@@ -309,6 +316,10 @@ class SerialSource(Source):
         first = self._frames.popleft()
         if first.n_leads != len(info.leads):
             self._layout_mismatch += 1
+            # the first one said, the rest counted in stats()
+            log.log(logging.WARNING if self._layout_mismatch == 1 else logging.DEBUG,
+                    "serial port %s: a frame of %d leads skipped (DEVICE_INFO announced %d)",
+                    self.port, first.n_leads, len(info.leads))
             return None
         if self._base is None:
             self._base = (first.seq_unwrapped, 0)

@@ -60,8 +60,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=HelpFormatter)
         mod.configure(p)
+        if name != "ward":          # the ward's roles take these options themselves
+            _log_options(p)
         p.set_defaults(_run=mod.run)
     return parser
+
+
+def _log_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("logs", "the library's log messages on stderr")
+    g.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
+    g.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
 def _command_of(argv: list[str]) -> str | None:
@@ -77,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from edge_ecg.ward import logs  # stdlib only: the ward's log format, not the ward
+
     try:
-        return int(args._run(args) or 0)
+        with logs.configured(getattr(args, "log_json", False), getattr(args, "log_level", "INFO")):
+            return int(args._run(args) or 0)
     except EdgeECGError as exc:
         print(f"edge-ecg {args.command}: error: {exc}", file=sys.stderr)
         return 1

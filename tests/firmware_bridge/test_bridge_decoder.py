@@ -115,6 +115,25 @@ def test_malformed_device_info_is_counted_not_emitted():
     assert dec.malformed_messages == 1 and "lead 2" in dec.errors[0]
 
 
+def test_a_malformed_message_and_a_device_restart_are_logged(caplog):
+    """Counted in stats() and said in the log: a CRC-valid malformed message (a firmware
+    bug) and a sequence that went back (a reboot) are warnings naming what happened."""
+    import logging
+
+    from firmware_bridge.protocol import MsgType, envelope
+    body = encode_device_info(INFO)[HEADER_LEN:-4]
+    x = np.zeros((2, 1), dtype=np.int32)
+    dec = StreamDecoder()
+    with caplog.at_level(logging.WARNING, logger="firmware_bridge.decoder"):
+        dec.feed(envelope(MsgType.DEVICE_INFO, body[:-3]))
+        dec.feed(encode_data(10, 0, x, SampleFormat.INT16) + encode_data(3, 0, x,
+                                                                         SampleFormat.INT16))
+    msgs = [r.getMessage() for r in caplog.records if r.name == "firmware_bridge.decoder"]
+    assert dec.malformed_messages == 1 and dec.seq_resets == 1 and len(msgs) == 2
+    assert "malformed message skipped" in msgs[0] and "lead 2" in msgs[0]
+    assert "went back from 10 to 3" in msgs[1]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=40),
        fmt=st.sampled_from(FORMATS))

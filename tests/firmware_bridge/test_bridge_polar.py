@@ -166,3 +166,19 @@ def test_ble_source_refuses_a_rejected_start(fake):
     fake.status = 0x08
     with pytest.raises(SourceError, match="INVALID SAMPLE RATE"):
         BleSource("AA:BB", client_class=FakeH10, reconnect=False).open()
+
+
+def test_a_corrupt_notification_is_counted_and_said_once(caplog):
+    """A skipped frame is visible: counted in stats(), the first one logged as a warning
+    with the parser's reason, the rest at debug level (a bad radio link would flood it)."""
+    import logging
+
+    src = BleSource("AA:BB:CC:DD:EE:FF", client_class=FakeH10)
+    with caplog.at_level(logging.DEBUG, logger="firmware_bridge.ble_source"):
+        src._on_data(None, bytearray(b"\x00\x01\x02"))
+        src._on_data(None, bytearray(b"\x02" + bytes(8) + b"\x00" + bytes(6)))
+    assert src.stats()["bad_frames"] == 2 and src.stats()["frames"] == 0
+    recs = [r for r in caplog.records if r.name == "firmware_bridge.ble_source"]
+    assert [r.levelno for r in recs] == [logging.WARNING, logging.DEBUG]
+    assert "corrupt ECG notification skipped" in recs[0].getMessage()
+    assert "shorter than its 10-byte header" in recs[0].getMessage()
