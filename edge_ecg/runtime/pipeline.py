@@ -13,6 +13,7 @@ module; this one exports `Pipeline` only.
 
 from __future__ import annotations
 
+import logging
 import queue
 import signal as signal_mod
 import threading
@@ -28,8 +29,11 @@ from edge_ecg.runtime.recent import RecentValues
 from edge_ecg.runtime.stage_timer import StageTimer
 from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.runtime.summary import Summary
+from edge_ecg.signal import filters
 
 __all__ = ["Pipeline"]
+
+log = logging.getLogger(__name__)
 
 _EOF = object()
 
@@ -59,6 +63,10 @@ class Pipeline:
         self.latency_s = RecentValues()        # sample-to-prediction, recent predictions
         self.status_every_s = status_every_s
         self.info = dict(info or {})
+        # which sosfilt kernel filters (signal.filters): "compiled", or the "public" fallback
+        # (~30 us a call slower, +76 MB): a scipy that lost the compiled kernel shows here
+        self.info.setdefault("filter_kernel", filters.KERNEL)
+        self.info.setdefault("filter_kernel_note", filters.KERNEL_NOTE)
         self.summary: Summary | None = None
         # sinks that also store the raw chunks (a `recording.Recorder`), fed in this thread
         self._chunk_sinks = [s for s in self.sinks if hasattr(s, "write_chunk")]
@@ -108,6 +116,9 @@ class Pipeline:
             self._dropped.append((item[0].index, item[0].end))
             self.dropped_chunks += 1
             self.dropped_samples += item[0].n_samples
+            if self.dropped_chunks == 1:     # the rest counted in the summary, each a gap
+                log.warning("processing fell behind the source: chunks dropped (the first at "
+                            "sample %d)", item[0].index)
 
     # --- output --------------------------------------------------------------------------
     def _emit(self, events: list, arrival: float | None) -> None:
