@@ -323,7 +323,7 @@ def record_list(root: Path, quick: bool) -> list[tuple[str, Path]]:
         if (root / db).is_dir():
             out += [(db, p) for p in record_paths(str(root / db), db)]
     if quick:
-        from edge_ecg.data.dataset import subject_fold
+        from edge_ecg.data.folds import subject_fold
         from edge_ecg.data.mitbih import subject_of
 
         kept, seen = [], {}
@@ -391,7 +391,7 @@ def main(argv=None) -> int:
     if args.seconds:
         print(f"# REDUCED: the first {args.seconds:g} s of each record")
 
-    from edge_ecg.data.dataset import subject_fold
+    from edge_ecg.data.folds import subject_fold
     from edge_ecg.data.mitbih import subject_of
 
     recs: dict[str, BeatRecord] = {}

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge_ecg.data.dataset import resolve_spec, subject_fold, task_value, window_labels
+from edge_ecg.data.folds import subject_fold
+from edge_ecg.data.labels import task_value, window_labels
+from edge_ecg.data.specs import resolve_spec
 from edge_ecg.data.windows import condition_signal, mean_rr_ms, window_starts
 from edge_ecg.errors import RecordError, SignalError
 from edge_ecg.signal.leads import STANDARD_12

@@ -37,7 +37,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_ecg.data.dataset import subject_fold, task_value
+from edge_ecg.data.folds import subject_fold
+from edge_ecg.data.labels import task_value
 from edge_ecg.data.rhythms import cinc2017_class
 from edge_ecg.data.tasks import DEFAULT_TASKS
 from edge_ecg.metrics.field import CHALLENGE

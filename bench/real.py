@@ -112,7 +112,7 @@ TABLES = (
 def recipe_parts(recipe: str, data_root: Path) -> list[tuple[str, dict, bool]]:
     """`(body, options, cross_validated)` of each recipe source; a source the recipe splits
     by folds is cross-validated, the others (synthetic) train every fold."""
-    from edge_ecg.data.dataset import read_recipe
+    from edge_ecg.data.specs import read_recipe
 
     out = []
     for spec, over in read_recipe(f"{recipe}?data={data_root}"):
@@ -171,7 +171,8 @@ def test_spec(parts, test_fold: int, args) -> str:
 # -- scoring -----------------------------------------------------------------------------------
 def score(tasks, outputs: dict, view, window_s: float) -> dict[str, float]:
     """Flat `{"source.metric": value}` of the field's metrics, plus PTB-XL + LUDB pooled."""
-    from edge_ecg.metrics.field import field_metrics, record_scores, source_of
+    from edge_ecg.data.provenance import source_of
+    from edge_ecg.metrics.field import field_metrics, record_scores
 
     res = field_metrics(tasks, outputs, view, window_s)
     flat: dict[str, float] = {}

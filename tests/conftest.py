@@ -32,7 +32,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def data_root() -> Path:
-    """$EDGE_ECG_DATA where set (as the recipes read it: edge_ecg.data.dataset), else
+    """$EDGE_ECG_DATA where set (as the recipes read it: edge_ecg.data.data_root), else
     ../shared/data beside the repository."""
     env = os.environ.get("EDGE_ECG_DATA")
     return Path(env) if env else SHARED_DATA

@@ -53,7 +53,7 @@ def _cinc_sources(spec: str) -> list[tuple[str, object, set | None]]:
     """(folder, keep, folds) of each cinc2017 source of `spec`."""
     from urllib.parse import parse_qsl
 
-    from edge_ecg.data.dataset import _fold_keep, split_specs
+    from edge_ecg.data.specs import _fold_keep, split_specs
 
     out = []
     for s, _ in split_specs(spec):
@@ -73,7 +73,7 @@ def collect(backend, data: str, limit: int | None, seed: int, allow_fold0: bool,
     import numpy as np
 
     from edge_ecg.data.cinc2017 import read_reference
-    from edge_ecg.data.dataset import subject_fold
+    from edge_ecg.data.folds import subject_fold
     from edge_ecg.errors import EdgeECGError
     from edge_ecg.runtime.record_rhythm import cinc_rows, select_entries
 

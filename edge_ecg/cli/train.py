@@ -48,7 +48,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def describe_provenance(prov: dict[str, dict[str, int]]) -> str:
     """One line per task: 'arrhythmia: real ECGs (cinc2017 15000, mitdb 4000 windows)'."""
-    from edge_ecg.data.dataset import provenance_kind
+    from edge_ecg.data.provenance import provenance_kind
 
     words = {"real": "real ECGs", "synthetic": "synthetic ECGs only",
              "real+synthetic": "real and synthetic ECGs"}
@@ -63,7 +63,8 @@ def describe_provenance(prov: dict[str, dict[str, int]]) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from edge_ecg.data.dataset import label_provenance, load_dataset
+    from edge_ecg.data.dataset import load_dataset
+    from edge_ecg.data.provenance import label_provenance
     from edge_ecg.data.tasks import DEFAULT_TASKS
     from edge_ecg.errors import CheckpointError
     from edge_ecg.metrics.tasks import format_metrics

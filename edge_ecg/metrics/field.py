@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from edge_ecg.data.dataset import source_of
+from edge_ecg.data.provenance import source_of
 from edge_ecg.metrics.tasks import f1_binary, macro_f1, task_metrics
 
 # CinC classes scored by the challenge (the noisy class is predicted but not in the mean).

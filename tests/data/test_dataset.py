@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_ecg.data.dataset import build_dataset, load_dataset, task_value
+from edge_ecg.data.dataset import build_dataset, load_dataset
+from edge_ecg.data.labels import task_value
 from edge_ecg.data.rhythms import synth_class
 from edge_ecg.data.synth import CONDITIONS, synthesize_schedule
 from edge_ecg.data.tasks import DEFAULT_TASKS

@@ -10,9 +10,11 @@ import pytest
 import wfdb
 
 from edge_ecg.data.cinc2017 import read_reference
-from edge_ecg.data.dataset import load_dataset, read_recipe, subject_fold
+from edge_ecg.data.dataset import load_dataset
+from edge_ecg.data.folds import subject_fold
 from edge_ecg.data.ludb import read_entries
 from edge_ecg.data.rhythms import ludb_class, parse_table, rhythm_table
+from edge_ecg.data.specs import read_recipe
 from edge_ecg.data.synth import synthesize
 from edge_ecg.data.tasks import DEFAULT_TASKS
 from edge_ecg.errors import RecordError
@@ -187,7 +189,7 @@ def test_shared_ludb_and_ptbxl(shared_data):
 
 
 def test_label_provenance_and_kind(tmp_path):
-    from edge_ecg.data.dataset import label_provenance, provenance_kind
+    from edge_ecg.data.provenance import label_provenance, provenance_kind
 
     folder = _write_cinc(tmp_path / "cinc", [("A1", "N")])
     ds = load_dataset(f"cinc2017:{folder};synth:2?seed=5&tasks=potassium,rr_interval", C,
@@ -201,7 +203,7 @@ def test_label_provenance_and_kind(tmp_path):
 
 
 def test_recipes_find_the_data_folder(tmp_path, monkeypatch):
-    from edge_ecg.data.dataset import default_data_root
+    from edge_ecg.data.data_root import default_data_root
 
     monkeypatch.setenv("EDGE_ECG_DATA", str(tmp_path))
     assert default_data_root() == str(tmp_path)

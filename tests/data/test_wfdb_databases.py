@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from edge_ecg.data.aami import AAMI_CLASSES
-from edge_ecg.data.dataset import build_dataset, load_dataset, source_of, subject_fold
+from edge_ecg.data.dataset import build_dataset, load_dataset
+from edge_ecg.data.folds import subject_fold
 from edge_ecg.data.mitbih import load_record, overlay, rhythm_intervals, vf_episodes
+from edge_ecg.data.provenance import source_of
 from edge_ecg.data.synth import synthesize
 from edge_ecg.data.tasks import DEFAULT_TASKS
 from edge_ecg.errors import RecordError
@@ -93,7 +95,7 @@ def test_cudb_cu06_episodes_invalid_samples_and_window_labels():
 def test_svdb_and_cudb_folds_split_by_patient():
     _need(SVDB / "800")
     _need(CUDB / "cu06")
-    from edge_ecg.data.dataset import resolve_spec
+    from edge_ecg.data.specs import resolve_spec
 
     held = resolve_spec(f"svdb:{SVDB}?folds=0", C, DEFAULT_TASKS)
     train = resolve_spec(f"svdb:{SVDB}?folds=1,2,3,4", C, DEFAULT_TASKS)

@@ -27,7 +27,7 @@ def cinc_af(shared_data, tmp_path_factory):
     """The first 70 normal and 70 AF recordings of CinC 2017 (a folder of links with its own
     REFERENCE.csv); patients in fold 0 are the test set, the rest train."""
     from edge_ecg.data.cinc2017 import read_reference
-    from edge_ecg.data.dataset import subject_fold
+    from edge_ecg.data.folds import subject_fold
 
     rows = read_reference(shared_data / "cinc2017")
     keep = [r for r in rows if r.letter == "N"][:70] + [r for r in rows if r.letter == "A"][:70]
