@@ -17,6 +17,7 @@ begins invalid starts its stream at its first valid sample (the clock is still t
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -84,9 +85,10 @@ class ReplaySource(Source):
         self.name = name
         self.live = speed is not None      # paced replays behave as devices; max speed waits
         self._pos = 0
-        self._t0: float | None = None
+        self._t0 = 0.0                     # wall time of open()
         self._open = False
         self.chunks_sent = 0
+        self.truth: Any = None             # synth: the generator's record (segments, labels)
 
     @property
     def n_samples(self) -> int:
@@ -145,7 +147,9 @@ def record_source(path: str, options: dict[str, str] | None = None) -> ReplaySou
     """A WFDB record replayed from its ADC counts (`record:PATH?speed=realtime|max|N
     &leads=II,V1`): `leads` names the standard lead of each channel, in order (needed where
     two or more channels name none, e.g. SVDB's ECG1, ECG2; a lone unnamed channel is II)."""
-    from edge_ecg.data.records import read_record
+    # the plain formats without wfdb (its import is a quarter of a second of start-up, and
+    # pandas); FLAC and the rest through it (edge_ecg.data.wfdb_reader)
+    from edge_ecg.data.wfdb_reader import read_record
     from edge_ecg.errors import SignalError
     from edge_ecg.signal.leads import assign_leads, parse_lead_assignment
 
