@@ -65,9 +65,10 @@ class BleSource(Source):
         self._client = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._control: asyncio.Queue | None = None
+        # both made afresh by each connection (_connect_and_start)
+        self._control: asyncio.Queue = asyncio.Queue()
         self._closing = False
-        self._disconnected: asyncio.Event | None = None
+        self._disconnected = asyncio.Event()
         self._next_index = 0
         self._chunk_no = 0
         self._last_ts_ns: int | None = None

@@ -270,13 +270,13 @@ class VirtualMonitor:
         fcntl.fcntl(master, fcntl.F_SETFL, fl | os.O_NONBLOCK)
         self._master, self._slave = master, slave
         self.pts_path = os.ttyname(slave)
-        tmp = self._link_path + ".new"
+        tmp = self.path + ".new"
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         os.symlink(self.pts_path, tmp)
-        os.replace(tmp, self._link_path)       # atomic: the host never sees a half-made link
+        os.replace(tmp, self.path)             # atomic: the host never sees a half-made link
 
     def _close_pty(self) -> None:
         if self._link_path:
@@ -365,11 +365,14 @@ class VirtualMonitor:
     def _send_due_frames(self, st: _RunState, out: _Outbox, now: float) -> float | None:
         """Every frame due by the absolute schedule (at most a burst of 256, so commands stay
         responsive); returns when the next one is due, or None."""
+        t0 = st.t0
+        if t0 is None:                            # not started
+            return None
         for _ in range(256):
             spf = self._spf
             if self._total_samples is not None:   # a finite stream ends on a short frame
                 spf = min(spf, self._total_samples - st.pos)
-            due = st.t0 + (st.pos + spf) / (self.fs_hz * self.speed)
+            due = t0 + (st.pos + spf) / (self.fs_hz * self.speed)
             if due > now:
                 return due
             t_sig = st.pos / self.fs_hz

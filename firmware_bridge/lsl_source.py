@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 from collections import deque
 
 import numpy as np
@@ -60,7 +61,7 @@ class LslSource(Source):
             self._uv = float(self.options.get("uv_per_count", "1"))
         except ValueError as exc:
             raise SourceError(f"{self.name}: options must be numbers ({exc})") from None
-        self._inlet = None
+        self._inlet: Any = None       # a pylsl.StreamInlet once open (pylsl imported lazily)
         self._chunks: deque[Chunk] = deque()
         self._next = 0
         self._last_ts: float | None = None

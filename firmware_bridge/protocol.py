@@ -273,7 +273,9 @@ def parse_device_info(body: bytes | memoryview) -> DeviceInfo:
             raise FrameError(f"DEVICE_INFO truncated in lead {k} at byte {pos}")
         g, b = LEAD_FIXED.unpack_from(body, pos)
         pos += LEAD_FIXED.size
-        leads.append(name), gains.append(g), bases.append(b)
+        leads.append(name)
+        gains.append(g)
+        bases.append(b)
     if pos != len(body):
         raise FrameError(f"DEVICE_INFO has {len(body) - pos} trailing bytes at offset {pos}")
     try:

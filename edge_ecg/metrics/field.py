@@ -59,7 +59,7 @@ def cinc_scores(classes, outputs, labels, meta, idx, records: dict) -> dict:
     truth += [int(t) for t in missed]
     calls += [-1] * len(missed)
     truth_a, calls_a = np.asarray(truth), np.asarray(calls)
-    out = {"recordings": len(truth)}
+    out: dict = {"recordings": len(truth)}
     f1s = []
     for short, name in CHALLENGE:
         if name not in classes:

@@ -333,21 +333,21 @@ class AlarmEngine:
         self.classes = (self.classes + ("V" if cls == "V" else "n" if cls in ("N", "S")
                                         else "x"))[-_PATTERN_BEATS:]
         self.class_idx = (self.class_idx + [idx])[-_PATTERN_BEATS:]
-        for code, pat in (("bigeminy", _BIGEMINY), ("trigeminy", _TRIGEMINY)):
+        for pattern, pat in (("bigeminy", _BIGEMINY), ("trigeminy", _TRIGEMINY)):
             m = pat.search(self.classes)
-            key = code + "_on"
+            key = pattern + "_on"
             if m is not None:
                 beats = self.class_idx[m.start():]
                 if key not in self.episodes:
                     self.episodes[key] = Episode(onset=beats[0], last=idx)
-                    out += self._advisory(code, idx, beats[0], idx, [
+                    out += self._advisory(pattern, idx, beats[0], idx, [
                         b for b, c in zip(beats, self.classes[m.start():]) if c == "V"])
                 else:
                     self.episodes[key].last = idx
-                    if code in self.episodes:
-                        self.episodes[code].last = idx
+                    if pattern in self.episodes:
+                        self.episodes[pattern].last = idx
                         if cls == "V":
-                            self._add_beat(code, idx)
+                            self._add_beat(pattern, idx)
             elif key in self.episodes:
                 del self.episodes[key]
         out += self._expire_advisories(idx)
@@ -412,7 +412,8 @@ class AlarmEngine:
         L, fs = self.limits, self.fs_hz
         out: list[AlarmEvent] = []
         window = {"window": [int(ev.get("start", idx)), idx]}
-        ref = self.last_beat if self.last_beat is not None else self.first_index
+        ref = (self.last_beat if self.last_beat is not None
+               else idx if self.first_index is None else self.first_index)   # set by observe
         usable = t == "prediction"
         reasons = list(ev.get("reasons", ()))
         # asystole needs a signal: a window predicted on, or withheld only for too few
@@ -427,14 +428,15 @@ class AlarmEngine:
             return out
         iv = ev.get("intervals") or {}
         hr, qrs = iv.get("hr_bpm"), iv.get("qrs_ms")
-        hr_ok = isinstance(hr, (int, float)) and math.isfinite(hr)
+        h = float(hr) if isinstance(hr, (int, float)) else math.nan
+        hr_ok = math.isfinite(h)
         w = {**window, "hr_bpm": hr}
-        out += self._cond("extreme_brady", hr_ok and hr < L.extreme_brady_bpm, idx, w)
-        out += self._cond("extreme_tachy", hr_ok and hr > L.extreme_tachy_bpm, idx, w)
-        out += self._cond("brady", hr_ok and L.extreme_brady_bpm <= hr < L.brady_bpm, idx, w)
-        out += self._cond("tachy", hr_ok and L.tachy_bpm < hr <= L.extreme_tachy_bpm, idx, w)
+        out += self._cond("extreme_brady", hr_ok and h < L.extreme_brady_bpm, idx, w)
+        out += self._cond("extreme_tachy", hr_ok and h > L.extreme_tachy_bpm, idx, w)
+        out += self._cond("brady", hr_ok and L.extreme_brady_bpm <= h < L.brady_bpm, idx, w)
+        out += self._cond("tachy", hr_ok and L.tachy_bpm < h <= L.extreme_tachy_bpm, idx, w)
         wide = isinstance(qrs, (int, float)) and qrs >= L.vt_qrs_ms
-        out += self._cond("vt_vf", hr_ok and hr >= 150 and wide, idx, {**w, "qrs_ms": qrs})
+        out += self._cond("vt_vf", hr_ok and h >= 150 and wide, idx, {**w, "qrs_ms": qrs})
         rhythm = (ev.get("outputs") or {}).get("arrhythmia") or {}
         p_af = (rhythm.get("probs") or {}).get("af_or_flutter")
         self.p_af = float(p_af) if isinstance(p_af, (int, float)) else None
@@ -469,7 +471,8 @@ class AlarmEngine:
                 self.episodes["vf"].last = int(end)
                 self.episodes["vf"].extra["segments"] += 1
             elif self.vf_hits >= L.vf_on:
-                return [self._start("vf", end, self.vf_first, (), segments=self.vf_hits)]
+                onset = mid if self.vf_first is None else self.vf_first
+                return [self._start("vf", end, onset, (), segments=self.vf_hits)]
             return []
         self.vf_hits = 0
         self.vf_misses += 1

@@ -22,6 +22,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from edge_ecg.runtime.events import BeatEvent
+
 WAIT_S = 2.0       # no next beat within 2 s (a pause, asystole): classified without it
 
 
@@ -42,7 +44,7 @@ class BeatClasses:
             self.wait = min(self.wait, (int(window_len) - self.pre - self.post) // 2)
         self.max_beats = int(max_beats)
         self._class: dict[int, dict] = {}        # model-clock R -> {"label", "prob"} or reason
-        self._held: dict[int, object] = {}       # model-clock R -> BeatEvent waiting for a class
+        self._held: dict[int, BeatEvent] = {}    # model-clock R -> event waiting for a class
         self._done: set[int] = set()             # beats already classified (or refused)
         self.counts = {lb: 0 for lb in self.labels}
         self.unclassified = 0
@@ -88,6 +90,7 @@ class BeatClasses:
         out = []
         for r in claimed:
             j = slot.get(r)
+            c: dict                # {"label", "prob"} or {"reason"}
             if probs is None:
                 c = {"reason": reason or "window withheld"}
             elif r - self.pre < start:

@@ -17,7 +17,7 @@ import numpy as np
 from edge_ecg.runtime.quality import NOISE_HIGHPASS
 from edge_ecg.signal.contract import SignalContract
 from edge_ecg.signal.delineate import delineate, delineate_flush, delineate_initial
-from edge_ecg.signal.filters import filter_apply, filter_initial, make_filter
+from edge_ecg.signal.filters import FilterState, filter_apply, filter_initial, make_filter
 from edge_ecg.signal.qrs import Beat, qrs_detect, qrs_initial
 
 
@@ -62,8 +62,8 @@ class BeatTracker:
         self.n_leads = int(n_leads)
         self._sos = make_filter(contract.filter, self.fs_hz)
         self._noise_sos = make_filter(NOISE_HIGHPASS, self.fs_hz)
-        self._filt = None
-        self._noise = None
+        self._filt: FilterState | None = None
+        self._noise: FilterState | None = None
         self._qrs = qrs_initial(self.fs_hz)
         # P/QRS/T per beat on the filtered signal, POST_S after each R (edge_ecg.signal.delineate)
         self._waves = delineate_initial(self.fs_hz)
@@ -127,7 +127,8 @@ class BeatTracker:
         if n == 0:
             z = np.zeros(0, np.float32)
             return TrackerOutput(start, np.zeros((0, self.n_leads), np.float32), z, z, [])
-        if self._filt is None:   # steady state for the first sample, as filter_offline does
+        if self._filt is None or self._noise is None:   # steady state at the first sample
+            # (as filter_offline does)
             self._filt = filter_initial(self._sos, self.n_leads, x0=x[0])
             self._noise = filter_initial(self._noise_sos, self.n_leads, x0=x[0])
         y, self._filt = filter_apply(self._sos, x, self._filt)

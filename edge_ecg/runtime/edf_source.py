@@ -142,7 +142,7 @@ class EdfSource(Source):
         self.fs_hz = spr / r.header.record_s
         self.chunk = max(1, int(round(self._chunk_s * self.fs_hz)))
         onsets, anns = r.record_annotations()
-        self._segments = self._plan(onsets, anns, spr)
+        self._segments = self._plan(r, onsets, anns, spr)
         anns.sort(key=lambda a: a.onset_s)
         self._pending_ann = deque(
             AnnotationEvent(int(round(a.onset_s * self.fs_hz)), a.onset_s, a.duration_s, a.text)
@@ -152,13 +152,14 @@ class EdfSource(Source):
         self._first_index = self._segments[0][2] if self._segments else 0
         self._t0 = time.perf_counter()
 
-    def _plan(self, onsets: list, anns: list, spr: int) -> list[tuple[int, int, int]]:
+    def _plan(self, r: EdfReader, onsets: list, anns: list,
+              spr: int) -> list[tuple[int, int, int]]:
         """Runs of file samples to emit: (pos0, pos1, index of pos0); fills and EDF+D gaps cut."""
         fs = self.fs_hz
-        n = self.reader.n_records * spr
+        n = r.n_records * spr
         # record start index: EDF+D from its time-keeping TAL, else contiguous
-        starts = np.arange(self.reader.n_records, dtype=np.int64) * spr
-        if self.reader.header.plus == "D":
+        starts = np.arange(r.n_records, dtype=np.int64) * spr
+        if r.header.plus == "D":
             for k, t in enumerate(onsets):
                 if t is not None:
                     starts[k] = int(round(t * fs))
@@ -203,7 +204,7 @@ class EdfSource(Source):
         if self.speed is not None and not pace(
                 self._t0 + (index + n - self._first_index) / (self.fs_hz * self.speed), timeout_s):
             return None
-        samples = self._samples(pos, end)
+        samples = self._samples(self.reader, pos, end)
         self._pos = end
         if end >= p1:
             self._seg += 1
@@ -215,10 +216,10 @@ class EdfSource(Source):
                      device_time_us=int(round(index * 1e6 / self.fs_hz)), samples=samples,
                      gain=self.gain, baseline=self.baseline, leads=self.leads, fs_hz=self.fs_hz)
 
-    def _samples(self, pos: int, end: int) -> np.ndarray:
-        spr = self.reader.signals[self._chosen[0]].spr
+    def _samples(self, r: EdfReader, pos: int, end: int) -> np.ndarray:
+        spr = r.signals[self._chosen[0]].spr
         r0, r1 = pos // spr, -(-end // spr)
-        cols = [self.reader.digital(i, r0, r1)[pos - r0 * spr:end - r0 * spr]
+        cols = [r.digital(i, r0, r1)[pos - r0 * spr:end - r0 * spr]
                 for i in self._chosen]
         return np.stack(cols, axis=1)
 

@@ -189,11 +189,11 @@ class _Describer:
             n_exp = g.shape[-1]
             used = (g.reshape(n, -1, n_exp).max(axis=1) > EXPERT_WEIGHT_MIN).tolist()
             path = name[len(GATE_PREFIX):]
-            names = self._names.get((path, n_exp))
-            if names is None:
-                names = self._names[(path, n_exp)] = expert_names(self.routing, path, n_exp)
+            gate_names = self._names.get((path, n_exp))
+            if gate_names is None:
+                gate_names = self._names[(path, n_exp)] = expert_names(self.routing, path, n_exp)
             for (_, experts), u in zip(rows, used):
-                experts[path] = [nm for nm, on in zip(names, u) if on]
+                experts[path] = [nm for nm, on in zip(gate_names, u) if on]
         return rows
 
 

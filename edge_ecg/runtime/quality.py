@@ -238,7 +238,7 @@ def _off_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
     that hold a flat half-block: any flat run of a block's length covers a whole half-block
     of the aligned half-block grid.
     """
-    if xc is None:
+    if xc is None or okc is None:
         xc, okc, w0 = x, ok, 0
     block = flat_block_len(fs_hz, cfg)
     n_leads, t = xc.shape
@@ -247,7 +247,7 @@ def _off_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
         half = block // 2
         nh = (t // half) * half
         xh = xc[:, :nh].reshape(n_leads, -1, half)
-        hclean = okc[:nh].reshape(-1, half).all(axis=1)
+        hclean = np.asarray(okc[:nh].reshape(-1, half).all(axis=1))
         hflat = ((xh.max(axis=2) - xh.min(axis=2)) < cfg.flat_mv) & hclean[None, :]
         if hflat.any():
             lo, hi = max(w0 - block + 1, 0), min(w0 + x.shape[1], t - block + 1)  # blocks

@@ -64,7 +64,7 @@ class Recorder:
         self._buffered = 0
         self._pending: deque[tuple[int, float, str]] = deque()   # (index, duration_s, text)
         self._early: list[tuple[int, float, str]] = []          # events before the first chunk
-        self._fill_value: np.ndarray | None = None
+        self._fill_value = np.zeros(0, np.int64)    # the baseline per lead, once open
         self._layout: tuple | None = None
         self.late_samples = 0
         self.fill_samples = 0
@@ -119,20 +119,22 @@ class Recorder:
         self._buf.append(np.asarray(x, dtype=np.int64))
         self._buffered += x.shape[0]
         self._next += x.shape[0]
-        spr = self.writer.spr
+        w = self.writer
+        assert w is not None                # _open ran at the first chunk
+        spr = w.spr
         if self._buffered < spr:
             return
         data = np.concatenate(self._buf) if len(self._buf) > 1 else self._buf[0]
         n_rec = data.shape[0] // spr
         for r in range(n_rec):
-            self.writer.write_record(data[r * spr:(r + 1) * spr], self._tals())
+            w.write_record(data[r * spr:(r + 1) * spr], self._tals(w))
         rest = data[n_rec * spr:]
         self._buf = [rest] if rest.shape[0] else []
         self._buffered = rest.shape[0]
 
-    def _tals(self) -> bytes:
+    def _tals(self, w: EdfWriter) -> bytes:
         """As many pending annotations as fit one record's annotation area, oldest first."""
-        room = self.writer.annotation_bytes - len(self.writer.time_keeping())
+        room = w.annotation_bytes - len(w.time_keeping())
         out = bytearray()
         while self._pending:
             index, dur, text = self._pending[0]

@@ -80,6 +80,14 @@ def _vector(doc: dict, key: str, n: int, where: str) -> np.ndarray:
     return np.asarray(v, dtype=np.float64)
 
 
+def _names(doc: dict, key: str, hi: int, where: str) -> list[str]:
+    v = doc.get(key)
+    if not (isinstance(v, list) and 2 <= len(v) <= hi and all(isinstance(s, str) for s in v)
+            and len(set(v)) == len(v)):
+        raise BundleError(f"{where}: {key!r} must be 2..{hi} distinct names")
+    return v
+
+
 def parse_stack(doc, where: str, expect_features: tuple[str, ...] | None = None
                 ) -> RecordingStack:
     """A `RecordingStack` from a parsed JSON document, every field checked."""
@@ -90,13 +98,11 @@ def parse_stack(doc, where: str, expect_features: tuple[str, ...] | None = None
                           "`edge-ecg stack`")
     if doc.get("kind") != KIND:
         raise BundleError(f"{where}: kind {doc.get('kind')!r} is not {KIND!r}")
-    task, classes, feats = doc.get("task"), doc.get("classes"), doc.get("features")
+    task = doc.get("task")
     if not isinstance(task, str):
         raise BundleError(f"{where}: 'task' must be a string")
-    for key, v, hi in (("classes", classes, _MAX_CLASSES), ("features", feats, _MAX_FEATURES)):
-        if not (isinstance(v, list) and 2 <= len(v) <= hi and all(isinstance(s, str) for s in v)
-                and len(set(v)) == len(v)):
-            raise BundleError(f"{where}: {key!r} must be 2..{hi} distinct names")
+    classes = _names(doc, "classes", _MAX_CLASSES, where)
+    feats = _names(doc, "features", _MAX_FEATURES, where)
     if expect_features is not None and tuple(feats) != tuple(expect_features):
         raise BundleError(f"{where}: fitted on features {feats}, but this edge-ecg computes "
                           f"{list(expect_features)}; refit it with `edge-ecg stack`")

@@ -169,7 +169,7 @@ class RhythmDecider:
         if task is None or RHYTHM_STACK not in manifest.files:
             return None
         stack = load_stack(bundle, manifest, RHYTHM_STACK, feature_names(task["labels"]))
-        return cls(stack)
+        return None if stack is None else cls(stack)
 
     def decide(self) -> RhythmEvent:
         h = self.history

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +137,7 @@ class TrustPolicy:
 
     @classmethod
     def resolve(cls, trusted_keys: str | Path | None = None, allow_unsigned: bool | None = None,
-                env: dict | None = None) -> TrustPolicy:
+                env: Mapping[str, str] | None = None) -> TrustPolicy:
         """From the arguments, else the environment, else the shipped key (module docstring).
         `allow_unsigned=None` means: as EDGE_ECG_ALLOW_UNSIGNED says (default no)."""
         env = os.environ if env is None else env

@@ -9,6 +9,8 @@ imported only when their kind is asked for); an EDF+/BDF file replays through
 
 from __future__ import annotations
 
+from typing import Any
+
 from edge_ecg.errors import SignalError, SourceError
 from edge_ecg.signal.source import Source, SourceSpec
 
@@ -33,7 +35,7 @@ def open_source(spec: str | SourceSpec) -> Source:
     if s.kind == "serial":
         from firmware_bridge.serial_source import SerialSource
 
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if "baud" in s.options:
             try:
                 kwargs["baud"] = int(s.options["baud"])

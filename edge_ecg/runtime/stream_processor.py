@@ -332,7 +332,7 @@ class StreamProcessor:
             bc = self.beat_classes
             claimed = bc.claim(beats + start, start, end) if bc is not None else []
             if reasons:
-                if claimed:
+                if claimed and bc is not None:
                     events.extend(bc.assign(claimed, beats + start, start, end, None,
                                             "window withheld: " + ", ".join(reasons)))
                 events.append(WithheldEvent(index=si, time_s=self._time(si), start=ss,
@@ -366,6 +366,8 @@ class StreamProcessor:
         """Beats whose samples are whole by `end` (model clock) and not yet observed, into
         the patient context, in order; a change of the leads analysed starts learning again."""
         ctx = self.context
+        if ctx is None:
+            return
         ctx.set_leads("".join("1" if u else "0" for u in q.used.tolist()))
         post = self.contract.beat_len - self.contract.beat_pre
         b = self._beats
@@ -433,7 +435,7 @@ class StreamProcessor:
             out, dt = pred.run_pending()
         with self.timer.time("output"):
             n = len(kept)
-            rows = split_rows(out, n) if (pred.smooth > 1 or self.keep_outputs) else None
+            rows = split_rows(out, n) if (pred.smooth > 1 or self.keep_outputs) else []
             # unsmoothed (the default): every row described in one pass over the batch
             described = pred.describe_batch(out, n) if pred.smooth == 1 else None
             bc, bt = self.beat_classes, self._beat_task
@@ -451,7 +453,7 @@ class StreamProcessor:
                 si = self._src_index(end)
                 iv = ivs[pos]
                 done = []
-                if bc is not None and beat_probs is not None:
+                if bc is not None and bt is not None and beat_probs is not None:
                     # the window's beats in time order, classified; and the due ones' events
                     n_slots = bc.slots(beats + start, start, end).size
                     outputs[bt["name"]] = {

@@ -357,6 +357,9 @@ class InputBatch:
     runtime hands them to the backend at once. The capacity doubles when a batch needs more.
     """
 
+    _arrays: dict[str, np.ndarray]     # input name -> (capacity, ...) rows
+    _nb: np.ndarray                    # (capacity,) beat rows each row filled
+
     def __init__(self, contract: SignalContract, capacity: int = 4) -> None:
         self.contract = contract
         self.n = 0

@@ -21,14 +21,14 @@ def _rr_ok(rr_ms) -> bool:
 
 def qtc_bazett_ms(qt_ms: float | None, rr_ms: float | None) -> float | None:
     """QT / sqrt(RR in s); None when either is missing or the RR is not physiological."""
-    if qt_ms is None or not _rr_ok(rr_ms):
+    if qt_ms is None or rr_ms is None or not _rr_ok(rr_ms):
         return None
     return float(qt_ms / math.sqrt(rr_ms / 1000.0))
 
 
 def qtc_fridericia_ms(qt_ms: float | None, rr_ms: float | None) -> float | None:
     """QT / cbrt(RR in s); None when either is missing or the RR is not physiological."""
-    if qt_ms is None or not _rr_ok(rr_ms):
+    if qt_ms is None or rr_ms is None or not _rr_ok(rr_ms):
         return None
     return float(qt_ms / (rr_ms / 1000.0) ** (1.0 / 3.0))
 

@@ -84,10 +84,10 @@ def match_beats(ref: np.ndarray, det: np.ndarray, tolerance: int) -> tuple[np.nd
             used_r[r] = used_d[d] = True
             out_r.append(r)
             out_d.append(d)
-    out_r = np.asarray(out_r, dtype=np.int64)
-    out_d = np.asarray(out_d, dtype=np.int64)
-    order = np.argsort(out_r)
-    return out_r[order], out_d[order]
+    matched_r = np.asarray(out_r, dtype=np.int64)
+    matched_d = np.asarray(out_d, dtype=np.int64)
+    order = np.argsort(matched_r)
+    return matched_r[order], matched_d[order]
 
 
 def score_beats(ref: np.ndarray, det: np.ndarray, fs_hz: float,
