@@ -171,10 +171,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
         from edge_ecg.ward.broker import provision
 
         broker = SecureBroker([f"{f.unit}.{f.bed}" for f in feeds]).start()
-        await provision(broker.role("admin"))
-        # the station writes the bundle it expects into ward_config, which only the admin
-        # may: until it reads it instead, the bench's station connects as the admin
-        station_to, pub_to, audit_to = (broker.role("admin"), broker.role("publisher-bench"),
+        station_to, pub_to, audit_to = (broker.role("station"), broker.role("publisher-bench"),
                                         broker.role("viewer"))
         worker_to = broker.roles / "worker.json"
     else:
@@ -183,6 +180,8 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
     workers = {}
     try:
         st = Station(station_to, StationOptions(port=0, web=False))   # state() only: no page
+        if secure:      # the admin sets the ward up and names the bundle the station expects
+            await provision(broker.role("admin"), bundle=st.model["bundle"])
         ready = asyncio.Event()
         ts = asyncio.create_task(st.run(ready=ready))
         await ready.wait()
@@ -303,7 +302,8 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
             "beds_equal_to_reference": f"{equal}/{len(ref)}",
             "station_received": r["station"]["counters"]["events"],
             "station_missing": r["station"]["missing"],
-            "station_duplicates": r["station"]["duplicates"], **r["fault"]}
+            "station_duplicates": r["station"]["duplicates"],
+            "station_redelivered": r["station"]["counters"]["redelivered"], **r["fault"]}
 
 
 def main() -> int:

@@ -103,6 +103,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--bundle", default=None, metavar="DIR",
                    help="the bundle workers must run (default: the bundled one)")
     s.add_argument("--variant", default=None)
+    s.add_argument("--name", default=None,
+                   help="the station's name: its place in the events is kept under it, so a "
+                        "restart resumes there (default: the credential's user; --insecure: "
+                        "station)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8443)
     s.add_argument("--state-dir", default="edge-ecg-station", metavar="DIR",
@@ -330,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
             port=args.port, state_dir=args.state_dir, users=args.users,
             tls_cert=args.tls_cert, tls_key=args.tls_key, tls=not args.no_tls,
             fhir_out=args.fhir_out, fhir_url=args.fhir_url,
-            fhir_token_file=args.fhir_token_file, hl7_out=args.hl7_out,
+            fhir_token_file=args.fhir_token_file, hl7_out=args.hl7_out, name=args.name,
             technical=TechnicalLimits(no_data_s=args.no_data_s,
                                       stale_worker_s=args.stale_worker_s)))
         print(DISCLAIMER, file=sys.stderr)

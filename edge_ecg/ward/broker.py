@@ -3,8 +3,9 @@
     DIR/ca.pem ca.key server.pem server.key     edge_ecg.ward.security
     DIR/roles/<user>.json (.pem .key)            one credential per client: the roles take
                                                  them with --creds
-    DIR/nats.conf                                written from the roles at every start (0600:
-                                                 it holds the passwords)
+    DIR/nats.conf                                written from the roles at every start (0600;
+                                                 bcrypt hashes of the passwords, never the
+                                                 passwords: those are only in each role's file)
     DIR/ward.json                                the settings (port, host, names, mutual TLS)
     DIR/js/                                      JetStream's store
     DIR/nats.log                                 the broker's log; `refusals()` counts it
@@ -15,9 +16,11 @@ What each role may do on the bus (NATS subject permissions; anything not allowed
                ward_beds; subscribe to nothing but its own replies
     worker     read frames, the bed registry, ward_config; write events, leases, heartbeats,
                state snapshots; acknowledge frames
-    station    read events, frames (strips), the bed registry, heartbeats, ward_config;
-               write acknowledgements (acks.<unit>.<bed>) only
-    viewer     read
+    station    read events through its own durable consumer (station_<user> on EVENTS:
+               create, look up and acknowledge that one, no other), frames (strips, plain
+               subscription), the bed registry, heartbeats, ward_config; write
+               acknowledgements (acks.<unit>.<bed>) only
+    viewer     read (no role but its station may touch a station's durable consumer)
     admin      everything: creates the streams and buckets at set-up, writes ward_config
 
 No client role may create, change, purge or delete a stream or bucket, or write ward_config:
@@ -44,7 +47,8 @@ from pathlib import Path
 
 from edge_ecg.ward import bus
 from edge_ecg.ward.errors import WardError
-from edge_ecg.ward.security import CertificateAuthority, RoleConfig, new_password, user_name
+from edge_ecg.ward.security import (CertificateAuthority, RoleConfig, new_password,
+                                    password_hash, user_name)
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +80,30 @@ def _reads(*streams: str) -> list[str]:
     return out
 
 
-def permissions(role: str, inbox: str, beds: tuple[str, ...] = ()) -> dict:
-    """NATS permissions of one client of `role` (see the module docstring)."""
+def _durable(stream: str, name: str) -> list[str]:
+    """The API and acknowledgement subjects of one durable push consumer: create (the legacy
+    and the named form), look up, acknowledge its messages."""
+    return [f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{name}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{name}",
+            f"$JS.API.CONSUMER.CREATE.{stream}.{name}.>",
+            f"$JS.API.CONSUMER.INFO.{stream}.{name}", f"$JS.ACK.{stream}.{name}.>"]
+
+
+def _hands_off(stream: str, name: str) -> list[str]:
+    """Everything another client could do to a durable consumer it does not own."""
+    return [*_durable(stream, name), f"$JS.API.CONSUMER.DELETE.{stream}.{name}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"]
+
+
+def permissions(role: str, inbox: str, beds: tuple[str, ...] = (), user: str | None = None,
+                stations: tuple[str, ...] = ()) -> dict:
+    """NATS permissions of one client of `role` (see the module docstring). `user`: the
+    client's user (default: from its inbox `_INBOX_<user>`); `stations`: the ward's station
+    users, whose durable consumers on EVENTS no other client may create, change, delete or
+    acknowledge."""
     if role == "admin":
         return {"publish": {"allow": [">"]}, "subscribe": {"allow": [">"]}}
+    user = user or inbox.removeprefix("_INBOX_")
     subs = [f"{inbox}.>"]
     if role == "publisher":
         if not beds:
@@ -94,9 +118,13 @@ def permissions(role: str, inbox: str, beds: tuple[str, ...] = ()) -> dict:
                *_COMMON,                            # (its old chunks purged by subject)
                *_reads(bus.FRAMES_STREAM, bus.EVENTS_STREAM, *_KV.values(), _OBJ)]
     elif role == "station":
-        pub = ["acks.>", *_COMMON,
-               *_reads(bus.EVENTS_STREAM, bus.FRAMES_STREAM, bus.ACKS_STREAM, *_KV.values())]
-        subs += ["events.>", "ecg.>", "acks.>"]
+        # events through its own durable consumer only (it resumes there after a restart);
+        # strips from a plain subscription to the frames; no other consumer on any stream
+        pub = [f"{bus.ACKS_SUBJECT}.>", *_COMMON,
+               *_durable(bus.EVENTS_STREAM, bus.station_durable(user)),
+               *_reads(*(_KV[b] for b in (bus.BEDS_BUCKET, bus.WORKERS_BUCKET,
+                                          bus.CONFIG_BUCKET)))]
+        subs += ["ecg.>"]
     elif role == "viewer":
         pub = [*_COMMON, *_reads(bus.EVENTS_STREAM, bus.FRAMES_STREAM, bus.ACKS_STREAM,
                                  *_KV.values())]
@@ -105,6 +133,9 @@ def permissions(role: str, inbox: str, beds: tuple[str, ...] = ()) -> dict:
         raise WardError(f"unknown ward role {role!r}: publisher, worker, station, viewer, admin")
     purge_ok = {_OBJ} if role == "worker" else set()
     deny = [*ADMIN_API, *(f"$JS.API.STREAM.PURGE.{s}" for s in ALL_STREAMS if s not in purge_ok)]
+    for other in stations:
+        if not (role == "station" and other == user):
+            deny += _hands_off(bus.EVENTS_STREAM, bus.station_durable(other))
     return {"publish": {"allow": pub, "deny": deny},
             "subscribe": {"allow": subs, "deny": ["$SYS.>"]}}
 
@@ -213,11 +244,15 @@ class WardDir:
 
     def write_conf(self) -> Path:
         """nats.conf from the settings and every credential in roles/ (JSON is valid NATS
-        configuration syntax, and quoting every value keeps `$JS...` subjects literal)."""
+        configuration syntax, and quoting every value keeps `$JS...` subjects and `$2a$...`
+        hashes literal). Each user's password is there as a bcrypt hash, made afresh at every
+        write (`security.password_hash`)."""
         st = self.settings()
-        users = [{"user": r.user, "password": r.password,
+        roles = self.roles()
+        stations = tuple(r.user for r in roles if r.role == "station")
+        users = [{"user": r.user, "password": password_hash(r.password),
                   "permissions": permissions(r.role, r.inbox_prefix or f"_INBOX_{r.user}",
-                                             r.beds)} for r in self.roles()]
+                                             r.beds, r.user, stations)} for r in roles]
         conf = {
             "listen": f"{st.host}:{st.port}",
             "server_name": "edge_ecg_ward",

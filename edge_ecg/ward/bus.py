@@ -11,6 +11,8 @@
     KV ward_config         "bundle" -> the bundle the station expects
     object store ward_state  <unit>.<bed> -> the bed's state snapshot (edge_ecg.ward.snapshot)
     acks.<unit>.<bed>      stream ACKS    the station's alarm acknowledgements
+    consumer station_<name> on EVENTS     a station's place in the events (durable, acked
+                                          one by one: a restarted station resumes there)
 
 Every stream and bucket has byte, age and message-size limits (`WardConfig`), so a flood
 cannot fill the broker's disk; the history streams deny purges and deletions. In a secure
@@ -51,6 +53,7 @@ WORKERS_BUCKET = "ward_workers"
 CONFIG_BUCKET = "ward_config"
 STATE_STORE = "ward_state"
 ACKS_STREAM = "ACKS"
+ACKS_SUBJECT = "acks"
 MSG_ID = "Nats-Msg-Id"
 SENT_HEADER = "Ward-Sent"          # publisher wall time (s) a frame left the bedside
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -74,6 +77,16 @@ def frames_subject(unit: str, bed: str) -> str:
 
 def events_subject(unit: str, bed: str) -> str:
     return f"events.{bed_key(unit, bed)}"
+
+
+def acks_subject(unit: str, bed: str) -> str:
+    return f"{ACKS_SUBJECT}.{bed_key(unit, bed)}"
+
+
+def station_durable(name: str) -> str:
+    """The durable consumer on EVENTS that holds a station's place (one per station name; in
+    a secure ward the name is the station's user, and only that user may use it)."""
+    return f"station_{check_token(name, 'station name')}"
 
 
 def parse_subject(subject: str) -> tuple[str, str] | None:
@@ -119,8 +132,9 @@ class WardConfig:
                 StreamConfig(name=EVENTS_STREAM, subjects=["events.>"],
                              max_age=self.events_max_age_s, max_bytes=self.events_max_bytes,
                              max_msg_size=self.event_max_bytes, **common),
-                StreamConfig(name=ACKS_STREAM, subjects=["acks.>"], max_age=self.events_max_age_s,
-                             max_bytes=self.acks_max_bytes, max_msg_size=4096, **common)]
+                StreamConfig(name=ACKS_STREAM, subjects=[f"{ACKS_SUBJECT}.>"],
+                             max_age=self.events_max_age_s, max_bytes=self.acks_max_bytes,
+                             max_msg_size=4096, **common)]
 
 
 CONNECT_ATTEMPTS = 3       # a first connection's tries (0.25 s apart) before a clear error

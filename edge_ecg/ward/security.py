@@ -9,9 +9,9 @@
                                       (<dir>/roles/<user>.pem/.key) for mutual TLS
 
 Keys are generated here (the `cryptography` package) and written 0600; nothing here is ever
-committed (tests make theirs in a temporary directory). Passwords are random 192-bit tokens;
-nats-server keeps them in its 0600 config (nats-server's bcrypt form would need the `bcrypt`
-package, which the ward does not depend on).
+committed (tests make theirs in a temporary directory). Passwords are random 192-bit tokens,
+in plain text only in each role's own 0600 credential file; nats-server's 0600 config holds
+their bcrypt hashes (`password_hash`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ from pathlib import Path
 from edge_ecg.ward.errors import WardError
 
 CERT_DAYS = 825          # the longest lifetime browsers and TLS stacks still accept for a leaf
+# bcrypt's work factor for the passwords in nats.conf. The passwords are 192-bit random tokens:
+# no work factor changes what guessing one costs (2**192 tries), so the hash is there to keep
+# the config from disclosing them, not to slow a dictionary attack. nats-server pays the
+# factor at every connection (measured on the 2-core machine: cost 11, the usual default,
+# 0.65 s a check, against an auth timeout of 2 s and every client reconnecting at once after
+# a broker restart; cost 4, bcrypt's least, 9 ms).
+BCRYPT_COST = 4
 ROLES = ("admin", "publisher", "worker", "station", "viewer")
 
 
@@ -193,6 +200,19 @@ class CertificateAuthority:
 
 def new_password() -> str:
     return secrets.token_urlsafe(24)
+
+
+def password_hash(password: str, cost: int = BCRYPT_COST) -> str:
+    """The bcrypt form nats-server takes in place of a password (`$2a$<cost>$...`)."""
+    try:
+        import bcrypt
+    except ImportError:
+        raise WardError("the ward's broker needs the bcrypt package: pip install "
+                        "edge-ecg[ward]") from None
+    if not password:
+        raise WardError("a ward credential without a password: write it again with "
+                        "`edge-ecg ward broker --dir DIR` (delete its file in DIR/roles first)")
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=cost, prefix=b"2a")).decode()
 
 
 def user_name(role: str, beds: tuple[str, ...] = (), name: str | None = None) -> str:

@@ -5,15 +5,25 @@ Three parts, each small:
     Tile, Station   the ward's state: one tile per bed registered in `ward_beds`, alarms
                     (physiological from `bed_alarms`, technical from `technical.py`),
                     acknowledgements and silences, the per-bed diffs pushed to browsers
-    WardFeed        the NATS side: `events.>` (a JetStream ordered consumer: it resumes where
-                    it was after a broker restart), the beds' frames on `ecg.>` (the strips),
-                    the bed registry and the workers' heartbeats; acknowledgements go out on
-                    `acks.<unit>.<bed>`
+    WardFeed        the NATS side: `events.>` through the station's durable consumer
+                    (`station_<name>` on EVENTS: each event acknowledged once taken, so a
+                    station restarted, or a broker, resumes where it left off and shows and
+                    exports what came while it was away), the beds' frames on `ecg.>` (the
+                    strips), the bed registry and the workers' heartbeats; acknowledgements
+                    go out on `acks.<unit>.<bed>`
     station_web     the web side (aiohttp, HTTPS, login, server-sent events): see there
 
 It writes the bundle it expects into `ward_config` (a worker with another bundle refuses to
 start), and drops and counts events from another bundle, frames and events of beds nobody
 registered, malformed frames and events, and implausible event ordinals.
+
+Exactly once into FHIR: an event is acknowledged only after its Observations are in the
+outbox, whose ids are deterministic (`INSERT OR IGNORE`). An event whose acknowledgement was
+lost (a crash or a stop between taking it and acknowledging it, a broker restart) comes again
+after `ACK_WAIT_S`, behind newer ones: the tile has moved on and does not take it again, but
+it is exported again, and the outbox keeps one row per id. The NDJSON and HL7 files are
+append-only: across such a redelivery they may hold a line twice (the FHIR lines with the
+same id), never none.
 """
 
 from __future__ import annotations
@@ -43,7 +53,13 @@ STRIP_HZ = 125.0
 STRIP_LEADS = ("II", "MLII", "I", "V1")
 MAX_SILENCE_S = 300.0     # the longest a clinician may silence a bed (IEC 60601-1-8 leaves it
 DEFAULT_SILENCE_S = 120.0  # to the maker; 2 min is the common default audio pause)
-ACK_SUBJECT = "acks"
+ACK_SUBJECT = bus.ACKS_SUBJECT
+# The durable consumer: an event not acknowledged within ACK_WAIT_S comes again; at most
+# MAX_ACK_PENDING are out unacknowledged (the backlog after a restart arrives in such steps,
+# each taken well within ACK_WAIT_S). A station's place is kept while it is away up to the
+# events' own retention (`WardConfig.events_max_age_s`), then the consumer goes.
+ACK_WAIT_S = 30.0
+MAX_ACK_PENDING = 5000
 
 
 def bed_alarms(fs_hz: float):
@@ -80,6 +96,8 @@ class StationOptions:
     max_streams: int = 64                   # live pages at once
     session_s: float = 12 * 3600.0
     nats_options: dict | None = None        # passed to bus.connect (TLS, credentials)
+    name: str | None = None                 # its durable consumer's name (default: the
+                                            # credential's user; a plain URL: "station")
     web: bool = True                        # False: no web side (bench/ward.py reads state())
 
     @property
@@ -123,18 +141,17 @@ class Tile:
         self.silenced_by: str | None = None
         self.tech: list[dict] = []
 
-    def accept(self, n, index, counters: dict) -> bool:
-        """Check an event's ordinal and index (`sequence.OrdinalCheck`): True to take it.
-        Duplicates and implausible jumps are dropped and counted; no single forged event
-        can make the bed's real events look like duplicates (one numbered 1e9 once froze a
-        tile)."""
+    def accept(self, n, index, counters: dict) -> str:
+        """Check an event's ordinal and index (`sequence.OrdinalCheck`): "new" to take it,
+        "duplicate" or "implausible" (dropped and counted); no single forged event can make
+        the bed's real events look like duplicates (one numbered 1e9 once froze a tile)."""
         o = self.ordinals
         before = (o.duplicates, o.missing, o.implausible)
         verdict = o.check(n, index)
         counters["duplicates"] += o.duplicates - before[0]
         counters["missing"] += o.missing - before[1]
         counters["implausible_events"] += o.implausible - before[2]
-        return verdict == "new"
+        return verdict
 
     def frame(self, chunk, now: float) -> int:
         """Add a frame's samples to the strip; returns how many were not finite."""
@@ -248,12 +265,13 @@ class Station:
     def __init__(self, url: str, options: StationOptions | None = None) -> None:
         self.url = url
         self.opt = options or StationOptions()
+        self.name = station_name(self.opt.name, url)     # its durable consumer's
         self.tiles: dict[str, Tile] = {}
         self.counters = {"events": 0, "frames": 0, "malformed_frames": 0, "unknown_bed_frames": 0,
                          "unknown_bed_events": 0, "other_bundle_events": 0,
                          "malformed_events": 0, "nonfinite_samples": 0, "duplicates": 0,
                          "missing": 0, "implausible_events": 0, "acks_published": 0,
-                         "acks_unpublished": 0}
+                         "acks_unpublished": 0, "redelivered": 0, "unacknowledged": 0}
         self.unknown: dict[str, int] = {}
         self.latency_s: deque = deque(maxlen=20000)     # frame sent -> event here
         # + the releasing frame's duration: from its first sample, the longest a sample that
@@ -476,7 +494,11 @@ class Station:
         if key in self.unknown or len(self.unknown) < 1000:      # bounded
             self.unknown[key] = self.unknown.get(key, 0) + 1
 
-    def on_event(self, data: bytes) -> None:
+    def on_event(self, data: bytes, redelivered: bool = False) -> None:
+        """Take one event (JSON). `redelivered`: the bus sent it before and its
+        acknowledgement never arrived; if the tile has moved past it, it is exported again
+        (idempotent in the outbox) but not shown again. Raises only when an export sink
+        cannot take it (the outbox's disk): the event is then not acknowledged."""
         now = time.time()
         try:
             ev = json.loads(data)
@@ -494,7 +516,11 @@ class Station:
             self.counters["unknown_bed_events"] += 1
             self._unknown(key)
             return
-        if not tile.accept(ward.get("n"), ev.get("index"), self.counters):
+        verdict = tile.accept(ward.get("n"), ev.get("index"), self.counters)
+        if verdict != "new":
+            if verdict == "duplicate" and redelivered and ev.get("type") == "prediction" \
+                    and (self.fhir or self.hl7):
+                self._export(tile, ev)
             return
         self.counters["events"] += 1
         sent = ward.get("frame_sent")
@@ -610,15 +636,18 @@ class WardFeed:
     def __init__(self, station: Station, url: str) -> None:
         self.st, self.url = station, url
         self.nc = None
+        self.js = None
+        self.durable = bus.station_durable(station.name)
+        self.events_sub = None
+        self._beds_kv = None
+        self._looked_up: dict[str, float] = {}      # unknown bed -> when the registry was asked
         self._tasks: list[asyncio.Task] = []
         self._sending: set[asyncio.Task] = set()     # held: a bare task may be collected
 
     async def start(self) -> None:
-        from nats.js.api import DeliverPolicy
-
         st = self.st
         self.nc = await bus.connect(self.url, "edge-ecg-station", **(st.opt.nats_options or {}))
-        js = self.nc.jetstream()
+        js = self.js = self.nc.jetstream()
         # a plain URL: a local, unauthenticated ward that the station sets up and tells which
         # bundle to run; a credential (security.RoleConfig): a secure ward, whose admin made
         # the streams and wrote the bundle; the station only reads and checks it
@@ -628,22 +657,102 @@ class WardFeed:
             await kv[bus.CONFIG_BUCKET].put("bundle", st.model["bundle"].encode())
         else:
             await self._check_bundle(kv[bus.CONFIG_BUCKET])
+        self._beds_kv = kv[bus.BEDS_BUCKET]
+        # the beds known before the first event: a backlog after a restart finds its tiles
+        await self._registry_round(kv[bus.BEDS_BUCKET], kv[bus.WORKERS_BUCKET])
         self._tasks.append(asyncio.create_task(
             self._registry_loop(kv[bus.BEDS_BUCKET], kv[bus.WORKERS_BUCKET])))
 
         async def frame(msg):
             st.on_frame(msg.subject, msg.data)
 
-        async def event(msg):
-            st.on_event(msg.data)
-
         await self.nc.subscribe("ecg.>", cb=frame, pending_msgs_limit=500_000,
                                 pending_bytes_limit=1 << 30)
-        # ordered: it resumes after the last event it saw when the broker restarts (the
-        # heartbeat finds a consumer lost with the broker within a second)
-        await js.subscribe("events.>", cb=event, ordered_consumer=True,
-                           deliver_policy=DeliverPolicy.NEW, pending_msgs_limit=500_000,
-                           idle_heartbeat=1.0)
+        await self._subscribe_events(js)
+
+    async def _subscribe_events(self, js) -> None:
+        """The station's durable push consumer on EVENTS, delivered to a fixed subject in its
+        own inbox, so a restart binds to the same consumer (made again with the same
+        configuration, it is unchanged). Made the first time, it starts at new events; from
+        then on it holds the station's place, acknowledged event by event."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        from edge_ecg.ward.errors import WardError
+
+        deliver = f"{getattr(self.url, 'inbox_prefix', None) or '_INBOX'}.{self.durable}"
+        try:
+            before = await js.consumer_info(bus.EVENTS_STREAM, self.durable)
+        except Exception:      # noqa: BLE001 - not there yet: made below
+            before = None
+        if before is not None and before.push_bound:
+            log.warning("consumer %s is bound already: another station of that name is "
+                        "running, or this one's previous connection is not yet gone",
+                        self.durable)
+
+        async def event(msg):
+            await self._take(msg)
+
+        self.events_sub = await self.nc.subscribe(deliver, cb=event, pending_msgs_limit=500_000,
+                                                  pending_bytes_limit=1 << 30)
+        cc = ConsumerConfig(durable_name=self.durable, deliver_subject=deliver,
+                            filter_subject="events.>", ack_policy=AckPolicy.EXPLICIT,
+                            ack_wait=ACK_WAIT_S, max_ack_pending=MAX_ACK_PENDING,
+                            deliver_policy=DeliverPolicy.NEW,
+                            inactive_threshold=bus.WardConfig().events_max_age_s)
+        try:
+            await js.add_consumer(bus.EVENTS_STREAM, cc)
+        except Exception as exc:
+            raise WardError(f"the station's consumer {self.durable} on {bus.EVENTS_STREAM} "
+                            f"could not be made: {exc!r} (on a secure ward a station may use "
+                            "only the consumer named after its user, station_<user>)") from None
+        if before is None:
+            log.info("events: durable consumer %s made; it starts at new events",
+                     self.durable)
+        else:
+            log.info("events: durable consumer %s resumes after stream seq %d (%d waiting)",
+                     self.durable, before.ack_floor.stream_seq if before.ack_floor else 0,
+                     (before.num_pending or 0) + (before.num_ack_pending or 0))
+
+    async def _take(self, msg) -> None:
+        """One delivery of the durable consumer: shown and exported, then acknowledged."""
+        st = self.st
+        if not msg.reply or not msg.reply.startswith("$JS.ACK."):
+            return                     # a status message (none are asked for): not an event
+        ub = bus.parse_subject(msg.subject)
+        if ub is not None and f"{ub[0]}.{ub[1]}" not in st.tiles:
+            await self._look_up(f"{ub[0]}.{ub[1]}")
+        try:
+            redelivered = msg.metadata.num_delivered > 1
+        except Exception:      # noqa: BLE001 - metadata from the reply subject; never absent
+            redelivered = False
+        st.counters["redelivered"] += redelivered
+        try:
+            st.on_event(msg.data, redelivered)
+        except Exception as exc:       # noqa: BLE001 - an export sink failed: not acknowledged
+            st.counters["unacknowledged"] += 1
+            if st.counters["unacknowledged"] <= 10:
+                log.error("event on %s not exported (%r): not acknowledged, it comes again "
+                          "after %.0f s", msg.subject, exc, ACK_WAIT_S)
+            return
+        try:
+            await msg.ack()
+        except Exception as exc:       # noqa: BLE001 - broker away: it comes again, deduplicated
+            log.debug("ack of an event on %s: %r", msg.subject, exc)
+
+    async def _look_up(self, key: str) -> None:
+        """A bed registered since the last registry round: read its descriptor now rather
+        than drop its first events (at most once a second per unknown key, bounded)."""
+        now = time.monotonic()
+        if self._beds_kv is None or now - self._looked_up.get(key, -1e9) < 1.0:
+            return
+        if len(self._looked_up) > 1000:
+            self._looked_up.clear()
+        self._looked_up[key] = now
+        try:
+            desc = json.loads((await self._beds_kv.get(key)).value)
+        except Exception:      # noqa: BLE001 - not registered (or malformed): it stays unknown
+            return
+        self.st.add_bed(key, desc)
 
     async def _check_bundle(self, config_kv) -> None:
         from edge_ecg.ward.errors import WardError
@@ -658,23 +767,27 @@ class WardFeed:
             raise WardError(f"the ward runs bundle {want!r}; this station expects "
                             f"{self.st.model['bundle']!r}: start it with that --bundle")
 
-    async def _registry_loop(self, beds_kv, workers_kv) -> None:
+    async def _registry_round(self, beds_kv, workers_kv) -> None:
         """Beds from `ward_beds`, live workers from `ward_workers` (their entries expire
-        with the lease TTL), once a second."""
+        with the lease TTL)."""
+        try:
+            for k in await _keys(beds_kv):
+                if k not in self.st.tiles:
+                    try:
+                        desc = json.loads((await beds_kv.get(k)).value)
+                    except ValueError:
+                        desc = None
+                    self.st.add_bed(k, desc)
+            now = time.time()
+            for w in await _keys(workers_kv):
+                self.st.worker_seen[w] = now
+        except Exception as exc:   # broker restarting: the next round finds them
+            log.debug("registry poll: %r", exc)
+
+    async def _registry_loop(self, beds_kv, workers_kv) -> None:
+        """`_registry_round` once a second."""
         while not self.st._stop.is_set():
-            try:
-                for k in await _keys(beds_kv):
-                    if k not in self.st.tiles:
-                        try:
-                            desc = json.loads((await beds_kv.get(k)).value)
-                        except ValueError:
-                            desc = None
-                        self.st.add_bed(k, desc)
-                now = time.time()
-                for w in await _keys(workers_kv):
-                    self.st.worker_seen[w] = now
-            except Exception as exc:   # broker restarting: the next round finds them
-                log.debug("registry poll: %r", exc)
+            await self._registry_round(beds_kv, workers_kv)
             try:
                 await asyncio.wait_for(self.st._stop.wait(), 1.0)
             except asyncio.TimeoutError:
@@ -685,7 +798,7 @@ class WardFeed:
         log is the record; the bus tells other stations)."""
         if self.nc is None or not self.nc.is_connected:
             return False
-        t = asyncio.ensure_future(self._publish(f"{ACK_SUBJECT}.{unit}.{bed}",
+        t = asyncio.ensure_future(self._publish(bus.acks_subject(unit, bed),
                                                 dumps(rec).encode()))
         self._sending.add(t)
         t.add_done_callback(self._sending.discard)
@@ -701,8 +814,27 @@ class WardFeed:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.events_sub is not None:
+            # no more deliveries; those already here are taken and acknowledged (bounded:
+            # what is left comes again after ACK_WAIT_S to the next start)
+            try:
+                await asyncio.wait_for(self.events_sub.drain(), 1.0)
+            except Exception:      # noqa: BLE001 - broker gone or slow: nothing to wait for
+                pass
         if self.nc is not None:
             await bus.close(self.nc)       # within 2 s, broker or no broker
+
+
+def station_name(name: str | None, target) -> str:
+    """The station's name: given, else its credential's user, else "station". In a secure
+    ward it must be the credential's user (its permissions name that consumer only)."""
+    from edge_ecg.ward.errors import WardError
+
+    user = getattr(target, "user", None)
+    if name and user and name != user:
+        raise WardError(f"station name {name!r}: a station on a secure ward is named after its "
+                        f"credential's user ({user!r}), the only consumer it may use")
+    return bus.check_token(name or user or "station", "station name")
 
 
 async def _keys(kv) -> list[str]:
