@@ -9,6 +9,7 @@ record or window, so no patient is on both sides.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from edge_ecg.data.tasks import TaskSet
 from edge_ecg.data.windows import beat_slot_labels, make_windows
 from edge_ecg.errors import RecordError, SignalError
 from edge_ecg.signal.contract import INPUT_NAMES, SignalContract, stack_inputs
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -160,7 +163,9 @@ def build_dataset(loaders, contract: SignalContract, tasks: TaskSet, hop_s: floa
             subjects.append(rec.subject)
             meta.append({"record": rec.record_id, "start": int(s), "start_s": s / contract.fs_hz,
                          **{k: v for k, v in rec.meta.items() if k == "condition"}})
-    if skipped:
+    if skipped:   # the count and the first reason to the caller, every reason to the log
+        for why in skipped:
+            log.info("record skipped: %s", why)
         warnings.warn(f"{len(skipped)} record(s) skipped; first: {skipped[0]}", stacklevel=2)
     if not parts:
         raise RecordError("no usable windows: " + (skipped[0] if skipped else "no records"))

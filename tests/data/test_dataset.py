@@ -80,7 +80,7 @@ def test_window_labels_follow_a_rhythm_change():
     assert ds.labels["rr_interval"][0] == pytest.approx(np.diff(first).mean() * 2.0, rel=1e-5)
 
 
-def test_unusable_records_are_skipped_and_counted():
+def test_unusable_records_are_skipped_and_counted(caplog):
     good = synthesize_schedule([("sinus_rhythm", 10)], seed=1)
 
     def ok():
@@ -92,9 +92,13 @@ def test_unusable_records_are_skipped_and_counted():
     def short():
         return LabelledRecord(good.signal[:1000], 500.0, good.leads, "b", {}, "short")
 
-    with pytest.warns(UserWarning, match="2 record"):
+    with pytest.warns(UserWarning, match="2 record"), \
+            caplog.at_level("INFO", logger="edge_ecg.data.dataset"):
         ds = build_dataset([ok, broken, short], C, DEFAULT_TASKS, progress=False)
     assert len(ds) == 1 and len(ds.skipped) == 2
+    said = [r.getMessage() for r in caplog.records if r.name == "edge_ecg.data.dataset"]
+    assert said == ["record skipped: x.hea: WFDB header not found",
+                    "record skipped: short: 2.0 s is shorter than one 10.0 s window"]
     with pytest.raises(RecordError, match="no usable windows"), pytest.warns(UserWarning):
         build_dataset([broken], C, DEFAULT_TASKS, progress=False)
 
