@@ -43,3 +43,6 @@ class Backoff:
 
     def recovered(self) -> None:
         self.down_since = None
+
+
+__all__ = ["Backoff"]

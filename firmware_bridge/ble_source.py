@@ -227,3 +227,6 @@ class BleSource(Source):
             return
         self._counters["frames"] += 1
         self._frames.put(frame)
+
+
+__all__ = ["DEFAULT_LEAD", "BleSource"]

@@ -246,3 +246,6 @@ class BrainFlowSource(Source):
 
     def stats(self) -> dict[str, int]:
         return dict(self._counters)
+
+
+__all__ = ["COUNTER_MOD", "BrainFlowSource", "board_id"]

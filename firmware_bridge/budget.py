@@ -116,5 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+__all__ = ["BEGIN", "END", "FRAME_PERIOD_S", "HEADROOM", "LEAD_COUNTS", "LINKS", "RATES_HZ", "Link",
+           "doc_block", "fits", "framed_bytes_per_s", "markdown_table", "raw_bytes_per_s", "rows",
+           "samples_per_frame", "utilisation"]
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

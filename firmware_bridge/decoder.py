@@ -367,3 +367,6 @@ class StreamDecoder:
         except ValueError:
             raise FrameError(f"ACK for command {cmd} carries unknown status {status}") from None
         return Ack(command=cmd, token=token, status=st)
+
+
+__all__ = ["RATE_CHECK_FRAMES", "RATE_TOLERANCE", "STALE_FRAMES", "RateMismatch", "StreamDecoder"]

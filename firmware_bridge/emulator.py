@@ -566,3 +566,6 @@ class VirtualMonitor:
             self._quantize()
             return [ack(AckStatus.OK), encode_device_info(self.info)], None
         return [ack(AckStatus.UNKNOWN_COMMAND)], None
+
+
+__all__ = ["DEFAULT_GAIN", "FAULT_COUNTERS", "VirtualMonitor"]

@@ -83,3 +83,6 @@ class FaultSpec:
         for k in TIMED_KEYS:
             kw[k] = tuple(sorted(kw[k], key=lambda t: t.start_s))
         return cls(**kw)
+
+
+__all__ = ["RATE_KEYS", "TIMED_KEYS", "FaultSpec", "TimedFault"]

@@ -254,3 +254,6 @@ class LslSource(Source):
 
     def stats(self) -> dict[str, int]:
         return dict(self._counters)
+
+
+__all__ = ["TIME_CORRECTION_EVERY_S", "LslSource"]

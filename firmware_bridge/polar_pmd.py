@@ -105,3 +105,9 @@ def build_ecg_frame(timestamp_ns: int, samples_uv: np.ndarray) -> bytes:
         raise FrameError("PMD ECG samples must fit 24 bits")
     payload = np.ascontiguousarray(x.reshape(-1, 1).view(np.uint8)[:, :3]).tobytes()
     return bytes([MEASUREMENT_ECG]) + int(timestamp_ns).to_bytes(8, "little") + b"\x00" + payload
+
+
+__all__ = ["CONTROL_RESPONSE", "ECG_FS_HZ", "ECG_RESOLUTION_BITS", "ERRORS", "MEASUREMENT_ECG",
+           "OP_GET_SETTINGS", "OP_START", "OP_STOP", "PMD_CONTROL_UUID", "PMD_DATA_UUID",
+           "PMD_SERVICE_UUID", "START_ECG", "STOP_ECG", "ControlResponse", "PmdEcgFrame",
+           "build_ecg_frame", "parse_control_response", "parse_ecg_frame"]

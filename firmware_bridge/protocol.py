@@ -298,3 +298,12 @@ def _read_pstring(body: bytes, pos: int, what: str) -> tuple[str, int]:
         return body[pos + 1:end].decode("ascii"), end
     except UnicodeDecodeError:
         raise FrameError(f"DEVICE_INFO {what} at byte {pos} is not ASCII") from None
+
+
+__all__ = ["ACK_BODY", "COMMAND_BODY", "CONFIGURE_ARGS", "CRC_LEN", "DATA_HEADER",
+           "DATA_HEADER_LEN", "FRAME_OVERHEAD", "HEADER", "HEADER_LEN", "INFO_FIXED", "LEAD_FIXED",
+           "MAX_BODY_LEN", "MAX_LEADS", "SEQ_MODULUS", "SYNC", "TIMESTAMP_MODULUS", "VERSION",
+           "Ack", "AckStatus", "Command", "CommandMsg", "DataFrame", "DeviceInfo", "Flag",
+           "Message", "MsgType", "SampleFormat", "crc32", "data_body_len", "encode_ack",
+           "encode_command", "encode_configure", "encode_data", "encode_device_info", "envelope",
+           "pack_samples", "parse_device_info", "unpack_samples"]

@@ -64,3 +64,6 @@ class ScriptedDevice:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+__all__ = ["ScriptedDevice"]

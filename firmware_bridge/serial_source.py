@@ -341,3 +341,6 @@ class SerialSource(Source):
             baseline=np.asarray(info.baseline, dtype=np.int64),
             leads=info.leads, fs_hz=info.fs_hz, discontinuity=first.after_reset,
         )
+
+
+__all__ = ["FS_RANGE_HZ", "SerialSource", "check_device_info"]

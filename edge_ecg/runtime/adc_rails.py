@@ -51,3 +51,6 @@ class AdcRails:
         hi_mv = (np.float32((1 << (bits - 1)) - 1) - base) / gain
         self.rails_mv = (np.minimum(lo_mv, hi_mv), np.maximum(lo_mv, hi_mv))  # gain < 0 swaps
         return self.rails_mv
+
+
+__all__ = ["FORMAT_BITS", "AdcRails"]

@@ -554,3 +554,7 @@ class StreamAlarms:
             for s in segs:
                 out += self.engine.observe_vf(self.origin + s.start, self.origin + s.end, s.vf)
         return out
+
+
+__all__ = ["MAX_EVIDENCE_BEATS", "PRIORITY", "PRIORITY_OF", "TEXT", "AlarmEngine", "AlarmLimits",
+           "Cond", "Episode", "StreamAlarms", "rr_irregular"]

@@ -144,3 +144,7 @@ class BeatTracker:
     def detector_index(self) -> int:
         """Model-clock index of the next sample the detector will see."""
         return int(self._qrs.next_index)
+
+
+__all__ = ["DELINEATE_LEADS", "MAX_DELINEATE_LEADS", "BeatTracker", "TrackerOutput",
+           "delineation_columns"]

@@ -268,3 +268,8 @@ def sign_bundle(bundle: str | Path, key_path: str | Path,
     pinned = TrustPolicy((public_key_of(key_path, signer),),
                          source=f"the signing key {key_path}")
     return verify_bundle(bundle, trust=pinned)[1]
+
+
+__all__ = ["BACKENDS", "DEFAULT_BUNDLE", "FORMAT", "FORMAT_VERSION", "MANIFEST", "REQUIRED",
+           "Manifest", "Variant", "check_integrity", "load_bundle", "sha256_file", "sign_bundle",
+           "verify_bundle", "write_manifest"]

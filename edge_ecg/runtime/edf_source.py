@@ -242,3 +242,6 @@ class EdfSource(Source):
 
 def edf_source(path: str, options: dict[str, str] | None = None) -> EdfSource:
     return EdfSource(path, options)
+
+
+__all__ = ["AnnotationEvent", "EdfSource", "edf_source"]

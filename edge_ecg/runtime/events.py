@@ -242,3 +242,7 @@ def open_output(spec: str):
     if kind != "jsonl" or not sep or not target:
         raise SourceError(f"output {spec!r} not understood: use jsonl:- or jsonl:FILE")
     return JsonlSink(target)
+
+
+__all__ = ["EVENT_TYPES", "AlarmEvent", "BeatEvent", "Event", "GapEvent", "JsonlSink", "LslSink",
+           "PredictionEvent", "StatusEvent", "WithheldEvent", "open_output"]

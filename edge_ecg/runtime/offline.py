@@ -29,3 +29,6 @@ def run_offline(signal: np.ndarray, fs_hz: float, leads, bundle, hop_s: float | 
         for k, v in o.items():
             outs.setdefault(k, []).append(np.asarray(v))
     return np.asarray(starts, dtype=np.int64), {k: np.concatenate(v) for k, v in outs.items()}
+
+
+__all__ = ["run_offline"]

@@ -200,3 +200,7 @@ class _Describer:
 def split_rows(out: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
     """Per-window rows of a batched output dict."""
     return [{k: np.asarray(v)[i] for k, v in out.items()} for i in range(n)]
+
+
+__all__ = ["EXPERT_WEIGHT_MIN", "GATE_PREFIX", "KEEP_BATCH", "Predictor", "expert_names",
+           "split_rows"]

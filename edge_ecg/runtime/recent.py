@@ -59,3 +59,6 @@ class RecentValues:
     def __array__(self, dtype=None, copy=None):
         v = self.values()
         return v if dtype is None else v.astype(dtype)
+
+
+__all__ = ["DEFAULT_CAPACITY", "RecentValues"]

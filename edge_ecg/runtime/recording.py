@@ -177,3 +177,6 @@ class Recorder:
                 "clipped_samples": w.clipped_samples if w else 0,
                 "inexact_scale": w.inexact_scale if w else 0,
                 "truncated_annotations": self.truncated_annotations}
+
+
+__all__ = ["ANNOTATION_BYTES_PER_S", "FILL_TEXT", "Recorder", "annotation_bytes_for"]

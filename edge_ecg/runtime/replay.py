@@ -219,3 +219,7 @@ def replay_events(src: Source, proc):
         yield proc.finish()
     finally:
         src.close()
+
+
+__all__ = ["MAX_SPEED_CHUNK_S", "REALTIME_CHUNK_S", "SYNTH_GAIN", "ReplaySource", "pace",
+           "quantise", "record_source", "replay_events", "speed_factor", "synth_source"]

@@ -221,3 +221,6 @@ def _hold_nonfinite(x: np.ndarray, finite: np.ndarray, last: np.ndarray) -> np.n
     prev = np.vstack([last[None, :], x.astype(np.float32)])
     filled = prev[idx + 1, np.arange(n_leads)[None, :]]
     return np.where(finite, x, filled).astype(np.float32)
+
+
+__all__ = ["FLAG_BREAK", "FLAG_GAP", "FLAG_NONFINITE", "MAX_GAP_SAMPLES", "RingBuffer"]

@@ -70,3 +70,7 @@ def openvino_output_names(compiled, expected: Sequence[str] = ()) -> list[str]:
         hit = [n for n in expected if n in names]
         out.append(hit[0] if hit else port.get_any_name())
     return out
+
+
+__all__ = ["onnx_input_names", "onnx_output_names", "onnx_session", "openvino_compiled",
+           "openvino_input_names", "openvino_output_names"]

@@ -40,3 +40,6 @@ def tail_decided(raw: RingBuffer, s1: int, block_in: int, flat_mv: float) -> boo
     if tail.shape[0] == 0 or np.any(flags):
         return True          # a gap or a NaN there: the window is withheld for that anyway
     return not bool(np.any(tail.max(axis=0) - tail.min(axis=0) < flat_mv))
+
+
+__all__ = ["SETTLE_MARGIN_S", "SETTLE_MAX_S", "beats_settled", "tail_decided"]

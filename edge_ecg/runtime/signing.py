@@ -361,3 +361,10 @@ def write_signature(bundle: str | Path, manifest_bytes: bytes, key_path: str | P
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, p)
     return kid
+
+
+__all__ = ["ALGORITHM", "DOMAIN", "ENV_ALLOW_UNSIGNED", "ENV_TRUSTED_KEYS", "SHIPPED_KEYS",
+           "SIGNATURE", "SIG_FORMAT", "SIG_VERSION", "SignatureCheck", "TrustPolicy", "TrustedKey",
+           "UnsignedBundleWarning", "check_signature", "generate_keypair", "key_id",
+           "load_private_key", "load_trusted_keys", "parse_public_keys", "public_key_of",
+           "public_key_pem", "write_signature"]

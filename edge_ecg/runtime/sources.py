@@ -73,3 +73,6 @@ def open_source(spec: str | SourceSpec) -> Source:
 
         return LslSource(s.target, s.options)
     raise SourceError(f"source kind {s.kind!r} not supported")  # SourceSpec.parse prevents this
+
+
+__all__ = ["open_source"]

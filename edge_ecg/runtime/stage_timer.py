@@ -49,3 +49,5 @@ class StageTimer:
         """Per stage, how many times were ever added (kept or not)."""
         return {k: v.total for k, v in self._t.items()}
 
+
+__all__ = ["STAGES", "StageTimer"]

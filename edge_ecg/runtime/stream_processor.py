@@ -489,3 +489,6 @@ class StreamProcessor:
                 s.inference_ms_p50, s.inference_ms_p99 = (float(np.percentile(lat, 50)),
                                                           float(np.percentile(lat, 99)))
         return s
+
+
+__all__ = ["BEAT_GAP_S", "HISTORY_S", "StreamProcessor"]

@@ -59,3 +59,6 @@ class Summary:
             (f"sample-to-prediction latency p50 {self.latency_ms_p50:.2f} ms, p99 "
              f"{self.latency_ms_p99:.2f} ms; inference p50 {self.inference_ms_p50:.2f} ms"),
         ]
+
+
+__all__ = ["Summary"]

@@ -51,3 +51,6 @@ def cut_beats(x: np.ndarray, r: np.ndarray, pre: int, post: int, out: np.ndarray
             view = sliding_window_view(x, length, axis=1).transpose(1, 0, 2)
         out[:nb] = view[r - pre]
     return nb
+
+
+__all__ = ["beat_windows", "cut_beats", "whole_beats"]

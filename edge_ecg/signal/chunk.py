@@ -48,3 +48,6 @@ class Chunk:
         """Physical units: (n_samples, n_leads) float32 millivolts."""
         return ((self.samples.astype(np.float32) - self.baseline.astype(np.float32))
                 / self.gain.astype(np.float32))
+
+
+__all__ = ["Chunk"]

@@ -414,3 +414,7 @@ class InputBatch:
     def arrays(self) -> dict[str, np.ndarray]:
         """The filled rows, `{name: (n, ...) float32}` (views into the reused buffers)."""
         return {k: v[: self.n] for k, v in self._arrays.items()}
+
+
+__all__ = ["BEAT_RR_COLUMNS", "INPUT_NAMES", "VALID_SEG_S", "InputBatch", "ModelInputs",
+           "SignalContract", "beat_rr_context", "prepare_inputs", "stack_inputs"]

@@ -310,3 +310,6 @@ def firwin(numtaps: int, cutoff: float, window: tuple[str, float]) -> np.ndarray
     h = float(cutoff) * np.sinc(float(cutoff) * m)   # ideal low-pass, delayed by alpha taps
     h *= np.kaiser(numtaps, float(window[1]))
     return h / np.sum(h)                             # unit gain at DC
+
+
+__all__ = ["butter", "firwin", "iirnotch", "sosfilt_zi", "tf2sos", "zpk2sos"]

@@ -249,3 +249,8 @@ def filter_offline(name: str, x: np.ndarray, fs_hz: float) -> np.ndarray:
     sos = make_filter(name, fs_hz)
     y, _ = filter_apply(sos, x, filter_initial(sos, x.shape[1], x0=x[0]))
     return y
+
+
+__all__ = ["BANDPASS_ORDER", "HIGHPASS_ORDER", "KERNEL", "KERNEL_NOTE", "LOWPASS_ORDER", "NOTCH_Q",
+           "FilterState", "filter_apply", "filter_initial", "filter_offline", "make_filter",
+           "sos_step"]

@@ -54,3 +54,6 @@ def window_intervals(waves) -> dict:
         "qtc_fridericia_ms": qtc_fridericia_ms(qt, rr),
         "n_delineated": len(waves),
     }
+
+
+__all__ = ["RR_RANGE_MS", "qtc_bazett_ms", "qtc_fridericia_ms", "window_intervals"]

@@ -15,3 +15,6 @@ def as_time_major(x: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise SignalError(f"signal must be (T,) or (T, n_leads), got shape {x.shape}")
     return x
+
+
+__all__ = ["as_time_major"]

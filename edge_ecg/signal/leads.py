@@ -146,3 +146,7 @@ def to_standard_leads(x: np.ndarray, names: tuple[str, ...] | list[str],
             y[:, k] = have[name]
             mask[k] = True
     return y, mask
+
+
+__all__ = ["INDEPENDENT_8", "STANDARD_12", "UNUSED", "assign_leads", "canonical_lead",
+           "derive_limb_leads", "lead_of_label", "parse_lead_assignment", "to_standard_leads"]

@@ -57,3 +57,6 @@ def median_last_axis(x: np.ndarray) -> np.ndarray:
 
 
 NORMALISATIONS = ("median_mv", "zscore", "none")
+
+
+__all__ = ["CLIP_MV", "NORMALISATIONS", "median_last_axis", "normalize"]

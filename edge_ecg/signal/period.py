@@ -84,3 +84,7 @@ def dominant_cycle_samples(r_peaks: np.ndarray, fs_hz: float, default_s: float =
     """Median RR in samples (the fold length of the period-fold scout); `default_s` without beats."""
     rr = np.diff(np.asarray(r_peaks, dtype=np.float64))
     return int(round(np.median(rr))) if rr.size else int(round(default_s * fs_hz))
+
+
+__all__ = ["PERIOD_FEATURES", "dominant_cycle_samples", "period_features",
+           "period_features_from_ms", "rr_intervals_ms", "rr_series", "rr_series_from_ms"]

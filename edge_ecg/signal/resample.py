@@ -143,3 +143,7 @@ def resample_offline(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     tail = np.repeat(x[-1:], n_flush, axis=0)
     y, _ = resample_apply(np.concatenate((x, tail)), state)
     return y[delay: delay + n_target]
+
+
+__all__ = ["KAISER_BETA", "ZERO_CROSSINGS", "ResampleState", "resample_apply", "resample_initial",
+           "resample_offline"]

@@ -123,3 +123,6 @@ def pool_scores(scores: list[BeatScore]) -> BeatScore:
         fn=sum(s.fn for s in scores),
         errors_ms=np.concatenate([s.errors_ms for s in scores]) if scores else np.zeros(0),
     )
+
+
+__all__ = ["MATCH_TOLERANCE_S", "BeatScore", "match_beats", "pool_scores", "score_beats"]

@@ -81,3 +81,6 @@ SOURCE_KINDS = {
     "brainflow": "BOARD?serial_port=..&channels=ROW,..&leads=II,..",
     "lsl": "NAME_OR_TYPE?timeout=S&leads=II,..",
 }
+
+
+__all__ = ["SOURCE_KINDS", "Source", "SourceSpec"]

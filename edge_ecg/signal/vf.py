@@ -196,3 +196,8 @@ def vf_detect(x: np.ndarray, invalid: np.ndarray | None,
     tail, tail_bad = buf[keep:], buf_bad[keep:]
     return out, replace(state, filt=filt, tail=tail, tail_bad=tail_bad, n=n, next_end=end,
                         last_good=last_good)
+
+
+__all__ = ["BAND", "HOP_S", "PEAK_SEARCH_HZ", "SEGMENT_S", "SPECTRUM_HZ", "TAPER_S", "TCSC_LEVEL",
+           "VfSegment", "VfState", "VfThresholds", "decide", "segment_features", "vf_detect",
+           "vf_initial"]
