@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "delineate": ("delineate", "P/QRS/T onsets, peaks and offsets scored against LUDB's annotations"),
     "train": ("train", "pretrain and fine-tune ECG-MoE with peft LoRA"),
     "evaluate": ("evaluate", "per-task metrics of a checkpoint or bundle on a data set"),
-    "stack": ("stack", "fit a bundle's recording-level rhythm stack (RR history + network)"),
+    "stack": ("stack", "fit a bundle's rhythm stack (RR history + network) or, with --beats, its per-beat stack"),
     "export": ("export", "merge LoRA, route experts, quantize and write an ONNX/OpenVINO bundle"),
     "bundle": ("bundle", "inspect and verify exported bundles"),
     "bridge": ("bridge", "wire-protocol tools: the virtual monitor on a pseudo-terminal"),

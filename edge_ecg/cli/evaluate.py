@@ -37,6 +37,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of a synthetic data spec")
+    p.add_argument("--no-beat-stack", action="store_true",
+                   help="score the network's own per-beat classes, without the bundle's "
+                        "beat stack (beat_stack.json) fused in")
 
 
 def _checkpoint_outputs(args, progress: bool):
@@ -62,7 +65,8 @@ def _bundle_outputs(args, progress: bool):
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.signal.contract import SignalContract
 
-    backend = open_backend(args.bundle, args.variant, threads=max(1, args.threads))
+    backend = open_backend(args.bundle, args.variant, threads=max(1, args.threads),
+                           beat_stack=not args.no_beat_stack)
     try:
         m = backend.manifest
         contract = SignalContract.from_dict(m.signal)

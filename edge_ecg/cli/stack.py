@@ -46,6 +46,18 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "longer held out)")
     p.add_argument("--dry-run", action="store_true",
                    help="fit and print the cross-validated figures; leave the bundle as it is")
+    beats = p.add_argument_group(
+        "per-beat stack (--beats)",
+        "gradient-boosted trees on each beat's RR and patient context, fused with the "
+        "network's beat classes (edge_ecg.runtime.beat_stack); fitted on the data's mitdb and "
+        "svdb sources, their share chosen on the network's validation patients")
+    beats.add_argument("--beats", action="store_true",
+                       help="fit the per-beat stack (beat_stack.json) instead of the rhythm stack")
+    beats.add_argument("--val-from", type=Path, default=None, metavar="CHECKPOINT",
+                       help="the checkpoint (or its metrics.json) whose val_subjects choose "
+                            "the stack's share beside the network")
+    beats.add_argument("--jobs", type=int, default=1,
+                       help="records replayed in parallel, one process each (default 1)")
     add_trust_options(p)
 
 
@@ -97,6 +109,10 @@ def collect(backend, data: str, limit: int | None, seed: int, allow_fold0: bool,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.beats:
+        from edge_ecg.cli.stack_beats import run as run_beats
+
+        return run_beats(args)
     import json
     import warnings
     from dataclasses import asdict

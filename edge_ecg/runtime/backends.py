@@ -152,9 +152,38 @@ class OpenVinoBackend(Backend):
 BACKEND_CLASSES = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVinoBackend}
 
 
+class BeatStackedBackend(Backend):
+    """A backend whose per-beat probabilities come out fused with the bundle's beat stack
+    (`edge_ecg.runtime.beat_stack`): every caller (stream, offline, evaluate, the ward's
+    workers) gets the same classes from the same windows."""
+
+    def __init__(self, inner: Backend, stack, output: str) -> None:
+        super().__init__(inner.bundle_dir, inner.manifest, inner.variant, inner.threads)
+        self.inner, self.stack, self.output = inner, stack, output
+        self.name = inner.name
+        self.output_names = inner.output_names
+
+    def __getattr__(self, name: str):
+        # what a particular backend carries beyond the base (its session, its compiled model)
+        return getattr(self.__dict__["inner"], name)
+
+    def run(self, inputs):
+        out = self.inner.run(inputs)
+        if self.output in out and "beat_ctx" in inputs and "beat_rr" in inputs:
+            out = dict(out)
+            out[self.output] = self.stack.fuse(out[self.output], inputs["beat_rr"],
+                                               inputs["beat_ctx"])
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def open_backend(bundle_dir: str | Path, variant: str | None = None, threads: int = 1,
-                 manifest: Manifest | None = None) -> Backend:
-    """Verify `bundle_dir` (unless a verified `manifest` is given) and open one variant."""
+                 manifest: Manifest | None = None, beat_stack: bool = True) -> Backend:
+    """Verify `bundle_dir` (unless a verified `manifest` is given) and open one variant.
+    `beat_stack`: fuse the per-beat classes with the bundle's `beat_stack.json` where it has
+    one (False: the network's own, e.g. to measure the two side by side)."""
     bundle_dir = Path(bundle_dir)
     if manifest is None:
         manifest = load_bundle(bundle_dir)
@@ -167,4 +196,11 @@ def open_backend(bundle_dir: str | Path, variant: str | None = None, threads: in
     if missing:
         raise BundleError(f"bundle {bundle_dir}: variant {v.name!r} lacks the task output(s) "
                           f"{missing} the manifest names; re-export the bundle")
+    if beat_stack and "beat_stack.json" in manifest.files:
+        from edge_ecg.runtime.beat_stack import load_beat_stack
+
+        stack = load_beat_stack(bundle_dir, manifest)
+        if stack is not None and "beat_ctx" in manifest.inputs:
+            task = next(t for t in manifest.tasks if t.get("kind") == "beat")
+            return BeatStackedBackend(backend, stack, task["output"])
     return backend

@@ -1,0 +1,158 @@
+"""`edge-ecg stack --beats`: fit the per-beat stack of a bundle and write it into it.
+
+    edge-ecg stack --beats --bundle DIR --val-from CHECKPOINT [--data recipe:bundled] [--jobs 2]
+
+Every record of the data's MIT-BIH and SVDB sources (their training folds) goes through the
+runtime's chain (edge_ecg.runtime.beat_stack_rows); gradient-boosted trees on each beat's RR
+and patient context are fitted to the reference classes, and their share beside the network is
+chosen on the network's validation patients (named in CHECKPOINT/metrics.json by `edge-ecg
+train`), never on a test fold (edge_ecg.model.beat_stacking). The result is written as
+`beat_stack.json` into the bundle, the manifest rehashed, and the bundle re-signed with
+--sign-key. Every backend opened on the bundle then fuses its per-beat classes with it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+BEAT_DATABASES = ("mitdb", "svdb")        # the shared databases whose beats carry classes
+
+
+def beat_sources(spec: str, allow_fold0: bool) -> list[tuple[str, Path, object]]:
+    """(db, folder, keep) of each MIT-BIH / SVDB source of `spec`."""
+    from urllib.parse import parse_qsl
+
+    from edge_ecg.data.specs import _fold_keep, split_specs
+    from edge_ecg.errors import EdgeECGError
+
+    out = []
+    for s, _ in split_specs(spec):
+        db, _, rest = s.partition(":")
+        if db not in BEAT_DATABASES:
+            continue
+        body, _, query = rest.partition("?")
+        opts = dict(parse_qsl(query))
+        folds = ({int(f) for f in opts["folds"].split(",") if f.strip()}
+                 if "folds" in opts else None)
+        if not allow_fold0 and (folds is None or 0 in folds):
+            raise EdgeECGError(f"--data: {db}:{body} includes fold 0, which recipe:heldout "
+                               "scores; name training folds (?folds=1,2,3,4) or pass "
+                               "--allow-fold0")
+        out.append((db, Path(body), _fold_keep(opts, s)))
+    if not out:
+        raise EdgeECGError(f"--data {spec}: no mitdb or svdb source to fit the beat stack on")
+    return out
+
+
+def val_subjects(path: Path) -> set[str]:
+    import json
+
+    from edge_ecg.errors import EdgeECGError
+
+    f = path / "metrics.json" if path.is_dir() else path
+    try:
+        subjects = json.loads(f.read_text()).get("val_subjects")
+    except (OSError, ValueError) as exc:
+        raise EdgeECGError(f"--val-from {path}: cannot read its metrics.json ({exc})") from None
+    if not isinstance(subjects, list) or not subjects:
+        raise EdgeECGError(f"--val-from {path}: its metrics.json names no val_subjects; "
+                           "retrain with this edge-ecg (it records them)")
+    return {str(s) for s in subjects}
+
+
+def _rows_job(job):
+    """One record's rows, in a worker process with its own backend (one thread)."""
+    bundle, variant, db, path = job
+    import warnings
+
+    from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.beat_stack_rows import record_rows
+    from edge_ecg.runtime.signing import UnsignedBundleWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsignedBundleWarning)
+        backend = open_backend(bundle, variant, threads=1, beat_stack=False)
+    try:
+        return record_rows(path, db, backend)
+    finally:
+        backend.close()
+
+
+def run(args) -> int:
+    import warnings
+    from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from edge_ecg import DISCLAIMER
+    from edge_ecg.cli.bundle import trust_policy
+    from edge_ecg.data.mitbih import record_paths, subject_of
+    from edge_ecg.model.beat_stacking import fit_beat_stack
+    from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
+    from edge_ecg.runtime.bundle import (
+        check_integrity,
+        sign_bundle,
+        verify_bundle,
+        write_manifest,
+    )
+    from edge_ecg.runtime.signing import UnsignedBundleWarning
+
+    if args.val_from is None:
+        print("edge-ecg stack --beats: --val-from CHECKPOINT is required (the network's "
+              "validation subjects choose the stack's share)", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsignedBundleWarning)
+        manifest, _ = verify_bundle(args.bundle, trust=trust_policy(args))
+    task = next((t for t in manifest.tasks if t.get("kind") == "beat"), None)
+    if task is None or "beat_ctx" not in manifest.inputs:
+        print(f"edge-ecg stack --beats: {args.bundle} has no per-beat task reading the patient "
+              "context (beat_ctx)", file=sys.stderr)
+        return 1
+    labels = list(task["labels"])
+    vals = val_subjects(args.val_from)
+    jobs = [(args.bundle, args.variant, db, p) for db, folder, keep in
+            beat_sources(args.data, args.allow_fold0)
+            for p in record_paths(str(folder), db) if keep is None or keep(subject_of(p, db))]
+    print(f"beat stack: {len(jobs)} records through the runtime ({args.jobs} process(es))",
+          file=sys.stderr)
+    from tqdm import tqdm
+
+    with ProcessPoolExecutor(max_workers=max(int(args.jobs), 1)) as pool:
+        rows = list(tqdm(pool.map(_rows_job, jobs), total=len(jobs), desc="records",
+                         unit="rec", file=sys.stderr))
+
+    def fuse(doc, p_net, x):
+        return parse_beat_stack(doc, "candidate").fuse_features(p_net, x)
+
+    doc = fit_beat_stack(rows, vals, task["name"], labels, FEATURES, fuse, seed=args.seed,
+                         log=lambda m: print(m, file=sys.stderr))
+    doc["info"].update(data=args.data, network_variant=args.variant or manifest.default_variant,
+                       model_version=manifest.model_version)
+    stack = parse_beat_stack(doc, "fitted beat stack")
+    if args.dry_run:
+        return 0
+    stack.write(args.bundle / BEAT_STACK)
+    m, _ = check_integrity(args.bundle, verify_hashes=False)
+    fields = {k: v for k, v in asdict(m).items() if k != "files"}
+    choice = stack.info["weight_choice"]
+    fields["metrics"] = {**fields.get("metrics", {}),
+                         "beat_stack": {"weight": stack.weight,
+                                        "validation": choice[str(stack.weight)],
+                                        "network_alone_validation": choice[str(0.0)],
+                                        "validation_records": stack.info["validation_records"],
+                                        "beats": stack.info["beats"]}}
+    write_manifest(args.bundle, fields)
+    n_nodes = int(np.asarray(stack.trees.left).size)
+    print(f"wrote {args.bundle / BEAT_STACK} (w={stack.weight}, {stack.trees.roots.size} trees, "
+          f"{n_nodes} nodes) and rehashed the manifest")
+    if args.sign_key:
+        check = sign_bundle(args.bundle, args.sign_key)
+        print(f"signed by {check.signer} (ed25519 key {check.key_id})")
+    else:
+        print(f"the bundle is now UNSIGNED: sign it with `edge-ecg bundle sign {args.bundle} "
+              "--key KEY`", file=sys.stderr)
+    print(DISCLAIMER)
+    return 0

@@ -1,0 +1,162 @@
+"""Fit the per-beat stack (`edge_ecg.runtime.beat_stack`): gradient-boosted trees on the
+beat's RR and patient context, and the share `w` they get beside the network.
+
+- Rows: every detected beat of the training records (MIT-BIH, SVDB: the databases whose beats
+  carry classes), through the runtime's own chain (`condition_signal`, the detector, the
+  patient context, windows every hop, each beat taken from the window `BeatClasses` picks), so
+  the trees read exactly the numbers the runtime hands them. The label is the reference beat
+  matched to the detection (EC57's 150 ms); unmatched detections are left out.
+- Trees: sklearn's HistGradientBoostingClassifier, depth GBT_DEPTH, GBT_ITER iterations,
+  class weights the inverse square root of the class counts (bench/beats_classes.py's `gbt`
+  peer, unchanged: chosen before any figure was seen).
+- `w`: chosen on the network's VALIDATION patients (the subjects `edge-ecg train` held out of
+  its training, named in the checkpoint's metrics.json), with the trees refitted without
+  them: there both the network and the trees see patients they never trained on. The score
+  is the mean of the V and S F1 over those beats. Never a test fold: the caller passes
+  training folds only.
+
+The shipped trees are then refitted on all the rows, with the chosen `w`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+GBT_DEPTH = 3
+GBT_ITER = 150
+GBT_LR = 0.1
+MIN_LEAF = 50
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)      # w: the trees' share, 0 = the network alone
+
+
+def _sample_weights(y: np.ndarray) -> np.ndarray:
+    counts = np.bincount(y).astype(np.float64)
+    w = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1.0)), 0.0)
+    w = w / w[y].mean()
+    return w[y]
+
+
+def fit_trees(x: np.ndarray, y: np.ndarray, seed: int = 0):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    m = HistGradientBoostingClassifier(max_depth=GBT_DEPTH, max_iter=GBT_ITER,
+                                       learning_rate=GBT_LR, min_samples_leaf=MIN_LEAF,
+                                       early_stopping=False, random_state=seed)
+    m.fit(x, y, sample_weight=_sample_weights(y))
+    return m
+
+
+def export_trees(model) -> dict:
+    """The fields of a beat-stack document that hold the fitted trees: flat node arrays (sklearn
+    keeps each tree's nodes parents first), roots, each tree's class and the baseline.
+    tests/runtime/test_beat_stack.py holds the numpy evaluation equal to `predict_proba`."""
+    feature, threshold, left, right, value, roots, tree_class = [], [], [], [], [], [], []
+    for stage in model._predictors:            # one list per iteration, one tree per class
+        for k, tree in enumerate(stage):
+            nodes = tree.nodes
+            base = len(feature)
+            roots.append(base)
+            tree_class.append(k)
+            leaf = nodes["is_leaf"].astype(bool)
+            feature += np.where(leaf, 0, nodes["feature_idx"]).astype(int).tolist()
+            threshold += np.where(leaf, 0.0, nodes["num_threshold"]).astype(float).tolist()
+            left += np.where(leaf, -1, nodes["left"].astype(np.int64) + base).tolist()
+            right += np.where(leaf, -1, nodes["right"].astype(np.int64) + base).tolist()
+            value += nodes["value"].astype(float).tolist()
+    baseline = np.asarray(model._baseline_prediction, dtype=np.float64).ravel()
+    return {"nodes": {"feature": feature, "threshold": threshold, "left": left,
+                      "right": right, "value": value},
+            "roots": roots, "tree_class": tree_class, "baseline": baseline.tolist(),
+            "tree_classes": [int(c) for c in model.classes_]}
+
+
+def document(model, task: str, labels, features, weight: float, info: dict) -> dict:
+    """The stack's JSON document (`edge_ecg.runtime.beat_stack` reads and checks it)."""
+    return {"format": "edge-ecg-beat-stack", "format_version": 1, "kind": "gbt",
+            "task": task, "classes": list(labels), "features": list(features),
+            "weight": float(weight), **export_trees(model), "info": info}
+
+
+def class_scores(y: np.ndarray, pred: np.ndarray, labels) -> dict:
+    """Gross Se, +P and F1 of each class over beats with a reference class."""
+    out = {}
+    ok = y >= 0
+    y, pred = y[ok], pred[ok]
+    for i, name in enumerate(labels):
+        tp = int(np.sum((y == i) & (pred == i)))
+        n_ref, n_pred = int(np.sum(y == i)), int(np.sum(pred == i))
+        se = tp / n_ref if n_ref else float("nan")
+        ppv = tp / n_pred if n_pred else float("nan")
+        # no such beat and none called: agreement (a record without S beats must not make a
+        # stack that calls none look worse than one that calls some falsely)
+        f1 = 2 * tp / (n_ref + n_pred) if (n_ref + n_pred) else 1.0
+        out[name] = {"se": se, "ppv": ppv, "f1": f1, "n": n_ref}
+    return out
+
+
+def _objective(scores: dict) -> float:
+    f = [scores[c]["f1"] for c in ("V", "S") if c in scores]
+    f = [0.0 if np.isnan(v) else v for v in f]
+    return float(np.mean(f)) if f else 0.0
+
+
+def fit_beat_stack(rows, val_subjects: set[str], task: str, labels, features,
+                   fuse: Callable[[dict, np.ndarray, np.ndarray], np.ndarray],
+                   seed: int = 0, log=print) -> dict:
+    """The fitted stack's document: `w` chosen on the rows of `val_subjects` with trees
+    fitted on the others, then the trees refitted on all rows. `rows`: `BeatRows`
+    (edge_ecg.runtime.beat_stack_rows); `fuse(doc, p_net, x)`: the runtime's fused
+    probabilities of feature rows `x` under a document (the model layer does not import the
+    runtime: the caller hands its implementation in, so the choice is made with the very code
+    that applies it)."""
+    labelled = [r for r in rows if (r.y >= 0).any()]
+    val = [r for r in labelled if r.subject in val_subjects]
+    train = [r for r in labelled if r.subject not in val_subjects]
+    if not val or not train:
+        raise ValueError(f"need labelled records both in and out of the validation subjects "
+                         f"(got {len(val)} in, {len(train)} out); pass the checkpoint whose "
+                         "metrics.json names the network's validation subjects")
+
+    def xy(rs):
+        x = np.concatenate([r.x for r in rs])
+        y = np.concatenate([r.y for r in rs])
+        return x[y >= 0], y[y >= 0]
+
+    xt, yt = xy(train)
+    log(f"beat stack: choosing w on {len(val)} validation record(s) "
+        f"({', '.join(r.record for r in val)}); trees fitted on {len(train)} record(s), "
+        f"{yt.size} beats")
+    m = fit_trees(xt, yt, seed)
+    yv = np.concatenate([r.y for r in val])
+    keep = yv >= 0
+    yv = yv[keep]
+    xv = np.concatenate([r.x for r in val])[keep]
+    pn = np.concatenate([r.p_net for r in val])[keep]
+    table = {}
+    for w in WEIGHTS:
+        p = fuse(document(m, task, labels, features, w, {}), pn, xv)
+        sc = class_scores(yv, np.argmax(p, axis=1), labels)
+        table[w] = {"objective": _objective(sc),
+                    **{f"{c}_{k}": sc[c][k] for c in ("V", "S") if c in sc
+                       for k in ("se", "ppv") if not np.isnan(sc[c][k])}}
+        t = table[w]
+        log(f"  w={w:.2f}: V Se {t.get('V_se', np.nan):.3f} +P {t.get('V_ppv', np.nan):.3f}, "
+            f"S Se {t.get('S_se', np.nan):.3f} +P {t.get('S_ppv', np.nan):.3f}  "
+            f"(mean F1 of V and S {t['objective']:.3f})")
+    best = max(WEIGHTS, key=lambda w: (table[w]["objective"], -w))
+    xa, ya = xy(labelled)
+    log(f"beat stack: w={best}; trees refitted on all {len(labelled)} record(s), {ya.size} beats")
+    final = fit_trees(xa, ya, seed)
+    info = {"trees": {"depth": GBT_DEPTH, "iterations": GBT_ITER, "learning_rate": GBT_LR,
+                      "min_samples_leaf": MIN_LEAF, "class_weight": "inverse sqrt of counts"},
+            "records": sorted(r.record for r in labelled),
+            "validation_records": sorted(r.record for r in val),
+            "beats": int(ya.size), "weight_choice": {str(k): v for k, v in table.items()},
+            "chosen_on": "the network's validation subjects (never a test fold)"}
+    return document(final, task, labels, features, best, info)
+
+
+__all__ = ["WEIGHTS", "class_scores", "document", "export_trees", "fit_beat_stack",
+           "fit_trees"]

@@ -1,0 +1,194 @@
+"""The per-beat stack: numpy trees == sklearn, the fusion, untrusted files refused, the weight
+chosen on validation patients, and every backend on a bundle with a stack fusing its classes
+(edge_ecg.runtime.beat_stack, edge_ecg.model.beat_stacking)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pytest
+
+from edge_ecg.errors import BundleError
+from edge_ecg.model.beat_stacking import document, fit_beat_stack, fit_trees
+from edge_ecg.runtime.beat_stack import (
+    BEAT_STACK,
+    FEATURES,
+    load_beat_stack,
+    parse_beat_stack,
+    stack_features,
+)
+from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
+
+LABELS = ("N", "S", "V", "F", "Q")
+pytest.importorskip("sklearn")
+
+
+def _data(rng, n=3000):
+    """Rows whose class follows two features (V: wide and unlike the template; S: premature)."""
+    x = rng.normal(size=(n, len(FEATURES)))
+    y = np.zeros(n, np.int64)
+    y[x[:, FEATURES.index("width_ratio")] > 1.0] = 2
+    y[x[:, FEATURES.index("pre_mean")] < -1.2] = 1
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x, y = _data(np.random.default_rng(0))
+    return fit_trees(x, y), x, y
+
+
+def test_numpy_trees_equal_sklearn_predict_proba(fitted):
+    m, x, _ = fitted
+    st = parse_beat_stack(json.loads(json.dumps(document(m, "beat", LABELS, FEATURES, 1.0, {}))),
+                          "test")
+    xt, _ = _data(np.random.default_rng(1), 500)
+    ours = st.tree_proba(xt)[:, list(st.tree_classes)]
+    np.testing.assert_allclose(ours, m.predict_proba(xt), atol=1e-9)
+    # the classes the trees never saw (F, Q) get no probability of their own
+    assert st.tree_classes == (0, 1, 2)
+    assert np.all(st.tree_proba(xt)[:, 3:] == 0.0)
+
+
+def test_fusion_keeps_the_network_at_w0_follows_the_trees_at_w1_and_skips_unknown_slots(fitted):
+    m, _, _ = fitted
+    rng = np.random.default_rng(2)
+    b, k = 2, 6
+    beat_rr = rng.uniform(300, 1200, size=(b, k, 3)).astype(np.float32)
+    beat_ctx = rng.normal(size=(b, k, 14)).astype(np.float32)
+    beat_ctx[..., 0] = 1.0
+    beat_ctx[1, 4:, 0] = 0.0                      # two empty slots
+    p = rng.dirichlet(np.ones(5), size=(b, k)).astype(np.float32)
+    doc = document(m, "beat", LABELS, FEATURES, 0.0, {})
+    assert np.array_equal(parse_beat_stack(doc, "t").fuse(p, beat_rr, beat_ctx), p)
+    doc["weight"] = 1.0
+    st = parse_beat_stack(doc, "t")
+    out = st.fuse(p, beat_rr, beat_ctx)
+    known = beat_ctx[..., 0] > 0
+    x = stack_features(beat_rr, beat_ctx)[known]
+    assert np.array_equal(out[known].argmax(-1), st.tree_proba(x).argmax(-1))
+    assert np.array_equal(out[~known], p[~known])
+    np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-5)
+    doc["weight"] = 0.5
+    half = parse_beat_stack(doc, "t").fuse(p, beat_rr, beat_ctx)
+    g = np.sqrt(np.maximum(p[known], 1e-4) * np.maximum(st.tree_proba(x), 1e-4))
+    np.testing.assert_allclose(half[known], g / g.sum(-1, keepdims=True), atol=1e-5)
+
+
+def test_stack_features_are_the_models_inputs():
+    rr = np.array([[800.0, 1200.0, 1000.0], [0.0, 900.0, 0.0]])
+    ctx = np.arange(28, dtype=np.float64).reshape(2, 14)
+    f = stack_features(rr, ctx)
+    assert f.shape == (2, len(FEATURES))
+    assert f[0, :5].tolist() == [800.0, 1200.0, 1000.0, 0.8, 1.2]
+    assert f[1, 3:5].tolist() == [0.0, 0.0]            # no mean RR: no ratios
+    assert f[0, 5:].tolist() == ctx[0, 1:].tolist()     # `known` left out
+
+
+def _broken(edit):
+    def go(d):
+        edit(d)
+        return d
+    return go
+
+
+@pytest.mark.parametrize("edit,msg", [
+    (_broken(lambda d: d.update(features=d["features"][::-1])), "fitted on features"),
+    (_broken(lambda d: d["nodes"]["left"].__setitem__(0, 0)), "children"),
+    (_broken(lambda d: d["nodes"]["right"].__setitem__(0, 10 ** 9)), "children"),
+    (_broken(lambda d: d["nodes"]["feature"].__setitem__(0, 99)), "feature outside"),
+    (_broken(lambda d: d["nodes"]["value"].__setitem__(1, float("nan"))), "finite"),
+    (_broken(lambda d: d["nodes"].update(feature=[0] * (1 << 19))), "at most"),
+    (_broken(lambda d: d.update(weight=1.5)), "weight"),
+    (_broken(lambda d: d.update(roots=[10 ** 9])), "roots"),
+    (_broken(lambda d: d.update(tree_classes=[0, 0, 2])), "tree_classes"),
+    (_broken(lambda d: d.update(format_version=9)), "refit it"),
+])
+def test_malformed_stack_files_are_refused(fitted, edit, msg):
+    m, _, _ = fitted
+    doc = json.loads(json.dumps(document(m, "beat", LABELS, FEATURES, 0.5, {})))
+    with pytest.raises(BundleError, match=msg):
+        parse_beat_stack(edit(doc), "test")
+
+
+@dataclass(frozen=True)
+class Rows:
+    record: str
+    subject: str
+    x: np.ndarray
+    y: np.ndarray
+    p_net: np.ndarray
+
+
+def _rows(rng, subject, net_good):
+    x, y = _data(rng, 1500)
+    p = np.full((y.size, 5), 0.02)
+    truth = y if net_good else rng.integers(0, 3, y.size)     # a useless network
+    p[np.arange(y.size), truth] = 0.92
+    return Rows(subject, subject, x, y, p.astype(np.float32))
+
+
+def _fuse(doc, p, x):
+    return parse_beat_stack(doc, "candidate").fuse_features(p, x)
+
+
+@pytest.mark.parametrize("net_good,expect", [(False, lambda w: w >= 0.75),
+                                             (True, lambda w: w <= 0.5)])
+def test_the_weight_is_chosen_on_the_validation_subjects(net_good, expect):
+    rng = np.random.default_rng(3)
+    rows = [_rows(rng, f"mitdb-{i}", net_good) for i in range(4)]
+    doc = fit_beat_stack(rows, {"mitdb-3"}, "beat", LABELS, FEATURES, _fuse, log=lambda m: None)
+    st = parse_beat_stack(json.loads(json.dumps(doc)), "fitted")
+    assert expect(st.weight), st.info["weight_choice"]
+    assert st.info["validation_records"] == ["mitdb-3"]
+    with pytest.raises(ValueError, match="validation subjects"):
+        fit_beat_stack(rows, {"svdb-800"}, "beat", LABELS, FEATURES, _fuse)
+
+
+def _rewrite_manifest(bundle):
+    from edge_ecg.runtime.bundle import check_integrity, write_manifest
+
+    m, _ = check_integrity(bundle, verify_hashes=False)
+    write_manifest(bundle, {k: v for k, v in asdict(m).items() if k != "files"})
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").is_file(), reason="no bundle")
+def test_a_bundle_with_a_stack_fuses_every_backends_beat_classes(fitted, tmp_path):
+    from edge_ecg.runtime.backends import BeatStackedBackend, open_backend
+    from edge_ecg.runtime.bundle import load_bundle
+
+    m, _, _ = fitted
+    b = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    (b / BEAT_STACK).unlink(missing_ok=True)
+    manifest = load_bundle(b)
+    task = next(t for t in manifest.tasks if t["kind"] == "beat")
+    doc = document(m, task["name"], task["labels"], FEATURES, 1.0, {})
+    (b / BEAT_STACK).write_text(json.dumps(doc))
+    _rewrite_manifest(b)
+    fused = open_backend(b)
+    plain = open_backend(b, beat_stack=False)
+    assert isinstance(fused, BeatStackedBackend) and not isinstance(plain, BeatStackedBackend)
+    from edge_ecg.signal.contract import SignalContract
+
+    c = SignalContract.from_dict(manifest.signal)
+    shapes = {"x": (1, c.n_leads, c.window_len), "lead_mask": (1, c.n_leads),
+              "beats": (1, c.max_beats, c.n_leads, c.beat_len), "beat_mask": (1, c.max_beats),
+              "rr_ms": (1, c.max_beats), "rr_mask": (1, c.max_beats),
+              "period": (1, len(c.period_features)), "beat_rr": (1, c.max_beats, 3),
+              "valid": (1, c.n_leads, c.n_valid_seg), "beat_ctx": (1, c.max_beats, 14)}
+    rng = np.random.default_rng(4)
+    inputs = {n: rng.normal(size=shapes[n]).astype(np.float32) for n in manifest.inputs}
+    inputs["beat_ctx"][..., 0] = 1.0
+    inputs["beat_rr"] = np.abs(inputs["beat_rr"]) * 800.0
+    a, p = fused.run(inputs)[task["output"]], plain.run(inputs)[task["output"]]
+    st = load_beat_stack(b, load_bundle(b))
+    np.testing.assert_allclose(a, st.fuse(p, inputs["beat_rr"], inputs["beat_ctx"]), atol=1e-6)
+    assert fused.run(inputs)["age"] == pytest.approx(plain.run(inputs)["age"])
+    # a changed node after the manifest was written: refused, with the reason
+    doc["nodes"]["threshold"][0] += 1.0
+    (b / BEAT_STACK).write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="beat_stack.json"):
+        open_backend(b)
