@@ -352,6 +352,8 @@ def main(argv=None) -> int:
                    help="keep each record's beats and features here (pickles, this machine's "
                         "own): a rerun with another bundle recomputes only fold 0")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    p.add_argument("--no-beat-stack", action="store_true",
+                   help="the network's own beat classes, without the bundle's beat stack")
     p.add_argument("--no-network-ctx", action="store_true",
                    help="hand the network beat_ctx all zero (a bundle trained before make_windows "
                         "filled it saw only zeros)")
@@ -377,8 +379,11 @@ def main(argv=None) -> int:
     if args.bundle:
         from edge_ecg.runtime.backends import open_backend
 
-        backend = open_backend(args.bundle, threads=max(1, args.threads))
+        backend = open_backend(args.bundle, threads=max(1, args.threads),
+                               beat_stack=not args.no_beat_stack)
         classify, use_ctx = network_classifier(backend, not args.no_network_ctx)
+        stacked = type(backend).__name__ == "BeatStackedBackend"
+        print(f"# network: {'with its beat stack (beat_stack.json) fused in' if stacked else 'alone (no beat stack)'}")
         contract = SignalContract.from_dict(backend.manifest.signal)
         reads = "beat_ctx" in backend.manifest.inputs
         print(f"# network: {args.bundle} (model {backend.manifest.model_version}); reads "
