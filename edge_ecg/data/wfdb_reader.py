@@ -149,9 +149,9 @@ def read_header(path: str | os.PathLike) -> Header:
 def _decode(raw: np.ndarray, fmt: str, n: int) -> np.ndarray:
     """`n` samples of format `fmt` from the bytes `raw` (uint8), as int32."""
     if fmt == "212":              # two 12-bit samples in 3 bytes, low nibble of byte 1 first
-        b = np.zeros(-(-n // 2) * 3, np.int32)
-        b[:raw.size] = raw
-        b = b.reshape(-1, 3)
+        flat = np.zeros(-(-n // 2) * 3, np.int32)
+        flat[:raw.size] = raw
+        b = flat.reshape(-1, 3)
         out = np.empty(b.shape[0] * 2, np.int32)
         out[0::2] = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
         out[1::2] = b[:, 2] | ((b[:, 1] & 0xF0) << 4)
@@ -159,8 +159,8 @@ def _decode(raw: np.ndarray, fmt: str, n: int) -> np.ndarray:
         out[out > 2047] -= 4096
         return out
     if fmt == "24":
-        b = raw[:3 * n].reshape(-1, 3).astype(np.int32)
-        out = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        b3 = raw[:3 * n].reshape(-1, 3).astype(np.int32)
+        out = b3[:, 0] | (b3[:, 1] << 8) | (b3[:, 2] << 16)
         out[out > 2**23 - 1] -= 2**24
         return out
     if fmt == "80":
@@ -238,8 +238,8 @@ def read_record(path: str | os.PathLike, channels: list[int] | None = None,
     gain = np.array([s.gain for s in signals], dtype=np.float64)
     baseline = np.array([s.baseline for s in signals], dtype=np.float64)
     if not np.all(np.isfinite(gain)):
-        bad = [names[i] for i in np.flatnonzero(~np.isfinite(gain))]
-        raise RecordError(f"{header}: zero or invalid ADC gain for lead(s) {bad}")
+        leads = [names[i] for i in np.flatnonzero(~np.isfinite(gain))]
+        raise RecordError(f"{header}: zero or invalid ADC gain for lead(s) {leads}")
     # wfdb's dac(return_res=32): float32 counts, minus the baseline and over the gain, each
     # step computed in float64 (lists promote) and stored back in float32
     nan_at = adc == np.array([INVALID_CODE[s.fmt] for s in signals])

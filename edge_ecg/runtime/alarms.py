@@ -175,13 +175,16 @@ def rr_irregular(rr: np.ndarray, limits: AlarmLimits) -> bool:
     RR histogram (16 bins between min and max, the extremes dropped: 1/16 of the intervals
     at each end, as 8 of 128), both above their thresholds."""
     rr = np.asarray(rr, dtype=np.float64)
-    if rr.size < 8 or rr.mean() <= 0:
+    if rr.size < 8:
+        return False
+    mean = float(rr.mean())
+    if mean <= 0:
+        return False
+    nrmssd = math.sqrt(float(np.mean(np.diff(rr) ** 2))) / mean
+    if nrmssd <= limits.af_rmssd:          # a regular rhythm: no sort, no histogram
         return False
     k = rr.size // 16
     core = np.sort(rr)[k:rr.size - k] if k else rr
-    nrmssd = math.sqrt(float(np.mean(np.diff(rr) ** 2))) / float(rr.mean())
-    if nrmssd <= limits.af_rmssd:
-        return False
     if core.max() - core.min() <= 0:
         return False
     hist, _ = np.histogram(core, bins=16)

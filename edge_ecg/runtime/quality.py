@@ -151,15 +151,25 @@ def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beat
                 reasons.append("nan")
     ok = flags == 0
     # lead-major copy: reductions along the contiguous time axis are ~10x faster than along
-    # axis 0 of a (T, 12) array (measured)
-    xl = np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T)
+    # axis 0 of a (T, 12) array (measured). A window that is a view into its context (as the
+    # stream cuts them) is read from the context's copy: one transposing copy, not two
     if context is None:
-        xc, okc, w0 = xl, ok, 0
+        xl = np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T)
+        xc, okc, w0, inside = xl, ok, 0, True
     else:
-        xc = np.ascontiguousarray(np.asarray(context[0], dtype=np.float32).T)
+        ctx = np.asarray(context[0], dtype=np.float32)
+        xc = np.ascontiguousarray(ctx.T)
         okc, w0 = np.asarray(context[1], dtype=np.uint8) == 0, int(context[2])
-    off = _off_leads(xl, ok, fs_hz, cfg, xc, okc, w0)
-    sat = _saturated_leads(xl, ok, fs_hz, cfg, rails_mv)
+        inside = _view_at(raw_mv, ctx, w0)
+        xl = (xc[:, w0:w0 + t] if inside
+              else np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T))
+    # per-lead extremes of the context's half-blocks, shared by both checks (the window's
+    # extremes and its blocks' from them, where the window lies on their grid)
+    halves = _half_extremes(xc, flat_block_len(fs_hz, cfg))
+    on_grid = halves if inside and halves is not None and w0 % halves[2] == 0 else None
+    off = _off_leads(xl, ok, fs_hz, cfg, xc, okc, w0, halves=halves, window_halves=on_grid)
+    sat = _saturated_leads(xl, ok, fs_hz, cfg, rails_mv,
+                           halves=None if on_grid is None else (on_grid, w0))
     masked_b = off | sat
     used = np.ones(n_leads, dtype=bool)
     if masked_b.any():
@@ -182,6 +192,29 @@ def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beat
     return WindowQuality(reasons=tuple(reasons), used=used, off=off, saturated=sat,
                          n_samples=t, missing=missing, invalid=invalid, filled=filled,
                          longest_gap=longest, masked=masked)
+
+
+def _view_at(a, ctx: np.ndarray, w0: int) -> bool:
+    """Whether `a` is `ctx[w0:w0 + len(a)]` itself (the same memory, shape and strides)."""
+    if not isinstance(a, np.ndarray) or a.dtype != ctx.dtype or a.ndim != 2:
+        return False
+    if a.shape[1] != ctx.shape[1] or a.strides != ctx.strides or w0 + a.shape[0] > ctx.shape[0]:
+        return False
+    return (a.__array_interface__["data"][0]
+            == ctx.__array_interface__["data"][0] + w0 * ctx.strides[0])
+
+
+def _half_extremes(xc: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """`(hmax, hmin, half)`: per lead, the max and min of `xc` `(L, T)` over the half-blocks
+    `[k * half, (k + 1) * half)` (`half = block // 2`); None when `T` is under a block."""
+    return None if xc.shape[1] < block else _halves(xc, block)
+
+
+def _halves(xc: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """`_half_extremes` of a context at least a block long."""
+    half = block // 2
+    xh = xc[:, :(xc.shape[1] // half) * half].reshape(xc.shape[0], -1, half)
+    return xh.max(axis=2), xh.min(axis=2), half
 
 
 def _longest_run(mask: np.ndarray, a: int, b: int) -> int:
@@ -225,7 +258,8 @@ def _lead_off(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
 
 def _off_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
                xc: np.ndarray | None = None, okc: np.ndarray | None = None,
-               w0: int = 0) -> np.ndarray:
+               w0: int = 0, halves: tuple | None = None,
+               window_halves: tuple | None = None) -> np.ndarray:
     """`(L,)` bool, per lead: off when the lead is flat over blocks of `flat_block_s` clean
     samples anywhere (sliding blocks) while another lead shows a QRS-sized deflection in the
     same block, and the window holds `flat_min_s` of such blocks; every lead when every lead
@@ -236,7 +270,9 @@ def _off_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
     that is off from a pause (asystole, a sinus pause, a lead perpendicular to the heart's
     axis), where every lead is quiet. Sliding max/min (`sliding_ptp`) run only for leads
     that hold a flat half-block: any flat run of a block's length covers a whole half-block
-    of the aligned half-block grid.
+    of the aligned half-block grid. `halves`: `_half_extremes(xc, block)` where the caller
+    has it; `window_halves` the same where the window `x` is `xc[:, w0:]` and `w0` lies on
+    its half-block grid (the window's blocks' extremes are then read from it).
     """
     if xc is None or okc is None:
         xc, okc, w0 = x, ok, 0
@@ -244,11 +280,10 @@ def _off_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
     n_leads, t = xc.shape
     result = np.zeros(n_leads, dtype=bool)
     if t >= block:
-        half = block // 2
+        hmax, hmin, half = halves if halves is not None else _halves(xc, block)
         nh = (t // half) * half
-        xh = xc[:, :nh].reshape(n_leads, -1, half)
         hclean = np.asarray(okc[:nh].reshape(-1, half).all(axis=1))
-        hflat = ((xh.max(axis=2) - xh.min(axis=2)) < cfg.flat_mv) & hclean[None, :]
+        hflat = ((hmax - hmin) < cfg.flat_mv) & hclean[None, :]
         if hflat.any():
             lo, hi = max(w0 - block + 1, 0), min(w0 + x.shape[1], t - block + 1)  # blocks
             if hi > lo:                                     # [p, p+block) overlapping the window
@@ -278,10 +313,18 @@ def _off_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
     n = (x.shape[1] // block) * block
     if n == 0:
         return result
-    xb = x[:, :n].reshape(x.shape[0], -1, block)               # (L, blocks, block)
-    clean_b = ok[:n].reshape(-1, block).all(axis=1)            # (blocks,)
-    ptp_b = xb.max(axis=2) - xb.min(axis=2)                    # (L, blocks)
-    if clean_b.all() and (ptp_b < cfg.flat_mv).all():
+    if not ok[:n].reshape(-1, block).all(axis=1).all():        # a block not all measured
+        return result
+    if window_halves is not None and 2 * window_halves[2] == block:
+        # a block is two half-blocks of the grid: its extremes are theirs
+        hmax, hmin, half = window_halves
+        j, nb = w0 // half, n // block
+        bmax = np.maximum(hmax[:, j:j + 2 * nb:2], hmax[:, j + 1:j + 2 * nb:2])
+        ptp_b = bmax - np.minimum(hmin[:, j:j + 2 * nb:2], hmin[:, j + 1:j + 2 * nb:2])
+    else:
+        xb = x[:, :n].reshape(x.shape[0], -1, block)           # (L, blocks, block)
+        ptp_b = xb.max(axis=2) - xb.min(axis=2)                # (L, blocks)
+    if (ptp_b < cfg.flat_mv).all():
         result[:] = True
     return result
 
@@ -318,9 +361,12 @@ def _saturated(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
 
 
 def _saturated_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityConfig,
-                     rails_mv: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+                     rails_mv: tuple[np.ndarray, np.ndarray] | None,
+                     halves: tuple | None = None) -> np.ndarray:
     """`(L,)` bool, per lead: at its window extreme for `rail_run_s` in a row, or at a known
-    rail; `x` (L, T)."""
+    rail; `x` (L, T). `halves`: `(_half_extremes(xc, block), w0)` where `x` is `xc[:, w0:]`
+    and `w0` lies on the half-block grid: the window's extremes, and the half-blocks that
+    can hold samples at them, are read from it (the same numbers, fewer passes)."""
     result = np.zeros(x.shape[0], dtype=bool)
     if x.shape[1] == 0:
         return result
@@ -333,6 +379,23 @@ def _saturated_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityCo
     run = max(int(round(cfg.rail_run_s * fs_hz)), 2)
     if x.shape[1] < run:
         return result
+    t = x.shape[1]
+    k = 0
+    if halves is not None and xo is x:                          # every sample measured
+        (hmax, hmin, half), w0 = halves
+        j, k = w0 // half, t // half
+    if k:
+        hmax, hmin, r0 = hmax[:, j:j + k], hmin[:, j:j + k], k * half
+        hi_v, lo_v = hmax.max(axis=1), hmin.min(axis=1)
+        if r0 < t:
+            hi_v = np.maximum(hi_v, x[:, r0:].max(axis=1))
+            lo_v = np.minimum(lo_v, x[:, r0:].min(axis=1))
+        live = (hi_v - lo_v) >= cfg.flat_mv
+        # fast reject as below, counting only in the half-blocks that reach the extreme
+        cand = live & ((_count_equal(x, hmax, hi_v, half) >= run)
+                       | (_count_equal(x, hmin, lo_v, half) >= run))
+        if not cand.any():
+            return result
     hi_v, lo_v = xo.max(axis=1), xo.min(axis=1)
     live = (hi_v - lo_v) >= cfg.flat_mv                         # a flat lead is lead-off instead
     at_hi, at_lo = x == hi_v[:, None], x == lo_v[:, None]
@@ -345,6 +408,20 @@ def _saturated_leads(x: np.ndarray, ok: np.ndarray, fs_hz: float, cfg: QualityCo
     c = np.cumsum(np.hstack([np.zeros((at_extreme.shape[0], 1), np.int64), at_extreme]), axis=1)
     result[np.flatnonzero(cand)] |= np.any(c[:, run:] - c[:, :-run] >= run, axis=1)
     return result
+
+
+def _count_equal(x: np.ndarray, hext: np.ndarray, v: np.ndarray, half: int) -> np.ndarray:
+    """Per lead, the samples of `x` `(L, T)` equal to `v` `(L,)`, its extreme: searched only
+    in the half-blocks whose extreme `hext` `(L, k)` is `v` (no other can hold one) and in the
+    `T - k * half` samples after them."""
+    n_leads, r0 = x.shape[0], hext.shape[1] * half
+    li, ji = np.nonzero(hext == v[:, None])
+    blocks = x[:, :r0].reshape(n_leads, -1, half)[li, ji]      # (hits, half)
+    n = np.bincount(li, weights=np.count_nonzero(blocks == v[li, None], axis=1),
+                    minlength=n_leads).astype(np.int64)
+    if r0 < x.shape[1]:
+        n += np.count_nonzero(x[:, r0:] == v[:, None], axis=1)
+    return n
 
 
 def noise_ratio(hf_power: np.ndarray, band_power: np.ndarray) -> float:

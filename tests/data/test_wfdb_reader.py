@@ -72,7 +72,7 @@ def test_each_format_written_by_wfdb(tmp_path, fmt):
 
 def _rewrite(tmp_path, fmt, data: bytes, spec: str):
     """A format-16 record rewritten by hand as `spec` (format field) with `data`."""
-    src, d = _write(tmp_path, "16", name=f"src{fmt}")
+    _, d = _write(tmp_path, "16", name=f"src{fmt}")
     hea = (tmp_path / f"src{fmt}.hea").read_text()
     out = tmp_path / f"r{fmt}"
     (tmp_path / f"r{fmt}.dat").write_bytes(data)
