@@ -145,6 +145,49 @@ def test_a_restarted_station_exports_what_came_while_it_was_away_exactly_once(
     assert ward.refusals()["permission_denied"] == 0
 
 
+def test_a_bed_registered_since_the_last_registry_round_keeps_its_first_events(
+        ward, tmp_path, monkeypatch):
+    """The registry is read once before the first event, then polled; an event of a bed
+    registered in between is not dropped as an unknown bed's (acknowledged, it would be
+    lost for good): the station reads that bed's descriptor first."""
+    from station_kit import bed_desc, event
+
+    from edge_ecg.ward.station import Station, StationOptions, WardFeed
+
+    async def no_polling(self, beds_kv, workers_kv):      # only the first round, and look-ups
+        await self.st._stop.wait()
+    monkeypatch.setattr(WardFeed, "_registry_loop", no_polling)
+
+    async def main():
+        pnc = await bus.connect(ward.role("publisher-test"), "bridge")
+        kv = await pnc.jetstream().key_value(bus.BEDS_BUCKET)
+        await kv.put("icu.b1", json.dumps(bed_desc()).encode())
+        st = Station(ward.role("station"), StationOptions(web=False, state_dir=str(tmp_path)))
+        ready = asyncio.Event()
+        run = asyncio.create_task(st.run(ready=ready))
+        await asyncio.wait_for(ready.wait(), 30)
+        known = sorted(st.tiles)
+        await kv.put("icu.b2", json.dumps(bed_desc()).encode())
+        wnc = await bus.connect(ward.role("worker"), "worker")
+        for bed in ("b1", "b2"):
+            await wnc.jetstream().publish(f"events.icu.{bed}", event(
+                "icu", bed, 1, index=100, bundle=st.model["bundle"]), stream=bus.EVENTS_STREAM)
+        t0 = time.monotonic()
+        while st.counters["events"] + st.counters["unknown_bed_events"] < 2 and \
+                time.monotonic() - t0 < 20:
+            await asyncio.sleep(0.05)
+        got = known, sorted(st.tiles), dict(st.counters)
+        st.stop()
+        await run
+        for nc in (pnc, wnc):
+            await bus.close(nc)
+        return got
+
+    known, tiles, counters = asyncio.run(main())
+    assert known == ["icu.b1"] and tiles == ["icu.b1", "icu.b2"]
+    assert counters["events"] == 2 and counters["unknown_bed_events"] == 0
+
+
 def test_the_station_may_use_its_own_consumer_only_and_nobody_else_may(ward):
     from nats.js.api import ConsumerConfig
 
