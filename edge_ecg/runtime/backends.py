@@ -204,3 +204,7 @@ def open_backend(bundle_dir: str | Path, variant: str | None = None, threads: in
             task = next(t for t in manifest.tasks if t.get("kind") == "beat")
             return BeatStackedBackend(backend, stack, task["output"])
     return backend
+
+
+__all__ = ["BACKEND_CLASSES", "Backend", "BeatStackedBackend", "OnnxRuntimeBackend",
+           "OpenVinoBackend", "open_backend"]

@@ -428,3 +428,7 @@ def noise_ratio(hf_power: np.ndarray, band_power: np.ndarray) -> float:
     """Mean high-band over mean in-band power over a window (per-sample powers, lead-mean)."""
     band = float(np.mean(band_power))
     return float(np.mean(hf_power)) / band if band > 1e-12 else float("nan")  # flat: lead_off
+
+
+__all__ = ["NOISE_HIGHPASS", "REASONS", "STRICT", "QualityConfig", "WindowQuality", "assess_window",
+           "flat_block_len", "judge_window", "noise_ratio", "sliding_ptp"]

@@ -274,3 +274,9 @@ def beat_context(rows: np.ndarray, post_rr_ms: np.ndarray, out: np.ndarray) -> N
     out[:k, 6] = ratio(local, long_)
     out[:k, 7:] = r[:, 5:]
     np.clip(out[:k], -5.0, 5.0, out=out[:k])
+
+
+__all__ = ["CONTEXT_COLUMNS", "COUNT_DECAY", "JOIN_AMP", "JOIN_CORR", "LEARN_BEATS", "LOCAL_N",
+           "LONG_N", "MAX_CLUSTERS", "MAX_TEMPLATE_N", "N_CONTEXT", "N_RAW", "P_S", "QRS_S",
+           "RAW_COLUMNS", "RELEARN_GAP_S", "RR_MAX_S", "RR_MIN_S", "PatientContext", "beat_context",
+           "context_rows"]
