@@ -192,3 +192,51 @@ def test_a_bundle_with_a_stack_fuses_every_backends_beat_classes(fitted, tmp_pat
     (b / BEAT_STACK).write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="beat_stack.json"):
         open_backend(b)
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").is_file(), reason="no bundle")
+def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_path, capsys):
+    """`edge-ecg stack --beats` end to end on the packaged MIT-BIH 223 excerpt (two copies:
+    one the 'training' patient, one the 'validation' patient)."""
+    from edge_ecg.cli import main
+    from edge_ecg.runtime.backends import BeatStackedBackend, open_backend
+    from edge_ecg.runtime.signing import TrustPolicy, generate_keypair, public_key_of
+
+    demo = DEFAULT_BUNDLE.parent / "demo"
+    data = tmp_path / "mitdb"
+    data.mkdir()
+    for name in ("901", "902"):
+        for ext in ("hea", "dat", "atr"):
+            txt = (demo / f"mitdb_223_excerpt.{ext}").read_bytes()
+            if ext == "hea":
+                txt = txt.replace(b"mitdb_223_excerpt", name.encode())
+            (data / f"{name}.{ext}").write_bytes(txt)
+    (tmp_path / "metrics.json").write_text(json.dumps({"val_subjects": ["mitdb-902"]}))
+    b = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "b")
+    (b / BEAT_STACK).unlink(missing_ok=True)
+    spec = f"mitdb:{data / '901'},{data / '902'}"
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", spec,
+                 "--allow-fold0"]) == 2                       # no --val-from: refused
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", spec,
+                 "--val-from", str(tmp_path)]) == 1           # fold 0 not named out: refused
+    key, _, _ = generate_keypair(tmp_path / "keys", "lab")
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
+                 "--val-from", str(tmp_path), "--sign-key", str(key)]) == 0
+    err = capsys.readouterr().err
+    assert "choosing w on 1 validation record(s) (mitdb-902)" in err
+    trust = TrustPolicy((public_key_of(key),), source="test")
+    from edge_ecg.runtime.bundle import load_bundle
+
+    m = load_bundle(b, trust=trust)
+    st = load_beat_stack(b, m)
+    assert st.info["validation_records"] == ["mitdb-902"] and st.info["beats"] > 500
+    assert m.metrics["beat_stack"]["weight"] == st.weight
+    # 223's V beats are plentiful: the fitted trees find them on the other copy
+    from edge_ecg.runtime.beat_stack_rows import record_rows
+
+    be = open_backend(b, beat_stack=False)
+    rows = record_rows(data / "901", "mitdb", be)
+    v = rows.y == LABELS.index("V")
+    assert v.sum() > 50
+    assert (st.tree_proba(rows.x).argmax(1)[v] == LABELS.index("V")).mean() > 0.8
+    assert isinstance(open_backend(b), BeatStackedBackend)
