@@ -92,14 +92,19 @@ class TreeEnsemble:
             if not inner.any():
                 break
             go_left = x[rows, self.feature[node]] <= self.threshold[node]
-            nxt = np.where(go_left, self.left[node], self.right[node])
-            node = np.where(inner, nxt, node)
-        leaf_values = self.value[node]                                   # (n, T)
-        k = self.baseline.size
-        out = np.tile(self.baseline, (n, 1))
-        for c in range(k):
-            out[:, c] += leaf_values[:, self.tree_class == c].sum(axis=1)
-        return out
+            # a leaf stays where it is: its children are -1, so the node index is kept
+            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+        return self.baseline + self.value[node] @ self._onehot             # (n, T) @ (T, K)
+
+    @property
+    def _onehot(self) -> np.ndarray:
+        """(T, K): which logit each tree adds to (built once; the stream asks per window)."""
+        m = self.__dict__.get("_onehot_m")
+        if m is None:
+            m = np.zeros((self.roots.size, self.baseline.size))
+            m[np.arange(self.roots.size), self.tree_class] = 1.0
+            object.__setattr__(self, "_onehot_m", m)
+        return m
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         z = self.raw(x)
