@@ -26,13 +26,15 @@ reference and detections alike, as EC57 and bxb do; the figure with them kept is
     python bench/beats.py --no-peers            # ours only: ~40 s
     python bench/beats.py --db svdb             # SVDB only, peers: ~3.5 min
     python bench/beats.py --db svdb --no-peers --chunk-s 30 --cv-db svdb \
-        --cv PREMATURE_SLOPE=0.8,0.5,0.7,0.9 --cv HOLD_RR=0.5,0.4,0.6,10 --cv-joint  # ~4 min
+        --cv premature_slope=0.8,0.5,0.7,0.9 --cv hold_rr=0.5,0.4,0.6,10 --cv-joint  # ~4 min
     python bench/beats.py --nst                 # + noise stress, 118 and 119 at 24..-6 dB,
                                                 #   every detector: ~35 s more
-    python bench/beats.py --no-peers --cv THRESHOLD=0.3,0.4,0.5 --cv HOLD_LEVEL=0.8,0.9,1.0 \
-        --cv PREMATURE_LEVEL=0.8,1.0 --cv PREMATURE_RR=0.4,0.5 --cv-joint   # ~8 min
+    python bench/beats.py --no-peers --cv threshold=0.3,0.4,0.5 --cv hold_level=0.8,0.9,1.0 \
+        --cv premature_level=0.8,1.0 --cv premature_rr=0.4,0.5 --cv-joint   # ~8 min
 
-`--cv NAME=v1,v2,..` sets the module constant `edge_ecg.signal.qrs.NAME` to each value: the
+`--cv name=v1,v2,..` sweeps the field `name` of the detector's `QRSConfig` (upper case, the old
+module-constant spelling, is accepted too): each value, in a config built by
+`dataclasses.replace(DEFAULT_QRS, ...)` and passed to the detector, nothing patched; the
 value with the best gross F1 on all folds of `--cv-db`'s records but one is scored on that
 one, each fold in turn (MIT-BIH: alternate halves in number order; SVDB: 3 folds, records
 k, k+3, ...); the held-out folds pooled are the leave-records-out figure. Several `--cv` are
@@ -59,6 +61,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -83,16 +86,15 @@ FOLDS = {"mitdb": 2, "svdb": 3}
 sys.path.insert(0, str(REPO))
 
 from edge_ecg.data.records import BEAT_SYMBOLS, find_beat_extension, read_annotations, read_record
-from edge_ecg.signal import qrs as qrs_module
-from edge_ecg.signal.qrs import qrs_detect, qrs_flush, qrs_initial
+from edge_ecg.signal.qrs import DEFAULT_QRS, QRSConfig, qrs_detect, qrs_flush, qrs_initial
 from edge_ecg.signal.scoring import BeatScore, match_beats, pool_scores, score_beats
 from profiles.machine import this_machine
 
 
 # --- detectors ------------------------------------------------------------------------------
-def run_ours(x: np.ndarray, fs: float, chunk: int):
+def run_ours(x: np.ndarray, fs: float, chunk: int, config: QRSConfig = DEFAULT_QRS):
     """Streaming: (R indices, decision samples, emit index per beat, (cpu s, wall s))."""
-    state = qrs_initial(fs)
+    state = qrs_initial(fs, config=config)
     idx, dec, emit = [], [], []
     c0, t0 = time.process_time(), time.perf_counter()
     for i in range(0, len(x), chunk):
@@ -351,31 +353,37 @@ def print_detection(rows, detectors, chunk_s):
 
 def cross_validate(refs: list[Ref], specs: list[str], chunk_s: float, folds: int = 2,
                    label_db: str = "MIT-BIH"):
-    """Leave-records-out: choose the values of the constants in `specs` (jointly: every
-    combination) on all folds but one, score them on that one, each fold in turn; the held-out
-    folds pooled are the cross-validated figure. Folds: records in number order, fold k =
-    every `folds`-th record from the k-th (2 folds: alternate halves)."""
+    """Leave-records-out: choose the values of the `QRSConfig` fields in `specs` (jointly:
+    every combination) on all folds but one, score them on that one, each fold in turn; the
+    held-out folds pooled are the cross-validated figure. Folds: records in number order,
+    fold k = every `folds`-th record from the k-th (2 folds: alternate halves)."""
     names, grids = [], []
     for spec in specs:
-        name, values = spec.split("=")
-        if not hasattr(qrs_module, name):
-            raise SystemExit(f"--cv: edge_ecg.signal.qrs has no constant {name}")
-        kind = type(getattr(qrs_module, name))
+        name, _, values = spec.partition("=")
+        name = name.strip().lower()
+        if name not in {f.name for f in dataclasses.fields(QRSConfig)}:
+            raise SystemExit(f"--cv {spec}: QRSConfig has no field {name!r} (fields: "
+                             f"{', '.join(f.name for f in dataclasses.fields(QRSConfig))})")
+        kind = type(getattr(DEFAULT_QRS, name))
+        if kind not in (int, float):
+            raise SystemExit(f"--cv {spec}: {name} is a {kind.__name__}; --cv sweeps numbers")
+        try:
+            grids.append([kind(v) for v in values.split(",")])
+        except ValueError:
+            raise SystemExit(f"--cv {spec}: values must be {kind.__name__}s, comma-separated"
+                             ) from None
         names.append(name)
-        grids.append([kind(v) for v in values.split(",")])
-    defaults = tuple(getattr(qrs_module, n) for n in names)
-    configs = list(itertools.product(*grids))
+    defaults = tuple(getattr(DEFAULT_QRS, n) for n in names)
+    configs = list(itertools.product(*grids))      # value tuples, as the table prints them
+    try:     # built up front: a value the detector rejects stops the sweep before it runs
+        built = {c: dataclasses.replace(DEFAULT_QRS, **dict(zip(names, c))) for c in configs}
+    except ValueError as e:
+        raise SystemExit(f"--cv: {e}") from None
     table = {}
-    try:
-        for cfg in configs:
-            for n, v in zip(names, cfg):
-                setattr(qrs_module, n, v)
-            for ref in refs:
-                det, *_ = run_ours(ref.x, ref.fs, max(1, round(chunk_s * ref.fs)))
-                table[(cfg, ref.name)] = score(ref, det)
-    finally:
-        for n, v in zip(names, defaults):
-            setattr(qrs_module, n, v)
+    for cfg in configs:
+        for ref in refs:
+            det, *_ = run_ours(ref.x, ref.fs, max(1, round(chunk_s * ref.fs)), built[cfg])
+            table[(cfg, ref.name)] = score(ref, det)
     parts = [refs[k::folds] for k in range(folds)]
     label = ", ".join(names)
 

@@ -21,14 +21,14 @@ import scipy.signal
 from edge_ecg.errors import SignalError
 from edge_ecg.signal import design, filters
 from edge_ecg.signal.filters import filter_apply, filter_initial, make_filter
-from edge_ecg.signal.qrs import DETECT_BAND_HZ, qrs_initial
+from edge_ecg.signal.qrs import DEFAULT_QRS, qrs_initial
 from edge_ecg.signal.resample import KAISER_BETA, ZERO_CROSSINGS, _design, _ratio
 
 RATES = [100.0, 128.0, 130.0, 250.0, 360.0, 500.0, 1000.0]
 # (order, edges Hz, btype) as filters.py and qrs.py call butter, plus odd orders that exercise
 # zpk2sos's real-pole pairing
 BUTTER = [(filters.BANDPASS_ORDER, [0.5, 40.0], "bandpass"),
-          (2, list(DETECT_BAND_HZ), "bandpass"),
+          (2, list(DEFAULT_QRS.detect_band_hz), "bandpass"),
           (filters.HIGHPASS_ORDER, [0.5], "highpass"),
           (filters.HIGHPASS_ORDER, [45.0], "highpass"),
           (filters.LOWPASS_ORDER, [40.0], "lowpass"),
@@ -98,7 +98,8 @@ def test_sosfilt_zi_and_steady_state_start(fs, name):
 def test_qrs_detector_sections_match_scipy():
     for fs in (250.0, 360.0, 500.0):
         sos = qrs_initial(fs).sos
-        ref = scipy.signal.butter(2, list(DETECT_BAND_HZ), "bandpass", fs=fs, output="sos")
+        ref = scipy.signal.butter(2, list(DEFAULT_QRS.detect_band_hz), "bandpass", fs=fs,
+                                  output="sos")
         _close(sos[:ref.shape[0]], ref)
 
 

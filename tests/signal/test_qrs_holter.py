@@ -4,11 +4,12 @@ Synthetic trains run everywhere and fail with the rule switched off; SVDB excerp
 without ../shared/data) pin the figures on the records the rules were found on.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from edge_ecg.signal import qrs as qrs_module
-from edge_ecg.signal.qrs import detect_beats
+from edge_ecg.signal.qrs import DEFAULT_QRS, detect_beats
 from edge_ecg.signal.scoring import score_beats
 from tests.signal.test_qrs import stream     # the same chunked-streaming helper
 
@@ -54,27 +55,25 @@ def ectopic_train(fs=FS, seconds=60.0, seed=0):
 
 
 @pytest.mark.parametrize("fs", [128.0, 250.0, 360.0])
-def test_fast_irregular_run_keeps_its_small_beats(fs, monkeypatch):
+def test_fast_irregular_run_keeps_its_small_beats(fs):
     """A small beat followed 220 ms later by a larger one is a beat, not a P wave: the hold
-    is capped at HOLD_RR of the mean RR. Uncapped (the 250-ms hold alone), every small beat
+    is capped at hold_rr of the mean RR. Uncapped (the 250-ms hold alone), every small beat
     of the run is replaced by the next one."""
     x, ref = alternating_run(fs)
     s = score_beats(ref, detect_beats(x, fs), fs)
     assert (s.fn, s.fp) == (0, 0), s.to_dict()
-    monkeypatch.setattr(qrs_module, "HOLD_RR", 10.0)
-    s = score_beats(ref, detect_beats(x, fs), fs)
+    s = score_beats(ref, detect_beats(x, fs, replace(DEFAULT_QRS, hold_rr=10.0)), fs)
     assert s.fn > 0.4 * ref.size, s.to_dict()
 
 
 @pytest.mark.parametrize("fs", [128.0, 250.0, 360.0])
-def test_tall_t_wave_after_a_wide_beat_is_not_a_beat(fs, monkeypatch):
+def test_tall_t_wave_after_a_wide_beat_is_not_a_beat(fs):
     """The T wave 230 ms after a wide ectopic beat is as large as a QRS and steeper than half
-    the typical one; it is rejected as less than PREMATURE_SLOPE of the ectopic's slope."""
+    the typical one; it is rejected as less than premature_slope of the ectopic's slope."""
     x, ref = ectopic_train(fs)
     s = score_beats(ref, detect_beats(x, fs), fs)
     assert (s.fn, s.fp) == (0, 0), s.to_dict()
-    monkeypatch.setattr(qrs_module, "PREMATURE_SLOPE", 0.0)
-    s = score_beats(ref, detect_beats(x, fs), fs)
+    s = score_beats(ref, detect_beats(x, fs, replace(DEFAULT_QRS, premature_slope=0.0)), fs)
     assert s.fp >= ref.size // 5 - 1, s.to_dict()     # one T wave per ectopic beat
 
 
