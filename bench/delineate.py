@@ -12,8 +12,9 @@ unmatched detection counts only inside the span the cardiologists marked):
     ours-II        lead II alone (its own R peaks) against lead II's marks
     nk-II          NeuroKit2 on lead II: ecg_clean, ecg_peaks, ecg_delineate(method='dwt')
 
-Parameters marked LUDB in edge_ecg/signal/delineate.py were chosen on the odd-numbered
-records; `--half odd|even` scores one half (even = held out).
+Parameters marked LUDB in edge_ecg/signal/delineate.py (fields of `DelineationConfig`; the
+benchmark runs `DEFAULT_DELINEATION`) were chosen on the odd-numbered records; `--half
+odd|even` scores one half (even = held out).
 
     nice -n 10 python bench/delineate.py               # all records, ~3 min on 2 cores
     nice -n 10 python bench/delineate.py --half even   # held-out half
@@ -159,9 +160,12 @@ def main() -> int:
                 continue
             print(f"  {n:14s} {s.sensitivity:7.4f} {s.ppv:7.4f} {s.mean_ms:7.1f} "
                   f"{s.sd_ms:6.1f}")
+    from edge_ecg.signal.delineate import DEFAULT_DELINEATION
+
     tp = throughput(recs)
     print(f"\nthroughput (delineation alone, 0.1-s chunks): 12 leads {tp[12]:.0f}x real time, "
-          f"1 lead {tp[1]:.0f}x real time; delay: POST_S after R (see delineate.py)")
+          f"1 lead {tp[1]:.0f}x real time; delay: post_s = {DEFAULT_DELINEATION.post_s:g} s "
+          "after R (DelineationConfig)")
     return 0
 
 

@@ -1,42 +1,47 @@
 """Streaming wave delineation: onset, peak and offset of P, QRS and T for each detected beat.
 
 Anchored on the QRS detector's R peaks (`edge_ecg.signal.qrs`). Each beat is delineated from a
-fixed window of input samples, `[R - PRE_S, R + POST_S]`, once the stream has reached its end:
+fixed window of input samples, `[R - pre_s, R + post_s]`, once the stream has reached its end:
 a pure function of those samples (plus the previous beat's T offset and whether the next beat
 was already decided by then), so any chunking gives the same boundaries as one call on the
-whole record, and the decision delay is bounded: `POST_S` after R (plus one chunk when streamed).
+whole record, and the decision delay is bounded: `post_s` after R (plus one chunk when streamed).
 
 Per lead, inside the window (zero-phase low-pass: forward-backward Butterworth, so no group
 delay shifts a boundary):
 
-- QRS (`QRS_LOWPASS_HZ` low-pass): the slope peaks of the complex are the local maxima of
-  |slope| above `QRS_SIG` of the largest near R, chained outward from R while less than
-  `QRS_GAP_S` apart with no flat run (`QRS_FLAT_S`) between them; smaller slope peaks (a q
-  wave, a terminal s, above `QRS_SMALL`) extend the chain the same way. Onset is where |slope|
-  falls below `XI_QRS_ON` of the first slope peak going back, or a nearer local minimum of
-  |slope| under `XI_QRS_MIN` of it; offset likewise after the last (the threshold and
+- QRS (`qrs_lowpass_hz` low-pass): the slope peaks of the complex are the local maxima of
+  |slope| above `qrs_sig` of the largest near R, chained outward from R while less than
+  `qrs_gap_s` apart with no flat run (`qrs_flat_s`) between them; smaller slope peaks (a q
+  wave, a terminal s, above `qrs_small`) extend the chain the same way. Onset is where |slope|
+  falls below `xi_qrs_on` of the first slope peak going back, or a nearer local minimum of
+  |slope| under `xi_qrs_min` of it; offset likewise after the last (the threshold and
   local-minimum rules of Martinez JP et al., IEEE TBME 51:570, 2004, on the derivative
   instead of a wavelet scale).
-- T and P (`PT_LOWPASS_HZ` low-pass): the peak is the largest deviation from the isoelectric
+- T and P (`pt_lowpass_hz` low-pass): the peak is the largest deviation from the isoelectric
   level (PR segment for T; a line across the search window for P) in a search window bounded
-  by the QRS and the neighbouring beats (T: at most `T_END_MAX_S` = a + b RR after R); onset
+  by the QRS and the neighbouring beats (T: at most `t_end_max_s` = a + b RR after R); onset
   and offset by the trapezium-area method (Vazquez-Seisdedos CR et al., BioMed Eng OnLine
   10:75, 2011; Zhang Q et al., IEEE TBME 53:2363, 2006): from the steepest point of a limb,
   the point that maximises the area of the trapezium spanned with a fixed reference point
-  further out. A P wave counts when its deviation exceeds `P_MIN_MV` and `P_SNR` times the
-  window's high-frequency noise, and stands alone in its window (nothing else over `P_ALONE`
+  further out. A P wave counts when its deviation exceeds `p_min_mv` and `p_snr` times the
+  window's high-frequency noise, and stands alone in its window (nothing else over `p_alone`
   of it: flutter and fibrillatory waves come in trains).
 
-Across leads ("combined"): QRS onset/offset are quantiles (`QRS_ON_Q`, `QRS_OFF_Q`: medians)
+Across leads ("combined"): QRS onset/offset are quantiles (`qrs_on_q`, `qrs_off_q`: medians)
 over the leads that found them, and the P and T search windows of every lead are then bounded
-by that combined QRS; a P wave is present when at least `P_LEAD_FRAC` of the usable leads see
-one and its PR is within `P_PR_TOL_S` of the previous beat's P candidate (sinus P waves keep
+by that combined QRS; a P wave is present when at least `p_lead_frac` of the usable leads see
+one and its PR is within `p_pr_tol_s` of the previous beat's P candidate (sinus P waves keep
 their PR; this uses only earlier beats, so it streams); each combined boundary is the median
 over the leads that found it. A single lead is the same code with one row.
 
 Bad input: a lead with a non-finite sample in the beat's window, or flat in it (peak-to-peak
-below `FLAT_MV`), gives no boundaries for that beat (marked -1 per lead); a beat no lead can
+below `flat_mv`), gives no boundaries for that beat (marked -1 per lead); a beat no lead can
 delineate is reported with `valid=False` and no boundaries, never a guessed one.
+
+Constants: the names in backticks are fields of `DelineationConfig` (defaults:
+`DEFAULT_DELINEATION`), passed to `delineate_initial` (the stream's state carries them),
+`delineate_window` or `delineate_record`; nothing reads module globals, so a stream and an
+offline run with the same config give the same boundaries.
 
 Parameters marked "LUDB" were chosen on the odd-numbered LUDB records in ../shared/data (12
 leads combined, scored against the consensus of the leads' marks; T window and QRS chaining
@@ -46,8 +51,11 @@ also on lead II alone) and checked on the even-numbered ones, which were never u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import numbers
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -55,50 +63,117 @@ from edge_ecg.errors import SignalError
 from edge_ecg.signal import design
 from edge_ecg.signal.filters import sos_step
 
+if TYPE_CHECKING:
+    from edge_ecg.signal.qrs import QRSConfig
+
 BOUNDARIES = ("p_on", "p_peak", "p_off", "qrs_on", "qrs_peak", "qrs_off", "t_on", "t_peak",
               "t_off")
 _B = {name: i for i, name in enumerate(BOUNDARIES)}
 
-PRE_S = 0.60            # window before R: P up to ~0.45 s before R (PR <= 0.34 s) + filter margin
-POST_S = 0.80           # window after R: T offset up to T_END_MAX_S + filter margin = the delay
-MARGIN_S = 0.10         # filter edge margin kept out of every search window
-QRS_LOWPASS_HZ = 60.0   # LUDB: keeps the QRS corners sharp (40 Hz widened them ~8 ms)
-PT_LOWPASS_HZ = 15.0    # P and T carry little above 15 Hz
-QRS_CORE_S = 0.05       # largest |slope| within 50 ms of R sets the scale
-QRS_SEARCH_S = (0.15, 0.20)   # slope peaks searched from 150 ms before to 200 ms after R
-QRS_SIG = 0.20          # LUDB: a slope peak belongs to the QRS above 20 % of the largest
-QRS_SMALL = 0.10        # LUDB: smaller slope peaks (q, terminal s) above 10 % join the QRS
-QRS_GAP_S = 0.04        # LUDB: ... and within 40 ms of its neighbour in the chain
-QRS_FLAT = 0.03         # LUDB: |slope| under 3 % of the largest is flat ...
-QRS_FLAT_S = 0.012      # ... and a flat run of 12 ms between slope peaks splits them
-XI_QRS_MIN = 0.2        # LUDB: a local minimum of |slope| under 20 % of the peak ends the QRS
-XI_QRS_ON = 0.04        # LUDB: onset where |slope| < 4 % of the first slope peak
-XI_QRS_OFF = 0.08       # LUDB: offset where |slope| < 8 % of the last slope peak
-T_START_S = 0.06        # T search starts 60 ms after the QRS offset (ST segment)
-T_END_MAX_S = (0.10, 0.40, 0.70)   # LUDB: T offset at most a + b * RR after R, never past c
-T_LIMB_S = 0.16         # steepest point of a T limb within 160 ms of the peak
-T_REF_S = 0.08          # LUDB: trapezium reference point 80 ms beyond the steepest point
-P_SEARCH_S = 0.32       # P searched in the 320 ms before the QRS onset ...
-P_GUARD_S = 0.02        # ... up to 20 ms before it
-P_LIMB_S = 0.05         # LUDB: steepest point of a P limb within 50 ms of its peak
-P_REF_S = 0.03          # LUDB: trapezium reference 30 ms beyond it
-P_MIN_MV = 0.01         # LUDB: smaller deviations (10 uV) are not taken as a P wave
-P_SNR = 3.0             # LUDB: P deviation over 3x the window's high-frequency noise (RMS)
-P_ALONE = 0.7           # LUDB: see the P search (a train of waves is not a P)
-P_PR_TOL_S = 0.04       # LUDB: PR may change by 40 ms from one beat's P to the next
-P_LEAD_FRAC = 0.3       # LUDB: P present when at least 30 % of the usable leads see one
-QRS_ON_Q = 0.5           # LUDB: combined QRS onset = this quantile of the leads' onsets
-QRS_OFF_Q = 0.5          # LUDB: ... offset
-STRONG_FRAC = 0.0        # LUDB: P/T combined over leads whose wave is >= this x the largest
-COMB_Q = {}              # LUDB: quantile of the leads' P/T boundaries (default median)
-FLAT_MV = 0.01          # a lead with < 10 uV peak-to-peak in the window is flat (lead off)
-NEXT_GUARD_S = 0.10     # T must end 100 ms before the next beat's R when it is known
-DEFAULT_RR_S = 0.8
-START_MIN_S = 0.25      # a beat within 250 ms of the stream's start is not delineated (its
-                        # QRS onset and PR segment may precede the first sample)
-HOLD_S = 3.0            # input kept this long: the detector decides a beat at most ~2 s after
-                        # its R (learning period, search back); a beat decided later than
-                        # HOLD_S after R finds its samples gone and is reported invalid
+@dataclass(frozen=True)
+class DelineationConfig:
+    """The delineator's constants, passed in explicitly (as wfdb's `XQRS.Conf`): build a variant
+    with `dataclasses.replace(DEFAULT_DELINEATION, p_snr=4.0)` and hand it to
+    `delineate_initial` (the state carries it) or `delineate_window`; nothing reads module
+    globals. Frozen: a running stream's constants cannot change under it. Defaults: the values
+    chosen on LUDB (module docstring)."""
+
+    fs_range_hz: tuple[float, float] = (100.0, 2000.0)  # rates the design is checked at
+    pre_s: float = 0.60         # window before R: P up to ~0.45 s before R (PR <= 0.34 s) +
+    #                             filter margin
+    post_s: float = 0.80        # window after R: T offset up to t_end_max_s + filter margin =
+    #                             the delay
+    margin_s: float = 0.10      # filter edge margin kept out of every search window
+    qrs_lowpass_hz: float = 60.0  # LUDB: keeps the QRS corners sharp (40 Hz widened them ~8 ms)
+    pt_lowpass_hz: float = 15.0   # P and T carry little above 15 Hz
+    qrs_core_s: float = 0.05    # largest |slope| within 50 ms of R sets the scale
+    qrs_search_s: tuple[float, float] = (0.15, 0.20)  # slope peaks searched from 150 ms before
+    #                                                   to 200 ms after R
+    qrs_sig: float = 0.20       # LUDB: a slope peak belongs to the QRS above 20 % of the largest
+    qrs_small: float = 0.10     # LUDB: smaller slope peaks (q, terminal s) above 10 % join it
+    qrs_gap_s: float = 0.04     # LUDB: ... and within 40 ms of its neighbour in the chain
+    qrs_flat: float = 0.03      # LUDB: |slope| under 3 % of the largest is flat ...
+    qrs_flat_s: float = 0.012   # ... and a flat run of 12 ms between slope peaks splits them
+    xi_qrs_min: float = 0.2     # LUDB: a local minimum of |slope| under 20 % of the peak ends
+    #                             the QRS (0: no local-minimum rule)
+    xi_qrs_on: float = 0.04     # LUDB: onset where |slope| < 4 % of the first slope peak
+    xi_qrs_off: float = 0.08    # LUDB: offset where |slope| < 8 % of the last slope peak
+    t_start_s: float = 0.06     # T search starts 60 ms after the QRS offset (ST segment)
+    t_end_max_s: tuple[float, float, float] = (0.10, 0.40, 0.70)  # LUDB: T offset at most
+    #                                                a + b * RR after R, never past c
+    t_limb_s: float = 0.16      # steepest point of a T limb within 160 ms of the peak
+    t_ref_s: float = 0.08       # LUDB: trapezium reference point 80 ms beyond the steepest point
+    p_search_s: float = 0.32    # P searched in the 320 ms before the QRS onset ...
+    p_guard_s: float = 0.02     # ... up to 20 ms before it
+    p_limb_s: float = 0.05      # LUDB: steepest point of a P limb within 50 ms of its peak
+    p_ref_s: float = 0.03       # LUDB: trapezium reference 30 ms beyond it
+    p_min_mv: float = 0.01      # LUDB: smaller deviations (10 uV) are not taken as a P wave
+    p_snr: float = 3.0          # LUDB: P deviation over 3x the window's high-frequency noise
+    p_alone: float = 0.7        # LUDB: see the P search (a train of waves is not a P)
+    p_pr_tol_s: float = 0.04    # LUDB: PR may change by 40 ms from one beat's P to the next
+    p_lead_frac: float = 0.3    # LUDB: P present when at least 30 % of the usable leads see one
+    qrs_on_q: float = 0.5       # LUDB: combined QRS onset = this quantile of the leads' onsets
+    qrs_off_q: float = 0.5      # LUDB: ... offset
+    flat_mv: float = 0.01       # a lead with < 10 uV peak-to-peak in the window is flat
+    next_guard_s: float = 0.10  # T must end 100 ms before the next beat's R when it is known
+    default_rr_s: float = 0.8   # RR assumed for the T window before two beats are known
+    start_min_s: float = 0.25   # a beat within 250 ms of the stream's start is not delineated
+    #                             (its QRS onset and PR segment may precede the first sample)
+    hold_s: float = 3.0         # input kept this long: the detector decides a beat at most ~2 s
+    #                             after its R (learning period, search back); a beat decided
+    #                             later than hold_s after R finds its samples gone: invalid
+
+    def __post_init__(self) -> None:
+        """Reject values the delineator cannot run with, naming the field: a bad value fails
+        here, not as a negative index that silently reads the wrong samples."""
+        defaults = {f.name: f.default for f in fields(self)}
+
+        def need(name: str, what: str) -> ValueError:
+            return ValueError(f"DelineationConfig.{name} = {getattr(self, name)!r}: {what} "
+                              f"(the default is {defaults[name]!r})")
+
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(f.default, tuple):
+                if not (isinstance(v, (tuple, list)) and len(v) == len(f.default)
+                        and all(_real(x) and x >= 0 for x in v)):
+                    raise need(f.name, f"needs {len(f.default)} finite numbers >= 0")
+                object.__setattr__(self, f.name, tuple(v))   # hashable, as a frozen field
+            elif not _real(v):
+                raise need(f.name, "needs a finite number")
+            elif f.name in _POSITIVE and not v > 0:
+                raise need(f.name, "needs a value > 0")
+            elif not v >= 0:
+                raise need(f.name, "needs a value >= 0")
+        lo, hi = self.fs_range_hz
+        if not 0 < lo <= hi:
+            raise need("fs_range_hz", "needs 0 < low <= high")
+        for name in ("qrs_on_q", "qrs_off_q"):
+            if not getattr(self, name) <= 1:
+                raise need(name, "needs a quantile in [0, 1]")
+        # the QRS onset/offset search runs 50 ms beyond qrs_search_s (_qrs_lead): it must stay
+        # inside the beat's window, or it would index from the window's other end
+        if not self.pre_s > self.qrs_search_s[0] + 0.05:
+            raise need("pre_s", f"needs more than qrs_search_s[0] + 0.05 = "
+                       f"{self.qrs_search_s[0] + 0.05:g} s")
+        if not self.post_s > self.qrs_search_s[1] + 0.05:
+            raise need("post_s", f"needs more than qrs_search_s[1] + 0.05 = "
+                       f"{self.qrs_search_s[1] + 0.05:g} s")
+        if not self.t_end_max_s[2] > 0:
+            raise need("t_end_max_s", "needs a cap c > 0 (T offset never past c after R)")
+
+
+# fields that must be > 0 (windows, cut-offs); the rest must be >= 0
+_POSITIVE = frozenset(("pre_s", "post_s", "qrs_lowpass_hz", "pt_lowpass_hz", "qrs_core_s",
+                       "qrs_gap_s", "qrs_flat_s", "t_limb_s", "t_ref_s", "p_search_s",
+                       "p_limb_s", "p_ref_s", "default_rr_s", "hold_s"))
+
+
+def _real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+DEFAULT_DELINEATION = DelineationConfig()
 
 
 @dataclass(frozen=True)
@@ -158,6 +233,7 @@ class DelineationState:
     """What the delineator carries between chunks (plain data; replaced, never mutated)."""
 
     fs_hz: float
+    config: DelineationConfig       # the constants, fixed for the stream's life
     next_index: int                 # absolute index of the next sample to arrive
     pre: int
     post: int
@@ -172,13 +248,21 @@ class DelineationState:
     prev_pr: int | None = None      # PR of the last beat's P candidate, samples
 
 
-def delineate_initial(fs_hz: float, start_index: int = 0) -> DelineationState:
-    """A delineator at rest for a stream at `fs_hz` whose next sample has index `start_index`."""
-    if not np.isfinite(fs_hz) or fs_hz < 100 or fs_hz > 2000:
-        raise SignalError(f"delineation needs a sampling rate in [100, 2000] Hz, got {fs_hz}")
+def delineate_initial(fs_hz: float, start_index: int = 0,
+                      config: DelineationConfig = DEFAULT_DELINEATION) -> DelineationState:
+    """A delineator at rest for a stream at `fs_hz` whose next sample has index `start_index`,
+    with the constants of `config` for the stream's whole life (the state carries them)."""
+    if not isinstance(config, DelineationConfig):
+        raise TypeError(f"delineate_initial: config must be a DelineationConfig, got "
+                        f"{type(config).__name__} (build one with "
+                        "dataclasses.replace(DEFAULT_DELINEATION, ...))")
+    lo, hi = config.fs_range_hz
+    if not np.isfinite(fs_hz) or fs_hz < lo or fs_hz > hi:
+        raise SignalError(f"delineation needs a sampling rate in [{lo:g}, {hi:g}] Hz, "
+                          f"got {fs_hz}")
     fs = float(fs_hz)
-    return DelineationState(fs_hz=fs, next_index=int(start_index),
-                            pre=round(PRE_S * fs), post=round(POST_S * fs))
+    return DelineationState(fs_hz=fs, config=config, next_index=int(start_index),
+                            pre=round(config.pre_s * fs), post=round(config.post_s * fs))
 
 
 @lru_cache(maxsize=16)
@@ -275,10 +359,11 @@ def _first_below(a: np.ndarray, lo: int, hi: int, thr: float) -> int:
     return lo + int(idx[0]) if idx.size else hi - 1
 
 
-def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
+def _qrs_lead(a: np.ndarray, r: int, fs: float, cfg: DelineationConfig
+              ) -> tuple[int, int, int] | None:
     """(onset, first slope peak, offset) of one lead's QRS from |slope| `a`."""
-    core = round(QRS_CORE_S * fs)
-    lo, hi = r - round(QRS_SEARCH_S[0] * fs), r + round(QRS_SEARCH_S[1] * fs)
+    core = round(cfg.qrs_core_s * fs)
+    lo, hi = r - round(cfg.qrs_search_s[0] * fs), r + round(cfg.qrs_search_s[1] * fs)
     c = a[r - core: r + core + 1]
     dmax = float(c.max())
     if dmax <= 0:
@@ -286,15 +371,15 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
     seg = a[lo:hi]
     mid = seg[1:-1]
     locmax = (mid >= seg[:-2]) & (mid > seg[2:])
-    pk = (locmax & (mid >= QRS_SIG * dmax)).nonzero()[0] + (1 + lo)
+    pk = (locmax & (mid >= cfg.qrs_sig * dmax)).nonzero()[0] + (1 + lo)
     if pk.size == 0:
         return None
     k = int(np.abs(pk - (r - core + int(c.argmax()))).argmin())
-    gap = round(QRS_GAP_S * fs)
-    flat_n = round(QRS_FLAT_S * fs)
-    # |slope| under QRS_FLAT of the largest, as a list over [lo, hi): `joined` walks at most
-    # QRS_GAP_S of it in Python (1-2 us) where numpy paid ~10 us a call in overheads
-    low_l = (seg < QRS_FLAT * dmax).tolist()
+    gap = round(cfg.qrs_gap_s * fs)
+    flat_n = round(cfg.qrs_flat_s * fs)
+    # |slope| under qrs_flat of the largest, as a list over [lo, hi): `joined` walks at most
+    # qrs_gap_s of it in Python (1-2 us) where numpy paid ~10 us a call in overheads
+    low_l = (seg < cfg.qrs_flat * dmax).tolist()
 
     def joined(p: int, q: int) -> bool:
         """Slope peaks p < q belong to one complex: close, and no flat run between them
@@ -314,11 +399,11 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
     while j < pk.size - 1 and joined(int(pk[j]), int(pk[j + 1])):
         j += 1
     first, last = int(pk[i]), int(pk[j])
-    thr_on, thr_off = XI_QRS_ON * a[first], XI_QRS_OFF * a[last]
+    thr_on, thr_off = cfg.xi_qrs_on * a[first], cfg.xi_qrs_off * a[last]
     # small initial/terminal deflections (a q wave, a terminal s): slope peaks above
-    # QRS_SMALL of the largest, chained on within QRS_GAP_S, extend the complex; the threshold
+    # qrs_small of the largest, chained on within qrs_gap_s, extend the complex; the threshold
     # stays relative to the main slope peak, but below half the small one
-    small = ((locmax & (mid >= QRS_SMALL * dmax)).nonzero()[0] + (1 + lo)).tolist()
+    small = ((locmax & (mid >= cfg.qrs_small * dmax)).nonzero()[0] + (1 + lo)).tolist()
     for q in [q for q in small if q < first][::-1]:
         if not joined(q, first):
             break
@@ -331,17 +416,18 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float) -> tuple[int, int, int] | None:
         thr_off = min(thr_off, 0.5 * a[last])
     on = _last_below(a, lo - round(0.05 * fs), first, thr_on)
     off = _first_below(a, last, hi + round(0.05 * fs), thr_off)
-    if XI_QRS_MIN > 0:
+    xi_min = cfg.xi_qrs_min
+    if xi_min > 0:
         # or, nearer, a local minimum of |slope| well below the slope peak (the slope of a
         # P or T wave running into the QRS never falls below the threshold; Martinez 2004)
         w = a[on:first + 1]
         m = np.flatnonzero((w[1:-1] <= w[:-2]) & (w[1:-1] <= w[2:])
-                           & (w[1:-1] < XI_QRS_MIN * a[first])) + 1
+                           & (w[1:-1] < xi_min * a[first])) + 1
         if m.size:
             on = on + int(m[-1])
         w = a[last:off + 1]
         m = np.flatnonzero((w[1:-1] <= w[:-2]) & (w[1:-1] <= w[2:])
-                           & (w[1:-1] < XI_QRS_MIN * a[last])) + 1
+                           & (w[1:-1] < xi_min * a[last])) + 1
         if m.size:
             off = last + int(m[0])
     return on, first, off
@@ -427,66 +513,65 @@ def _trapeziums(s: np.ndarray, tm: np.ndarray, tr: np.ndarray, sign: np.ndarray,
     return t[rr[:, 0], _first_argmax(area, ok)]
 
 
-def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: int | None
+def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: int | None,
+                     config: DelineationConfig = DEFAULT_DELINEATION
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Delineate one beat in `seg` `(L, n)` (mV) whose R is at `r`.
+    """Delineate one beat in `seg` `(L, n)` (mV) whose R is at `r`, with `config`'s constants.
 
     `t_end`: the T offset may not lie beyond it; `p_start`: nor the P onset before it (the
     previous beat's T offset; None = only the window bounds it).
     Returns `(per_lead (L, 9) int64 with -1 = absent, usable (L,) bool, combined (9,) int64)`.
     """
+    cfg = config
     n_leads, n = seg.shape
     out = np.full((n_leads, len(BOUNDARIES)), -1, dtype=np.int64)
     comb = np.full(len(BOUNDARIES), -1, dtype=np.int64)
     finite = np.all(np.isfinite(seg), axis=1)
     seg = np.where(finite[:, None], seg, 0.0)
-    usable = finite & (seg.max(axis=1) - seg.min(axis=1) >= FLAT_MV)
+    usable = finite & (seg.max(axis=1) - seg.min(axis=1) >= cfg.flat_mv)
     if not usable.any():
         return out, usable, comb
-    margin = round(MARGIN_S * fs)
+    margin = round(cfg.margin_s * fs)
     x = seg[usable]
-    s40 = _zero_phase(x, QRS_LOWPASS_HZ, fs)
-    s15 = _zero_phase(x, PT_LOWPASS_HZ, fs)
+    s40 = _zero_phase(x, cfg.qrs_lowpass_hz, fs)
+    s15 = _zero_phase(x, cfg.pt_lowpass_hz, fs)
     a40 = np.abs(_gradient(s40)) * fs
     d15 = _gradient(s15) * fs
     rows = np.flatnonzero(usable)
     # 1. QRS per lead, then combined
     for i, row in enumerate(rows):
-        q = _qrs_lead(a40[i], r, fs)
+        q = _qrs_lead(a40[i], r, fs, cfg)
         if q is None:
             continue
         on, _, off = q
         out[row, _B["qrs_on"]], out[row, _B["qrs_off"]] = on, off
-        core = round(QRS_CORE_S * fs)
+        core = round(cfg.qrs_core_s * fs)
         bl = _median(s40[i, max(on - int(0.02 * fs), 0): on + 1])
         out[row, _B["qrs_peak"]] = r - core + int(np.argmax(np.abs(s40[i, r - core: r + core + 1]
                                                                      - bl)))
     got = out[rows, _B["qrs_on"]] >= 0
     if not got.any():
         return out, usable, comb
-    qon = round(_quantile(out[rows[got], _B["qrs_on"]], QRS_ON_Q))
-    qoff = round(_quantile(out[rows[got], _B["qrs_off"]], QRS_OFF_Q))
+    qon = round(_quantile(out[rows[got], _B["qrs_on"]], cfg.qrs_on_q))
+    qoff = round(_quantile(out[rows[got], _B["qrs_off"]], cfg.qrs_off_q))
     comb[_B["qrs_on"]], comb[_B["qrs_off"]], comb[_B["qrs_peak"]] = qon, qoff, r
     # 2. T per lead: between the QRS offset and t_end
-    t_lo = qoff + round(T_START_S * fs)
+    t_lo = qoff + round(cfg.t_start_s * fs)
     t_hi = min(t_end, n - margin)
-    limb, ref = round(T_LIMB_S * fs), round(T_REF_S * fs)
-    t_dev = np.zeros(n_leads)
-    p_dev = np.zeros(n_leads)
+    limb, ref = round(cfg.t_limb_s * fs), round(cfg.t_ref_s * fs)
     if t_hi - t_lo > int(0.08 * fs):
         pk_hi = t_hi - round(0.04 * fs)
         w = round(0.02 * fs)
         base = _medians(s15[:, qon - w: qon + 1])[:, None]
-        on, pk, off, dev, _ = _waves(s15, d15, t_lo, pk_hi, base, limb, ref, qoff, t_hi)
-        t_dev[rows] = np.abs(dev)
+        on, pk, off, _, _ = _waves(s15, d15, t_lo, pk_hi, base, limb, ref, qoff, t_hi)
         out[rows, _B["t_on"]], out[rows, _B["t_peak"]], out[rows, _B["t_off"]] = on, pk, off
     # 3. P per lead: before the combined QRS onset, after the previous T
-    p_hi = qon - round(P_GUARD_S * fs)
-    p_lo = max(qon - round(P_SEARCH_S * fs), margin + round(P_LIMB_S * fs))
+    p_hi = qon - round(cfg.p_guard_s * fs)
+    p_lo = max(qon - round(cfg.p_search_s * fs), margin + round(cfg.p_limb_s * fs))
     if p_start is not None:
         p_lo = max(p_lo, p_start)
     if p_hi - p_lo > int(0.06 * fs):
-        limb, ref = round(P_LIMB_S * fs), round(P_REF_S * fs)
+        limb, ref = round(cfg.p_limb_s * fs), round(cfg.p_ref_s * fs)
         w = round(0.02 * fs)
         b0 = _medians(s15[:, p_lo: p_lo + w + 1])
         b1 = _medians(s15[:, qon - 2 * w: qon - w // 2 + 1])
@@ -496,80 +581,78 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
         hf = s40[:, p_lo:qon] - s15[:, p_lo:qon]
         noise = np.sqrt(np.mean(hf * hf, axis=1))
         mag = np.abs(dev)
-        ok = (mag >= P_MIN_MV) & (mag >= P_SNR * noise) & (p_lo < pk) & (pk < p_hi - 1)
+        ok = (mag >= cfg.p_min_mv) & (mag >= cfg.p_snr * noise) & (p_lo < pk) & (pk < p_hi - 1)
         # a P wave stands alone between flat TP and PR segments; fibrillatory or flutter
         # waves come in trains of similar size: the largest deviation outside this
-        # wave must stay under P_ALONE of it
+        # wave must stay under p_alone of it
         col = np.arange(p_hi - p_lo)[None, :]
         inside = (col >= np.maximum(on - p_lo, 0)[:, None]) & \
             (col < np.maximum(off - p_lo + 1, 0)[:, None])
-        ok &= np.where(inside, 0.0, rest).max(axis=1) <= P_ALONE * mag
+        ok &= np.where(inside, 0.0, rest).max(axis=1) <= cfg.p_alone * mag
         sel = rows[ok]
         out[sel, _B["p_on"]], out[sel, _B["p_peak"]], out[sel, _B["p_off"]] = \
             on[ok], pk[ok], off[ok]
-        p_dev[sel] = mag[ok]
-    # 4. combined: median over the leads that found each boundary
-    # (P and T: over the leads where the wave is at least STRONG_FRAC of its largest)
-    n_p = int(np.count_nonzero(out[rows, _B["p_peak"]] >= 0))
+    # 4. combined: median over the leads that found each boundary; P only when at least
+    # p_lead_frac of the usable leads found one
+    p_seen = int(np.count_nonzero(out[rows, _B["p_peak"]] >= 0)) >= cfg.p_lead_frac * rows.size
     for name in ("t_on", "t_peak", "t_off", "p_on", "p_peak", "p_off"):
-        dev = (p_dev if name.startswith("p") else t_dev)[rows]
-        v = out[rows, _B[name]]
-        keep = (v >= 0) & (dev >= STRONG_FRAC * dev.max())
-        if name.startswith("p") and n_p < P_LEAD_FRAC * rows.size:
+        if name.startswith("p") and not p_seen:
             continue
-        if keep.any():
-            comb[_B[name]] = round(_quantile(v[keep], COMB_Q.get(name, 0.5)))
+        v = out[rows, _B[name]]
+        found = v[v >= 0]
+        if found.size:
+            comb[_B[name]] = round(_quantile(found, 0.5))
     return out, usable, comb
 
 
 def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None,
               end: int | None = None) -> BeatWaves:
     """Delineate the beat at `r` from the history; `end`: the stream ended there (flush)."""
-    fs = st.fs_hz
+    fs, cfg = st.fs_hz, st.config
     h0 = st.next_index - st.hist.shape[1]
     a, b = r - st.pre, r + st.post
     n_leads = st.n_leads
-    if r - st.start_index < round(START_MIN_S * fs):   # no isoelectric level before it
+    if r - st.start_index < round(cfg.start_min_s * fs):   # no isoelectric level before it
         seg = np.full((n_leads, b - a), np.nan)
-    elif end is not None and (end - r < round(START_MIN_S * fs) or a < h0):
+    elif end is not None and (end - r < round(cfg.start_min_s * fs) or a < h0):
         seg = np.full((n_leads, b - a), np.nan)   # the QRS may run past the end
-    elif end is not None:      # the stream ended before R + POST_S: hold its last sample
+    elif end is not None:      # the stream ended before R + post_s: hold its last sample
         seg = np.empty((n_leads, b - a))
         seg[:, : end - a] = st.hist[:, a - h0: end - h0]
         seg[:, end - a:] = st.hist[:, end - h0 - 1: end - h0]
-    elif a < st.start_index:   # the stream began less than PRE_S before this R: hold its first
+    elif a < st.start_index:   # the stream began less than pre_s before this R: hold its first
         seg = np.empty((n_leads, b - a))   # sample before it (P then searched after it only)
         seg[:, st.start_index - a:] = st.hist[:, st.start_index - h0: b - h0]
         seg[:, : st.start_index - a] = st.first[:, None]
-    elif a < h0:   # decided more than HOLD_S after its R: its samples are gone
+    elif a < h0:   # decided more than hold_s after its R: its samples are gone
         seg = np.full((n_leads, b - a), np.nan)
     else:
         seg = st.hist[:, a - h0: b - h0]
-    rr = st.prev_rr if st.prev_rr is not None else round(DEFAULT_RR_S * fs)
-    t0, t1, t2 = T_END_MAX_S
+    rr = st.prev_rr if st.prev_rr is not None else round(cfg.default_rr_s * fs)
+    t0, t1, t2 = cfg.t_end_max_s
     t_end = r + round(min(t0 + t1 * rr / fs, t2) * fs)
     if next_r is not None:
-        t_end = min(t_end, next_r - round(NEXT_GUARD_S * fs))
-    if end is not None and t_end + round(MARGIN_S * fs) > end:
+        t_end = min(t_end, next_r - round(cfg.next_guard_s * fs))
+    if end is not None and t_end + round(cfg.margin_s * fs) > end:
         t_end = a              # the T wave's search window is not complete: no T
     p_start = None
     if st.prev_t_off is not None:
         p_start = st.prev_t_off
     if a < st.start_index:
         p_start = max(p_start if p_start is not None else a,
-                      st.start_index + round(MARGIN_S * fs))
+                      st.start_index + round(cfg.margin_s * fs))
     per, usable, comb = delineate_window(seg, st.pre, fs, t_end - a,
-                                         None if p_start is None else p_start - a)
+                                         None if p_start is None else p_start - a, cfg)
     per = np.where(per >= 0, per + a, -1)
     pts = {name: (int(comb[i]) + a if comb[i] >= 0 else None)
            for i, name in enumerate(BOUNDARIES)}
     valid = bool(usable.any() and pts["qrs_on"] is not None)
     # sinus P waves keep their PR from beat to beat; fibrillatory waves do not. A P whose PR
-    # differs from the previous beat's P candidate by more than P_PR_TOL_S is dropped (the
+    # differs from the previous beat's P candidate by more than p_pr_tol_s is dropped (the
     # candidate is still remembered, so a real change of PR costs one beat)
     pr = None if pts["p_on"] is None or pts["qrs_on"] is None else pts["qrs_on"] - pts["p_on"]
     if pr is not None and st.prev_pr is not None and \
-            abs(pr - st.prev_pr) > round(P_PR_TOL_S * fs):
+            abs(pr - st.prev_pr) > round(cfg.p_pr_tol_s * fs):
         for name in ("p_on", "p_peak", "p_off"):
             pts[name] = None
     st.prev_pr = pr
@@ -590,7 +673,7 @@ def delineate(x: np.ndarray, beats, state: DelineationState
     """Take the next chunk `x` `(T,)` or `(T, L)` (mV) and the beats the detector decided in
     it (`qrs.Beat`s, or `(r, decided_at)` pairs); returns the beats delineated now.
 
-    A beat is delineated once the stream holds `POST_S` after its R; the next beat bounds its
+    A beat is delineated once the stream holds `post_s` after its R; the next beat bounds its
     T search only if that beat was decided by then, so the result does not depend on chunking.
     """
     x = np.asarray(x, dtype=np.float64)
@@ -623,7 +706,7 @@ def delineate(x: np.ndarray, beats, state: DelineationState
         st.pending = st.pending[1:]
         out.append(_run_beat(st, r, max(dec, due), next_r))
     # keep what the pending beats (and the next beats to come) may still read
-    keep_from = st.next_index - st.pre - round(HOLD_S * st.fs_hz)
+    keep_from = st.next_index - st.pre - round(st.config.hold_s * st.fs_hz)
     if st.pending:
         keep_from = min(keep_from, st.pending[0][0] - st.pre)
     h0 = st.next_index - st.hist.shape[1]
@@ -632,28 +715,32 @@ def delineate(x: np.ndarray, beats, state: DelineationState
     return out, st
 
 
-def delineate_record(x: np.ndarray, fs_hz: float, beats=None) -> list[BeatWaves]:
+def delineate_record(x: np.ndarray, fs_hz: float, beats=None,
+                     config: DelineationConfig = DEFAULT_DELINEATION,
+                     qrs_config: QRSConfig | None = None) -> list[BeatWaves]:
     """Delineate a whole record `(T, L)` in one call: what a stream fed the same samples
-    reports. `beats`: R peaks with decision samples (`qrs.Beat`s or pairs); default: the QRS
-    detector on all leads, flushed at the end. Beats within `POST_S` of the end are
-    delineated with the signal held at its last sample (`delineate_flush`)."""
+    (and the same `config`) reports. `beats`: R peaks with decision samples (`qrs.Beat`s or
+    pairs); default: the QRS detector (`qrs_config`, default `DEFAULT_QRS`) on all leads,
+    flushed at the end. Beats within `post_s` of the end are delineated with the signal
+    held at its last sample (`delineate_flush`)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
     if beats is None:
-        from edge_ecg.signal.qrs import qrs_detect, qrs_flush, qrs_initial
+        from edge_ecg.signal.qrs import DEFAULT_QRS, qrs_detect, qrs_flush, qrs_initial
 
         clean = np.where(np.isfinite(x), x, 0.0)
-        beats, qst = qrs_detect(clean, qrs_initial(fs_hz))
+        qst = qrs_initial(fs_hz, config=DEFAULT_QRS if qrs_config is None else qrs_config)
+        beats, qst = qrs_detect(clean, qst)
         beats = beats + qrs_flush(qst)[0]
-    out, st = delineate(x, beats, delineate_initial(fs_hz))
+    out, st = delineate(x, beats, delineate_initial(fs_hz, config=config))
     return out + delineate_flush(st)[0]
 
 
 def delineate_flush(state: DelineationState) -> tuple[list[BeatWaves], DelineationState]:
     """End of a finite stream: delineate the beats still waiting from the samples there are
     (held at the last one beyond the end, as a zero-phase filter pads). A beat within
-    `START_MIN_S` of the end gets no boundaries (`valid=False`); one whose T search window
+    `start_min_s` of the end gets no boundaries (`valid=False`); one whose T search window
     runs past the end gets its P and QRS but no T, never a T cut short by the end."""
     st = DelineationState(**state.__dict__)
     if not st.pending or st.n_leads is None:
@@ -667,5 +754,6 @@ def delineate_flush(state: DelineationState) -> tuple[list[BeatWaves], Delineati
     return out, st
 
 
-__all__ = ["BOUNDARIES", "BeatWaves", "DelineationState", "delineate", "delineate_flush",
-           "delineate_initial", "delineate_record", "delineate_window"]
+__all__ = ["BOUNDARIES", "DEFAULT_DELINEATION", "BeatWaves", "DelineationConfig",
+           "DelineationState", "delineate", "delineate_flush", "delineate_initial",
+           "delineate_record", "delineate_window"]

@@ -12,7 +12,7 @@ from edge_ecg.data.synth import synthesize
 from edge_ecg.errors import SignalError
 from edge_ecg.signal.delineate import (
     BOUNDARIES,
-    POST_S,
+    DEFAULT_DELINEATION,
     delineate,
     delineate_flush,
     delineate_initial,
@@ -119,7 +119,7 @@ def test_streaming_equals_offline_on_random_chunkings():
 def test_delay_is_bounded_and_boundaries_ordered():
     rec = synthesize("sinus_rhythm", seconds=12.0, seed=1)
     waves = delineate_record(rec.signal, rec.fs_hz)
-    post = round(POST_S * rec.fs_hz)
+    post = round(DEFAULT_DELINEATION.post_s * rec.fs_hz)
     for w in waves:
         if not w.valid:
             continue
