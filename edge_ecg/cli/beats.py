@@ -50,7 +50,7 @@ def detect_stream(signal, fs_hz: float, chunk: int):
 
 def delineate_stream(signal, fs_hz: float, chunk: int):
     """Detector and delineator streamed together in chunks; (BeatWaves list, wall seconds).
-    Beats within POST_S of the record's end come out without boundaries."""
+    Beats within the delineator's post_s (DelineationConfig) of the record's end come out without boundaries."""
     import time
 
     from edge_ecg.signal.delineate import delineate, delineate_flush, delineate_initial

@@ -65,7 +65,7 @@ class BeatTracker:
         self._filt: FilterState | None = None
         self._noise: FilterState | None = None
         self._qrs = qrs_initial(self.fs_hz)
-        # P/QRS/T per beat on the filtered signal, POST_S after each R (edge_ecg.signal.delineate)
+        # P/QRS/T per beat on the filtered signal, the delineator's post_s after each R (DelineationConfig)
         self._waves = delineate_initial(self.fs_hz)
         self._resample = None
         self._skip = 0          # resampler outputs still to drop (its fixed delay)

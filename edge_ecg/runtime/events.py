@@ -47,7 +47,7 @@ class BeatEvent:
     detection; the event itself may come later, once delineated and classified).
 
     With delineation (`waves` given), the beat is emitted once delineated (`waves_delay_ms`
-    after R, edge_ecg.signal.delineate.POST_S) and carries its PR, QRS and QT (ms, None where
+    after R, DelineationConfig.post_s in edge_ecg.signal.delineate) and carries its PR, QRS and QT (ms, None where
     a wave was not found) and the RR before it."""
 
     index: int
