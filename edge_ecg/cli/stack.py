@@ -123,14 +123,13 @@ def run(args: argparse.Namespace) -> int:
     from edge_ecg.model.stacking import fit_stack
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.bundle import (
-        check_integrity,
         sign_bundle,
         verify_bundle,
         write_manifest,
     )
+    from edge_ecg.runtime.record_rhythm import rhythm_classes
     from edge_ecg.runtime.recording_stack import RHYTHM_STACK, parse_stack
     from edge_ecg.runtime.rhythm_history import TASK, feature_names
-    from edge_ecg.runtime.record_rhythm import rhythm_classes
     from edge_ecg.runtime.signing import UnsignedBundleWarning
 
     with warnings.catch_warnings():
@@ -171,8 +170,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     stack.write(args.bundle / RHYTHM_STACK)
-    m, _ = check_integrity(args.bundle, verify_hashes=False)
-    fields = {k: v for k, v in asdict(m).items() if k != "files"}
+    # the manifest verified above, not re-read: the stack file just written (a refit of one
+    # the manifest lists) no longer matches its old size and hash
+    fields = {k: v for k, v in asdict(manifest).items() if k != "files"}
     fields["metrics"] = {**fields.get("metrics", {}),
                          "rhythm_stack": {"cv": cv, "cv_network_alone": net,
                                           "rows": info["rows"], "folds": info["folds"]}}

@@ -92,7 +92,6 @@ def run(args) -> int:
     from edge_ecg.model.beat_stacking import fit_beat_stack
     from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
     from edge_ecg.runtime.bundle import (
-        check_integrity,
         sign_bundle,
         verify_bundle,
         write_manifest,
@@ -135,8 +134,9 @@ def run(args) -> int:
     if args.dry_run:
         return 0
     stack.write(args.bundle / BEAT_STACK)
-    m, _ = check_integrity(args.bundle, verify_hashes=False)
-    fields = {k: v for k, v in asdict(m).items() if k != "files"}
+    # the manifest verified above, not re-read: the stack file just written (a refit of one
+    # the manifest lists) no longer matches its old size and hash
+    fields = {k: v for k, v in asdict(manifest).items() if k != "files"}
     choice = stack.info["weight_choice"]
     fields["metrics"] = {**fields.get("metrics", {}),
                          "beat_stack": {"weight": stack.weight,
