@@ -122,11 +122,16 @@ class WindowQuality:
 def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beats: int,
                  noise_ratio: float, cfg: QualityConfig = QualityConfig(),
                  rails_mv: tuple[np.ndarray, np.ndarray] | None = None,
-                 context: tuple[np.ndarray, np.ndarray, int] | None = None) -> WindowQuality:
+                 context: tuple[np.ndarray, np.ndarray, int] | None = None,
+                 halves: tuple[np.ndarray, np.ndarray, int] | None = None) -> WindowQuality:
     """The whole verdict on a window: reasons to withhold, leads to use, filled counts.
 
     Arguments as `assess_window`. Lead-off and saturation are judged per lead on the measured
-    samples only (filled ones excluded), so a fill never reads as a flat lead.
+    samples only (filled ones excluded), so a fill never reads as a flat lead. `halves`: the
+    context's half-block extremes where the caller keeps them (`HalfBlockExtremes`), as
+    `_half_extremes` of the context would give them; with them and a window that is a view
+    into its context on their grid, a window with no flat half-block and no lead near a run
+    at its extreme (nearly every window) is judged without copying its samples at all.
     """
     flags = np.asarray(raw_flags, dtype=np.uint8)
     t, n_leads = int(raw_mv.shape[0]), int(raw_mv.shape[1])
@@ -150,26 +155,13 @@ def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beat
             if invalid:
                 reasons.append("nan")
     ok = flags == 0
-    # lead-major copy: reductions along the contiguous time axis are ~10x faster than along
-    # axis 0 of a (T, 12) array (measured). A window that is a view into its context (as the
-    # stream cuts them) is read from the context's copy: one transposing copy, not two
-    if context is None:
-        xl = np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T)
-        xc, okc, w0, inside = xl, ok, 0, True
+    quick = None
+    if halves is not None and context is not None:
+        quick = _quick_verdict(raw_mv, ok, fs_hz, cfg, rails_mv, context, halves)
+    if quick is not None:
+        off, sat = quick
     else:
-        ctx = np.asarray(context[0], dtype=np.float32)
-        xc = np.ascontiguousarray(ctx.T)
-        okc, w0 = np.asarray(context[1], dtype=np.uint8) == 0, int(context[2])
-        inside = _view_at(raw_mv, ctx, w0)
-        xl = (xc[:, w0:w0 + t] if inside
-              else np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T))
-    # per-lead extremes of the context's half-blocks, shared by both checks (the window's
-    # extremes and its blocks' from them, where the window lies on their grid)
-    halves = _half_extremes(xc, flat_block_len(fs_hz, cfg))
-    on_grid = halves if inside and halves is not None and w0 % halves[2] == 0 else None
-    off = _off_leads(xl, ok, fs_hz, cfg, xc, okc, w0, halves=halves, window_halves=on_grid)
-    sat = _saturated_leads(xl, ok, fs_hz, cfg, rails_mv,
-                           halves=None if on_grid is None else (on_grid, w0))
+        off, sat = _lead_verdicts(raw_mv, ok, fs_hz, cfg, rails_mv, context)
     masked_b = off | sat
     used = np.ones(n_leads, dtype=bool)
     if masked_b.any():
@@ -192,6 +184,198 @@ def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beat
     return WindowQuality(reasons=tuple(reasons), used=used, off=off, saturated=sat,
                          n_samples=t, missing=missing, invalid=invalid, filled=filled,
                          longest_gap=longest, masked=masked)
+
+
+def _lead_verdicts(raw_mv, ok: np.ndarray, fs_hz: float, cfg: QualityConfig, rails_mv,
+                   context) -> tuple[np.ndarray, np.ndarray]:
+    """`(off, saturated)` per lead, on lead-major copies of the window and its context."""
+    t = int(raw_mv.shape[0])
+    # lead-major copy: reductions along the contiguous time axis are ~10x faster than along
+    # axis 0 of a (T, 12) array (measured). A window that is a view into its context (as the
+    # stream cuts them) is read from the context's copy: one transposing copy, not two
+    if context is None:
+        xl = np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T)
+        xc, okc, w0, inside = xl, ok, 0, True
+    else:
+        ctx = np.asarray(context[0], dtype=np.float32)
+        xc = np.ascontiguousarray(ctx.T)
+        okc, w0 = np.asarray(context[1], dtype=np.uint8) == 0, int(context[2])
+        inside = _view_at(raw_mv, ctx, w0)
+        xl = (xc[:, w0:w0 + t] if inside
+              else np.ascontiguousarray(np.asarray(raw_mv, dtype=np.float32).T))
+    # per-lead extremes of the context's half-blocks, shared by both checks (the window's
+    # extremes and its blocks' from them, where the window lies on their grid)
+    halves = _half_extremes(xc, flat_block_len(fs_hz, cfg))
+    on_grid = halves if inside and halves is not None and w0 % halves[2] == 0 else None
+    off = _off_leads(xl, ok, fs_hz, cfg, xc, okc, w0, halves=halves, window_halves=on_grid)
+    sat = _saturated_leads(xl, ok, fs_hz, cfg, rails_mv,
+                           halves=None if on_grid is None else (on_grid, w0))
+    return off, sat
+
+
+def _quick_verdict(raw_mv, ok: np.ndarray, fs_hz: float, cfg: QualityConfig, rails_mv,
+                   context, halves) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_lead_verdicts` from the context's half-block extremes and the time-major samples,
+    without lead-major copies: where every sample of the window is measured and no lead has
+    `run` samples at its window extreme (else None: the full computation decides). Lead-off
+    blocks are searched only around the measured flat half-blocks (`_off_near_flat`); with
+    none, no lead can be off, nor every lead flat. The same verdict, never an approximation:
+    each step is the plain computation's, on exact extremes and on the only positions where
+    it can come out true."""
+    ctx = np.asarray(context[0], dtype=np.float32)
+    w0, t, n_leads = int(context[2]), int(raw_mv.shape[0]), int(raw_mv.shape[1])
+    hmax, hmin, half = halves
+    block = flat_block_len(fs_hz, cfg)
+    j, k = w0 // half, t // half
+    if (2 * half != block or w0 % half or k == 0 or not bool(ok.all()) or ctx.ndim != 2
+            or ctx.shape[0] < block or hmax.shape[1] != ctx.shape[0] // half
+            or not _view_at(raw_mv, ctx, w0)):
+        return None
+    okc = np.asarray(context[1], dtype=np.uint8) == 0
+    hclean = okc[:hmax.shape[1] * half].reshape(-1, half).all(axis=1)
+    if not hclean[j:j + k].all():          # the context's flags disagree with the window's
+        return None
+    hflat = ((hmax - hmin) < cfg.flat_mv) & hclean[None, :]
+    off = np.zeros(n_leads, dtype=bool)
+    if hflat.any():
+        off = _off_near_flat(ctx, okc, w0, t, hflat, half, fs_hz, cfg)
+        n = (t // block) * block           # every lead flat over the whole window
+        if n:
+            nb = n // block
+            bmax = np.maximum(hmax[:, j:j + 2 * nb:2], hmax[:, j + 1:j + 2 * nb:2])
+            bmin = np.minimum(hmin[:, j:j + 2 * nb:2], hmin[:, j + 1:j + 2 * nb:2])
+            if ((bmax - bmin) < cfg.flat_mv).all():
+                off[:] = True
+    sat = np.zeros(n_leads, dtype=bool)
+    r0 = k * half
+    hmax, hmin = hmax[:, j:j + k], hmin[:, j:j + k]
+    hi_v, lo_v = hmax.max(axis=1), hmin.min(axis=1)
+    if r0 < t:
+        hi_v = np.maximum(hi_v, raw_mv[r0:].max(axis=0))
+        lo_v = np.minimum(lo_v, raw_mv[r0:].min(axis=0))
+    if rails_mv is not None:                       # some sample at a rail: at its extreme
+        lo, hi = rails_mv
+        sat |= (lo_v <= lo) | (hi_v >= hi)
+    run = max(int(round(cfg.rail_run_s * fs_hz)), 2)
+    if t < run:
+        return off, sat
+    live = (hi_v - lo_v) >= cfg.flat_mv
+    x = raw_mv[:r0].reshape(k, half, n_leads)          # time-major half-blocks, a view
+    n_at = _count_at_extremes(x, raw_mv[r0:], hmax, hmin, hi_v, lo_v)
+    cand = live & ((n_at[:n_leads] >= run) | (n_at[n_leads:] >= run))
+    return None if cand.any() else (off, sat)
+
+
+def _off_near_flat(ctx: np.ndarray, okc: np.ndarray, w0: int, t: int, hflat: np.ndarray,
+                   half: int, fs_hz: float, cfg: QualityConfig) -> np.ndarray:
+    """The sliding part of `_off_leads` (its `result` before the whole-window check) on the
+    time-major context `ctx` `(T', L)`, computing block ranges only where a block can be
+    flat: a block of `2 * half` samples holds a whole half-block of the grid, so a flat,
+    measured block at `p` holds a flat, measured half-block `m` with
+    `m * half - half <= p <= m * half` (`hflat` `(L, T' // half)`). Every other position is
+    not off, as the full computation finds; the alive check and the count of the window's
+    samples in off blocks are the full computation's own, on the same `off` array."""
+    n_leads, tc = ctx.shape[1], ctx.shape[0]
+    block = 2 * half
+    result = np.zeros(n_leads, dtype=bool)
+    lo, hi = max(w0 - block + 1, 0), min(w0 + t, tc - block + 1)       # block starts
+    if hi <= lo:
+        return result
+    c = np.concatenate([[0], np.cumsum(okc, dtype=np.int64)])
+    clean = (c[lo + block:hi + block] - c[lo:hi]) == block
+    off = np.zeros((n_leads, hi - lo), dtype=bool)
+    for lead in np.flatnonzero(hflat.any(axis=1)).tolist():
+        near = np.zeros(hi - lo + 1, dtype=np.int64)       # +1 / -1 at run edges
+        for m in np.flatnonzero(hflat[lead]).tolist():
+            a, b = max(m * half - half, lo), min(m * half, hi - 1)
+            if a <= b:
+                near[a - lo] += 1
+                near[b - lo + 1] -= 1
+        for a, b in _runs(np.cumsum(near[:-1]) > 0):
+            col = np.ascontiguousarray(ctx[lo + a:lo + b + block - 1, lead])[None, :]
+            off[lead, a:b] = (sliding_ptp(col, block)[0] < cfg.flat_mv) & clean[a:b]
+    if not off.any():
+        return result
+    alive = np.zeros(hi - lo, dtype=bool)          # another lead alive where one is off
+    for a, b in _runs(np.asarray(off.any(axis=0))):
+        rows = np.ascontiguousarray(ctx[lo + a:lo + b + block - 1].T)
+        alive[a:b] = (sliding_ptp(rows, block) >= cfg.alive_mv).any(axis=0)
+    off &= alive[None, :]
+    if off.any():
+        # samples of the window inside some off block, as `_off_leads` counts them
+        cs = np.concatenate([np.zeros((n_leads, 1), np.int64), np.cumsum(off, axis=1)], axis=1)
+        i = np.arange(w0, w0 + t)
+        j1 = np.clip(i, lo - 1, hi - 1) - lo + 1
+        j0 = np.clip(i - block + 1, lo, hi) - lo
+        held = ((cs[:, j1] - cs[:, j0]) > 0).sum(axis=1)
+        result |= held >= int(round(cfg.flat_min_s * fs_hz))
+    return result
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """`[a, b)` runs where the 1-D bool `mask` is True."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+
+
+def _count_at_extremes(x: np.ndarray, rest: np.ndarray, hmax: np.ndarray, hmin: np.ndarray,
+                       hi_v: np.ndarray, lo_v: np.ndarray) -> np.ndarray:
+    """`_count_equal` of both extremes on time-major samples, `(2 L,)`: per lead the samples
+    at its max, then at its min. `x` `(k, half, L)` the half-blocks (`hmax`, `hmin` `(L, k)`
+    their extremes), `rest` `(r, L)` the samples after them."""
+    n_leads = x.shape[2]
+    v = np.concatenate([hi_v, lo_v])
+    li, ji = np.nonzero(np.concatenate([hmax, hmin]) == v[:, None])
+    blocks = x[ji, :, li % n_leads]                               # (hits, half)
+    n = np.bincount(li, weights=np.count_nonzero(blocks == v[li, None], axis=1),
+                    minlength=2 * n_leads)
+    if rest.shape[0]:
+        n[:n_leads] += np.count_nonzero(rest == hi_v[None, :], axis=0)
+        n[n_leads:] += np.count_nonzero(rest == lo_v[None, :], axis=0)
+    return n
+
+
+class HalfBlockExtremes:
+    """Per-lead max and min of a stream's raw samples over the half-blocks of the lead-off
+    grid, `[k * half, (k + 1) * half)` on the raw buffer's clock: computed once, as the
+    samples arrive, for what the buffer holds; `judge_window` would otherwise compute them
+    again over every window's context (a context spans ~14 hops). Samples at an index never
+    change once written (`RingBuffer`), so the extremes are those of any later read. Plain
+    data (a ward bed's snapshot carries it)."""
+
+    def __init__(self, block: int, n_leads: int, capacity: int) -> None:
+        self.half = max(int(block) // 2, 1)
+        n = int(capacity) // self.half + 2
+        self.hmax = np.zeros((int(n_leads), n), dtype=np.float32)
+        self.hmin = np.zeros((int(n_leads), n), dtype=np.float32)
+        self.ids = np.full(n, -1, dtype=np.int64)       # the half-block each slot holds
+        self.next = 0                                   # the first not computed yet
+
+    def update(self, raw) -> None:
+        """The half-blocks `raw` (a `RingBuffer`) completed since the last call."""
+        half, n = self.half, self.ids.size
+        k1 = raw.end // half
+        k0 = max(self.next, -(-raw.start // half), k1 - n)
+        if k1 > k0:
+            x, _ = raw.view(k0 * half, k1 * half)
+            xb = np.ascontiguousarray(x.T).reshape(x.shape[1], k1 - k0, half)
+            slots = np.arange(k0, k1) % n
+            self.hmax[:, slots] = xb.max(axis=2)
+            self.hmin[:, slots] = xb.min(axis=2)
+            self.ids[slots] = np.arange(k0, k1)
+        self.next = max(self.next, k1)
+
+    def extremes(self, c0: int, c1: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """`_half_extremes` of the samples `[c0, c1)`, or None where `c0` is off the grid,
+        the span is under a block or a half-block of it is not held."""
+        half = self.half
+        if c0 % half or c1 - c0 < 2 * half:
+            return None
+        k = np.arange(c0 // half, c0 // half + (c1 - c0) // half)
+        slots = k % self.ids.size
+        if not np.array_equal(self.ids[slots], k):
+            return None
+        return self.hmax[:, slots], self.hmin[:, slots], half
 
 
 def _view_at(a, ctx: np.ndarray, w0: int) -> bool:

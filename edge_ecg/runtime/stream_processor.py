@@ -21,7 +21,8 @@ from edge_ecg.runtime.beat_classes import BeatClasses, window_ectopy
 from edge_ecg.runtime.beat_tracker import BeatTracker, delineation_columns
 from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, WithheldEvent
 from edge_ecg.runtime.predictor import Predictor, split_rows
-from edge_ecg.runtime.quality import QualityConfig, flat_block_len, judge_window, noise_ratio
+from edge_ecg.runtime.quality import (HalfBlockExtremes, QualityConfig, flat_block_len,
+                                      judge_window, noise_ratio)
 from edge_ecg.runtime.ring_buffer import FLAG_BREAK, FLAG_GAP, RingBuffer
 from edge_ecg.runtime.settling import SETTLE_MAX_S, beats_settled, tail_decided
 from edge_ecg.runtime.stage_timer import StageTimer
@@ -87,6 +88,9 @@ class StreamProcessor:
         self.tracker = BeatTracker(c, self.fs_in, len(self.leads),
                                    delineation_columns(self.lead_names))
         self._block_in = flat_block_len(self.fs_in, self.quality)   # lead-off context
+        # the raw samples' half-block extremes, kept as they arrive: what judge_window
+        # reads a window's verdict from without copying its samples (quality.py)
+        self._raw_halves = HalfBlockExtremes(self._block_in, len(self.leads), n_in)
         self.predictor = Predictor(self.backend, c, self.leads, smooth=self.smooth)
         beat_task = next((t for t in self.backend.manifest.tasks if t["kind"] == "beat"), None)
         # with a per-beat task, beat events wait for their class (beat_classes.py)
@@ -159,6 +163,7 @@ class StreamProcessor:
                                            "reset" if chunk.discontinuity else "sequence")))
                 self.summary.gaps += 1
             _, xn, xflags = self.raw.read_new()
+            self._raw_halves.update(self.raw)
             self.summary.samples += chunk.n_samples - (self.raw.late_samples - late0)
         with t.time("beats"):
             events.extend(self._track(self.tracker.push(xn)))
@@ -298,8 +303,11 @@ class StreamProcessor:
         ctx, ctx_flags = self.raw.view(c0, c1)          # the window and around it
         raw, flags = ctx[s0 - c0:s1 - c0], ctx_flags[s0 - c0:s1 - c0]
         pw, _ = self.power.view(start, end)
+        # (absent from a ward snapshot taken before it was kept: judged from the samples)
+        hb = getattr(self, "_raw_halves", None)
         return judge_window(raw, flags, self.fs_in, n_beats, noise_ratio(pw[:, 0], pw[:, 1]),
-                            self.quality, self.rails_mv, context=(ctx, ctx_flags, s0 - c0))
+                            self.quality, self.rails_mv, context=(ctx, ctx_flags, s0 - c0),
+                            halves=None if hb is None else hb.extremes(c0, c1))
 
     def _cut(self, ready: list[int]) -> tuple[list, list, dict[int, dict]]:
         """Each ready window judged: withheld (its event, and its beats' classes refused) or
