@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -237,10 +237,11 @@ class DelineationState:
     next_index: int                 # absolute index of the next sample to arrive
     pre: int
     post: int
-    n_leads: int | None = None
-    hist: np.ndarray | None = None  # (L, n) input samples ending at next_index
+    n_leads: int | None = None      # None until the first chunk (the arrays empty)
+    # (L, n) input samples ending at next_index
+    hist: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     start_index: int = 0            # index of the stream's first sample
-    first: np.ndarray | None = None  # (L,) the stream's first sample
+    first: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (L,) its first sample
     pending: tuple = ()             # (r, decided_at) of beats not delineated yet, ascending
     prev_r: int | None = None       # R of the last beat delineated
     prev_t_off: int | None = None   # its T offset (bounds the next P search)
@@ -543,10 +544,10 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
         q = _qrs_lead(a40[i], r, fs, cfg)
         if q is None:
             continue
-        on, _, off = q
-        out[row, _B["qrs_on"]], out[row, _B["qrs_off"]] = on, off
+        q_on, _, q_off = q
+        out[row, _B["qrs_on"]], out[row, _B["qrs_off"]] = q_on, q_off
         core = round(cfg.qrs_core_s * fs)
-        bl = _median(s40[i, max(on - int(0.02 * fs), 0): on + 1])
+        bl = _median(s40[i, max(q_on - int(0.02 * fs), 0): q_on + 1])
         out[row, _B["qrs_peak"]] = r - core + int(np.argmax(np.abs(s40[i, r - core: r + core + 1]
                                                                      - bl)))
     got = out[rows, _B["qrs_on"]] >= 0
@@ -611,7 +612,7 @@ def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None,
     fs, cfg = st.fs_hz, st.config
     h0 = st.next_index - st.hist.shape[1]
     a, b = r - st.pre, r + st.post
-    n_leads = st.n_leads
+    n_leads = st.hist.shape[0]
     if r - st.start_index < round(cfg.start_min_s * fs):   # no isoelectric level before it
         seg = np.full((n_leads, b - a), np.nan)
     elif end is not None and (end - r < round(cfg.start_min_s * fs) or a < h0):

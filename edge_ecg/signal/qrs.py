@@ -154,7 +154,8 @@ class QRSConfig:
                     raise need(f.name, "needs a pair of finite numbers (low, high) in Hz")
                 object.__setattr__(self, f.name, tuple(v))   # hashable, as a frozen field
             elif f.name in ("level_beats", "lowpass_order"):
-                if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1):
+                if not (isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                        and int(v) >= 1):
                     raise need(f.name, "needs a whole number >= 1")
             elif f.name == "lowpass_hz":
                 if v is not None and not (_real(v) and v > 0):
@@ -222,12 +223,16 @@ class QRSState:
     n_refractory: int                     # samples after a QRS in which no QRS can follow
     n_twave: int                          # samples after a QRS in which a T wave is tested for
     learn_end: int                        # absolute index where learning ends
-    n_leads: int | None = None
-    zi: np.ndarray | None = None          # (L, n_sections, 2) filter state, lead-major
+    n_leads: int | None = None            # None until the first chunk (the arrays empty)
+    # (L, n_sections, 2) filter state, lead-major
+    zi: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2)))
     mwi_tail: np.ndarray = field(default_factory=lambda: np.zeros(2))  # last two MWI values
-    hist_raw: np.ndarray | None = None    # (L, <= n_hist) input samples ending at next_index
-    hist_abs_slope: np.ndarray | None = None  # (<= n_hist,) |slope| summed over leads
-    hist_d: np.ndarray | None = None      # (L, <= n_hist) signed slope per lead
+    # (L, <= n_hist) input samples ending at next_index
+    hist_raw: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    # (<= n_hist,) |slope| summed over leads
+    hist_abs_slope: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # (L, <= n_hist) signed slope per lead
+    hist_d: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     pending: tuple | None = None          # candidate peak (index, MWI value, held until) not final
     hold: int = 0
     learning: bool = True
@@ -671,3 +676,7 @@ def detect_beats(x: np.ndarray, fs_hz: float, config: QRSConfig = DEFAULT_QRS) -
     callers that know the record has ended may add `qrs_flush`'s beats."""
     beats, _ = qrs_detect(x, qrs_initial(fs_hz, config=config))
     return np.array([b.index for b in beats], dtype=np.int64)
+
+
+__all__ = ["DEFAULT_QRS", "Beat", "QRSConfig", "QRSState", "detect_beats", "qrs_detect",
+           "qrs_flush", "qrs_initial"]
