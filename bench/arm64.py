@@ -2,7 +2,7 @@
 root, run under qemu-user, against the same stream on this machine: the same events?
 
     sudo python bench/arm64.py                        # build the root once, then compare
-    sudo python bench/arm64.py --records mitdb/100,mitdb/203,cinc2017/A00001 --seconds 120
+    sudo python bench/arm64.py --records 'mitdb/100;mitdb/203;cinc2017/A00001;svdb/800?leads=II,-' --seconds 120
 
 Steps (each skipped when already done; the root lives in `--cache`, outside the repository,
 default /var/cache/edge-ecg-arm64, and is reused by later runs):
@@ -190,19 +190,20 @@ def stream_cmd(python: str, record: str, seconds: float, out: str) -> list[str]:
             str(seconds), "--output", f"jsonl:{out}"]
 
 
-def run_native(record: Path, seconds: float, out: Path) -> None:
-    subprocess.run(stream_cmd(sys.executable, str(record), seconds, str(out)), check=True,
-                   stderr=subprocess.DEVNULL)
+def run_native(record: Path, seconds: float, out: Path, query: str = "") -> None:
+    # from the repository root, whatever the caller's directory: this checkout's edge_ecg
+    subprocess.run(stream_cmd(sys.executable, str(record) + query, seconds, str(out)),
+                   check=True, stderr=subprocess.DEVNULL, cwd=REPO)
 
 
-def run_arm(root: Path, record: Path, seconds: float, out: Path) -> None:
+def run_arm(root: Path, record: Path, seconds: float, out: Path, query: str = "") -> None:
     """The same command in the root under qemu: the record copied in, events copied out."""
     work = root / "tmp" / "edge-ecg-arm64"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     for f in record.parent.glob(record.name + ".*"):
         shutil.copy(f, work / f.name)
-    inside = f"/tmp/edge-ecg-arm64/{record.name}"
+    inside = f"/tmp/edge-ecg-arm64/{record.name}{query}"
     with Mounts(root):
         res = subprocess.run(["nice", "-n", NICE,
                               *in_root(root, *stream_cmd(f"{VENV}/bin/python", inside, seconds,
@@ -280,8 +281,9 @@ def main() -> None:
     global NICE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", type=Path, default=Path("/var/cache/edge-ecg-arm64"))
-    ap.add_argument("--records", default="mitdb/100,mitdb/203,cinc2017/A00001",
-                    help="records under ../shared/data, comma-separated")
+    ap.add_argument("--records", default="mitdb/100;mitdb/203;cinc2017/A00001;svdb/800?leads=II,-",
+                    help="records under ../shared/data, separated by ';', each with its "
+                         "source options (?leads=...) where its channels name no lead")
     ap.add_argument("--seconds", type=float, default=120.0, help="signal streamed per record")
     ap.add_argument("--nice", default=NICE, help="niceness of debootstrap, pip and the "
                     "emulated runs (default %(default)s; 0 beside a high-priority job)")
@@ -306,14 +308,16 @@ def main() -> None:
     print(f"tolerance on model numbers: |arm - x86| <= {ATOL:g} + {RTOL:g} |x86|; beats exact")
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.records.split(","):
-            record = DATA / name
+        for name in args.records.split(";"):
+            # a record's source options ride along: svdb/800?leads=II,- (SVDB names no lead)
+            path, sep, query = name.partition("?")
+            record, query = DATA / path, sep + query
             if not record.with_suffix(".hea").is_file():
                 print(f"{name}: not found under {DATA}, skipped")
                 continue
             nx, na = Path(tmp) / "x86.jsonl", Path(tmp) / "arm.jsonl"
-            run_native(record, args.seconds, nx)
-            run_arm(root, record, args.seconds, na)
+            run_native(record, args.seconds, nx, query)
+            run_arm(root, record, args.seconds, na, query)
             ex = [json.loads(ln) for ln in nx.read_text().splitlines()]
             ea = [json.loads(ln) for ln in na.read_text().splitlines()]
             r = compare(ex, ea)
