@@ -2,11 +2,16 @@
 
 The bundle manifest this stage writes is the runtime's (`edge_ecg.runtime.bundle`,
 torch-free); the modules here need the `[export]` extra. Modules, in
-pipeline order: `merge` (peft merge_and_unload + parity), `routing` (gate mass per expert on
-calibration data -> experts kept), `onnx_graph` (dynamo export at opset 18, one file),
-`quantize` (onnxruntime static QDQ int8), `openvino_ir` (IR from the ONNX file, NNCF int8),
-`parity` (run and compare engines), `report` (REPORT.md + chart), `stage` (all of it:
-`export_bundle`), `errors`.
+pipeline order: `request` (what is asked, checked before anything loads), `loading`
+(checkpoint and data), `merge` (peft merge_and_unload + parity), `routing` (gate mass per
+expert on calibration data -> experts kept), `routed` (the routed model measured in torch),
+`onnx_graph` (dynamo export at opset 18, one file), `int8_scope` (what int8 quantizes),
+`quantize` (onnxruntime static QDQ int8), `weight_only` (int8-stored weights, fp32
+arithmetic), `openvino_ir` (IR from the ONNX file, NNCF int8), `parity` (run and compare
+engines), `variants` (each variant built, checked, timed), `acceptance` (fp32 parity and the
+metric tolerance), `timing`, `report` (REPORT.md + chart), `provenance` (manifest fields),
+`staging` (files, manifest, signature, install), `stage` (all of it: `export_bundle`),
+`errors`.
 
 The bundled default bundle is made from the bundled checkpoint with:
 

@@ -10,7 +10,7 @@ Sharper, per task (`per_task=True`): each task keeps the fewest experts carrying
 its own row, and the path keeps their union. A task that leans 0.91 on one scout and 0.09 on
 another then drops the second at a keep mass of 0.9, which the mean over tasks cannot see
 when another task needs it. The export tries such routings from the sharpest
-(`export.stage.ROUTE_SEARCH`) and takes the first whose metric drop, measured, stays within
+(`ROUTE_SEARCH`) and takes the first whose metric drop, measured, stays within
 its share of the tolerance.
 """
 
@@ -23,6 +23,12 @@ import numpy as np
 from edge_ecg.errors import BundleError
 
 KEEP_MASS = 0.99
+# Sharper routings the export tries before `keep_mass` (export.routing, per_task_mass): each
+# task keeps the experts carrying this much of its own gate row. The first (sharpest) whose
+# metric drop against all experts, measured in torch on the evaluation windows, stays within
+# ROUTE_SHARE of the tolerance is taken; int8 has the rest of it.
+ROUTE_SEARCH = (0.8, 0.9, 0.95)
+ROUTE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
