@@ -182,7 +182,7 @@ def read_samples(header: Header, folder: str | os.PathLike) -> np.ndarray:
         width = len(files[first.file_name])
         size = os.path.getsize(Path(folder) / first.file_name) - first.byte_offset
         sig_len = int(size / (_BYTES[first.fmt] * width))
-    out = np.empty((sig_len, header.n_sig), np.int32)
+    out = None
     for name, cols in files.items():
         spec = header.signals[cols[0]]
         if any(header.signals[k].fmt != spec.fmt for k in cols):
@@ -191,28 +191,44 @@ def read_samples(header: Header, folder: str | os.PathLike) -> np.ndarray:
         need = int(np.ceil(n * _BYTES[spec.fmt]))
         with open(Path(folder) / name, "rb") as f:
             f.seek(spec.byte_offset)
-            raw = np.frombuffer(f.read(need), np.uint8)
+            raw = np.fromfile(f, np.uint8, count=need)
         if raw.size < need:
             raise RecordError(f"{Path(folder) / name}: {raw.size} bytes where the header "
                               f"needs {need} ({sig_len} samples of {len(cols)} signal(s), "
                               f"format {spec.fmt})")
-        out[:, cols] = _decode(raw, spec.fmt, n).reshape(sig_len, len(cols))
+        block = _decode(raw, spec.fmt, n).reshape(sig_len, len(cols))
+        if len(files) == 1 and cols == list(range(header.n_sig)):
+            return block                      # one file holding every signal in order
+        if out is None:
+            out = np.empty((sig_len, header.n_sig), np.int32)
+        if cols == list(range(cols[0], cols[0] + len(cols))):
+            out[:, cols[0]:cols[0] + len(cols)] = block
+        else:
+            out[:, cols] = block
+    assert out is not None                    # a plain header has signals
     return out
 
 
-def read_record(path: str | os.PathLike, channels: list[int] | None = None,
-                invalid: str = "refuse") -> Record:
-    """`edge_ecg.data.records.read_record`, without wfdb where the record is plain
-    (`Header.plain`), through it otherwise; the same `Record` either way."""
-    if invalid not in INVALID_POLICIES:
-        raise ValueError(f"invalid must be one of {INVALID_POLICIES}, got {invalid!r}")
+@dataclass(frozen=True)
+class AdcRecord:
+    """What a replay sends (`edge_ecg.runtime.replay`): a record's ADC counts `(T, L)` int32
+    with their gain and baseline, and where a sample is invalid; `Record` without its
+    millivolts, which a replay never reads (computing them was half of the read)."""
+
+    path: str
+    adc: np.ndarray
+    gain: np.ndarray          # (L,) float32 counts per mV
+    baseline: np.ndarray      # (L,) float32 counts at 0 mV
+    fs_hz: float
+    leads: tuple[str, ...]
+    comments: tuple[str, ...]
+    invalid: np.ndarray | None = None   # (T,) bool: any lead at its invalid code; None: none
+
+
+def _read_plain(path: str | os.PathLike, hdr: Header, channels: list[int] | None):
+    """A plain record's `(base, signals, adc, names, gain, baseline)`, checked."""
     base = _record_base(path)
     header = base + ".hea"
-    hdr = read_header(path)
-    if not hdr.plain:
-        from edge_ecg.data.records import read_record as read_with_wfdb
-
-        return read_with_wfdb(path, channels=channels, invalid=invalid)
     if len(hdr.signals) != hdr.n_sig:
         raise RecordError(f"{header}: {hdr.n_sig} signals announced, {len(hdr.signals)} "
                           "signal lines")
@@ -240,6 +256,40 @@ def read_record(path: str | os.PathLike, channels: list[int] | None = None,
     if not np.all(np.isfinite(gain)):
         leads = [names[i] for i in np.flatnonzero(~np.isfinite(gain))]
         raise RecordError(f"{header}: zero or invalid ADC gain for lead(s) {leads}")
+    return base, signals, adc, names, gain, baseline
+
+
+def read_adc(path: str | os.PathLike, channels: list[int] | None = None) -> AdcRecord:
+    """A record's ADC counts for a replay: without wfdb where it is plain, through
+    `records.read_record(invalid="keep")` otherwise; the counts, gains, baselines and invalid
+    samples `read_record` gives."""
+    hdr = read_header(path)
+    if not hdr.plain:
+        rec = read_record(path, channels=channels, invalid="keep")
+        return AdcRecord(path=rec.path, adc=rec.adc, gain=rec.gain, baseline=rec.baseline,
+                         fs_hz=rec.fs_hz, leads=rec.leads, comments=rec.comments,
+                         invalid=rec.invalid)
+    base, signals, adc, names, gain, baseline = _read_plain(path, hdr, channels)
+    nan_at = adc == np.array([INVALID_CODE[s.fmt] for s in signals], dtype=np.int32)
+    bad = nan_at.any(axis=1)
+    return AdcRecord(path=base, adc=adc, gain=gain.astype(np.float32),
+                     baseline=baseline.astype(np.float32), fs_hz=float(hdr.fs_hz),
+                     leads=tuple(names), comments=hdr.comments,
+                     invalid=bad if bad.any() else None)
+
+
+def read_record(path: str | os.PathLike, channels: list[int] | None = None,
+                invalid: str = "refuse") -> Record:
+    """`edge_ecg.data.records.read_record`, without wfdb where the record is plain
+    (`Header.plain`), through it otherwise; the same `Record` either way."""
+    if invalid not in INVALID_POLICIES:
+        raise ValueError(f"invalid must be one of {INVALID_POLICIES}, got {invalid!r}")
+    hdr = read_header(path)
+    if not hdr.plain:
+        from edge_ecg.data.records import read_record as read_with_wfdb
+
+        return read_with_wfdb(path, channels=channels, invalid=invalid)
+    base, signals, adc, names, gain, baseline = _read_plain(path, hdr, channels)
     # wfdb's dac(return_res=32): float32 counts, minus the baseline and over the gain, each
     # step computed in float64 (lists promote) and stored back in float32
     nan_at = adc == np.array([INVALID_CODE[s.fmt] for s in signals])
@@ -256,5 +306,5 @@ def read_record(path: str | os.PathLike, channels: list[int] | None = None,
                 f"{int(t)} of lead {names[lead]!r}; repair or crop the record before use")
         bad = nan_at.any(axis=1)
     return Record(path=base, signal=mv, adc=adc, gain=gain.astype(np.float32),
-                  baseline=baseline.astype(np.float32), fs_hz=float(fs), leads=tuple(names),
-                  comments=hdr.comments, invalid=bad)
+                  baseline=baseline.astype(np.float32), fs_hz=float(hdr.fs_hz),
+                  leads=tuple(names), comments=hdr.comments, invalid=bad)

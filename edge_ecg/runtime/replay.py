@@ -148,14 +148,15 @@ def record_source(path: str, options: dict[str, str] | None = None) -> ReplaySou
     &leads=II,V1`): `leads` names the standard lead of each channel, in order (needed where
     two or more channels name none, e.g. SVDB's ECG1, ECG2; a lone unnamed channel is II)."""
     # the plain formats without wfdb (its import is a quarter of a second of start-up, and
-    # pandas); FLAC and the rest through it (edge_ecg.data.wfdb_reader)
-    from edge_ecg.data.wfdb_reader import read_record
+    # pandas), counts only (a replay sends counts); FLAC and the rest through wfdb
+    # (edge_ecg.data.wfdb_reader)
+    from edge_ecg.data.wfdb_reader import read_adc
     from edge_ecg.errors import SignalError
     from edge_ecg.signal.leads import assign_leads, parse_lead_assignment
 
     options = options or {}
     where = f"record:{path}"
-    rec = read_record(path, invalid="keep")
+    rec = read_adc(path)
     try:
         leads = assign_leads(rec.leads, parse_lead_assignment(options.get("leads"), where),
                              where=where)

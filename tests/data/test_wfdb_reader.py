@@ -1,5 +1,5 @@
 """The lean WFDB reader (edge_ecg.data.wfdb_reader) gives the very `Record` that wfdb gives
-(edge_ecg.data.records.read_record): the packaged demo record, records of every format it reads
+(edge_ecg.data.records.read_record), and `read_adc` its counts: the packaged demo record, records of every format it reads
 (written here, and hand-made for 61, 160 and a byte offset, which wfdb cannot write), and the
 shared databases' records where ../shared/data is present (MIT-BIH with its edited headers,
 SVDB at 128 Hz, CUDB with invalid samples, LUDB and PTB-DB format 16, PTB-XL FLAC through wfdb
@@ -36,6 +36,18 @@ def assert_same(path, **kw):
         assert b.invalid is None
     else:
         np.testing.assert_array_equal(a.invalid, b.invalid)
+    # what a replay reads: the counts and where they are invalid, no millivolts
+    k = records.read_record(path, channels=kw.get("channels"), invalid="keep")
+    c = wfdb_reader.read_adc(path, channels=kw.get("channels"))
+    for f in ("path", "fs_hz", "leads", "comments"):
+        assert getattr(k, f) == getattr(c, f), f
+    for f in ("adc", "gain", "baseline"):
+        x, y = getattr(k, f), getattr(c, f)
+        assert x.dtype == y.dtype and x.shape == y.shape and y.flags.c_contiguous, f
+        np.testing.assert_array_equal(x, y, err_msg=f)
+    assert (k.invalid is None) == (c.invalid is None)
+    if k.invalid is not None:
+        np.testing.assert_array_equal(k.invalid, c.invalid)
     return b
 
 
