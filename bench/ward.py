@@ -201,13 +201,25 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
         fault = {}
         if faults:
             await asyncio.sleep(args.seconds / 3)
-            owner = {t["key"]: t["worker"] for t in st.state()["beds"]}
-            victim = "w0"
+            # kill once the station has seen which worker serves the beds (their first events
+            # come a window after the phase starts; before, there is no bed to fail over)
+            while time.monotonic() - t0 < args.seconds / 2:
+                owner = {t["key"]: t["worker"] for t in st.state()["beds"]}
+                if any(w is not None for w in owner.values()):
+                    break
+                await asyncio.sleep(0.2)
+            # the worker holding the most beds: with a fixed victim, a worker that had taken
+            # no bed (the other was faster to start) was killed and nothing failed over
+            held = {w: sum(1 for o in owner.values() if o == w) for w in workers}
+            victim = max(sorted(held), key=lambda w: held[w])
             moved = [k for k, w in owner.items() if w == victim]
             t_kill = time.time()
-            fault["w0_cpu_s"] = cpu_s(workers["w0"].pid) - cpu0["w0"]   # phase start -> kill
-            workers["w0"].send_signal(signal.SIGKILL)
-            workers["w0"].wait()
+            fault["victim"] = victim
+            fault["beds_held"] = held
+            fault["tiles_seen"] = len(owner)
+            fault["victim_cpu_s"] = cpu_s(workers[victim].pid) - cpu0[victim]   # start -> kill
+            workers[victim].send_signal(signal.SIGKILL)
+            workers[victim].wait()
             back = {}
             while len(back) < len(moved) and time.time() - t_kill < 30:
                 await asyncio.sleep(0.1)
@@ -246,7 +258,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
                "publisher+station": cpu_s(os.getpid(), children=False) - cpu0["self"],
                **{k: cpu_s(p.pid) - cpu0[k] for k, p in workers.items() if p.poll() is None}}
         if faults:
-            cpu["w0"] = fault.pop("w0_cpu_s")
+            cpu[fault["victim"]] = fault.pop("victim_cpu_s")
         state = st.state()
         st.stop()
         await ts
