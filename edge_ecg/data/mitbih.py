@@ -323,7 +323,8 @@ def write_excerpt(path: str | Path, start_s: float, end_s: float, out_dir: str |
                 d_signal=rec.d_signal[a:b], fmt=rec.fmt, adc_gain=rec.adc_gain,
                 baseline=rec.baseline,
                 comments=list(rec.comments or []) + [
-                    f"excerpt {start_s:g}-{end_s:g} s of MIT-BIH record {Path(base).name}"],
+                    f"excerpt {start_s:g}-{end_s:g} s of record {Path(base).parent.name}/"
+                    f"{Path(base).name}"],
                 write_dir=str(out))
     ann = wfdb.rdann(base, "atr")
     samples = np.asarray(ann.sample)
