@@ -1,5 +1,6 @@
 """The lean WFDB reader (edge_ecg.data.wfdb_reader) gives the very `Record` that wfdb gives
-(edge_ecg.data.records.read_record), and `read_adc` its counts: the packaged demo record, records of every format it reads
+(edge_ecg.data.records.read_record), and `read_adc` its counts: the packaged demo record, the
+packaged test excerpts (SVDB at 128 Hz, CUDB with NaN runs), records of every format it reads
 (written here, and hand-made for 61, 160 and a byte offset, which wfdb cannot write), and the
 shared databases' records where ../shared/data is present (MIT-BIH with its edited headers,
 SVDB at 128 Hz, CUDB with invalid samples, LUDB and PTB-DB format 16, PTB-XL FLAC through wfdb
@@ -56,6 +57,16 @@ def test_the_packaged_demo_record_without_wfdb():
     rec = assert_same(DEMO)
     assert rec.leads == ("MLII", "V1") and rec.fs_hz == 360.0 and rec.adc.shape == (86400, 2)
     assert_same(str(DEMO) + ".hea", channels=[1])
+
+
+FIXTURES = sorted((REPO / "tests" / "fixtures" / "records").glob("*.hea"))
+
+
+@pytest.mark.parametrize("hea", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_the_packaged_test_excerpts_without_wfdb(hea):
+    """The real excerpts the tests stream everywhere (SVDB at 128 Hz, CUDB with NaN runs)."""
+    assert wfdb_reader.read_header(hea).plain
+    assert_same(hea, invalid="keep")
 
 
 def _write(tmp_path, fmt, name=None, invalid=True):
