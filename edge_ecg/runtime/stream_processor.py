@@ -215,7 +215,8 @@ class StreamProcessor:
             for b in out.beats:
                 self._beat_delay[b.index] = b.delay_ms
             self.summary.beats += len(out.beats)
-        # a beat's event goes out once it is delineated (POST_S after R), with its intervals
+        # a beat's event goes out once it is delineated (the delineator's post_s after R),
+        # with its intervals
         for w in out.waves:
             if self._gap_beats and w.r in self._gap_beats:
                 self._gap_beats.discard(w.r)
@@ -362,7 +363,8 @@ class StreamProcessor:
             else:
                 pred.add(y, beats, seg_filled, rows)       # straight into the batch
             # window medians over its beats delineated by the window's end (those in its
-            # last POST_S are not yet: n_delineated says how many); by decided_at, not
+            # last post_s, DelineationConfig, are not yet: n_delineated says how many); by
+            # decided_at, not
             # arrival, so any chunking gives the same figures
             ivs[len(events)] = window_intervals(
                 [w for w in self._waves if start <= w.r < end and w.decided_at <= end])
