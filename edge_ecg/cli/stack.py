@@ -108,6 +108,29 @@ def collect(backend, data: str, limit: int | None, seed: int, allow_fold0: bool,
     return ids, x, y, groups
 
 
+def install_stack(bundle: Path, manifest, name: str, write, metrics_key: str, metrics: dict,
+                  sign_key: Path | None, note: str = "") -> None:
+    """Write a fitted stack file `name` into the bundle (`write(path)`), its figures under
+    `metrics[metrics_key]`, the manifest rehashed, and the bundle signed with `sign_key`."""
+    from dataclasses import asdict
+
+    from edge_ecg.runtime.bundle import sign_bundle, write_manifest
+
+    write(bundle / name)
+    # the manifest verified before fitting, not re-read: the stack file just written (a refit
+    # of one the manifest lists) no longer matches its old size and hash
+    fields = {k: v for k, v in asdict(manifest).items() if k != "files"}
+    fields["metrics"] = {**fields.get("metrics", {}), metrics_key: metrics}
+    write_manifest(bundle, fields)
+    print(f"wrote {bundle / name}{note} and rehashed the manifest")
+    if sign_key:
+        check = sign_bundle(bundle, sign_key)
+        print(f"signed by {check.signer} (ed25519 key {check.key_id})")
+    else:
+        print(f"the bundle is now UNSIGNED: sign it with `edge-ecg bundle sign {bundle} "
+              "--key KEY`", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.beats:
         from edge_ecg.cli.stack_beats import run as run_beats
@@ -115,18 +138,13 @@ def run(args: argparse.Namespace) -> int:
         return run_beats(args)
     import json
     import warnings
-    from dataclasses import asdict
 
     import numpy as np
 
     from edge_ecg.cli.bundle import trust_policy
     from edge_ecg.model.stacking import fit_stack
     from edge_ecg.runtime.backends import open_backend
-    from edge_ecg.runtime.bundle import (
-        sign_bundle,
-        verify_bundle,
-        write_manifest,
-    )
+    from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.record_rhythm import rhythm_classes
     from edge_ecg.runtime.recording_stack import RHYTHM_STACK, parse_stack
     from edge_ecg.runtime.rhythm_history import TASK, feature_names
@@ -169,20 +187,8 @@ def run(args: argparse.Namespace) -> int:
           f"recordings {net['challenge_f1']:.3f}")
     if args.dry_run:
         return 0
-    stack.write(args.bundle / RHYTHM_STACK)
-    # the manifest verified above, not re-read: the stack file just written (a refit of one
-    # the manifest lists) no longer matches its old size and hash
-    fields = {k: v for k, v in asdict(manifest).items() if k != "files"}
-    fields["metrics"] = {**fields.get("metrics", {}),
-                         "rhythm_stack": {"cv": cv, "cv_network_alone": net,
-                                          "rows": info["rows"], "folds": info["folds"]}}
-    write_manifest(args.bundle, fields)
-    print(f"wrote {args.bundle / RHYTHM_STACK} and rehashed the manifest")
-    if args.sign_key:
-        check = sign_bundle(args.bundle, args.sign_key)
-        print(f"signed by {check.signer} (ed25519 key {check.key_id})")
-    else:
-        print(f"the bundle is now UNSIGNED: sign it with `edge-ecg bundle sign {args.bundle} "
-              "--key KEY`", file=sys.stderr)
+    install_stack(args.bundle, manifest, RHYTHM_STACK, stack.write, "rhythm_stack",
+                  {"cv": cv, "cv_network_alone": net, "rows": info["rows"],
+                   "folds": info["folds"]}, args.sign_key)
     print(DISCLAIMER)
     return 0

@@ -82,20 +82,14 @@ def _rows_job(job):
 def run(args) -> int:
     import warnings
     from concurrent.futures import ProcessPoolExecutor
-    from dataclasses import asdict
-
-    import numpy as np
 
     from edge_ecg import DISCLAIMER
     from edge_ecg.cli.bundle import trust_policy
+    from edge_ecg.cli.stack import install_stack
     from edge_ecg.data.mitbih import record_paths, subject_of
     from edge_ecg.model.beat_stacking import fit_beat_stack
     from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
-    from edge_ecg.runtime.bundle import (
-        sign_bundle,
-        verify_bundle,
-        write_manifest,
-    )
+    from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.signing import UnsignedBundleWarning
 
     if args.val_from is None:
@@ -133,26 +127,13 @@ def run(args) -> int:
     stack = parse_beat_stack(doc, "fitted beat stack")
     if args.dry_run:
         return 0
-    stack.write(args.bundle / BEAT_STACK)
-    # the manifest verified above, not re-read: the stack file just written (a refit of one
-    # the manifest lists) no longer matches its old size and hash
-    fields = {k: v for k, v in asdict(manifest).items() if k != "files"}
     choice = stack.info["weight_choice"]
-    fields["metrics"] = {**fields.get("metrics", {}),
-                         "beat_stack": {"weight": stack.weight,
-                                        "validation": choice[str(stack.weight)],
-                                        "network_alone_validation": choice[str(0.0)],
-                                        "validation_records": stack.info["validation_records"],
-                                        "beats": stack.info["beats"]}}
-    write_manifest(args.bundle, fields)
-    n_nodes = int(np.asarray(stack.trees.left).size)
-    print(f"wrote {args.bundle / BEAT_STACK} (w={stack.weight}, {stack.trees.roots.size} trees, "
-          f"{n_nodes} nodes) and rehashed the manifest")
-    if args.sign_key:
-        check = sign_bundle(args.bundle, args.sign_key)
-        print(f"signed by {check.signer} (ed25519 key {check.key_id})")
-    else:
-        print(f"the bundle is now UNSIGNED: sign it with `edge-ecg bundle sign {args.bundle} "
-              "--key KEY`", file=sys.stderr)
+    install_stack(args.bundle, manifest, BEAT_STACK, stack.write, "beat_stack",
+                  {"weight": stack.weight, "validation": choice[str(stack.weight)],
+                   "network_alone_validation": choice[str(0.0)],
+                   "validation_records": stack.info["validation_records"],
+                   "beats": stack.info["beats"]}, args.sign_key,
+                  note=f" (w={stack.weight}, {stack.trees.roots.size} trees, "
+                       f"{stack.trees.left.size} nodes)")
     print(DISCLAIMER)
     return 0

@@ -22,7 +22,6 @@ from them, and children must come after their parent, so evaluation always ends.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ecg.errors import BundleError
+from edge_ecg.runtime.bundle import read_bundle_json
 from edge_ecg.signal.contract import BEAT_RR_COLUMNS
 from edge_ecg.signal.patient_context import CONTEXT_COLUMNS
 
@@ -271,25 +271,10 @@ def load_beat_stack(bundle: str | Path, manifest) -> BeatStack | None:
     """The bundle's `beat_stack.json`, or None where the manifest lists none. Its bytes are
     read once and must hash to the manifest's sha256, and its task and classes must be the
     manifest's per-beat task's."""
-    meta = manifest.files.get(BEAT_STACK)
-    if meta is None:
+    got = read_bundle_json(bundle, manifest, BEAT_STACK, _MAX_BYTES, "edge-ecg stack --beats")
+    if got is None:
         return None
-    path = Path(bundle) / BEAT_STACK
-    where = f"bundle {bundle}: {BEAT_STACK}"
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_MAX_BYTES + 1)
-    except OSError as exc:
-        raise BundleError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    if len(raw) > _MAX_BYTES:
-        raise BundleError(f"{where}: larger than {_MAX_BYTES} bytes; not a beat stack")
-    if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
-        raise BundleError(f"{where}: sha256 does not match the manifest (changed after the "
-                          "bundle was signed); refit with `edge-ecg stack --beats` and re-sign")
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise BundleError(f"{where}: not valid JSON ({exc})") from None
+    doc, where = got
     stack = parse_beat_stack(doc, where)
     task = next((t for t in manifest.tasks if t.get("kind") == "beat"), None)
     if task is None or task.get("name") != stack.task or \

@@ -183,6 +183,32 @@ def _check_structure(doc: dict, bundle: Path) -> None:
                     f"variant {name!r} file {rel!r} is not in 'files'")
 
 
+def read_bundle_json(bundle: str | Path, manifest: Manifest, name: str, max_bytes: int,
+                     refit: str) -> tuple[object, str] | None:
+    """A JSON file of the bundle that the manifest lists (a stack), as `(document, where)`, or
+    None where it lists none. The bytes are read once, at most `max_bytes`, and must hash to the
+    manifest's sha256: a file changed after the bundle was verified is refused, not applied.
+    `refit`: the command that makes the file again, named in the errors."""
+    meta = manifest.files.get(name)
+    if meta is None:
+        return None
+    where = f"bundle {bundle}: {name}"
+    try:
+        with open(Path(bundle) / name, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise BundleError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise BundleError(f"{where}: larger than {max_bytes} bytes; not a file {refit} writes")
+    if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
+        raise BundleError(f"{where}: sha256 does not match the manifest (changed after the "
+                          f"bundle was signed); refit with `{refit}` and re-sign")
+    try:
+        return json.loads(raw), where
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BundleError(f"{where}: not valid JSON ({exc})") from None
+
+
 def check_integrity(bundle: str | Path, verify_hashes: bool = True) -> tuple[Manifest, bytes]:
     """Structure, every file present, sizes and sha256 match; no signature check.
 
@@ -271,5 +297,6 @@ def sign_bundle(bundle: str | Path, key_path: str | Path,
 
 
 __all__ = ["BACKENDS", "DEFAULT_BUNDLE", "FORMAT", "FORMAT_VERSION", "MANIFEST", "REQUIRED",
-           "Manifest", "Variant", "check_integrity", "load_bundle", "sha256_file", "sign_bundle",
+           "Manifest", "Variant", "check_integrity", "load_bundle", "read_bundle_json",
+           "sha256_file", "sign_bundle",
            "verify_bundle", "write_manifest"]

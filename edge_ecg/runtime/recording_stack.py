@@ -13,7 +13,6 @@ applied to the wrong columns), and its bytes must hash to the manifest's sha256.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_ecg.errors import BundleError
+from edge_ecg.runtime.bundle import read_bundle_json
 
 FORMAT = "edge-ecg-recording-stack"
 FORMAT_VERSION = 1
@@ -127,25 +127,10 @@ def load_stack(bundle: str | Path, manifest, name: str = RHYTHM_STACK,
     """The bundle's stack file `name`, or None where the manifest lists none. Its bytes are
     read once and must hash to the manifest's sha256 (a file changed after the bundle was
     verified is refused, not applied)."""
-    meta = manifest.files.get(name)
-    if meta is None:
+    got = read_bundle_json(bundle, manifest, name, _MAX_BYTES, "edge-ecg stack")
+    if got is None:
         return None
-    path = Path(bundle) / name
-    where = f"bundle {bundle}: {name}"
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_MAX_BYTES + 1)
-    except OSError as exc:
-        raise BundleError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    if len(raw) > _MAX_BYTES:
-        raise BundleError(f"{where}: larger than {_MAX_BYTES} bytes; not a stack file")
-    if hashlib.sha256(raw).hexdigest() != meta.get("sha256"):
-        raise BundleError(f"{where}: sha256 does not match the manifest (changed after the "
-                          "bundle was signed); refit with `edge-ecg stack` and re-sign")
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise BundleError(f"{where}: not valid JSON ({exc})") from None
+    doc, where = got
     return parse_stack(doc, where, expect_features)
 
 
