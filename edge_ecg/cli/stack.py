@@ -108,29 +108,6 @@ def collect(backend, data: str, limit: int | None, seed: int, allow_fold0: bool,
     return ids, x, y, groups
 
 
-def install_stack(bundle: Path, manifest, name: str, write, metrics_key: str, metrics: dict,
-                  sign_key: Path | None, note: str = "") -> None:
-    """Write a fitted stack file `name` into the bundle (`write(path)`), its figures under
-    `metrics[metrics_key]`, the manifest rehashed, and the bundle signed with `sign_key`."""
-    from dataclasses import asdict
-
-    from edge_ecg.runtime.bundle import sign_bundle, write_manifest
-
-    write(bundle / name)
-    # the manifest verified before fitting, not re-read: the stack file just written (a refit
-    # of one the manifest lists) no longer matches its old size and hash
-    fields = {k: v for k, v in asdict(manifest).items() if k != "files"}
-    fields["metrics"] = {**fields.get("metrics", {}), metrics_key: metrics}
-    write_manifest(bundle, fields)
-    print(f"wrote {bundle / name}{note} and rehashed the manifest")
-    if sign_key:
-        check = sign_bundle(bundle, sign_key)
-        print(f"signed by {check.signer} (ed25519 key {check.key_id})")
-    else:
-        print(f"the bundle is now UNSIGNED: sign it with `edge-ecg bundle sign {bundle} "
-              "--key KEY`", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.beats:
         from edge_ecg.cli.stack_beats import run as run_beats
@@ -142,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edge_ecg.cli.bundle import trust_policy
+    from edge_ecg.cli.stack_install import install_stack
     from edge_ecg.model.stacking import fit_stack
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.bundle import verify_bundle

@@ -85,7 +85,7 @@ def run(args) -> int:
 
     from edge_ecg import DISCLAIMER
     from edge_ecg.cli.bundle import trust_policy
-    from edge_ecg.cli.stack import install_stack
+    from edge_ecg.cli.stack_install import install_stack
     from edge_ecg.data.mitbih import record_paths, subject_of
     from edge_ecg.model.beat_stacking import fit_beat_stack
     from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
