@@ -39,10 +39,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from profiles.machine import this_machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from profiles.machine import this_machine
+
 ASSETS = REPO / "edge_ecg" / "assets"
 
 

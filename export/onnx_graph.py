@@ -6,6 +6,7 @@ silently, so only `dynamo=True` is used, and the opset actually written is check
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import warnings
@@ -50,14 +51,18 @@ def output_names_of(model, example: dict[str, np.ndarray]) -> list[str]:
 
 
 def export_onnx(model, example: dict[str, np.ndarray], path: str | Path,
-                opset: int = OPSET) -> list[str]:
+                opset: int = OPSET, forms: bool = True) -> list[str]:
     """Write `model` to the single ONNX file `path`; returns the graph output names.
 
     `example` is a batch in `stack_inputs` form with at least 2 windows (a batch of 1 would let
     the exporter specialise the batch axis). The batch axis of every input is dynamic.
+    `forms`: the model is traced in its exact export forms and its Einsums written as MatMul
+    (`export.graph_forms`: the same outputs from fewer, cheaper ops).
     """
     import onnx
     import torch
+
+    from export.graph_forms import einsum_to_matmul, export_forms
 
     path = Path(path)
     names = output_names_of(model, example)
@@ -65,11 +70,12 @@ def export_onnx(model, example: dict[str, np.ndarray], path: str | Path,
     if args[0].shape[0] < 2:
         raise ExportError("export_onnx needs an example batch of at least 2 windows")
     batch = torch.export.Dim("batch", min=1, max=4096)
-    wrapped = _TupleOutputs.wrap(model.eval(), names)
     # Export into an empty scratch folder: anything beside model.onnx afterwards is external
     # data we asked not to have.
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \
+            (export_forms(model) if forms else contextlib.nullcontext(model)) as traced:
         warnings.simplefilter("ignore")
+        wrapped = _TupleOutputs.wrap(traced.eval(), names)
         scratch = Path(tmp) / "model.onnx"
         try:
             torch.onnx.export(wrapped, args, str(scratch), dynamo=True, opset_version=opset,
@@ -82,6 +88,10 @@ def export_onnx(model, example: dict[str, np.ndarray], path: str | Path,
         extra = [p.name for p in Path(tmp).iterdir() if p != scratch]
         if extra:
             raise ExportError(f"ONNX export wrote external data files {extra}; expected one file")
+        if forms:
+            proto = onnx.load(str(scratch))
+            if einsum_to_matmul(proto):
+                onnx.save(proto, str(scratch))
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(scratch), path)
     check_onnx_file(path, opset)
@@ -145,17 +155,24 @@ def save_ort_optimized(src: str | Path, dst: str | Path) -> dict:
     Saved at ORT_ENABLE_EXTENDED, not ALL: the ALL level adds layout transforms (NCHWc blocks,
     NHWC int8) specific to this machine's instruction set, which a saved file must not carry to
     another CPU (onnxruntime's own advice for offline optimisation); the session that opens the
-    file still applies them for the CPU it runs on.
+    file still applies them for the CPU it runs on. Optimising folds the int8-stored weights
+    of `export.weight_only` into fp32; they are stored as int8 again (`restore_weight_only`).
     """
     import onnx
     import onnxruntime as ort
+
+    from export.weight_only import restore_weight_only
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(dst)
     opts.intra_op_num_threads = 1
     ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
-    before = len(onnx.load(str(src), load_external_data=False).graph.node)
+    source = onnx.load(str(src), load_external_data=False)
     proto = onnx.load(str(dst), load_external_data=False)
+    restored = restore_weight_only(proto, source)
+    if restored:
+        onnx.save(proto, str(dst))
     return {"ort_optimized": "ORT_ENABLE_EXTENDED", "ort_version": ort.__version__,
-            "nodes_before": before, "nodes_after": len(proto.graph.node)}
+            "nodes_before": len(source.graph.node), "nodes_after": len(proto.graph.node),
+            "weight_only_restored": restored}

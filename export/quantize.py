@@ -4,6 +4,10 @@ Choices measured for this model family (DESIGN.md): static QDQ, unsigned 8-bit a
 signed per-channel 8-bit weights, percentile calibration, and the task heads (and the gate,
 which picks the experts) left in fp32: a regression head quantized with activations clips
 its output to the calibration range. Dynamic int8 that includes Conv is slower than fp32.
+MatMuls of two activations (attention scores, the gate-weighted sums over experts) stay fp32
+(`activation_matmuls`: int8 there cost arrhythmia macro F1 -0.14), and fp32 nodes read the
+fp32 value of a tensor quantized for another reader (`fp32_readers`); the figures are in
+export/int8_scope.py.
 `quant_pre_process(skip_symbolic_shape=True)`: symbolic shape inference fails on the dynamo
 graph's dynamic batch, plain ONNX shape inference is enough.
 """
@@ -29,9 +33,7 @@ PERCENTILE = 99.999   # onnxruntime's default for CalibrationMethod.Percentile
 # every Conv/MatMul/Gemm 1.14x fp32, Conv only 1.12x, the 10 heaviest Convs only 1.10x, Conv
 # only without onnxruntime's NHWC layout transformer 1.10x. On AVX2 without VNNI int8 Conv runs
 # ~1.6-2x fp32 and Conv/MatMul are ~half a window's time, so the ceiling is ~1.3x (Amdahl).
-# Since the weight-only layers stopped running DequantizeLinear / MatMulNBits per window
-# (export/weight_only.py), the bundled all-task model measures 1.37x (bench/export_variants,
-# median of 3 runs, 1.21-1.48x): still short of 1.5x; deployments of fewer tasks reach it.
+# What the all-task int8 graph measures now, lever by lever: export/int8_scope.py.
 OP_TYPES = ("Conv", "MatMul", "Gemm")
 # Inside the modules named as int8 chains, these ops are quantized as well, so a stack of
 # convolutions stays int8 from one to the next (QLinearAdd, QLinearAveragePool) instead of
@@ -40,7 +42,7 @@ OP_TYPES = ("Conv", "MatMul", "Gemm")
 CHAIN_OP_TYPES = ("Add", "AveragePool", "Relu", "MaxPool", "GlobalAveragePool")
 # A weight-bearing node under this many multiply-accumulates per window stays fp32 (`macs_of`).
 # 0: leaving the small ones fp32 measured slower, 1.02x (1M) and 1.10x (250k) against 1.21x for
-# quantizing all of them (export/stage.py ORT_OPTIMIZED has the run).
+# quantizing all of them (export/int8_scope.py; 2.22 against 1.89 ms at 250k now).
 MIN_MACS = 0
 
 
@@ -106,11 +108,53 @@ def _reader(calib: dict[str, np.ndarray], names: list[str], progress: bool):
     return WindowReader()
 
 
+def activation_matmuls(graph) -> list[str]:
+    """MatMul nodes whose inputs are both computed (no initializer): attention scores, the
+    gate-weighted sums over experts."""
+    inits = {i.name for i in graph.initializer}
+    consts = {n.output[0] for n in graph.node if n.op_type == "Constant"}
+    return [n.name for n in graph.node if n.op_type == "MatMul"
+            and not any(i in inits or i in consts for i in n.input)]
+
+
+def fp32_readers(proto, quantized: set[str]) -> int:
+    """Let the fp32 consumers of a tensor the QDQ format quantized read the tensor itself.
+
+    `quantize_static` puts one QuantizeLinear -> DequantizeLinear pair on a tensor that feeds a
+    quantized node, and every other consumer reads its dequantized copy: the window `x` went
+    through 8 bits on its way to the input summary (and so to the gates, which pick the
+    experts) and to the fp32 pooling, and onnxruntime turned DQ -> AveragePool -> Q into a
+    QLinearAveragePool slower than the fp32 one. Rewired here: consumers of DQ(Q(t)) that are
+    not themselves quantized (`quantized`: node names), where `t` comes from an fp32 node or a
+    graph input (the outputs of quantized nodes keep their readers, or onnxruntime could not
+    fuse DQ -> op -> Q). Returns the number of inputs rewired."""
+    g = proto.graph
+    producer = {o: n for n in g.node for o in n.output}
+    n = 0
+    for node in g.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or node.name in quantized:
+            continue
+        for j, name in enumerate(node.input):
+            dq = producer.get(name)
+            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" \
+                else None
+            if q is None or q.op_type != "QuantizeLinear":
+                continue                       # not an activation's QDQ (weights: DQ of an init)
+            src = producer.get(q.input[0])
+            if src is not None and src.name in quantized:
+                continue
+            node.input[j] = q.input[0]
+            n += 1
+    return n
+
+
 def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.ndarray],
                        exclude_modules: tuple[str, ...], progress: bool = True,
                        weight_only_modules: tuple[str, ...] = (),
                        min_macs: int = MIN_MACS,
-                       chain_modules: tuple[str, ...] = ()) -> dict:
+                       chain_modules: tuple[str, ...] = (),
+                       quantize_activation_matmuls: bool = False,
+                       fp32_reads: bool = True) -> dict:
     """Write the static QDQ int8 model of `src` to `dst`; returns the settings for the manifest.
 
     `exclude_modules` are torch module path prefixes whose nodes stay fp32 (heads, gates);
@@ -118,6 +162,8 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
     Conv/MatMul/Gemm nodes under `min_macs` multiply-accumulates per window stay fp32 too
     (their QuantizeLinear/DequantizeLinear cost more than int8 saves), with int8-stored weights.
     In `chain_modules` the `CHAIN_OP_TYPES` are quantized too (elsewhere they stay fp32).
+    MatMuls of two activations stay fp32 unless `quantize_activation_matmuls`; `fp32_reads`:
+    fp32 consumers read a quantized tensor's fp32 value (`fp32_readers`).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -141,6 +187,9 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
             )
         small = [n for n, m in macs_of(pre).items() if m < min_macs and n not in excluded]
         excluded += small
+        act_mm = [] if quantize_activation_matmuls else [
+            n for n in activation_matmuls(graph) if n not in excluded]
+        excluded += act_mm
         op_types = list(OP_TYPES)
         if chain_modules:
             chain = set(nodes_in_modules(src, chain_modules)) - set(excluded)
@@ -156,12 +205,13 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
                         calibrate_method=CalibrationMethod.Percentile,
                         nodes_to_exclude=excluded, op_types_to_quantize=op_types,
                         extra_options={"CalibPercentile": PERCENTILE})
-        n_weight_only = 0
-        if weight_only_modules or small:
-            wo = (set(nodes_in_modules(src, weight_only_modules)) & set(excluded)) | set(small)
-            proto = onnx.load(str(dst))
-            n_weight_only = weight_only_int8(proto, wo)
-            onnx.save(proto, str(dst))
+        proto = onnx.load(str(dst))
+        skipped = set(excluded)
+        quantized = {n.name for n in graph.node if n.op_type in op_types and n.name not in skipped}
+        n_rewired = fp32_readers(proto, quantized) if fp32_reads else 0
+        wo = (set(nodes_in_modules(src, weight_only_modules)) & skipped) | set(small)
+        n_weight_only = weight_only_int8(proto, wo) if wo else 0
+        onnx.save(proto, str(dst))
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "activations": "QUInt8", "weights": "QInt8 per-channel",
             "calibration": f"Percentile {PERCENTILE}", "calibration_windows": n_windows(calib),
@@ -169,5 +219,6 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
             "int8_chain_modules": list(chain_modules), "chain_op_types": list(CHAIN_OP_TYPES)
             if chain_modules else [],
             "fp32_nodes": len(excluded), "min_macs": int(min_macs), "fp32_small_nodes": len(small),
+            "fp32_activation_matmuls": len(act_mm), "fp32_readers_rewired": n_rewired,
             "weight_only_modules": list(weight_only_modules),
             "weight_only_int8_weights": n_weight_only}

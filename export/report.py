@@ -66,6 +66,10 @@ def _fmt(x, nd=4) -> str:
     return str(x)
 
 
+def _heads(heads: dict) -> str:
+    return ", ".join(f"{t} {'+'.join(map(str, e))}" for t, e in heads.items()) or "every head all"
+
+
 def write_report(path: Path, built: list, summary: dict, tasks: TaskSet) -> None:
     r = summary["routing"]
     cost = summary["cost"]
@@ -89,10 +93,15 @@ def write_report(path: Path, built: list, summary: dict, tasks: TaskSet) -> None
          "the calibration windows; a path keeps their union." if r.get("keep_mass_per_task") else
          f"Experts kept per path carry >= {r['keep_mass']:.0%} of the gate mass of the chosen "
          "tasks on the calibration windows."),
-        *([("Sharper routings tried (per-task keep mass: experts kept, worst metric drop in "
-            "torch): " + "; ".join(f"{s['keep_mass_per_task']:g}: {s['experts_kept']}, "
-                                   f"{s['worst_drop']:+.4f}" for s in r["search"]))]
+        *([("Sharper routings tried (per-task keep mass: experts kept, per-beat heads' "
+            "experts, worst metric drop in torch): " + "; ".join(
+                f"{s['keep_mass_per_task']:g}: {s['experts_kept']}, "
+                f"{_heads(s.get('heads', {}))}, {s['worst_drop']:+.4f}" for s in r["search"]))]
           if r.get("search") else []),
+        *([("Per-beat heads read only their own experts (the others compute the beats the "
+            "window tasks pool): " + _heads({t: h["kept_names"] or h["kept"]
+                                             for t, h in r["heads"].items()}) + ".")]
+          if r.get("heads") else []),
         "",
         "| path | kept / total | kept experts | mass kept | usage per expert |",
         "|---|---|---|---|---|",
@@ -118,8 +127,10 @@ def write_report(path: Path, built: list, summary: dict, tasks: TaskSet) -> None
                 lines.append(f"| {p} | {t} | {', '.join(f'{u:.3f}' for u in row)} | "
                              f"{alone_s} |")
     if all(len(d["kept"]) == d["total"] for d in r["paths"].values()):
-        lines += ["", ("Every expert carries gate mass for these tasks: the routed graph is the "
-                      "whole graph. A deployment that names fewer tasks (`--tasks`) or a lower "
+        lines += ["", ("Every expert carries gate mass for these tasks: the routed graph keeps "
+                      "them all" + (", the per-beat heads reading their own." if r.get("heads")
+                                    else ": it is the whole graph.")
+                      + " A deployment that names fewer tasks (`--tasks`) or a lower "
                       "`--keep-mass` drops experts.")]
     lines += [
         "",

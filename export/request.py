@@ -10,9 +10,15 @@ from pathlib import Path
 
 from edge_ecg.errors import BundleError
 from export.errors import ExportError
-from export.int8_scope import FP32_MODULES, INT8_CHAINS, ORT_OPTIMIZED, WEIGHT_ONLY_MODULES
+from export.int8_scope import (
+    BEAT_EXPERTS_INT8,
+    FP32_MODULES,
+    INT8_CHAINS,
+    ORT_OPTIMIZED,
+    WEIGHT_ONLY_MODULES,
+)
 from export.quantize import MIN_MACS
-from export.routing import ROUTE_SEARCH
+from export.routing import ROUTE_HEADS, ROUTE_SEARCH
 
 FORMATS = ("onnx", "openvino")
 VARIANTS = ("onnx-fp32", "onnx-fp32-routed", "onnx-int8-routed", "openvino-fp32-routed",
@@ -36,6 +42,7 @@ class ExportRequest:
     variants: tuple[str, ...] = ()       # () = every variant made; else only these in the bundle
     keep_mass: float = 0.99
     route_search: tuple[float, ...] = ROUTE_SEARCH   # per-task keep masses tried first
+    route_heads: bool = ROUTE_HEADS      # a per-beat head reads its own experts only
     tolerance: float = 0.01
     allow_metric_drop: bool = False
     eval_spec: str = ""                  # data for metrics; "" = held-out half of the calib data
@@ -46,6 +53,7 @@ class ExportRequest:
     weight_only_modules: tuple[str, ...] = WEIGHT_ONLY_MODULES
     min_macs: int = MIN_MACS              # smaller Conv/MatMul/Gemm nodes stay fp32 in int8
     int8_chains: bool = INT8_CHAINS       # INT8_CHAIN_EXPERTS' ReLU, Add, pools int8 too
+    beat_experts_int8: bool = BEAT_EXPERTS_INT8   # a per-beat task's experts int8 too
     ort_optimized: bool = ORT_OPTIMIZED   # ship onnxruntime's optimised int8 graph
     command: str = ""                    # the command line that asked for this export (report)
     sign_key: Path | None = None         # Ed25519 private key: sign the manifest (manifest.sig)

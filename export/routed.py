@@ -37,7 +37,8 @@ class Routed:
     routed_metrics: dict
     cost: dict
     drop: dict                  # routing's metric drop per task against all experts
-    # sharper routings tried: (per-task keep mass, experts kept, worst metric drop)
+    # sharper routings tried: (per-task keep mass, experts kept, worst metric drop, the per-beat
+    # heads' experts by name)
     search: list = field(default_factory=list)
 
 
@@ -49,12 +50,14 @@ def route_and_measure(req: ExportRequest, model, calib: dict, evalx: dict, tasks
 
     from edge_ecg.metrics.tasks import task_metrics
     from edge_ecg.model.flops import count_flops, count_params
+    from export.graph_forms import route_beat_head
     from export.routing import measure_usage_per_task, route_from_usage
 
     names = list(tasks.names)
     per_task = measure_usage_per_task(model, calib, names, progress=req.progress)
     experts = {p: tuple(model.cfg.experts(p)) for p in per_task}
-    routing = route_from_usage(per_task, names, req.keep_mass, experts)
+    per_beat = tuple(t.name for t in tasks if t.per_beat) if req.route_heads else ()
+    routing = route_from_usage(per_task, names, req.keep_mass, experts, per_beat=per_beat)
     all_keep = {p: list(range(len(routing.usage[p]))) for p in routing.usage}
     dense = model.pruned(all_keep, names).eval()
     ref_out = run_torch(dense, evalx, progress=req.progress, desc="torch fp32")
@@ -62,6 +65,7 @@ def route_and_measure(req: ExportRequest, model, calib: dict, evalx: dict, tasks
 
     def measured(rt):
         m = model.pruned({p: list(k) for p, k in rt.keep.items()}, names).eval()
+        m = route_beat_head(m, rt.heads_in_routed())
         out = run_torch(m, evalx, progress=req.progress, desc="torch fp32 routed")
         return m, out, task_metrics(tasks, {t.name: out[t.name] for t in tasks}, labels)
 
@@ -69,12 +73,14 @@ def route_and_measure(req: ExportRequest, model, calib: dict, evalx: dict, tasks
     for mass in sorted(req.route_search):
         # the sharpest routing first; each distinct one measured, the first within its share
         # of the tolerance taken (int8 needs the rest)
-        rt = route_from_usage(per_task, names, mass, experts, per_task_mass=True)
-        if rt.n_kept >= routing.n_kept or any(rt.keep == t[3].keep for t in tried):
+        rt = route_from_usage(per_task, names, mass, experts, per_task_mass=True,
+                              per_beat=per_beat)
+        if rt.sharpness >= routing.sharpness or any(
+                (rt.keep, rt.heads) == (t[-1].keep, t[-1].heads) for t in tried):
             continue
         cand = measured(rt)
         worst = max(metric_drops(ref_metrics, cand[2], tasks).values(), default=0.0)
-        tried.append((mass, rt.n_kept, round(worst, 4), rt))
+        tried.append((mass, rt.n_kept, round(worst, 4), _head_names(rt), rt))
         if worst <= ROUTE_SHARE * req.tolerance:
             routing, (routed, routed_out, routed_metrics) = rt, cand
             break
@@ -96,9 +102,15 @@ def route_and_measure(req: ExportRequest, model, calib: dict, evalx: dict, tasks
             f"F1/accuracy absolute): {over}; raise --keep-mass or pass --allow-metric-drop"
         )
     return Routed(routing, dense, routed, ref_out, routed_out, ref_metrics, routed_metrics,
-                  cost, drop, [t[:3] for t in tried])
+                  cost, drop, [t[:4] for t in tried])
+
+
+def _head_names(rt) -> dict[str, list[str]]:
+    names = rt.experts.get("morphology", ())
+    return {t: [names[i] if i < len(names) else str(i) for i in idx] for t, idx in rt.heads.items()}
 
 
 def search_rows(search: list) -> list[dict]:
     """The sharper routings tried, as the report and manifest list them."""
-    return [{"keep_mass_per_task": m, "experts_kept": n, "worst_drop": w} for m, n, w in search]
+    return [{"keep_mass_per_task": m, "experts_kept": n, "worst_drop": w, "heads": h}
+            for m, n, w, h in search]

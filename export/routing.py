@@ -29,6 +29,13 @@ KEEP_MASS = 0.99
 # ROUTE_SHARE of the tolerance is taken; int8 has the rest of it.
 ROUTE_SEARCH = (0.8, 0.9, 0.95)
 ROUTE_SHARE = 0.5
+# A per-beat task's head reads only the morphology experts carrying keep_mass of its own gate
+# row (Routing.heads); the other morphology experts compute the beats the window tasks pool
+# (the first morph_beats) instead of every slot. Bundled checkpoint, all six tasks (12 of 12
+# experts kept either way): the beat head leans 0.988 on beat_mlp, so at a per-task keep mass
+# of 0.8 three of the four beat encoders run on 16 beats instead of 32; torch beat macro F1
+# -0.0012 on the held-out fold, ONNX int8 2.19 -> 1.95 ms (export/int8_scope.py has the run).
+ROUTE_HEADS = True
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,25 @@ class Routing:
     # path -> task -> mean gate weight per expert: which experts each task uses on its own
     per_task: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
     per_task_mass: bool = False            # keep_mass applied to each task's row, not the mean
+    # per-beat task -> the morphology experts its head reads (those carrying keep_mass of its
+    # own gate row; export.graph_forms.route_beat_head): the others run on the window's
+    # first morph_beats beats only
+    heads: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def n_kept(self) -> int:
         return sum(len(k) for k in self.keep.values())
+
+    @property
+    def sharpness(self) -> tuple[int, int]:
+        """What a routing computes, fewer first: experts kept, then experts the per-beat heads
+        read on every beat slot."""
+        return self.n_kept, sum(len(k) for k in self.heads.values())
+
+    def heads_in_routed(self) -> dict[str, tuple[int, ...]]:
+        """`heads` numbered as in the routed model (its morphology experts renumbered)."""
+        kept = list(self.keep.get("morphology", ()))
+        return {t: tuple(kept.index(i) for i in idx) for t, idx in self.heads.items()}
 
     def to_dict(self) -> dict:
         return {
@@ -60,6 +82,10 @@ class Routing:
                           "usage_per_task": {t: [round(u, 6) for u in row]
                                              for t, row in self.per_task.get(p, {}).items()}}
                       for p in self.usage},
+            "heads": {t: {"path": "morphology", "kept": list(idx),
+                          "kept_names": [self.experts["morphology"][i] for i in idx]
+                          if "morphology" in self.experts else []}
+                      for t, idx in self.heads.items()},
         }
 
 
@@ -117,10 +143,13 @@ def route(model, inputs: dict[str, np.ndarray], tasks: list[str],
 def route_from_usage(per_task: dict[str, dict[str, np.ndarray]], tasks: list[str],
                      keep_mass: float = KEEP_MASS,
                      experts: dict[str, tuple[str, ...]] | None = None,
-                     per_task_mass: bool = False) -> Routing:
+                     per_task_mass: bool = False,
+                     per_beat: tuple[str, ...] = ()) -> Routing:
     """The routing decision for `tasks` from per-task usage already measured (it may hold more
     tasks than `tasks`: one measurement serves many deployments). `per_task_mass`: the union
-    of each task's own experts carrying `keep_mass` of its row, not `keep_mass` of the mean."""
+    of each task's own experts carrying `keep_mass` of its row, not `keep_mass` of the mean.
+    `per_beat`: the per-beat tasks, whose heads read only the morphology experts carrying
+    `keep_mass` of their own row (`Routing.heads`; none where that is every kept expert)."""
     usage, unread = {}, []
     for p, rows in per_task.items():
         # A task that does not read a path (a per-beat task reads only the morphology path)
@@ -145,9 +174,19 @@ def route_from_usage(per_task: dict[str, dict[str, np.ndarray]], tasks: list[str
     # a path none of the tasks reads keeps one expert (a model keeps >= 1 per path; it computes
     # no path its tasks do not read, so that expert costs nothing at run time)
     keep.update({p: (0,) for p in unread})
+    heads = {}
+    if "morphology" in per_task and "morphology" in keep:
+        for t in (t for t in tasks if t in per_beat):
+            row = np.asarray(per_task["morphology"][t], np.float64)
+            if float(row.sum()) > 0:
+                # within the experts the path keeps (a head reads no pruned expert)
+                mine = select_experts({"morphology": row}, keep_mass)["morphology"]
+                mine = tuple(i for i in mine if i in keep["morphology"])
+                if mine and mine != tuple(keep["morphology"]):
+                    heads[t] = mine
     return Routing(tasks=tuple(tasks), keep_mass=keep_mass,
                    usage={p: tuple(float(x) for x in u) for p, u in usage.items()}, keep=keep,
                    experts=experts or {},
                    per_task={p: {t: tuple(float(x) for x in rows[t]) for t in tasks}
                              for p, rows in per_task.items()},
-                   per_task_mass=per_task_mass)
+                   per_task_mass=per_task_mass, heads=heads)

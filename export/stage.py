@@ -27,6 +27,7 @@ from export.acceptance import (
 )
 from export.int8_scope import (
     BEAT_EXPERT_MIN_GATE,
+    BEAT_EXPERTS_INT8,
     FP32_MODULES,
     INT8_CHAIN_EXPERTS,
     INT8_CHAINS,
@@ -47,18 +48,43 @@ from export.request import (
     check_request,
 )
 from export.routed import Routed, route_and_measure, search_rows
-from export.routing import ROUTE_SEARCH, ROUTE_SHARE
+from export.routing import ROUTE_HEADS, ROUTE_SEARCH, ROUTE_SHARE
 from export.staging import install_bundle, installed, stage_files
 from export.timing import StepTimer, torch_latencies
 from export.variants import PARITY_BATCHES, Built, build_variants, select_variants
 
 __all__ = [
-    "BEAT_EXPERT_MIN_GATE", "FORMATS", "FP32_MODULES", "FP32_TOLERANCE", "INT8_CHAINS",
-    "INT8_CHAIN_EXPERTS", "LOWER_IS_BETTER", "MIN_MACS", "OPT_IN_VARIANTS", "ORT_OPTIMIZED",
-    "PARITY_BATCHES", "ROUTE_SEARCH", "ROUTE_SHARE", "VARIANTS", "WEIGHT_ONLY_MODULES", "Built",
-    "ExportRequest", "Routed", "beat_expert_modules", "check_request", "export_bundle",
-    "gate_metrics", "int8_chain_modules", "load_data", "load_model", "metric_drops",
-    "model_version", "route_and_measure", "select_variants",
+    "BEAT_EXPERTS_INT8",
+    "BEAT_EXPERT_MIN_GATE",
+    "FORMATS",
+    "FP32_MODULES",
+    "FP32_TOLERANCE",
+    "INT8_CHAINS",
+    "INT8_CHAIN_EXPERTS",
+    "LOWER_IS_BETTER",
+    "MIN_MACS",
+    "OPT_IN_VARIANTS",
+    "ORT_OPTIMIZED",
+    "PARITY_BATCHES",
+    "ROUTE_HEADS",
+    "ROUTE_SEARCH",
+    "ROUTE_SHARE",
+    "VARIANTS",
+    "WEIGHT_ONLY_MODULES",
+    "Built",
+    "ExportRequest",
+    "Routed",
+    "beat_expert_modules",
+    "check_request",
+    "export_bundle",
+    "gate_metrics",
+    "int8_chain_modules",
+    "load_data",
+    "load_model",
+    "metric_drops",
+    "model_version",
+    "route_and_measure",
+    "select_variants",
 ]
 
 

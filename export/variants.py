@@ -54,7 +54,8 @@ def build_variants(req: ExportRequest, tmp: Path, r: Routed, calib: dict, evalx:
     from export.quantize import quantize_onnx_int8
 
     dense, routed, ref_out, routed_out = r.dense, r.routed, r.ref_out, r.routed_out
-    fp32_modules = tuple(req.fp32_modules) + beat_expert_modules(r.routing, tasks)
+    fp32_modules = tuple(req.fp32_modules) + (
+        () if req.beat_experts_int8 else beat_expert_modules(r.routing, tasks))
 
     root = tmp / "variants"
     built: list[Built] = []

@@ -66,3 +66,34 @@ def weight_only_int8(proto, node_names: set[str]) -> int:
     onnx.checker.check_model(proto)
     return converted
 
+
+def restore_weight_only(proto, source) -> int:
+    """Store again as int8 the weight-only weights that onnxruntime's saved optimised graph
+    (`proto`) holds as fp32: optimising folded each `Cast(int8) * scale` of `source` (the
+    file it was made from) into one fp32 initializer of the same name. Each is put back as
+    the source's own int8 tensor and scale behind the same Cast and Mul (bit for bit the
+    folded values; onnxruntime folds them again when a session opens); one whose shape the
+    optimiser changed stays fp32. Returns the number restored."""
+    import onnx
+    from onnx import helper
+
+    src = {i.name: i for i in source.graph.initializer}
+    inits = {i.name: i for i in proto.graph.initializer}
+    added, n = [], 0
+    for name, init in inits.items():
+        q, scale = src.get(name + "_wq"), src.get(name + "_wscale")
+        if q is None or scale is None or list(q.dims) != list(init.dims) \
+                or init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        proto.graph.initializer.remove(init)
+        proto.graph.initializer.extend([q, scale])
+        added += [helper.make_node("Cast", [q.name], [name + "_wcast"],
+                                   to=onnx.TensorProto.FLOAT, name=name + "_weight_only_cast"),
+                  helper.make_node("Mul", [name + "_wcast", scale.name], [name],
+                                   name=name + "_weight_only_scale")]
+        n += 1
+    if added:
+        nodes = list(proto.graph.node)
+        del proto.graph.node[:]
+        proto.graph.node.extend(added + nodes)
+    return n

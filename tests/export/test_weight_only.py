@@ -9,9 +9,9 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from export.weight_only import WEIGHT_ONLY_MIN, weight_only_int8  # noqa: E402
+from export.weight_only import WEIGHT_ONLY_MIN, weight_only_int8
 
 
 def _model(rng):
