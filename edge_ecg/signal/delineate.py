@@ -470,19 +470,31 @@ def _first_argmax(v: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return np.where(ok, v, -np.inf).argmax(axis=1)
 
 
-def _waves(s: np.ndarray, d: np.ndarray, lo: int, hi: int, base: np.ndarray, limb: int,
-           ref: int, left_lim: int, right_lim: int
+def _waves(s: np.ndarray, d: np.ndarray, lo, hi, base: np.ndarray, limb: int,
+           ref: int, left_lim, right_lim
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """`_wave` for every row of `s`, `d` `(L, n)` at once, the same integers and floats
     (element-wise the same operations; every argmax over the same values in the same order).
-    `base`: `(L, 1)` or `(L, hi - lo)`. Returns `(on, pk, off, dev, |s - base| on [lo, hi))`.
-    Why: the per-lead loop paid ~15 numpy calls a lead a wave; this pays them once a beat
-    (measured 3 leads: T and P 0.35 -> 0.12 ms a beat)."""
+    `lo`, `hi`, `left_lim`, `right_lim`: one for all rows, or one per row (`(L,)`: rows of
+    several beats, each with its own window). `base`: `(L, 1)` or `(L, max(hi - lo))`.
+    Returns `(on, pk, off, dev, |s - base|)`, the last `(L, max(hi - lo))` on each row's
+    `[lo, hi)` and 0 beyond its `hi`.
+    Why: the per-lead loop paid ~15 numpy calls a lead a wave; this pays them once a batch
+    of beats (measured 3 leads: T and P 0.35 -> 0.12 ms a beat one beat at a time)."""
     n_rows, n = s.shape
     rr = np.arange(n_rows)[:, None]
-    dev = s[:, lo:hi] - base
+    lo = np.asarray(lo, dtype=np.int64)
+    if lo.ndim == 0:
+        lo = np.full(n_rows, lo)
+    width = np.asarray(hi, dtype=np.int64) - lo
+    w_max = int(width.max()) if n_rows else 0
+    col = np.arange(w_max)[None, :]
+    inside = col < width[:, None]
+    ragged = not bool(inside.all())
+    dev = s[rr, np.minimum(lo[:, None] + col, n - 1)] - base
     mag = np.abs(dev)
-    k = mag.argmax(axis=1)
+    # the padding beyond a row's hi (ragged rows) is never the largest: |dev| >= 0 > -1
+    k = (np.where(inside, mag, -1.0) if ragged else mag).argmax(axis=1)
     pk = lo + k
     devk = dev[rr[:, 0], k]
     sign = np.where(devk >= 0, 1.0, -1.0)[:, None]
@@ -498,7 +510,7 @@ def _waves(s: np.ndarray, d: np.ndarray, lo: int, hi: int, base: np.ndarray, lim
     j = _first_argmax(sign * d[rr, np.maximum(idx, 0)], idx <= pk[:, None])
     tm0 = np.where(pk > a0, a0 + j, pk)
     on = _trapeziums(s, tm0, np.maximum(tm0 - ref, left_lim), sign, span[: ref + 1], -1)
-    return on, pk, off, devk, mag
+    return on, pk, off, devk, (np.where(inside, mag, 0.0) if ragged else mag)
 
 
 def _trapeziums(s: np.ndarray, tm: np.ndarray, tr: np.ndarray, sign: np.ndarray,
@@ -523,150 +535,292 @@ def delineate_window(seg: np.ndarray, r: int, fs: float, t_end: int, p_start: in
     previous beat's T offset; None = only the window bounds it).
     Returns `(per_lead (L, 9) int64 with -1 = absent, usable (L,) bool, combined (9,) int64)`.
     """
-    cfg = config
-    n_leads, n = seg.shape
-    out = np.full((n_leads, len(BOUNDARIES)), -1, dtype=np.int64)
-    comb = np.full(len(BOUNDARIES), -1, dtype=np.int64)
-    finite = np.all(np.isfinite(seg), axis=1)
-    seg = np.where(finite[:, None], seg, 0.0)
-    usable = finite & (seg.max(axis=1) - seg.min(axis=1) >= cfg.flat_mv)
-    if not usable.any():
-        return out, usable, comb
-    margin = round(cfg.margin_s * fs)
-    x = seg[usable]
-    s40 = _zero_phase(x, cfg.qrs_lowpass_hz, fs)
-    s15 = _zero_phase(x, cfg.pt_lowpass_hz, fs)
-    a40 = np.abs(_gradient(s40)) * fs
-    d15 = _gradient(s15) * fs
-    rows = np.flatnonzero(usable)
-    # 1. QRS per lead, then combined
-    for i, row in enumerate(rows):
-        q = _qrs_lead(a40[i], r, fs, cfg)
-        if q is None:
-            continue
-        q_on, _, q_off = q
-        out[row, _B["qrs_on"]], out[row, _B["qrs_off"]] = q_on, q_off
+    b = _Batch(np.asarray(seg, dtype=np.float64)[None], r, fs, np.array([t_end]), config)
+    b.p_waves([p_start])
+    return b.out[0], b.usable[0], b.comb[0]
+
+
+_QON, _QPK, _QOFF = _B["qrs_on"], _B["qrs_peak"], _B["qrs_off"]
+_TON, _TPK, _TOFF = _B["t_on"], _B["t_peak"], _B["t_off"]
+_PON, _PPK, _POFF = _B["p_on"], _B["p_peak"], _B["p_off"]
+# boolean column masks in BOUNDARIES order (a beat's row of combined boundaries): assigning
+# through `rows[:, None] & mask` fills the selected beats' columns in row-major order
+_IS_QRS_ON_OFF = np.isin(np.arange(len(BOUNDARIES)), [_QON, _QOFF])
+_IS_T = np.isin(np.arange(len(BOUNDARIES)), [_TON, _TPK, _TOFF])
+_IS_P = np.isin(np.arange(len(BOUNDARIES)), [_PON, _PPK, _POFF])
+
+
+def _windows(s: np.ndarray, rows: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
+    """`s[rows[i], start[i]: start[i] + width]` stacked `(len(rows), width)`: one gather.
+    Starts inside `[0, n - width]` (what the delineator's windows guarantee; checked)."""
+    if start.size and (int(start.min()) < 0 or int(start.max()) + width > s.shape[1]):
+        raise SignalError("delineation window outside the beat's samples")   # pragma: no cover
+    return s[rows[:, None], start[:, None] + np.arange(width)]
+
+
+_NONE = np.iinfo(np.int64).max
+
+
+def _combine(v: np.ndarray, q: float) -> np.ndarray:
+    """Per beat and column of `(B, L, k)` int64 (-1 = absent), `round(_quantile(found, q))`
+    over the leads that found it; -1 where none did. The median in one pass over the batch
+    (the same floats as `_quantile`: the middle value, or b - (b - a) * 0.5, rounded half to
+    even as `round` does); other q beat by beat through `_quantile`. Returns `(B, k)`."""
+    found = v >= 0
+    c = found.sum(axis=1)                                            # (B, k)
+    if q != 0.5:
+        return np.array([[round(_quantile(v[b, found[b, :, j], j], q)) if c[b, j] else -1
+                          for j in range(v.shape[2])] for b in range(v.shape[0])],
+                        dtype=np.int64).reshape(c.shape)
+    w = np.sort(np.where(found, v, _NONE), axis=1)
+    m = c // 2
+    bb, kk = np.arange(v.shape[0])[:, None], np.arange(v.shape[2])[None, :]
+    hi = w[bb, np.minimum(m, v.shape[1] - 1), kk].astype(np.float64)
+    lo = w[bb, np.maximum(m - 1, 0), kk].astype(np.float64)
+    val = np.where(c % 2 == 1, hi, hi - (hi - lo) * 0.5)
+    return np.where(c > 0, np.rint(np.where(c > 0, val, 0.0)), -1).astype(np.int64)
+
+
+class _Batch:
+    """Beats delineated together: `segs` `(B, L, n)` (mV), each beat's R at `r` in its window,
+    T offsets bounded by `t_end` `(B,)`. The constructor finds each lead's QRS and T and the
+    combined QRS and T of every beat; `p_waves(p_start)` the P waves (each beat's P search
+    starts after the previous beat's T offset, which this batch may have just found). Row by
+    row the same operations as one beat at a time (filters, gradients, windows and medians
+    over the same samples; argmax over the same values): the same integers. Why: a beat alone
+    paid ~100 numpy calls of overhead (~0.5 ms of the stream's per-beat cost); a batch pays
+    them once for the beats a chunk completes."""
+
+    def __init__(self, segs: np.ndarray, r: int, fs: float, t_end: np.ndarray,
+                 cfg: DelineationConfig) -> None:
+        self.r, self.fs, self.cfg = r, fs, cfg
+        n_beats, n_leads, n = segs.shape
+        self.n = n
+        self.out = out = np.full((n_beats, n_leads, len(BOUNDARIES)), -1, dtype=np.int64)
+        self.comb = comb = np.full((n_beats, len(BOUNDARIES)), -1, dtype=np.int64)
+        finite = np.all(np.isfinite(segs), axis=2)
+        segs = np.where(finite[..., None], segs, 0.0)
+        self.usable = usable = finite & (segs.max(axis=2) - segs.min(axis=2) >= cfg.flat_mv)
+        self.has = np.zeros(n_beats, dtype=bool)
+        bi, li = np.nonzero(usable)          # rows: usable leads, beat by beat
+        self.bi, self.li = bi, li
+        if not bi.size:
+            return
+        x = segs[bi, li]
+        self.s40 = s40 = _zero_phase(x, cfg.qrs_lowpass_hz, fs)
+        self.s15 = s15 = _zero_phase(x, cfg.pt_lowpass_hz, fs)
+        a40 = np.abs(_gradient(s40)) * fs
+        self.d15 = _gradient(s15) * fs
+        # 1. QRS per lead, then combined
         core = round(cfg.qrs_core_s * fs)
-        bl = _median(s40[i, max(q_on - int(0.02 * fs), 0): q_on + 1])
-        out[row, _B["qrs_peak"]] = r - core + int(np.argmax(np.abs(s40[i, r - core: r + core + 1]
-                                                                     - bl)))
-    got = out[rows, _B["qrs_on"]] >= 0
-    if not got.any():
-        return out, usable, comb
-    qon = round(_quantile(out[rows[got], _B["qrs_on"]], cfg.qrs_on_q))
-    qoff = round(_quantile(out[rows[got], _B["qrs_off"]], cfg.qrs_off_q))
-    comb[_B["qrs_on"]], comb[_B["qrs_off"]], comb[_B["qrs_peak"]] = qon, qoff, r
-    # 2. T per lead: between the QRS offset and t_end
-    t_lo = qoff + round(cfg.t_start_s * fs)
-    t_hi = min(t_end, n - margin)
-    limb, ref = round(cfg.t_limb_s * fs), round(cfg.t_ref_s * fs)
-    if t_hi - t_lo > int(0.08 * fs):
-        pk_hi = t_hi - round(0.04 * fs)
-        w = round(0.02 * fs)
-        base = _medians(s15[:, qon - w: qon + 1])[:, None]
-        on, pk, off, _, _ = _waves(s15, d15, t_lo, pk_hi, base, limb, ref, qoff, t_hi)
-        out[rows, _B["t_on"]], out[rows, _B["t_peak"]], out[rows, _B["t_off"]] = on, pk, off
-    # 3. P per lead: before the combined QRS onset, after the previous T
-    p_hi = qon - round(cfg.p_guard_s * fs)
-    p_lo = max(qon - round(cfg.p_search_s * fs), margin + round(cfg.p_limb_s * fs))
-    if p_start is not None:
-        p_lo = max(p_lo, p_start)
-    if p_hi - p_lo > int(0.06 * fs):
-        limb, ref = round(cfg.p_limb_s * fs), round(cfg.p_ref_s * fs)
-        w = round(0.02 * fs)
-        b0 = _medians(s15[:, p_lo: p_lo + w + 1])
-        b1 = _medians(s15[:, qon - 2 * w: qon - w // 2 + 1])
-        base = _lines(b0, b1, qon - p_lo + 1, p_hi - p_lo)
-        on, pk, off, dev, rest = _waves(s15, d15, p_lo, p_hi, base, limb, ref,
-                                        max(p_lo - limb, margin), qon)
-        hf = s40[:, p_lo:qon] - s15[:, p_lo:qon]
-        noise = np.sqrt(np.mean(hf * hf, axis=1))
-        mag = np.abs(dev)
-        ok = (mag >= cfg.p_min_mv) & (mag >= cfg.p_snr * noise) & (p_lo < pk) & (pk < p_hi - 1)
-        # a P wave stands alone between flat TP and PR segments; fibrillatory or flutter
-        # waves come in trains of similar size: the largest deviation outside this
-        # wave must stay under p_alone of it
-        col = np.arange(p_hi - p_lo)[None, :]
-        inside = (col >= np.maximum(on - p_lo, 0)[:, None]) & \
-            (col < np.maximum(off - p_lo + 1, 0)[:, None])
-        ok &= np.where(inside, 0.0, rest).max(axis=1) <= cfg.p_alone * mag
-        sel = rows[ok]
-        out[sel, _B["p_on"]], out[sel, _B["p_peak"]], out[sel, _B["p_off"]] = \
-            on[ok], pk[ok], off[ok]
-    # 4. combined: median over the leads that found each boundary; P only when at least
-    # p_lead_frac of the usable leads found one
-    p_seen = int(np.count_nonzero(out[rows, _B["p_peak"]] >= 0)) >= cfg.p_lead_frac * rows.size
-    for name in ("t_on", "t_peak", "t_off", "p_on", "p_peak", "p_off"):
-        if name.startswith("p") and not p_seen:
-            continue
-        v = out[rows, _B[name]]
-        found = v[v >= 0]
-        if found.size:
-            comb[_B[name]] = round(_quantile(found, 0.5))
-    return out, usable, comb
+        w = int(0.02 * fs)
+        for i in range(bi.size):
+            q = _qrs_lead(a40[i], r, fs, cfg)
+            if q is None:
+                continue
+            q_on, _, q_off = q
+            o = out[bi[i], li[i]]
+            o[_QON], o[_QOFF] = q_on, q_off
+            bl = _median(s40[i, max(q_on - w, 0): q_on + 1])
+            o[_QPK] = r - core + int(np.argmax(np.abs(s40[i, r - core: r + core + 1] - bl)))
+        self.has = has = (out[:, :, _QON] >= 0).any(axis=1)
+        if not has.any():
+            return
+        q_out = out[has]
+        if cfg.qrs_on_q == cfg.qrs_off_q:
+            comb[has[:, None] & _IS_QRS_ON_OFF] = _combine(q_out[:, :, [_QON, _QOFF]],
+                                                             cfg.qrs_on_q).ravel()
+        else:
+            comb[has, _QON] = _combine(q_out[:, :, [_QON]], cfg.qrs_on_q)[:, 0]
+            comb[has, _QOFF] = _combine(q_out[:, :, [_QOFF]], cfg.qrs_off_q)[:, 0]
+        comb[has, _QPK] = r
+        self.qon, self.qoff = qon, qoff = comb[:, _QON], comb[:, _QOFF]
+        # 2. T per lead: between the QRS offset and t_end
+        margin = round(cfg.margin_s * fs)
+        t_lo = qoff + round(cfg.t_start_s * fs)
+        t_hi = np.minimum(np.asarray(t_end, dtype=np.int64), n - margin)
+        sel = np.flatnonzero((has & (t_hi - t_lo > int(0.08 * fs)))[bi])
+        if sel.size:
+            b = bi[sel]
+            w = round(0.02 * fs)
+            base = _medians(_windows(s15, sel, qon[b] - w, w + 1))[:, None]
+            on, pk, off, _, _ = _waves(s15[sel], self.d15[sel], t_lo[b],
+                                       t_hi[b] - round(0.04 * fs), base,
+                                       round(cfg.t_limb_s * fs), round(cfg.t_ref_s * fs),
+                                       qoff[b], t_hi[b])
+            out[b, li[sel], _TON], out[b, li[sel], _TPK], out[b, li[sel], _TOFF] = on, pk, off
+        # combined T: the median over the leads that found each boundary
+        t_cols = [_TON, _TPK, _TOFF]
+        comb[has[:, None] & _IS_T] = _combine(out[has][:, :, t_cols], 0.5).ravel()
+
+    def p_waves(self, p_start: list[int | None]) -> None:
+        """3. P per lead, before the combined QRS onset and after `p_start` (per beat, window
+        samples; None: only the window bounds it); 4. combined where at least p_lead_frac of
+        the usable leads found one."""
+        if not self.has.any():
+            return
+        cfg, fs, out, bi, li = self.cfg, self.fs, self.out, self.bi, self.li
+        qon = self.qon
+        margin = round(cfg.margin_s * fs)
+        p_hi = qon - round(cfg.p_guard_s * fs)
+        p_lo = np.maximum(qon - round(cfg.p_search_s * fs), margin + round(cfg.p_limb_s * fs))
+        after = np.array([-1 if p is None else p for p in p_start], dtype=np.int64)
+        given = np.array([p is not None for p in p_start])
+        p_lo = np.where(given, np.maximum(p_lo, after), p_lo)
+        do = self.has & (p_hi - p_lo > int(0.06 * fs))
+        sel = np.flatnonzero(do[bi])
+        if sel.size:
+            s15, s40 = self.s15, self.s40
+            b = bi[sel]
+            limb, ref = round(cfg.p_limb_s * fs), round(cfg.p_ref_s * fs)
+            w = round(0.02 * fs)
+            b0 = _medians(_windows(s15, sel, p_lo[b], w + 1))
+            b1 = _medians(_windows(s15, sel, qon[b] - 2 * w, 2 * w - w // 2 + 1))
+            lo, hi, q = p_lo[b], p_hi[b], qon[b]
+            base = _ragged_lines(b0, b1, q - lo + 1, hi - lo)
+            on, pk, off, dev, rest = _waves(s15[sel], self.d15[sel], lo, hi, base, limb, ref,
+                                            np.maximum(lo - limb, margin), q)
+            # the window's high-frequency noise, beat by beat: np.mean over each beat's own
+            # (leads, samples) block, as one beat alone (a padded batch would sum in
+            # another order)
+            noise = np.empty(sel.size)
+            cuts = (np.flatnonzero(b[1:] != b[:-1]) + 1).tolist()
+            for k0, k1 in zip([0, *cuts], [*cuts, sel.size]):
+                rows = sel[k0:k1]
+                a, z = int(lo[k0]), int(q[k0])
+                hf = s40[rows[0]:rows[-1] + 1, a:z] - s15[rows[0]:rows[-1] + 1, a:z]
+                noise[k0:k1] = np.sqrt(np.mean(hf * hf, axis=1))
+            mag = np.abs(dev)
+            ok = (mag >= cfg.p_min_mv) & (mag >= cfg.p_snr * noise) & (lo < pk) & (pk < hi - 1)
+            # a P wave stands alone between flat TP and PR segments; fibrillatory or flutter
+            # waves come in trains of similar size: the largest deviation outside this
+            # wave must stay under p_alone of it
+            col = np.arange(rest.shape[1])[None, :]
+            inside = (col >= np.maximum(on - lo, 0)[:, None]) & \
+                (col < np.maximum(off - lo + 1, 0)[:, None])
+            ok &= np.where(inside, 0.0, rest).max(axis=1) <= cfg.p_alone * mag
+            bk, lk = b[ok], li[sel][ok]
+            out[bk, lk, _PON], out[bk, lk, _PPK], out[bk, lk, _POFF] = on[ok], pk[ok], off[ok]
+        # 4. combined P: only when at least p_lead_frac of the usable leads found one
+        has = self.has
+        seen = has & (np.count_nonzero(out[:, :, _PPK] >= 0, axis=1)
+                      >= cfg.p_lead_frac * self.usable.sum(axis=1))
+        if seen.any():
+            p_cols = [_PON, _PPK, _POFF]
+            self.comb[seen[:, None] & _IS_P] = _combine(out[seen][:, :, p_cols], 0.5).ravel()
 
 
-def _run_beat(st: DelineationState, r: int, decided_at: int, next_r: int | None,
-              end: int | None = None) -> BeatWaves:
-    """Delineate the beat at `r` from the history; `end`: the stream ended there (flush)."""
+def _ragged_lines(b0: np.ndarray, b1: np.ndarray, num: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """`_line(b0[i], b1[i], num[i], m[i])` per row, padded to `max(m)` columns: the same
+    floats (arange * step + start; numpy's zero-step case; the end value at num - 1)."""
+    y = np.broadcast_to(np.arange(int(m.max()), dtype=np.float64), (b0.size, int(m.max())))
+    den = (num - 1).astype(np.float64)[:, None]
+    span = (b1 - b0)[:, None]
+    step = span / den
+    y = np.where(step == 0, (y / den) * span, y * step) + b0[:, None]
+    end = np.flatnonzero(m >= num)
+    if end.size:                                                    # pragma: no cover
+        y[end, num[end] - 1] = b1[end]
+    return y
+
+
+def _segment(st: DelineationState, r: int, end: int | None) -> np.ndarray:
+    """The beat's window `[r - pre, r + post)` of the history `(L, pre + post)`: NaN where it
+    cannot be delineated; `end`: the stream ended there (flush)."""
     fs, cfg = st.fs_hz, st.config
     h0 = st.next_index - st.hist.shape[1]
     a, b = r - st.pre, r + st.post
     n_leads = st.hist.shape[0]
     if r - st.start_index < round(cfg.start_min_s * fs):   # no isoelectric level before it
-        seg = np.full((n_leads, b - a), np.nan)
-    elif end is not None and (end - r < round(cfg.start_min_s * fs) or a < h0):
-        seg = np.full((n_leads, b - a), np.nan)   # the QRS may run past the end
-    elif end is not None:      # the stream ended before R + post_s: hold its last sample
+        return np.full((n_leads, b - a), np.nan)
+    if end is not None and (end - r < round(cfg.start_min_s * fs) or a < h0):
+        return np.full((n_leads, b - a), np.nan)   # the QRS may run past the end
+    if end is not None:        # the stream ended before R + post_s: hold its last sample
         seg = np.empty((n_leads, b - a))
         seg[:, : end - a] = st.hist[:, a - h0: end - h0]
         seg[:, end - a:] = st.hist[:, end - h0 - 1: end - h0]
-    elif a < st.start_index:   # the stream began less than pre_s before this R: hold its first
+        return seg
+    if a < st.start_index:     # the stream began less than pre_s before this R: hold its first
         seg = np.empty((n_leads, b - a))   # sample before it (P then searched after it only)
         seg[:, st.start_index - a:] = st.hist[:, st.start_index - h0: b - h0]
         seg[:, : st.start_index - a] = st.first[:, None]
-    elif a < h0:   # decided more than hold_s after its R: its samples are gone
-        seg = np.full((n_leads, b - a), np.nan)
-    else:
-        seg = st.hist[:, a - h0: b - h0]
-    rr = st.prev_rr if st.prev_rr is not None else round(cfg.default_rr_s * fs)
+        return seg
+    if a < h0:     # decided more than hold_s after its R: its samples are gone
+        return np.full((n_leads, b - a), np.nan)
+    return st.hist[:, a - h0: b - h0]
+
+
+def _run_beats(st: DelineationState, due: list[tuple[int, int, int | None]],
+               end: int | None = None) -> list[BeatWaves]:
+    """Delineate the beats `(r, decided_at, next_r)` in order from the history, as one batch
+    (`_Batch`); `end`: the stream ended there (flush). The state moves on as beat by beat."""
+    if not due:
+        return []
+    fs, cfg = st.fs_hz, st.config
     t0, t1, t2 = cfg.t_end_max_s
-    t_end = r + round(min(t0 + t1 * rr / fs, t2) * fs)
-    if next_r is not None:
-        t_end = min(t_end, next_r - round(cfg.next_guard_s * fs))
-    if end is not None and t_end + round(cfg.margin_s * fs) > end:
-        t_end = a              # the T wave's search window is not complete: no T
-    p_start = None
-    if st.prev_t_off is not None:
-        p_start = st.prev_t_off
-    if a < st.start_index:
-        p_start = max(p_start if p_start is not None else a,
-                      st.start_index + round(cfg.margin_s * fs))
-    per, usable, comb = delineate_window(seg, st.pre, fs, t_end - a,
-                                         None if p_start is None else p_start - a, cfg)
-    per = np.where(per >= 0, per + a, -1)
-    pts = {name: (int(comb[i]) + a if comb[i] >= 0 else None)
-           for i, name in enumerate(BOUNDARIES)}
-    valid = bool(usable.any() and pts["qrs_on"] is not None)
-    # sinus P waves keep their PR from beat to beat; fibrillatory waves do not. A P whose PR
-    # differs from the previous beat's P candidate by more than p_pr_tol_s is dropped (the
-    # candidate is still remembered, so a real change of PR costs one beat)
-    pr = None if pts["p_on"] is None or pts["qrs_on"] is None else pts["qrs_on"] - pts["p_on"]
-    if pr is not None and st.prev_pr is not None and \
-            abs(pr - st.prev_pr) > round(cfg.p_pr_tol_s * fs):
-        for name in ("p_on", "p_peak", "p_off"):
-            pts[name] = None
-    st.prev_pr = pr
-    rr_ms = (r - st.prev_r) * 1000.0 / fs if st.prev_r is not None else None
-    if st.prev_r is not None:
-        st.prev_rr = r - st.prev_r
-    st.prev_r = r
-    if pts["t_off"] is not None:
-        st.prev_t_off = pts["t_off"]
-    elif pts["qrs_off"] is not None:
-        st.prev_t_off = pts["qrs_off"]
-    return BeatWaves(r=int(r), decided_at=int(decided_at), fs_hz=fs, valid=valid,
-                     points=pts, per_lead=per, rr_ms=rr_ms)
+    margin = round(cfg.margin_s * fs)
+    # each beat's T bound from the RR before it (its predecessor in this order) and the next R
+    t_end, rr_ms = [], []
+    prev_r, prev_rr = st.prev_r, st.prev_rr
+    for r, _, next_r in due:
+        a = r - st.pre
+        rr = prev_rr if prev_rr is not None else round(cfg.default_rr_s * fs)
+        te = r + round(min(t0 + t1 * rr / fs, t2) * fs)
+        if next_r is not None:
+            te = min(te, next_r - round(cfg.next_guard_s * fs))
+        if end is not None and te + margin > end:
+            te = a             # the T wave's search window is not complete: no T
+        t_end.append(te - a)
+        rr_ms.append((r - prev_r) * 1000.0 / fs if prev_r is not None else None)
+        if prev_r is not None:
+            prev_rr = r - prev_r
+        prev_r = r
+    batch = _Batch(np.stack([_segment(st, r, end) for r, _, _ in due]), st.pre, fs,
+                   np.array(t_end, dtype=np.int64), cfg)
+    # each beat's P search starts after the previous beat's T offset (its QRS offset without
+    # a T), found above for the beats of this batch
+    comb = batch.comb.tolist()
+    p_start: list[int | None] = []
+    prev_t_off = st.prev_t_off
+    for (r, _, _), c in zip(due, comb):
+        a = r - st.pre
+        ps = prev_t_off
+        if a < st.start_index:
+            ps = max(ps if ps is not None else a, st.start_index + margin)
+        p_start.append(None if ps is None else ps - a)
+        if c[_TOFF] >= 0:
+            prev_t_off = c[_TOFF] + a
+        elif c[_QOFF] >= 0:
+            prev_t_off = c[_QOFF] + a
+    batch.p_waves(p_start)
+    a_all = np.array([r - st.pre for r, _, _ in due], dtype=np.int64)
+    per_all = np.where(batch.out >= 0, batch.out + a_all[:, None, None], -1)
+    any_usable = batch.usable.any(axis=1).tolist()
+    out = []
+    for k, ((r, decided_at, _), c) in enumerate(zip(due, batch.comb.tolist())):
+        a = r - st.pre
+        pts = {name: (c[i] + a if c[i] >= 0 else None) for i, name in enumerate(BOUNDARIES)}
+        valid = bool(any_usable[k] and pts["qrs_on"] is not None)
+        # sinus P waves keep their PR from beat to beat; fibrillatory waves do not. A P whose
+        # PR differs from the previous beat's P candidate by more than p_pr_tol_s is dropped
+        # (the candidate is still remembered, so a real change of PR costs one beat)
+        pr = None if pts["p_on"] is None or pts["qrs_on"] is None else \
+            pts["qrs_on"] - pts["p_on"]
+        if pr is not None and st.prev_pr is not None and \
+                abs(pr - st.prev_pr) > round(cfg.p_pr_tol_s * fs):
+            for name in ("p_on", "p_peak", "p_off"):
+                pts[name] = None
+        st.prev_pr = pr
+        if st.prev_r is not None:
+            st.prev_rr = r - st.prev_r
+        st.prev_r = r
+        if pts["t_off"] is not None:
+            st.prev_t_off = pts["t_off"]
+        elif pts["qrs_off"] is not None:
+            st.prev_t_off = pts["qrs_off"]
+        out.append(BeatWaves(r=int(r), decided_at=int(decided_at), fs_hz=fs, valid=valid,
+                             points=pts, per_lead=per_all[k], rr_ms=rr_ms[k]))
+    return out
 
 
 def delineate(x: np.ndarray, beats, state: DelineationState
@@ -698,14 +852,15 @@ def delineate(x: np.ndarray, beats, state: DelineationState
     if x.shape[0]:
         st.hist = np.concatenate([st.hist, x.T], axis=1)
         st.next_index += x.shape[0]
-    out = []
+    due = []
     while st.pending and st.pending[0][0] + st.post <= st.next_index:
         r, dec = st.pending[0]
-        due = r + st.post
-        later = [p for p in st.pending[1:] if p[1] <= due]
+        at = r + st.post
+        later = [p for p in st.pending[1:] if p[1] <= at]
         next_r = min(p[0] for p in later) if later else None
         st.pending = st.pending[1:]
-        out.append(_run_beat(st, r, max(dec, due), next_r))
+        due.append((r, max(dec, at), next_r))
+    out = _run_beats(st, due)
     # keep what the pending beats (and the next beats to come) may still read
     keep_from = st.next_index - st.pre - round(st.config.hold_s * st.fs_hz)
     if st.pending:
@@ -746,13 +901,11 @@ def delineate_flush(state: DelineationState) -> tuple[list[BeatWaves], Delineati
     st = DelineationState(**state.__dict__)
     if not st.pending or st.n_leads is None:
         return [], st
-    out = []
     end = st.next_index
     pend, st.pending = st.pending, ()
-    for k, (r, dec) in enumerate(pend):
-        next_r = pend[k + 1][0] if k + 1 < len(pend) else None
-        out.append(_run_beat(st, r, max(dec, end), next_r, end=end))
-    return out, st
+    due = [(r, max(dec, end), pend[k + 1][0] if k + 1 < len(pend) else None)
+           for k, (r, dec) in enumerate(pend)]
+    return _run_beats(st, due, end=end), st
 
 
 __all__ = ["BOUNDARIES", "DEFAULT_DELINEATION", "BeatWaves", "DelineationConfig",
