@@ -35,6 +35,7 @@ decision (`vf` None): a fill is not a rhythm, and a monitor then reports the tec
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -100,18 +101,32 @@ def vf_initial(fs_hz: float, thresholds: VfThresholds | None = None) -> VfState:
                    next_end=seg)
 
 
+@lru_cache(maxsize=8)
+def _segment_constants(n: int, fs_hz: float) -> tuple[np.ndarray, ...]:
+    """What `segment_features` computes from the segment's length and rate only, once: the
+    TCSC taper, the Hamming window, the spectrum's frequencies and its band and peak-search
+    masks (the same arrays, read-only; ~40 us a segment of the stream's VF cost)."""
+    k = min(int(round(TAPER_S * fs_hz)), n // 2)
+    w = np.ones(n)
+    if k > 0:
+        ramp = 0.5 * (1.0 - np.cos(np.pi * np.arange(k) / k))
+        w[:k], w[n - k:] = ramp, ramp[::-1]
+    f = np.fft.rfftfreq(n, 1.0 / fs_hz)
+    out = (w, np.hamming(n), f, (f >= SPECTRUM_HZ[0]) & (f <= SPECTRUM_HZ[1]),
+           (f >= PEAK_SEARCH_HZ[0]) & (f <= PEAK_SEARCH_HZ[1]))
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def segment_features(y: np.ndarray, fs_hz: float) -> dict[str, float]:
     """The three features (and the dominant frequency and mean |x|) of one filtered segment."""
     x = np.asarray(y, dtype=np.float64)
     x = x - x.mean()
     n = x.size
     mean_abs = float(np.mean(np.abs(x)))
+    w, hamming, f, band, search = _segment_constants(n, float(fs_hz))
     # TCSC: taper both ends, scale by the largest |x|, share of samples above the level
-    k = min(int(round(TAPER_S * fs_hz)), n // 2)
-    w = np.ones(n)
-    if k > 0:
-        ramp = 0.5 * (1.0 - np.cos(np.pi * np.arange(k) / k))
-        w[:k], w[n - k:] = ramp, ramp[::-1]
     xt = x * w
     peak = float(np.max(np.abs(xt))) if n else 0.0
     tcsc = 100.0 * float(np.mean(np.abs(xt) > TCSC_LEVEL * peak)) if peak > 0 else 0.0
@@ -126,10 +141,7 @@ def segment_features(y: np.ndarray, fs_hz: float) -> dict[str, float]:
     else:
         leak = 1.0
     # spectral concentration around the dominant frequency (Hamming-windowed amplitude)
-    amp = np.abs(np.fft.rfft(x * np.hamming(n)))
-    f = np.fft.rfftfreq(n, 1.0 / fs_hz)
-    band = (f >= SPECTRUM_HZ[0]) & (f <= SPECTRUM_HZ[1])
-    search = (f >= PEAK_SEARCH_HZ[0]) & (f <= PEAK_SEARCH_HZ[1])
+    amp = np.abs(np.fft.rfft(x * hamming))
     total = amp[band].sum()
     if total > 0:
         fd = float(f[search][np.argmax(amp[search])])
