@@ -46,6 +46,7 @@ import os
 import socket
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 
 from edge_ecg.errors import FrameError
@@ -104,6 +105,11 @@ class BedRun:
         self.outbox: list = []          # (subject, payload, msg id) not yet stored
         self.ack_msg = None             # the last frame whose events are all stored
         self.pending_snapshot: bytes | None = None
+        self.snapshot_put: asyncio.Task | None = None   # the snapshot being stored
+        # where in the snapshot period this bed takes its snapshots: beds claimed together
+        # would otherwise all dump and store ~1 MB each in the same tick, delaying that
+        # tick's events (the p99 latency) and the next tick
+        self.snapshot_phase = (zlib.crc32(self.key.encode()) % 997) / 997
         self.sub = None
         self.counters = BedCounters()
         self.claimed_at = time.time()
@@ -133,6 +139,8 @@ class Worker:
         self.conn = bus.ConnectionCounters()
         self._trouble: str | None = None
         self.failures: dict[str, dict] = {}   # bed -> errors, last error (kept after release)
+        self._beds_mark: tuple | None = None  # the bed registry's stream state when listed
+        self._bed_list: list[str] = []
 
     def stop(self) -> None:
         self._stop.set()
@@ -238,16 +246,28 @@ class Worker:
                 pass
 
     async def _renew(self) -> None:
-        for key, b in list(self.beds.items()):
-            try:
-                b.lease_rev = await self.kv_leases.update(key, self.id.encode(), last=b.lease_rev)
-            except Exception as exc:
-                if "wrong last sequence" in str(exc).lower() or "not found" in str(exc).lower() \
-                        or type(exc).__name__ in ("KeyWrongLastSequenceError", "KeyNotFoundError"):
-                    self._note(f"lost the lease of {key}: {exc!r}", logging.WARNING)
-                    await self._drop(key)
-                else:
-                    raise
+        """Every lease renewed at once: the updates go out together and their answers come
+        back together (one at a time, each a round trip, they cost ~3.5x the CPU in this
+        process and the broker's: 0.28 ms against 0.08 ms a lease, /tmp micro-benchmark in
+        BENCHMARKS.md)."""
+        beds = list(self.beds.items())
+
+        async def one(key: str, b: BedRun) -> None:
+            b.lease_rev = await self.kv_leases.update(key, self.id.encode(), last=b.lease_rev)
+
+        results = await asyncio.gather(*(one(k, b) for k, b in beds), return_exceptions=True)
+        failure = None
+        for (key, _), exc in zip(beds, results):
+            if not isinstance(exc, BaseException):
+                continue
+            if "wrong last sequence" in str(exc).lower() or "not found" in str(exc).lower() \
+                    or type(exc).__name__ in ("KeyWrongLastSequenceError", "KeyNotFoundError"):
+                self._note(f"lost the lease of {key}: {exc!r}", logging.WARNING)
+                await self._drop(key)
+            elif failure is None:
+                failure = exc
+        if failure is not None:
+            raise failure
 
     async def _keys(self, kv) -> list[str]:
         try:
@@ -257,9 +277,42 @@ class Worker:
                 return []
             raise
 
+    async def _bed_keys(self) -> list[str]:
+        """The registered beds. Listing a bucket's keys makes, reads and deletes a consumer
+        (~3 ms of this process's and the broker's CPU); the registry changes only when a bed
+        registers, so it is listed again only when its stream's state (last sequence,
+        messages) has changed since the last listing: one stream-info request (~0.4 ms)."""
+        info = await self.js.stream_info(f"KV_{bus.BEDS_BUCKET}")
+        mark = (info.state.last_seq, info.state.messages, info.state.first_seq)
+        if mark != self._beds_mark:
+            self._bed_list = sorted(await self._keys(self.kv_beds))
+            self._beds_mark = mark
+        return self._bed_list
+
+    async def _live_workers(self) -> set[str]:
+        """The workers whose heartbeat is in `ward_workers` (not expired, not deleted): the
+        bucket's subjects from one stream-info request, then the other workers' entries
+        (a deleted one, a worker that stopped cleanly, leaves a marker that is not a
+        heartbeat). Equal to listing the keys, at ~1/4 of its CPU with two workers."""
+        pre = f"$KV.{bus.WORKERS_BUCKET}."
+        info = await self.js.stream_info(f"KV_{bus.WORKERS_BUCKET}", subjects_filter=f"{pre}>")
+        others = [s[len(pre):] for s in (info.state.subjects or {})
+                  if s.startswith(pre) and s[len(pre):] != self.id]
+
+        async def live(key: str) -> bool:
+            try:
+                await self.kv_workers.get(key)
+                return True
+            except Exception as exc:
+                if type(exc).__name__ in ("KeyNotFoundError", "KeyDeletedError"):
+                    return False
+                raise
+        alive = await asyncio.gather(*(live(k) for k in others))
+        return {k for k, a in zip(others, alive) if a} | {self.id}
+
     async def _balance(self) -> None:
-        beds = sorted(await self._keys(self.kv_beds))
-        workers = await self._keys(self.kv_workers)
+        beds = await self._bed_keys()
+        workers = await self._live_workers()
         n_workers = max(len(set(workers) | {self.id}), 1)
         quota = math.ceil(len(beds) / n_workers) if beds else 0
         if self.opt.max_beds is not None:
@@ -272,15 +325,18 @@ class Worker:
         if len(self.beds) >= quota:
             return
         leased = set(await self._keys(self.kv_leases))
+        claimed = []
         for key in beds:
-            if len(self.beds) >= quota or self._stop.is_set():
+            if len(self.beds) + len(claimed) >= quota or self._stop.is_set():
                 break
             if key in leased or key in self.beds:
                 continue
             try:
-                rev = await self.kv_leases.create(key, self.id.encode())
+                claimed.append((key, await self.kv_leases.create(key, self.id.encode())))
             except Exception:
                 continue                 # another worker was faster
+
+        async def start(key: str, rev: int) -> None:
             try:
                 await self._start_bed(key, rev)
             except Exception as exc:
@@ -289,6 +345,9 @@ class Worker:
                     await self.kv_leases.delete(key)
                 except Exception:
                     pass
+        # the claimed beds start side by side: their snapshot reads, look-ups and consumers
+        # overlap, so the last of a dead worker's beds is not served a dozen starts later
+        await asyncio.gather(*(start(k, r) for k, r in claimed))
 
     # --- a bed arrives -------------------------------------------------------------------
     async def _start_bed(self, key: str, rev: int) -> None:
@@ -389,6 +448,11 @@ class Worker:
             except Exception:
                 pass
             b.sub = None
+        if b.snapshot_put is not None:      # an earlier snapshot must not land after this one
+            try:
+                await b.snapshot_put
+            except Exception:
+                pass
         if not b.outbox:
             try:
                 data = await asyncio.get_running_loop().run_in_executor(
@@ -445,12 +509,18 @@ class Worker:
         ready = [b for b, _ in work.values()]
         await self._publish(ready)
         for b in ready:
-            if b.pending_snapshot is not None and not b.outbox:
+            # stored beside the ticks (a put of ~1 MB is ~11 broker round trips): the next
+            # tick does not wait for it; one put at a time per bed, so they land in order
+            if b.pending_snapshot is not None and not b.outbox and (
+                    b.snapshot_put is None or b.snapshot_put.done()):
                 data, b.pending_snapshot = b.pending_snapshot, None
-                try:
-                    await self.obs.put(b.key, data)
-                except Exception as exc:
-                    self._note(f"{b.key}: snapshot put failed: {exc!r}", logging.WARNING)
+                b.snapshot_put = asyncio.create_task(self._put_snapshot(b.key, data))
+
+    async def _put_snapshot(self, key: str, data: bytes) -> None:
+        try:
+            await self.obs.put(key, data)
+        except Exception as exc:
+            self._note(f"{key}: snapshot put failed: {exc!r}", logging.WARNING)
 
     def _dump(self, b: BedRun) -> bytes:
         return snapshot.dump(b.proc, {"stream_seq": b.stream_seq, "n": b.n,
@@ -555,10 +625,12 @@ class Worker:
                 b.outbox.append((subject, self._json(b, d), eid))
             if key in last_msg:
                 b.ack_msg = last_msg[key]
+            period = self.opt.snapshot_s * getattr(b.proc, "fs_in", 500.0)
             if not b.guard.run and b.samples - b.samples_at_snapshot >= (
-                    self.opt.snapshot_s * getattr(b.proc, "fs_in", 500.0)):
+                    period * (1.0 - b.snapshot_phase)):
                 # (not while frames wait to confirm a restart: a takeover would not see them)
                 b.samples_at_snapshot = b.samples
+                b.snapshot_phase = 0.0      # the first one comes early, then every period
                 try:
                     b.pending_snapshot = self._dump(b)
                 except StateError as exc:   # state the snapshot cannot hold: a takeover
