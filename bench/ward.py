@@ -178,10 +178,17 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
         broker = bus.LocalBroker().start()
         station_to = pub_to = audit_to = worker_to = broker.url
     workers = {}
+    # the buckets with the lease TTL the workers are told (--lease-ttl): made with the
+    # defaults (3 s) by whoever came first, leases outlived a killed worker by a second more
+    cfg = bus.WardConfig(lease_ttl_s=args.lease_ttl)
     try:
         st = Station(station_to, StationOptions(port=0, web=False))   # state() only: no page
         if secure:      # the admin sets the ward up and names the bundle the station expects
-            await provision(broker.role("admin"), bundle=st.model["bundle"])
+            await provision(broker.role("admin"), cfg, bundle=st.model["bundle"])
+        else:
+            nc = await bus.connect(broker.url, "edge-ecg-bench-setup")
+            await bus.ensure(nc.jetstream(), cfg)
+            await bus.close(nc)
         ready = asyncio.Event()
         ts = asyncio.create_task(st.run(ready=ready))
         await ready.wait()
@@ -331,7 +338,9 @@ def main() -> int:
     ap.add_argument("--frame-s", type=float, default=frames.DEFAULT_FRAME_S,
                     help="seconds of signal per bus frame (the publisher's default)")
     ap.add_argument("--tick", type=float, default=0.25)
-    ap.add_argument("--snapshot", type=float, default=5.0)
+    ap.add_argument("--snapshot", type=float, default=10.0,
+                    help="seconds of signal between a bed's state snapshots (the worker's "
+                         "default; ~1 MB each a bed)")
     ap.add_argument("--lease-ttl", type=float, default=2.0)
     ap.add_argument("--warmup", type=float, default=4.0)
     ap.add_argument("--json", default=None, help="also write the figures here")
