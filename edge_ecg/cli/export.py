@@ -33,7 +33,9 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--route-search", args.route_search]
     if args.min_macs is not None:
         parts += ["--min-macs", str(args.min_macs)]
-    for flag, value in (("int8-chains", args.int8_chains), ("ort-optimized", args.ort_optimized)):
+    for flag, value in (("int8-chains", args.int8_chains), ("ort-optimized", args.ort_optimized),
+                        ("route-heads", args.route_heads),
+                        ("beat-experts-int8", args.beat_experts_int8)):
         if value is not None:
             parts.append(f"--{flag}" if value else f"--no-{flag}")
     if args.allow_metric_drop:
@@ -73,6 +75,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-chains", action=argparse.BooleanOptionalAction, default=None,
                         help="int8: the convolutional experts' ReLUs, residual Adds and "
                              "pooling int8 as well, so their convolutions chain in int8")
+    parser.add_argument("--route-heads", action=argparse.BooleanOptionalAction, default=None,
+                        help="routed graphs: a per-beat head reads only the experts carrying "
+                             "its own gate mass (the other tasks' experts then compute the "
+                             "pooled beats only)")
+    parser.add_argument("--beat-experts-int8", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="int8: the morphology experts a per-beat task reads quantized "
+                             "too (otherwise kept fp32)")
     parser.add_argument("--ort-optimized", action=argparse.BooleanOptionalAction, default=None,
                         help="int8: ship onnxruntime's optimised graph (QLinear kernels, fused "
                              "ops) instead of the QDQ file")
@@ -95,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     args.variants = _list(args.variants)
     # options left unset keep the stage's defaults (export/stage.py says why each is what it is)
     extra = {k: v for k, v in (("min_macs", args.min_macs), ("int8_chains", args.int8_chains),
-                               ("ort_optimized", args.ort_optimized)) if v is not None}
+                               ("ort_optimized", args.ort_optimized),
+                               ("route_heads", args.route_heads),
+                               ("beat_experts_int8", args.beat_experts_int8)) if v is not None}
     if args.route_search is not None:
         text = args.route_search.strip().lower()
         extra["route_search"] = () if text in ("", "none") else tuple(

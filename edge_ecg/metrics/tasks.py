@@ -63,7 +63,7 @@ def task_metrics(tasks: TaskSet, outputs: dict[str, np.ndarray],
 
 def beat_slot_metrics(classes, probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Per-beat-slot scores: `probs` `(N, M', C)` (M' <= M slots), `labels` `(N, M)` NaN =
-    unlabelled."""
+    unlabelled. Per class: `{name}_n` reference beats, `{name}_se`, `{name}_ppv`."""
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)[:, : probs.shape[1]]
     ok = np.isfinite(y)
@@ -76,6 +76,7 @@ def beat_slot_metrics(classes, probs: np.ndarray, labels: np.ndarray) -> dict[st
     for c, name in enumerate(classes):
         tp = int(np.sum((pred == c) & (yt == c)))
         n_true, n_pred = int(np.sum(yt == c)), int(np.sum(pred == c))
+        out[f"{name}_n"] = n_true
         if n_true:
             out[f"{name}_se"] = tp / n_true
         if n_pred:
