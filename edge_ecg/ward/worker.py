@@ -60,7 +60,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerOptions:
-    tick_s: float = 0.25              # how often the beds' new frames are processed
+    tick_s: float = 0.25              # the beds' new frames are processed at most this often
+    gather_s: float = 0.02            # an idle worker waits this long after a frame arrives
+                                      # for the frames sent with it (beds behind one bridge)
     snapshot_s: float = 10.0          # seconds of signal between a bed's state snapshots
     max_frames_per_tick: int = 400    # per bed: bounds a tick while a bed catches up
     max_beds: int | None = None       # never serve more beds than this
@@ -139,6 +141,7 @@ class Worker:
         self.conn = bus.ConnectionCounters()
         self._trouble: str | None = None
         self.failures: dict[str, dict] = {}   # bed -> errors, last error (kept after release)
+        self._arrived = asyncio.Event()       # a frame arrived since the last tick began
         self._beds_mark: tuple | None = None  # the bed registry's stream state when listed
         self._bed_list: list[str] = []
 
@@ -387,6 +390,7 @@ class Worker:
 
         async def on_msg(msg, b=b):
             b.inbox.append(msg)
+            self._arrived.set()
 
         b.sub = await self.nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=200_000,
                                         pending_bytes_limit=1 << 30)
@@ -479,18 +483,41 @@ class Worker:
 
     # --- ticks ---------------------------------------------------------------------------
     async def _tick_loop(self) -> None:
+        """A tick at most every `tick_s`. An idle worker (no frame waiting, no event to
+        resend) starts the next one when frames arrive, `gather_s` after the first, instead
+        of on a fixed beat: frames sent together (a publisher's beds) wait ~`gather_s`
+        instead of up to `tick_s` for their tick, and ride in one batch. Beds whose frames
+        arrive at random times still wait up to `tick_s` while the worker is busy."""
         while not self._stop.is_set():
             t0 = time.perf_counter()
+            self._arrived.clear()
             try:
                 await self._flush()
                 self._loop_ok()
             except Exception as exc:
                 self._loop_failed("tick", exc)
             dt = time.perf_counter() - t0
+            if await self._stopped_within(max(self.opt.tick_s - dt, 0.0)):
+                break
+            if any(b.inbox or b.outbox for b in self.beds.values()):
+                continue
+            wake = asyncio.ensure_future(self._arrived.wait())
+            stop = asyncio.ensure_future(self._stop.wait())
             try:
-                await asyncio.wait_for(self._stop.wait(), max(self.opt.tick_s - dt, 0.0))
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({wake, stop}, timeout=self.opt.tick_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                wake.cancel()
+                stop.cancel()
+            if self._arrived.is_set() and await self._stopped_within(self.opt.gather_s):
+                break
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+            return True
+        except asyncio.TimeoutError:
+            return self._stop.is_set()
 
     async def _flush(self, final: bool = False) -> None:
         # beds whose events of a previous tick are not stored yet wait for them first
