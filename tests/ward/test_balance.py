@@ -1,0 +1,69 @@
+"""What a worker reads to share the beds out (worker.Worker._bed_keys, _live_workers): the same
+answers as listing the buckets' keys, at a fraction of the broker round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from edge_ecg.ward import bus
+
+
+async def _bound_worker(url, backend, ttl_s: float):
+    from edge_ecg.ward.worker import Worker, WorkerOptions
+
+    w = Worker(url, backend, WorkerOptions(cfg=bus.WardConfig(lease_ttl_s=ttl_s)), "w-self")
+    w.nc = await bus.connect(url, "test-balance")
+    w.js = w.nc.jetstream()
+    st = await bus.ensure(w.js, w.opt.cfg)
+    w.kv_beds, w.kv_workers = st[bus.BEDS_BUCKET], st[bus.WORKERS_BUCKET]
+    return w
+
+
+def test_live_workers_leave_out_deleted_and_expired_heartbeats(broker, backend):
+    async def main():
+        w = await _bound_worker(broker.url, backend, ttl_s=1.0)
+        try:
+            async def listed():        # the former way: the bucket's keys, deletes left out
+                return set(await w._keys(w.kv_workers)) | {w.id}
+
+            await w.kv_workers.put("w-a", b"{}")
+            await w.kv_workers.put("w-b", b"{}")
+            assert await w._live_workers() == await listed() == {"w-self", "w-a", "w-b"}
+            await w.kv_workers.delete("w-b")       # a worker that stopped cleanly
+            assert await w._live_workers() == await listed() == {"w-self", "w-a"}
+            t0 = time.monotonic()                  # one killed: its heartbeat expires
+            while await w._live_workers() != {"w-self"}:
+                assert time.monotonic() - t0 < 10, "heartbeat never expired"
+                await asyncio.sleep(0.1)
+            assert await listed() == {"w-self"}
+        finally:
+            await w.nc.close()
+    asyncio.run(main())
+
+
+def test_bed_registry_listed_again_only_when_it_changes(broker, backend):
+    async def main():
+        w = await _bound_worker(broker.url, backend, ttl_s=2.0)
+        listings = []
+        keys = w._keys
+
+        async def counted(kv):
+            listings.append(kv)
+            return await keys(kv)
+        w._keys = counted
+        try:
+            assert await w._bed_keys() == []
+            for bed in ("b2", "b1"):
+                await w.kv_beds.put(f"icu.{bed}", b"{}")
+            assert await w._bed_keys() == ["icu.b1", "icu.b2"]
+            n = len(listings)
+            assert await w._bed_keys() == ["icu.b1", "icu.b2"]
+            assert len(listings) == n, "listed again though nothing changed"
+            await w.kv_beds.put("icu.b3", b"{}")   # a bed registers
+            assert await w._bed_keys() == ["icu.b1", "icu.b2", "icu.b3"]
+            await w.kv_beds.delete("icu.b2")
+            assert await w._bed_keys() == ["icu.b1", "icu.b3"]
+        finally:
+            await w.nc.close()
+    asyncio.run(main())
