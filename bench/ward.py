@@ -9,12 +9,13 @@ of the generator's conditions. Everything runs on this machine: nats-server (Jet
 storage) on a loopback port, the publisher and the station in this process, workers as
 `edge-ecg ward worker` processes.
 
-Frames carry 0.5 s of signal (`--frame-s`, the publisher's default) and workers tick every
-0.25 s (`--tick`). Measured here (24 beds, 40 s, 2-core machine): 1 worker 121.5-136.8 beds
-per core end to end, 2 workers 110.3-117.8 (two runs), p99 sample-to-event ~0.8 s; with
-0.1-s frames (the ward before 0.5-s frames became the default) 87.1 and 77.1, p99 <= 417 ms:
-every frame is a broker message and a processor call, so frame duration trades CPU a bed
-against latency.
+Frames carry 0.5 s of signal (`--frame-s`, the publisher's default); workers tick at most
+every 0.25 s (`--tick`), when frames arrive; each bed's state is snapshotted every 10 s of
+signal (`--snapshot`, the worker's default; ~1 MB a bed, the ward's largest cost outside the
+runtime); the buckets are made with the workers' lease TTL (`--lease-ttl`, 2 s). Figures, and
+where the CPU goes, in BENCHMARKS.md (Ward). Every frame is a broker message and a processor
+call, so frame duration trades CPU a bed against latency (0.1-s frames: ~30 % fewer beds per
+core, p99 sample-to-event <= 0.42 s in an earlier round).
 
 Phases:
   scale   the same beds served by 1 worker, then by 2 (fresh broker each): CPU seconds of every
