@@ -623,7 +623,7 @@ class _Batch:
             o[_QON], o[_QOFF] = q_on, q_off
             bl = _median(s40[i, max(q_on - w, 0): q_on + 1])
             o[_QPK] = r - core + int(np.argmax(np.abs(s40[i, r - core: r + core + 1] - bl)))
-        self.has = has = (out[:, :, _QON] >= 0).any(axis=1)
+        self.has = has = np.asarray((out[:, :, _QON] >= 0).any(axis=1), dtype=bool)
         if not has.any():
             return
         q_out = out[has]
