@@ -75,25 +75,40 @@ CONTEXT_COLUMNS: tuple[str, ...] = (
 )
 N_CONTEXT = len(CONTEXT_COLUMNS)
 _RAW = {k: i for i, k in enumerate(RAW_COLUMNS)}
+# the reductions `.sum()`, `.max()`, `.min()` make, called directly (a beat makes ~30 of them
+# on small arrays, where the methods' Python wrappers cost as much as the work)
+_SUM, _MAX, _MIN = np.add.reduce, np.maximum.reduce, np.minimum.reduce
+
+
+def _centred(a: np.ndarray) -> np.ndarray:
+    """`a - a.mean()` for a 1-D float64 array, without `mean`'s wrapper: the same sum
+    (`np.add.reduce`) divided by the count, the same numbers."""
+    return a - float(_SUM(a)) / a.size
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    a = a - a.mean()
-    b = b - b.mean()
-    d = math.sqrt(float(a @ a) * float(b @ b))
+    a = _centred(a)
+    return _corr_centred(a, float(a @ a), b)
+
+
+def _corr_centred(a: np.ndarray, aa: float, b: np.ndarray) -> float:
+    """`_corr(a0, b)` with `a = a0 - a0.mean()` and `aa = a @ a` worked out by the caller
+    (a beat's QRS is matched against every template: centred once, the same numbers)."""
+    b = _centred(b)
+    d = math.sqrt(aa * float(b @ b))
     return float(a @ b) / d if d > 1e-12 else 0.0
 
 
 def _width(q: np.ndarray) -> float:
     """QRS width proxy (samples): the summed absolute slope over the leads divided by its peak
     (a wide beat spreads its slope energy over more samples)."""
-    e = np.abs(np.diff(q, axis=1)).sum(0)
-    m = float(e.max()) if e.size else 0.0
-    return float(e.sum()) / m if m > 1e-9 else 0.0
+    e = _SUM(np.abs(q[:, 1:] - q[:, :-1]), axis=0)       # np.diff, .sum(0)
+    m = float(_MAX(e)) if e.size else 0.0
+    return float(_SUM(e)) / m if m > 1e-9 else 0.0
 
 
 def _ptp(q: np.ndarray) -> float:
-    return float((q.max(1) - q.min(1)).max()) if q.size else 0.0
+    return float(_MAX(_MAX(q, axis=1) - _MIN(q, axis=1))) if q.size else 0.0
 
 
 class PatientContext:
@@ -142,7 +157,13 @@ class PatientContext:
     # --- per beat ------------------------------------------------------------------------
     def _local(self) -> float:
         k = min(self.n_rr, LOCAL_N)
-        return float(np.median(self.rr[:k])) if k else 0.0
+        if not k:
+            return 0.0
+        # np.median of <= 8 finite values, in Python floats: the middle one, or the two
+        # middle ones' mean ((a + b) / 2, as np.mean takes it), the same number
+        v = sorted(self.rr[:k].tolist())
+        h = k // 2
+        return v[h] if k % 2 else (v[h - 1] + v[h]) / 2
 
     def dominant(self) -> int:
         """Index of the dominant cluster (-1 with none): the most frequent of the clusters
@@ -191,8 +212,10 @@ class PatientContext:
         n = self.n_clusters
         best, best_c = -1, -2.0
         flat_q = bq.ravel()
+        cq = flat_q - flat_q.mean()
+        cqq = float(cq @ cq)
         for k in range(n):
-            c = _corr(flat_q, self.templates[k, :, q0:q1].ravel())
+            c = _corr_centred(cq, cqq, self.templates[k, :, q0:q1].ravel())
             if c > best_c:
                 best, best_c = k, c
         amp = _ptp(bq)
@@ -214,7 +237,7 @@ class PatientContext:
         t = self.templates[dom]
         tq = t[:, q0:q1]
         row[_RAW["learned"]] = 1.0 if self.learn_left <= 0 else 0.0
-        row[_RAW["qrs_corr"]] = _corr(flat_q, tq.ravel())
+        row[_RAW["qrs_corr"]] = _corr_centred(cq, cqq, tq.ravel())
         tw = _width(tq)
         row[_RAW["width_ratio"]] = min(_width(bq) / tw, 5.0) if tw > 0 else 1.0
         ta = _ptp(tq)

@@ -90,6 +90,7 @@ import numpy as np
 from edge_ecg.errors import SignalError
 from edge_ecg.signal.design import butter
 from edge_ecg.signal.filters import filter_initial, sos_step
+from edge_ecg.signal.normalize import median_last_axis
 
 
 @dataclass(frozen=True)
@@ -659,6 +660,9 @@ def _refine(snip: tuple, p: int, fs: float, n_mwi: int, cfg: QRSConfig) -> int:
     if ref.shape[0] == 1:   # np.median's wrappers cost more than the work here
         half = ref.shape[1] // 2
         base = np.partition(ref[0], half)[half:half + 1]
+    elif np.isfinite(ref).all():
+        # np.median's numbers without its wrappers (nor its first call's import of numpy.ma)
+        base = median_last_axis(ref)[:, 0]
     else:
         base = np.median(ref, axis=1)
     seg = raw[:, a - h0: b + 1 - h0] - base[:, None]          # (L, window)
