@@ -22,8 +22,12 @@ from edge_ecg.runtime.recent import RecentValues
 from edge_ecg.signal.contract import InputBatch, SignalContract
 
 GATE_PREFIX = "gate_"
-KEEP_BATCH = 16              # batch rows kept allocated between hops (a hop at max speed
-                             # releases ~4 windows: 4-s replay chunks)
+KEEP_BATCH = 32              # batch rows kept allocated between hops. A replay at max speed
+                             # releases 16 windows a chunk (16-s chunks), at times 17: with 16
+                             # kept, such a batch grew to 32 and was let go, and the next grew
+                             # again 4 -> 8 -> 16 -> 32 (27 allocations, ~40 ms of a 5-min
+                             # replay). Rows never written stay unmapped (zeroed pages); a
+                             # real-time stream's batches hold 1-2 windows and never grow.
 EXPERT_WEIGHT_MIN = 1e-4     # gate weight above which an expert counts as used (top-k scatter
                              # leaves exact zeros; int8 graphs leave tiny residues)
 
