@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_ecg.runtime.events import PredictionEvent, StatusEvent
 from edge_ecg.runtime.quality import QualityConfig
-from edge_ecg.runtime.recent import RecentValues
+from edge_ecg.runtime.recent import RecentValues, percentile
 from edge_ecg.runtime.stage_timer import StageTimer
 from edge_ecg.runtime.stream_processor import StreamProcessor
 from edge_ecg.runtime.summary import Summary
@@ -233,6 +233,6 @@ class Pipeline:
         s.wall_s = wall_s
         lat = self.latency_s.values() * 1000.0
         if lat.size:
-            s.latency_ms_p50 = float(np.percentile(lat, 50))
-            s.latency_ms_p99 = float(np.percentile(lat, 99))
+            s.latency_ms_p50 = percentile(lat, 50)
+            s.latency_ms_p99 = percentile(lat, 99)
         return s

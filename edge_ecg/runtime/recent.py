@@ -9,6 +9,8 @@ of 1-s windows, 67 min of 40-ms chunks), which is what a summary or a profile re
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 DEFAULT_CAPACITY = 100_000
@@ -61,4 +63,22 @@ class RecentValues:
         return v if dtype is None else v.astype(dtype)
 
 
-__all__ = ["DEFAULT_CAPACITY", "RecentValues"]
+def percentile(values: np.ndarray, q: float) -> float:
+    """`float(np.percentile(values, q))` (linear method) of a non-empty 1-D array of finite
+    floats, the same number: numpy's virtual index `(n - 1) * (q / 100)` and its two-sided
+    interpolation (`_lerp`: from below under gamma 0.5, from above at or over it). Why not
+    numpy's: its first call imports numpy.ma (`np.unique` checks for masked arrays), 12 ms of
+    an `edge-ecg stream` process spent only on its closing summary."""
+    v = np.sort(np.asarray(values, dtype=np.float64).ravel()).tolist()
+    n = len(v)
+    vi = (n - 1) * (float(q) / 100)
+    if vi >= n - 1:
+        return v[-1]
+    lo = math.floor(vi)
+    a, b = v[lo], v[lo + 1]
+    gamma = vi - lo
+    d = b - a
+    return b - d * (1 - gamma) if gamma >= 0.5 else a + d * gamma
+
+
+__all__ = ["DEFAULT_CAPACITY", "RecentValues", "percentile"]

@@ -118,7 +118,9 @@ class RhythmHistory:
 
     def rr_ms(self) -> np.ndarray:
         """RR intervals (ms) of the sorted beat times, none spanning a gap's start."""
-        t = np.unique(np.fromiter(self.beat_t, float))
+        t = np.sort(np.fromiter(self.beat_t, float))   # np.unique's numbers (times are
+        if t.size > 1:                                   # finite), without its first call's
+            t = t[np.concatenate(([True], t[1:] != t[:-1]))]   # import of numpy.ma (12 ms)
         if t.size < 2:
             return np.zeros(0)
         keep = np.ones(t.size - 1, dtype=bool)

@@ -23,6 +23,7 @@ from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, Withhe
 from edge_ecg.runtime.predictor import Predictor, split_rows
 from edge_ecg.runtime.quality import (HalfBlockExtremes, QualityConfig, flat_block_len,
                                       judge_window, noise_ratio)
+from edge_ecg.runtime.recent import percentile
 from edge_ecg.runtime.ring_buffer import FLAG_BREAK, FLAG_GAP, RingBuffer
 from edge_ecg.runtime.settling import SETTLE_MAX_S, beats_settled, tail_decided
 from edge_ecg.runtime.stage_timer import StageTimer
@@ -496,8 +497,7 @@ class StreamProcessor:
                 s.beat_classes = self.beat_classes.burden()
             lat = self.predictor.latency_s.values() * 1000.0
             if lat.size:
-                s.inference_ms_p50, s.inference_ms_p99 = (float(np.percentile(lat, 50)),
-                                                          float(np.percentile(lat, 99)))
+                s.inference_ms_p50, s.inference_ms_p99 = percentile(lat, 50), percentile(lat, 99)
         return s
 
 

@@ -45,8 +45,10 @@ def median_last_axis(x: np.ndarray) -> np.ndarray:
     0.17 (one rank + max of the left part) and 0.08 (`np.median`).
     """
     n = x.shape[-1]
-    if n < 2:
+    if n == 0:
         return np.median(x, axis=-1, keepdims=True)
+    if n == 1:                  # the mean of one value: the value
+        return x[..., :1].copy()
     k = n // 2
     if n % 2:
         return np.partition(x, (k - 1, k), axis=-1)[..., k:k + 1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_ecg.runtime.recent import RecentValues
+from edge_ecg.runtime.recent import RecentValues, percentile
 from edge_ecg.runtime.stage_timer import STAGES, StageTimer
 
 
@@ -35,3 +35,16 @@ def test_stage_timer_times_are_bounded_arrays_and_counts_all():
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 for v in times.values())
     np.testing.assert_allclose(times["beats"], [6e-3, 7e-3, 8e-3, 9e-3])
     assert t.counts()["beats"] == 10 and times["read"].size == 0
+
+
+def test_percentile_is_numpys_linear_percentile():
+    """The summary's percentile (no numpy.ma import) gives np.percentile's very numbers."""
+    rng = np.random.default_rng(3)
+    for n in [*range(1, 30), 100, 1001]:
+        for t in range(8):
+            v = rng.standard_normal(n) * (1e-3, 1.0, 50.0, 1e4)[t % 4] + 100.0 * (t % 2)
+            if t % 3 == 0:
+                v = np.round(v, 1)
+            for q in (0, 1, 25, 50, 90, 99, 99.9, 100, float(rng.uniform(0, 100))):
+                got = percentile(v, q)
+                assert type(got) is float and got == float(np.percentile(v, q)), (n, q)

@@ -256,3 +256,7 @@ def test_parts_match_frozen_original():
     y[0, 0] = np.nan                                    # NaN: numpy's median, NaN row
     np.testing.assert_array_equal(normalize(y, "median_mv"), _old_normalize(y, "median_mv"))
     np.testing.assert_array_equal(median_last_axis(x), np.median(x, axis=-1, keepdims=True))
+    for n in range(1, 12):                     # short float64 series (RR, QRS widths)
+        v = np.round(rng.normal(800, 120, n), (0, 1)[n % 2])
+        m = median_last_axis(v)
+        assert m.dtype == np.float64 and m.tolist() == [float(np.median(v))]
