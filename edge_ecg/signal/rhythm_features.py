@@ -71,11 +71,14 @@ def sample_entropy(x: np.ndarray, r: float, m: int = 1) -> float:
     for j in range(m):
         seg = x[j:j + k]
         d = np.maximum(d, np.abs(seg[:, None] - seg[None, :]))
-    iu = np.triu_indices(k, 1)                   # pairs i < j, self-matches excluded
-    b = int(np.count_nonzero(d[iu] <= r))
+    # pairs i < j, self-matches excluded: d is symmetric (|a - b| and |b - a| are the same
+    # float) with a zero diagonal, so the upper triangle's count is (all - diagonal) / 2,
+    # without gathering it (the same integers; r >= 0 holds the diagonal in)
+    diag = k if r >= 0 else 0
+    b = (int(np.count_nonzero(d <= r)) - diag) // 2
     last = x[m:m + k]
     d1 = np.maximum(d, np.abs(last[:, None] - last[None, :]))
-    a = int(np.count_nonzero(d1[iu] <= r))
+    a = (int(np.count_nonzero(d1 <= r)) - diag) // 2
     return float(-np.log((a + 1.0) / (b + 1.0)))
 
 
