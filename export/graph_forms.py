@@ -48,7 +48,7 @@ def _classes() -> dict:
     import torch
     import torch.nn.functional as F
 
-    from edge_ecg.model.period_expert import BeatHead, MorphologyExpert, beat_rr_features
+    from edge_ecg.model.period_expert import BeatHead, MorphologyExpert
     from edge_ecg.model.scouts import CNNScout, DLinearScout, FoldScout
 
     class PooledFoldScout(FoldScout):
@@ -120,14 +120,7 @@ def _classes() -> dict:
             total = g.sum(-1, keepdim=True)
             g = torch.where(total > 0, g / total.clamp(min=1e-9),
                             torch.full_like(g, 1.0 / len(keep)))
-            h = torch.einsum("be,bemd->bmd", g, h)                            # (B, M, D)
-            parts = [h, beat_rr_features(beat_rr), shape]
-            if self.n_context:
-                parts.append(beat_ctx)
-            z = self.logits(F.relu(self.hidden(torch.cat(parts, -1))))
-            if self.n_context:
-                z = z + self.context(beat_ctx)
-            return z
+            return self.classify(torch.einsum("be,bemd->bmd", g, h), beat_rr, shape, beat_ctx)
 
     return {"fold": (FoldScout, PooledFoldScout), "cnn": (CNNScout, PooledCNNScout),
             "dlinear": (DLinearScout, FusedDLinearScout),

@@ -168,7 +168,12 @@ class BeatHead(nn.Module):
         `shape` `(B, M, 3)` (`beat_shape_features`); `beat_ctx` `(B, M, n_context)` (the
         patient context, with `n_context`) -> `(B, M, n_out)`."""
         h = torch.stack([F.relu(p(f)) for p, f in zip(self.proj, per_beat)], 1)  # (B, E, M, D)
-        h = torch.einsum("be,bemd->bmd", gate, h)
+        return self.classify(torch.einsum("be,bemd->bmd", gate, h), beat_rr, shape, beat_ctx)
+
+    def classify(self, h: torch.Tensor, beat_rr: torch.Tensor, shape: torch.Tensor,
+                 beat_ctx: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits from the gate-mixed beat features `h` `(B, M, d)` and the beat's RR,
+        shape and patient context (shared with the export's routed head)."""
         parts = [h, beat_rr_features(beat_rr), shape]
         if self.n_context:
             parts.append(beat_ctx)
