@@ -147,17 +147,11 @@ def beat_template(beats, beat_mask):
 def beat_shape_features(beats, beat_mask):
     """`edge_ecg.model.period_expert.beat_shape_features` with the template and each beat's
     product with it as MatMuls."""
-    import torch
+    from edge_ecg.model.period_expert import shape_against_template
 
     b = beats.flatten(2)                                                     # (B, M, K)
     t = beat_template(beats, beat_mask)                                      # (B, 1, K)
-    bt = (b @ t.transpose(1, 2))[..., 0]
-    bb = (b * b).sum(-1)
-    tt = (t * t).sum(-1).clamp(min=1e-6)
-    corr = bt / (bb.sqrt() * tt.sqrt()).clamp(min=1e-6)
-    energy = (bb / tt).clamp(max=25.0).sqrt()
-    dev = (b - t).abs().amax(-1) / t.abs().amax(-1).clamp(min=1e-3)
-    return torch.stack([corr, energy, dev.clamp(max=10.0)], -1) * beat_mask[..., None]
+    return shape_against_template(b, t, (b @ t.transpose(1, 2))[..., 0], beat_mask)
 
 
 def _swap_class(module, new_cls):

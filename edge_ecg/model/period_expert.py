@@ -130,7 +130,14 @@ def beat_shape_features(beats: torch.Tensor, beat_mask: torch.Tensor) -> torch.T
     tmpl = (beats * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1.0)
     b = beats.flatten(2)                                                 # (B, M, L*len)
     t = tmpl.flatten(2)                                                  # (B, 1, L*len)
-    bt = (b * t).sum(-1)
+    return shape_against_template(b, t, (b * t).sum(-1), beat_mask)
+
+
+def shape_against_template(b: torch.Tensor, t: torch.Tensor, bt: torch.Tensor,
+                           beat_mask: torch.Tensor) -> torch.Tensor:
+    """`beat_shape_features` from the flattened beats `b` `(B, M, K)`, their template `t`
+    `(B, 1, K)` and each beat's dot product with it `bt` `(B, M)` (the export computes `t` and
+    `bt` as MatMuls, export.graph_forms)."""
     bb = (b * b).sum(-1)
     tt = (t * t).sum(-1).clamp(min=1e-6)
     corr = bt / (bb.sqrt() * tt.sqrt()).clamp(min=1e-6)
