@@ -312,11 +312,6 @@ def _medians(a: np.ndarray) -> np.ndarray:
     return v[:, m].copy() if v.shape[1] % 2 else (v[:, m - 1] + v[:, m]) / 2.0
 
 
-def _lines(b0: np.ndarray, b1: np.ndarray, num: int, m: int) -> np.ndarray:
-    """`_line` for each row (start `b0[i]`, end `b1[i]`), the same floats."""
-    return np.stack([_line(float(x0), float(x1), num, m) for x0, x1 in zip(b0, b1)])
-
-
 def _quantile(v: np.ndarray, q: float) -> float:
     """`np.quantile(v, q)` (linear method) of a short 1-D int64 array, the same float. The
     median (every q the module uses today) in a few operations: numpy's lerp gives
