@@ -54,7 +54,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", default="synth:64",
                         help="calibration data spec (load_dataset): synth:N, a jsonl, mitdb:PATH")
     parser.add_argument("--eval", dest="eval_spec", default="",
-                        help="data for parity and metrics; empty = the held-out half of --calib")
+                        help="data for parity, metrics, the route search and the acceptance "
+                             "gate; empty = the held-out half of --calib. Choices are taken on "
+                             "it, so name validation patients, never a test fold: the bundled "
+                             "model uses recipe:validation?subjects=CHECKPOINT")
     parser.add_argument("--quantize", choices=("int8", "none"), default="int8")
     parser.add_argument("--formats", default="onnx,openvino", help="comma-separated")
     parser.add_argument("--variants", default="",

@@ -17,11 +17,15 @@ Specs:
   `PATH.jsonl[?root=DIR&limit=N]`   an EnECG / MIMIC-IV-ECG label table
   a mixture: specs joined by `;`, or `recipe:PATH.toml[?data=DIR]` (a `[[source]]` table per
       spec with `spec`, `weight` and `tasks`; `{data}` in a spec is the data folder, default
-      ../shared/data; PATH may name a recipe packaged in edge_ecg/data/recipes/)
+      ../shared/data; `?subjects=PATH` applies that option to every source; PATH may name a
+      recipe packaged in edge_ecg/data/recipes/, e.g.
+      `recipe:validation?subjects=CHECKPOINT`, the checkpoint's own validation patients)
 Every spec takes `hop=SECONDS` (default: one window, i.e. non-overlapping windows: neighbouring
 overlapping windows are near duplicates and would multiply memory), `limit=N` (first N
 records), `folds=0,2&kfold=5` (only the subjects whose fold, `subject_fold`, is listed: a
-split by patient that is the same on every machine), `tasks=a,b` (keep only these tasks' labels
+split by patient that is the same on every machine), `subjects=PATH` (only the subjects PATH
+names: a checkpoint folder or its metrics.json, whose `val_subjects` are the patients its
+training held out for validation, or a text file with one subject id per line), `tasks=a,b` (keep only these tasks' labels
 from this source: the others are masked) and `weight=W` (the source's share of the draws in a
 training epoch, relative to the other sources of a mixture).
 """
@@ -118,9 +122,10 @@ def read_recipe(target: str) -> list[tuple[str, dict]]:
 
     body, _, query = target.partition("?")
     opts = dict(parse_qsl(query))
-    unknown = set(opts) - {"data"}
+    unknown = set(opts) - {"data", "subjects"}
     if unknown:
-        raise RecordError(f"recipe {target!r}: unknown option(s) {sorted(unknown)}; known: data")
+        raise RecordError(f"recipe {target!r}: unknown option(s) {sorted(unknown)}; "
+                          "known: data, subjects")
     path = Path(body)
     if path.is_file():
         text, where = path.read_text(), str(path)
@@ -137,6 +142,12 @@ def read_recipe(target: str) -> list[tuple[str, dict]]:
     except tomllib.TOMLDecodeError as exc:
         raise RecordError(f"{where}: not valid TOML: {exc}") from None
     # ?data= wins; a recipe's own `data` other than the default is used as written
+    missing = [o for o in doc.get("needs", []) if o not in opts]
+    if missing:
+        raise RecordError(f"{where} needs option(s) {missing}: "
+                          + "; ".join(f"recipe:{body}?{o}=..." for o in missing)
+                          + (" (subjects: the checkpoint whose validation patients to use)"
+                             if "subjects" in missing else ""))
     data = opts.get("data") or doc.get("data", DATA_ROOT)
     if data == DATA_ROOT:
         data = default_data_root()
@@ -152,10 +163,53 @@ def read_recipe(target: str) -> list[tuple[str, dict]]:
             over["weight"] = float(src["weight"])
         if "tasks" in src:
             over["tasks"] = ",".join(src["tasks"])
+        if "subjects" in opts:
+            over["subjects"] = opts["subjects"]
         out.append((src["spec"].replace("{data}", data), over))
     if not out:
         raise RecordError(f"{where}: no [[source]] entries")
     return out
+
+
+def read_subject_list(path: str | Path, spec: str = "") -> frozenset[str]:
+    """The subject ids a `subjects=` option names: a checkpoint folder or its metrics.json
+    (its `val_subjects`) or a text file of ids, one per line (`#` starts a comment)."""
+    import json
+
+    path = Path(path)
+    where = f"dataset spec {spec!r}: subjects={path}" if spec else f"subjects={path}"
+    if path.is_dir():
+        path = path / "metrics.json"
+    if not path.is_file():
+        raise RecordError(f"{where}: no such file; name a checkpoint folder (its metrics.json "
+                          "lists val_subjects) or a text file of subject ids")
+    if path.suffix == ".json":
+        try:
+            ids = json.loads(path.read_text()).get("val_subjects")
+        except (ValueError, AttributeError):
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise RecordError(f"{where}: {path.name} has no list of val_subjects (a checkpoint "
+                              "written by `edge-ecg train` has one)")
+    else:
+        ids = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    ids = frozenset(i for i in ids if i)
+    if not ids:
+        raise RecordError(f"{where}: names no subjects")
+    return ids
+
+
+def _subjects_keep(opts: dict, spec: str):
+    if "subjects" not in opts:
+        return None
+    ids = read_subject_list(opts["subjects"], spec)
+    return lambda subject: subject in ids
+
+
+def _both(a, b):
+    if a is None or b is None:
+        return a or b
+    return lambda subject: a(subject) and b(subject)
 
 
 def _fold_keep(opts: dict, spec: str):
@@ -182,8 +236,8 @@ def resolve_spec(spec: str, contract: SignalContract, tasks: TaskSet, seed: int 
     opts = {**dict(parse_qsl(query)), **(overrides or {})}
     hop = _option(opts, "hop", float, None, spec)
     limit = _option(opts, "limit", int, None, spec)
-    keep = _fold_keep(opts, spec)
-    known = {"hop", "limit", "folds", "kfold", "tasks", "weight"}
+    keep = _both(_fold_keep(opts, spec), _subjects_keep(opts, spec))
+    known = {"hop", "limit", "folds", "kfold", "subjects", "tasks", "weight"}
     if body.startswith("synth:"):
         from edge_ecg.data.synth import cohort_plan
 
@@ -247,6 +301,12 @@ def resolve_spec(spec: str, contract: SignalContract, tasks: TaskSet, seed: int 
         from edge_ecg.data.enecg import record_loaders
 
         known |= {"root"}
+        if keep is not None:
+            # an EnECG table's rows are not split by patient here: a silent no-op would
+            # hand back the patients the option meant to leave out
+            raise RecordError(f"dataset spec {spec!r}: folds= and subjects= select patients "
+                              "of the record databases, not rows of a .jsonl table; split "
+                              "the table into files instead")
         loaders = record_loaders(body, tasks, root=opts.get("root"), limit=limit)
         desc = Path(body).name
     else:

@@ -232,3 +232,46 @@ def test_write_excerpt_keeps_samples_and_shifts_annotations(shared_data, tmp_pat
     # 201's AF ends at 378.4 s: the excerpt opens in the AF in force at its start
     rh = rhythm_intervals(out, b.n_samples)
     assert rh[0][0] == 0 and rh[0][2] == "(AFIB" and rh[1][2] != "(AFIB"
+
+
+def test_subjects_option_keeps_a_checkpoints_validation_patients(tmp_path):
+    rows = [(f"V{i:02d}", "N") for i in range(6)]
+    folder = _write_cinc(tmp_path / "cinc", rows, seconds=10.0)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "metrics.json").write_text('{"val_subjects": ["cinc-V01", "cinc-V04", "ptbxl-9"]}')
+    ds = load_dataset(f"cinc2017:{folder}?subjects={ckpt}", C, DEFAULT_TASKS, progress=False)
+    assert sorted(set(ds.subjects)) == ["cinc-V01", "cinc-V04"]
+    # with folds=, both must hold: the validation patients of the listed fold only
+    fold = subject_fold("cinc-V01")
+    both = load_dataset(f"cinc2017:{folder}?subjects={ckpt}&folds={fold}", C, DEFAULT_TASKS,
+                        progress=False)
+    assert set(both.subjects) == {s for s in ("cinc-V01", "cinc-V04")
+                                  if subject_fold(s) == fold}
+    listing = tmp_path / "ids.txt"
+    listing.write_text("# two patients\ncinc-V02\n\ncinc-V03  # a comment\n")
+    ds = load_dataset(f"cinc2017:{folder}?subjects={listing}", C, DEFAULT_TASKS, progress=False)
+    assert sorted(set(ds.subjects)) == ["cinc-V02", "cinc-V03"]
+    (ckpt / "metrics.json").write_text('{"val_loss": 1.0}')
+    with pytest.raises(RecordError, match="no list of val_subjects"):
+        load_dataset(f"cinc2017:{folder}?subjects={ckpt}", C, DEFAULT_TASKS, progress=False)
+    with pytest.raises(RecordError, match="no such file"):
+        load_dataset(f"cinc2017:{folder}?subjects={tmp_path / 'nope'}", C, DEFAULT_TASKS,
+                     progress=False)
+    table = tmp_path / "t.jsonl"
+    table.write_text("")
+    with pytest.raises(RecordError, match="not rows of a .jsonl table"):
+        load_dataset(f"{table}?subjects={listing}", C, DEFAULT_TASKS, progress=False)
+
+
+def test_validation_recipe_needs_its_checkpoint_and_leaves_fold_0_out(tmp_path):
+    with pytest.raises(RecordError, match=r"needs option\(s\) \['subjects'\]"):
+        read_recipe("validation?data=/d")
+    parts = read_recipe(f"validation?data=/d&subjects={tmp_path}")
+    assert parts and all(over["subjects"] == str(tmp_path) for _, over in parts)
+    # the validation patients come from the training folds; fold 0 is the test
+    assert all("folds=1,2,3,4" in s for s, _ in parts if not s.startswith("synth"))
+    # the same sources and tasks as the training recipe, CUDB aside (no validation patient)
+    bundled = {s.partition("?")[0]: o.get("tasks") for s, o in read_recipe("bundled?data=/d")}
+    for spec, over in parts:
+        assert over.get("tasks") == bundled[spec.partition("?")[0]]
