@@ -13,6 +13,17 @@ checking that the snapshot was taken with the same bundle.
 
 Equality is proved, not assumed (tests/ward/test_snapshot.py): a processor restored at any
 cut point gives exactly the events of the uninterrupted one, and `dump(load(b)) == b`.
+
+Size is the snapshot's cost (a worker dumps, sends and the broker stores every byte, over TLS:
+~1 MB a bed every 10 s was the largest part of a worker's own CPU; BENCHMARKS.md, Ward), so
+two exact encodings shrink the arrays, both checked at dump time and undone bit for bit:
+- rows of zeros at the end of a large array are not written (the patient context's unused
+  template slots; a ring buffer that has not wrapped yet);
+- the raw ring buffer holds the frames' millivolts, `(count - baseline) / gain` in float32
+  (`Chunk.to_mv`): given the bed's gain and baseline (`meta["adc"]`) it is written as int16
+  counts, half its bytes, with every sample whose recomputed millivolts differ in even one bit
+  (a gap's linear fill, another gain) kept as it was; too many such samples, or counts beyond
+  int16, and the array is written as it is.
 """
 
 from __future__ import annotations
@@ -28,7 +39,10 @@ import numpy as np
 
 from edge_ecg.ward.errors import StateError
 
-MAGIC = b"EWS1"
+MAGIC = b"EWS2"
+_MAGICS = (b"EWS1", MAGIC)       # EWS1: the same without the encodings (still read)
+_TRIM_MIN_BYTES = 4096           # smaller arrays are written whole: not worth a check
+_ADC_MAX_EXCEPTIONS = 1 / 8      # beyond this share of samples not exact as counts: plain
 ALLOWED_MODULES = ("edge_ecg.runtime.", "edge_ecg.signal.")
 _DTYPE_KINDS = "biuf"
 # Not state: scratch and statistics that never change an event, rebuilt fresh on load
@@ -63,10 +77,59 @@ def _attrs(o) -> dict:
     return d
 
 
+def _zero_tail_rows(a: np.ndarray) -> int:
+    """How many leading rows of C-contiguous `a` to keep: the rows after the last one with a
+    nonzero bit are zeros (+0.0, never -0.0: compared as bits)."""
+    if a.ndim == 0 or a.nbytes < _TRIM_MIN_BYTES or a.shape[0] == 0:
+        return a.shape[0] if a.ndim else 0
+    bits = a.reshape(a.shape[0], -1).view(np.dtype(f"u{a.dtype.itemsize}"))
+    nz = np.flatnonzero(bits.any(axis=1))
+    return int(nz[-1]) + 1 if nz.size else 0
+
+
+def _adc_encode(x: np.ndarray, gain: np.ndarray, base: np.ndarray):
+    """float32 `(rows, leads)` millivolts as int16 counts that `Chunk.to_mv` turns back into
+    the same bits, plus the samples that do not (flat index, value): `(parts, n_bad)`, or None
+    when the encoding would not pay."""
+    est = np.rint(x * gain + base)                      # float32; checked below, not trusted
+    ok = np.abs(est) <= 32767                           # (NaN compares False)
+    counts = np.where(ok, est, 0).astype(np.int16)
+    back = (counts.astype(np.float32) - base) / gain    # Chunk.to_mv's very operations
+    bad = np.flatnonzero(back.view(np.uint32) != x.view(np.uint32)).astype(np.int32)
+    if bad.size > x.size * _ADC_MAX_EXCEPTIONS:
+        return None
+    return [counts, bad, x.reshape(-1)[bad]], int(bad.size)
+
+
+def _adc_decode(raw: memoryview, shape: tuple, dt: np.dtype, n: dict):
+    try:
+        gain = np.asarray(n["g"], dtype=np.float64).astype(np.float32)
+        base = np.asarray(n["b"], dtype=np.float64).astype(np.float32)
+        n_bad = int(n["n_bad"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"malformed ADC array node: {exc!r}") from None
+    size = math.prod(shape)
+    if (dt != np.float32 or len(shape) != 2 or gain.shape != (shape[1],)
+            or base.shape != gain.shape or not np.all(np.isfinite(gain)) or np.any(gain == 0)
+            or not np.all(np.isfinite(base)) or not 0 <= n_bad <= size
+            or len(raw) != 2 * size + 8 * n_bad):
+        raise StateError(f"ADC array of shape {shape} {dt} does not match its node or its "
+                         f"{len(raw)} bytes")
+    counts = np.frombuffer(raw, np.int16, size).reshape(shape)
+    x = (counts.astype(np.float32) - base) / gain
+    bad = np.frombuffer(raw, np.int32, n_bad, 2 * size)
+    if n_bad and (bad.min() < 0 or bad.max() >= size):
+        raise StateError("ADC array's exceptions point outside it")
+    x.reshape(-1)[bad] = np.frombuffer(raw, np.float32, n_bad, 2 * size + 4 * n_bad)
+    return x
+
+
 class _Writer:
-    def __init__(self, externals: dict[int, str]) -> None:
+    def __init__(self, externals: dict[int, str], adc: tuple[int, np.ndarray, np.ndarray]
+                 | None = None) -> None:
         self.externals = externals
-        self.blobs: list[bytes] = []
+        self.adc = adc            # (id of the raw ring's array, gain, baseline) or None
+        self.blobs: list = []     # bytes-like parts, joined once at the end
         self.memo: dict[int, int] = {}
         self.keep: list = []          # objects memoised by id stay alive until the dump ends
 
@@ -98,8 +161,7 @@ class _Writer:
             if o.base is not None and isinstance(o.base, np.ndarray) and id(o.base) in self.memo:
                 raise StateError(f"{path}: a view of another array in the state (aliasing "
                                  "would be lost)")
-            self.blobs.append(np.ascontiguousarray(o).tobytes())
-            return {"A": len(self.blobs) - 1, "dt": o.dtype.str, "sh": list(o.shape), "id": k}
+            return self.array(o, k)
         if t is list:
             return {"L": [self.node(v, f"{path}[{i}]") for i, v in enumerate(o)], "id": k}
         if t is tuple:
@@ -114,6 +176,29 @@ class _Writer:
         if t is collections.deque:
             return {"Q": [self.node(v, f"{path}[{i}]") for i, v in enumerate(o)],
                     "m": o.maxlen, "id": k}
+        return self.obj(o, t, path, k)
+
+    def array(self, o: np.ndarray, k: int) -> dict:
+        a = np.ascontiguousarray(o)
+        node = {"dt": o.dtype.str, "sh": list(o.shape), "id": k}
+        rows = _zero_tail_rows(a)
+        if a.ndim and rows < a.shape[0]:
+            node["rows"] = rows
+            a = a[:rows]
+        if self.adc is not None and id(o) == self.adc[0] and a.size:
+            enc = _adc_encode(a, self.adc[1], self.adc[2])
+            if enc is not None:
+                parts, n_bad = enc
+                node["adc"] = {"g": self.adc[1].tolist(), "b": self.adc[2].tolist(),
+                               "n_bad": n_bad}
+                node["A"] = len(self.blobs)
+                self.blobs.append(b"".join(memoryview(p).cast("B") for p in parts))
+                return node
+        node["A"] = len(self.blobs)
+        self.blobs.append(memoryview(a).cast("B") if a.size else b"")
+        return node
+
+    def obj(self, o, t, path: str, k: int) -> dict:
         mod, qn = t.__module__, t.__qualname__
         if not any(mod.startswith(p) for p in ALLOWED_MODULES) or "<locals>" in qn:
             raise StateError(f"{path}: {mod}.{qn} is not plain runtime state; the worker "
@@ -159,11 +244,25 @@ class _Reader:
             if dt.kind not in _DTYPE_KINDS or dt.hasobject:
                 raise StateError(f"array dtype {dt} refused")
             shape = tuple(int(s) for s in n["sh"])
+            if any(s < 0 for s in shape):
+                raise StateError(f"array shape {shape} refused")
+            rows = int(n.get("rows", shape[0] if shape else 0))
+            if not shape and "rows" in n or shape and not 0 <= rows <= shape[0]:
+                raise StateError(f"array of shape {shape} cannot keep {rows} rows")
+            kept = (rows, *shape[1:]) if shape else ()
             raw = self.blobs[int(n["A"])]
-            if len(raw) != dt.itemsize * math.prod(shape):
-                raise StateError(f"array of shape {shape} {dt} does not match its "
+            if "adc" in n:
+                body = _adc_decode(raw, kept, dt, n["adc"])
+            elif len(raw) != dt.itemsize * math.prod(kept):
+                raise StateError(f"array of shape {kept} {dt} does not match its "
                                  f"{len(raw)} bytes")
-            a = np.frombuffer(raw, dtype=dt).reshape(shape).copy()
+            else:
+                body = np.frombuffer(raw, dtype=dt).reshape(kept)
+            if kept == shape:
+                a = body.copy() if "adc" not in n else body
+            else:
+                a = np.zeros(shape, dtype=dt)
+                a[:rows] = body
             self.memo[k] = a
             return a
         if "L" in n:
@@ -206,19 +305,38 @@ def bundle_key(backend) -> str:
     return f"{m.model_version}/{backend.variant.name}"
 
 
+def _adc_hint(processor, meta: dict) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """The raw ring's array and the bed's gain and baseline from `meta["adc"]`
+    (`{"gain": [...], "baseline": [...]}`, one per lead), when they fit it."""
+    hint = meta.get("adc")
+    data = getattr(getattr(processor, "raw", None), "_data", None)
+    if not isinstance(hint, dict) or type(data) is not np.ndarray or data.dtype != np.float32 \
+            or data.ndim != 2:
+        return None
+    gain = np.asarray(hint.get("gain", ()), dtype=np.float64).astype(np.float32)
+    base = np.asarray(hint.get("baseline", ()), dtype=np.float64).astype(np.float32)
+    if gain.shape != (data.shape[1],) or base.shape != gain.shape \
+            or not np.all(np.isfinite(gain)) or np.any(gain == 0) or not np.all(np.isfinite(base)):
+        return None
+    return id(data), gain, base
+
+
 def dump(processor, meta: dict | None = None) -> bytes:
-    """`processor`'s state (and `meta`, plain JSON) as bytes."""
+    """`processor`'s state (and `meta`, plain JSON) as bytes. `meta["adc"]`, the bed's
+    `{"gain": [...], "baseline": [...]}` per lead, lets the raw ring go as counts (exact)."""
     backend = processor.backend
     inner = getattr(backend, "inner", backend)
     externals = {id(backend): "backend", id(backend.manifest): "manifest"}
     if inner is not backend:
         externals[id(inner)] = "backend"
-    w = _Writer(externals)
+    meta = meta or {}
+    w = _Writer(externals, _adc_hint(processor, meta))
     tree = w.node(processor, "processor")
-    head = json.dumps({"bundle": bundle_key(backend), "meta": meta or {}, "state": tree,
+    head = json.dumps({"bundle": bundle_key(backend), "meta": meta, "state": tree,
                        "blobs": [len(b) for b in w.blobs]}, separators=(",", ":"),
                       allow_nan=False).encode()
-    return MAGIC + struct.pack("<Q", len(head)) + head + b"".join(w.blobs)
+    # one join: the arrays are copied once, into the snapshot itself
+    return b"".join([MAGIC, struct.pack("<Q", len(head)), head, *w.blobs])
 
 
 def read_meta(data: bytes) -> dict:
@@ -229,7 +347,7 @@ def read_meta(data: bytes) -> dict:
 
 def _split(data) -> tuple[dict, list[memoryview]]:
     mv = memoryview(bytes(data))
-    if len(mv) < 12 or bytes(mv[:4]) != MAGIC:
+    if len(mv) < 12 or bytes(mv[:4]) not in _MAGICS:
         raise StateError("not a ward state snapshot (bad magic)")
     (n,) = struct.unpack_from("<Q", mv, 4)
     if 12 + n > len(mv):

@@ -49,6 +49,8 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from edge_ecg.errors import FrameError
 from edge_ecg.ward import bus, frames, snapshot
 from edge_ecg.ward.batching import BedBackend, InvariantBackend, TickStats, run_tick
@@ -122,6 +124,21 @@ class BedRun:
             nxt = int(proc.origin) + int(proc.raw.end)
         self.guard.next_index = None if nxt is None else int(nxt)
         self.last_fail_index: int | None = meta.get("last_fail_index")
+        # the last frame's gain and baseline per lead: the snapshot writes the raw ring as
+        # counts with them (edge_ecg.ward.snapshot; exact, checked there)
+        self.adc: dict | None = meta.get("adc")
+        self._adc_of: tuple | None = None
+
+
+    def scale_from(self, chunk) -> None:
+        """Keep the frame's gain and baseline for the next snapshot (lists made only when
+        they change: a bed's gain is constant)."""
+        g, base = chunk.gain, chunk.baseline
+        if self._adc_of is not None and np.array_equal(self._adc_of[0], g) \
+                and np.array_equal(self._adc_of[1], base):
+            return
+        self._adc_of = (g, base)
+        self.adc = {"gain": [float(v) for v in g], "baseline": [float(v) for v in base]}
 
 
 class Worker:
@@ -553,6 +570,7 @@ class Worker:
                                       "samples": b.samples, "unit": b.unit, "bed": b.bed,
                                       "next_index": b.guard.next_index,
                                       "last_fail_index": b.last_fail_index,
+                                      "adc": b.adc,
                                       "worker": self.id, "t": time.time()})
 
     def _fresh_processor(self):
@@ -606,6 +624,7 @@ class Worker:
                 else:
                     pieces.extend(admitted)
                 b.samples += sum(c.n_samples for c, _ in admitted)
+                b.scale_from(chunk)
             if not pieces:
                 continue
             # fed frame by frame, as published: any chunking gives the same events, but
