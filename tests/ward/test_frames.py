@@ -80,3 +80,47 @@ def test_float_samples_are_refused():
     c = Chunk(c.index, c.seq, 0, c.samples.astype(np.float32), c.gain, c.baseline, c.leads, 500.0)
     with pytest.raises(FrameError, match="integer"):
         frames.encode(c, 0)
+
+
+def test_int24_samples_sign_extend_at_every_edge():
+    edges = np.array([0, 1, -1, 127, 128, -128, -129, 255, 256, 32767, 32768, -32768, -32769,
+                      (1 << 23) - 1, -(1 << 23), 70000, -70000], np.int32)
+    s = np.resize(edges, (len(edges) * 3,)).reshape(-1, 3)
+    c = Chunk(0, 0, 0, s, np.ones(3, np.float32), np.zeros(3, np.float32), ("I", "II", "V1"),
+              500.0)
+    data = frames.encode(c, 0)
+    assert data[5] == 3
+    d = frames.decode(data)[0].samples
+    assert d.dtype == np.int32
+    np.testing.assert_array_equal(d, s)
+
+
+def _scan_peak(c) -> float:
+    """The frame's largest |(count - baseline) / gain|, every sample scanned (float64)."""
+    span = np.abs(c.samples.astype(np.float64) - c.baseline.astype(np.float64)).max(axis=0)
+    return float((span / np.abs(c.gain.astype(np.float64))).max())
+
+
+@pytest.mark.parametrize("gain", [1000.0, 1e-3, 2.2e-3, 1e-30, -5e-4, 3.3e-9])
+@pytest.mark.parametrize("lo,hi", [(-100, 100), (-40000, 40000), (-(1 << 30), 1 << 30)])
+def test_the_mv_limit_decides_as_a_scan_of_every_sample(gain, lo, hi):
+    """Decoding skips the sample scan when the width and scale cannot reach the limit: its
+    verdict is still that of the scan, at tiny gains (some refused, some not) and large."""
+    c = _chunk(lo, hi)
+    c = Chunk(c.index, c.seq, 0, c.samples, np.array([1000.0, gain, 550.5], np.float32),
+              np.array([0.0, -3.0, 1e4], np.float32), c.leads, 500.0)
+    data = frames.encode(c, 0)
+    if _scan_peak(c) <= frames.MAX_ABS_MV:
+        np.testing.assert_array_equal(frames.decode(data)[0].samples, c.samples)
+    else:
+        with pytest.raises(FrameError, match="mV"):
+            frames.decode(data)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.0, -0.0])
+def test_a_gain_not_finite_or_zero_is_refused(bad):
+    c = _chunk()
+    c = Chunk(c.index, c.seq, 0, c.samples, np.array([1000.0, bad, 550.5], np.float32),
+              c.baseline, c.leads, 500.0)
+    with pytest.raises(FrameError, match="gain"):
+        frames.decode(frames.encode(c, 0))
