@@ -162,10 +162,13 @@ class Tile:
         if self.lead not in chunk.leads:
             return 0
         j = list(chunk.leads).index(self.lead)
-        with np.errstate(all="ignore"):
-            mv = chunk.to_mv()[:, j]
         start = (-chunk.index) % self.step          # keep samples on a common decimation grid
-        pts = mv[start::self.step].astype(np.float64)   # 0.96, not float32's 0.9599999785
+        # Chunk.to_mv's float32 operations on the drawn samples only (the same numbers; the
+        # other leads and samples were converted and thrown away, every frame of every bed)
+        with np.errstate(all="ignore"):
+            mv = ((chunk.samples[start::self.step, j].astype(np.float32)
+                   - np.float32(chunk.baseline[j])) / np.float32(chunk.gain[j]))
+        pts = mv.astype(np.float64)                 # 0.96, not float32's 0.9599999785
         bad = ~np.isfinite(pts)
         vals = np.round(np.where(bad, 0.0, pts), 3).tolist()
         for i in np.flatnonzero(bad):
