@@ -127,23 +127,30 @@ BEAT_RR_COLUMNS: tuple[str, ...] = ("pre_rr_ms", "post_rr_ms", "mean_rr_ms")
 def beat_rr_context(r: np.ndarray, pre: int, post: int, n: int, max_beats: int,
                     fs_hz: float, out: np.ndarray | None = None) -> np.ndarray:
     """`beat_rr` `(max_beats, 3)` of the whole beats `whole_beats` keeps from the sorted peaks
-    `r` (window samples), in the same slots."""
+    `r` (window samples), in the same slots.
+
+    The slots are the peaks `first .. first + k - 1`, so their RR before and after are two
+    slices of the interval series: a window's dozen peaks are tested in Python and the columns
+    copied as slices (~5x fewer numpy calls than index arrays and `np.where`; the same
+    float64 intervals and mean, cast to float32 the same way)."""
     out = np.zeros((max_beats, 3), np.float32) if out is None else out
     out[:] = 0.0
     r = np.asarray(r, dtype=np.int64)
-    whole = (r - pre >= 0) & (r + post <= n)
-    first = int(np.argmax(whole)) if whole.any() else 0
-    k = min(int(whole.sum()), max_beats)
+    last = n - post
+    whole = [pre <= v <= last for v in r.tolist()]      # r - pre >= 0 and r + post <= n
+    k = min(sum(whole), max_beats)
     if k == 0 or r.size < 2:
         return out
-    ms = 1000.0 / fs_hz
-    rr = np.diff(r).astype(np.float64) * ms                  # rr[i]: peak i -> i + 1
-    idx = np.arange(first, first + k)                         # peak index of each slot
-    has_pre = idx >= 1
-    has_post = idx + 1 < r.size
-    out[:k, 0] = np.where(has_pre, rr[np.maximum(idx - 1, 0)], 0.0)
-    out[:k, 1] = np.where(has_post, rr[np.minimum(idx, rr.size - 1)], 0.0)
-    out[:k, 2] = rr.mean()
+    first = whole.index(True)
+    rr = (r[1:] - r[:-1]) * (1000.0 / fs_hz)                # rr[i]: peak i -> i + 1, float64
+    # peak first + j has an interval before it when first + j >= 1, after it when < rr.size
+    if first:
+        out[:k, 0] = rr[first - 1:first - 1 + k]
+    else:
+        out[1:k, 0] = rr[:k - 1]
+    m = min(k, rr.size - first)
+    out[:m, 1] = rr[first:first + m]
+    out[:k, 2] = float(np.add.reduce(rr)) / rr.size          # rr.mean(): the same sum / n
     return out
 
 

@@ -20,7 +20,9 @@ PERIOD_FEATURES: tuple[str, ...] = (
 def rr_intervals_ms(r_peaks: np.ndarray, fs_hz: float) -> np.ndarray:
     """Successive RR intervals in milliseconds (length n_peaks - 1)."""
     r = np.asarray(r_peaks, dtype=np.float64)
-    return np.diff(r) * (1000.0 / fs_hz)
+    if r.ndim != 1:
+        return np.diff(r) * (1000.0 / fs_hz)
+    return (r[1:] - r[:-1]) * (1000.0 / fs_hz)        # np.diff's own subtraction, no wrapper
 
 
 def rr_series(r_peaks: np.ndarray, fs_hz: float, max_beats: int) -> tuple[np.ndarray, np.ndarray]:
