@@ -41,7 +41,7 @@ import numpy as np
 
 from edge_ecg import DISCLAIMER
 from edge_ecg.errors import FrameError
-from edge_ecg.ward import bus, frames
+from edge_ecg.ward import bus, frames, registry
 from edge_ecg.ward.finite_json import dumps, finite
 from edge_ecg.ward.sequence import OrdinalCheck
 from edge_ecg.ward.technical import TechnicalAlarms, TechnicalLimits
@@ -643,6 +643,7 @@ class WardFeed:
         self.durable = bus.station_durable(station.name)
         self.events_sub = None
         self._beds_kv = None
+        self._beds_listing = registry.Listing(bus.BEDS_BUCKET)
         self._looked_up: dict[str, float] = {}      # unknown bed -> when the registry was asked
         self._tasks: list[asyncio.Task] = []
         self._sending: set[asyncio.Task] = set()     # held: a bare task may be collected
@@ -774,7 +775,9 @@ class WardFeed:
         """Beds from `ward_beds`, live workers from `ward_workers` (their entries expire
         with the lease TTL)."""
         try:
-            for k in await _keys(beds_kv):
+            # the beds listed again only when the registry changed, live workers from their
+            # heartbeats' subjects (edge_ecg.ward.registry: ~1/4 of two listings a second)
+            for k in await self._beds_listing.keys(self.js, beds_kv):
                 if k not in self.st.tiles:
                     try:
                         desc = json.loads((await beds_kv.get(k)).value)
@@ -782,7 +785,7 @@ class WardFeed:
                         desc = None
                     self.st.add_bed(k, desc)
             now = time.time()
-            for w in await _keys(workers_kv):
+            for w in await registry.live_keys(self.js, workers_kv, bus.WORKERS_BUCKET):
                 self.st.worker_seen[w] = now
         except Exception as exc:   # broker restarting: the next round finds them
             log.debug("registry poll: %r", exc)
@@ -838,12 +841,3 @@ def station_name(name: str | None, target) -> str:
         raise WardError(f"station name {name!r}: a station on a secure ward is named after its "
                         f"credential's user ({user!r}), the only consumer it may use")
     return bus.check_token(name or user or "station", "station name")
-
-
-async def _keys(kv) -> list[str]:
-    try:
-        return await kv.keys()
-    except Exception as exc:
-        if type(exc).__name__ == "NoKeysError":
-            return []
-        raise

@@ -67,3 +67,44 @@ def test_bed_registry_listed_again_only_when_it_changes(broker, backend):
         finally:
             await w.nc.close()
     asyncio.run(main())
+
+
+def test_station_registry_round_sees_beds_and_live_workers_without_relisting(broker):
+    """The station's once-a-second registry round (edge_ecg.ward.registry): a new bed gets its
+    tile, a stopped worker's deleted heartbeat is not seen as alive, and the bed bucket is
+    not listed again while nothing changed."""
+    from edge_ecg.ward.station import Station, StationOptions, WardFeed
+
+    async def main():
+        st = Station(broker.url, StationOptions(port=0, web=False))
+        feed = WardFeed(st, broker.url)
+        feed.nc = await bus.connect(broker.url, "test-station-registry")
+        feed.js = feed.nc.jetstream()
+        kv = await bus.ensure(feed.js, bus.WardConfig())
+        beds_kv, workers_kv = kv[bus.BEDS_BUCKET], kv[bus.WORKERS_BUCKET]
+        listings = []
+        lister = feed._beds_listing.lister
+
+        async def counted(kv):
+            listings.append(kv)
+            return await lister(kv)
+        feed._beds_listing.lister = counted
+        try:
+            await beds_kv.put("icu.b1", b'{"fs_hz": 500.0}')
+            await workers_kv.put("w-a", b"{}")
+            await workers_kv.put("w-b", b"{}")
+            await feed._registry_round(beds_kv, workers_kv)
+            assert set(st.tiles) == {"icu.b1"} and set(st.worker_seen) == {"w-a", "w-b"}
+            n = len(listings)
+            await workers_kv.delete("w-b")          # stopped cleanly
+            seen_b = st.worker_seen["w-b"]
+            await asyncio.sleep(0.02)
+            await feed._registry_round(beds_kv, workers_kv)
+            assert len(listings) == n, "the beds were listed again though none changed"
+            assert st.worker_seen["w-b"] == seen_b < st.worker_seen["w-a"]
+            await beds_kv.put("icu.b2", b'{"fs_hz": 500.0}')
+            await feed._registry_round(beds_kv, workers_kv)
+            assert set(st.tiles) == {"icu.b1", "icu.b2"} and len(listings) == n + 1
+        finally:
+            await feed.nc.close()
+    asyncio.run(main())
