@@ -58,6 +58,8 @@ from edge_ecg.ward.errors import StateError, WardError
 from edge_ecg.ward.sequence import CONFIRM_FRAMES, MAX_JUMP_S, IndexGuard, plausible_ordinal
 
 log = logging.getLogger(__name__)
+# made once: json.dumps with options builds an encoder per call (every event of every bed)
+_EVENT_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 @dataclass
@@ -681,7 +683,7 @@ class Worker:
         """The event as JSON; a non-finite number (which JSON cannot carry and a browser's
         JSON.parse rejects) goes out as null, counted."""
         try:
-            return json.dumps(d, separators=(",", ":"), allow_nan=False).encode()
+            return _EVENT_JSON.encode(d).encode()
         except ValueError:
             pass
 
@@ -694,7 +696,7 @@ class Worker:
             if isinstance(v, (list, tuple)):
                 return [clean(x) for x in v]
             return v
-        return json.dumps(clean(d), separators=(",", ":"), allow_nan=False).encode()
+        return _EVENT_JSON.encode(clean(d)).encode()
 
     async def _publish(self, beds: list[BedRun]) -> None:
         """Store each bed's pending events in order (beds side by side, a bed's events one
