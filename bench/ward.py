@@ -11,7 +11,7 @@ storage) on a loopback port, the publisher and the station in this process, work
 
 Frames carry 0.5 s of signal (`--frame-s`, the publisher's default); workers tick at most
 every 0.25 s (`--tick`), when frames arrive; each bed's state is snapshotted every 10 s of
-signal (`--snapshot`, the worker's default; ~1 MB a bed, the ward's largest cost outside the
+signal (`--snapshot`, the worker's default; ~0.7 MB a bed, the ward's largest cost outside the
 runtime); the buckets are made with the workers' lease TTL (`--lease-ttl`, 2 s). Figures, and
 where the CPU goes, in BENCHMARKS.md (Ward). Every frame is a broker message and a processor
 call, so frame duration trades CPU a bed against latency (0.1-s frames: ~30 % fewer beds per
@@ -341,7 +341,7 @@ def main() -> int:
     ap.add_argument("--tick", type=float, default=0.25)
     ap.add_argument("--snapshot", type=float, default=10.0,
                     help="seconds of signal between a bed's state snapshots (the worker's "
-                         "default; ~1 MB each a bed)")
+                         "default; ~0.7 MB each a bed)")
     ap.add_argument("--lease-ttl", type=float, default=2.0)
     ap.add_argument("--warmup", type=float, default=4.0)
     ap.add_argument("--json", default=None, help="also write the figures here")

@@ -113,7 +113,7 @@ class BedRun:
         self.pending_snapshot: bytes | None = None
         self.snapshot_put: asyncio.Task | None = None   # the snapshot being stored
         # where in the snapshot period this bed takes its snapshots: beds claimed together
-        # would otherwise all dump and store ~1 MB each in the same tick, delaying that
+        # would otherwise all dump and store ~0.7 MB each in the same tick, delaying that
         # tick's events (the p99 latency) and the next tick
         self.snapshot_phase = (zlib.crc32(self.key.encode()) % 997) / 997
         self.sub = None
@@ -527,7 +527,7 @@ class Worker:
         ready = [b for b, _ in work.values()]
         await self._publish(ready)
         for b in ready:
-            # stored beside the ticks (a put of ~1 MB is ~11 broker round trips): the next
+            # stored beside the ticks (a put of ~0.7 MB is ~9 broker round trips): the next
             # tick does not wait for it; one put at a time per bed, so they land in order
             if b.pending_snapshot is not None and not b.outbox and (
                     b.snapshot_put is None or b.snapshot_put.done()):
