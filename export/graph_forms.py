@@ -231,13 +231,15 @@ def einsum_to_matmul(proto) -> int:
         if eq == "bte,bed->btd":
             new = [helper.make_node("MatMul", list(node.input), list(node.output),
                                     name=node.name)]
-        elif eq == "be,bemd->bmd" and len(dims) == 4 and all(dims[1:]):
+        elif eq == "be,bemd->bmd" and len(dims) == 4 and dims[1] and dims[3]:
+            # `m` may be dynamic (export.beat_slots): -1 takes it from the element count
             _, e, m, d = dims
             a, h = node.input
             p = node.name
             g.initializer.extend([
-                numpy_helper.from_array(np.array([0, e, m * d], np.int64), f"{p}_hshape"),
-                numpy_helper.from_array(np.array([0, m, d], np.int64), f"{p}_oshape"),
+                numpy_helper.from_array(np.array([0, e, m * d if m else -1], np.int64),
+                                        f"{p}_hshape"),
+                numpy_helper.from_array(np.array([0, m or -1, d], np.int64), f"{p}_oshape"),
                 numpy_helper.from_array(np.array([1], np.int64), f"{p}_axis1")])
             new = [
                 helper.make_node("Reshape", [h, f"{p}_hshape"], [f"{p}_h"], name=f"{p}_h"),

@@ -61,6 +61,14 @@ INT8_CHAIN_EXPERTS = {"scout": ("cnn", "fold"),
 # 2.3, it runs 2.41 ms against 3.43 for ONNX fp32 with all experts in the forms, 1.42x.
 INT8_CHAINS = True
 ORT_OPTIMIZED = True
+# The onnxruntime routed graphs (fp32 and int8) compute the per-beat part on the beat slots in
+# use only (export.beat_slots; the same outputs). Bundled checkpoint, all six tasks, a window
+# of 13 beats (MIT-BIH 106), one process, interleaved, 300 calls, load 3.5: int8 2.42 ->
+# 2.20 ms (1.36x -> 1.49x ONNX fp32 with all experts), the fp32 routed graph 3.24 -> 2.79 ms;
+# task metrics and each beat class's F1 on the validation windows unchanged. OpenVINO runs
+# the trimmed graph slower (2.6 -> 4.0 ms: a data-dependent shape), so its variants are
+# converted from the untrimmed graph.
+TRIM_SLOTS = True
 
 
 def beat_expert_modules(routing, tasks: TaskSet) -> tuple[str, ...]:

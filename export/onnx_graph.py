@@ -7,6 +7,7 @@ silently, so only `dynamo=True` is used, and the opset actually written is check
 from __future__ import annotations
 
 import contextlib
+import copy
 import shutil
 import tempfile
 import warnings
@@ -51,17 +52,19 @@ def output_names_of(model, example: dict[str, np.ndarray]) -> list[str]:
 
 
 def export_onnx(model, example: dict[str, np.ndarray], path: str | Path,
-                opset: int = OPSET, forms: bool = True) -> list[str]:
+                opset: int = OPSET, forms: bool = True, trim_slots: bool = False) -> list[str]:
     """Write `model` to the single ONNX file `path`; returns the graph output names.
 
     `example` is a batch in `stack_inputs` form with at least 2 windows (a batch of 1 would let
     the exporter specialise the batch axis). The batch axis of every input is dynamic.
     `forms`: the model is traced in its exact export forms and its Einsums written as MatMul
-    (`export.graph_forms`: the same outputs from fewer, cheaper ops).
+    (`export.graph_forms`: the same outputs from fewer, cheaper ops). `trim_slots`: the
+    per-beat part computes only the beat slots in use (`export.beat_slots`; routed graphs).
     """
     import onnx
     import torch
 
+    from export.beat_slots import SLOT_INPUTS, can_trim, dynamic_slots, slot_form, trim_slots_onnx
     from export.graph_forms import einsum_to_matmul, export_forms
 
     path = Path(path)
@@ -70,27 +73,39 @@ def export_onnx(model, example: dict[str, np.ndarray], path: str | Path,
     if args[0].shape[0] < 2:
         raise ExportError("export_onnx needs an example batch of at least 2 windows")
     batch = torch.export.Dim("batch", min=1, max=4096)
+    trim_slots = trim_slots and can_trim(model)
+    dynamic = {k: {0: batch} for k in INPUT_NAMES}
+    if trim_slots:
+        slots = dynamic_slots(model.cfg)
+        dynamic.update({k: {0: batch, 1: slots} for k in SLOT_INPUTS})
     # Export into an empty scratch folder: anything beside model.onnx afterwards is external
     # data we asked not to have.
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), \
             (export_forms(model) if forms else contextlib.nullcontext(model)) as traced:
         warnings.simplefilter("ignore")
+        if trim_slots:
+            traced = slot_form(traced if forms else copy.deepcopy(traced))
         wrapped = _TupleOutputs.wrap(traced.eval(), names)
         scratch = Path(tmp) / "model.onnx"
         try:
             torch.onnx.export(wrapped, args, str(scratch), dynamo=True, opset_version=opset,
                               external_data=False, input_names=list(INPUT_NAMES),
                               output_names=names,
-                              dynamic_shapes={k: {0: batch} for k in INPUT_NAMES},
+                              dynamic_shapes=dynamic,
                               verbose=False)
         except Exception as exc:  # the exporter raises many types; name the stage
             raise ExportError(f"torch.onnx.export (dynamo, opset {opset}) failed: {exc}") from exc
         extra = [p.name for p in Path(tmp).iterdir() if p != scratch]
         if extra:
             raise ExportError(f"ONNX export wrote external data files {extra}; expected one file")
-        if forms:
+        if forms or trim_slots:
             proto = onnx.load(str(scratch))
-            if einsum_to_matmul(proto):
+            changed = bool(forms and einsum_to_matmul(proto))
+            if trim_slots:
+                trim_slots_onnx(proto, model.cfg,
+                                tuple(t.name for t in model.cfg.tasks if t.per_beat))
+                changed = True
+            if changed:
                 onnx.save(proto, str(scratch))
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(scratch), path)

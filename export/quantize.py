@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from export.beat_slots import pin_slots
 from export.errors import ExportError
 from export.onnx_graph import nodes_in_modules
 from export.parity import n_windows
@@ -199,6 +200,13 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
             op_types += list(CHAIN_OP_TYPES)
             excluded += [n.name for n in graph.node
                          if n.op_type in CHAIN_OP_TYPES and n.name not in chain]
+        # a graph with trimmed beat slots calibrates with all of them (export.beat_slots)
+        pre_proto = onnx.load(str(pre))
+        low_slots = pin_slots(pre_proto, max(calib["beat_mask"].shape[1], 1)
+                              if "beat_mask" in calib else None)
+        if low_slots is not None:
+            onnx.save(pre_proto, str(pre))
+        del pre_proto
         quantize_static(str(pre), str(dst), _reader(calib, names, progress),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
@@ -206,6 +214,8 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
                         nodes_to_exclude=excluded, op_types_to_quantize=op_types,
                         extra_options={"CalibPercentile": PERCENTILE})
         proto = onnx.load(str(dst))
+        if low_slots is not None:
+            pin_slots(proto, low_slots)
         skipped = set(excluded)
         quantized = {n.name for n in graph.node if n.op_type in op_types and n.name not in skipped}
         n_rewired = fp32_readers(proto, quantized) if fp32_reads else 0
@@ -221,4 +231,5 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calib: dict[str, np.nda
             "fp32_nodes": len(excluded), "min_macs": int(min_macs), "fp32_small_nodes": len(small),
             "fp32_activation_matmuls": len(act_mm), "fp32_readers_rewired": n_rewired,
             "weight_only_modules": list(weight_only_modules),
-            "weight_only_int8_weights": n_weight_only}
+            "weight_only_int8_weights": n_weight_only,
+            "beat_slots_trimmed": low_slots is not None}

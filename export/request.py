@@ -15,6 +15,7 @@ from export.int8_scope import (
     FP32_MODULES,
     INT8_CHAINS,
     ORT_OPTIMIZED,
+    TRIM_SLOTS,
     WEIGHT_ONLY_MODULES,
 )
 from export.quantize import MIN_MACS
@@ -57,6 +58,7 @@ class ExportRequest:
     int8_chains: bool = INT8_CHAINS       # INT8_CHAIN_EXPERTS' ReLU, Add, pools int8 too
     beat_experts_int8: bool = BEAT_EXPERTS_INT8   # a per-beat task's experts int8 too
     ort_optimized: bool = ORT_OPTIMIZED   # ship onnxruntime's optimised int8 graph
+    trim_slots: bool = TRIM_SLOTS         # onnxruntime routed graphs: beat slots in use only
     command: str = ""                    # the command line that asked for this export (report)
     sign_key: Path | None = None         # Ed25519 private key: sign the manifest (manifest.sig)
 

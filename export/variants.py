@@ -79,7 +79,13 @@ def build_variants(req: ExportRequest, tmp: Path, r: Routed, calib: dict, evalx:
     if full_wanted:
         export_onnx(dense, evalx, onnx_full)
         todo.insert(0, ("onnx-fp32", onnx_full, ref_out, False))
-    export_onnx(routed, evalx, onnx_routed)
+    # onnxruntime's routed graphs compute the beat slots in use only (export.beat_slots);
+    # OpenVINO runs that data-dependent shape slower, so it converts an untrimmed export
+    export_onnx(routed, evalx, onnx_routed, trim_slots=req.trim_slots)
+    ov_src = onnx_routed
+    if "openvino" in req.formats and req.trim_slots:
+        ov_src = tmp / "openvino-source" / "model.onnx"
+        export_onnx(routed, evalx, ov_src)
     step("onnx")
     expected = list(ref_out)
     for name, path, ref, is_routed in todo:
@@ -115,7 +121,7 @@ def build_variants(req: ExportRequest, tmp: Path, r: Routed, calib: dict, evalx:
     step("onnx int8")
     if "openvino" in req.formats:
         xml = root / "openvino-fp32-routed" / "model.xml"
-        info = convert_openvino(onnx_routed, xml)
+        info = convert_openvino(ov_src, xml)
         b = Built("openvino-fp32-routed", "openvino", "fp32", True,
                   "openvino-fp32-routed/model.xml", ("openvino-fp32-routed/model.bin",))
         b.latency_ms = openvino_latency(xml, evalx)
@@ -123,7 +129,7 @@ def build_variants(req: ExportRequest, tmp: Path, r: Routed, calib: dict, evalx:
                {"quantization": info, "inference_precision_hint": "f32"})
         if req.quantize == "int8" and "openvino-int8-routed" in req.variants:
             xml = root / "openvino-int8-routed" / "model.xml"
-            qinfo = quantize_openvino_int8(onnx_routed, xml, calib, fp32_modules,
+            qinfo = quantize_openvino_int8(ov_src, xml, calib, fp32_modules,
                                            req.progress)
             b = Built("openvino-int8-routed", "openvino", "int8", True,
                       "openvino-int8-routed/model.xml", ("openvino-int8-routed/model.bin",))
