@@ -136,12 +136,14 @@ def judge_window(raw_mv: np.ndarray, raw_flags: np.ndarray, fs_hz: float, n_beat
     flags = np.asarray(raw_flags, dtype=np.uint8)
     t, n_leads = int(raw_mv.shape[0]), int(raw_mv.shape[1])
     reasons: list[str] = []
-    gap, bad = (flags & FLAG_GAP) != 0, (flags & FLAG_NONFINITE) != 0
-    missing, invalid = int(np.count_nonzero(gap)), int(np.count_nonzero(bad))
-    filled_any = flags != 0
-    filled = int(np.count_nonzero(filled_any))
-    longest = 0
+    # nearly every window is all measured: one count settles it (the per-kind counts and
+    # the longest run are needed only where something was filled)
+    filled = int(np.count_nonzero(flags))
+    missing = invalid = longest = 0
     if filled:
+        missing = int(np.count_nonzero(flags & FLAG_GAP))
+        invalid = int(np.count_nonzero(flags & FLAG_NONFINITE))
+        filled_any = flags != 0
         if context is None:
             longest = _longest_run(filled_any, 0, t)
         else:
@@ -231,11 +233,16 @@ def _quick_verdict(raw_mv, ok: np.ndarray, fs_hz: float, cfg: QualityConfig, rai
             or ctx.shape[0] < block or hmax.shape[1] != ctx.shape[0] // half
             or not _view_at(raw_mv, ctx, w0)):
         return None
-    okc = np.asarray(context[1], dtype=np.uint8) == 0
-    hclean = okc[:hmax.shape[1] * half].reshape(-1, half).all(axis=1)
-    if not hclean[j:j + k].all():          # the context's flags disagree with the window's
-        return None
-    hflat = ((hmax - hmin) < cfg.flat_mv) & hclean[None, :]
+    cflags = np.asarray(context[1], dtype=np.uint8)
+    if np.count_nonzero(cflags):           # something filled around the window
+        okc = cflags == 0
+        hclean = okc[:hmax.shape[1] * half].reshape(-1, half).all(axis=1)
+        if not hclean[j:j + k].all():      # the context's flags disagree with the window's
+            return None
+        hflat = ((hmax - hmin) < cfg.flat_mv) & hclean[None, :]
+    else:                                  # all measured: every half-block clean
+        okc = np.ones(cflags.shape, dtype=bool)
+        hflat = (hmax - hmin) < cfg.flat_mv
     off = np.zeros(n_leads, dtype=bool)
     if hflat.any():
         off = _off_near_flat(ctx, okc, w0, t, hflat, half, fs_hz, cfg)
@@ -610,8 +617,17 @@ def _count_equal(x: np.ndarray, hext: np.ndarray, v: np.ndarray, half: int) -> n
 
 def noise_ratio(hf_power: np.ndarray, band_power: np.ndarray) -> float:
     """Mean high-band over mean in-band power over a window (per-sample powers, lead-mean)."""
-    band = float(np.mean(band_power))
-    return float(np.mean(hf_power)) / band if band > 1e-12 else float("nan")  # flat: lead_off
+    band = _mean(band_power)
+    return _mean(hf_power) / band if band > 1e-12 else float("nan")  # flat: lead_off
+
+
+def _mean(v) -> float:
+    """`float(np.mean(v))` of a non-empty float array: its sum (`np.add.reduce`) over the
+    count in the array's dtype, as `np.mean` computes it, without its wrappers."""
+    v = np.asarray(v)
+    if v.dtype.kind != "f" or v.size == 0:
+        return float(np.mean(v))
+    return float(np.add.reduce(v, axis=None) / v.size)
 
 
 __all__ = ["NOISE_HIGHPASS", "REASONS", "STRICT", "QualityConfig", "WindowQuality", "assess_window",
