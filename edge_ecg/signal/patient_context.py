@@ -211,8 +211,7 @@ class PatientContext:
         bq = b[:, q0:q1]
         n = self.n_clusters
         best, best_c = -1, -2.0
-        flat_q = bq.ravel()
-        cq = flat_q - flat_q.mean()
+        cq = _centred(bq.ravel())          # flat_q - flat_q.mean(): the same numbers
         cqq = float(cq @ cq)
         for k in range(n):
             c = _corr_centred(cq, cqq, self.templates[k, :, q0:q1].ravel())
