@@ -52,21 +52,21 @@ class BeatClasses:
     # --- windows ----------------------------------------------------------------------------
     def due(self, beats: np.ndarray, start: int, end: int) -> np.ndarray:
         """Which of a window's beats (model clock, sorted) this window classifies."""
-        b = np.asarray(beats, dtype=np.int64)
-        if not b.size:
-            return np.zeros(0, dtype=bool)
-        nxt = np.append(b[1:], np.iinfo(np.int64).max)
-        whole = b + self.post <= end
-        ready = (nxt < end) | (b + self.wait <= end)
+        return np.array(self._due(np.asarray(beats, dtype=np.int64).tolist(), end), dtype=bool)
+
+    def _due(self, b: list[int], end: int) -> list[bool]:
+        """`due` over a window's dozen beats as Python ints (one pass, no numpy calls)."""
+        post, wait, done, n = self.post, self.wait, self._done, len(b)
+        # whole by the window's end, and ready (the next beat seen, or waited long enough);
         # the first window to satisfy both (windows come in order, none skipped)
-        done = np.fromiter((int(r) in self._done for r in b), dtype=bool, count=b.size)
-        return whole & ready & ~done
+        return [r + post <= end and ((i + 1 < n and b[i + 1] < end) or r + wait <= end)
+                and r not in done for i, r in enumerate(b)]
 
     def claim(self, beats: np.ndarray, start: int, end: int) -> list[int]:
         """The beats (model clock) this window classifies, marked so no later window does:
         called for every window in stream order, before its outputs are known."""
-        b = np.asarray(beats, dtype=np.int64)
-        claimed = b[self.due(b, start, end)].tolist()
+        b = np.asarray(beats, dtype=np.int64).tolist()
+        claimed = [r for r, d in zip(b, self._due(b, end)) if d]
         self._done.update(claimed)
         return claimed
 
