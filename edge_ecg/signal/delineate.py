@@ -453,9 +453,10 @@ def _qrs_leads(a: np.ndarray, r: int, fs: float, cfg: DelineationConfig
     seg = a[:, lo:hi]
     mid = seg[:, 1:-1]
     locmax = (mid >= seg[:, :-2]) & (mid > seg[:, 2:])
-    pks = _rows_of(*(locmax & (mid >= cfg.qrs_sig * dmax[:, None])).nonzero(), n_rows, 1 + lo)
-    smalls = _rows_of(*(locmax & (mid >= cfg.qrs_small * dmax[:, None])).nonzero(), n_rows,
-                      1 + lo)
+    ri, ci = (locmax & (mid >= cfg.qrs_sig * dmax[:, None])).nonzero()
+    pks = _rows_of(ri, ci, n_rows, 1 + lo)
+    ri, ci = (locmax & (mid >= cfg.qrs_small * dmax[:, None])).nonzero()
+    smalls = _rows_of(ri, ci, n_rows, 1 + lo)
     lows = (seg < cfg.qrs_flat * dmax[:, None]).tolist()
     rows = a.tolist()
     gap = round(cfg.qrs_gap_s * fs)
