@@ -55,6 +55,8 @@ def test_export_forms_compute_the_model():
     with export_forms(model) as m:
         kinds = {type(s).__name__ for s in m.scouts}
         assert {"PooledFoldScout", "PooledCNNScout", "FusedDLinearScout"} <= kinds
+        # the deviation expert's template and beat-minus-template: the shape features' ops
+        assert "SharedTemplateDeviation" in {type(e).__name__ for e in m.morphology}
         got = run(m, x)
     assert (moe.expand_valid, moe.beat_shape_features) == saved      # restored on exit
     assert {type(s).__name__ for s in model.scouts} == {"PatchScout", "CNNScout",
