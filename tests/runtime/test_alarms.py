@@ -125,6 +125,53 @@ def test_frequent_pvcs_do_not_make_af():
     assert "trigeminy" in _codes(eng)
 
 
+def test_frequent_pacs_do_not_make_af():
+    # sinus 75 /min with a premature S every other beat, its pause not compensatory: the RR
+    # series with the S beats in it is as irregular as AF by Dash's measures
+    rng = np.random.default_rng(1)
+    t, cls, x = [], [], 0.0
+    for k in range(120):
+        x += 0.8 + rng.normal(0, 0.01)
+        t.append(x)
+        cls.append("N")
+        if k % 2:
+            t.append(x + rng.uniform(0.35, 0.6))
+            cls.append("S")
+    rr = np.diff(t)[:32] * FS
+    assert rr_irregular(rr, AlarmLimits())
+    eng = AlarmEngine(FS)
+    out = _beats(eng, t, cls)
+    assert not [a for a in out if a.code == "new_af"]
+
+
+def _beats_p(eng, times_s, no_p):
+    out = []
+    for t, absent in zip(times_s, no_p):
+        out += eng.observe({"type": "beat", "index": int(round(t * FS)), "beat_class": "N",
+                            "pr_ms": None if absent else 160.0})
+    return out
+
+
+def test_af_needs_p_waves_absent_where_beats_are_delineated():
+    rng = np.random.default_rng(2)
+    irregular = np.cumsum(rng.uniform(0.35, 1.1, 120))
+    # P waves before every beat: an irregular sinus rhythm (sinus arrhythmia, wandering
+    # pacemaker), not AF
+    eng = AlarmEngine(FS)
+    assert not [a for a in _beats_p(eng, irregular, [False] * 120) if a.code == "new_af"]
+    # none before 60 % of them (the delineator finds "P waves" in fibrillatory waves): AF
+    eng = AlarmEngine(FS)
+    no_p = rng.uniform(size=120) < 0.6
+    ons = [a for a in _beats_p(eng, irregular, no_p) if a.code == "new_af"]
+    assert ons and ons[0].state == "onset"
+    # the threshold is a limit: at 0.7 the same beats are not enough
+    eng = AlarmEngine(FS, AlarmLimits(af_p_absent=0.7))
+    assert not [a for a in _beats_p(eng, irregular, no_p) if a.code == "new_af"]
+    # a stream that does not delineate (no pr_ms on its beats): the RR history decides
+    eng = AlarmEngine(FS)
+    assert [a for a in _beats(eng, irregular, "N" * 120) if a.code == "new_af"]
+
+
 def test_vf_segments_raise_and_clear_with_hysteresis_and_invalid_segments_hold():
     eng = AlarmEngine(FS)
     hop, seg = int(FS), int(4 * FS)
