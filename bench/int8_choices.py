@@ -45,7 +45,8 @@ DEFAULT = "int8 export default"
 def int8_candidates(stage, r, tasks) -> dict[str, dict]:
     """name -> how the int8 graph is made: `src` (which fp32 graph: "plain" routed without the
     graph forms, "forms" routed in the forms, "heads" routed with the per-beat head routed too,
-    as the export does), `ort` (ship onnxruntime's optimised graph), `fp32_modules` and the
+    as the export does; "trim" that graph with its beat slots trimmed, export.beat_slots), `ort`
+    (ship onnxruntime's optimised graph), `fp32_modules` and the
     other quantize_onnx_int8 keywords. The levers are cumulative down to the export's
     default, then alternatives to it."""
     beat_fp32 = tuple(stage.FP32_MODULES) + stage.beat_expert_modules(r.routing, tasks)
@@ -63,18 +64,19 @@ def int8_candidates(stage, r, tasks) -> dict[str, dict]:
                                     quantize_activation_matmuls=False,
                                     fp32_modules=tuple(stage.FP32_MODULES)),
     }
-    default = {"src": "heads", "ort": stage.ORT_OPTIMIZED,
+    default = {"src": "trim" if stage.TRIM_SLOTS else "heads", "ort": stage.ORT_OPTIMIZED,
                "fp32_modules": tuple(stage.FP32_MODULES) + (
                    () if stage.BEAT_EXPERTS_INT8 else stage.beat_expert_modules(r.routing, tasks)),
                "weight_only_modules": stage.WEIGHT_ONLY_MODULES, "min_macs": stage.MIN_MACS,
                "chain_modules": chain if stage.INT8_CHAINS else ()}
-    no_chain = dict(default, chain_modules=())
+    no_chain = dict(default, chain_modules=(), src="heads")
     steps["+ exact graph forms"] = dict(no_chain, src="forms")
-    steps["+ per-beat head routed"] = no_chain
-    steps["+ conv experts chained in int8: " + DEFAULT] = default
+    steps["+ per-beat head routed (--route-heads)"] = no_chain
+    steps["+ conv experts chained in int8"] = dict(default, src="heads")
+    steps["+ beat slots trimmed: " + DEFAULT] = default
     alternatives = {
         "default, beat experts fp32": dict(default, fp32_modules=beat_fp32),
-        "default, conv experts not chained": no_chain,
+        "default, conv experts not chained": dict(no_chain, src=default["src"]),
         "default, nodes < 250k MACs fp32": dict(default, min_macs=250_000),
         "default, activation MatMuls int8": dict(default, quantize_activation_matmuls=True),
         "default, QDQ file shipped": dict(default, ort=False),
@@ -94,6 +96,9 @@ def main() -> int:
     ap.add_argument("--tasks", default="", help="comma-separated; empty = every task")
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--no-alternatives", action="store_true", help="the cumulative levers only")
+    ap.add_argument("--route-heads", action=argparse.BooleanOptionalAction, default=None,
+                    help="route the per-beat head to its own experts (default: the stage's; "
+                         "the bundle is exported --no-route-heads)")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -122,7 +127,9 @@ def main() -> int:
         ev = ev.subset(np.sort(rng.permutation(len(ev))[:args.eval_limit]))
     labels = {t.name: ev.labels[t.name] for t in tasks if t.name in ev.labels}
     req = stage.ExportRequest(checkpoint=args.checkpoint, out=Path("unused"), progress=False,
-                              allow_metric_drop=True)
+                              allow_metric_drop=True,
+                              **({} if args.route_heads is None
+                                 else {"route_heads": args.route_heads}))
     r = stage.route_and_measure(req, model, calib.inputs, ev.inputs, tasks, labels)
     routing = r.routing
     print(f"# bench/int8_choices.py on {this_machine().summary()}; onnxruntime {ort.__version__}")
@@ -143,11 +150,13 @@ def main() -> int:
     # (`model.pruned` alone), plainly and in the forms; and the export's own (`r.routed`).
     plain_routed = model.pruned({p: list(k) for p, k in routing.keep.items()}, names).eval()
     src = {"plain": tmp / "routed_plain.onnx", "forms": tmp / "routed_forms.onnx",
-           "heads": tmp / "routed.onnx"}
+           "heads": tmp / "routed.onnx", "trim": tmp / "routed_trim.onnx"}
     export_onnx(plain_routed, ev.inputs, src["plain"], forms=False)
     export_onnx(plain_routed, ev.inputs, src["forms"])
     export_onnx(r.routed, ev.inputs, src["heads"])
-    paths["ONNX fp32 routed (the export's, forms)"] = src["heads"]
+    export_onnx(r.routed, ev.inputs, src["trim"], trim_slots=True)
+    paths["ONNX fp32 routed (forms)"] = src["heads"]
+    paths["ONNX fp32 routed (forms, beat slots trimmed)"] = src["trim"]
     cands = int8_candidates(stage, r, tasks)
     if args.no_alternatives:
         cands = {k: v for k, v in cands.items() if not k.startswith("  alt")}
@@ -176,7 +185,12 @@ def main() -> int:
             starts.append((time.perf_counter() - t1) * 1e3)
         rows[name]["start_ms"] = float(np.median(starts))
 
-    one = {k: np.ascontiguousarray(v[:1]) for k, v in ev.inputs.items()}
+    # the timed window: the first with the median beat count of --eval (the trimmed graphs
+    # compute the slots in use, so the count matters; the eval sets hold 14 at the median)
+    counts = ev.inputs["beat_mask"].sum(1)
+    at = int(np.argmin(np.abs(counts - np.median(counts))))
+    one = {k: np.ascontiguousarray(v[at:at + 1]) for k, v in ev.inputs.items()}
+    print(f"# timed window {at} of --eval: {int(counts[at])} beats (median {np.median(counts):g})")
     sessions = {n: onnx_session(p, 1) for n, p in paths.items()}
     for s in sessions.values():
         for _ in range(20):

@@ -62,12 +62,18 @@ INT8_CHAIN_EXPERTS = {"scout": ("cnn", "fold"),
 INT8_CHAINS = True
 ORT_OPTIMIZED = True
 # The onnxruntime routed graphs (fp32 and int8) compute the per-beat part on the beat slots in
-# use only (export.beat_slots; the same outputs). Bundled checkpoint, all six tasks, a window
-# of 13 beats (MIT-BIH 106), one process, interleaved, 300 calls, load 3.5: int8 2.42 ->
-# 2.20 ms (1.36x -> 1.49x ONNX fp32 with all experts), the fp32 routed graph 3.24 -> 2.79 ms;
-# task metrics and each beat class's F1 on the validation windows unchanged. OpenVINO runs
-# the trimmed graph slower (2.6 -> 4.0 ms: a data-dependent shape), so its variants are
-# converted from the untrimmed graph.
+# use only (export.beat_slots; the same outputs: the int8 graph's bit-identical to the
+# untrimmed int8 on 1214 validation windows). What it saves depends on the window's beats
+# (14 at the median of the validation and calibration windows; at least 17 slots computed).
+# The bundle's files against a scratch export with it (and graph_forms' shared_template), one
+# process, interleaved x400, thread CPU p50, load 2.2-2.5 (AMD EPYC, 2 cores), windows of
+# 9 / 14 / 21 / 32 beats: int8 2.55 / 3.09 / 2.65 / 3.04 -> 2.32 / 2.80 / 2.51 / 3.05 ms, i.e.
+# 1.36 / 1.35 / 1.36 / 1.40x -> 1.50 / 1.49 / 1.44 / 1.40x the bundle's ONNX fp32 with all
+# experts (3.48 / 4.17 / 3.62 / 4.27 ms). `python bench/int8_choices.py --no-route-heads
+# --calib-limit 128 --eval-limit 300` (validation windows, load 6.8; its timed window has 14
+# beats): 2.98 -> 2.78 ms, 1.44x -> 1.55x ONNX fp32 all experts, 1.53x the dense baseline; the
+# fp32 routed graph 4.11 -> 3.52 ms. OpenVINO runs the trimmed graph slower (2.6 -> 4.0 ms: a
+# data-dependent shape), so its variants are converted from the untrimmed graph.
 TRIM_SLOTS = True
 
 
