@@ -405,9 +405,9 @@ class AlarmEngine:
         L = self.limits
         if len(self.rr) < L.af_rr:
             return []
-        irregular = rr_irregular(np.asarray(self.rr), L)
-        model_ok = self.p_af is None or self.p_af >= L.af_model_prob
-        present = irregular and model_ok and self._p_waves_absent()
+        # the cheap tests first: a sinus rhythm with its P waves skips the RR statistics
+        present = ((self.p_af is None or self.p_af >= L.af_model_prob)
+                   and self._p_waves_absent() and rr_irregular(np.asarray(self.rr), L))
         if present:
             self.af_clear = 0
             if "new_af" not in self.episodes:
