@@ -5,7 +5,7 @@ with all experts and the dense multi-task baseline.
     python bench/int8_choices.py                        # the bundled checkpoint, recipe data
     python bench/int8_choices.py --calib-limit 0        # calibrate on all of it, as the export
     python bench/int8_choices.py --tasks arrhythmia     # a deployment of fewer tasks
-    python bench/int8_choices.py --checkpoint DIR --calib recipe:calib --eval recipe:heldout
+    python bench/int8_choices.py --checkpoint DIR --calib recipe:calib --eval SPEC
 
 For one checkpoint: route as the export does (all tasks, or `--tasks`; `export.routed`), export
 the references -- ONNX fp32 with all experts written plainly (as before) and in the export's
@@ -16,7 +16,8 @@ alternatives to the default. Every graph is timed in this one process (batch 1, 
 sessions interleaved call by call in a fresh random order each round, so load drift and
 cache effects hit each alike; p50 of the calling thread's CPU time, which a shared machine
 inflates less than wall time, and wall time), with its session start, and scored on `--eval`
-against torch fp32 with all experts (the export's 0.01 tolerance: MAE relative, F1/accuracy
+(default: the checkpoint's validation patients, `recipe:validation?subjects=CHECKPOINT`: the
+levers are chosen here, so never on the held-out fold) against torch fp32 with all experts (the export's 0.01 tolerance: MAE relative, F1/accuracy
 absolute; > 0 is worse). Not a test: prints a table, the machine named.
 """
 
@@ -88,7 +89,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", type=Path, default=DEFAULT_CKPT)
     ap.add_argument("--calib", default="recipe:calib")
-    ap.add_argument("--eval", dest="eval_spec", default="recipe:heldout")
+    ap.add_argument("--eval", dest="eval_spec", default="",
+                    help="data the choices are scored on (default: the checkpoint's "
+                         "validation patients, recipe:validation?subjects=CHECKPOINT)")
     ap.add_argument("--eval-limit", type=int, default=0,
                     help="windows of --eval scored (a random subset, seed 0); 0 = all")
     ap.add_argument("--calib-limit", type=int, default=256,
@@ -100,6 +103,7 @@ def main() -> int:
                     help="route the per-beat head to its own experts (default: the stage's; "
                          "the bundle is exported --no-route-heads)")
     args = ap.parse_args()
+    args.eval_spec = args.eval_spec or f"recipe:validation?subjects={args.checkpoint}"
 
     import onnxruntime as ort
     from export_variants import dense_baseline
