@@ -1,7 +1,7 @@
 """Alarm figures per database (MIT-BIH, SVDB, CUDB) with a bundle streamed over the records.
 
     python bench/alarms.py [--bundle edge_ecg/assets/default_bundle] [--db mitdb,svdb,cudb]
-                           [--jobs 2] [--records N] [--choose-vf]
+                           [--jobs 2] [--records N] [--choose-vf | --cinc-af]
 
 Each record of ../shared/data/<db> is replayed through the runtime (`StreamProcessor`: its
 detector, windows, per-beat classes and the alarm engine, edge_ecg.runtime.alarms) as fast as
@@ -11,6 +11,11 @@ scored against the .atr annotations (edge_ecg.metrics.rhythm, EC57 definitions):
 and VT-run Se / +P, AF and VF episode and duration Se / +P, false VT / VF / AF alarms per hour,
 and on the records in sinus rhythm throughout, false ectopic beats and high-priority alarms
 per hour.
+
+`--cinc-af` streams the CinC 2017 recordings of fold 0 (patients the bundle never saw; 9-61 s
+each, single lead, called lead I) and counts, per reference class (N, A, O), the recordings on
+which the AF alarm went on: its sensitivity where AF is long enough to judge (32 RR intervals)
+and its false alarms on normal and other rhythms. MIT-BIH's fold 0 holds no AF episode.
 
 `--choose-vf` is how the VF detector's thresholds (edge_ecg.signal.vf.VfThresholds) were
 fixed: the segments' features of every record of the three databases, 3 folds by record
@@ -204,6 +209,47 @@ def choose_vf(jobs: int) -> None:
     print(f"  chosen on all records (the detector's defaults): {_choose(rs)}")
 
 
+# --- AF alarms on CinC 2017's held-out recordings -------------------------------------------
+def cinc_af_record(args) -> tuple[str, bool]:
+    """(reference class, whether the AF alarm went on) of one CinC recording streamed."""
+    bundle, name, label = args
+    from edge_ecg.data.records import read_record
+    from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.events import AlarmEvent
+    from edge_ecg.runtime.replay import ReplaySource, replay_events
+    from edge_ecg.runtime.stream_processor import StreamProcessor
+
+    rec = read_record(str(DATA / "cinc2017" / name), invalid="keep")
+    backend = open_backend(bundle, None, threads=1)
+    try:
+        src = ReplaySource(rec.adc, rec.gain, rec.baseline, rec.fs_hz, ("I",), speed=None,
+                           chunk_s=0.5, name=f"record:{name}", invalid=rec.invalid)
+        alarmed = any(isinstance(e, AlarmEvent) and e.code == "new_af" and e.state == "onset"
+                      for part in replay_events(src, StreamProcessor(backend)) for e in part)
+    finally:
+        backend.close()
+    return label, alarmed
+
+
+def cinc_af(bundle: str, jobs: int, limit: int) -> None:
+    from edge_ecg.data.folds import subject_fold
+
+    rows = [ln.strip().split(",") for ln in
+            (DATA / "cinc2017" / "REFERENCE.csv").read_text().splitlines() if ln.strip()]
+    todo = [(bundle, n, c) for n, c in rows if c in ("N", "A", "O")
+            and subject_fold(f"cinc-{n}") == 0]
+    todo = todo[:limit] if limit else todo
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max(1, jobs)) as ex:
+        res = list(ex.map(cinc_af_record, todo, chunksize=8))
+    print(f"bench/alarms.py --cinc-af: bundle {bundle}, {len(res)} CinC 2017 fold-0 recordings, "
+          f"{time.perf_counter() - t0:.0f} s wall ({jobs} jobs)")
+    for c, name in (("A", "AF"), ("N", "normal"), ("O", "other rhythm")):
+        n = sum(1 for lab, _ in res if lab == c)
+        on = sum(1 for lab, a in res if lab == c and a)
+        print(f"  {name:<13} {on:>4} of {n:>4} recordings raised the AF alarm ({on / max(n, 1):.3f})")
+
+
 # --- the table ------------------------------------------------------------------------------
 def _fmt(v) -> str:
     if isinstance(v, float):
@@ -219,7 +265,12 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=0, help="at most this many per database")
     ap.add_argument("--choose-vf", action="store_true",
                     help="cross-validate the VF detector's thresholds instead")
+    ap.add_argument("--cinc-af", action="store_true",
+                    help="the AF alarm on CinC 2017's fold-0 recordings instead (per class)")
     args = ap.parse_args()
+    if args.cinc_af:
+        cinc_af(args.bundle, args.jobs, args.records)
+        return 0
     if not (DATA / "mitdb").is_dir():
         print(f"real records not found at {DATA}", file=sys.stderr)
         return 2
