@@ -355,6 +355,19 @@ def _first_below(a: np.ndarray, lo: int, hi: int, thr: float) -> int:
     return lo + int(idx[0]) if idx.size else hi - 1
 
 
+def _joined(p: int, q: int, low_l: list, lo: int, gap: int, flat_n: int) -> bool:
+    """Slope peaks p < q belong to one complex: close (<= `gap` samples), and no run of
+    `flat_n` or more flat samples (`low_l`, the |slope| under qrs_flat from sample `lo` on)
+    between them (a q-wave nadir is a brief zero of the slope; a PR or ST segment a long one)."""
+    if q - p > gap:
+        return False
+    run = longest = 0
+    for lw in low_l[p - lo: q + 1 - lo]:
+        run = run + 1 if lw else 0
+        longest = max(longest, run)
+    return longest < flat_n
+
+
 def _qrs_lead(a: np.ndarray, r: int, fs: float, cfg: DelineationConfig
               ) -> tuple[int, int, int] | None:
     """(onset, first slope peak, offset) of one lead's QRS from |slope| `a`."""
@@ -378,15 +391,7 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float, cfg: DelineationConfig
     low_l = (seg < cfg.qrs_flat * dmax).tolist()
 
     def joined(p: int, q: int) -> bool:
-        """Slope peaks p < q belong to one complex: close, and no flat run between them
-        (a q-wave nadir is a brief zero of the slope; a PR or ST segment is a long one)."""
-        if q - p > gap:
-            return False
-        run = longest = 0
-        for lw in low_l[p - lo: q + 1 - lo]:
-            run = run + 1 if lw else 0
-            longest = max(longest, run)
-        return longest < flat_n
+        return _joined(p, q, low_l, lo, gap, flat_n)
 
     i = k
     while i > 0 and joined(int(pk[i - 1]), int(pk[i])):
@@ -472,13 +477,7 @@ def _qrs_leads(a: np.ndarray, r: int, fs: float, cfg: DelineationConfig
         low_l, ai = lows[i], rows[i]
 
         def joined(p: int, q: int) -> bool:
-            if q - p > gap:
-                return False
-            run = longest = 0
-            for lw in low_l[p - lo: q + 1 - lo]:
-                run = run + 1 if lw else 0
-                longest = max(longest, run)
-            return longest < flat_n
+            return _joined(p, q, low_l, lo, gap, flat_n)
 
         rf = ref[i]
         k = min(range(len(pk)), key=lambda j: abs(pk[j] - rf))   # argmin: the first nearest

@@ -119,6 +119,18 @@ def _segment_constants(n: int, fs_hz: float) -> tuple[np.ndarray, ...]:
     return out
 
 
+def _leakage(x: np.ndarray, abs_sum: float, slope_sum: float) -> float:
+    """The VF-filter leakage of a centred segment `x`, from the sums of |x[1:]| and |dx|:
+    its half period, then the share of |x| that x shifted by it does not cancel."""
+    if not slope_sum > 0:
+        return 1.0
+    half = int(np.floor(np.pi * abs_sum / slope_sum + 0.5))
+    half = min(max(half, 1), x.size - 1)
+    num = np.abs(x[half:] + x[:-half]).sum()
+    den = (np.abs(x[half:]) + np.abs(x[:-half])).sum()
+    return float(num / den) if den > 0 else 1.0
+
+
 def segment_features(y: np.ndarray, fs_hz: float) -> dict[str, float]:
     """The three features (and the dominant frequency and mean |x|) of one filtered segment."""
     x = np.asarray(y, dtype=np.float64)
@@ -131,15 +143,7 @@ def segment_features(y: np.ndarray, fs_hz: float) -> dict[str, float]:
     peak = float(np.max(np.abs(xt))) if n else 0.0
     tcsc = 100.0 * float(np.mean(np.abs(xt) > TCSC_LEVEL * peak)) if peak > 0 else 0.0
     # VF-filter leakage (Kuo & Dillman): half period from mean |x| over mean |dx|
-    dx = np.abs(np.diff(x)).sum()
-    if dx > 0:
-        half = int(np.floor(np.pi * np.abs(x[1:]).sum() / dx + 0.5))
-        half = min(max(half, 1), n - 1)
-        num = np.abs(x[half:] + x[:-half]).sum()
-        den = (np.abs(x[half:]) + np.abs(x[:-half])).sum()
-        leak = float(num / den) if den > 0 else 1.0
-    else:
-        leak = 1.0
+    leak = _leakage(x, np.abs(x[1:]).sum(), np.abs(np.diff(x)).sum())
     # spectral concentration around the dominant frequency (Hamming-windowed amplitude)
     amp = np.abs(np.fft.rfft(x * hamming))
     total = amp[band].sum()
@@ -182,14 +186,7 @@ def segment_features_rows(y: np.ndarray, fs_hz: float) -> list[dict[str, float]]
     for i in range(n_seg):
         xi, pk = x[i], peak[i]
         tcsc = 100.0 * float(np.mean(xt[i] > TCSC_LEVEL * pk)) if pk > 0 else 0.0
-        if dx[i] > 0:
-            half = int(np.floor(np.pi * s1[i] / dx[i] + 0.5))
-            half = min(max(half, 1), n - 1)
-            num = np.abs(xi[half:] + xi[:-half]).sum()
-            den = (np.abs(xi[half:]) + np.abs(xi[:-half])).sum()
-            leak = float(num / den) if den > 0 else 1.0
-        else:
-            leak = 1.0
+        leak = _leakage(xi, s1[i], dx[i])
         if total[i] > 0:
             fd = float(f_search[dom[i]])
             near = band & (f >= 0.7 * fd) & (f <= 1.4 * fd)

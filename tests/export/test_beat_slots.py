@@ -14,20 +14,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from edge_ecg.signal.contract import INPUT_NAMES
-
-
-def tiny(seed: int = 0):
-    from edge_ecg.model.config import ECGMoEConfig
-    from edge_ecg.model.moe import ECGMoE
-
-    torch.manual_seed(seed)
-    model = ECGMoE(ECGMoEConfig.preset("tiny"), load_external=False).eval()
-    with torch.no_grad():        # BatchNorm away from the identity, biases non-zero
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    return model
+from tests.export.test_graph_forms import tiny     # the tiny model, BatchNorm away from identity
 
 
 def windows(model, counts, seed: int = 0) -> dict[str, np.ndarray]:
