@@ -66,6 +66,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run the on-device runtime or the ward: numerical libraries one thread each
+# (edge_ecg.runtime.blas_threads), set before the command imports numpy
+ONE_BLAS_THREAD = frozenset({"stream", "demo", "profile", "bridge", "ward"})
+
+
 def _log_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("logs", "the library's log messages on stderr")
     g.add_argument("--log-json", action="store_true", help="log JSON lines to stderr")
@@ -85,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if args.command in ONE_BLAS_THREAD:
+        from edge_ecg.runtime.blas_threads import one_thread_per_process
+
+        one_thread_per_process()
     from edge_ecg.ward import logs  # stdlib only: the ward's log format, not the ward
 
     try:

@@ -307,7 +307,6 @@ def run(args: argparse.Namespace) -> int:
         from edge_ecg.runtime.backends import open_backend
         from edge_ecg.ward.worker import Worker, WorkerOptions
 
-        bus.environ_threads()
         target = bus_target(args)
         opts = WorkerOptions(tick_s=args.tick_s, snapshot_s=args.snapshot_s,
                              max_beds=args.max_beds, max_jump_s=args.max_jump_s,

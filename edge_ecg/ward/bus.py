@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import shutil
 import socket
@@ -386,9 +385,3 @@ class LocalBroker:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def environ_threads() -> None:
-    """Keep numerical libraries to one thread per process (the worker batches instead)."""
-    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(k, "1")

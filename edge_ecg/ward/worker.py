@@ -730,7 +730,8 @@ async def run_worker(url: str, bundle: str | None = None, variant: str | None = 
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
 
-    bus.environ_threads()
+    # numerical libraries one thread each: `edge-ecg ward worker` set that before numpy loaded
+    # (edge_ecg.runtime.blas_threads); here it would be too late
     backend = open_backend(bundle or str(DEFAULT_BUNDLE), variant=variant, threads=1)
     backend.warmup()
     w = Worker(url, backend, options, worker_id)
