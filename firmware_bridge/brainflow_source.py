@@ -36,6 +36,9 @@ from edge_ecg.signal.source import Source
 log = logging.getLogger(__name__)
 
 COUNTER_MOD = 256          # BrainFlow's package counters wrap at 256 on the boards that have one
+# A playback whose sample index has passed the file's rows, with rows overwritten unread (they
+# never come): this long without a new row is its end (the board sends every few ms)
+PLAYBACK_IDLE_S = 1.0
 _OWN = ("channels", "leads", "uv_per_count", "buffer", "speed")
 _INT_PARAMS = ("ip_port", "ip_port_aux", "ip_port_anc", "ip_protocol", "timeout", "master_board")
 
@@ -67,6 +70,7 @@ class BrainFlowSource(Source):
         self._last_counter: int | None = None
         self._last_ts: float | None = None
         self._total: int | None = None        # playback rows, for EOF
+        self._rows_at = time.monotonic()      # when rows last came
         self._counters = {"chunks": 0, "samples": 0, "lost_samples": 0, "gaps": 0,
                           "buffer_full": 0}
 
@@ -177,10 +181,11 @@ class BrainFlowSource(Source):
             raise SourceError(f"{self.name}: read() before open()")
         deadline = time.monotonic() + timeout_s
         while not self._chunks:
-            if self._total is not None and self._next >= self._total:
+            if self._total is not None and self._played_out():
                 raise EOFError(f"{self.name}: end of the playback file")
             n = self._shim.get_board_data_count()
             if n:
+                self._rows_at = time.monotonic()
                 if n >= self._buffer:
                     self._counters["buffer_full"] += 1     # BrainFlow overwrote: see the counter
                 self._split(self._shim.get_board_data(n))
@@ -190,6 +195,16 @@ class BrainFlowSource(Source):
                 return None
             time.sleep(min(0.02, left))       # ~25 chunks/s, as serial devices send
         return self._chunks.popleft()
+
+    def _played_out(self) -> bool:
+        """Every row of the playback file read. The sample index alone cannot say so: rows
+        missing from the file are an index jump, so it passes the row count while the last
+        rows are still coming. Where BrainFlow overwrote rows not read in time (they never
+        come), the index past the file's rows and nothing new for PLAYBACK_IDLE_S."""
+        if self._counters["samples"] >= self._total:
+            return True
+        return (self._next >= self._total
+                and time.monotonic() - self._rows_at >= PLAYBACK_IDLE_S)
 
     def _split(self, data: np.ndarray) -> None:
         """Rows of one BrainFlow read -> contiguous Chunks, index jumps where samples were lost."""

@@ -130,3 +130,77 @@ def test_a_loss_longer_than_the_counter_period_is_sized_from_the_timestamps():
     chunks = list(src._chunks)
     assert [(c.index, c.end) for c in chunks] == [(0, 100), (400, 450)]
     assert src.stats()["lost_samples"] == 300 and src.stats()["gaps"] == 1
+
+
+class _Trickle:
+    """A BoardShim that hands over at most `k` rows a read: the last rows of a playback come
+    after the sample index (which counts the rows missing from the file) has passed the file's
+    row count, as they do when the board is read promptly."""
+
+    def __init__(self, shim, k: int = 7) -> None:
+        self.shim, self.k = shim, k
+
+    def get_board_data_count(self) -> int:
+        return min(self.shim.get_board_data_count(), self.k)
+
+    def get_board_data(self, n: int):
+        return self.shim.get_board_data(min(n, self.k))
+
+    def __getattr__(self, name):
+        return getattr(self.shim, name)
+
+
+def test_a_playback_read_in_small_pieces_ends_after_its_last_row(tmp_path):
+    uv = 100.0 * np.sin(np.arange(600) / 10.0)
+    path = _playback_file(tmp_path / "lossy.csv", uv, drop=slice(200, 237))
+    src = open_source(f"brainflow:PLAYBACK_FILE_BOARD?file={path}&master_board=SYNTHETIC_BOARD")
+    out = []
+    with src:
+        src._shim = _Trickle(src._shim)
+        while True:
+            try:
+                c = src.read(0.2)
+            except EOFError:
+                break
+            if c is not None:
+                out.append(c)
+    idx = np.concatenate([np.arange(c.index, c.end) for c in out])
+    assert np.array_equal(idx, np.r_[0:200, 237:600])       # every row, the gap at its place
+    got_uv = np.concatenate([c.samples[:, 0] for c in out]) / src.gain * 1000.0   # counts -> uV
+    assert np.allclose(got_uv, np.delete(uv, np.arange(200, 237)), atol=1000.0 / src.gain)
+
+
+class _Overwritten(_Trickle):
+    """Rows 300-319 of the stream lost inside BrainFlow (its ring buffer overwritten before a
+    read): they never come, so the rows read never reach the file's row count."""
+
+    seen = 0
+
+    def get_board_data(self, n: int):
+        data = self.shim.get_board_data(min(n, self.k))
+        pos = self.seen + np.arange(data.shape[1])
+        self.seen += data.shape[1]
+        return data[:, (pos < 300) | (pos >= 320)]
+
+
+def test_a_playback_with_rows_lost_inside_brainflow_still_ends(tmp_path):
+    import time
+
+    uv = 100.0 * np.sin(np.arange(600) / 10.0)
+    path = _playback_file(tmp_path / "p.csv", uv)
+    src = open_source(f"brainflow:PLAYBACK_FILE_BOARD?file={path}&master_board=SYNTHETIC_BOARD")
+    out, t0 = [], time.monotonic()
+    with src:
+        src._shim = _Overwritten(src._shim)
+        while time.monotonic() - t0 < 10.0:
+            try:
+                c = src.read(0.2)
+            except EOFError:
+                break
+            if c is not None:
+                out.append(c)
+        else:
+            pytest.fail("the playback never ended")
+    idx = np.concatenate([np.arange(c.index, c.end) for c in out])
+    assert np.array_equal(idx, np.r_[0:300, 320:600])
+    assert src.stats()["lost_samples"] == 20
