@@ -181,7 +181,7 @@ class BrainFlowSource(Source):
             raise SourceError(f"{self.name}: read() before open()")
         deadline = time.monotonic() + timeout_s
         while not self._chunks:
-            if self._total is not None and self._played_out():
+            if self._total is not None and self._played_out(self._total):
                 raise EOFError(f"{self.name}: end of the playback file")
             n = self._shim.get_board_data_count()
             if n:
@@ -196,14 +196,14 @@ class BrainFlowSource(Source):
             time.sleep(min(0.02, left))       # ~25 chunks/s, as serial devices send
         return self._chunks.popleft()
 
-    def _played_out(self) -> bool:
+    def _played_out(self, total: int) -> bool:
         """Every row of the playback file read. The sample index alone cannot say so: rows
         missing from the file are an index jump, so it passes the row count while the last
         rows are still coming. Where BrainFlow overwrote rows not read in time (they never
         come), the index past the file's rows and nothing new for PLAYBACK_IDLE_S."""
-        if self._counters["samples"] >= self._total:
+        if self._counters["samples"] >= total:
             return True
-        return (self._next >= self._total
+        return (self._next >= total
                 and time.monotonic() - self._rows_at >= PLAYBACK_IDLE_S)
 
     def _split(self, data: np.ndarray) -> None:

@@ -109,7 +109,9 @@ def test_a_stopped_worker_then_a_stopped_bedside_raise_their_alarms_in_time(brok
     # analysis may come sooner than its last event + limit: the stopped worker's heartbeat
     # went first (read once a second), and on a starved machine events can trail it
     assert late_a <= LIMIT_S + PUSH_S + SLACK_S, late_a
-    assert LIMIT_S <= late_d <= LIMIT_S + PUSH_S + SLACK_S, late_d
+    # never before the limit: raised_t is reported to the millisecond (rounded), the last
+    # frame's time is not, so "at the limit" can read up to 0.5 ms under it
+    assert LIMIT_S - 5e-4 <= late_d <= LIMIT_S + PUSH_S + SLACK_S, late_d
     assert no_analysis_s <= LIMIT_S + PUSH_S + SLACK_S, no_analysis_s
     assert shown["hr_bpm"] is None and shown["rhythm"] is None
     assert shown["alarms"][0]["code"] == "stale_worker"
