@@ -368,6 +368,24 @@ def _joined(p: int, q: int, low_l: list, lo: int, gap: int, flat_n: int) -> bool
     return longest < flat_n
 
 
+def _chain_small(small: list, first: int, last: int, thr_on: float, thr_off: float, a,
+                 joined) -> tuple[int, int, float, float]:
+    """The complex's first and last slope peaks extended by the small ones (`small`, sample
+    indices) chained on to them, each lowering its side's onset/offset threshold to half its
+    own slope (`a`)."""
+    for q in [q for q in small if q < first][::-1]:
+        if not joined(q, first):
+            break
+        first = q
+        thr_on = min(thr_on, 0.5 * a[first])
+    for q in [q for q in small if q > last]:
+        if not joined(last, q):
+            break
+        last = q
+        thr_off = min(thr_off, 0.5 * a[last])
+    return first, last, thr_on, thr_off
+
+
 def _qrs_lead(a: np.ndarray, r: int, fs: float, cfg: DelineationConfig
               ) -> tuple[int, int, int] | None:
     """(onset, first slope peak, offset) of one lead's QRS from |slope| `a`."""
@@ -405,16 +423,7 @@ def _qrs_lead(a: np.ndarray, r: int, fs: float, cfg: DelineationConfig
     # qrs_small of the largest, chained on within qrs_gap_s, extend the complex; the threshold
     # stays relative to the main slope peak, but below half the small one
     small = ((locmax & (mid >= cfg.qrs_small * dmax)).nonzero()[0] + (1 + lo)).tolist()
-    for q in [q for q in small if q < first][::-1]:
-        if not joined(q, first):
-            break
-        first = int(q)
-        thr_on = min(thr_on, 0.5 * a[first])
-    for q in [q for q in small if q > last]:
-        if not joined(last, q):
-            break
-        last = q
-        thr_off = min(thr_off, 0.5 * a[last])
+    first, last, thr_on, thr_off = _chain_small(small, first, last, thr_on, thr_off, a, joined)
     on = _last_below(a, lo - round(0.05 * fs), first, thr_on)
     off = _first_below(a, last, hi + round(0.05 * fs), thr_off)
     xi_min = cfg.xi_qrs_min
@@ -489,17 +498,8 @@ def _qrs_leads(a: np.ndarray, r: int, fs: float, cfg: DelineationConfig
             j1 += 1
         first, last = pk[j0], pk[j1]
         thr_on, thr_off = cfg.xi_qrs_on * ai[first], cfg.xi_qrs_off * ai[last]
-        small = smalls[i]
-        for q in [q for q in small if q < first][::-1]:
-            if not joined(q, first):
-                break
-            first = q
-            thr_on = min(thr_on, 0.5 * ai[first])
-        for q in [q for q in small if q > last]:
-            if not joined(last, q):
-                break
-            last = q
-            thr_off = min(thr_off, 0.5 * ai[last])
+        first, last, thr_on, thr_off = _chain_small(smalls[i], first, last, thr_on, thr_off,
+                                                    ai, joined)
         on = _py_below(ai, lo - ext, first, thr_on, last_one=True)
         off = _py_below(ai, last, hi + ext, thr_off, last_one=False)
         if xi_min > 0:

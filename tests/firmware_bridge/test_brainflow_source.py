@@ -15,11 +15,15 @@ bf = pytest.importorskip("brainflow.board_shim",
 TOL_S = 0.150          # AAMI EC57 beat match window
 
 
-def _read(src, until_s: float | None = None, max_wall_s: float = 20.0) -> list:
+def _read(src, until_s: float | None = None, max_wall_s: float = 20.0, wrap=None) -> list:
+    """The chunks `src` gives until its end (or `until_s` of signal, or `max_wall_s`);
+    `wrap(shim)` stands in for the opened board's BoardShim."""
     import time
 
     out, t0 = [], time.monotonic()
     with src:
+        if wrap is not None:
+            src._shim = wrap(src._shim)
         while time.monotonic() - t0 < max_wall_s:
             try:
                 c = src.read(0.2)
@@ -154,16 +158,7 @@ def test_a_playback_read_in_small_pieces_ends_after_its_last_row(tmp_path):
     uv = 100.0 * np.sin(np.arange(600) / 10.0)
     path = _playback_file(tmp_path / "lossy.csv", uv, drop=slice(200, 237))
     src = open_source(f"brainflow:PLAYBACK_FILE_BOARD?file={path}&master_board=SYNTHETIC_BOARD")
-    out = []
-    with src:
-        src._shim = _Trickle(src._shim)
-        while True:
-            try:
-                c = src.read(0.2)
-            except EOFError:
-                break
-            if c is not None:
-                out.append(c)
+    out = _read(src, wrap=_Trickle)
     idx = np.concatenate([np.arange(c.index, c.end) for c in out])
     assert np.array_equal(idx, np.r_[0:200, 237:600])       # every row, the gap at its place
     got_uv = np.concatenate([c.samples[:, 0] for c in out]) / src.gain * 1000.0   # counts -> uV
@@ -189,18 +184,9 @@ def test_a_playback_with_rows_lost_inside_brainflow_still_ends(tmp_path):
     uv = 100.0 * np.sin(np.arange(600) / 10.0)
     path = _playback_file(tmp_path / "p.csv", uv)
     src = open_source(f"brainflow:PLAYBACK_FILE_BOARD?file={path}&master_board=SYNTHETIC_BOARD")
-    out, t0 = [], time.monotonic()
-    with src:
-        src._shim = _Overwritten(src._shim)
-        while time.monotonic() - t0 < 10.0:
-            try:
-                c = src.read(0.2)
-            except EOFError:
-                break
-            if c is not None:
-                out.append(c)
-        else:
-            pytest.fail("the playback never ended")
+    t0 = time.monotonic()
+    out = _read(src, max_wall_s=10.0, wrap=_Overwritten)
+    assert time.monotonic() - t0 < 8.0, "the playback never ended"
     idx = np.concatenate([np.arange(c.index, c.end) for c in out])
     assert np.array_equal(idx, np.r_[0:300, 320:600])
     assert src.stats()["lost_samples"] == 20
