@@ -172,6 +172,27 @@ def test_af_needs_p_waves_absent_where_beats_are_delineated():
     assert [a for a in _beats(eng, irregular, "N" * 120) if a.code == "new_af"]
 
 
+def test_the_stream_s_beat_objects_and_the_station_s_json_give_the_same_af_alarms():
+    # the stream feeds BeatEvent objects, the ward's station their JSON: the P wave must read
+    # the same from both (pr_ms None: no P found; no waves: not delineated)
+    from edge_ecg.runtime.events import BeatEvent
+
+    rng = np.random.default_rng(3)
+    times = np.cumsum(rng.uniform(0.35, 1.1, 120))
+    for waves_of in (lambda k: {"pr_ms": None, "qrs_ms": 90.0},          # AF: no P waves
+                     lambda k: {"pr_ms": 150.0, "qrs_ms": 90.0},         # P waves: not AF
+                     lambda k: None):                                    # not delineated
+        beats = [BeatEvent(index=int(round(t * FS)), time_s=float(t), delay_ms=0.0,
+                           waves=waves_of(k), beat_class="N", beat_prob=0.9)
+                 for k, t in enumerate(times)]
+        objs, dicts = AlarmEngine(FS), AlarmEngine(FS)
+        a = [x.to_json() for b in beats for x in objs.observe(b)]
+        b = [x.to_json() for b in beats for x in dicts.observe(b.to_json())]
+        assert a == b
+        assert bool([x for x in a if x["code"] == "new_af"]) == (waves_of(0) is None
+                                                                 or waves_of(0)["pr_ms"] is None)
+
+
 def test_vf_segments_raise_and_clear_with_hysteresis_and_invalid_segments_hold():
     eng = AlarmEngine(FS)
     hop, seg = int(FS), int(4 * FS)
