@@ -11,7 +11,9 @@ LUDB record, RR MAE and AF-episode Se/+P on MIT-BIH, and every task's window met
 A bundle with a `beat` task is also scored on every MIT-BIH record of the data as AAMI EC57
 does (`"beat_classes"`: gross Se and +P of V, S and F, the confusion matrix, a row per
 record): each record streamed through the runtime (its detector, windows and per-beat
-classes), a reference beat the runtime missed or left unclassified counting as missed. The
+classes), a reference beat the runtime missed or left unclassified counting as missed: every
+beat of every record (the strict reading), and under `"ec57"` as EC57's comparator WFDB `bxb`
+scores them (5-min learning period and VF episodes not scored; edge_ecg.metrics.beats). The
 same streams' alarms are scored per database (`"alarms"`, edge_ecg.metrics.rhythm):
 couplet and VT-run Se / +P, AF and VF episode and duration Se / +P, false VT / VF / AF alarms
 per hour, and false ectopic beats and high-priority alarms per hour on the records in sinus
@@ -104,9 +106,9 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
     from tqdm import tqdm
 
     from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
-    from edge_ecg.data.mitbih import database
-    from edge_ecg.data.records import beat_annotations, find_beat_extension
-    from edge_ecg.metrics.beats import pool_class_scores, score_beat_classes
+    from edge_ecg.data.mitbih import database, vf_episodes
+    from edge_ecg.data.records import beat_annotations, find_beat_extension, read_annotations
+    from edge_ecg.metrics.beats import EC57_LEARNING_S, pool_class_scores, score_beat_classes
     from edge_ecg.runtime.record_beats import stream_beat_classes
 
     dbs = ("mitdb", "svdb", "cudb")
@@ -119,6 +121,7 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
     from edge_ecg.metrics.rhythm import pool, record_counts, summarize
 
     scores: dict[str, list] = {}
+    ec57: dict[str, list] = {}
     alarm_counts: dict[str, list] = {}
     for rid, info in tqdm(sorted(recs.items()), desc="EC57 (runtime)", unit="rec",
                           disable=not progress):
@@ -145,14 +148,28 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
                             for c in classes], dtype=np.int64)
         scores.setdefault(db, []).append(score_beat_classes(
             ann.sample[keep], ref_cls, samples, det_cls, info["fs_hz"], record=name))
+        marks = read_annotations(path, find_beat_extension(path) or "atr")
+        ec57.setdefault(db, []).append(score_beat_classes(
+            ann.sample[keep], ref_cls, samples, det_cls, info["fs_hz"], record=name,
+            from_sample=round(EC57_LEARNING_S * info["fs_hz"]),
+            excluded=vf_episodes(marks.sample, marks.symbol, n)))
     every = [s for v in scores.values() for s in v]
-    out = {"scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match",
+    out = {"scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match; "
+                        "every beat of every record (the strict reading)",
            "alarms": {db: summarize(pool(c)) for db, c in alarm_counts.items()}}
     if every:
         out.update({"gross": pool_class_scores(every).to_dict(),
                     "records": [s.to_dict() for s in every],
                     "by_database": {db: pool_class_scores(v).to_dict()
-                                    for db, v in scores.items()}})
+                                    for db, v in scores.items()},
+                    "ec57": {"rules": f"as WFDB bxb scores EC57: the first {EC57_LEARNING_S:g} s "
+                                      "of each record not scored (learning period), nor beats "
+                                      "inside reference VF/flutter episodes; +P read as "
+                                      "`*_ppv_ec57` (fusion and Q beats called V not against "
+                                      "V +P, Q called S not against S +P)",
+                             "by_database": {db: pool_class_scores(v).to_dict()
+                                             for db, v in ec57.items()},
+                             "records": [s.to_dict() for v in ec57.values() for s in v]}})
     return out
 
 
@@ -235,6 +252,12 @@ def run(args: argparse.Namespace) -> int:
                                    n_unlabelled=g["n_unlabelled"],
                                    n_unlabelled_detected=g["n_unlabelled_detected"])
             print("\n".join("    " + ln for ln in confusion_table(score).splitlines()))
+            e = beat_scores["ec57"]["by_database"].get(db)
+            if e:
+                print("  the same as EC57 scores it (bxb: first 5 min, VF episodes and F/Q "
+                      "called V not scored): " + "  ".join(
+                          f"{c} Se {e[c.lower() + '_se']:.3f} +P {e[c.lower() + '_ppv_ec57']:.3f}"
+                          for c in ("V", "S")))
         for db, a in metrics.get("alarms", {}).items():
             print(f"  alarms on {db} ({a['records']} records, {a['hours']} h, streamed): "
                   + "  ".join(f"{k} {a[k]:.3f}" for k in (

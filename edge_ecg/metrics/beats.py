@@ -22,10 +22,22 @@ Definitions (gross: counts summed over records before dividing, as EC57 and de C
             matched to no reference beat (a false detection called c)
 
 So a missed V counts against V Se, and an extra detection called V counts against V +P.
-`v_ppv_fusion_excused` is V +P with fusion beats called V left out of the denominator (EC57
-does not count a fusion beat called V against V +P); the headline `ppv` keeps them, the
-stricter reading. The published figures printed beside these (de Chazal 2004) were scored on
-the reference beat positions, not on a detector's.
+`v_ppv_fusion_excused` is V +P with fusion beats called V left out of the denominator; the
+headline `ppv` keeps them, the stricter reading. The published figures printed beside these
+(de Chazal 2004) were scored on the reference beat positions, not on a detector's.
+
+EC57 itself, as its reference comparator WFDB `bxb` implements it, scores less than every beat:
+
+- the first 5 minutes of a record are the algorithm's learning period, not scored
+  (`EC57_LEARNING_S`; bxb's default start, which the standard does not let a tester move);
+- no beat inside a reference ventricular flutter/fibrillation episode (`[` ... `]`) is
+  compared: the reference marks no beats there, and a detection there is not a false beat;
+- V +P does not count fusion or unclassifiable reference beats called V against it, nor S +P
+  an unclassifiable beat called S (bxb's VFP = Nv + Sv + Ov, SFP = Ns + Vs + Fs + Os).
+
+`score_beat_classes(..., from_sample=, excluded=)` drops the first two; `ppv_ec57` is the third.
+Both readings are reported: the EC57 one is what published and commercial figures mean, the
+strict one is what a monitor's whole record shows.
 """
 
 from __future__ import annotations
@@ -40,6 +52,9 @@ from edge_ecg.signal.scoring import MATCH_TOLERANCE_S, match_beats
 N_CLASSES = len(AAMI_CLASSES)
 MISSED = N_CLASSES                     # the confusion matrix's last column
 SCORED = ("V", "S", "F")               # the classes EC57 reports Se and +P for
+EC57_LEARNING_S = 300.0                # the learning period EC57 leaves unscored
+# reference classes whose beats called `cls` bxb does not count against `cls` +P
+EC57_NOT_AGAINST = {"V": ("F", "Q"), "S": ("Q",), "F": ("Q",)}
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,14 @@ class BeatClassScore:
     def ppv(self, cls: str) -> float:
         c = AAMI_CLASSES.index(cls)
         d = int(self.confusion[:, c].sum() + self.extra[c])
+        return int(self.confusion[c, c]) / d if d else float("nan")
+
+    def ppv_ec57(self, cls: str) -> float:
+        """+P as EC57 counts it: reference beats of `EC57_NOT_AGAINST[cls]` called `cls` are
+        not false positives (module docstring)."""
+        c = AAMI_CLASSES.index(cls)
+        rows = [AAMI_CLASSES.index(r) for r in EC57_NOT_AGAINST.get(cls, ())]
+        d = int(self.confusion[:, c].sum() + self.extra[c] - self.confusion[rows, c].sum())
         return int(self.confusion[c, c]) / d if d else float("nan")
 
     @property
@@ -107,18 +130,21 @@ class BeatClassScore:
             k = cls.lower()
             out[f"{k}_se"] = self.se(cls)
             out[f"{k}_ppv"] = self.ppv(cls)
+            out[f"{k}_ppv_ec57"] = self.ppv_ec57(cls)
             out[f"n_{k}"] = int(self.confusion[AAMI_CLASSES.index(cls)].sum())
             out.update({f"{k}_{n}": v for n, v in self.counts(cls).items()})
         return out
 
 
 def score_beat_classes(ref_samples, ref_classes, det_samples, det_classes, fs_hz: float,
-                       record: str = "", tolerance_s: float = MATCH_TOLERANCE_S
-                       ) -> BeatClassScore:
+                       record: str = "", tolerance_s: float = MATCH_TOLERANCE_S,
+                       from_sample: int = 0, excluded=()) -> BeatClassScore:
     """Score classified detections of one record against its classified reference beats.
 
     `ref_samples` / `det_samples` are sample indices at `fs_hz`; `ref_classes` / `det_classes`
     class indices into `AAMI_CLASSES` per beat, -1 = no class (see the module docstring).
+    Reference beats and detections before `from_sample`, or inside one of the `excluded`
+    (start, end) sample intervals, are not scored (EC57's learning period and VF episodes).
     """
     rs = np.asarray(ref_samples, dtype=np.int64)
     rc = np.asarray(ref_classes, dtype=np.int64)
@@ -130,6 +156,9 @@ def score_beat_classes(ref_samples, ref_classes, det_samples, det_classes, fs_hz
     for name, c in (("reference", rc), ("predicted", dc)):
         if c.size and (c.min() < -1 or c.max() >= N_CLASSES):
             raise ValueError(f"{record or 'record'}: {name} classes must lie in -1..{N_CLASSES - 1}")
+    if from_sample or len(excluded):
+        rk, dk = _scored(rs, from_sample, excluded), _scored(ds, from_sample, excluded)
+        rs, rc, ds, dc = rs[rk], rc[rk], ds[dk], dc[dk]
     ro, do = np.argsort(rs, kind="stable"), np.argsort(ds, kind="stable")
     rs, rc, ds, dc = rs[ro], rc[ro], ds[do], dc[do]
     mr, md = match_beats(rs, ds, round(tolerance_s * fs_hz))
@@ -148,6 +177,14 @@ def score_beat_classes(ref_samples, ref_classes, det_samples, det_classes, fs_hz
     return BeatClassScore(record=record, confusion=confusion, extra=extra,
                           n_unlabelled=int((~lab).sum()),
                           n_unlabelled_detected=int((rc[mr] < 0).sum()))
+
+
+def _scored(samples: np.ndarray, from_sample: int, excluded) -> np.ndarray:
+    """Mask of the beats at or after `from_sample` and outside every [start, end] interval."""
+    keep = samples >= from_sample
+    for a, b in excluded:
+        keep &= ~((samples >= a) & (samples <= b))
+    return keep
 
 
 def pool_class_scores(scores: list[BeatClassScore], record: str = "gross") -> BeatClassScore:
@@ -189,5 +226,5 @@ def confusion_table(score: BeatClassScore) -> str:
     return "\n".join(rows)
 
 
-__all__ = ["MISSED", "SCORED", "BeatClassScore", "confusion_table", "pool_class_scores",
+__all__ = ["EC57_LEARNING_S", "EC57_NOT_AGAINST", "MISSED", "SCORED", "BeatClassScore", "confusion_table", "pool_class_scores",
            "record_table", "score_beat_classes"]

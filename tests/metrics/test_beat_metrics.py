@@ -8,6 +8,7 @@ import pytest
 
 from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
 from edge_ecg.metrics.beats import (
+    EC57_LEARNING_S,
     MISSED,
     confusion_table,
     pool_class_scores,
@@ -150,3 +151,54 @@ def test_real_record_scored_against_itself(shared_data):
                 assert s.se(c) == 1.0 and s.ppv(c) == 1.0, (name, c)
         if name == "208":      # 992 V, 373 F, 2 S (MIT-BIH directory counts)
             assert s.to_dict()["n_v"] == 992 and s.to_dict()["n_f"] == 373
+
+
+def test_ec57_ppv_leaves_fusion_and_q_called_v_out():
+    rs, rc = _ref()
+    dc = rc.copy()
+    dc[[7, 9]] = V                      # the F and the Q beat called V: not against V +P
+    dc[0] = V                           # an N called V: against it
+    s = score_beat_classes(rs, rc, rs, dc, FS)
+    assert s.ppv("V") == 2 / 5                      # strict: every beat called V
+    assert s.ppv_ec57("V") == 2 / 3                 # bxb's VFP = Nv + Sv + Ov
+    assert s.to_dict()["v_ppv_ec57"] == 2 / 3
+    dc = rc.copy()
+    dc[9], dc[6] = S, S                 # Q called S is excused, V called S is not
+    s = score_beat_classes(rs, rc, rs, dc, FS)
+    assert s.ppv("S") == 1 / 3 and s.ppv_ec57("S") == 1 / 2
+
+
+def test_learning_period_and_excluded_episodes_are_not_scored():
+    rs, rc = _ref()                     # beats at 500, 860, ... 3740
+    ds = np.append(rs, [2050])          # an extra detection called V at 2050 (between beats 4, 5)
+    dc = np.append(rc, [V])
+    s = score_beat_classes(rs, rc, ds, dc, FS)
+    assert s.n_ref == 10 and s.extra[V] == 1
+    # from beat 2 on (sample 1220), and nothing inside [1900, 2200]: beat 4 and the extra
+    e = score_beat_classes(rs, rc, ds, dc, FS, from_sample=1220, excluded=[(1900, 2200)])
+    assert e.n_ref == 7 and e.extra.sum() == 0 and e.ppv("V") == 1.0
+    assert int(e.confusion[S].sum()) == 0           # beat 4 (S, at 1940) was inside
+
+
+def test_flutter_waves_of_207_are_not_false_v_under_ec57(shared_data):
+    """Record 207's ventricular flutter: the reference marks flutter waves ('!'), not beats.
+    A detector that finds them and calls them V is wrong by the strict reading; EC57 (bxb)
+    does not compare beats inside the `[` ... `]` episodes."""
+    from edge_ecg.data.mitbih import vf_episodes
+    from edge_ecg.data.records import beat_annotations, read_annotations
+
+    path = shared_data / "mitdb" / "207"
+    ann = beat_annotations(path)
+    cls = aami_indices(ann.symbol, "207", "atr")
+    marks = read_annotations(path, "atr")
+    waves = marks.sample[np.array([m == "!" for m in marks.symbol])]
+    episodes = vf_episodes(marks.sample, marks.symbol, 650_000)
+    assert len(waves) == 472 and len(episodes) == 6
+    ds = np.concatenate([ann.sample, waves])
+    dc = np.concatenate([cls, np.full(waves.size, V)])
+    strict = score_beat_classes(ann.sample, cls, ds, dc, 360.0)
+    assert strict.extra[V] == 472 and strict.ppv("V") < 0.35
+    ec57 = score_beat_classes(ann.sample, cls, ds, dc, 360.0, excluded=episodes,
+                              from_sample=round(EC57_LEARNING_S * 360))
+    assert ec57.extra.sum() == 0 and ec57.ppv_ec57("V") == 1.0 and ec57.se("V") == 1.0
+    assert ec57.n_ref < strict.n_ref
