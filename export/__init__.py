@@ -17,7 +17,7 @@ metric tolerance), `timing`, `report` (REPORT.md + chart), `provenance` (manifes
 The bundled default bundle is made from the bundled checkpoint with (REPORT.md in the bundle
 carries the exact command):
 
-    edge-ecg export --checkpoint edge_ecg/assets/default_checkpoint --out edge_ecg/assets/default_bundle --calib recipe:calib --eval "recipe:validation?subjects=edge_ecg/assets/default_checkpoint" --variants onnx-fp32,onnx-int8-routed,openvino-fp32-routed --no-route-heads --allow-metric-drop --overwrite --sign-key KEY
+    edge-ecg export --checkpoint edge_ecg/assets/default_checkpoint --out edge_ecg/assets/default_bundle --calib recipe:calib --eval "recipe:validation?subjects=edge_ecg/assets/default_checkpoint" --variants onnx-fp32,onnx-int8-routed,openvino-fp32-routed --no-route-heads --overwrite --sign-key KEY
 
 `--eval` is where the route search and the acceptance gate take their choices: the
 checkpoint's own validation patients, never the held-out fold (`recipe:heldout`), which
