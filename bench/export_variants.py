@@ -4,8 +4,8 @@
     python bench/export_variants.py --bundle DIR --checkpoint DIR --data synth:256 --repeats 300
 
 Each variant runs in its own child process (batch 1, one thread, one window of `--data`: the
-first with its median beat count, as the routed onnxruntime graphs compute the beat slots in
-use), so its peak RSS is that of a process running only it (VmHWM, getrusage fallback; a torch
+first with its median beat count, or `--timed-beats`, as the routed onnxruntime graphs compute
+the beat slots in use), so its peak RSS is that of a process running only it (VmHWM, getrusage fallback; a torch
 child pays for importing torch, as a device would). Variants:
 
 - torch eager fp32, all experts (the checkpoint, as trained)
@@ -163,6 +163,10 @@ def main() -> int:
     # a single window moved it by 0.02, so the tolerance could not be resolved at all).
     ap.add_argument("--data", default="synth:256?seed=101", help="windows for task metrics")
     ap.add_argument("--repeats", type=int, default=300)
+    ap.add_argument("--timed-beats", type=int, default=0,
+                    help="time the first window of --data with this many beats, or the nearest "
+                         "count (default 0: its median count); the routed onnxruntime graphs "
+                         "compute the beat slots in use, so a fast heart costs more")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3,
                     help="child runs per variant, interleaved across variants")
@@ -205,10 +209,11 @@ def main() -> int:
           f"in {args.rounds} interleaved rounds, each run in its own process")
     tmp = Path(tempfile.mkdtemp(prefix="edge-ecg-bench-"))
     window = tmp / "window.npz"
-    # the timed window: the first with the median beat count of --data (the routed onnxruntime
-    # graphs compute the beat slots in use, export.beat_slots, so the count matters)
+    # the timed window: the first with the median beat count of --data, or --timed-beats (the
+    # routed onnxruntime graphs compute the beat slots in use, export.beat_slots, so the count
+    # matters)
     counts = data.inputs["beat_mask"].sum(1)
-    at = int(np.argmin(np.abs(counts - np.median(counts))))
+    at = int(np.argmin(np.abs(counts - (args.timed_beats or np.median(counts)))))
     np.savez(window, **{k: np.ascontiguousarray(v[at:at + 1]) for k, v in data.inputs.items()})
     print(f"# timed window: {at} of --data, {int(counts[at])} beats (median "
           f"{np.median(counts):g}, {int(counts.min())}-{int(counts.max())})")
