@@ -13,6 +13,15 @@ the overlap's length over the reference's / the detections' total length.
 
 False alarms per hour: alarm onsets whose episode overlaps no reference episode of the kind,
 over the hours scored; false ectopic beats: reference N beats the algorithm called V or S.
+
+Runs are also counted as EC57's run comparator WFDB `rxr` counts them (keys `ec57_couplet_*`,
+`ec57_vt_run_*`, with `record_counts(..., ec57_from_s=)`): runs starting in the learning period
+(the first 5 min) are not scored; fusion beats continue a ventricular run on both sides
+(`rxr`: "V" and "F" extend it); a reference ventricular flutter/fibrillation episode is a
+reference run of maximal length, and so is an algorithm's VF alarm: an algorithm VT run inside
+a reference episode is true, the episode counts as a reference VT run (found when an algorithm
+VT run or VF alarm overlaps it), and a VF alarm is an algorithm VT run; couplets inside either
+are not scored. The plain keys stay the strict reading, every run of V beats.
 """
 
 from __future__ import annotations
@@ -48,26 +57,42 @@ def _overlaps(a: tuple[float, float], b: tuple[float, float], tol: float) -> boo
     return a[0] <= b[1] + tol and b[0] <= a[1] + tol
 
 
-def run_scores(ref_times, ref_is_v, det_times, det_is_v, tol_s: float = 0.15) -> dict:
+def run_scores(ref_times, ref_is_v, det_times, det_is_v, tol_s: float = 0.15,
+               vf: list[tuple[float, float]] | None = None,
+               det_vf: list[tuple[float, float]] | None = None, from_s: float = 0.0,
+               prefix: str = "") -> dict:
     """Couplet and VT-run Se / +P (counts too) of one record or pooled lists (seconds).
-    `tol_s`: EC57's 150-ms beat match window, applied to the runs' ends."""
+    `tol_s`: EC57's 150-ms beat match window, applied to the runs' ends. With `vf` / `det_vf`
+    (the reference's VF/flutter episodes and the algorithm's VF alarms, seconds) and `from_s`
+    (the end of the learning period): the `rxr` reading of the module docstring, keys
+    prefixed `prefix`."""
     ref, det = runs(ref_times, ref_is_v), runs(det_times, det_is_v)
+    ref = [x for x in ref if x[0] >= from_s]
+    det = [x for x in det if x[0] >= from_s]
+    ref_vf = [(max(a, from_s), b) for a, b in (vf or []) if b > from_s]
+    alg_vf = [(max(a, from_s), b) for a, b in (det_vf or []) if b > from_s]
     out = {}
     for kind, sel in (("couplet", lambda r: r[2] == 2), ("vt_run", lambda r: r[2] >= 3)):
         r = [x[:2] for x in ref if sel(x)]
         d = [x[:2] for x in det if sel(x)]
+        if kind == "vt_run":                     # VF: a run of maximal length, either side
+            r += ref_vf
+            d += alg_vf
+        else:                                    # couplets inside VF are not compared
+            r = [a for a in r if not any(_overlaps(a, e, tol_s) for e in ref_vf + alg_vf)]
+            d = [a for a in d if not any(_overlaps(a, e, tol_s) for e in ref_vf + alg_vf)]
         tp_r = sum(any(_overlaps(a, b, tol_s) for b in d) for a in r)
         tp_d = sum(any(_overlaps(a, b, tol_s) for b in r) for a in d)
-        out[f"{kind}_ref"], out[f"{kind}_det"] = len(r), len(d)
-        out[f"{kind}_tp_ref"], out[f"{kind}_tp_det"] = tp_r, tp_d
-    return finish_runs(out)
+        out[f"{prefix}{kind}_ref"], out[f"{prefix}{kind}_det"] = len(r), len(d)
+        out[f"{prefix}{kind}_tp_ref"], out[f"{prefix}{kind}_tp_det"] = tp_r, tp_d
+    return finish_runs(out, prefix)
 
 
-def finish_runs(c: dict) -> dict:
+def finish_runs(c: dict, prefix: str = "") -> dict:
     """Se / +P from the counts (after pooling records by summing them)."""
     nan = float("nan")
     out = dict(c)
-    for kind in ("couplet", "vt_run"):
+    for kind in (f"{prefix}couplet", f"{prefix}vt_run"):
         out[f"{kind}_se"] = c[f"{kind}_tp_ref"] / c[f"{kind}_ref"] if c[f"{kind}_ref"] else nan
         out[f"{kind}_ppv"] = c[f"{kind}_tp_det"] / c[f"{kind}_det"] if c[f"{kind}_det"] else nan
     return out
@@ -200,11 +225,13 @@ def alarm_spans(alarms, code: str, fs_hz: float, n_samples: int) -> list[tuple[f
 
 
 def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, alarms,
-                  fs_hz: float, n_samples: int, classified: bool = True) -> dict:
+                  fs_hz: float, n_samples: int, classified: bool = True,
+                  ec57_from_s: float | None = None) -> dict:
     """Everything one record adds to the figures (counts, pooled over records by `pool`):
-    runs (when the reference beats carry classes), AF and VF episodes, false VT / VF / AF
-    alarms, and, on a record whose rhythm is sinus throughout, its hours, false ectopic
-    beats and every high-priority alarm."""
+    runs (when the reference beats carry classes; also the `rxr` reading, `ec57_*`, from
+    `ec57_from_s` on when given), AF and VF episodes, false VT / VF / AF alarms, and, on a
+    record whose rhythm is sinus throughout, its hours, false ectopic beats and every
+    high-priority alarm."""
     ref_samples = np.asarray(ref_samples)
     sym = list(ref_symbols)
     aux = list(ref_aux)
@@ -226,6 +253,12 @@ def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, a
         out.update({k: v for k, v in rs.items() if not k.endswith(("_se", "_ppv"))})
     ref_ep = {k: reference_episodes(ref_samples, sym, aux, k, fs_hz, n_samples)
               for k in ("af", "vf", "vt")}
+    if classified and ec57_from_s is not None:
+        rv = np.array([s in VENTRICULAR or s == "F" for s in rsym], bool)
+        dv = np.array([c in ("V", "F") for c in dcls], bool)
+        rs = run_scores(rt, rv, dt, dv, vf=ref_ep["vf"], from_s=ec57_from_s, prefix="ec57_",
+                        det_vf=alarm_spans(alarms, "vf", fs_hz, n_samples))
+        out.update({k: v for k, v in rs.items() if not k.endswith(("_se", "_ppv"))})
     for kind, code in (("af", "new_af"), ("vf", "vf")):
         c = episode_counts(ref_ep[kind], alarm_spans(alarms, code, fs_hz, n_samples), span)
         out.update({f"{kind}_{k}": v for k, v in c.items()})
@@ -257,6 +290,9 @@ def summarize(counts: dict) -> dict:
     out: dict = {"records": c.get("records", 0), "hours": round(c.get("hours", 0.0), 3)}
     if "couplet_ref" in c:
         out.update(finish_runs({k: c[k] for k in c if k.startswith(("couplet_", "vt_run_"))}))
+    if "ec57_couplet_ref" in c:
+        out.update(finish_runs({k: c[k] for k in c if k.startswith(("ec57_couplet_",
+                                                                     "ec57_vt_run_"))}, "ec57_"))
     for kind in ("af", "vf"):
         ep = {k[len(kind) + 1:]: v for k, v in c.items() if k.startswith(kind + "_")
               and k[len(kind) + 1:] in ("ref", "det", "tp_ref", "tp_det", "ref_s", "det_s",

@@ -86,3 +86,38 @@ def test_record_counts_and_summary_of_one_hand_made_record():
     assert s["false_vt_alarms"] == 1
     assert s["sinus_false_ectopic"] == 1 and s["sinus_false_ectopic_share"] == 0.25
     assert s["sinus_high_alarms_per_hour"] == 2 / (10 / 3600)
+
+
+def test_rxr_reading_learning_period_and_vf_as_a_maximal_run():
+    t = np.arange(40) * 0.5                 # beats every 0.5 s, 0 .. 19.5 s
+    ref = np.zeros(40, bool)
+    ref[[2, 3, 4]] = True                   # a VT run in the learning period (1.0-2.0 s)
+    ref[[20, 21, 22]] = True                # a VT run after it (10-11 s)
+    det = ref.copy()
+    det[[30, 31, 32, 33]] = True            # beats called V inside a reference VF (15-16.5 s)
+    det[[36, 37]] = True                    # a couplet inside the algorithm's VF alarm
+    vf, alarm = [(14.8, 16.8)], [(17.5, 19.0)]
+    strict = rm.run_scores(t, ref, t, det)
+    assert strict["vt_run_ref"] == 2 and strict["vt_run_det"] == 3 and strict["vt_run_ppv"] == 2 / 3
+    assert strict["couplet_det"] == 1 and strict["couplet_ppv"] == 0.0
+    e = rm.run_scores(t, ref, t, det, vf=vf, det_vf=alarm, from_s=5.0, prefix="ec57_")
+    # reference: the run at 10 s and the VF episode; algorithm: the run at 10 s, the run in
+    # the VF, and the VF alarm (which overlaps no reference run: false)
+    assert (e["ec57_vt_run_ref"], e["ec57_vt_run_tp_ref"]) == (2, 2)
+    assert (e["ec57_vt_run_det"], e["ec57_vt_run_tp_det"]) == (3, 2)
+    assert e["ec57_couplet_det"] == 0       # the couplet inside the VF alarm is not compared
+
+
+def test_rxr_reading_lets_fusion_beats_continue_a_run():
+    fs = 100.0
+    samples = [0] + [100 * k for k in range(1, 41)]
+    sym = ["+"] + ["N"] * 40
+    aux = ["(N"] + [""] * 40
+    for k in (34, 35, 36):                  # V F V at 34-36 s: a run of 3 as rxr counts it
+        sym[k] = "V" if k != 35 else "F"
+    det = samples[1:]
+    cls = [{"V": "V", "F": "F"}.get(s, "N") for s in sym[1:]]
+    c = rm.record_counts(samples, sym, aux, det, cls, [], fs, 4100, ec57_from_s=30.0)
+    s = rm.summarize(rm.pool([c]))
+    assert s["vt_run_ref"] == 0                       # strict: V F V is no run of V
+    assert s["ec57_vt_run_ref"] == 1 and s["ec57_vt_run_se"] == 1.0 and s["ec57_vt_run_ppv"] == 1.0
