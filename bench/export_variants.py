@@ -175,7 +175,8 @@ def main() -> int:
                          f"(default {DEPLOYMENTS!r}; '' for none)")
     ap.add_argument("--deploy-eval", default="",
                     help="evaluation data of the deployment exports (their metric gate, "
-                         "e.g. recipe:heldout); empty = the held-out half of --calib")
+                         "e.g. the checkpoint's validation patients, recipe:validation?subjects="
+                         "CHECKPOINT; never a test fold); empty = the held-out half of --calib")
     ap.add_argument("--calib", default="synth:64?seed=500",
                     help="calibration windows for the deployment exports (routing and int8)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
