@@ -54,7 +54,7 @@ MISSED = N_CLASSES                     # the confusion matrix's last column
 SCORED = ("V", "S", "F")               # the classes EC57 reports Se and +P for
 EC57_LEARNING_S = 300.0                # the learning period EC57 leaves unscored
 # reference classes whose beats called `cls` bxb does not count against `cls` +P
-EC57_NOT_AGAINST = {"V": ("F", "Q"), "S": ("Q",), "F": ("Q",)}
+EC57_NOT_AGAINST = {"V": ("F", "Q"), "S": ("Q",)}
 
 
 @dataclass(frozen=True)
@@ -81,24 +81,21 @@ class BeatClassScore:
         d = int(self.confusion[c].sum())
         return int(self.confusion[c, c]) / d if d else float("nan")
 
-    def ppv(self, cls: str) -> float:
+    def ppv(self, cls: str, excused: tuple[str, ...] = ()) -> float:
+        """+P of `cls`; reference beats of the `excused` classes called `cls` are not counted
+        against it."""
         c = AAMI_CLASSES.index(cls)
-        d = int(self.confusion[:, c].sum() + self.extra[c])
-        return int(self.confusion[c, c]) / d if d else float("nan")
-
-    def ppv_ec57(self, cls: str) -> float:
-        """+P as EC57 counts it: reference beats of `EC57_NOT_AGAINST[cls]` called `cls` are
-        not false positives (module docstring)."""
-        c = AAMI_CLASSES.index(cls)
-        rows = [AAMI_CLASSES.index(r) for r in EC57_NOT_AGAINST.get(cls, ())]
+        rows = [AAMI_CLASSES.index(r) for r in excused]
         d = int(self.confusion[:, c].sum() + self.extra[c] - self.confusion[rows, c].sum())
         return int(self.confusion[c, c]) / d if d else float("nan")
 
+    def ppv_ec57(self, cls: str) -> float:
+        """+P as EC57 counts it (`EC57_NOT_AGAINST`, module docstring)."""
+        return self.ppv(cls, EC57_NOT_AGAINST.get(cls, ()))
+
     @property
     def v_ppv_fusion_excused(self) -> float:
-        v, f = AAMI_CLASSES.index("V"), AAMI_CLASSES.index("F")
-        d = int(self.confusion[:, v].sum() + self.extra[v] - self.confusion[f, v])
-        return int(self.confusion[v, v]) / d if d else float("nan")
+        return self.ppv("V", ("F",))
 
     @property
     def accuracy(self) -> float:

@@ -173,6 +173,11 @@ def test_evaluate_reports_ec57_for_a_bundle_with_beat_classes(fixture_bundle, sh
         assert key in g
     # the fixture calls early beats V: most PVCs are early, so V Se is well above chance
     assert g["v_se"] > 0.5
+    # EC57's own reading leaves the first 5 min unscored (bxb's learning period): of a 60-s
+    # excerpt, nothing; the runs the same (`rxr`)
+    e = bc["ec57"]["by_database"]["mitdb"]
+    assert "learning period" in bc["ec57"]["rules"] and e["n_ref"] == 0 and g["n_ref"] > 0
+    assert out["alarms"]["mitdb"]["ec57_vt_run_ref"] == 0
 
 
 @pytest.mark.needs_data("svdb")
