@@ -107,7 +107,7 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
 
     from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
     from edge_ecg.data.mitbih import database, vf_episodes
-    from edge_ecg.data.records import beat_annotations, find_beat_extension, read_annotations
+    from edge_ecg.data.records import beats_only, find_beat_extension, read_annotations
     from edge_ecg.metrics.beats import EC57_LEARNING_S, pool_class_scores, score_beat_classes
     from edge_ecg.runtime.record_beats import stream_beat_classes
 
@@ -127,11 +127,12 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
                           disable=not progress):
         path = info["path"]
         name = Path(path).name
-        ann = beat_annotations(path)
+        ext = find_beat_extension(path) or "atr"
+        marks = read_annotations(path, ext)     # read once: beats, and the VF marks below
+        ann = beats_only(marks)
         n = int(round(info["seconds"] * info["fs_hz"]))
         keep = ann.sample < n
-        ref_cls = aami_indices(np.asarray(ann.symbol)[keep], name,
-                               find_beat_extension(path) or "atr")
+        ref_cls = aami_indices(np.asarray(ann.symbol)[keep], name, ext)
         alarms: list = []
         samples, classes, _ = stream_beat_classes(backend, path, seconds=info["seconds"],
                                                   alarms_out=alarms, leads=info.get("leads"))
@@ -148,7 +149,6 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
                             for c in classes], dtype=np.int64)
         scores.setdefault(db, []).append(score_beat_classes(
             ann.sample[keep], ref_cls, samples, det_cls, info["fs_hz"], record=name))
-        marks = read_annotations(path, find_beat_extension(path) or "atr")
         ec57.setdefault(db, []).append(score_beat_classes(
             ann.sample[keep], ref_cls, samples, det_cls, info["fs_hz"], record=name,
             from_sample=round(EC57_LEARNING_S * info["fs_hz"]),

@@ -174,7 +174,11 @@ def beat_annotations(path: str | os.PathLike, extension: str | None = None) -> A
     if ext is None:
         base = _record_base(path)
         raise RecordError(f"{base}: no beat annotations found ({base}.atr or {base}.beat)")
-    ann = read_annotations(path, ext)
+    return beats_only(read_annotations(path, ext))
+
+
+def beats_only(ann: Annotations) -> Annotations:
+    """The beat annotations of `ann` (its rhythm, noise and VF marks dropped)."""
     keep = np.array([s in BEAT_SYMBOLS for s in ann.symbol], dtype=bool)
     return Annotations(sample=ann.sample[keep],
                        symbol=tuple(s for s, k in zip(ann.symbol, keep) if k))
