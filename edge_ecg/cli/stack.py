@@ -50,12 +50,18 @@ def configure(p: argparse.ArgumentParser) -> None:
         "per-beat stack (--beats)",
         "gradient-boosted trees on each beat's RR and patient context, fused with the "
         "network's beat classes (edge_ecg.runtime.beat_stack); fitted on the data's mitdb and "
-        "svdb sources, their share chosen on the network's validation patients")
+        "svdb sources, their share chosen out of fold (--oof) or on the network's validation "
+        "patients (--val-from)")
     beats.add_argument("--beats", action="store_true",
                        help="fit the per-beat stack (beat_stack.json) instead of the rhythm stack")
     beats.add_argument("--val-from", type=Path, default=None, metavar="CHECKPOINT",
                        help="the checkpoint (or its metrics.json) whose val_subjects choose "
                             "the stack's share beside the network")
+    beats.add_argument("--oof", action="append", default=[], metavar="FOLD=BUNDLE",
+                       help="choose the share out of fold instead: BUNDLE holds a network "
+                            "trained without training fold FOLD (same recipe; the data's "
+                            "records of that fold are scored through it). Give one per "
+                            "training fold, e.g. --oof 1=B1 --oof 2=B2 --oof 3=B3 --oof 4=B4")
     beats.add_argument("--jobs", type=int, default=1,
                        help="records replayed in parallel, one process each (default 1)")
     add_trust_options(p)

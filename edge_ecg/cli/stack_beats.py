@@ -5,8 +5,11 @@
 Every record of the data's MIT-BIH and SVDB sources (their training folds) goes through the
 runtime's chain (edge_ecg.runtime.beat_stack_rows); gradient-boosted trees on each beat's RR
 and patient context are fitted to the reference classes, and their share beside the network is
-chosen on the network's validation patients (named in CHECKPOINT/metrics.json by `edge-ecg
-train`), never on a test fold (edge_ecg.model.beat_stacking). The result is written as
+chosen where neither has seen the patients, never on a test fold (edge_ecg.model.beat_stacking):
+out of fold with `--oof FOLD=BUNDLE` per training fold (each bundle's network trained without
+that fold, the bundled recipe's beat data: bench/beat_stack_oof.sh makes them), or on the
+network's validation patients (`--val-from`, named in CHECKPOINT/metrics.json by `edge-ecg
+train`). The result is written as
 `beat_stack.json` into the bundle, the manifest rehashed, and the bundle re-signed with
 --sign-key. Every backend opened on the bundle then fuses its per-beat classes with it.
 """
@@ -61,6 +64,25 @@ def val_subjects(path: Path) -> set[str]:
     return {str(s) for s in subjects}
 
 
+def parse_oof(items: list[str]) -> dict[int, Path]:
+    """`{fold: bundle}` from `--oof FOLD=BUNDLE` items; fold 0 (the held-out fold) refused."""
+    out: dict[int, Path] = {}
+    for it in items:
+        k, sep, b = it.partition("=")
+        if not sep or not k.strip().isdigit() or not b.strip():
+            raise ValueError(f"--oof {it!r}: expected FOLD=BUNDLE, e.g. 1=/tmp/oof/b1")
+        fold = int(k)
+        if fold == 0:
+            raise ValueError("--oof 0=...: fold 0 is recipe:heldout's; the share is chosen on "
+                             "training folds only")
+        if fold in out:
+            raise ValueError(f"--oof names fold {fold} twice")
+        if not Path(b).is_dir():
+            raise ValueError(f"--oof {it}: {b} is not a bundle directory")
+        out[fold] = Path(b)
+    return out
+
+
 def _rows_job(job):
     """One record's rows, in a worker process with its own backend (one thread)."""
     bundle, variant, db, path = job
@@ -86,15 +108,22 @@ def run(args) -> int:
     from edge_ecg import DISCLAIMER
     from edge_ecg.cli.bundle import trust_policy
     from edge_ecg.cli.stack_install import install_stack
+    from edge_ecg.data.folds import subject_fold
     from edge_ecg.data.mitbih import record_paths, subject_of
     from edge_ecg.model.beat_stacking import fit_beat_stack
     from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
     from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.signing import UnsignedBundleWarning
 
-    if args.val_from is None:
-        print("edge-ecg stack --beats: --val-from CHECKPOINT is required (the network's "
-              "validation subjects choose the stack's share)", file=sys.stderr)
+    if args.val_from is None and not args.oof:
+        print("edge-ecg stack --beats: --oof FOLD=BUNDLE (one per training fold) or "
+              "--val-from CHECKPOINT is required (they choose the stack's share)",
+              file=sys.stderr)
+        return 2
+    try:
+        oof_bundles = parse_oof(args.oof)
+    except ValueError as exc:
+        print(f"edge-ecg stack --beats: {exc}", file=sys.stderr)
         return 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnsignedBundleWarning)
@@ -105,23 +134,38 @@ def run(args) -> int:
               "context (beat_ctx)", file=sys.stderr)
         return 1
     labels = list(task["labels"])
-    vals = val_subjects(args.val_from)
-    jobs = [(args.bundle, args.variant, db, p) for db, folder, keep in
-            beat_sources(args.data, args.allow_fold0)
-            for p in record_paths(str(folder), db) if keep is None or keep(subject_of(p, db))]
-    print(f"beat stack: {len(jobs)} records through the runtime ({args.jobs} process(es))",
-          file=sys.stderr)
+    vals = val_subjects(args.val_from) if not oof_bundles else None
+    records = [(db, p) for db, folder, keep in beat_sources(args.data, args.allow_fold0)
+               for p in record_paths(str(folder), db) if keep is None or keep(subject_of(p, db))]
+    jobs = [(args.bundle, args.variant, db, p) for db, p in records]
+    # each held-out training fold's records through the network trained without that fold
+    oof_jobs = [(str(b), None, db, p) for k, b in sorted(oof_bundles.items())
+                for db, p in records if subject_fold(subject_of(p, db)) == k]
+    print(f"beat stack: {len(jobs)} records through the runtime"
+          + (f", and {len(oof_jobs)} through the out-of-fold networks" if oof_jobs else "")
+          + f" ({args.jobs} process(es))", file=sys.stderr)
     from tqdm import tqdm
 
     with ProcessPoolExecutor(max_workers=max(int(args.jobs), 1)) as pool:
-        rows = list(tqdm(pool.map(_rows_job, jobs), total=len(jobs), desc="records",
-                         unit="rec", file=sys.stderr))
+        done = list(tqdm(pool.map(_rows_job, jobs + oof_jobs), total=len(jobs) + len(oof_jobs),
+                         desc="records", unit="rec", file=sys.stderr))
+    rows, oof = done[:len(jobs)], {}
+    for (b, _, db, p), r in zip(oof_jobs, done[len(jobs):]):
+        oof.setdefault(subject_fold(subject_of(p, db)), []).append(r)
+    missing = sorted(set(oof_bundles) - set(oof))
+    if missing:
+        print(f"edge-ecg stack --beats: --oof names fold(s) {missing}, but the data holds no "
+              "record of them", file=sys.stderr)
+        return 1
 
     def fuse(doc, p_net, x):
         return parse_beat_stack(doc, "candidate").fuse_features(p_net, x)
 
     doc = fit_beat_stack(rows, vals, task["name"], labels, FEATURES, fuse, seed=args.seed,
-                         log=lambda m: print(m, file=sys.stderr))
+                         log=lambda m: print(m, file=sys.stderr), oof=oof or None,
+                         fold_of=subject_fold)
+    if oof:
+        doc["info"]["oof_networks"] = {str(k): str(b) for k, b in sorted(oof_bundles.items())}
     doc["info"].update(data=args.data, network_variant=args.variant or manifest.default_variant,
                        model_version=manifest.model_version)
     stack = parse_beat_stack(doc, "fitted beat stack")
@@ -130,6 +174,7 @@ def run(args) -> int:
     choice = stack.info["weight_choice"]
     install_stack(args.bundle, manifest, BEAT_STACK, stack.write, "beat_stack",
                   {"weight": stack.weight, "validation": choice[str(stack.weight)],
+                   "chosen_on": stack.info["chosen_on"],
                    "network_alone_validation": choice[str(0.0)],
                    "validation_records": stack.info["validation_records"],
                    "beats": stack.info["beats"]}, args.sign_key,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pytest
@@ -148,6 +148,46 @@ def test_the_weight_is_chosen_on_the_validation_subjects(net_good, expect):
         fit_beat_stack(rows, {"svdb-800"}, "beat", LABELS, FEATURES, _fuse)
 
 
+@pytest.mark.parametrize("oof_good,expect", [(False, lambda w: w >= 0.75),
+                                             (True, lambda w: w <= 0.5)])
+def test_out_of_fold_networks_choose_the_weight(oof_good, expect):
+    # the shipped network looks perfect on its own training rows; only the out-of-fold
+    # networks say how it does on patients it never saw, and they decide
+    rng = np.random.default_rng(5)
+    rows = [_rows(rng, f"mitdb-{i}", True) for i in range(6)]
+    fold = {f"mitdb-{i}": 1 + i % 3 for i in range(6)}
+    oof = {k: [replace(_rows(rng, r.subject, oof_good), x=r.x, y=r.y) for r in rows
+               if fold[r.subject] == k] for k in (1, 2, 3)}
+    logs = []
+    doc = fit_beat_stack(rows, None, "beat", LABELS, FEATURES, _fuse, log=logs.append,
+                         oof=oof, fold_of=fold.__getitem__)
+    st = parse_beat_stack(json.loads(json.dumps(doc)), "fitted")
+    assert expect(st.weight), st.info["weight_choice"]
+    assert st.info["chosen_on"].startswith("out of fold: folds 1, 2, 3")
+    assert st.info["validation_records"] == sorted(r.record for r in rows)
+    assert any("fold 2: 2 record(s) through its own network" in m for m in logs)
+    # a fold's rows must be that fold's patients
+    bad = {1: oof[1] + oof[2][:1], 2: oof[2], 3: oof[3]}
+    with pytest.raises(ValueError, match="records of other folds"):
+        fit_beat_stack(rows, None, "beat", LABELS, FEATURES, _fuse, log=logs.append,
+                       oof=bad, fold_of=fold.__getitem__)
+    with pytest.raises(ValueError, match="fold_of"):
+        fit_beat_stack(rows, None, "beat", LABELS, FEATURES, _fuse, oof=oof)
+
+
+def test_oof_options_are_checked(tmp_path):
+    from edge_ecg.cli.stack_beats import parse_oof
+
+    (tmp_path / "b1").mkdir()
+    assert parse_oof([f"1={tmp_path / 'b1'}"]) == {1: tmp_path / "b1"}
+    for items, msg in ([[f"0={tmp_path / 'b1'}"], "fold 0"],
+                       [["1"], "FOLD=BUNDLE"], [["x=/tmp"], "FOLD=BUNDLE"],
+                       [[f"1={tmp_path / 'nope'}"], "not a bundle"],
+                       [[f"1={tmp_path / 'b1'}", f"1={tmp_path / 'b1'}"], "twice"]):
+        with pytest.raises(ValueError, match=msg):
+            parse_oof(items)
+
+
 def _rewrite_manifest(bundle, manifest):
     from edge_ecg.runtime.bundle import write_manifest
 
@@ -237,3 +277,17 @@ def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_p
     assert v.sum() > 50
     assert (st.tree_proba(rows.x).argmax(1)[v] == LABELS.index("V")).mean() > 0.8
     assert isinstance(open_backend(b), BeatStackedBackend)
+    # out of fold: 901 is in fold 3, 902 in fold 1; each goes through "its" network (here the
+    # bundled one for both: the plumbing, not the choice, is under test)
+    oof = ["--oof", f"3={DEFAULT_BUNDLE}", "--oof", f"1={DEFAULT_BUNDLE}"]
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
+                 "--oof", f"2={DEFAULT_BUNDLE}", "--dry-run"]) == 1   # no record in fold 2
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
+                 *oof, "--sign-key", str(key)]) == 0
+    err = capsys.readouterr().err
+    assert "and 2 through the out-of-fold networks" in err
+    assert "fold 1: 1 record(s) through its own network" in err
+    assert "choosing w out of fold on 2 record(s)" in err
+    st = load_beat_stack(b, load_bundle(b, trust=trust))
+    assert st.info["chosen_on"].startswith("out of fold: folds 1, 3")
+    assert st.info["oof_networks"] == {"1": str(DEFAULT_BUNDLE), "3": str(DEFAULT_BUNDLE)}
