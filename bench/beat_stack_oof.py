@@ -61,7 +61,7 @@ def proxy_spec(recipe: str, held: int) -> str:
 
 def run(cmd: list[str], log: Path) -> None:
     with log.open("w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False)
     if r.returncode:
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
 
