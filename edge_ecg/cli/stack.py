@@ -37,8 +37,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", default=None, help="bundle variant (default: the manifest's)")
     p.add_argument("--cache", type=Path, default=None,
-                   help="an .npz of the features: read when it exists, written otherwise "
-                        "(refit without replaying the records)")
+                   help="an .npz of the features (with --beats: the per-beat rows): read "
+                        "when it exists, written otherwise (refit without replaying the "
+                        "records)")
     p.add_argument("--sign-key", type=Path, default=None,
                    help="private key to re-sign the bundle with after adding the stack")
     p.add_argument("--allow-fold0", action="store_true",

@@ -83,6 +83,56 @@ def parse_oof(items: list[str]) -> dict[int, Path]:
     return out
 
 
+def save_rows(path: Path, key: str, sets: dict[str, list]) -> None:
+    """`sets` (`{name: [BeatRows]}`) as one .npz (no pickle), stamped with `key`."""
+    import numpy as np
+
+    arrays = {"key": np.array(key)}
+    for name, rows in sets.items():
+        arrays[f"{name}.record"] = np.array([r.record for r in rows], dtype=str)
+        arrays[f"{name}.subject"] = np.array([r.subject for r in rows], dtype=str)
+        arrays[f"{name}.n"] = np.array([r.y.size for r in rows], dtype=np.int64)
+        for f in ("x", "y", "p_net"):
+            arrays[f"{name}.{f}"] = np.concatenate([getattr(r, f) for r in rows])
+    np.savez(path, **arrays)
+
+
+def load_rows(path: Path, key: str, names: list[str]) -> dict[str, list] | None:
+    """The sets `save_rows` wrote, if `path` holds them for the same `key`; None if not."""
+    import numpy as np
+
+    from edge_ecg.runtime.beat_stack_rows import BeatRows
+
+    with np.load(path, allow_pickle=False) as z:
+        if "key" not in z.files or str(z["key"]) != key:
+            return None
+        out = {}
+        for name in names:
+            if f"{name}.n" not in z.files:
+                return None
+            ends = np.cumsum(z[f"{name}.n"])
+            cut = {f: np.split(z[f"{name}.{f}"], ends[:-1]) for f in ("x", "y", "p_net")}
+            out[name] = [BeatRows(record=str(rec), subject=str(sub), x=cut["x"][i],
+                                  y=cut["y"][i], p_net=cut["p_net"][i])
+                         for i, (rec, sub) in enumerate(zip(z[f"{name}.record"],
+                                                            z[f"{name}.subject"]))]
+    return out
+
+
+def _network_of(bundle, variant) -> str:
+    """What a bundle's rows depend on: its model version and the variant's file hash."""
+    import warnings
+
+    from edge_ecg.runtime.bundle import load_bundle
+    from edge_ecg.runtime.signing import UnsignedBundleWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsignedBundleWarning)
+        m = load_bundle(bundle)
+    v = m.variant(variant)
+    return f"{m.model_version}:{v.name}:{m.files.get(v.file, {}).get('sha256', '')}"
+
+
 def _rows_job(job):
     """One record's rows, in a worker process with its own backend (one thread)."""
     bundle, variant, db, path = job
@@ -146,9 +196,27 @@ def run(args) -> int:
           + f" ({args.jobs} process(es))", file=sys.stderr)
     from tqdm import tqdm
 
-    with ProcessPoolExecutor(max_workers=max(int(args.jobs), 1)) as pool:
-        done = list(tqdm(pool.map(_rows_job, jobs + oof_jobs), total=len(jobs) + len(oof_jobs),
-                         desc="records", unit="rec", file=sys.stderr))
+    import json
+
+    key = json.dumps({"network": _network_of(args.bundle, args.variant),
+                      "oof": {k: _network_of(b, None) for k, b in sorted(oof_bundles.items())},
+                      "records": [str(p) for _, p in records]}, sort_keys=True)
+    cached = None
+    if args.cache is not None and args.cache.is_file():
+        cached = load_rows(args.cache, key, ["net", "oof"] if oof_jobs else ["net"])
+        if cached is None:
+            print(f"edge-ecg stack --beats: {args.cache} holds rows of other networks or "
+                  "records; delete it to recompute", file=sys.stderr)
+            return 1
+        done = cached["net"] + cached.get("oof", [])
+        print(f"beat stack: rows of {len(done)} record runs from {args.cache}", file=sys.stderr)
+    else:
+        with ProcessPoolExecutor(max_workers=max(int(args.jobs), 1)) as pool:
+            done = list(tqdm(pool.map(_rows_job, jobs + oof_jobs),
+                             total=len(jobs) + len(oof_jobs), desc="records", unit="rec",
+                             file=sys.stderr))
+        if args.cache is not None:
+            save_rows(args.cache, key, {"net": done[:len(jobs)], "oof": done[len(jobs):]})
     rows, oof = done[:len(jobs)], {}
     for (b, _, db, p), r in zip(oof_jobs, done[len(jobs):]):
         oof.setdefault(subject_fold(subject_of(p, db)), []).append(r)

@@ -282,8 +282,9 @@ def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_p
     oof = ["--oof", f"3={DEFAULT_BUNDLE}", "--oof", f"1={DEFAULT_BUNDLE}"]
     assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
                  "--oof", f"2={DEFAULT_BUNDLE}", "--dry-run"]) == 1   # no record in fold 2
+    cache = tmp_path / "rows.npz"
     assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
-                 *oof, "--sign-key", str(key)]) == 0
+                 *oof, "--sign-key", str(key), "--cache", str(cache)]) == 0
     err = capsys.readouterr().err
     assert "and 2 through the out-of-fold networks" in err
     assert "fold 1: 1 record(s) through its own network" in err
@@ -291,3 +292,13 @@ def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_p
     st = load_beat_stack(b, load_bundle(b, trust=trust))
     assert st.info["chosen_on"].startswith("out of fold: folds 1, 3")
     assert st.info["oof_networks"] == {"1": str(DEFAULT_BUNDLE), "3": str(DEFAULT_BUNDLE)}
+    # refit from the cached rows: the same stack, no record replayed
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
+                 *oof, "--sign-key", str(key), "--cache", str(cache)]) == 0
+    assert "rows of 4 record runs from" in capsys.readouterr().err
+    assert load_beat_stack(b, load_bundle(b, trust=trust)).to_dict() == st.to_dict()
+    # rows of other records (or networks) are refused, not reused
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", f"mitdb:{data / '901'}",
+                 "--allow-fold0", "--oof", f"3={DEFAULT_BUNDLE}", "--cache", str(cache),
+                 "--dry-run"]) == 1
+    assert "holds rows of other networks or records" in capsys.readouterr().err
