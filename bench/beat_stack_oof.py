@@ -7,10 +7,10 @@ trains, for each training fold k (1-4, never fold 0), a network of the same arch
 recipe on the bundled recipe's BEAT data (its MIT-BIH and SVDB sources, their tasks cut to
 `rr_interval` and `beat`) of the other training folds, and exports it as an ONNX fp32 bundle:
 
-    python bench/beat_stack_oof.py --out /tmp/oof            # ~8 min a fold here, 2 threads
+    python bench/beat_stack_oof.py --out /tmp/oof --sign-key KEY   # ~8 min a fold, 2 threads
     edge-ecg stack --beats --bundle edge_ecg/assets/default_bundle \\
         --oof 1=/tmp/oof/b1 --oof 2=/tmp/oof/b2 --oof 3=/tmp/oof/b3 --oof 4=/tmp/oof/b4 \\
-        --jobs 2 --sign-key KEY
+        --jobs 2 --cache /tmp/oof/rows.npz --sign-key KEY
 
 Each fold's records then go through the network trained without them (edge_ecg.model.
 beat_stacking). These networks are proxies: beat data only (the shipped one also learns
@@ -75,6 +75,9 @@ def main() -> int:
     ap.add_argument("--recipe", default="recipe:bundled", help="the recipe whose beat data to use")
     ap.add_argument("--folds", default="1,2,3,4", help="training folds to hold out in turn")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sign-key", type=Path, default=None,
+                    help="sign each bundle with this key (the stack command verifies them as "
+                         "it verifies the bundle it fits: a key the deployment trusts)")
     args = ap.parse_args()
     folds = [int(f) for f in args.folds.split(",") if f.strip()]
     if not folds or any(f not in TRAIN_FOLDS for f in folds):
@@ -94,7 +97,8 @@ def main() -> int:
         t1 = time.monotonic()
         run(["edge-ecg", "export", "--checkpoint", str(ck), "--out", str(b), "--variants",
              "onnx-fp32", "--quantize", "none", "--calib", "synth:16", "--overwrite",
-             "--no-progress"], args.out / f"export_f{k}.log")
+             "--no-progress", *(["--sign-key", str(args.sign_key)] if args.sign_key else [])],
+            args.out / f"export_f{k}.log")
         print(f"fold {k}: trained in {t1 - t0:.0f} s, exported in {time.monotonic() - t1:.0f} s "
               f"-> {b}", file=sys.stderr)
     print("edge-ecg stack --beats --bundle BUNDLE "

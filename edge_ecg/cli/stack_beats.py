@@ -119,8 +119,9 @@ def load_rows(path: Path, key: str, names: list[str]) -> dict[str, list] | None:
     return out
 
 
-def _network_of(bundle, variant) -> str:
-    """What a bundle's rows depend on: its model version and the variant's file hash."""
+def _verified(bundle, trust):
+    """The bundle's manifest, verified under the command's trust policy (warnings off: the
+    policy was stated on the command line)."""
     import warnings
 
     from edge_ecg.runtime.bundle import load_bundle
@@ -128,23 +129,24 @@ def _network_of(bundle, variant) -> str:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnsignedBundleWarning)
-        m = load_bundle(bundle)
+        return load_bundle(bundle, trust=trust)
+
+
+def _network_of(bundle, variant, trust) -> str:
+    """What a bundle's rows depend on: its model version and the variant's file hash."""
+    m = _verified(bundle, trust)
     v = m.variant(variant)
     return f"{m.model_version}:{v.name}:{m.files.get(v.file, {}).get('sha256', '')}"
 
 
 def _rows_job(job):
     """One record's rows, in a worker process with its own backend (one thread)."""
-    bundle, variant, db, path = job
-    import warnings
-
+    bundle, variant, db, path, trust = job
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.beat_stack_rows import record_rows
-    from edge_ecg.runtime.signing import UnsignedBundleWarning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UnsignedBundleWarning)
-        backend = open_backend(bundle, variant, threads=1, beat_stack=False)
+    backend = open_backend(bundle, variant, threads=1, beat_stack=False,
+                           manifest=_verified(bundle, trust))
     try:
         return record_rows(path, db, backend)
     finally:
@@ -160,6 +162,7 @@ def run(args) -> int:
     from edge_ecg.cli.stack_install import install_stack
     from edge_ecg.data.folds import subject_fold
     from edge_ecg.data.mitbih import record_paths, subject_of
+    from edge_ecg.errors import BundleError
     from edge_ecg.model.beat_stacking import fit_beat_stack
     from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
     from edge_ecg.runtime.bundle import verify_bundle
@@ -187,9 +190,10 @@ def run(args) -> int:
     vals = val_subjects(args.val_from) if not oof_bundles else None
     records = [(db, p) for db, folder, keep in beat_sources(args.data, args.allow_fold0)
                for p in record_paths(str(folder), db) if keep is None or keep(subject_of(p, db))]
-    jobs = [(args.bundle, args.variant, db, p) for db, p in records]
+    trust = trust_policy(args)       # the out-of-fold bundles are verified as this one is
+    jobs = [(args.bundle, args.variant, db, p, trust) for db, p in records]
     # each held-out training fold's records through the network trained without that fold
-    oof_jobs = [(str(b), None, db, p) for k, b in sorted(oof_bundles.items())
+    oof_jobs = [(str(b), None, db, p, trust) for k, b in sorted(oof_bundles.items())
                 for db, p in records if subject_fold(subject_of(p, db)) == k]
     print(f"beat stack: {len(jobs)} records through the runtime"
           + (f", and {len(oof_jobs)} through the out-of-fold networks" if oof_jobs else "")
@@ -198,8 +202,13 @@ def run(args) -> int:
 
     import json
 
-    key = json.dumps({"network": _network_of(args.bundle, args.variant),
-                      "oof": {k: _network_of(b, None) for k, b in sorted(oof_bundles.items())},
+    try:
+        oof_nets = {k: _network_of(b, None, trust) for k, b in sorted(oof_bundles.items())}
+    except BundleError as exc:
+        print(f"edge-ecg stack --beats: --oof: {exc}", file=sys.stderr)
+        return 1
+    key = json.dumps({"network": _network_of(args.bundle, args.variant, trust),
+                      "oof": oof_nets,
                       "records": [str(p) for _, p in records]}, sort_keys=True)
     cached = None
     if args.cache is not None and args.cache.is_file():
@@ -218,7 +227,7 @@ def run(args) -> int:
         if args.cache is not None:
             save_rows(args.cache, key, {"net": done[:len(jobs)], "oof": done[len(jobs):]})
     rows, oof = done[:len(jobs)], {}
-    for (b, _, db, p), r in zip(oof_jobs, done[len(jobs):]):
+    for (b, _, db, p, _), r in zip(oof_jobs, done[len(jobs):]):
         oof.setdefault(subject_fold(subject_of(p, db)), []).append(r)
     missing = sorted(set(oof_bundles) - set(oof))
     if missing:

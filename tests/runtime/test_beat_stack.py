@@ -233,7 +233,8 @@ def test_a_bundle_with_a_stack_fuses_every_backends_beat_classes(fitted, tmp_pat
 
 
 @pytest.mark.skipif(not (DEFAULT_BUNDLE / "manifest.json").is_file(), reason="no bundle")
-def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_path, capsys):
+def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_path, capsys,
+                                                                          monkeypatch):
     """`edge-ecg stack --beats` end to end on the packaged MIT-BIH 223 excerpt (two copies:
     one the 'training' patient, one the 'validation' patient)."""
     from edge_ecg.cli import main
@@ -282,6 +283,17 @@ def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_p
     oof = ["--oof", f"3={DEFAULT_BUNDLE}", "--oof", f"1={DEFAULT_BUNDLE}"]
     assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
                  "--oof", f"2={DEFAULT_BUNDLE}", "--dry-run"]) == 1   # no record in fold 2
+    # an out-of-fold bundle is verified as the fitted one is: unsigned, it is refused
+    unsigned = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "unsigned")
+    (unsigned / "manifest.sig").unlink()
+    capsys.readouterr()
+    with monkeypatch.context() as mp:             # the suite allows unsigned bundles: not here
+        mp.delenv("EDGE_ECG_ALLOW_UNSIGNED")
+        assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
+                     "--oof", f"3={unsigned}", "--trusted-keys", str(tmp_path / "keys"),
+                     "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "--oof: " in err and str(unsigned) in err and "sign" in err
     cache = tmp_path / "rows.npz"
     assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
                  *oof, "--sign-key", str(key), "--cache", str(cache)]) == 0
