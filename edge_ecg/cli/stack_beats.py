@@ -242,7 +242,9 @@ def run(args) -> int:
                          log=lambda m: print(m, file=sys.stderr), oof=oof or None,
                          fold_of=subject_fold)
     if oof:
-        doc["info"]["oof_networks"] = {str(k): str(b) for k, b in sorted(oof_bundles.items())}
+        # which networks: their model versions and file hashes (a path would name a
+        # temporary folder of the machine that fitted it)
+        doc["info"]["oof_networks"] = {str(k): v for k, v in oof_nets.items()}
     doc["info"].update(data=args.data, network_variant=args.variant or manifest.default_variant,
                        model_version=manifest.model_version)
     stack = parse_beat_stack(doc, "fitted beat stack")

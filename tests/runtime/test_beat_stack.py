@@ -303,7 +303,10 @@ def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_p
     assert "choosing w out of fold on 2 record(s)" in err
     st = load_beat_stack(b, load_bundle(b, trust=trust))
     assert st.info["chosen_on"].startswith("out of fold: folds 1, 3")
-    assert st.info["oof_networks"] == {"1": str(DEFAULT_BUNDLE), "3": str(DEFAULT_BUNDLE)}
+    from edge_ecg.cli.stack_beats import _network_of
+
+    net = _network_of(DEFAULT_BUNDLE, None, None)
+    assert st.info["oof_networks"] == {"1": net, "3": net} and net.count(":") == 2
     # refit from the cached rows: the same stack, no record replayed
     assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
                  *oof, "--sign-key", str(key), "--cache", str(cache)]) == 0
