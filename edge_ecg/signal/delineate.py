@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -858,6 +859,14 @@ def _segment(st: DelineationState, r: int, end: int | None) -> np.ndarray:
     return st.hist[:, a - h0: b - h0]
 
 
+# How `_run_beats` makes its batch: `_Batch`, or what a caller running many streams side by
+# side sets in its context (the ward's ticks: every bed's beats of a tick delineated as one
+# batch, edge_ecg.ward.batching). Same arguments, and an object with `_Batch`'s `comb`, `out`,
+# `usable` and `p_waves`; rows never depend on the others (see `_Batch`), so the boundaries
+# are the same integers, and ~100 numpy calls a batch are paid once per tick, not per bed.
+BATCH_MAKER: ContextVar = ContextVar("edge_ecg_delineation_batch", default=None)
+
+
 def _run_beats(st: DelineationState, due: list[tuple[int, int, int | None]],
                end: int | None = None) -> list[BeatWaves]:
     """Delineate the beats `(r, decided_at, next_r)` in order from the history, as one batch
@@ -883,8 +892,8 @@ def _run_beats(st: DelineationState, due: list[tuple[int, int, int | None]],
         if prev_r is not None:
             prev_rr = r - prev_r
         prev_r = r
-    batch = _Batch(np.stack([_segment(st, r, end) for r, _, _ in due]), st.pre, fs,
-                   np.array(t_end, dtype=np.int64), cfg)
+    batch = (BATCH_MAKER.get() or _Batch)(np.stack([_segment(st, r, end) for r, _, _ in due]),
+                                          st.pre, fs, np.array(t_end, dtype=np.int64), cfg)
     # each beat's P search starts after the previous beat's T offset (its QRS offset without
     # a T), found above for the beats of this batch
     comb = batch.comb.tolist()
