@@ -634,7 +634,11 @@ class Worker:
             for ev, t, dur in r:
                 d = ev if isinstance(ev, dict) else ev.to_json()
                 b.n += 1
-                eid = f"{b.key}.{d['type']}.{d['index']}"
+                # the id JetStream de-duplicates on (Nats-Msg-Id) and HL7/FHIR carry: the
+                # bed's ordinal makes it unique (two alarms can start at one sample: ectopy
+                # and tachy did, and the second was dropped as a duplicate) and stable (a
+                # takeover replays the same ordinals from the snapshot's `n`)
+                eid = f"{b.key}.{b.n}.{d['type']}.{d['index']}"
                 if b.n <= b.suppress_upto:
                     b.counters.replayed += 1
                     continue

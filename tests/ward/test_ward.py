@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 SPECS = {"b1": "synth:sinus_rhythm?seconds=30&seed=1",
          "b2": "synth:atrial_fibrillation?seconds=30&seed=2",
          "b3": "synth:premature_ventricular_contractions?seconds=30&seed=3"}
+# two alarms start at one sample in this bed (ectopy and tachy, index 5500): both must be
+# stored (an event id of type and index alone made JetStream drop the second as a duplicate)
+SAME_INDEX = {"b4": "synth:sinus_tachycardia?seconds=30&seed=21"}
 
 
 def _check(url, backend, specs, unit="icu"):
@@ -59,11 +62,13 @@ async def _serve_until_done(url, backend, specs, opts=None, extra=None, unit="ic
 
 
 def test_worker_events_equal_the_single_process_reference(broker, backend):
-    pub, st = asyncio.run(_serve_until_done(broker.url, backend, SPECS))
+    specs = {**SPECS, **SAME_INDEX}
+    pub, st = asyncio.run(_serve_until_done(broker.url, backend, specs))
     assert pub["total"]["balanced"] and pub["total"]["dropped"] == 0
-    assert pub["total"]["produced"] == 3 * 60                   # 30 s in 0.5-s frames
+    assert pub["total"]["produced"] == len(specs) * 60          # 30 s in 0.5-s frames
     assert st["tick"]["rows"] > st["tick"]["batches"]          # beds shared batches
-    _check(broker.url, backend, SPECS)
+    assert st["tick"]["delineations"] and st["tick"]["delineated_beats"]
+    _check(broker.url, backend, specs)
     # each event names the duration of the frame that released it (sample-to-event bound)
     ev = asyncio.run(stored_events(broker.url, "icu", "b1"))
     assert {e["ward"]["frame_s"] for e in ev} == {0.5}
