@@ -198,9 +198,9 @@ def run(args) -> int:
     print(f"beat stack: {len(jobs)} records through the runtime"
           + (f", and {len(oof_jobs)} through the out-of-fold networks" if oof_jobs else "")
           + f" ({args.jobs} process(es))", file=sys.stderr)
-    from tqdm import tqdm
-
     import json
+
+    from tqdm import tqdm
 
     try:
         oof_nets = {k: _network_of(b, None, trust) for k, b in sorted(oof_bundles.items())}
