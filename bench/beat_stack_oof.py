@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 TRAIN_FOLDS = (1, 2, 3, 4)
 PROXY_TASKS = "rr_interval,beat"
@@ -36,18 +36,12 @@ TRAIN_ARGS = ["--preset", "edge", "--fs-hz", "250", "--epochs", "7", "--pretrain
 
 def proxy_spec(recipe: str, held: int) -> str:
     """The recipe's beat sources, on the training folds other than `held`."""
-    from edge_ecg.cli.stack_beats import BEAT_DATABASES, beat_sources
-    from edge_ecg.data.specs import split_specs
+    from edge_ecg.cli.stack_beats import beat_sources, beat_specs
 
     beat_sources(recipe, allow_fold0=False)     # refuses a source that includes fold 0
     keep = ",".join(str(f) for f in TRAIN_FOLDS if f != held)
     parts = []
-    for spec, over in split_specs(recipe):
-        db, _, rest = spec.partition(":")
-        if db not in BEAT_DATABASES:
-            continue
-        body, _, query = rest.partition("?")
-        opts = dict(parse_qsl(query))
+    for db, body, opts, over, _ in beat_specs(recipe):
         opts["folds"] = keep
         opts["tasks"] = PROXY_TASKS
         if "weight" in over:

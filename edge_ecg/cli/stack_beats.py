@@ -22,20 +22,29 @@ from pathlib import Path
 BEAT_DATABASES = ("mitdb", "svdb")        # the shared databases whose beats carry classes
 
 
-def beat_sources(spec: str, allow_fold0: bool) -> list[tuple[str, Path, object]]:
-    """(db, folder, keep) of each MIT-BIH / SVDB source of `spec`."""
+def beat_specs(spec: str) -> list[tuple[str, str, dict, dict, str]]:
+    """(db, body, options, recipe overrides, the part as written) of each MIT-BIH / SVDB
+    part of `spec`."""
     from urllib.parse import parse_qsl
 
-    from edge_ecg.data.specs import _fold_keep, split_specs
+    from edge_ecg.data.specs import split_specs
+
+    out = []
+    for s, over in split_specs(spec):
+        db, _, rest = s.partition(":")
+        if db in BEAT_DATABASES:
+            body, _, query = rest.partition("?")
+            out.append((db, body, dict(parse_qsl(query)), over, s))
+    return out
+
+
+def beat_sources(spec: str, allow_fold0: bool) -> list[tuple[str, Path, object]]:
+    """(db, folder, keep) of each MIT-BIH / SVDB source of `spec`."""
+    from edge_ecg.data.specs import _fold_keep
     from edge_ecg.errors import EdgeECGError
 
     out = []
-    for s, _ in split_specs(spec):
-        db, _, rest = s.partition(":")
-        if db not in BEAT_DATABASES:
-            continue
-        body, _, query = rest.partition("?")
-        opts = dict(parse_qsl(query))
+    for db, body, opts, _, s in beat_specs(spec):
         folds = ({int(f) for f in opts["folds"].split(",") if f.strip()}
                  if "folds" in opts else None)
         if not allow_fold0 and (folds is None or 0 in folds):
