@@ -209,7 +209,8 @@ def _rhythm_stack(backend, args, ds, progress: bool) -> dict | None:
     return {"recordings": int(y.size), **challenge_f1(y, calls, classes),
             "confusion": confusion(y, calls, len(classes)),
             "network_mean_challenge_f1": challenge_f1(y, net, classes)["challenge_f1"],
-            "fitted_on": {k: stack.info.get(k) for k in ("data", "folds", "rows", "C")},
+            "fitted_on": {k: stack.info[k] for k in ("data", "folds", "rows", "form", "C",
+                                                     "depth", "iterations") if k in stack.info},
             "scored_by": "runtime stream per recording (whole RR history + non-overlapping "
                          "window probabilities) -> rhythm_stack.json"}
 

@@ -2,9 +2,12 @@
 
 The stack is data, not code: a JSON file in the bundle (`rhythm_stack.json`), hashed in the
 manifest like every other file, so the signature covers its coefficients. It is fitted by
-`edge-ecg stack` (edge_ecg.model.stacking, sklearn) and applied here without sklearn: a
-standardised multinomial (or binary) logistic regression, softmax(((x - mean) / scale) W^T + b),
-which equals sklearn's `LogisticRegression.predict_proba` on the same features.
+`edge-ecg stack` (edge_ecg.model.stacking, sklearn) and applied here without sklearn, in one
+of two kinds, whichever won the fit's cross-validation:
+- `logistic`: a standardised multinomial (or binary) logistic regression,
+  softmax(((x - mean) / scale) W^T + b), equal to sklearn's `LogisticRegression.predict_proba`;
+- `gbt`: gradient-boosted trees (edge_ecg.runtime.trees, read and bounded there), equal to
+  sklearn's `HistGradientBoostingClassifier.predict_proba` on finite features.
 
 The file is untrusted input: every field's type, shape and finiteness is checked, the feature
 names must be the ones this code computes (a stack fitted on other features is refused, never
@@ -22,11 +25,13 @@ import numpy as np
 
 from edge_ecg.errors import BundleError
 from edge_ecg.runtime.bundle import read_bundle_json
+from edge_ecg.runtime.trees import TreeEnsemble, numbers, parse_trees
 
 FORMAT = "edge-ecg-recording-stack"
 FORMAT_VERSION = 1
 RHYTHM_STACK = "rhythm_stack.json"
 KIND = "logistic"
+KINDS = (KIND, "gbt")
 _MAX_FEATURES = 512          # far above what is fitted (~30); bounds what a file can make us do
 _MAX_CLASSES = 64
 _MAX_BYTES = 1 << 20
@@ -71,6 +76,44 @@ class RecordingStack:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
 
 
+@dataclass(frozen=True)
+class TreeRecordingStack:
+    """The `gbt` kind: the same interface as `RecordingStack`, trees instead of a linear map."""
+
+    task: str
+    classes: tuple[str, ...]
+    features: tuple[str, ...]
+    tree_classes: tuple[int, ...]   # the class of each column the trees give (sklearn's
+    trees: TreeEnsemble             # classes_: a class absent from the fit gets none)
+    info: dict
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities `(n, K)` of feature rows `x` `(n, F)` (or one row `(F,)`)."""
+        x = np.asarray(x, dtype=np.float64)
+        one = x.ndim == 1
+        x = np.atleast_2d(x)
+        if x.shape[1] != len(self.features):
+            raise ValueError(f"expected {len(self.features)} features, got {x.shape[1]}")
+        p = np.zeros((x.shape[0], len(self.classes)))
+        p[:, list(self.tree_classes)] = self.trees.predict_proba(x)
+        return p[0] if one else p
+
+    def to_dict(self) -> dict:
+        t = self.trees
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "gbt",
+                "task": self.task, "classes": list(self.classes),
+                "features": list(self.features), "tree_classes": list(self.tree_classes),
+                "baseline": t.baseline.tolist(),
+                "nodes": {"feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
+                          "left": t.left.tolist(), "right": t.right.tolist(),
+                          "value": t.value.tolist()},
+                "roots": t.roots.tolist(), "tree_class": t.tree_class.tolist(),
+                "info": self.info}
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
+
+
 def _vector(doc: dict, key: str, n: int, where: str) -> np.ndarray:
     v = doc.get(key)
     if not (isinstance(v, list) and len(v) == n and all(
@@ -89,15 +132,15 @@ def _names(doc: dict, key: str, hi: int, where: str) -> list[str]:
 
 
 def parse_stack(doc, where: str, expect_features: tuple[str, ...] | None = None
-                ) -> RecordingStack:
-    """A `RecordingStack` from a parsed JSON document, every field checked."""
+                ) -> RecordingStack | TreeRecordingStack:
+    """The stack of a parsed JSON document (either kind), every field checked."""
     if not isinstance(doc, dict):
         raise BundleError(f"{where}: must hold a JSON object")
     if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{where}: not an {FORMAT} v{FORMAT_VERSION} file; refit it with "
                           "`edge-ecg stack`")
-    if doc.get("kind") != KIND:
-        raise BundleError(f"{where}: kind {doc.get('kind')!r} is not {KIND!r}")
+    if doc.get("kind") not in KINDS:
+        raise BundleError(f"{where}: kind {doc.get('kind')!r} is not one of {list(KINDS)}")
     task = doc.get("task")
     if not isinstance(task, str):
         raise BundleError(f"{where}: 'task' must be a string")
@@ -107,6 +150,15 @@ def parse_stack(doc, where: str, expect_features: tuple[str, ...] | None = None
         raise BundleError(f"{where}: fitted on features {feats}, but this edge-ecg computes "
                           f"{list(expect_features)}; refit it with `edge-ecg stack`")
     k, f = len(classes), len(feats)
+    info = doc.get("info", {})
+    info = info if isinstance(info, dict) else {}
+    if doc["kind"] == "gbt":
+        tc = numbers(doc.get("tree_classes"), k, where, "tree_classes", integer=True)
+        if tc.size < 2 or len(set(tc.tolist())) != tc.size or tc.min() < 0 or tc.max() >= k:
+            raise BundleError(f"{where}: 'tree_classes' must be distinct indices of 'classes'")
+        trees = parse_trees(doc, f, 1 if tc.size == 2 else tc.size, where)
+        return TreeRecordingStack(task=task, classes=tuple(classes), features=tuple(feats),
+                                  tree_classes=tuple(tc.tolist()), trees=trees, info=info)
     rows = 1 if k == 2 and isinstance(doc.get("coef"), list) and len(doc["coef"]) == 1 else k
     coef = doc.get("coef")
     if not (isinstance(coef, list) and len(coef) == rows):
@@ -115,15 +167,14 @@ def parse_stack(doc, where: str, expect_features: tuple[str, ...] | None = None
     scale = _vector(doc, "scale", f, where)
     if np.any(scale <= 0):
         raise BundleError(f"{where}: 'scale' must be positive")
-    info = doc.get("info", {})
     return RecordingStack(task=task, classes=tuple(classes), features=tuple(feats),
                           mean=_vector(doc, "mean", f, where), scale=scale, coef=w,
-                          intercept=_vector(doc, "intercept", rows, where),
-                          info=info if isinstance(info, dict) else {})
+                          intercept=_vector(doc, "intercept", rows, where), info=info)
 
 
 def load_stack(bundle: str | Path, manifest, name: str = RHYTHM_STACK,
-               expect_features: tuple[str, ...] | None = None) -> RecordingStack | None:
+               expect_features: tuple[str, ...] | None = None
+               ) -> RecordingStack | TreeRecordingStack | None:
     """The bundle's stack file `name`, or None where the manifest lists none. Its bytes are
     read once and must hash to the manifest's sha256 (a file changed after the bundle was
     verified is refused, not applied)."""
@@ -134,4 +185,5 @@ def load_stack(bundle: str | Path, manifest, name: str = RHYTHM_STACK,
     return parse_stack(doc, where, expect_features)
 
 
-__all__ = ["RHYTHM_STACK", "RecordingStack", "load_stack", "parse_stack"]
+__all__ = ["RHYTHM_STACK", "RecordingStack", "TreeRecordingStack", "load_stack",
+           "parse_stack"]

@@ -1,4 +1,4 @@
-"""The beat stack's depth (`beat_stack._depth`, issue 27: relaxed level by level in numpy) is the
+"""The trees' depth (`trees.depth_of`, issue 27: relaxed level by level in numpy) is the
 longest chain of children the plain forward pass finds, and anything past the limit is refused."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge_ecg.runtime import beat_stack as bs
+from edge_ecg.runtime import trees
 
 
 def _plain_depth(left: np.ndarray, right: np.ndarray) -> int:
@@ -27,27 +28,27 @@ def test_depth_equals_the_forward_pass():
             if rng.random() < 0.6:          # children after the parent, shared at times
                 left[i], right[i] = rng.integers(i + 1, n, 2)
         want = _plain_depth(left, right)
-        got = bs._depth(left, right, np.array([0]))
-        if want <= bs._MAX_DEPTH:
+        got = trees.depth_of(left, right, np.array([0]))
+        if want <= trees.MAX_DEPTH:
             assert got == want
         else:
-            assert got > bs._MAX_DEPTH
-        seen.add(min(want, bs._MAX_DEPTH + 1))
+            assert got > trees.MAX_DEPTH
+        seen.add(min(want, trees.MAX_DEPTH + 1))
     assert len(seen) > 5
-    assert bs._depth(np.array([], np.int64), np.array([], np.int64), np.array([], np.int64)) == 0
+    assert trees.depth_of(np.array([], np.int64), np.array([], np.int64), np.array([], np.int64)) == 0
 
 
 def test_a_chain_past_the_limit_is_reported_past_it():
-    n = bs._MAX_DEPTH + 5
+    n = trees.MAX_DEPTH + 5
     chain = np.arange(1, n + 1)
     chain[-1] = -1
-    assert bs._depth(chain, chain.copy(), np.array([0])) > bs._MAX_DEPTH
-    ok = np.arange(1, bs._MAX_DEPTH + 2)
+    assert trees.depth_of(chain, chain.copy(), np.array([0])) > trees.MAX_DEPTH
+    ok = np.arange(1, trees.MAX_DEPTH + 2)
     ok[-1] = -1                              # exactly the limit: accepted, exact
-    assert bs._depth(ok, ok.copy(), np.array([0])) == bs._MAX_DEPTH
+    assert trees.depth_of(ok, ok.copy(), np.array([0])) == trees.MAX_DEPTH
 
 
-def _plain_raw(t: bs.TreeEnsemble, x: np.ndarray) -> np.ndarray:
+def _plain_raw(t: trees.TreeEnsemble, x: np.ndarray) -> np.ndarray:
     out = np.zeros((x.shape[0], t.roots.size))
     for i, row in enumerate(x):
         for j, node in enumerate(t.roots.tolist()):
@@ -82,7 +83,7 @@ def test_shallow_ensembles_walk_from_their_roots_exactly():
                     left.append(-1)
                     right.append(-1)
                     value.append(float(rng.normal()))
-        t = bs.TreeEnsemble(feature=np.array(feature), threshold=np.array(threshold),
+        t = trees.TreeEnsemble(feature=np.array(feature), threshold=np.array(threshold),
                             left=np.array(left), right=np.array(right), value=np.array(value),
                             roots=np.array(roots), tree_class=rng.integers(3, size=25),
                             baseline=rng.normal(size=3), depth=depth)

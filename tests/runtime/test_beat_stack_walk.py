@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_ecg.runtime.beat_stack import FEATURES, TreeEnsemble
+from edge_ecg.runtime.beat_stack import FEATURES
+from edge_ecg.runtime.trees import TreeEnsemble
 
 
 def _random_trees(rng, n_trees=120, n_classes=5, max_depth=4) -> TreeEnsemble:

@@ -46,6 +46,85 @@ def test_numpy_apply_equals_sklearn_predict_proba(n_classes):
     np.testing.assert_allclose(st.predict_proba(xt[0]), m.predict_proba((xt[:1] - mean) / scale)[0])
 
 
+def _gbt_doc(x, y, classes, features, setting=(3, 40, 0.2, 5)):
+    from edge_ecg.model.beat_stacking import export_trees
+    from edge_ecg.model.stacking import _fit_gbt
+
+    m = _fit_gbt(x, y, setting)
+    return m, {"format": "edge-ecg-recording-stack", "format_version": 1, "kind": "gbt",
+               "task": "arrhythmia", "classes": list(classes), "features": list(features),
+               **export_trees(m), "info": {}}
+
+
+@pytest.mark.parametrize("n_classes, absent", [(4, None), (2, None), (4, 2)])
+def test_gbt_numpy_apply_equals_sklearn_predict_proba(n_classes, absent):
+    """The trees' kind: the runtime's numpy walk gives sklearn's probabilities, a class the fit
+    never saw (`absent`) gets probability 0, and the document survives a JSON round trip."""
+    rng = np.random.default_rng(10 + n_classes)
+    x = rng.normal(size=(500, 6)) * rng.uniform(0.1, 50, 6)
+    y = np.argmax(x[:, :n_classes] / x[:, :n_classes].std(0)
+                  + rng.normal(size=(500, n_classes)), axis=1)
+    if absent is not None:
+        y[y == absent] = 0
+    classes = [f"c{i}" for i in range(n_classes)]
+    m, doc = _gbt_doc(x, y, classes, [f"f{i}" for i in range(6)])
+    st = parse_stack(json.loads(json.dumps(doc)), "test")
+    xt = rng.normal(size=(300, 6)) * 30
+    p = st.predict_proba(xt)
+    want = np.zeros_like(p)
+    want[:, m.classes_] = m.predict_proba(xt)
+    np.testing.assert_allclose(p, want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(st.predict_proba(xt[0]), want[0], rtol=1e-9, atol=1e-12)
+    if absent is not None:
+        assert np.all(p[:, absent] == 0.0)
+    again = parse_stack(json.loads(json.dumps(st.to_dict())), "round trip")
+    np.testing.assert_array_equal(again.predict_proba(xt), p)
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda d: d["nodes"]["left"].__setitem__(0, 0), "children"),
+    (lambda d: d["nodes"]["feature"].__setitem__(0, 6), "feature outside"),
+    (lambda d: d["nodes"]["threshold"].__setitem__(0, float("inf")), "finite"),
+    (lambda d: d.update(tree_classes=[0, 1, 1, 3]), "tree_classes"),
+    (lambda d: d.update(roots=[10 ** 9]), "roots"),
+    (lambda d: d.update(baseline=[0.0]), "baseline"),
+])
+def test_malformed_tree_stacks_are_refused(edit, msg):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 6))
+    _, d = _gbt_doc(x, np.argmax(x[:, :4], axis=1), CLASSES, [f"f{i}" for i in range(6)])
+    parse_stack(d, "ok")
+    edit(d)
+    with pytest.raises(BundleError, match=msg):
+        parse_stack(d, "stack")
+
+
+def test_the_fit_takes_trees_where_the_classes_are_an_interaction_and_logistic_where_linear():
+    """`fit_stack` chooses its form by cross-validation alone: irregular RR *with* P waves is
+    not AF, which no linear map draws; a linear truth keeps the logistic form."""
+    from edge_ecg.model.stacking import fit_stack
+
+    rng = np.random.default_rng(7)
+    n = 800
+    x = rng.normal(size=(n, 4))
+    groups = np.arange(n) % 4 + 1
+    irregular, p_waves = x[:, 0] > 0, x[:, 1] > 0
+    y = np.where(irregular & ~p_waves, 1, np.where(irregular, 2, 0))     # N, A, O
+    classes = ("normal_sinus", "af_or_flutter", "other_rhythm")
+    doc = fit_stack(x, y, groups, classes, [f"f{i}" for i in range(4)], "arrhythmia")
+    assert doc["kind"] == "gbt" and doc["info"]["form"] == "gbt"
+    assert doc["info"]["cv"]["challenge_f1"] > 0.9
+    lin = [t["challenge_f1"] for t in doc["info"]["cv_trials"] if t["form"] == "logistic"]
+    assert max(lin) < doc["info"]["cv"]["challenge_f1"]
+    st = parse_stack(json.loads(json.dumps(doc)), "fitted")
+    assert st.predict_proba(np.array([2.0, -2.0, 0, 0])).argmax() == 1       # AF
+    assert st.predict_proba(np.array([2.0, 2.0, 0, 0])).argmax() == 2        # other
+    y_lin = np.argmax(x[:, :3] + 0.3 * rng.normal(size=(n, 3)), axis=1)
+    doc = fit_stack(x, y_lin, groups, classes, [f"f{i}" for i in range(4)], "arrhythmia",
+                    gbt=())
+    assert doc["kind"] == "logistic" and doc["info"]["form"] == "logistic"
+
+
 def _valid_doc(f=3, k=4):
     return {"format": "edge-ecg-recording-stack", "format_version": 1, "kind": "logistic",
             "task": "arrhythmia", "classes": [f"c{i}" for i in range(k)],
@@ -198,8 +277,12 @@ def test_stack_cli_fits_from_cached_features_writes_and_signs(fixture_bundle, tm
     assert st.info["folds"] == [1, 2, 3, 4] and st.info["rows"] == n
     assert st.info["cv"]["challenge_f1"] > 0.8          # separable by construction
     assert m.metrics["rhythm_stack"]["cv"]["challenge_f1"] == st.info["cv"]["challenge_f1"]
-    # the stack's AF call follows the AF evidence
-    assert st.coef[1, 1] > 0 and st.coef[1, names.index("nrmssd")] > 0
+    # the stack's AF call follows the AF evidence, whichever form won
+    row = np.zeros(len(names))
+    assert st.predict_proba(row).argmax() != 1
+    row[1], row[names.index("nrmssd")] = 4.0, 3.0
+    assert st.predict_proba(row).argmax() == 1
+    assert st.info["form"] in ("logistic", "gbt")
 
 
 def test_stack_cli_refuses_fold0(fixture_bundle):
