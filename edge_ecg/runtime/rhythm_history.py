@@ -28,7 +28,8 @@ from edge_ecg.runtime.events import (
     WithheldEvent,
     _clean,
 )
-from edge_ecg.runtime.recording_stack import RHYTHM_STACK, RecordingStack, load_stack
+from edge_ecg.runtime.recording_stack import (RHYTHM_STACK, RecordingStack, TreeRecordingStack,
+                                             load_stack)
 from edge_ecg.signal.rhythm_features import (
     MORPH_FEATURES,
     RR_FEATURES,
@@ -160,7 +161,8 @@ class RhythmDecider:
     """A `RhythmHistory` and the bundle's stack: `feed(events)` returns a `RhythmEvent` each
     time a new window enters the history, and `finish()` the last one."""
 
-    def __init__(self, stack: RecordingStack, beat_labels=("N", "S", "V")) -> None:
+    def __init__(self, stack: RecordingStack | TreeRecordingStack,
+                 beat_labels=("N", "S", "V")) -> None:
         self.stack = stack
         self.history = RhythmHistory(stack.classes, stack.task, beat_labels)
 
