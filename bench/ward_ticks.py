@@ -4,6 +4,7 @@ beats delineated on their own (the code before 2026-12-06, late). No broker, no 
 the runtime costs a worker per bed-second, and proof that both give the same events.
 
     python bench/ward_ticks.py                 # 24 beds x 30 s, 3 alternating rounds: ~2 min
+    python bench/ward_ticks.py --split         # the beds in one tick, or split as over 2 workers
 
 The beds are bench/ward.py's (half PTB-XL, half synthetic, 12 leads at 500 Hz, 0.5-s frames);
 one tick per frame period, every bed in it. CPU time of this process, min and median of the
@@ -26,6 +27,10 @@ def main() -> int:
     ap.add_argument("--beds", type=int, default=24)
     ap.add_argument("--seconds", type=float, default=30.0, help="signal per bed")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of both forms")
+    ap.add_argument("--split", action="store_true",
+                    help="instead: every bed in one tick, against two halves of the beds in "
+                         "ticks of their own (as two workers serve them), and each half "
+                         "over two ticks a frame period (frames arriving apart)")
     args = ap.parse_args()
 
     import ward as ward_bench
@@ -59,6 +64,8 @@ def main() -> int:
         finally:
             batching._BedRows = shared_rows
 
+    if args.split:
+        return split(args, chunks, shared)
     run(True)                                   # warm-up: imports, first inferences
     cpu = {True: [], False: []}
     same = True
@@ -77,6 +84,55 @@ def main() -> int:
     n = sum(len(v) for v in ev_shared.values())
     print(f"events: {n}, identical in both forms: {same}")
     return 0 if same else 1
+
+
+def split(args, chunks, shared) -> int:
+    """CPU a bed-second with every bed in each tick, or the beds in groups with ticks of their
+    own: what a second worker's smaller batches cost, apart from its process."""
+    import edge_ecg.ward.batching as batching
+    from edge_ecg.runtime.stream_processor import StreamProcessor
+
+    beds = list(chunks)
+    forms = {"every bed in one tick": [[beds]],
+             "2 halves, a tick each": [[beds[0::2]], [beds[1::2]]],
+             "2 halves, 2 ticks each": [[beds[0::4], beds[2::4]], [beds[1::4], beds[3::4]]]}
+
+    inner, calls = shared.inner, []
+    counted = inner.run
+
+    def count(inputs):                          # the batches the model really runs
+        calls.append(next(iter(inputs.values())).shape[0])
+        return counted(inputs)
+
+    def run(groups):
+        procs = {b: StreamProcessor(batching.BedBackend(shared)) for b in chunks}
+        calls.clear()
+        t0 = time.process_time()
+        for i in range(max(len(c) for c in chunks.values())):
+            for ticks in groups:
+                for tick in ticks:
+                    work = {b: (lambda p=procs[b], c=chunks[b][i]: p.feed(c))
+                            for b in tick if i < len(chunks[b])}
+                    for r in batching.run_tick(shared, work).values():
+                        if isinstance(r, Exception):
+                            raise r
+        return (time.process_time() - t0) / (len(beds) * args.seconds) * 1e3
+
+    inner.run = count
+    try:
+        run(forms["every bed in one tick"])      # warm-up
+        ms, batches = {k: [] for k in forms}, {}
+        for _ in range(args.rounds):
+            for k, groups in forms.items():
+                ms[k].append(run(groups))
+                batches[k] = (len(calls), sum(calls))
+    finally:
+        inner.run = counted
+    for k, v in ms.items():
+        print(f"{k:25s} {min(v):5.2f} ms CPU a bed-second (median {statistics.median(v):.2f}; "
+              f"rounds {', '.join(f'{m:.2f}' for m in v)}); {batches[k][0]} model calls, "
+              f"{batches[k][1]} rows (a row due alone runs beside a copy of itself)")
+    return 0
 
 
 if __name__ == "__main__":
