@@ -102,16 +102,10 @@ class BeatStack:
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def to_dict(self) -> dict:
-        t = self.trees
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
                 "task": self.task, "classes": list(self.classes),
                 "tree_classes": list(self.tree_classes), "features": list(self.features),
-                "weight": self.weight, "baseline": t.baseline.tolist(),
-                "nodes": {"feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
-                          "left": t.left.tolist(), "right": t.right.tolist(),
-                          "value": t.value.tolist()},
-                "roots": t.roots.tolist(), "tree_class": t.tree_class.tolist(),
-                "info": self.info}
+                "weight": self.weight, **self.trees.to_fields(), "info": self.info}
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))

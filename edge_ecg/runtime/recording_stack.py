@@ -99,16 +99,10 @@ class TreeRecordingStack:
         return p[0] if one else p
 
     def to_dict(self) -> dict:
-        t = self.trees
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "gbt",
                 "task": self.task, "classes": list(self.classes),
                 "features": list(self.features), "tree_classes": list(self.tree_classes),
-                "baseline": t.baseline.tolist(),
-                "nodes": {"feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
-                          "left": t.left.tolist(), "right": t.right.tolist(),
-                          "value": t.value.tolist()},
-                "roots": t.roots.tolist(), "tree_class": t.tree_class.tolist(),
-                "info": self.info}
+                **self.trees.to_fields(), "info": self.info}
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))

@@ -94,6 +94,15 @@ class TreeEnsemble:
             object.__setattr__(self, "_onehot_m", m)
         return m
 
+    def to_fields(self) -> dict:
+        """The document fields `parse_trees` reads back (`baseline`, `nodes`, `roots`,
+        `tree_class`)."""
+        return {"baseline": self.baseline.tolist(),
+                "nodes": {"feature": self.feature.tolist(), "threshold": self.threshold.tolist(),
+                          "left": self.left.tolist(), "right": self.right.tolist(),
+                          "value": self.value.tolist()},
+                "roots": self.roots.tolist(), "tree_class": self.tree_class.tolist()}
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         z = self.raw(x)
         if self.baseline.size == 1:                         # binary: one logit
