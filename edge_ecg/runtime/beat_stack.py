@@ -29,7 +29,7 @@ import numpy as np
 
 from edge_ecg.errors import BundleError
 from edge_ecg.runtime.bundle import read_bundle_json
-from edge_ecg.runtime.trees import TreeEnsemble, numbers, parse_trees
+from edge_ecg.runtime.trees import TreeEnsemble, parse_trees, tree_classes
 from edge_ecg.signal.contract import BEAT_RR_COLUMNS
 from edge_ecg.signal.patient_context import CONTEXT_COLUMNS
 
@@ -129,9 +129,7 @@ def parse_beat_stack(doc, where: str) -> BeatStack:
     if feats != list(FEATURES):
         raise BundleError(f"{where}: fitted on features {feats}, but this edge-ecg computes "
                           f"{list(FEATURES)}; refit it with `edge-ecg stack --beats`")
-    tc = numbers(doc.get("tree_classes"), len(classes), where, "tree_classes", integer=True)
-    if tc.size < 2 or len(set(tc.tolist())) != tc.size or tc.min() < 0 or tc.max() >= len(classes):
-        raise BundleError(f"{where}: 'tree_classes' must be distinct indices of 'classes'")
+    tc = tree_classes(doc, len(classes), where)
     w = doc.get("weight")
     if not (isinstance(w, (int, float)) and not isinstance(w, bool) and 0.0 <= w <= 1.0):
         raise BundleError(f"{where}: 'weight' must be a number in [0, 1]")

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_ecg.errors import BundleError
 from edge_ecg.runtime.bundle import read_bundle_json
-from edge_ecg.runtime.trees import TreeEnsemble, numbers, parse_trees
+from edge_ecg.runtime.trees import TreeEnsemble, parse_trees, tree_classes
 
 FORMAT = "edge-ecg-recording-stack"
 FORMAT_VERSION = 1
@@ -147,9 +147,7 @@ def parse_stack(doc, where: str, expect_features: tuple[str, ...] | None = None
     info = doc.get("info", {})
     info = info if isinstance(info, dict) else {}
     if doc["kind"] == "gbt":
-        tc = numbers(doc.get("tree_classes"), k, where, "tree_classes", integer=True)
-        if tc.size < 2 or len(set(tc.tolist())) != tc.size or tc.min() < 0 or tc.max() >= k:
-            raise BundleError(f"{where}: 'tree_classes' must be distinct indices of 'classes'")
+        tc = tree_classes(doc, k, where)
         trees = parse_trees(doc, f, 1 if tc.size == 2 else tc.size, where)
         return TreeRecordingStack(task=task, classes=tuple(classes), features=tuple(feats),
                                   tree_classes=tuple(tc.tolist()), trees=trees, info=info)

@@ -152,6 +152,16 @@ def depth_of(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
     return int(d.max()) if np.array_equal(nd, d) else MAX_DEPTH + 1
 
 
+def tree_classes(doc: dict, n_classes: int, where: str) -> np.ndarray:
+    """A stack document's `tree_classes`: the task class of each column the trees give, distinct
+    indices of its `n_classes` classes (sklearn's `classes_`: a class absent from the fit has
+    none)."""
+    tc = numbers(doc.get("tree_classes"), n_classes, where, "tree_classes", integer=True)
+    if tc.size < 2 or len(set(tc.tolist())) != tc.size or tc.min() < 0 or tc.max() >= n_classes:
+        raise BundleError(f"{where}: 'tree_classes' must be distinct indices of 'classes'")
+    return tc
+
+
 def parse_trees(doc: dict, n_features: int, k: int, where: str) -> TreeEnsemble:
     """The trees of a stack document (`baseline`, `nodes`, `roots`, `tree_class`) with `k`
     logits (1 for two classes) over `n_features` columns, every field checked."""
@@ -192,4 +202,5 @@ def parse_trees(doc: dict, n_features: int, k: int, where: str) -> TreeEnsemble:
                         tree_class=tree_class, baseline=baseline, depth=depth)
 
 
-__all__ = ["MAX_DEPTH", "TreeEnsemble", "depth_of", "numbers", "parse_trees"]
+__all__ = ["MAX_DEPTH", "TreeEnsemble", "depth_of", "numbers", "parse_trees",
+           "tree_classes"]
