@@ -1,12 +1,14 @@
 """`edge-ecg stack`: fit the recording-level rhythm stack of a bundle and write it into it.
 
-    edge-ecg stack --bundle DIR --data recipe:bundled [--limit N] [--sign-key KEY]
+    edge-ecg stack --bundle DIR --data recipe:bundled [--limit N] [--form best|logistic|gbt]
+                   [--sign-key KEY]
 
 Each CinC 2017 recording of the data's training folds is replayed through the runtime (as
 `edge-ecg stream` would run it); its whole beat history gives RR-irregularity and morphology
 features (edge_ecg.signal.rhythm_features) beside the network's window probabilities over the
-recording (edge_ecg.runtime.rhythm_history). A multinomial logistic regression over them
-(edge_ecg.model.stacking; C and class weights by leave-one-fold-out CV over those folds) is
+recording (edge_ecg.runtime.rhythm_history). A multinomial logistic regression or
+gradient-boosted trees over them, whichever cross-validates better over those folds (one
+fold left out at a time; edge_ecg.model.stacking; `--form` keeps to one), is
 written as `rhythm_stack.json` into the bundle, the manifest rehashed (the stack is one of its
 files), and the bundle re-signed with --sign-key (unsigned otherwise: sign it with
 `edge-ecg bundle sign`). `edge-ecg stream` and `edge-ecg evaluate` then use it.
@@ -48,6 +50,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "longer held out)")
     p.add_argument("--dry-run", action="store_true",
                    help="fit and print the cross-validated figures; leave the bundle as it is")
+    p.add_argument("--form", choices=("best", "logistic", "gbt"), default="best",
+                   help="the rhythm stack's form: the one that cross-validates best on the "
+                        "training folds (default), or only the logistic regression (one "
+                        "readable weight per feature and class) or only the trees")
     beats = p.add_argument_group(
         "per-beat stack (--beats)",
         "gradient-boosted trees on each beat's RR and patient context, fused with the "
@@ -128,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edge_ecg.cli.bundle import trust_policy
     from edge_ecg.cli.stack_install import install_stack
-    from edge_ecg.model.stacking import fit_stack
+    from edge_ecg.model.stacking import C_GRID, GBT_GRID, fit_stack
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.record_rhythm import rhythm_classes
@@ -159,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
         if args.cache is not None:
             np.savez(args.cache, x=x, y=y, groups=groups, features=np.array(names))
     doc = fit_stack(x, y, groups, classes, names, TASK,
-                    network_cols=list(range(len(classes))))
+                    network_cols=list(range(len(classes))),
+                    cs=() if args.form == "gbt" else C_GRID,
+                    gbt=() if args.form == "logistic" else GBT_GRID)
     doc["info"].update(data=args.data, limit=args.limit, seed=args.seed,
                        network_variant=args.variant or manifest.default_variant,
                        model_version=manifest.model_version)

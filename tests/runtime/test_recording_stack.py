@@ -326,3 +326,28 @@ def test_a_1s_hop_stream_and_the_10s_replay_give_the_same_rr_and_network_feature
         assert a[n] == pytest.approx(b[n], abs=1e-9), n
     assert set(RR_FEATURES) <= set(same)
     assert a["nrmssd"] > 0.15 and a["irregular_frac"] > 0.4       # irregularly irregular
+
+
+def test_stack_cli_form_keeps_to_the_logistic_regression(fixture_bundle, tmp_path, capsys):
+    """`--form logistic`: only the readable form is tried, and the bundle gets it."""
+    from edge_ecg.cli import main
+
+    b = shutil.copytree(fixture_bundle, tmp_path / "b")
+    names = feature_names(CLASSES)
+    rng = np.random.default_rng(9)
+    n = 240
+    y = np.arange(n) % 4
+    x = rng.normal(size=(n, len(names)))
+    for c in range(1, 4):
+        x[:, c] += 4.0 * (y == c)
+    cache = tmp_path / "f.npz"
+    np.savez(cache, x=x, y=y, groups=(np.arange(n) // 3) % 4 + 1, features=np.array(names))
+    assert main(["stack", "--bundle", str(b), "--cache", str(cache), "--form", "logistic",
+                 "--allow-unsigned"]) == 0
+    assert "logistic, C=" in capsys.readouterr().out
+    doc = json.loads((b / RHYTHM_STACK).read_text())
+    assert doc["kind"] == "logistic"
+    assert {t["form"] for t in doc["info"]["cv_trials"]} == {"logistic"}
+    assert main(["stack", "--bundle", str(b), "--cache", str(cache), "--form", "gbt",
+                 "--allow-unsigned", "--dry-run"]) == 0
+    assert "gradient-boosted trees" in capsys.readouterr().out
