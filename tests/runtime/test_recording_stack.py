@@ -248,24 +248,28 @@ def test_the_stack_is_hashed_signed_and_a_changed_coefficient_is_refused(fixture
         load_bundle(b, trust=trust)
 
 
+def _cached_features(fixture_bundle, tmp_path, seed: int, n: int = 240):
+    """A copy of the fixture bundle and an `edge-ecg stack --cache` file of `n` recordings
+    whose network columns carry their classes (the AF one with nrmssd), folds 1-4."""
+    b = shutil.copytree(fixture_bundle, tmp_path / "b")
+    names = feature_names(CLASSES)
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    x = rng.normal(size=(n, len(names)))
+    for c in range(1, 4):
+        x[:, c] += 4.0 * (y == c)              # the probability column carries its class
+    x[:, names.index("nrmssd")] += 3.0 * (y == 1)
+    cache = tmp_path / "f.npz"
+    np.savez(cache, x=x, y=y, groups=(np.arange(n) // 3) % 4 + 1, features=np.array(names))
+    return b, cache, names, n
+
+
 def test_stack_cli_fits_from_cached_features_writes_and_signs(fixture_bundle, tmp_path, capsys):
     from edge_ecg.cli import main
     from edge_ecg.runtime.bundle import load_bundle
     from edge_ecg.runtime.signing import TrustPolicy, generate_keypair, public_key_of
 
-    b = shutil.copytree(fixture_bundle, tmp_path / "b")
-    names = feature_names(CLASSES)
-    rng = np.random.default_rng(5)
-    n = 240
-    y = np.arange(n) % 4
-    x = rng.normal(size=(n, len(names)))
-    x[:, 1] += 4.0 * (y == 1)                  # the AF probability column carries the AF class
-    x[:, names.index("nrmssd")] += 3.0 * (y == 1)
-    x[:, 2] += 4.0 * (y == 2)
-    x[:, 3] += 4.0 * (y == 3)
-    groups = (np.arange(n) // 3) % 4 + 1        # folds 1-4
-    cache = tmp_path / "f.npz"
-    np.savez(cache, x=x, y=y, groups=groups, features=np.array(names))
+    b, cache, names, n = _cached_features(fixture_bundle, tmp_path, 5)
     key, _, _ = generate_keypair(tmp_path / "keys", "lab")
     rc = main(["stack", "--bundle", str(b), "--cache", str(cache), "--sign-key", str(key),
                "--allow-unsigned"])
@@ -332,16 +336,7 @@ def test_stack_cli_form_keeps_to_the_logistic_regression(fixture_bundle, tmp_pat
     """`--form logistic`: only the readable form is tried, and the bundle gets it."""
     from edge_ecg.cli import main
 
-    b = shutil.copytree(fixture_bundle, tmp_path / "b")
-    names = feature_names(CLASSES)
-    rng = np.random.default_rng(9)
-    n = 240
-    y = np.arange(n) % 4
-    x = rng.normal(size=(n, len(names)))
-    for c in range(1, 4):
-        x[:, c] += 4.0 * (y == c)
-    cache = tmp_path / "f.npz"
-    np.savez(cache, x=x, y=y, groups=(np.arange(n) // 3) % 4 + 1, features=np.array(names))
+    b, cache, _, _ = _cached_features(fixture_bundle, tmp_path, 9)
     assert main(["stack", "--bundle", str(b), "--cache", str(cache), "--form", "logistic",
                  "--allow-unsigned"]) == 0
     assert "logistic, C=" in capsys.readouterr().out
