@@ -37,7 +37,6 @@ def main() -> int:
 
     import edge_ecg.ward.batching as batching
     from edge_ecg.runtime.backends import open_backend
-    from edge_ecg.runtime.stream_processor import StreamProcessor
     from edge_ecg.signal.delineate import _Batch
 
     _, chunks, _ = ward_bench.make_feeds(args.beds, args.seconds)
@@ -49,17 +48,8 @@ def main() -> int:
         # each bed's rows of a shared batch, or (as before) a batch of its own beats
         batching._BedRows = shared_rows if together else _Batch
         try:
-            procs = {b: StreamProcessor(batching.BedBackend(shared)) for b in chunks}
-            events = {b: [] for b in chunks}
             t0 = time.process_time()
-            for i in range(max(len(c) for c in chunks.values())):
-                work = {b: (lambda p=procs[b], c=cs[i]: p.feed(c))
-                        for b, cs in chunks.items() if i < len(cs)}
-                for b, r in batching.run_tick(shared, work).items():
-                    if isinstance(r, Exception):
-                        raise r
-                    events[b] += [{k: v for k, v in e.to_json().items() if k != "latency_ms"}
-                                  for e in r]
+            events = feed(chunks, shared, [list(chunks)])
             return time.process_time() - t0, events
         finally:
             batching._BedRows = shared_rows
@@ -86,16 +76,35 @@ def main() -> int:
     return 0 if same else 1
 
 
-def split(args, chunks, shared) -> int:
-    """CPU a bed-second with every bed in each tick, or the beds in groups with ticks of their
-    own: what a second worker's smaller batches cost, apart from its process."""
+def feed(chunks: dict, shared, ticks: list[list[str]]) -> dict:
+    """Every bed's frames through fresh processors, frame period by frame period: in each, one
+    `run_tick` per list of beds in `ticks`. Each bed's events (latency, a wall clock, left
+    out)."""
     import edge_ecg.ward.batching as batching
     from edge_ecg.runtime.stream_processor import StreamProcessor
 
+    procs = {b: StreamProcessor(batching.BedBackend(shared)) for b in chunks}
+    events = {b: [] for b in chunks}
+    for i in range(max(len(c) for c in chunks.values())):
+        for tick in ticks:
+            work = {b: (lambda p=procs[b], c=chunks[b][i]: p.feed(c))
+                    for b in tick if i < len(chunks[b])}
+            for b, r in batching.run_tick(shared, work).items():
+                if isinstance(r, Exception):
+                    raise r
+                events[b] += [{k: v for k, v in e.to_json().items() if k != "latency_ms"}
+                              for e in r]
+    return events
+
+
+def split(args, chunks, shared) -> int:
+    """CPU a bed-second with every bed in each tick, or the beds in groups with ticks of their
+    own: what a second worker's smaller batches cost, apart from its process."""
     beds = list(chunks)
-    forms = {"every bed in one tick": [[beds]],
-             "2 halves, a tick each": [[beds[0::2]], [beds[1::2]]],
-             "2 halves, 2 ticks each": [[beds[0::4], beds[2::4]], [beds[1::4], beds[3::4]]]}
+    # the ticks of one frame period (a worker's ticks one after the other)
+    forms = {"every bed in one tick": [beds],
+             "2 halves, a tick each": [beds[0::2], beds[1::2]],
+             "2 halves, 2 ticks each": [beds[0::4], beds[2::4], beds[1::4], beds[3::4]]}
 
     inner, calls = shared.inner, []
     counted = inner.run
@@ -104,18 +113,10 @@ def split(args, chunks, shared) -> int:
         calls.append(next(iter(inputs.values())).shape[0])
         return counted(inputs)
 
-    def run(groups):
-        procs = {b: StreamProcessor(batching.BedBackend(shared)) for b in chunks}
+    def run(ticks):
         calls.clear()
         t0 = time.process_time()
-        for i in range(max(len(c) for c in chunks.values())):
-            for ticks in groups:
-                for tick in ticks:
-                    work = {b: (lambda p=procs[b], c=chunks[b][i]: p.feed(c))
-                            for b in tick if i < len(chunks[b])}
-                    for r in batching.run_tick(shared, work).values():
-                        if isinstance(r, Exception):
-                            raise r
+        feed(chunks, shared, ticks)
         return (time.process_time() - t0) / (len(beds) * args.seconds) * 1e3
 
     inner.run = count
@@ -123,8 +124,8 @@ def split(args, chunks, shared) -> int:
         run(forms["every bed in one tick"])      # warm-up
         ms, batches = {k: [] for k in forms}, {}
         for _ in range(args.rounds):
-            for k, groups in forms.items():
-                ms[k].append(run(groups))
+            for k, ticks in forms.items():
+                ms[k].append(run(ticks))
                 batches[k] = (len(calls), sum(calls))
     finally:
         inner.run = counted
