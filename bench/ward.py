@@ -2,6 +2,7 @@
 
     python bench/ward.py                       # ~2.5 min: 24 beds, 40 s per phase
     python bench/ward.py --beds 60 --seconds 120 --phases scale,faults
+    python bench/ward.py --security off,on --seconds 30 --warmup 15 --rounds 3   # medians, ~18 min
 
 Beds: 12 leads at 500 Hz each, half real (PTB-XL 500-Hz records of successive patients
 played back to back, 10 s each: a load, not a clinical, construct), half synthetic patients
@@ -326,6 +327,30 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
             "station_redelivered": r["station"]["counters"]["redelivered"], **r["fault"]}
 
 
+def print_medians(rows: list[dict]) -> None:
+    """Each phase's runs side by side and their median: beds per core, p99 sample-to-event,
+    failover; and whether every run stored exactly the reference's events."""
+    by: dict = {}
+    for s in rows:
+        by.setdefault((s["phase"], s["security"]), []).append(s)
+    print("\n| phase | security | beds per core, each run (median) | p99 sample-to-event ms, "
+          "each run (median) | failover s (max), each run | every run: events = reference, "
+          "equal beds, none duplicated |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (phase, sec), runs in by.items():
+        bpc = [s["beds_per_core"] for s in runs]
+        p99 = [(s["sample_latency_ms"] or {}).get("p99") for s in runs]
+        p99 = [v for v in p99 if v is not None]
+        fo = [s.get("failover_s_max") for s in runs if s.get("failover_s_max") is not None]
+        exact = all(s["events_stored"] == s["events_reference"] and s["duplicated_events"] == 0
+                    and s["beds_equal_to_reference"].split("/")[0]
+                    == s["beds_equal_to_reference"].split("/")[1] for s in runs)
+        print(f"| {phase} | {sec} | {' / '.join(f'{v:.1f}' for v in bpc)} "
+              f"(**{np.median(bpc):.1f}**) | {' / '.join(f'{v:.0f}' for v in p99)}"
+              f"{f' ({np.median(p99):.0f})' if p99 else ''} | "
+              f"{' / '.join(f'{v:.2f}' for v in fo) or '-'} | {'yes' if exact else '**no**'} |")
+
+
 def main() -> int:
     from edge_ecg.ward import frames
 
@@ -344,6 +369,10 @@ def main() -> int:
                          "default; ~0.7 MB each a bed)")
     ap.add_argument("--lease-ttl", type=float, default=2.0)
     ap.add_argument("--warmup", type=float, default=4.0)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every phase this many times, round by round (a phase's runs "
+                         "spread over the whole bench, not back to back), and add a table of "
+                         "the medians: one run on this shared machine moves by ~15 %%")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
     from ward_reference import reference_events
@@ -367,14 +396,15 @@ def main() -> int:
     phases = []
     todo = args.phases.split(",")
     modes = [m == "on" for m in args.security.split(",")]
-    if "scale" in todo:
-        for sec in modes:
-            for k in (1, 2):
-                phases.append(asyncio.run(run_phase(f"{k} worker", k, args, feeds, False, want,
-                                                    secure=sec)))
-    if "faults" in todo:
-        phases.append(asyncio.run(run_phase("faults", 2, args, feeds, True, want,
-                                            secure=modes[-1])))
+    for _ in range(max(args.rounds, 1)):
+        if "scale" in todo:
+            for sec in modes:
+                for k in (1, 2):
+                    phases.append(asyncio.run(run_phase(f"{k} worker", k, args, feeds, False,
+                                                        want, secure=sec)))
+        if "faults" in todo:
+            phases.append(asyncio.run(run_phase("faults", 2, args, feeds, True, want,
+                                                secure=modes[-1])))
     rows = [summarise(r, args.beds, ref) for r in phases]
     for s in rows:
         print(json.dumps(s))
@@ -392,6 +422,8 @@ def main() -> int:
               f"{f['published']} + {f['dropped']} + {f['buffered']} | {s['events_stored']} / {s['events_reference']} (dup "
               f"{s['duplicated_events']}) | {s['station_received']} | {s['beds_equal_to_reference']} | "
               f"{_r(s.get('failover_s_max'))} |")
+    if args.rounds > 1:
+        print_medians(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print(DISCLAIMER)
