@@ -302,6 +302,10 @@ def run(args: argparse.Namespace) -> int:
         pub = Publisher([feed], bus_target(args), speed=speed, buffer_frames=args.buffer_frames)
         st = _serve(lambda: pub.run(args.seconds), pub.stop, pub.stop_timeout_s + 3)
         print(json.dumps(st["total"]), file=sys.stderr)
+        if st["total"]["beds_refused"]:
+            from edge_ecg.ward.errors import WardError
+            raise WardError(st["beds"][st["total"]["beds_refused"][0]]["refused"] + ": use "
+                            "this bed's own credential (DIR/roles/publisher-UNIT-BED.json)")
         return 0
     if cmd == "worker":
         from edge_ecg.runtime.backends import open_backend

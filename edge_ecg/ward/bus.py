@@ -142,15 +142,36 @@ CONNECT_ATTEMPTS = 3       # a first connection's tries (0.25 s apart) before a 
 class ConnectionCounters:
     """What a connection was refused or lost, counted (the broker's own log has the rest)."""
 
+    MAX_SUBJECTS = 64       # refused subjects remembered (a flood of refusals: the counter)
+
     def __init__(self) -> None:
         self.permission_errors = 0
         self.other_errors = 0
         self.disconnects = 0
         self.reconnects = 0
         self.last_error = ""
+        # the subjects a publish was refused on, as the broker names them: a client can tell
+        # which of its streams it may not send (the broker drops such a message silently
+        # otherwise, and the publish only times out). Lower case: nats-py lowers the
+        # broker's whole error text, so that is all there is to compare with
+        self.refused_subjects: set[str] = set()
+
+    def note_refusal(self, text: str) -> None:
+        m = _REFUSED_PUBLISH.search(text)
+        if m and len(self.refused_subjects) < self.MAX_SUBJECTS:
+            self.refused_subjects.add(m.group(1).lower())
+
+    def refused(self, subjects) -> list[str]:
+        """Those of `subjects` a publish was refused on (compared in lower case)."""
+        return sorted(s for s in subjects if s.lower() in self.refused_subjects)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["refused_subjects"] = sorted(self.refused_subjects)
+        return d
+
+
+_REFUSED_PUBLISH = re.compile(r'publish to "([^"]{1,256})"', re.IGNORECASE)
 
 
 async def connect(target: str | RoleConfig, name: str, counters: ConnectionCounters | None = None,
@@ -172,6 +193,7 @@ async def connect(target: str | RoleConfig, name: str, counters: ConnectionCount
         text = str(exc)
         if "permissions violation" in text.lower() or "authorization" in text.lower():
             c.permission_errors += 1
+            c.note_refusal(text)
             log.warning("%s: refused by the broker: %s", name, text)
         else:
             c.other_errors += 1

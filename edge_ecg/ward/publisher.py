@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from edge_ecg.errors import SourceError
 from edge_ecg.ward import bus, frames
+from edge_ecg.ward.errors import WardError
 
 REPLAY_KINDS = ("record", "synth", "edf")
 STOP_S = 4.0          # on stop: what is buffered goes out within this, then the rest is counted
@@ -41,6 +42,7 @@ class BedStats:
     retries: int = 0           # publish attempts that failed and were retried
     samples: int = 0
     max_buffered: int = 0
+    refused: str = ""          # why the broker refused this bed (its frames stay counted)
 
     def to_dict(self, buffered: int) -> dict:
         d = dict(self.__dict__)
@@ -98,6 +100,16 @@ class Publisher:
         self.disconnects = 0
         self.conn = bus.ConnectionCounters()
         self.stop_timeout_s = STOP_S
+        # a credential names the beds it may publish: another bed would only be refused by
+        # the broker, frame after frame, so it is refused here, before anything is sent
+        allowed = getattr(url, "beds", ())
+        if allowed:
+            other = [f"{f.unit}.{f.bed}" for f in feeds if f"{f.unit}.{f.bed}" not in allowed]
+            if other:
+                raise WardError(f"the credential of {getattr(url, 'user', None)!r} may publish "
+                                f"only {', '.join(allowed)}, not {', '.join(other)}: use each "
+                                "bed's own credential, or give the bridge these beds "
+                                "(`edge-ecg ward broker --dir DIR --bridge NAME=...`)")
 
     def stop(self) -> None:
         self._stop.set()
@@ -110,7 +122,25 @@ class Publisher:
         tot["balanced"] = all(p["balanced"] for p in per.values())
         tot["reconnects"], tot["disconnects"] = self.reconnects, self.disconnects
         tot["refused"] = self.conn.permission_errors
+        tot["beds_refused"] = sorted(k for k, p in per.items() if p["refused"])
         return {"total": tot, "beds": per}
+
+    def _refused(self, f: BedFeed) -> bool:
+        """Whether the broker refused this bed's frames or its registration (a credential
+        that does not cover it): the bed stops, logged once, its frames counted as buffered;
+        retrying would only be refused again (permissions hold for the connection's life)."""
+        if f.stats.refused:
+            return True
+        key = bus.bed_key(f.unit, f.bed)
+        mine = {bus.frames_subject(f.unit, f.bed), f"$KV.{bus.BEDS_BUCKET}.{key}"}
+        hit = self.conn.refused(mine)
+        if not hit:
+            return False
+        f.stats.refused = (f"the broker refused {', '.join(hit)} to this publisher's "
+                           f"credential: bed {key} is not one it may publish")
+        log.error("publisher %s: %s; the bed stops (its other beds go on)", key,
+                  f.stats.refused)
+        return True
 
     async def run(self, max_seconds: float | None = None) -> dict:
         async def on_disc():
@@ -152,16 +182,26 @@ class Publisher:
             await bus.close(nc, 1.0)
         return self.stats()
 
-    async def _register(self, kv, f: BedFeed, chunk) -> None:
+    async def _register(self, kv, f: BedFeed, chunk) -> bool:
+        """The bed in the registry (retried while the broker is away); False when the broker
+        refuses it or the publisher stops first."""
         desc = {"unit": f.unit, "bed": f.bed, "leads": list(chunk.leads),
                 "fs_hz": float(chunk.fs_hz), "source": f.spec, "session": self.session,
                 "origin": int(chunk.index), "registered": time.time()}
+        tries = 0
         while not self._stop.is_set():
             try:
                 await kv.put(bus.bed_key(f.unit, f.bed), json.dumps(desc).encode())
-                return
-            except Exception:
+                return True
+            except Exception as exc:
+                if self._refused(f):
+                    return False
+                tries += 1
+                if tries == 1 or tries % 100 == 0:
+                    log.warning("publisher %s.%s: not registered yet (%d tries): %r",
+                                f.unit, f.bed, tries, exc)
                 await asyncio.sleep(0.25)
+        return False
 
     async def _produce(self, f: BedFeed, beds_kv, wake: asyncio.Event, t0: float,
                        max_seconds: float | None) -> None:
@@ -186,7 +226,10 @@ class Publisher:
                     continue
                 if origin is None:
                     origin = chunk.index
-                    await self._register(beds_kv, f, chunk)
+                    if not await self._register(beds_kv, f, chunk):
+                        break
+                if f.stats.refused:
+                    break
                 if max_seconds is not None and chunk.index - origin >= max_seconds * chunk.fs_hz:
                     break
                 if f.paced and self.speed > 0:
@@ -225,6 +268,8 @@ class Publisher:
                                        headers={bus.MSG_ID: f"{key}.{self.session}.{seq}",
                                                 bus.SENT_HEADER: f"{sent:.6f}"})
             except Exception as exc:
+                if self._refused(f):
+                    return
                 f.stats.retries += 1
                 if f.stats.retries == 1 or f.stats.retries % 100 == 0:
                     log.warning("publisher %s: frame %d not stored (%d retries so far): %r",

@@ -183,6 +183,56 @@ def test_a_secure_ward_stores_the_reference_events(ward, backend):
     assert [comparable(e) for e in got] == reference_events(source_chunks(SPEC), backend)
 
 
+def test_a_publisher_is_refused_a_bed_its_credential_does_not_cover(ward):
+    """Up front: the credential names its beds, so another bed is refused before anything is
+    sent, with what to do. On the bus: a credential file that claims a bed the broker does not
+    grant (stale, or edited) gets that bed stopped, named and counted within the publish
+    timeout, while its other beds publish everything; before, the bed was retried silently
+    for ever and the publisher never ended."""
+    import dataclasses
+
+    from edge_ecg.ward.publisher import Publisher, open_feed
+
+    role = ward.role("publisher-test")                  # icu.b1-b3
+    with pytest.raises(WardError, match=r"only icu\.b1, icu\.b2, icu\.b3, not icu\.b4"):
+        Publisher([open_feed(SPEC, "icu", "b4")], role)
+    claims = dataclasses.replace(role, beds=(*role.beds, "icu.b4"))
+
+    async def main():
+        pub = Publisher([open_feed(SPEC, "icu", "b1"), open_feed(SPEC, "icu", "b4")], claims,
+                        speed=0.0)
+        return await asyncio.wait_for(pub.run(), 60)
+    t0 = time.monotonic()
+    st = asyncio.run(main())
+    took = time.monotonic() - t0
+    b1, b4 = st["beds"]["icu.b1"], st["beds"]["icu.b4"]
+    assert b1["published"] == b1["produced"] == 24 and not b1["refused"]
+    assert "icu.b4" in b4["refused"] and b4["published"] == 0 and b4["balanced"]
+    assert st["total"]["beds_refused"] == ["icu.b4"] and st["total"]["refused"] >= 1
+    assert took < 30, took
+
+    async def stored_frames(bed):                       # and nothing of b4 reached the bus
+        nc, js = await _connect_js(ward.role("admin"))
+        try:
+            subj = bus.frames_subject("icu", bed)
+            info = await js.stream_info(bus.FRAMES_STREAM, subjects_filter=subj)
+            return int((info.state.subjects or {}).get(subj, 0))
+        finally:
+            await bus.close(nc)
+    assert asyncio.run(stored_frames("b1")) == 24
+    assert asyncio.run(stored_frames("b4")) == 0
+
+
+def test_ward_publish_with_another_beds_credential_fails_saying_so(ward, capsys):
+    from edge_ecg.cli import main
+
+    creds = ward.ward.roles_dir / "publisher-icu-b1.json"
+    rc = main(["ward", "publish", "--creds", str(creds), "--unit", "icu", "--bed", "b2",
+               "--source", SPEC, "--speed", "max"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "may publish only icu.b1, not icu.b2" in err, err
+
+
 # --- trusting nothing that arrives (a plain broker: these are the worker's own checks) --------
 def _forged_frame(index: int, gain: float = 200.0, seq: int = 10_000) -> bytes:
     c = Chunk(index=index, seq=seq, device_time_us=0, samples=np.ones((250, 1), np.int32),
