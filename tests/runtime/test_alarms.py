@@ -114,6 +114,26 @@ def test_af_from_irregular_rr_with_onset_offset_and_the_model_veto():
     assert not rr_irregular(np.full(32, 200.0), AlarmLimits())
 
 
+def test_af_confirmation_waits_for_beats_judged_af_and_keeps_the_onset():
+    rng = np.random.default_rng(0)
+    sinus = np.cumsum(np.full(60, 0.8) + rng.normal(0, 0.01, 60))
+    af = sinus[-1] + np.cumsum(rng.uniform(0.35, 1.1, 80))
+    t = np.concatenate([sinus, af])
+    first = [a for a in _beats(AlarmEngine(FS, AlarmLimits(af_confirm_beats=1)), t, "N" * 140)
+             if a.code == "new_af"][0]
+    later = [a for a in _beats(AlarmEngine(FS, AlarmLimits(af_confirm_beats=10)), t, "N" * 140)
+             if a.code == "new_af"][0]
+    assert later.onset_index == first.onset_index        # where the AF began, not when told
+    beat_times = np.round(t * FS).astype(int).tolist()
+    assert beat_times.index(later.index) == beat_times.index(first.index) + 9
+    # a stretch judged AF on fewer beats than asked raises nothing, and a gap starts again
+    eng = AlarmEngine(FS, AlarmLimits(af_confirm_beats=10))
+    k = beat_times.index(first.index)
+    assert not [a for a in _beats(eng, t[:k + 5], "N" * (k + 5)) if a.code == "new_af"]
+    eng.observe({"type": "gap", "index": int(t[k + 5] * FS) + 1, "length": 10})
+    assert eng.af_run == 0
+
+
 def test_frequent_pvcs_do_not_make_af():
     eng = AlarmEngine(FS)
     t, cls = [], []
