@@ -1,7 +1,8 @@
 """Alarm figures per database (MIT-BIH, SVDB, CUDB) with a bundle streamed over the records.
 
     python bench/alarms.py [--bundle edge_ecg/assets/default_bundle] [--db mitdb,svdb,cudb]
-                           [--jobs 2] [--records N] [--folds 1,2,3,4] [--choose-vf | --cinc-af]
+                           [--jobs 2] [--records N] [--folds 1,2,3,4]
+                           [--choose-vf | --choose-af | --cinc-af]
 
 Each record of ../shared/data/<db> is replayed through the runtime (`StreamProcessor`: its
 detector, windows, per-beat classes and the alarm engine, edge_ecg.runtime.alarms) as fast as
@@ -16,6 +17,11 @@ per hour.
 each, single lead, called lead I) and counts, per reference class (N, A, O), the recordings on
 which the AF alarm went on: its sensitivity where AF is long enough to judge (32 RR intervals)
 and its false alarms on normal and other rhythms. MIT-BIH's fold 0 holds no AF episode.
+
+`--choose-af` is how the AF alarm's confirmation (`AlarmLimits.af_confirm_beats`, beats in
+a row judged AF before it is raised) was chosen: the training folds' MIT-BIH and SVDB records
+(never fold 0) streamed once with the alarm engine's inputs logged, the engine replayed for
+1, 4, 8, 16, 24 and 32; the largest that keeps the AF episode and duration Se of 1.
 
 `--choose-vf` is how the VF detector's thresholds (edge_ecg.signal.vf.VfThresholds) were
 fixed: the segments' features of every record of the three databases, 3 folds by record
@@ -59,17 +65,32 @@ def records(db: str) -> list[Path]:
 
 def stream_record(args) -> dict:
     """Beats, classes and alarm events of one record streamed through the runtime, with the
-    counts it adds to the figures."""
-    bundle, path, db = args
+    counts it adds to the figures; with a 4th item True, also every input the alarm engine
+    observed (`ops`, in order), to replay the engine with other limits (`--choose-af`)."""
+    bundle, path, db, *log = args
     import wfdb
 
     from edge_ecg.data.records import read_record
     from edge_ecg.metrics.rhythm import record_counts
+    from edge_ecg.runtime import alarms as engine_module
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.events import AlarmEvent, BeatEvent
     from edge_ecg.runtime.replay import ReplaySource, replay_events
     from edge_ecg.runtime.stream_processor import StreamProcessor
 
+    ops: list = []
+    if log and log[0]:      # this worker process only: the engine's inputs, as it saw them
+        eng = engine_module.AlarmEngine
+        observe, observe_vf = eng.observe, eng.observe_vf
+
+        def logged(self, ev):
+            ops.append(("ev", ev.to_json() if hasattr(ev, "to_json") else ev))
+            return observe(self, ev)
+
+        def logged_vf(self, *a):
+            ops.append(("vf", a))
+            return observe_vf(self, *a)
+        eng.observe, eng.observe_vf = logged, logged_vf
     rec = read_record(str(path), invalid="keep")
     leads = tuple(LEADS.get(db, {}).get(n, n) for n in rec.leads)
     backend = open_backend(bundle, None, threads=1)
@@ -89,6 +110,11 @@ def stream_record(args) -> dict:
     counts = record_counts(ann.sample, ann.symbol, ann.aux_note,
                            [b.index for b in beats], [b.beat_class for b in beats], alarms,
                            rec.fs_hz, n, classified=CLASSIFIED[db])
+    if ops:
+        return {"record": path.name, "db": db, "fs": rec.fs_hz, "n": n, "ops": ops,
+                "beats": [b.index for b in beats], "classes": [b.beat_class for b in beats],
+                "ann": (ann.sample, ann.symbol, ann.aux_note), "alarms": alarms,
+                "counts": counts}
     return {"record": path.name, "db": db, "counts": counts, "wall_s": wall,
             "seconds": n / rec.fs_hz,
             "onsets": {a["code"]: 0 for a in alarms} | {
@@ -209,6 +235,68 @@ def choose_vf(jobs: int) -> None:
     print(f"  chosen on all records (the detector's defaults): {_choose(rs)}")
 
 
+# --- the AF alarm's confirmation, chosen on the training folds -------------------------------
+AF_CONFIRM = (1, 4, 8, 16, 24, 32)
+AF_FIGURES = ("af_episode_se", "af_episode_ppv", "af_duration_se", "af_duration_ppv",
+              "false_af_per_hour")
+
+
+def _replay_af(r: dict, limits) -> list[dict]:
+    """The record's alarms with the engine replayed on its logged inputs under `limits`."""
+    from edge_ecg.runtime.alarms import AlarmEngine
+
+    eng = AlarmEngine(r["fs"], limits)
+    out = []
+    for kind, v in r["ops"]:
+        out += eng.observe(v) if kind == "ev" else eng.observe_vf(*v)
+    return [a.to_json() for a in out]
+
+
+def choose_af(bundle: str, jobs: int) -> None:
+    """`AlarmLimits.af_confirm_beats`: the training folds' MIT-BIH and SVDB records streamed
+    once, the engine's inputs logged, the engine replayed for each value (the default's
+    replay must equal the stream's own alarms); the largest value that keeps the AF episode
+    and duration sensitivity of a single beat (1) on MIT-BIH, the only one with AF."""
+    import dataclasses
+
+    from edge_ecg.data.folds import subject_fold
+    from edge_ecg.metrics.rhythm import pool, record_counts, summarize
+    from edge_ecg.runtime.alarms import AlarmLimits
+
+    todo = [(bundle, p, db, True) for db in ("mitdb", "svdb") for p in records(db)
+            if subject_fold(f"{db}-{p.name}") in (1, 2, 3, 4)]
+    with ProcessPoolExecutor(max(1, jobs)) as ex:
+        rs = list(ex.map(stream_record, todo))
+    now = AlarmLimits()
+    table = {}
+    for c in AF_CONFIRM:
+        lim = dataclasses.replace(now, af_confirm_beats=c)
+        per: dict[str, list] = {"mitdb": [], "svdb": []}
+        for r in rs:
+            al = _replay_af(r, lim)
+            if c == now.af_confirm_beats and [(a["code"], a["state"], a["index"]) for a in al] \
+                    != [(a["code"], a["state"], a["index"]) for a in r["alarms"]]:
+                raise SystemExit(f"{r['record']}: the replay differs from the stream")
+            s, sym, aux = r["ann"]
+            per[r["db"]].append(record_counts(s, sym, aux, r["beats"], r["classes"], al,
+                                              r["fs"], r["n"], classified=True))
+        table[c] = {db: summarize(pool(v)) for db, v in per.items()}
+    hours = {db: table[1][db]["hours"] for db in ("mitdb", "svdb")}
+    print(f"AF alarm confirmation on the training folds ({len(rs)} records: MIT-BIH "
+          f"{hours['mitdb']:.1f} h, SVDB {hours['svdb']:.1f} h)")
+    print(f"{'beats in a row':<16}" + "".join(f"{'mitdb ' + k:>26}" for k in AF_FIGURES)
+          + f"{'svdb false_af_per_hour':>26}")
+    for c, t in table.items():
+        print(f"{c:<16}" + "".join(f"{_fmt(t['mitdb'].get(k, float('nan'))):>26}"
+                                   for k in AF_FIGURES)
+              + f"{_fmt(t['svdb'].get('false_af_per_hour', float('nan'))):>26}")
+    base = table[1]["mitdb"]
+    keep = [c for c in AF_CONFIRM if table[c]["mitdb"]["af_episode_se"] >= base["af_episode_se"]
+            and table[c]["mitdb"]["af_duration_se"] >= base["af_duration_se"] - 1e-9]
+    print(f"chosen: {max(keep)} (the largest with the episode and duration Se of 1); "
+          f"AlarmLimits.af_confirm_beats is {now.af_confirm_beats}")
+
+
 # --- AF alarms on CinC 2017's held-out recordings -------------------------------------------
 def cinc_af_record(args) -> tuple[str, bool]:
     """(reference class, whether the AF alarm went on) of one CinC recording streamed."""
@@ -268,6 +356,9 @@ def main() -> int:
     ap.add_argument("--folds", default="",
                     help="only the records of these patient folds (subject_fold), e.g. 1,2,3,4 "
                          "(the training folds) or 0 (held out); default every record")
+    ap.add_argument("--choose-af", action="store_true",
+                    help="choose the AF alarm's confirmation (beats in a row) on the training "
+                         "folds' MIT-BIH and SVDB records instead (5 min)")
     ap.add_argument("--cinc-af", action="store_true",
                     help="the AF alarm on CinC 2017's fold-0 recordings instead (per class)")
     args = ap.parse_args()
@@ -279,6 +370,9 @@ def main() -> int:
         return 2
     if args.choose_vf:
         choose_vf(args.jobs)
+        return 0
+    if args.choose_af:
+        choose_af(args.bundle, args.jobs)
         return 0
     from edge_ecg.metrics.rhythm import pool, summarize
 
