@@ -358,7 +358,7 @@ def main() -> int:
                          "(the training folds) or 0 (held out); default every record")
     ap.add_argument("--choose-af", action="store_true",
                     help="choose the AF alarm's confirmation (beats in a row) on the training "
-                         "folds' MIT-BIH and SVDB records instead (5 min)")
+                         "folds' MIT-BIH and SVDB records instead (7 min)")
     ap.add_argument("--cinc-af", action="store_true",
                     help="the AF alarm on CinC 2017's fold-0 recordings instead (per class)")
     args = ap.parse_args()
