@@ -109,7 +109,7 @@ class Publisher:
                 raise WardError(f"the credential of {getattr(url, 'user', None)!r} may publish "
                                 f"only {', '.join(allowed)}, not {', '.join(other)}: use each "
                                 "bed's own credential, or give the bridge these beds "
-                                "(`edge-ecg ward broker --dir DIR --bridge NAME=...`)")
+                                "(`edge-ecg ward broker --dir DIR --bridge NAME=UNIT.BED,...`)")
 
     def stop(self) -> None:
         self._stop.set()
