@@ -400,8 +400,9 @@ def main() -> int:
         if "scale" in todo:
             for sec in modes:
                 for k in (1, 2):
-                    phases.append(asyncio.run(run_phase(f"{k} worker", k, args, feeds, False,
-                                                        want, secure=sec)))
+                    name = "1 worker" if k == 1 else f"{k} workers"
+                    phases.append(asyncio.run(run_phase(name, k, args, feeds, False, want,
+                                                        secure=sec)))
         if "faults" in todo:
             phases.append(asyncio.run(run_phase("faults", 2, args, feeds, True, want,
                                                 secure=modes[-1])))
