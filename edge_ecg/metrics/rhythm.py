@@ -231,7 +231,8 @@ def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, a
     runs (when the reference beats carry classes; also the `rxr` reading, `ec57_*`, from
     `ec57_from_s` on when given), AF and VF episodes, false VT / VF / AF alarms, and, on a
     record whose rhythm is sinus throughout, its hours, false ectopic beats and every
-    high-priority alarm."""
+    high-priority alarm. AF needs the rhythm annotated: a record with no rhythm note adds no
+    AF episode, no false AF alarm and no sinus hours, only its AF alarms as unscored."""
     ref_samples = np.asarray(ref_samples)
     sym = list(ref_symbols)
     aux = list(ref_aux)
@@ -259,7 +260,14 @@ def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, a
         rs = run_scores(rt, rv, dt, dv, vf=ref_ep["vf"], from_s=ec57_from_s, prefix="ec57_",
                         det_vf=alarm_spans(alarms, "vf", fs_hz, n_samples))
         out.update({k: v for k, v in rs.items() if not k.endswith(("_se", "_ppv"))})
+    notes = {a.strip().rstrip("\x00") for a in aux if a and a.startswith("(")}
+    # AF is a rhythm, annotated only by rhythm notes: a record whose annotation has none (the
+    # SVDB files here) says nothing of AF, so its AF alarms are neither true nor false, and
+    # it is not "sinus throughout" either
+    rhythm_known = bool(notes)
     for kind, code in (("af", "new_af"), ("vf", "vf")):
+        if kind == "af" and not rhythm_known:
+            continue
         c = episode_counts(ref_ep[kind], alarm_spans(alarms, code, fs_hz, n_samples), span)
         out.update({f"{kind}_{k}": v for k, v in c.items()})
     # a VT alarm is true where the reference has a ventricular run of >= 3 or a (VT / VF
@@ -271,10 +279,14 @@ def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, a
     out["false_vt_alarms"] = false_alarms(alarm_spans(alarms, "vt", fs_hz, n_samples), vt_ref)
     out["false_vf_alarms"] = false_alarms(alarm_spans(alarms, "vf", fs_hz, n_samples),
                                           ref_ep["vf"])
-    out["false_af_alarms"] = false_alarms(alarm_spans(alarms, "new_af", fs_hz, n_samples),
-                                          ref_ep["af"])
-    notes = {a.strip().rstrip("\x00") for a in aux if a and a.startswith("(")}
-    if classified and notes <= {"(N"}:
+    if rhythm_known:
+        out["rhythm_hours"] = hours
+        out["false_af_alarms"] = false_alarms(alarm_spans(alarms, "new_af", fs_hz, n_samples),
+                                              ref_ep["af"])
+    else:
+        out["af_alarms_unscored"] = sum(1 for a in alarms if a.get("code") == "new_af"
+                                        and a.get("state") == "onset")
+    if classified and rhythm_known and notes <= {"(N"}:
         out["sinus_hours"] = hours
         out["sinus_ref_n"] = sum(s in "NLRej" for s in rsym)
         out["sinus_false_ectopic"] = false_ectopic(rsym, rt, dt, dcls)
@@ -300,9 +312,16 @@ def summarize(counts: dict) -> dict:
         if ep:
             out.update(finish_episodes(ep, kind))
     h = c.get("hours", 0.0)
-    for k in ("false_vt_alarms", "false_vf_alarms", "false_af_alarms"):
+    for k in ("false_vt_alarms", "false_vf_alarms"):
         out[k] = c.get(k, 0)
         out[k.replace("alarms", "per_hour")] = c.get(k, 0) / h if h else nan
+    # false AF over the hours whose rhythm is annotated only (records without rhythm notes:
+    # their AF alarms counted apart, unscored)
+    hr = c.get("rhythm_hours", 0.0)
+    out["rhythm_hours"] = round(hr, 3)
+    out["false_af_alarms"] = c.get("false_af_alarms", 0)
+    out["false_af_per_hour"] = c.get("false_af_alarms", 0) / hr if hr else nan
+    out["af_alarms_unscored"] = c.get("af_alarms_unscored", 0)
     sh = c.get("sinus_hours", 0.0)
     if sh:
         out["sinus_hours"] = round(sh, 3)

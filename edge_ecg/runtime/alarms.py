@@ -116,7 +116,8 @@ class AlarmLimits:
     # the first judged stretch began): chosen on the training folds of MIT-BIH and SVDB (a
     # replay of the alarm engine's inputs, 50 records, 25 h), the largest of 1, 4, 8, 16, 24,
     # 32 that kept every AF episode and its duration found (24 of 24, 0.998): false AF alarms
-    # 1.33 -> 0.67 per hour on MIT-BIH and 5.58 -> 2.84 on SVDB, against 1. A beat judged
+    # 1.33 -> 0.67 per hour on MIT-BIH, against 1 (AF alarms on SVDB, whose files here carry
+    # no rhythm notes to score them: 106 -> 54 in 19 h). A beat judged
     # AF alone, on a stretch of PACs or sinus arrhythmia, no longer raises it
     af_confirm_beats: int = 16
     # AF has no P waves, but the delineator finds one in fibrillatory waves before ~40 % of

@@ -88,6 +88,27 @@ def test_record_counts_and_summary_of_one_hand_made_record():
     assert s["sinus_high_alarms_per_hour"] == 2 / (10 / 3600)
 
 
+def test_a_record_without_rhythm_notes_scores_no_af_and_no_sinus_hours():
+    """SVDB's files here carry beat labels only: an AF alarm there is neither true nor false,
+    and the record is not 'sinus throughout' (it was counted as both before)."""
+    fs = 100.0
+    ref_s = [100, 200, 300, 400, 500]
+    sym = ["N", "S", "N", "S", "N"]
+    af = [{"code": "new_af", "state": "onset", "onset_index": 100, "index": 300,
+           "priority": "medium"}]
+    bare = rm.record_counts(ref_s, sym, [""] * 5, ref_s, sym, af, fs, 3600)
+    assert "false_af_alarms" not in bare and "af_det" not in bare
+    assert "sinus_hours" not in bare and bare["af_alarms_unscored"] == 1
+    s = rm.summarize(rm.pool([bare]))
+    assert np.isnan(s["false_af_per_hour"]) and s["af_alarms_unscored"] == 1
+    # beside a record in sinus rhythm, the rate is over the annotated hours only
+    sinus = rm.record_counts([0, *ref_s], ["+", *sym], ["(N", *[""] * 5], ref_s, sym, af, fs,
+                             3600)
+    s = rm.summarize(rm.pool([bare, sinus]))
+    assert s["false_af_alarms"] == 1 and s["rhythm_hours"] == 0.01
+    assert s["false_af_per_hour"] == 1 / (3600 / fs / 3600) and s["sinus_hours"] == 0.01
+
+
 def test_rxr_reading_learning_period_and_vf_as_a_maximal_run():
     t = np.arange(40) * 0.5                 # beats every 0.5 s, 0 .. 19.5 s
     ref = np.zeros(40, bool)
