@@ -290,8 +290,8 @@ def choose_af(bundle: str, jobs: int) -> None:
         print(f"{c:<16}" + "".join(f"{_fmt(t['mitdb'].get(k, float('nan'))):>26}"
                                    for k in AF_FIGURES)
               + f"{t['svdb'].get('af_alarms_unscored', 0):>26}")
-    print("(SVDB's files carry no rhythm notes: its AF alarms are neither true nor false, "
-          "only counted)")
+    print("(unscored: on SVDB records whose annotation has no rhythm note, all but one here; "
+          "their AF alarms are neither true nor false, only counted)")
     base = table[1]["mitdb"]
     keep = [c for c in AF_CONFIRM if table[c]["mitdb"]["af_episode_se"] >= base["af_episode_se"]
             and table[c]["mitdb"]["af_duration_se"] >= base["af_duration_se"] - 1e-9]
