@@ -63,6 +63,30 @@ def records(db: str) -> list[Path]:
     return out
 
 
+_OPS: list | None = None     # the current record's alarm-engine inputs, while logged
+
+
+def _log_engine_inputs(engine: type) -> None:
+    """Make `engine` (AlarmEngine) append what it observes to `_OPS` while that is a list:
+    patched once per worker process, so records streamed one after another in it log only
+    their own inputs."""
+    if getattr(engine, "_bench_logging", False):
+        return
+    observe, observe_vf = engine.observe, engine.observe_vf
+
+    def logged(self, ev):
+        if _OPS is not None:
+            _OPS.append(("ev", ev.to_json() if hasattr(ev, "to_json") else ev))
+        return observe(self, ev)
+
+    def logged_vf(self, *a):
+        if _OPS is not None:
+            _OPS.append(("vf", a))
+        return observe_vf(self, *a)
+    engine.observe, engine.observe_vf = logged, logged_vf
+    engine._bench_logging = True
+
+
 def stream_record(args) -> dict:
     """Beats, classes and alarm events of one record streamed through the runtime, with the
     counts it adds to the figures; with a 4th item True, also every input the alarm engine
@@ -78,19 +102,11 @@ def stream_record(args) -> dict:
     from edge_ecg.runtime.replay import ReplaySource, replay_events
     from edge_ecg.runtime.stream_processor import StreamProcessor
 
+    global _OPS
     ops: list = []
-    if log and log[0]:      # this worker process only: the engine's inputs, as it saw them
-        eng = engine_module.AlarmEngine
-        observe, observe_vf = eng.observe, eng.observe_vf
-
-        def logged(self, ev):
-            ops.append(("ev", ev.to_json() if hasattr(ev, "to_json") else ev))
-            return observe(self, ev)
-
-        def logged_vf(self, *a):
-            ops.append(("vf", a))
-            return observe_vf(self, *a)
-        eng.observe, eng.observe_vf = logged, logged_vf
+    if log and log[0]:
+        _log_engine_inputs(engine_module.AlarmEngine)
+        _OPS = ops
     rec = read_record(str(path), invalid="keep")
     leads = tuple(LEADS.get(db, {}).get(n, n) for n in rec.leads)
     backend = open_backend(bundle, None, threads=1)
@@ -103,6 +119,7 @@ def stream_record(args) -> dict:
         wall = time.perf_counter() - t0
     finally:
         backend.close()
+        _OPS = None
     beats = [e for e in events if isinstance(e, BeatEvent)]
     alarms = [e.to_json() for e in events if isinstance(e, AlarmEvent)]
     ann = wfdb.rdann(str(path), "atr")
