@@ -126,7 +126,17 @@ def start_worker(target, wid: str, args) -> subprocess.Popen:
                              "--id", wid, "--tick-s", str(args.tick), "--snapshot-s",
                              str(args.snapshot), "--lease-ttl", str(args.lease_ttl)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=_worker_log(args, wid))
+
+
+def _worker_log(args, wid: str):
+    """Where a worker's log goes: `--worker-logs DIR/<phase>-<id>.log`, or nowhere."""
+    if not args.worker_logs:
+        return subprocess.DEVNULL
+    d = Path(args.worker_logs)
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(list(d.glob(f"*-{wid}.log")))
+    return (d / f"{n:02d}-{wid}.log").open("w")
 
 
 class SecureBroker:
@@ -286,6 +296,11 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
                 "workers": n_workers, "wall_s": wall, "cpu_s": cpu,
                 "publisher": pst["total"], "station": {k: state[k] for k in (
                     "counters", "duplicates", "missing", "latency_ms", "sample_latency_ms")},
+                # the station's own verdict at the phase's end: beds it shows as not analysed
+                # (its "no data" / "no analysis" technical alarms), which a stalled worker
+                # or an unclaimed bed would raise
+                "tiles_not_live": sorted(f"{t['key']}: {t['status']}" for t in state["beds"]
+                                         if t["status"] != "live"),
                 "fault": fault, "stored": stored, "frames_published": want}
     finally:
         for p in workers.values():
@@ -324,7 +339,8 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
             "station_received": r["station"]["counters"]["events"],
             "station_missing": r["station"]["missing"],
             "station_duplicates": r["station"]["duplicates"],
-            "station_redelivered": r["station"]["counters"]["redelivered"], **r["fault"]}
+            "station_redelivered": r["station"]["counters"]["redelivered"],
+            "tiles_not_live_at_end": r["tiles_not_live"], **r["fault"]}
 
 
 def print_medians(rows: list[dict]) -> None:
@@ -373,6 +389,8 @@ def main() -> int:
                     help="run every phase this many times, round by round (a phase's runs "
                          "spread over the whole bench, not back to back), and add a table of "
                          "the medians: one run on this shared machine moves by ~15 %%")
+    ap.add_argument("--worker-logs", default=None, metavar="DIR",
+                    help="keep each worker's log here (NN-<id>.log, one per start)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
     from ward_reference import reference_events
