@@ -122,11 +122,15 @@ def start_worker(target, wid: str, args) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     how = (["--insecure", "--nats", target] if isinstance(target, str) else
            ["--creds", str(target)])
-    return subprocess.Popen([sys.executable, "-m", "edge_ecg", "ward", "worker", *how,
-                             "--id", wid, "--tick-s", str(args.tick), "--snapshot-s",
-                             str(args.snapshot), "--lease-ttl", str(args.lease_ttl)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=_worker_log(args, wid))
+    log = _worker_log(args, wid)
+    try:
+        return subprocess.Popen([sys.executable, "-m", "edge_ecg", "ward", "worker", *how,
+                                 "--id", wid, "--tick-s", str(args.tick), "--snapshot-s",
+                                 str(args.snapshot), "--lease-ttl", str(args.lease_ttl)],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    finally:
+        if log is not subprocess.DEVNULL:
+            log.close()         # the worker has its own copy
 
 
 def _worker_log(args, wid: str):
