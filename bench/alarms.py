@@ -258,8 +258,9 @@ AF_FIGURES = ("af_episode_se", "af_episode_ppv", "af_duration_se", "af_duration_
               "false_af_per_hour")
 
 
-def _replay_af(r: dict, limits) -> list[dict]:
-    """The record's alarms with the engine replayed on its logged inputs under `limits`."""
+def _replay_engine(r: dict, limits) -> list[dict]:
+    """The record's alarms (every code) with the engine replayed on its logged inputs under
+    `limits`."""
     from edge_ecg.runtime.alarms import AlarmEngine
 
     eng = AlarmEngine(r["fs"], limits)
@@ -290,7 +291,7 @@ def choose_af(bundle: str, jobs: int) -> None:
         lim = dataclasses.replace(now, af_confirm_beats=c)
         per: dict[str, list] = {"mitdb": [], "svdb": []}
         for r in rs:
-            al = _replay_af(r, lim)
+            al = _replay_engine(r, lim)
             if c == now.af_confirm_beats and [(a["code"], a["state"], a["index"]) for a in al] \
                     != [(a["code"], a["state"], a["index"]) for a in r["alarms"]]:
                 raise SystemExit(f"{r['record']}: the replay differs from the stream")

@@ -40,13 +40,13 @@ def engine_restored():
 def test_the_engine_replayed_on_its_logged_inputs_raises_the_streams_alarms(engine_restored):
     r = bench_alarms.stream_record((BUNDLE, EXCERPT, "mitdb", True))
     assert r["ops"] and {"vt", "couplet"} <= {a["code"] for a in r["alarms"]}
-    assert _key(bench_alarms._replay_af(r, AlarmLimits())) == _key(r["alarms"])
+    assert _key(bench_alarms._replay_engine(r, AlarmLimits())) == _key(r["alarms"])
     again = bench_alarms.stream_record((BUNDLE, EXCERPT, "mitdb", True))
     assert len(again["ops"]) == len(r["ops"])          # its own inputs only
     plain = bench_alarms.stream_record((BUNDLE, EXCERPT, "mitdb"))
     assert "ops" not in plain and _key(r["alarms"]) == _key(
-        bench_alarms._replay_af(again, AlarmLimits()))
+        bench_alarms._replay_engine(again, AlarmLimits()))
     # no run is fast enough to be VT at 1000 /min: the replay raises v_run instead
-    slow = {a["code"] for a in bench_alarms._replay_af(
+    slow = {a["code"] for a in bench_alarms._replay_engine(
         r, dataclasses.replace(AlarmLimits(), vt_bpm=1000.0))}
     assert "vt" not in slow and "v_run" in slow
