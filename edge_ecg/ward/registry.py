@@ -1,14 +1,18 @@
-"""The ward's registry read cheaply: which beds are registered, which workers are alive.
+"""The ward's registry read cheaply and exactly: which beds are registered, which workers are
+alive, which beds are leased.
 
-Listing a key-value bucket's keys makes, reads and deletes a consumer (~1.8 ms of the client's
-CPU and ~1.25 ms of the broker's, BENCHMARKS.md, Ward); workers and the station asked every
-second or so. Both answers come from cheaper requests, equal to the listing
-(tests/ward/test_balance.py):
+Never through nats-py's `KeyValue.keys()`: its watcher can signal the end of the initial
+replay before the entries already sent have been read (nats-io/nats.py#842; #995 is the fix,
+not released in the nats-py installed here), so a listing comes back short or empty
+(`NoKeysError`) while the keys exist. A worker that once read the bed registry that way, and
+kept the answer until the registry changed, served none of the beds it should have: alive,
+heartbeat kept, half the ward without analysis (BENCHMARKS.md, Ward). Every answer here comes
+from the stream's own state instead (tests/ward/test_balance.py):
+- a bucket's keys: the subjects holding an entry, from one stream-info request, then a get
+  per key (a deleted key's marker is not a value; an expired key has no subject left);
 - the beds change only when one registers or goes: the bucket's stream state (last sequence,
-  messages, first sequence: one stream-info request, ~0.4 ms) says whether to list again;
-- a live worker is a heartbeat key whose latest entry is a value: the bucket's subjects from
-  one stream-info request (an expired heartbeat has none left), then a get per key (a
-  stopped worker's delete marker is not a value).
+  messages, first sequence) says whether to list again;
+- a live worker is a heartbeat key whose latest entry is a value.
 """
 
 from __future__ import annotations
@@ -17,21 +21,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 
-async def list_keys(kv) -> list[str]:
-    """A bucket's keys (its deleted ones left out); none is an empty list, not an error."""
-    try:
-        return await kv.keys()
-    except Exception as exc:
-        if type(exc).__name__ == "NoKeysError":
-            return []
-        raise
+async def list_keys(js, kv, bucket: str) -> list[str]:
+    """A bucket's keys (deleted and expired ones left out), sorted; none is an empty list."""
+    return sorted(await live_keys(js, kv, bucket))
 
 
 class Listing:
     """A bucket's sorted keys, listed again only when its stream has changed since."""
 
     def __init__(self, bucket: str,
-                 lister: Callable[[object], Awaitable[list[str]]] = list_keys) -> None:
+                 lister: Callable[[object], Awaitable[list[str]]] | None = None) -> None:
+        self.bucket = bucket
         self.stream = f"KV_{bucket}"
         self.lister = lister
         self._mark: tuple | None = None
@@ -41,7 +41,9 @@ class Listing:
         info = await js.stream_info(self.stream)
         mark = (info.state.last_seq, info.state.messages, info.state.first_seq)
         if mark != self._mark:
-            self._keys = sorted(await self.lister(kv))
+            got = await (self.lister(kv) if self.lister is not None
+                         else list_keys(js, kv, self.bucket))
+            self._keys = sorted(got)
             self._mark = mark
         return self._keys
 

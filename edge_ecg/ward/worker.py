@@ -162,7 +162,8 @@ class Worker:
         self.failures: dict[str, dict] = {}   # bed -> errors, last error (kept after release)
         self._arrived = asyncio.Event()       # a frame arrived since the last tick began
         # the bed registry, listed through self._keys (looked up at each call)
-        self._beds_listing = registry.Listing(bus.BEDS_BUCKET, lambda kv: self._keys(kv))
+        self._beds_listing = registry.Listing(
+            bus.BEDS_BUCKET, lambda kv: self._keys(kv, bus.BEDS_BUCKET))
 
     def stop(self) -> None:
         self._stop.set()
@@ -290,8 +291,8 @@ class Worker:
         if failure is not None:
             raise failure
 
-    async def _keys(self, kv) -> list[str]:
-        return await registry.list_keys(kv)
+    async def _keys(self, kv, bucket: str) -> list[str]:
+        return await registry.list_keys(self.js, kv, bucket)
 
     async def _bed_keys(self) -> list[str]:
         """The registered beds, listed again only when the registry changed
@@ -318,7 +319,7 @@ class Worker:
             return
         if len(self.beds) >= quota:
             return
-        leased = set(await self._keys(self.kv_leases))
+        leased = set(await self._keys(self.kv_leases, bus.LEASES_BUCKET))
         claimed = []
         for key in beds:
             if len(self.beds) + len(claimed) >= quota or self._stop.is_set():

@@ -24,8 +24,8 @@ def test_live_workers_leave_out_deleted_and_expired_heartbeats(broker, backend):
     async def main():
         w = await _bound_worker(broker.url, backend, ttl_s=1.0)
         try:
-            async def listed():        # the former way: the bucket's keys, deletes left out
-                return set(await w._keys(w.kv_workers)) | {w.id}
+            async def listed():        # the bucket's keys, deletes left out
+                return set(await w._keys(w.kv_workers, bus.WORKERS_BUCKET)) | {w.id}
 
             await w.kv_workers.put("w-a", b"{}")
             await w.kv_workers.put("w-b", b"{}")
@@ -48,9 +48,9 @@ def test_bed_registry_listed_again_only_when_it_changes(broker, backend):
         listings = []
         keys = w._keys
 
-        async def counted(kv):
+        async def counted(kv, bucket):
             listings.append(kv)
-            return await keys(kv)
+            return await keys(kv, bucket)
         w._keys = counted
         try:
             assert await w._bed_keys() == []
@@ -69,10 +69,44 @@ def test_bed_registry_listed_again_only_when_it_changes(broker, backend):
     asyncio.run(main())
 
 
+def test_registry_does_not_trust_nats_py_key_listing(broker, backend, monkeypatch):
+    """nats-py's `KeyValue.keys()` can end its listing before the entries already sent were
+    read (nats-io/nats.py#842): short, or `NoKeysError` while keys exist. A worker that read
+    the bed registry that way once kept the wrong answer and served none of its share. The
+    registry answers from the stream's state, so a `keys()` that lies changes nothing."""
+    from nats.js.errors import NoKeysError
+    from nats.js.kv import KeyValue
+
+    from edge_ecg.ward import registry
+
+    async def lying(self, *a, **kw):
+        raise NoKeysError
+    monkeypatch.setattr(KeyValue, "keys", lying)
+
+    async def main():
+        w = await _bound_worker(broker.url, backend, ttl_s=2.0)
+        try:
+            for bed in ("b2", "b1", "b3"):
+                await w.kv_beds.put(f"icu.{bed}", b"{}")
+            await w.kv_beds.delete("icu.b3")
+            assert await w._bed_keys() == ["icu.b1", "icu.b2"]
+            assert await registry.list_keys(w.js, w.kv_beds, bus.BEDS_BUCKET) == [
+                "icu.b1", "icu.b2"]
+            st = await bus.ensure(w.js, w.opt.cfg)
+            leases = st[bus.LEASES_BUCKET]
+            assert await w._keys(leases, bus.LEASES_BUCKET) == []
+            await leases.create("icu.b1", b"w-self")
+            assert await w._keys(leases, bus.LEASES_BUCKET) == ["icu.b1"]
+        finally:
+            await w.nc.close()
+    asyncio.run(main())
+
+
 def test_station_registry_round_sees_beds_and_live_workers_without_relisting(broker):
     """The station's once-a-second registry round (edge_ecg.ward.registry): a new bed gets its
     tile, a stopped worker's deleted heartbeat is not seen as alive, and the bed bucket is
     not listed again while nothing changed."""
+    from edge_ecg.ward import registry
     from edge_ecg.ward.station import Station, StationOptions, WardFeed
 
     async def main():
@@ -83,11 +117,11 @@ def test_station_registry_round_sees_beds_and_live_workers_without_relisting(bro
         kv = await bus.ensure(feed.js, bus.WardConfig())
         beds_kv, workers_kv = kv[bus.BEDS_BUCKET], kv[bus.WORKERS_BUCKET]
         listings = []
-        lister = feed._beds_listing.lister
+        assert feed._beds_listing.lister is None     # registry.list_keys, counted here
 
         async def counted(kv):
             listings.append(kv)
-            return await lister(kv)
+            return await registry.list_keys(feed.js, kv, bus.BEDS_BUCKET)
         feed._beds_listing.lister = counted
         try:
             await beds_kv.put("icu.b1", b'{"fs_hz": 500.0}')
