@@ -95,6 +95,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--seconds", type=float, default=None, help="stop after this long")
     w.add_argument("--max-jump-s", type=float, default=600.0,
                    help="a frame farther than this from its bed's clock is refused (counted)")
+    w.add_argument("--stall-s", type=float, default=10.0,
+                   help="watchdog: a tick with no progress this long hands every bed over and "
+                        "ends the worker (exit 3); a bed whose stored frames are not delivered "
+                        "this long is subscribed again")
     _log_options(w)
 
     s = sub.add_parser("station", help="central station: a live web page, alarms, FHIR/HL7 out")
@@ -314,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
         target = bus_target(args)
         opts = WorkerOptions(tick_s=args.tick_s, snapshot_s=args.snapshot_s,
                              max_beds=args.max_beds, max_jump_s=args.max_jump_s,
+                             stall_s=args.stall_s,
                              cfg=bus.WardConfig(lease_ttl_s=args.lease_ttl))
         backend = open_backend(args.bundle or str(DEFAULT_BUNDLE), variant=args.variant,
                                threads=1)
@@ -325,8 +330,17 @@ def run(args: argparse.Namespace) -> int:
             st = _serve(lambda: w.run(args.seconds), w.stop, opts.stop_timeout_s + 3)
         finally:
             backend.close()
-        print(json.dumps({k: st[k] for k in ("worker", "released", "tick", "failed",
-                                              "connection")}), file=sys.stderr)
+        print(json.dumps({k: st[k] for k in ("worker", "released", "stalled", "resubscribed",
+                                              "tick", "failed", "connection")}),
+              file=sys.stderr)
+        if st["stalled"]:
+            # the watchdog handed every bed over: a hung compute thread cannot be joined, so
+            # the process ends here, non-zero, for its service manager to start it again
+            print(f"worker {w.id} stopped by its watchdog: {st['stalled']}; its beds were "
+                  "handed over. Start it again (a service manager restarts it on failure).",
+                  file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(3)
         return 0
     if cmd == "station":
         from edge_ecg.ward.station import Station, StationOptions

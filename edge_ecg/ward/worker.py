@@ -75,6 +75,10 @@ class WorkerOptions:
     jump_confirm: int = CONFIRM_FRAMES  # ... unless this many in a row agree: a restart
     fail_event_s: float = 30.0        # signal seconds between two bed_failed events of a bed
     stop_timeout_s: float = 4.0       # hand the beds over within this on stop (+1 s to close)
+    stall_s: float = 10.0             # the watchdog (Worker._watch): a tick with no progress
+                                      # this long (> the 5-s publish timeout) hands every bed
+                                      # over and stops the worker; a bed whose stored frames
+                                      # have not reached it this long is subscribed again
     cfg: bus.WardConfig = field(default_factory=bus.WardConfig)
 
 
@@ -90,6 +94,7 @@ class BedCounters:
     restarts: int = 0               # runs of such frames accepted as a restarted clock
     nonfinite: int = 0              # event values sent as null (not finite)
     implausible_seq: int = 0        # a stored ordinal the bed's signal cannot have reached
+    resubscribed: int = 0           # the watchdog found its stored frames undelivered
     last_error: str = ""
 
 
@@ -119,6 +124,8 @@ class BedRun:
         self.sub = None
         self.counters = BedCounters()
         self.claimed_at = time.time()
+        self.heard_at = time.monotonic()    # the last frame delivered (or the claim)
+        self.suspect_seq: int | None = None  # the watchdog's first sight of undelivered frames
         self.resumed_from = self.stream_seq
         self.guard = IndexGuard()
         nxt = meta.get("next_index")
@@ -161,6 +168,11 @@ class Worker:
         self._trouble: str | None = None
         self.failures: dict[str, dict] = {}   # bed -> errors, last error (kept after release)
         self._arrived = asyncio.Event()       # a frame arrived since the last tick began
+        self._tick_began: float | None = None  # monotonic start of the tick running now
+        self._progress_at = time.monotonic()  # the tick's last sign of life: a bed fed, a
+                                              # publish answered or timed out
+        self.stalled: str | None = None       # why the watchdog stopped this worker
+        self.resubscribed = 0                 # beds the watchdog subscribed again
         # the bed registry, listed through self._keys (looked up at each call)
         self._beds_listing = registry.Listing(
             bus.BEDS_BUCKET, lambda kv: self._keys(kv, bus.BEDS_BUCKET))
@@ -233,7 +245,8 @@ class Worker:
 
     def stats(self) -> dict:
         return {"worker": self.id, "bundle": self.bundle, "beds": sorted(self.beds),
-                "released": list(self.released), "tick": self.tick_stats.to_dict(),
+                "released": list(self.released), "stalled": self.stalled,
+                "resubscribed": self.resubscribed, "tick": self.tick_stats.to_dict(),
                 "connection": self.conn.to_dict(), "failed": self.failed(),
                 "per_bed": {k: dict(b.counters.__dict__, stream_seq=b.stream_seq, n=b.n,
                                     resumed_from=b.resumed_from)
@@ -249,6 +262,8 @@ class Worker:
                for k in ("frames", "events", "malformed", "errors", "index_refused", "restarts",
                          "nonfinite", "implausible_seq")}
         tot["failed"] = self.failed()
+        tot["stalled"] = self.stalled
+        tot["resubscribed"] = self.resubscribed
         val = json.dumps({"beds": sorted(self.beds), "bundle": self.bundle, "pid": os.getpid(),
                           "host": socket.gethostname(), "t": time.time(), **tot}).encode()
         await self.kv_workers.put(self.id, val)
@@ -257,6 +272,8 @@ class Worker:
         period = self.opt.cfg.lease_ttl_s / 3.0
         while not self._stop.is_set():
             try:
+                if await self._watch():
+                    break
                 await self._heartbeat()
                 await self._renew()
                 await self._balance()
@@ -267,6 +284,63 @@ class Worker:
                 await asyncio.wait_for(self._stop.wait(), period)
             except asyncio.TimeoutError:
                 pass
+
+    async def _watch(self) -> bool:
+        """The watchdog, before each lease round: a worker must not keep leases on beds it
+        does not serve (the renewals alone would keep them from every other worker).
+
+        - A tick that has shown no progress for `stall_s` (no bed fed, no publish answered
+          or timed out: the compute thread hung, or an await that never returns; a broker
+          away is not one, its publishes time out): every lease is deleted without a snapshot (the state may be half
+          updated; the next worker resumes from the last stored one and replays), the worker
+          reports why in its heartbeat and stops. True: the lease loop ends.
+        - A bed that has heard no frame for `stall_s` while its stream holds frames this
+          worker has not processed, seen on two rounds in a row (a frame in flight is not a
+          stall): its delivery is stuck, so it is released (snapshot, lease) and claimed
+          again with a new consumer. A quiet bed costs one look-up a round; a bed whose
+          frames flow, none.
+        """
+        now = time.monotonic()
+        if self._tick_began is not None and now - self._progress_at > self.opt.stall_s:
+            self.stalled = (f"a tick has made no progress for {now - self._progress_at:.1f} s "
+                            f"(limit {self.opt.stall_s:g} s)")
+            self._note(f"{self.stalled}: handing beds {sorted(self.beds)} over and stopping",
+                       logging.ERROR)
+            for key in list(self.beds):
+                await self._drop(key)
+                try:
+                    await self.kv_leases.delete(key)
+                except Exception:
+                    pass
+                self.released.append(key)
+            try:
+                await self._heartbeat()
+            except Exception:
+                pass
+            self._stop.set()
+            return True
+        for key, b in list(self.beds.items()):
+            if b.inbox or now - b.heard_at < self.opt.stall_s:
+                b.suspect_seq = None
+                continue
+            try:
+                last = await self.js.get_last_msg(bus.FRAMES_STREAM,
+                                                  bus.frames_subject(b.unit, b.bed))
+            except Exception:
+                continue                 # nothing stored for the bed (or the broker away)
+            if int(last.seq) <= b.stream_seq:
+                b.suspect_seq = None     # a quiet bed: nothing to deliver
+                continue
+            if b.suspect_seq is None:
+                b.suspect_seq = int(last.seq)
+                continue
+            b.counters.resubscribed += 1
+            self.resubscribed += 1
+            self._note(f"{key}: stored frames up to stream seq {last.seq} not delivered for "
+                       f"{now - b.heard_at:.1f} s (processed up to {b.stream_seq}): "
+                       "subscribing again", logging.WARNING)
+            await self._release(key)
+        return False
 
     async def _renew(self) -> None:
         """Every lease renewed at once: the updates go out together and their answers come
@@ -382,6 +456,7 @@ class Worker:
 
         async def on_msg(msg, b=b):
             b.inbox.append(msg)
+            b.heard_at = time.monotonic()
             self._arrived.set()
 
         b.sub = await self.nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=200_000,
@@ -483,11 +558,13 @@ class Worker:
         while not self._stop.is_set():
             t0 = time.perf_counter()
             self._arrived.clear()
+            self._tick_began = self._progress_at = time.monotonic()
             try:
                 await self._flush()
                 self._loop_ok()
             except Exception as exc:
                 self._loop_failed("tick", exc)
+            self._tick_began = None
             dt = time.perf_counter() - t0
             if await self._stopped_within(max(self.opt.tick_s - dt, 0.0)):
                 break
@@ -624,6 +701,8 @@ class Worker:
                     for c, t in todo:
                         dur = c.n_samples / c.fs_hz
                         out.extend((e, t, dur) for e in b.proc.feed(c))
+                    # per piece: a tick catching many beds up is long, not stalled
+                    self._progress_at = time.monotonic()
                 return out
             fns[key] = (fn, pieces)
         results = run_tick(self.shared, {k: f for k, (f, _) in fns.items()}, self.tick_stats)
@@ -717,7 +796,9 @@ class Worker:
                 await self.js.publish(subject, payload, stream=bus.EVENTS_STREAM,
                                       headers={bus.MSG_ID: eid}, timeout=5.0)
             except Exception:
+                self._progress_at = time.monotonic()
                 return          # retried next tick; its frames stay unacknowledged meanwhile
+            self._progress_at = time.monotonic()
             b.outbox.pop(0)
             b.counters.events += 1
         if b.ack_msg is not None:
