@@ -126,6 +126,7 @@ class BedRun:
         self.claimed_at = time.time()
         self.heard_at = time.monotonic()    # the last frame delivered (or the claim)
         self.suspect_seq: int | None = None  # the watchdog's first sight of undelivered frames
+        self.looked_at = 0.0                # when the watchdog last looked up its stream
         self.resumed_from = self.stream_seq
         self.guard = IndexGuard()
         nxt = meta.get("next_index")
@@ -297,8 +298,8 @@ class Worker:
         - A bed that has heard no frame for `stall_s` while its stream holds frames this
           worker has not processed, seen on two rounds in a row (a frame in flight is not a
           stall): its delivery is stuck, so it is released (snapshot, lease) and claimed
-          again with a new consumer. A quiet bed costs one look-up a round; a bed whose
-          frames flow, none.
+          again with a new consumer. A quiet bed (a monitor switched off) costs one look-up
+          every `stall_s` / 2; a bed whose frames flow, none.
         """
         now = time.monotonic()
         if self._tick_began is not None and now - self._progress_at > self.opt.stall_s:
@@ -323,6 +324,9 @@ class Worker:
             if b.inbox or now - b.heard_at < self.opt.stall_s:
                 b.suspect_seq = None
                 continue
+            if now - b.looked_at < self.opt.stall_s / 2:
+                continue
+            b.looked_at = now
             try:
                 last = await self.js.get_last_msg(bus.FRAMES_STREAM,
                                                   bus.frames_subject(b.unit, b.bed))
