@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "ward"))     # ward_reference: the tests' reference run
 from edge_ecg import DISCLAIMER  # noqa: E402
+from edge_ecg.ward import event_loop  # noqa: E402
 from profiles.machine import this_machine  # noqa: E402
 
 DATA = Path(os.environ.get("EDGE_ECG_DATA", REPO.parent / "shared" / "data"))
@@ -404,6 +405,8 @@ def main() -> int:
 
     print(DISCLAIMER)
     print(f"machine: {this_machine()}")
+    print(f"event loop (every ward process; {event_loop.ENV}=asyncio for the standard one): "
+          f"{event_loop.name()}")
     feeds, chunks, kinds = make_feeds(args.beds, args.seconds, frame_s=args.frame_s)
     n_real = sum(v == "ptbxl" for v in kinds.values())
     print(f"{args.beds} beds, 12 leads at 500 Hz: {n_real} real (PTB-XL), "
@@ -423,10 +426,10 @@ def main() -> int:
             for sec in modes:
                 for k in (1, 2):
                     name = "1 worker" if k == 1 else f"{k} workers"
-                    phases.append(asyncio.run(run_phase(name, k, args, feeds, False, want,
+                    phases.append(event_loop.run(run_phase(name, k, args, feeds, False, want,
                                                         secure=sec)))
         if "faults" in todo:
-            phases.append(asyncio.run(run_phase("faults", 2, args, feeds, True, want,
+            phases.append(event_loop.run(run_phase("faults", 2, args, feeds, True, want,
                                                 secure=modes[-1])))
     rows = [summarise(r, args.beds, ref) for r in phases]
     for s in rows:

@@ -222,7 +222,9 @@ def _serve(coro_factory, stop, deadline_s: float = 8.0) -> object:
             except (NotImplementedError, RuntimeError):
                 pass
         return await coro_factory()
-    return asyncio.run(main())
+    from edge_ecg.ward import event_loop
+
+    return event_loop.run(main())
 
 
 def _broker(args) -> int:
