@@ -60,10 +60,10 @@ def test_a_bed_whose_frames_stop_arriving_is_subscribed_again(broker, backend):
         await _wait_for(lambda: w.beds.get("icu.b1") not in (None, lost), 10,
                         "the stuck bed subscribed again")
         assert lost.counters.resubscribed == 1
-        st_pub = await pub
+        st_pub = await asyncio.wait_for(pub, 30)
         await _wait_for(lambda: _done(w, specs), 30, "every frame processed")
         w.stop()
-        return st_pub, await task
+        return st_pub, await asyncio.wait_for(task, 15)
 
     pub, st = asyncio.run(main())
     assert pub["total"]["balanced"] and pub["total"]["dropped"] == 0
@@ -83,12 +83,12 @@ def test_a_quiet_bed_is_not_subscribed_again(broker, backend):
     async def main():
         w = Worker(broker.url, backend, _options(), "w-quiet")
         task = asyncio.create_task(w.run())
-        await _publish(broker.url, specs)
+        await asyncio.wait_for(_publish(broker.url, specs), 30)
         await _wait_for(lambda: "icu.b1" in w.beds and w.beds["icu.b1"].samples >= 3000
                         and not w.beds["icu.b1"].outbox, 20, "b1 served")
         await asyncio.sleep(3.5)                  # > 3 x stall_s of silence
         w.stop()
-        return await task
+        return await asyncio.wait_for(task, 15)
 
     st = asyncio.run(main())
     assert st["resubscribed"] == 0 and st["released"] == ["icu.b1"]   # released on stop only
@@ -124,10 +124,10 @@ def test_a_worker_whose_tick_hangs_hands_its_beds_over_and_stops(broker, backend
         t_stop = time.monotonic()
         await _wait_for(lambda: len(b.beds) == len(specs), 10, "B takes every bed")
         took = time.monotonic() - t_stop
-        st_pub = await pub
+        st_pub = await asyncio.wait_for(pub, 30)
         await _wait_for(lambda: _done(b, specs), 40, "every frame processed")
         b.stop()
-        return st_a, await tb, st_pub, took
+        return st_a, await asyncio.wait_for(tb, 15), st_pub, took
 
     try:
         st_a, st_b, pub, took = asyncio.run(main())
