@@ -30,6 +30,10 @@ Trusting nothing that arrives (edge_ecg.ward.sequence, edge_ecg.ward.frames):
   other beds go on;
 - an event that would carry a non-finite number goes out with null there, counted.
 
+A watchdog (`Worker._watch`, before each lease round): a worker whose tick has made no
+progress for `stall_s` deletes its leases and stops, and a bed whose stored frames stop
+reaching it is subscribed again, so no bed stays leased to a worker that does not serve it.
+
 Stopping: on `stop()` the worker stores what it can and hands its beds over (snapshot,
 lease deleted) within `stop_timeout_s`, broker or no broker; beds it could not hand over
 move when their leases expire.
@@ -169,7 +173,7 @@ class Worker:
         self._trouble: str | None = None
         self.failures: dict[str, dict] = {}   # bed -> errors, last error (kept after release)
         self._arrived = asyncio.Event()       # a frame arrived since the last tick began
-        self._tick_began: float | None = None  # monotonic start of the tick running now
+        self._ticking = False                 # a tick is running now
         self._progress_at = time.monotonic()  # the tick's last sign of life: a bed fed, a
                                               # publish answered or timed out
         self.stalled: str | None = None       # why the watchdog stopped this worker
@@ -292,9 +296,10 @@ class Worker:
 
         - A tick that has shown no progress for `stall_s` (no bed fed, no publish answered
           or timed out: the compute thread hung, or an await that never returns; a broker
-          away is not one, its publishes time out): every lease is deleted without a snapshot (the state may be half
-          updated; the next worker resumes from the last stored one and replays), the worker
-          reports why in its heartbeat and stops. True: the lease loop ends.
+          away is not one, its publishes time out): every lease is deleted without a
+          snapshot (the state may be half updated; the next worker resumes from the last
+          stored one and replays), the worker reports why in its heartbeat and stops.
+          True: the lease loop ends.
         - A bed that has heard no frame for `stall_s` while its stream holds frames this
           worker has not processed, seen on two rounds in a row (a frame in flight is not a
           stall): its delivery is stuck, so it is released (snapshot, lease) and claimed
@@ -302,7 +307,7 @@ class Worker:
           every `stall_s` / 2; a bed whose frames flow, none.
         """
         now = time.monotonic()
-        if self._tick_began is not None and now - self._progress_at > self.opt.stall_s:
+        if self._ticking and now - self._progress_at > self.opt.stall_s:
             self.stalled = (f"a tick has made no progress for {now - self._progress_at:.1f} s "
                             f"(limit {self.opt.stall_s:g} s)")
             self._note(f"{self.stalled}: handing beds {sorted(self.beds)} over and stopping",
@@ -562,13 +567,13 @@ class Worker:
         while not self._stop.is_set():
             t0 = time.perf_counter()
             self._arrived.clear()
-            self._tick_began = self._progress_at = time.monotonic()
+            self._ticking, self._progress_at = True, time.monotonic()
             try:
                 await self._flush()
                 self._loop_ok()
             except Exception as exc:
                 self._loop_failed("tick", exc)
-            self._tick_began = None
+            self._ticking = False
             dt = time.perf_counter() - t0
             if await self._stopped_within(max(self.opt.tick_s - dt, 0.0)):
                 break
