@@ -6,8 +6,12 @@ the single-process reference: nothing lost, nothing duplicated."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from test_ward import SPECS, _check
 
@@ -139,3 +143,44 @@ def test_a_worker_whose_tick_hangs_hands_its_beds_over_and_stops(broker, backend
     assert took < 3.0, f"B took {took:.1f} s to claim the beds after A stopped"
     assert st_b["stalled"] is None
     _check(broker.url, backend, specs)
+
+
+# a worker process whose compute thread hangs at its 3rd tick: the CLI as a service manager
+# runs it, the hang made from outside the package
+_HANGING_WORKER = """
+import sys, threading
+import edge_ecg.ward.worker as worker
+real, calls = worker.Worker._compute, []
+def hanging(self, work):
+    calls.append(1)
+    if len(calls) > 2:
+        threading.Event().wait()
+    return real(self, work)
+worker.Worker._compute = hanging
+from edge_ecg.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_worker_cli_exits_3_when_its_watchdog_fires(broker):
+    """`edge-ecg ward worker` whose tick hangs: the watchdog hands the bed over and the process
+    ends with status 3 and says why (a hung thread is not joined), well within 30 s."""
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-c", _HANGING_WORKER, "ward", "worker", "--insecure",
+                          "--nats", broker.url, "--tick-s", "0.1", "--stall-s", "1.5",
+                          "--id", "w-cli"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        from edge_ecg.ward.publisher import Publisher, open_feed
+
+        asyncio.run(asyncio.wait_for(Publisher(
+            [open_feed("synth:sinus_rhythm?seconds=20&seed=1", "icu", "b1")], broker.url,
+            speed=2.0).run(), 30))
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 3, err[-2000:]
+    assert "stopped by its watchdog" in err and "no progress" in err
