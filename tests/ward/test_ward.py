@@ -57,8 +57,13 @@ async def _serve_until_done(url, backend, specs, opts=None, extra=None, unit="ic
         if len(w.beds) == len(specs) and all(
                 not b.inbox and not b.outbox and b.samples >= 15000 for b in w.beds.values()):
             break
+    served = {k: b.samples for k, b in w.beds.items()}
     w.stop()
-    return pub, await task
+    st = await task
+    # a bed never claimed, or not caught up, says so here rather than as "no events" later
+    assert len(served) == len(specs) and min(served.values()) >= 15000, (
+        f"in 30 s the worker served {served} (samples) of {sorted(specs)}")
+    return pub, st
 
 
 def test_worker_events_equal_the_single_process_reference(broker, backend):

@@ -69,11 +69,14 @@ async def stored_events(url: str, unit: str, bed: str, timeout_s: float = 2.0) -
     try:
         js = nc.jetstream()
         subj = bus.events_subject(unit, bed)
+        from nats.js.errors import NotFoundError
+
         try:
             info = await js.stream_info(bus.EVENTS_STREAM, subjects_filter=subj)
-            total = int((info.state.subjects or {}).get(subj, 0))
-        except Exception:
-            total = 0
+        except NotFoundError:       # no EVENTS stream yet: nothing stored
+            return []
+        # any other failure (a timeout on a loaded machine) is raised, not read as "no events"
+        total = int((info.state.subjects or {}).get(subj, 0))
         out: list[dict] = []
         if not total:
             return out
