@@ -118,6 +118,7 @@ class BedRun:
         self.lease_rev = lease_rev
         self.inbox: list = []
         self.outbox: list = []          # (subject, payload, msg id) not yet stored
+        self.publishing = asyncio.Lock()  # held while the outbox is being stored
         self.ack_msg = None             # the last frame whose events are all stored
         self.pending_snapshot: bytes | None = None
         self.snapshot_put: asyncio.Task | None = None   # the snapshot being stored
@@ -533,13 +534,22 @@ class Worker:
                 await b.snapshot_put
             except Exception:
                 pass
+        loop = asyncio.get_running_loop()
+        # A tick may still be computing this bed (a stop cuts the tick loop after 1 s; a
+        # catch-up tick takes longer): its events reach the outbox only when it ends, and a
+        # snapshot taken after it would say they were stored. The compute thread is one, in
+        # order: wait for it, then store the bed's events, then snapshot only if all are.
+        await loop.run_in_executor(self._pool, _nothing)
+        await self._publish_bed(b)
         if not b.outbox:
             try:
-                data = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, self._dump, b)
+                data = await loop.run_in_executor(self._pool, self._dump, b)
                 await self.obs.put(key, data)
             except Exception as exc:
                 self._note(f"{key}: snapshot on release failed: {exc!r}", logging.WARNING)
+        else:
+            self._note(f"{key}: {len(b.outbox)} event(s) not stored before release: no "
+                       "snapshot, the next worker replays them", logging.WARNING)
         self.beds.pop(key, None)
         try:
             await self.kv_leases.delete(key)
@@ -799,23 +809,31 @@ class Worker:
             await asyncio.gather(*(self._publish_bed(b) for b in beds))
 
     async def _publish_bed(self, b: BedRun) -> None:
-        while b.outbox:
-            subject, payload, eid = b.outbox[0]
-            try:
-                await self.js.publish(subject, payload, stream=bus.EVENTS_STREAM,
-                                      headers={bus.MSG_ID: eid}, timeout=5.0)
-            except Exception:
+        # one publisher of a bed's outbox at a time: the tick loop and a release (from the
+        # lease loop) may both get here, and two would pop each other's events
+        async with b.publishing:
+            while b.outbox:
+                subject, payload, eid = b.outbox[0]
+                try:
+                    await self.js.publish(subject, payload, stream=bus.EVENTS_STREAM,
+                                          headers={bus.MSG_ID: eid}, timeout=5.0)
+                except Exception:
+                    self._progress_at = time.monotonic()
+                    return      # retried next tick; its frames stay unacknowledged meanwhile
                 self._progress_at = time.monotonic()
-                return          # retried next tick; its frames stay unacknowledged meanwhile
-            self._progress_at = time.monotonic()
-            b.outbox.pop(0)
-            b.counters.events += 1
-        if b.ack_msg is not None:
-            try:
-                await b.ack_msg.ack()
-            except Exception:
-                pass
-            b.ack_msg = None
+                b.outbox.pop(0)
+                b.counters.events += 1
+            if b.ack_msg is not None:
+                try:
+                    await b.ack_msg.ack()
+                except Exception:
+                    pass
+                b.ack_msg = None
+
+
+def _nothing() -> None:
+    """A no-op for the compute thread: awaited, it returns once the work queued before it
+    has finished."""
 
 
 async def run_worker(url: str, bundle: str | None = None, variant: str | None = None,
