@@ -539,17 +539,24 @@ class Worker:
         # catch-up tick takes longer): its events reach the outbox only when it ends, and a
         # snapshot taken after it would say they were stored. The compute thread is one, in
         # order: wait for it, then store the bed's events, then snapshot only if all are.
-        await loop.run_in_executor(self._pool, _nothing)
-        await self._publish_bed(b)
-        if not b.outbox:
-            try:
-                data = await loop.run_in_executor(self._pool, self._dump, b)
-                await self.obs.put(key, data)
-            except Exception as exc:
-                self._note(f"{key}: snapshot on release failed: {exc!r}", logging.WARNING)
+        try:
+            await asyncio.wait_for(loop.run_in_executor(self._pool, _nothing), self.opt.stall_s)
+        except asyncio.TimeoutError:
+            # the compute thread is stuck (the watchdog's business): no snapshot, and the
+            # next worker replays from the last one stored
+            self._note(f"{key}: released without a snapshot: the compute thread has been "
+                       f"busy {self.opt.stall_s:g} s", logging.WARNING)
         else:
-            self._note(f"{key}: {len(b.outbox)} event(s) not stored before release: no "
-                       "snapshot, the next worker replays them", logging.WARNING)
+            await self._publish_bed(b)
+            if b.outbox:
+                self._note(f"{key}: {len(b.outbox)} event(s) not stored before release: no "
+                           "snapshot, the next worker replays them", logging.WARNING)
+            else:
+                try:
+                    data = await loop.run_in_executor(self._pool, self._dump, b)
+                    await self.obs.put(key, data)
+                except Exception as exc:
+                    self._note(f"{key}: snapshot on release failed: {exc!r}", logging.WARNING)
         self.beds.pop(key, None)
         try:
             await self.kv_leases.delete(key)
