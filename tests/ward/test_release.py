@@ -55,3 +55,45 @@ def test_a_stop_during_a_long_tick_loses_no_event(broker, backend):
     assert sorted(st_a["released"]) == ["icu.b1", "icu.b2"]     # handed over, not abandoned
     assert got == want
     _check(broker.url, backend, specs)
+
+
+def test_a_release_does_not_wait_for_a_stuck_compute_thread(broker, backend):
+    """The release waits for the compute thread at most `stall_s`: with the thread stuck, the
+    bed goes without a snapshot (the next worker replays from the last stored one) and its
+    lease is deleted, instead of the lease loop waiting for ever."""
+    from edge_ecg.ward import bus
+    from edge_ecg.ward.worker import Worker, WorkerOptions
+
+    specs = {"b1": "synth:sinus_rhythm?seconds=6&seed=1"}
+    hang = threading.Event()
+
+    async def main():
+        await asyncio.wait_for(_publish(broker.url, specs), 30)
+        a = Worker(broker.url, backend, WorkerOptions(tick_s=0.1, stall_s=1.0,
+                                                      snapshot_s=1000.0), "w-stuck")
+        ta = asyncio.create_task(a.run())
+        t0 = time.monotonic()
+        while "icu.b1" not in a.beds or a.beds["icu.b1"].samples < 3000 \
+                or a.beds["icu.b1"].outbox:
+            assert time.monotonic() - t0 < 20, "b1 never served"
+            await asyncio.sleep(0.05)
+        a._pool.submit(hang.wait, 60)            # the compute thread, stuck from here on
+        t0 = time.monotonic()
+        await a._release("icu.b1")
+        took = time.monotonic() - t0
+        leased = await a._keys(a.kv_leases, bus.LEASES_BUCKET)
+        try:
+            await a.obs.get("icu.b1")
+            snapshot = True
+        except Exception:
+            snapshot = False
+        a.stop()
+        await asyncio.wait_for(ta, 15)
+        return took, leased, snapshot
+
+    try:
+        took, leased, snapshot = asyncio.run(main())
+    finally:
+        hang.set()
+    assert 0.9 <= took < 3.0, took
+    assert leased == [] and not snapshot
