@@ -21,7 +21,7 @@ from ward_reference import comparable, reference_events, source_chunks, stored_e
 
 from edge_ecg.errors import FrameError
 from edge_ecg.signal.chunk import Chunk
-from edge_ecg.ward import bus, frames
+from edge_ecg.ward import bus, frames, registry
 from edge_ecg.ward.errors import WardError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -390,8 +390,10 @@ def test_a_worker_whose_broker_has_gone_stops_on_sigterm_within_5_s(broker):
             nc = await bus.connect(broker.url, "t")
             for _ in range(300):
                 try:
-                    kv = await nc.jetstream().key_value(bus.WORKERS_BUCKET)
-                    if await kv.keys():
+                    js = nc.jetstream()
+                    kv = await js.key_value(bus.WORKERS_BUCKET)
+                    # the registry's reading: nats-py's keys() can come back short
+                    if await registry.list_keys(js, kv, bus.WORKERS_BUCKET):
                         break
                 except Exception:
                     pass
