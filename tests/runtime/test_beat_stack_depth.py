@@ -4,6 +4,7 @@ longest chain of children the plain forward pass finds, and anything past the li
 from __future__ import annotations
 
 import numpy as np
+from test_beat_stack_walk import plain_raw  # the plain definition
 
 from edge_ecg.runtime import beat_stack as bs
 from edge_ecg.runtime import trees
@@ -48,18 +49,6 @@ def test_a_chain_past_the_limit_is_reported_past_it():
     assert trees.depth_of(ok, ok.copy(), np.array([0])) == trees.MAX_DEPTH
 
 
-def _plain_raw(t: trees.TreeEnsemble, x: np.ndarray) -> np.ndarray:
-    out = np.zeros((x.shape[0], t.roots.size))
-    for i, row in enumerate(x):
-        for j, node in enumerate(t.roots.tolist()):
-            while t.left[node] >= 0:
-                node = t.left[node] if row[t.feature[node]] <= t.threshold[node] else t.right[node]
-            out[i, j] = t.value[node]
-    onehot = np.zeros((t.roots.size, t.baseline.size))
-    onehot[np.arange(t.roots.size), t.tree_class] = 1.0
-    return t.baseline + out @ onehot
-
-
 def test_shallow_ensembles_walk_from_their_roots_exactly():
     """Depth 0 (every tree a leaf) and depth 1 (stumps and leaves): the first step, taken
     from the roots' own splits, gives the plain traversal's logits bit for bit."""
@@ -87,5 +76,5 @@ def test_shallow_ensembles_walk_from_their_roots_exactly():
                             left=np.array(left), right=np.array(right), value=np.array(value),
                             roots=np.array(roots), tree_class=rng.integers(3, size=25),
                             baseline=rng.normal(size=3), depth=depth)
-        assert t.raw(x).tobytes() == _plain_raw(t, x).tobytes()
+        assert t.raw(x).tobytes() == plain_raw(t, x).tobytes()
         assert t.raw(x[:0]).shape == (0, 3)
