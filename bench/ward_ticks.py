@@ -8,7 +8,8 @@ the runtime costs a worker per bed-second, and proof that both give the same eve
 
 The beds are bench/ward.py's (half PTB-XL, half synthetic, 12 leads at 500 Hz, 0.5-s frames);
 one tick per frame period, every bed in it. CPU time of this process, min and median of the
-rounds; events compared field by field (latency, a wall clock, left out).
+rounds; events compared field by field (latency, a wall clock, left out). numpy's BLAS and
+OpenMP pools one thread, as in a worker (figures before 2026-12-07 had the default pool).
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# as a worker runs (`edge-ecg ward worker` sets it before numpy loads): with numpy's default
+# BLAS pool, its idle threads' spinning counted in this process's CPU time
+from edge_ecg.runtime.blas_threads import one_thread_per_process  # noqa: E402
+
+one_thread_per_process()
 
 
 def main() -> int:
