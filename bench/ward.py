@@ -20,7 +20,8 @@ core, p99 sample-to-event <= 0.42 s in an earlier round).
 
 Phases:
   scale   the same beds served by 1 worker, then by 2 (fresh broker each): CPU seconds of every
-          process (broker, workers, publisher + station), beds per core used, frame-to-event
+          process (broker, workers, publisher + station; a worker's also split between its
+          event loop and its compute thread), beds per core used, frame-to-event
           latency (a frame leaving the publisher -> the event it released at the station) and
           sample-to-event (the same + the frame's duration: from its first sample, a bound)
   faults  2 workers; kill -9 one a third of the way in, restart the broker two thirds in:
@@ -66,6 +67,32 @@ def cpu_s(pid: int, children: bool = True) -> float:
         return sum(int(x) for x in f[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError):
         return float("nan")
+
+
+def thread_cpu_s(pid: int) -> dict[int, float]:
+    """utime + stime of each thread of a process, seconds (/proc/PID/task)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            f = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        out[int(tid)] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def split_threads(pid: int, before: dict[int, float]) -> dict[str, float]:
+    """A worker's CPU since `before` (thread_cpu_s): its main thread (the event loop: NATS,
+    TLS, leases, publishing) and the rest (the compute thread: decoding, the runtime, event
+    envelopes, snapshot dumps)."""
+    now = thread_cpu_s(pid)
+    d = {t: c - before.get(t, 0.0) for t, c in now.items()}
+    main = d.pop(pid, float("nan"))
+    return {"event loop": round(main, 2), "compute": round(sum(d.values()), 2)}
 
 
 def ptbxl_signal(k: int, seconds: float):
@@ -219,6 +246,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
             f.stats.__init__()
         cpu0 = {"broker": cpu_s(broker.proc.pid), "self": cpu_s(os.getpid(), children=False),
                 **{k: cpu_s(p.pid) for k, p in workers.items()}}
+        threads0 = {k: thread_cpu_s(p.pid) for k, p in workers.items()}
         t0 = time.monotonic()
         pub = Publisher(feeds, pub_to, speed=1.0)
         tp = asyncio.create_task(pub.run())
@@ -281,6 +309,8 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
         cpu = {"broker": cpu_s(broker.proc.pid) - cpu0["broker"],
                "publisher+station": cpu_s(os.getpid(), children=False) - cpu0["self"],
                **{k: cpu_s(p.pid) - cpu0[k] for k, p in workers.items() if p.poll() is None}}
+        threads = {k: split_threads(p.pid, threads0[k]) for k, p in workers.items()
+                   if p.poll() is None}
         if faults:
             cpu[fault["victim"]] = fault.pop("victim_cpu_s")
         state = st.state()
@@ -298,7 +328,7 @@ async def run_phase(name: str, n_workers: int, args, feeds, faults: bool,
 
         stored = {f.bed: await stored_events(audit_to, f.unit, f.bed) for f in feeds}
         return {"phase": name, "security": "TLS + credentials" if secure else "off",
-                "workers": n_workers, "wall_s": wall, "cpu_s": cpu,
+                "workers": n_workers, "wall_s": wall, "cpu_s": cpu, "worker_threads": threads,
                 "publisher": pst["total"], "station": {k: state[k] for k in (
                     "counters", "duplicates", "missing", "latency_ms", "sample_latency_ms")},
                 # the station's own verdict at the phase's end: beds it shows as not analysed
@@ -332,6 +362,7 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
             "beds": n_beds,
             "signal_s_per_bed": round(signal_s / n_beds, 1), "wall_s": round(r["wall_s"], 1),
             "cpu_s": {k: round(v, 1) for k, v in r["cpu_s"].items()},
+            "worker_threads_cpu_s": r["worker_threads"],
             "cores_used": round(cores, 2),
             "beds_per_core": round(n_beds * (signal_s / n_beds) / cpu_total, 1),
             "latency_ms": r["station"]["latency_ms"],
