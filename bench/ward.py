@@ -30,6 +30,9 @@ Phases:
           single-process reference of every bed (equal, none lost, none duplicated)
 
 Figures on a shared machine are noisy: CPU seconds are measured per process, not inferred.
+Before each phase a machine probe (the single-process runtime over 4 beds, in this process:
+ms of CPU a bed-second, `machine_probe_ms_per_bed_s`) says how fast the machine was then;
+on this shared 2-core machine one phase's beds per core moved 1.5x with it in a day.
 """
 
 from __future__ import annotations
@@ -44,11 +47,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "ward"))     # ward_reference: the tests' reference run
+# this process (publisher, station, the machine probe) as the ward roles run: numpy's pools
+# one thread (`edge-ecg ward ...` sets it before numpy loads), no idle BLAS thread spinning
+from edge_ecg.runtime.blas_threads import one_thread_per_process  # noqa: E402
+
+one_thread_per_process()
+import numpy as np  # noqa: E402
+
 from edge_ecg import DISCLAIMER  # noqa: E402
 from edge_ecg.ward import event_loop  # noqa: E402
 from profiles.machine import this_machine  # noqa: E402
@@ -363,6 +371,7 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
             "signal_s_per_bed": round(signal_s / n_beds, 1), "wall_s": round(r["wall_s"], 1),
             "cpu_s": {k: round(v, 1) for k, v in r["cpu_s"].items()},
             "worker_threads_cpu_s": r["worker_threads"],
+            "machine_probe_ms_per_bed_s": round(r["machine_probe_ms"], 2),
             "cores_used": round(cores, 2),
             "beds_per_core": round(n_beds * (signal_s / n_beds) / cpu_total, 1),
             "latency_ms": r["station"]["latency_ms"],
@@ -379,16 +388,31 @@ def summarise(r: dict, n_beds: int, ref: dict) -> dict:
             "tiles_not_live_at_end": r["tiles_not_live"], **r["fault"]}
 
 
+def machine_probe(chunks: dict, backend, beds: int = 4) -> float:
+    """ms of CPU a bed-second of the single-process runtime over the first `beds` beds, in
+    this process, just before a phase: the machine's speed at that moment. On this shared
+    machine one phase's figure moves by 1.5x with the machine's state; read beds per core
+    beside this, which moves with it, not with the ward's code."""
+    from ward_reference import reference_events
+
+    some = dict(list(chunks.items())[:beds])
+    t = time.process_time()
+    for c in some.values():
+        reference_events(c, backend)
+    signal_s = sum(sum(x.n_samples / x.fs_hz for x in c) for c in some.values())
+    return (time.process_time() - t) / signal_s * 1e3
+
+
 def print_medians(rows: list[dict]) -> None:
     """Each phase's runs side by side and their median: beds per core, p99 sample-to-event,
     failover; and whether every run stored exactly the reference's events."""
     by: dict = {}
     for s in rows:
         by.setdefault((s["phase"], s["security"]), []).append(s)
-    print("\n| phase | security | beds per core, each run (median) | p99 sample-to-event ms, "
-          "each run (median) | failover s (max), each run | every run: events = reference, "
-          "equal beds, none duplicated |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n| phase | security | beds per core, each run (median) | machine probe, ms CPU a "
+          "bed-second, each run | p99 sample-to-event ms, each run (median) | failover s "
+          "(max), each run | every run: events = reference, equal beds, none duplicated |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for (phase, sec), runs in by.items():
         bpc = [s["beds_per_core"] for s in runs]
         p99 = [(s["sample_latency_ms"] or {}).get("p99") for s in runs]
@@ -397,8 +421,9 @@ def print_medians(rows: list[dict]) -> None:
         exact = all(s["events_stored"] == s["events_reference"] and s["duplicated_events"] == 0
                     and s["beds_equal_to_reference"].split("/")[0]
                     == s["beds_equal_to_reference"].split("/")[1] for s in runs)
+        probe = " / ".join(f"{s['machine_probe_ms_per_bed_s']:.2f}" for s in runs)
         print(f"| {phase} | {sec} | {' / '.join(f'{v:.1f}' for v in bpc)} "
-              f"(**{np.median(bpc):.1f}**) | {' / '.join(f'{v:.0f}' for v in p99)}"
+              f"(**{np.median(bpc):.1f}**) | {probe} | {' / '.join(f'{v:.0f}' for v in p99)}"
               f"{f' ({np.median(p99):.0f})' if p99 else ''} | "
               f"{' / '.join(f'{v:.2f}' for v in fo) or '-'} | {'yes' if exact else '**no**'} |")
 
@@ -457,11 +482,15 @@ def main() -> int:
             for sec in modes:
                 for k in (1, 2):
                     name = "1 worker" if k == 1 else f"{k} workers"
+                    probe = machine_probe(chunks, be)
                     phases.append(event_loop.run(run_phase(name, k, args, feeds, False, want,
                                                         secure=sec)))
+                    phases[-1]["machine_probe_ms"] = probe
         if "faults" in todo:
+            probe = machine_probe(chunks, be)
             phases.append(event_loop.run(run_phase("faults", 2, args, feeds, True, want,
                                                 secure=modes[-1])))
+            phases[-1]["machine_probe_ms"] = probe
     rows = [summarise(r, args.beds, ref) for r in phases]
     for s in rows:
         print(json.dumps(s))
