@@ -38,13 +38,14 @@ def other_trees(rev: str):
     """`edge_ecg/runtime/trees.py` as it was at `rev`, loaded as module `trees_<rev>`."""
     src = subprocess.run(["git", "show", f"{rev}:edge_ecg/runtime/trees.py"], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "trees_other.py"
-    path.write_text(src)
     name = f"trees_{rev}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod          # dataclasses look their module up
-    spec.loader.exec_module(mod)
+    with tempfile.TemporaryDirectory() as tmp:      # read once, by exec_module
+        path = Path(tmp) / "trees_other.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod          # dataclasses look their module up
+        spec.loader.exec_module(mod)
     return mod
 
 

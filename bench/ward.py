@@ -66,13 +66,18 @@ SYNTH = ("sinus_rhythm", "atrial_fibrillation", "sinus_bradycardia", "sinus_tach
          "premature_ventricular_contractions", "af_rapid_ventricular_response")
 
 
+def _stat_cpu_s(stat: str, children: bool = False) -> float:
+    """utime + stime (+ the reaped children's, with `children`) of a /proc stat file, seconds."""
+    f = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_s(pid: int, children: bool = True) -> float:
     """utime + stime of a process (and, with `children`, of its children reaped so far),
     seconds (/proc). This process's own figure leaves children out: the broker it restarts
     and the worker it kills are reaped here and counted on their own lines."""
     try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in f[11:15 if children else 13]) / os.sysconf("SC_CLK_TCK")
+        return _stat_cpu_s(f"/proc/{pid}/stat", children)
     except (OSError, IndexError):
         return float("nan")
 
@@ -86,10 +91,9 @@ def thread_cpu_s(pid: int) -> dict[int, float]:
         return out
     for tid in tids:
         try:
-            f = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[int(tid)] = _stat_cpu_s(f"/proc/{pid}/task/{tid}/stat")
         except (OSError, IndexError):
             continue
-        out[int(tid)] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
     return out
 
 
