@@ -669,7 +669,20 @@ def _refine(snip: tuple, p: int, fs: float, n_mwi: int, cfg: QRSConfig) -> int:
     if seg.shape[1] >= 3:  # 3-point smoothing against single-sample spikes
         seg[:, 1:-1] = (seg[:, :-2] + seg[:, 1:-1] + seg[:, 2:]) / 3.0
     mag = np.abs(seg).max(axis=0) if seg.shape[0] > 1 else np.abs(seg[0])
-    return a + int(np.argmax(mag))
+    k = int(np.argmax(mag))
+    if k == mag.size - 1 and mag.size >= 3:
+        # the largest deflection runs on past the window's end: the window cut a slope, not
+        # a peak (a wide ventricular complex whose R is clipped at the recorder's rail, and
+        # whose deeper S the window's end reaches half-way down: SVDB 884 put R there, 156
+        # ms late). An R is a turning point: the largest one inside, when there is one.
+        # (Not at the window's start, 135 ms before the steepest slope: there it is the R
+        # of a wide complex whose upstroke began before it, within ~10 ms of the reference
+        # in MIT-BIH 208.)
+        inner = mag[1:-1]
+        peak = (inner >= mag[:-2]) & (inner >= mag[2:])
+        if peak.any():
+            k = 1 + int(np.flatnonzero(peak)[np.argmax(inner[peak])])
+    return a + k
 
 
 def detect_beats(x: np.ndarray, fs_hz: float, config: QRSConfig = DEFAULT_QRS) -> np.ndarray:

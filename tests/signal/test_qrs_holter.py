@@ -134,3 +134,68 @@ def test_hardest_svdb_records(shared_data):
         scores[name] = score_beats(ref, detect_beats(x, FS), FS)
     worst = min(scores, key=lambda n: scores[n].f1)
     assert scores[worst].f1 >= 0.995, {n: round(s.f1, 4) for n, s in scores.items()}
+
+
+def clipped_wide_train(fs=250.0, seconds=40.0, seed=0, rail=3.5):
+    """Sinus beats, every fourth a wide ventricular complex: a tall R clipped at the
+    recorder's rail, then a deeper S whose trough lies ~140 ms later, as SVDB 884's PVCs show
+    in ECG1. Band-passed as the runtime's contract filter passes it."""
+    from edge_ecg.signal.filters import filter_offline
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    x = 0.01 * rng.standard_normal(t.size)
+    r, k, beats, wide = 0.5, 0, [], []
+    while r < seconds - 1.0:
+        if k % 4 == 3:
+            x += 6.0 * np.exp(-0.5 * ((t - r) / 0.022) ** 2)
+            x += -4.5 * np.exp(-0.5 * ((t - r - 0.14) / 0.03) ** 2)
+            wide.append(len(beats))
+            beats.append(r)
+            r += 1.0
+        else:
+            x += np.exp(-0.5 * ((t - r) / 0.012) ** 2)
+            x += 0.25 * np.exp(-0.5 * ((t - r - 0.3) / 0.05) ** 2)
+            beats.append(r)
+            r += 0.8
+        k += 1
+    y = filter_offline("bandpass_0.5_40", np.minimum(x, rail)[:, None], fs)[:, 0]
+    return y, np.round(np.array(beats) * fs).astype(np.int64), np.array(wide)
+
+
+def test_r_of_a_clipped_wide_complex_is_its_peak_not_the_window_end():
+    """The R search window ends 25 ms after the steepest slope; in a wide complex whose R is
+    clipped and whose S is deeper, the largest deflection there is the window's last sample,
+    half-way down to the S (132 ms late here; 156 ms in SVDB 884: outside EC57's 150 ms, a
+    missed beat and a false one). R is the largest turning point inside the window."""
+    fs = 250.0
+    y, ref, wide = clipped_wide_train(fs)
+    det = detect_beats(y, fs)
+    off = np.array([det[np.abs(det - r).argmin()] - r for r in ref]) / fs
+    assert np.abs(off[wide]).max() <= 0.03, np.round(off[wide] * 1e3)
+    assert np.abs(np.delete(off, wide)).max() <= 0.01
+    cuts = sorted(np.random.default_rng(1).choice(np.arange(1, len(y)), 300, replace=False))
+    chunked = stream(y, fs, [int(c) for c in cuts])
+    assert [b.index for b in chunked] == det.tolist()
+
+
+def test_svdb_884_through_the_runtime_chain(shared_data):
+    """SVDB 884 as the runtime sees it (both channels, resampled to 250 Hz and band-passed
+    as the bundle's contract says): its first 10 minutes, 9 beats missed and 9 false when R
+    could land on the search window's end (each a V beat's R 156 ms late), none now."""
+    wfdb = pytest.importorskip("wfdb")
+    from edge_ecg.data.records import BEAT_SYMBOLS
+    from edge_ecg.signal.filters import filter_offline
+    from edge_ecg.signal.resample import resample_offline
+
+    path = shared_data / "svdb" / "884"
+    if not path.with_suffix(".hea").exists():
+        pytest.skip(f"SVDB record 884 not in {shared_data / 'svdb'}")
+    n = int(600 * FS)
+    rec = wfdb.rdrecord(str(path), sampto=n)
+    ann = wfdb.rdann(str(path), "atr", sampto=n)
+    ref = ann.sample[np.isin(np.array(ann.symbol, dtype=object), list(BEAT_SYMBOLS))]
+    y = filter_offline("bandpass_0.5_40", resample_offline(rec.p_signal, FS, 250.0), 250.0)
+    det = np.round(detect_beats(y, 250.0) * FS / 250.0).astype(np.int64)
+    s = score_beats(ref, det, FS)
+    assert s.fn + s.fp <= 2, s.to_dict()
