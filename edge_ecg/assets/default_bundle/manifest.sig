@@ -3,9 +3,9 @@
   "version": 1,
   "algorithm": "ed25519",
   "manifest": "manifest.json",
-  "manifest_sha256": "7913ad64fe150b69bf5226fd8bbbb80e05f6ec1b09cb61dfeb76db24e8004154",
-  "key_id": "b35a5f1b57fb8e14b2c086e01508981d1a0d9082a6ae409a36dcae663de64398",
+  "manifest_sha256": "d4960ea0afed2535104fb57c4e3e941b89bffdf7643a197725153e47cb6c104e",
+  "key_id": "c2e9b8e8b357c837ddbf8a2b6e765eb2b7d854ab979c4dd240eb108d222bf36c",
   "signer": "edge-ecg-bundled",
-  "public_key": "+fAA6kxrJuP9xqQd30nWRGFjyLNqiwTW1LKBWepF7Dg=",
-  "signature": "6PukpCM6mM4DsalKdsRbOHdVN5YJNu6mLdG1YA/U7qs9NhJzVLQH4ldtrhWe5jiWgLdJFUeMagsG+5SQ1DV9CQ=="
+  "public_key": "K9IL05DrUM+kfrer5uKuGcW/CSJPoeSQ0WIQtk17VcE=",
+  "signature": "UPmcYPr06dM1q9Iz/PzkgPpNqkWRr5bC58wEpe+Dmil3jfkWbNOQz63w3DknYdlvU7V1I9Ven8uimzpIe//6Dg=="
 }
