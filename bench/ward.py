@@ -497,7 +497,7 @@ def main() -> int:
             phases[-1]["machine_probe_ms"] = probe
     rows = [summarise(r, args.beds, ref) for r in phases]
     for s in rows:
-        print(json.dumps(s))
+        print(json.dumps(s), flush=True)   # each phase as it ends (a run takes minutes)
     print("\n| phase | security | beds per core (all processes) | cores used "
           "| p50 / p99 frame-to-event ms | p50 / p99 sample-to-event ms (from the releasing frame's first sample) "
           "| frames produced = published + dropped + buffered | events stored / reference |"
