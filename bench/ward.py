@@ -478,26 +478,24 @@ def main() -> int:
     print(f"single-process reference: {sum(map(len, ref.values()))} events in "
           f"{time.perf_counter() - t:.1f} s")
     want = sum(map(len, ref.values()))
-    phases = []
+    rows = []
     todo = args.phases.split(",")
     modes = [m == "on" for m in args.security.split(",")]
+
+    def phase(name: str, k: int, faults: bool, sec: bool) -> None:
+        probe = machine_probe(chunks, be)
+        r = event_loop.run(run_phase(name, k, args, feeds, faults, want, secure=sec))
+        r["machine_probe_ms"] = probe
+        rows.append(summarise(r, args.beds, ref))
+        print(json.dumps(rows[-1]), flush=True)     # as each phase ends: a run takes minutes
+
     for _ in range(max(args.rounds, 1)):
         if "scale" in todo:
             for sec in modes:
                 for k in (1, 2):
-                    name = "1 worker" if k == 1 else f"{k} workers"
-                    probe = machine_probe(chunks, be)
-                    phases.append(event_loop.run(run_phase(name, k, args, feeds, False, want,
-                                                        secure=sec)))
-                    phases[-1]["machine_probe_ms"] = probe
+                    phase("1 worker" if k == 1 else f"{k} workers", k, False, sec)
         if "faults" in todo:
-            probe = machine_probe(chunks, be)
-            phases.append(event_loop.run(run_phase("faults", 2, args, feeds, True, want,
-                                                secure=modes[-1])))
-            phases[-1]["machine_probe_ms"] = probe
-    rows = [summarise(r, args.beds, ref) for r in phases]
-    for s in rows:
-        print(json.dumps(s), flush=True)   # each phase as it ends (a run takes minutes)
+            phase("faults", 2, True, modes[-1])
     print("\n| phase | security | beds per core (all processes) | cores used "
           "| p50 / p99 frame-to-event ms | p50 / p99 sample-to-event ms (from the releasing frame's first sample) "
           "| frames produced = published + dropped + buffered | events stored / reference |"
