@@ -31,6 +31,8 @@ RR_FEATURES = (
     "outlier_frac",    # share of RR more than 20 % off the median (ectopics, pauses)
     "min_rr_norm",     # shortest RR / median (premature beats)
     "max_rr_norm",     # longest RR / median (pauses, blocked beats)
+    "rr_ac1",          # lag-1 autocorrelation of RR: bigeminy near -1, AF near 0, sinus > 0
+    "rr_ac2",          # lag-2: bigeminy near +1, trigeminy negative
 )
 MORPH_FEATURES = (
     "p_wave_frac",     # share of delineated beats with a P wave before the QRS (AF: none)
@@ -89,7 +91,7 @@ def rr_features(rr_ms: np.ndarray) -> np.ndarray:
     n = rr.size
     if n < _MIN_RR:
         hr = 60000.0 / _median(rr) if n else 75.0
-        return np.array([np.log1p(n), hr, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 1.0, 1.0],
+        return np.array([np.log1p(n), hr, 0, 0, 0, 0, 1.0, 0, 0, 0, 0, 0, 1.0, 1.0, 0, 0],
                         dtype=np.float64)
     mean, med = float(rr.mean()), _median(rr)
     d = np.diff(rr)
@@ -101,12 +103,15 @@ def rr_features(rr_ms: np.ndarray) -> np.ndarray:
     sd1 = float(np.std(d) / np.sqrt(2.0))
     sd2 = float(np.sqrt(max(2.0 * sdnn ** 2 - sd1 ** 2, 0.0)))
     dev = np.abs(rr - med)
+    x = rr - mean
+    power = float(x @ x)
+    ac = [float(x[:-k] @ x[k:]) / power if power > 0 and n > k else 0.0 for k in (1, 2)]
     return np.array([
         np.log1p(n), 60000.0 / med, sdnn / mean, rmssd / mean,
         float(np.mean(np.abs(d) > 50.0)), float(np.mean(np.abs(d) > IRREGULAR_FRAC * med)),
         tpr, sample_entropy(rr, SAMPEN_R_MS), sd1 / mean, sd1 / sd2 if sd2 > 0 else 1.0,
         _median(dev) / med, float(np.mean(dev > OUTLIER_FRAC * med)),
-        float(rr.min()) / med, float(rr.max()) / med,
+        float(rr.min()) / med, float(rr.max()) / med, ac[0], ac[1],
     ], dtype=np.float64)
 
 

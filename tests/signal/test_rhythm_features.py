@@ -57,6 +57,22 @@ def test_af_like_rr_is_irregular_and_sinus_with_one_ectopic_is_not():
     assert _f(800 + 50 * np.sin(np.arange(60) / 5))["tpr"] < 0.2
 
 
+def test_rr_autocorrelation_tells_bigeminy_and_trigeminy_from_af():
+    """Ectopy in a fixed pattern is as irregular as AF by every spread measure, but its RR
+    repeat: bigeminy (short, long, ...) has lag-1 autocorrelation near -1 and lag-2 near +1,
+    trigeminy (N N V: normal, short, long) a negative lag-2; AF's are near 0."""
+    rng = np.random.default_rng(1)
+    bigeminy = np.tile([550.0, 1050.0], 30) + rng.normal(0, 10, 60)
+    trigeminy = np.tile([800.0, 500.0, 1100.0], 20) + rng.normal(0, 10, 60)
+    af = rng.uniform(450, 1000, 60)
+    b, t, a = _f(bigeminy), _f(trigeminy), _f(af)
+    assert b["irregular_frac"] > 0.9 and a["irregular_frac"] > 0.6
+    assert b["rr_ac1"] < -0.9 and b["rr_ac2"] > 0.9
+    assert t["rr_ac2"] < -0.3
+    assert abs(a["rr_ac1"]) < 0.3 and abs(a["rr_ac2"]) < 0.3
+    assert _f([800.0, 800.0, 800.0, 800.0])["rr_ac1"] == 0.0     # no variance: neutral
+
+
 def test_short_and_empty_histories_are_finite_and_neutral():
     for rr in ([], [800.0], [800.0, 820.0]):
         v = rr_features(np.asarray(rr))

@@ -3,9 +3,9 @@
   "version": 1,
   "algorithm": "ed25519",
   "manifest": "manifest.json",
-  "manifest_sha256": "d4960ea0afed2535104fb57c4e3e941b89bffdf7643a197725153e47cb6c104e",
+  "manifest_sha256": "8cba2abf5db91e6fc4d2fde117b58032a9bc4ff279f65b76814d04e47f338098",
   "key_id": "c2e9b8e8b357c837ddbf8a2b6e765eb2b7d854ab979c4dd240eb108d222bf36c",
   "signer": "edge-ecg-bundled",
   "public_key": "K9IL05DrUM+kfrer5uKuGcW/CSJPoeSQ0WIQtk17VcE=",
-  "signature": "UPmcYPr06dM1q9Iz/PzkgPpNqkWRr5bC58wEpe+Dmil3jfkWbNOQz63w3DknYdlvU7V1I9Ven8uimzpIe//6Dg=="
+  "signature": "sNDC/h3kkWnKI+wwxZQUZMjpzY3jiMruIJ5jqf9VU611r4zwTI4sA5f+AEi5y1AWSmz1n/HDf8VzzfyWtaYFDA=="
 }
