@@ -105,7 +105,10 @@ def rr_features(rr_ms: np.ndarray) -> np.ndarray:
     dev = np.abs(rr - med)
     x = rr - mean
     power = float(x @ x)
-    ac = [float(x[:-k] @ x[k:]) / power if power > 0 and n > k else 0.0 for k in (1, 2)]
+    # a spread under a millionth of the mean RR is rounding, not rhythm: its correlation
+    # would be a ratio of rounding errors (+-1, "bigeminy"), so it reads as none
+    flat = power <= n * (1e-6 * mean) ** 2
+    ac = [0.0 if flat or n <= k else float(x[:-k] @ x[k:]) / power for k in (1, 2)]
     return np.array([
         np.log1p(n), 60000.0 / med, sdnn / mean, rmssd / mean,
         float(np.mean(np.abs(d) > 50.0)), float(np.mean(np.abs(d) > IRREGULAR_FRAC * med)),

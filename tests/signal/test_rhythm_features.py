@@ -71,6 +71,9 @@ def test_rr_autocorrelation_tells_bigeminy_and_trigeminy_from_af():
     assert t["rr_ac2"] < -0.3
     assert abs(a["rr_ac1"]) < 0.3 and abs(a["rr_ac2"]) < 0.3
     assert _f([800.0, 800.0, 800.0, 800.0])["rr_ac1"] == 0.0     # no variance: neutral
+    # a regular rhythm whose RR differ only by rounding (beat times in float seconds, x 1000)
+    jitter = np.tile([800.0 + 1e-10, 800.0 - 1e-10], 10)
+    assert _f(jitter)["rr_ac1"] == 0.0 and _f(jitter)["rr_ac2"] == 0.0
 
 
 def test_short_and_empty_histories_are_finite_and_neutral():
