@@ -30,28 +30,41 @@ def alternating_run(fs=FS, seconds=60.0, small=0.6, short_s=0.22, long_s=0.42, s
     return x, np.round(np.array(beats) * fs).astype(np.int64)
 
 
-def ectopic_train(fs=FS, seconds=60.0, seed=0):
-    """Sinus beats (RR 0.8 s), every fifth an early wide biphasic complex (3 mV) with a tall,
-    steep T wave 230 ms after it, as the PVCs of SVDB 860 and 865 show in ECG1."""
+def beat_train(fs, seconds, seed, every, ectopic):
+    """Sinus beats (R and T, RR 0.8 s) with every `every`-th one `ectopic(x, t, r)`, which
+    adds its complex to `x` and returns its R time and the RR after it. `(x, R indices, the
+    ectopic beats' positions in them)`."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * fs)) / fs
     x = 0.01 * rng.standard_normal(t.size)
-    r, k, beats = 0.5, 0, []
+    r, k, beats, odd = 0.5, 0, [], []
     while r < seconds - 1.0:
-        if k % 5 == 4:
-            r -= 0.3
-            g = (t - r) / 0.035
-            x += -3.0 * g * np.exp(-0.5 * g ** 2)
-            x += 2.0 * np.exp(-0.5 * ((t - r - 0.23) / 0.035) ** 2)
+        if k % every == every - 1:
+            r, after = ectopic(x, t, r)
+            odd.append(len(beats))
             beats.append(r)
-            r += 1.1
+            r += after
         else:
             x += np.exp(-0.5 * ((t - r) / 0.012) ** 2)
             x += 0.25 * np.exp(-0.5 * ((t - r - 0.3) / 0.05) ** 2)
             beats.append(r)
             r += 0.8
         k += 1
-    return x, np.round(np.array(beats) * fs).astype(np.int64)
+    return x, np.round(np.array(beats) * fs).astype(np.int64), np.array(odd)
+
+
+def ectopic_train(fs=FS, seconds=60.0, seed=0):
+    """Sinus beats (RR 0.8 s), every fifth an early wide biphasic complex (3 mV) with a tall,
+    steep T wave 230 ms after it, as the PVCs of SVDB 860 and 865 show in ECG1."""
+    def pvc(x, t, r):
+        r -= 0.3
+        g = (t - r) / 0.035
+        x += -3.0 * g * np.exp(-0.5 * g ** 2)
+        x += 2.0 * np.exp(-0.5 * ((t - r - 0.23) / 0.035) ** 2)
+        return r, 1.1
+
+    x, beats, _ = beat_train(fs, seconds, seed, 5, pvc)
+    return x, beats
 
 
 @pytest.mark.parametrize("fs", [128.0, 250.0, 360.0])
@@ -142,25 +155,14 @@ def clipped_wide_train(fs=250.0, seconds=40.0, seed=0, rail=3.5):
     in ECG1. Band-passed as the runtime's contract filter passes it."""
     from edge_ecg.signal.filters import filter_offline
 
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * fs)) / fs
-    x = 0.01 * rng.standard_normal(t.size)
-    r, k, beats, wide = 0.5, 0, [], []
-    while r < seconds - 1.0:
-        if k % 4 == 3:
-            x += 6.0 * np.exp(-0.5 * ((t - r) / 0.022) ** 2)
-            x += -4.5 * np.exp(-0.5 * ((t - r - 0.14) / 0.03) ** 2)
-            wide.append(len(beats))
-            beats.append(r)
-            r += 1.0
-        else:
-            x += np.exp(-0.5 * ((t - r) / 0.012) ** 2)
-            x += 0.25 * np.exp(-0.5 * ((t - r - 0.3) / 0.05) ** 2)
-            beats.append(r)
-            r += 0.8
-        k += 1
+    def clipped(x, t, r):
+        x += 6.0 * np.exp(-0.5 * ((t - r) / 0.022) ** 2)
+        x += -4.5 * np.exp(-0.5 * ((t - r - 0.14) / 0.03) ** 2)
+        return r, 1.0
+
+    x, beats, wide = beat_train(fs, seconds, seed, 4, clipped)
     y = filter_offline("bandpass_0.5_40", np.minimum(x, rail)[:, None], fs)[:, 0]
-    return y, np.round(np.array(beats) * fs).astype(np.int64), np.array(wide)
+    return y, beats, wide
 
 
 def test_r_of_a_clipped_wide_complex_is_its_peak_not_the_window_end():
