@@ -141,16 +141,13 @@ def parse_stack(doc, where: str, expect_features: tuple[str, ...] | None = None
     classes = _names(doc, "classes", _MAX_CLASSES, where)
     feats = _names(doc, "features", _MAX_FEATURES, where)
     if expect_features is not None and tuple(feats) != tuple(expect_features):
-        want = list(expect_features)
-        missing = [n for n in want if n not in feats]
-        unknown = [n for n in feats if n not in want]
-        what = (f"this edge-ecg also computes {missing}" if missing else "") + \
-            ("; " if missing and unknown else "") + \
-            (f"it was fitted on {unknown}, which this edge-ecg does not compute" if unknown
-             else "")
+        missing = [n for n in expect_features if n not in feats]
+        unknown = [n for n in feats if n not in expect_features]
+        what = "; ".join(([f"this edge-ecg also computes {missing}"] if missing else [])
+                         + ([f"it was fitted on {unknown}, which this edge-ecg does not "
+                             "compute"] if unknown else [])) or "the same names in another order"
         raise BundleError(f"{where}: fitted on other features than this edge-ecg computes "
-                          f"({what or 'the same names in another order'}); refit it with "
-                          "`edge-ecg stack --bundle BUNDLE`")
+                          f"({what}); refit it with `edge-ecg stack --bundle BUNDLE`")
     k, f = len(classes), len(feats)
     info = doc.get("info", {})
     info = info if isinstance(info, dict) else {}
