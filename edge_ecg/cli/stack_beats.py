@@ -260,13 +260,14 @@ def run(args) -> int:
     if args.dry_run:
         return 0
     choice = stack.info["weight_choice"]
+    chosen = stack.info.get("chosen", str(stack.weight))     # a share, or "stacked"
     install_stack(args.bundle, manifest, BEAT_STACK, stack.write, "beat_stack",
-                  {"weight": stack.weight, "validation": choice[str(stack.weight)],
+                  {"kind": stack.kind, "weight": stack.weight, "validation": choice[chosen],
                    "chosen_on": stack.info["chosen_on"],
                    "network_alone_validation": choice[str(0.0)],
                    "validation_records": stack.info["validation_records"],
                    "beats": stack.info["beats"]}, args.sign_key,
-                  note=f" (w={stack.weight}, {stack.trees.roots.size} trees, "
+                  note=f" ({stack.kind}, w={stack.weight}, {stack.trees.roots.size} trees, "
                        f"{stack.trees.left.size} nodes)")
     print(DISCLAIMER)
     return 0

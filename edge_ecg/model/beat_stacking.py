@@ -22,7 +22,14 @@ beat's RR and patient context, and the share `w` they get beside the network.
     already finds S beats) chose w = 0.25, and on unseen MIT-BIH patients the network with
     that stack called too few S beats (BENCHMARKS, "peers against the network").
 
-The shipped trees are then refitted on all the rows, with the chosen `w`.
+- Stacked (out of fold only): beside the shares, trees that read each beat's out-of-fold
+  network log-probabilities as features too (kind "gbt-stacked", Wolpert's stacked
+  generalization): scored the same way, fold k's trees fitted on the other folds' out-of-fold
+  rows. Chosen only if its mean F1 beats every share's.
+
+The shipped trees are then refitted on all the rows, with the chosen `w`; a stacked choice is
+refitted on all the out-of-fold rows (the shipped network's rows on its own training patients
+would teach the trees to trust it more than it earns on new ones).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ GBT_ITER = 150
 GBT_LR = 0.1
 MIN_LEAF = 50
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)      # w: the trees' share, 0 = the network alone
+STACKED = "stacked"                        # the trees reading the network (kind gbt-stacked)
+P_FLOOR = 1e-4                             # as edge_ecg.runtime.beat_stack floors them
 
 
 def _sample_weights(y: np.ndarray) -> np.ndarray:
@@ -79,11 +88,27 @@ def export_trees(model) -> dict:
             "tree_classes": [int(c) for c in model.classes_]}
 
 
-def document(model, task: str, labels, features, weight: float, info: dict) -> dict:
-    """The stack's JSON document (`edge_ecg.runtime.beat_stack` reads and checks it)."""
-    return {"format": "edge-ecg-beat-stack", "format_version": 1, "kind": "gbt",
-            "task": task, "classes": list(labels), "features": list(features),
-            "weight": float(weight), **export_trees(model), "info": info}
+def document(model, task: str, labels, features, weight: float, info: dict,
+             stacked: bool = False) -> dict:
+    """The stack's JSON document (`edge_ecg.runtime.beat_stack` reads and checks it).
+    `stacked`: the trees read `features` and then the network's log-probabilities."""
+    feats = list(stacked_features(features, labels)) if stacked else list(features)
+    return {"format": "edge-ecg-beat-stack", "format_version": 1,
+            "kind": "gbt-stacked" if stacked else "gbt",
+            "task": task, "classes": list(labels), "features": feats,
+            "weight": 1.0 if stacked else float(weight), **export_trees(model), "info": info}
+
+
+def stacked_features(features, labels) -> tuple[str, ...]:
+    """The stacked trees' feature names: `features`, then each class's network log-probability
+    (the runtime holds its own list to the same names)."""
+    return (*features, *(f"log_p_{c}" for c in labels))
+
+
+def with_log_p(x: np.ndarray, p_net: np.ndarray) -> np.ndarray:
+    """The stacked trees' rows: `x`, then the network's floored log-probabilities."""
+    return np.concatenate([x, np.log(np.maximum(np.asarray(p_net, np.float64), P_FLOOR))],
+                          axis=1)
 
 
 def class_scores(y: np.ndarray, pred: np.ndarray, labels) -> dict:
@@ -109,6 +134,17 @@ def _objective(scores: dict) -> float:
     return float(np.mean(f)) if f else 0.0
 
 
+def _score(ys: np.ndarray, pred: np.ndarray, labels, name: str, log) -> dict:
+    sc = class_scores(ys, pred, labels)
+    t = {"objective": _objective(sc),
+         **{f"{c}_{k}": sc[c][k] for c in ("V", "S") if c in sc
+            for k in ("se", "ppv") if not np.isnan(sc[c][k])}}
+    log(f"  {name}: V Se {t.get('V_se', np.nan):.3f} +P {t.get('V_ppv', np.nan):.3f}, "
+        f"S Se {t.get('S_se', np.nan):.3f} +P {t.get('S_ppv', np.nan):.3f}  "
+        f"(mean F1 of V and S {t['objective']:.3f})")
+    return t
+
+
 def _score_weights(sets, task: str, labels, features, fuse, log) -> dict:
     """`{w: {"objective", "V_se", ...}}` over the pooled beats of `sets`: `(trees, x, y, p_net)`
     each, a set's beats fused with its own trees."""
@@ -117,15 +153,21 @@ def _score_weights(sets, task: str, labels, features, fuse, log) -> dict:
     for w in WEIGHTS:
         pred = np.concatenate([np.argmax(fuse(document(m, task, labels, features, w, {}), p, x),
                                          axis=1) for m, x, _, p in sets])
-        sc = class_scores(ys, pred, labels)
-        table[w] = {"objective": _objective(sc),
-                    **{f"{c}_{k}": sc[c][k] for c in ("V", "S") if c in sc
-                       for k in ("se", "ppv") if not np.isnan(sc[c][k])}}
-        t = table[w]
-        log(f"  w={w:.2f}: V Se {t.get('V_se', np.nan):.3f} +P {t.get('V_ppv', np.nan):.3f}, "
-            f"S Se {t.get('S_se', np.nan):.3f} +P {t.get('S_ppv', np.nan):.3f}  "
-            f"(mean F1 of V and S {t['objective']:.3f})")
+        table[w] = _score(ys, pred, labels, f"w={w:.2f}", log)
     return table
+
+
+def _score_stacked(held: dict, task: str, labels, features, fuse, seed: int, log) -> dict:
+    """The stacked form scored out of fold: fold k's out-of-fold rows through trees fitted on
+    the other folds' out-of-fold rows (`held`: `{fold: (x, y, p_net)}`)."""
+    ys, pred = [], []
+    for k, (x, y, p) in held.items():
+        xt = np.concatenate([with_log_p(h[0], h[2]) for j, h in held.items() if j != k])
+        yt = np.concatenate([h[1] for j, h in held.items() if j != k])
+        doc = document(fit_trees(xt, yt, seed), task, labels, features, 1.0, {}, stacked=True)
+        pred.append(np.argmax(fuse(doc, p, x), axis=1))
+        ys.append(y)
+    return _score(np.concatenate(ys), np.concatenate(pred), labels, STACKED, log)
 
 
 def _xy(rs, with_p: bool = False):
@@ -151,7 +193,7 @@ def fit_beat_stack(rows, val_subjects: set[str] | None, task: str, labels, featu
     if oof:
         if fold_of is None:
             raise ValueError("out-of-fold rows need fold_of(subject)")
-        sets, used = [], []
+        sets, used, held_by_fold = [], [], {}
         for k in sorted(oof):
             held = [r for r in oof[k] if (r.y >= 0).any()]
             wrong = sorted({r.record for r in held if fold_of(r.subject) != k})
@@ -164,11 +206,15 @@ def fit_beat_stack(rows, val_subjects: set[str] | None, task: str, labels, featu
             xt, yt = _xy(others)
             log(f"beat stack: fold {k}: {len(held)} record(s) through its own network, trees "
                 f"fitted on {len(others)} record(s) of the other folds ({yt.size} beats)")
-            sets.append((fit_trees(xt, yt, seed), *_xy(held, with_p=True)))
+            held_by_fold[k] = _xy(held, with_p=True)
+            sets.append((fit_trees(xt, yt, seed), *held_by_fold[k]))
             used += [r.record for r in held]
         log(f"beat stack: choosing w out of fold on {len(used)} record(s), "
             f"{sum(s[2].size for s in sets)} beats")
         table = _score_weights(sets, task, labels, features, fuse, log)
+        if len(held_by_fold) >= 2:
+            table[STACKED] = _score_stacked(held_by_fold, task, labels, features, fuse, seed,
+                                            log)
         chosen_on = (f"out of fold: folds {', '.join(str(k) for k in sorted(oof))}, each "
                      "through a network and trees trained without it (never a test fold)")
         val_records = sorted(used)
@@ -190,17 +236,26 @@ def fit_beat_stack(rows, val_subjects: set[str] | None, task: str, labels, featu
         chosen_on = "the network's validation subjects (never a test fold)"
         val_records = sorted(r.record for r in val)
     best = max(WEIGHTS, key=lambda w: (table[w]["objective"], -w))
-    xa, ya = _xy(labelled)
-    log(f"beat stack: w={best}; trees refitted on all {len(labelled)} record(s), {ya.size} beats")
+    stacked = STACKED in table and table[STACKED]["objective"] > table[best]["objective"]
+    if stacked:
+        parts = list(held_by_fold.values())
+        xa = np.concatenate([with_log_p(x, p) for x, _, p in parts])
+        ya = np.concatenate([y for _, y, _ in parts])
+        log(f"beat stack: stacked; trees refitted on all {len(used)} record(s)' out-of-fold "
+            f"rows, {ya.size} beats")
+    else:
+        xa, ya = _xy(labelled)
+        log(f"beat stack: w={best}; trees refitted on all {len(labelled)} record(s), "
+            f"{ya.size} beats")
     final = fit_trees(xa, ya, seed)
     info = {"trees": {"depth": GBT_DEPTH, "iterations": GBT_ITER, "learning_rate": GBT_LR,
                       "min_samples_leaf": MIN_LEAF, "class_weight": "inverse sqrt of counts"},
             "records": sorted(r.record for r in labelled),
             "validation_records": val_records,
             "beats": int(ya.size), "weight_choice": {str(k): v for k, v in table.items()},
-            "chosen_on": chosen_on}
-    return document(final, task, labels, features, best, info)
+            "chosen": STACKED if stacked else str(best), "chosen_on": chosen_on}
+    return document(final, task, labels, features, best, info, stacked=stacked)
 
 
-__all__ = ["WEIGHTS", "class_scores", "document", "export_trees", "fit_beat_stack",
-           "fit_trees"]
+__all__ = ["STACKED", "WEIGHTS", "class_scores", "document", "export_trees", "fit_beat_stack",
+           "fit_trees", "stacked_features", "with_log_p"]

@@ -8,11 +8,14 @@ also reads the beat's raw morphology and learns the training patients' shapes wi
 (bench/beats_classes.py measures both side by side). The stack keeps both: the final class
 probabilities are the normalised weighted geometric mean
 
-    p  proportional to  p_network ** (1 - w)  *  p_trees ** w
+    p  proportional to  p_network ** (1 - w)  *  p_trees ** w          (kind "gbt")
 
-where `w` was chosen on the network's validation patients (never on a test fold; see
-`edge_ecg.model.beat_stacking`, which fits it). A slot whose context is unknown (`known` = 0)
-keeps the network's probabilities.
+or, stacked (kind "gbt-stacked"), the trees' own probabilities where the trees read the
+network's log-probabilities beside the context: they learn from out-of-fold networks on
+which beats, by their RR and context, the network is to be trusted, instead of one share for
+all. Which form and which `w` is chosen where neither the network nor the trees saw the
+patients (never on a test fold; see `edge_ecg.model.beat_stacking`, which fits it). A slot
+whose context is unknown (`known` = 0) keeps the network's probabilities.
 
 The stack is data, not code: `beat_stack.json` in the bundle, hashed in the manifest like every
 other file, so the bundle's signature covers it. Untrusted input all the same: its trees are
@@ -36,7 +39,9 @@ from edge_ecg.signal.patient_context import CONTEXT_COLUMNS
 FORMAT = "edge-ecg-beat-stack"
 FORMAT_VERSION = 1
 BEAT_STACK = "beat_stack.json"
-KIND = "gbt"
+KIND = "gbt"                  # the weighted geometric mean of the network and the trees
+KIND_STACKED = "gbt-stacked"  # the trees, reading the network's log-probabilities too
+KINDS = (KIND, KIND_STACKED)
 # The features, computed from the model's own inputs (`beat_rr`, `beat_ctx`) per beat slot:
 # the RR before and after the beat and the window's mean RR, their ratios, and the patient
 # context (its `known` column decides whether the stack applies at all).
@@ -45,6 +50,12 @@ FEATURES: tuple[str, ...] = (*BEAT_RR_COLUMNS, "pre_mean", "post_mean",
 P_FLOOR = 1e-4             # a class the trees never saw keeps a small probability, not zero
 _MAX_CLASSES = 64
 _MAX_BYTES = 16 << 20
+
+
+def stacked_features(classes) -> tuple[str, ...]:
+    """The features of a "gbt-stacked" stack: `FEATURES`, then the network's log-probability
+    of each class (floored at `P_FLOOR`)."""
+    return (*FEATURES, *(f"log_p_{c}" for c in classes))
 
 
 def stack_features(beat_rr: np.ndarray, beat_ctx: np.ndarray) -> np.ndarray:
@@ -68,6 +79,7 @@ class BeatStack:
     trees: TreeEnsemble
     weight: float                  # w: the trees' share in the geometric mean
     info: dict                     # how and on what it was fitted, its validation figures
+    kind: str = KIND               # KIND (geometric mean) or KIND_STACKED
 
     def tree_proba(self, x: np.ndarray) -> np.ndarray:
         """The trees' probabilities over the task's classes `(n, len(classes))`."""
@@ -93,8 +105,11 @@ class BeatStack:
         """The fused probabilities `(n, K)` of beats with the network's `probs` `(n, K)` and
         stack features `x` `(n, len(FEATURES))` (`stack_features`)."""
         x = np.where(np.isfinite(x), x, 0.0)
-        pt = np.maximum(self.tree_proba(x), P_FLOOR)
         pn = np.maximum(np.asarray(probs, dtype=np.float64), P_FLOOR)
+        if self.kind == KIND_STACKED:
+            pt = np.maximum(self.tree_proba(np.concatenate([x, np.log(pn)], axis=1)), P_FLOOR)
+            return (pt / pt.sum(axis=1, keepdims=True)).astype(np.float32)
+        pt = np.maximum(self.tree_proba(x), P_FLOOR)
         w = self.weight
         z = (1.0 - w) * np.log(pn) + w * np.log(pt)
         z -= z.max(axis=1, keepdims=True)
@@ -102,7 +117,7 @@ class BeatStack:
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
                 "task": self.task, "classes": list(self.classes),
                 "tree_classes": list(self.tree_classes), "features": list(self.features),
                 "weight": self.weight, **self.trees.to_fields(), "info": self.info}
@@ -118,27 +133,32 @@ def parse_beat_stack(doc, where: str) -> BeatStack:
     if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{where}: not an {FORMAT} v{FORMAT_VERSION} file; refit it with "
                           "`edge-ecg stack --beats`")
-    if doc.get("kind") != KIND:
-        raise BundleError(f"{where}: kind {doc.get('kind')!r} is not {KIND!r}")
+    kind = doc.get("kind")
+    if kind not in KINDS:
+        raise BundleError(f"{where}: kind {kind!r} is not one of {list(KINDS)}")
     task, classes, feats = doc.get("task"), doc.get("classes"), doc.get("features")
     if not isinstance(task, str):
         raise BundleError(f"{where}: 'task' must be a string")
     if not (isinstance(classes, list) and 2 <= len(classes) <= _MAX_CLASSES
             and all(isinstance(s, str) for s in classes) and len(set(classes)) == len(classes)):
         raise BundleError(f"{where}: 'classes' must be 2..{_MAX_CLASSES} distinct names")
-    if feats != list(FEATURES):
+    want = list(FEATURES) if kind == KIND else list(stacked_features(classes))
+    if feats != want:
         raise BundleError(f"{where}: fitted on features {feats}, but this edge-ecg computes "
-                          f"{list(FEATURES)}; refit it with `edge-ecg stack --beats`")
+                          f"{want}; refit it with `edge-ecg stack --beats`")
     tc = tree_classes(doc, len(classes), where)
     w = doc.get("weight")
     if not (isinstance(w, (int, float)) and not isinstance(w, bool) and 0.0 <= w <= 1.0):
         raise BundleError(f"{where}: 'weight' must be a number in [0, 1]")
     k = 1 if tc.size == 2 else tc.size
-    trees = parse_trees(doc, len(FEATURES), k, where)
+    if kind == KIND_STACKED and w != 1.0:
+        raise BundleError(f"{where}: a {KIND_STACKED!r} stack's 'weight' must be 1 (its trees "
+                          "read the network themselves)")
+    trees = parse_trees(doc, len(want), k, where)
     info = doc.get("info", {})
     return BeatStack(task=task, classes=tuple(classes), tree_classes=tuple(tc.tolist()),
-                     features=FEATURES, trees=trees, weight=float(w),
-                     info=info if isinstance(info, dict) else {})
+                     features=tuple(want), trees=trees, weight=float(w),
+                     info=info if isinstance(info, dict) else {}, kind=kind)
 
 
 def load_beat_stack(bundle: str | Path, manifest) -> BeatStack | None:
@@ -159,5 +179,5 @@ def load_beat_stack(bundle: str | Path, manifest) -> BeatStack | None:
     return stack
 
 
-__all__ = ["BEAT_STACK", "FEATURES", "BeatStack", "TreeEnsemble", "load_beat_stack",
-           "parse_beat_stack", "stack_features"]
+__all__ = ["BEAT_STACK", "FEATURES", "KINDS", "BeatStack", "TreeEnsemble", "load_beat_stack",
+           "parse_beat_stack", "stack_features", "stacked_features"]

@@ -175,6 +175,61 @@ def test_out_of_fold_networks_choose_the_weight(oof_good, expect):
         fit_beat_stack(rows, None, "beat", LABELS, FEATURES, _fuse, oof=oof)
 
 
+def test_stacked_trees_read_the_networks_log_probabilities_as_sklearn_does(fitted):
+    from edge_ecg.model.beat_stacking import with_log_p
+    from edge_ecg.runtime.beat_stack import stacked_features
+
+    x, y = _data(np.random.default_rng(6), 2000)
+    p = np.random.default_rng(7).dirichlet(np.ones(5), size=y.size).astype(np.float32)
+    m = fit_trees(with_log_p(x, p), y)
+    doc = json.loads(json.dumps(document(m, "beat", LABELS, FEATURES, 0.3, {}, stacked=True)))
+    assert doc["kind"] == "gbt-stacked" and doc["weight"] == 1.0
+    assert doc["features"] == list(stacked_features(LABELS))
+    st = parse_beat_stack(doc, "test")
+    out = st.fuse_features(p[:300], x[:300])
+    want = np.maximum(m.predict_proba(with_log_p(x[:300], p[:300])), 1e-4)
+    full = np.zeros((300, 5))
+    full[:, :3] = want
+    full[:, 3:] = 1e-4                           # classes the trees never saw keep the floor
+    np.testing.assert_allclose(out, full / full.sum(1, keepdims=True), atol=1e-6)
+    for edit, msg in ((lambda d: d.update(features=list(FEATURES)), "fitted on features"),
+                      (lambda d: d.update(weight=0.5), "must be 1"),
+                      (lambda d: d.update(kind="mlp"), "not one of")):
+        bad = json.loads(json.dumps(doc))
+        edit(bad)
+        with pytest.raises(BundleError, match=msg):
+            parse_beat_stack(bad, "test")
+
+
+def test_out_of_fold_rows_choose_the_stacked_form_where_the_network_is_right_on_some_beats():
+    """A network right on the beats of one context (feature 0 > 0) and confidently wrong on
+    the rest, where the context tells the class (noisily): no single share fits both, the
+    stacked trees learn which to trust where."""
+    rng = np.random.default_rng(8)
+    j = FEATURES.index("width_ratio")
+
+    def rows(subject):
+        x = rng.normal(size=(600, len(FEATURES)))
+        y = rng.integers(0, 3, 600)
+        trusted = x[:, 0] > 0
+        x[~trusted, j] = 3.0 * y[~trusted] + rng.normal(scale=1.2, size=(~trusted).sum())
+        truth = np.where(trusted, y, rng.integers(0, 3, y.size))
+        p = np.full((y.size, 5), 0.0005)
+        p[np.arange(y.size), truth] = 0.998
+        return Rows(subject, subject, x, y, p.astype(np.float32))
+
+    rs = [rows(f"mitdb-{i}") for i in range(6)]
+    fold = {f"mitdb-{i}": 1 + i % 3 for i in range(6)}
+    oof = {k: [r for r in rs if fold[r.subject] == k] for k in (1, 2, 3)}
+    doc = fit_beat_stack(rs, None, "beat", LABELS, FEATURES, _fuse, log=lambda m: None,
+                         oof=oof, fold_of=fold.__getitem__)
+    st = parse_beat_stack(json.loads(json.dumps(doc)), "fitted")
+    table = st.info["weight_choice"]
+    assert st.kind == "gbt-stacked" and st.info["chosen"] == "stacked", table
+    assert table["stacked"]["objective"] > max(table[str(w)]["objective"]
+                                               for w in (0.0, 0.25, 0.5, 0.75, 1.0)) + 0.03
+
+
 def test_oof_options_are_checked(tmp_path):
     from edge_ecg.cli.stack_beats import parse_oof
 
