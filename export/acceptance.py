@@ -95,6 +95,17 @@ def gate_metrics(req: ExportRequest, r, keep: list, tasks: TaskSet) -> tuple[dic
         raise MetricDropError(
             f"task metrics dropped beyond the tolerance {req.tolerance:g} (MAE relative, "
             f"F1/accuracy absolute) against torch fp32 with all experts: {over}; raise "
-            "--keep-mass, use more --calib windows, or pass --allow-metric-drop"
+            f"--keep-mass, use more --calib windows{_beat_hint(req, over, tasks)}, or pass "
+            "--allow-metric-drop"
         )
     return drops, over
+
+
+def _beat_hint(req: ExportRequest, over: dict, tasks: TaskSet) -> str:
+    """The lever for a per-beat task over the tolerance in an int8 variant whose morphology
+    experts were quantized: keeping them fp32 (what the bundled model's export needed)."""
+    beat = {t.name for t in tasks.tasks if t.kind == "beat"}
+    hit = any("int8" in v and any(k.split(".")[0] in beat for k in d) for v, d in over.items())
+    return ", keep the per-beat experts fp32 (--no-beat-experts-int8)" \
+        if hit and req.beat_experts_int8 else ""
+

@@ -85,7 +85,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beat-experts-int8", action=argparse.BooleanOptionalAction,
                         default=None,
                         help="int8: the morphology experts a per-beat task reads quantized "
-                             "too (otherwise kept fp32)")
+                             "too (the default) or kept fp32 (--no-beat-experts-int8: the "
+                             "bundled model's export, whose beat S F1 fell past the gate with "
+                             "them int8)")
     parser.add_argument("--ort-optimized", action=argparse.BooleanOptionalAction, default=None,
                         help="int8: ship onnxruntime's optimised graph (QLinear kernels, fused "
                              "ops) instead of the QDQ file")

@@ -7,9 +7,10 @@ runtime's chain (edge_ecg.runtime.beat_stack_rows); gradient-boosted trees on ea
 and patient context are fitted to the reference classes, and their share beside the network is
 chosen where neither has seen the patients, never on a test fold (edge_ecg.model.beat_stacking):
 out of fold with `--oof FOLD=BUNDLE` per training fold (each bundle's network trained without
-that fold, the bundled recipe's beat data: bench/beat_stack_oof.sh makes them), or on the
+that fold, the bundled recipe's beat data: bench/beat_stack_oof.py makes them), or on the
 network's validation patients (`--val-from`, named in CHECKPOINT/metrics.json by `edge-ecg
-train`). The result is written as
+train`). Out of fold, a stacked form (trees that also read the networks' log-probabilities) is
+scored beside the shares and shipped only where it scores best. The result is written as
 `beat_stack.json` into the bundle, the manifest rehashed, and the bundle re-signed with
 --sign-key. Every backend opened on the bundle then fuses its per-beat classes with it.
 """

@@ -60,3 +60,37 @@ def test_a_class_never_called_any_more_drops_its_whole_f1():
     drops = metric_drops(task_metrics(TASKS, {"beat": ref}, {"beat": y}),
                          task_metrics(TASKS, {"beat": got}, {"beat": y}), TASKS)
     assert drops["beat.V_f1"] == 1.0
+
+
+def test_a_beat_class_over_the_tolerance_in_int8_names_the_fp32_experts_lever():
+    """The refusal names `--no-beat-experts-int8` where a per-beat task is over in an int8
+    variant with its experts quantized (the bundled model's case), and not otherwise."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import pytest
+
+    from export.acceptance import gate_metrics
+    from export.errors import MetricDropError
+    from export.request import ExportRequest
+
+    y, ref = labels_and_ref()
+    got = ref.copy()
+    flat = got.reshape(-1, 5)
+    flat[np.flatnonzero(y.reshape(-1) == N)[:30]] = one_hot(np.array([V]))[0]
+    ref_m = task_metrics(TASKS, {"beat": ref}, {"beat": y})
+    got_m = task_metrics(TASKS, {"beat": got}, {"beat": y})
+    routed = SimpleNamespace(drop={}, ref_metrics=ref_m)
+    req = ExportRequest(checkpoint=Path("x"), out=Path("y"))
+    int8 = SimpleNamespace(name="onnx-int8-routed", metrics=got_m)
+    with pytest.raises(MetricDropError, match="--no-beat-experts-int8"):
+        gate_metrics(req, routed, [int8], TASKS)
+    for r, variant in ((ExportRequest(checkpoint=Path("x"), out=Path("y"),
+                                      beat_experts_int8=False), int8),
+                       (req, SimpleNamespace(name="onnx-fp32", metrics=got_m))):
+        with pytest.raises(MetricDropError) as err:
+            gate_metrics(r, routed, [variant], TASKS)
+        assert "--no-beat-experts-int8" not in str(err.value)
+    drops, over = gate_metrics(ExportRequest(checkpoint=Path("x"), out=Path("y"),
+                                             allow_metric_drop=True), routed, [int8], TASKS)
+    assert "beat.V_f1" in over["onnx-int8-routed"]
