@@ -26,11 +26,11 @@ Thresholds and where they come from:
   R peak at 250-1000 Hz is never flat for 20 ms), and for no fewer than 4 samples, or touches the
   ADC rail when the source knows it. The 4: at a Holter's 128 Hz, 20 ms is 3 samples, and a
   broad extreme quantized at 5 uV sits flat for 3. Measured on the 38 SVDB training-fold records
-  (lead ECG1, 10-s windows every 5 s; a clip is a run at the record's extreme count reached >= 10
-  times, the level its recorder clipped at): with 3 samples, 178 windows judged saturated, 74 of
-  them at no clip level (each an unclassified stretch of beats); with 4, 51, 3 of them at no
-  clip level. The price: 56 windows with 3-sample clips (23 ms flat tops, mostly record 868)
-  are predicted on. At 175 Hz and above 20 ms is already >= 4 samples: nothing changes there.
+  (`python bench/saturation.py`: lead ECG1, 10-s windows every 5 s; a clip level is the
+  record's extreme count reached >= 10 times, where its recorder clipped): with 3 samples, 177
+  windows judged saturated, 71 of them at no clip level (each an unclassified stretch of
+  beats); with 4, 52, 3 of them at no clip level. The price: 57 windows with 3-sample clips
+  (23 ms flat tops, 49 of them in record 868) are predicted on. At 175 Hz and above 20 ms is already >= 4 samples: nothing changes there.
 - beat count: fewer than 20 or more than 250 beats per minute over the window: outside any
   rhythm the model is trained on, and the classic sign of a detector on noise or on a flat line.
 - missing signal: at most 10 % of the window filled (`max_missing_frac`; the issue's figure: at
