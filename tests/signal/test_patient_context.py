@@ -187,3 +187,62 @@ def test_relearn_starts_a_learning_period_and_keeps_the_rr_averages():
     # a gap longer than RELEARN_GAP_S starts learning again by itself
     late = ctx.observe(int(r[-1] + 12 * FS), y[r[-1] - pre:r[-1] + post].T)
     assert late[R["learned"]] == 0 and late[R["pre_rr_ms"]] == 0
+
+
+def _sustained(n_before: int, n_wide: int, wide_rr_s: float, n_after: int = 20,
+               rr_s: float = 0.8, seed: int = 1):
+    """Sinus beats, then `n_wide` consecutive wide beats every `wide_rr_s` (the PVC shape of
+    `_rhythm`, no P wave: a ventricular rhythm, or with the sinus RR a new bundle branch
+    block), then sinus again. Returns (signal (T, 1), R peaks, is_wide)."""
+    rng = np.random.default_rng(seed)
+    kinds = [False] * n_before + [True] * n_wide + [False] * n_after
+    r, t = [], 1.0
+    for wide in kinds:
+        r.append(round(t * FS))
+        t += (wide_rr_s if wide else rr_s) * (1 + rng.uniform(-0.02, 0.02))
+    n = r[-1] + int(FS)
+    y = rng.normal(0, 0.005, n)
+    tt = np.arange(n) / FS
+    for ri, wide in zip(r, kinds):
+        d = tt - ri / FS
+        near = np.abs(d) < 0.4
+        dn = d[near]
+        if wide:
+            y[near] += -1.5 * _g(dn, 0.0, 0.030) + 0.4 * _g(dn, 0.28, 0.06)
+        else:
+            y[near] += (0.15 * _g(dn, -0.16, 0.02) + _g(dn, 0.0, 0.010)
+                        - 0.25 * _g(dn, 0.03, 0.008) + 0.3 * _g(dn, 0.25, 0.05))
+    return y[:, None], np.array(r), np.array(kinds)
+
+
+def test_a_sustained_ventricular_run_does_not_become_the_dominant_beat():
+    """150 wide beats at 133 bpm after 2 min of sinus: once the local RR has adapted they come
+    on time and outnumber the decayed sinus count, yet every one of them stays judged against
+    the narrow sinus template (the held dominance, HOLD_WIDER / HOLD_SHARE); before the hold,
+    the run took the dominance over after ~70 beats and its beats looked normal."""
+    y, r, wide = _sustained(150, 150, 0.45)
+    _, ctx = _ctx(y, r)
+    run = np.flatnonzero(wide)
+    assert np.all(ctx[run, C["in_dominant"]] == 0)
+    assert ctx[run, C["width_ratio"]].min() > 1.2
+    assert ctx[run, C["qrs_corr"]].max() < 0.7
+    # by the run's end the local RR is the run's own: prematurity no longer tells it apart
+    assert abs(ctx[run[-1], C["pre_local"]] - 1) < 0.1
+    # and the sinus beats after it are the dominant beat still
+    after = np.flatnonzero(~wide & (np.arange(r.size) > run[-1]))
+    assert np.all(ctx[after, C["in_dominant"]] == 1)
+
+
+def test_a_lasting_wide_rhythm_is_relearned_as_the_dominant_beat():
+    """The same wide beat at the sinus rate for 400 beats (a new bundle branch block): held
+    at first, then it takes the dominance over once the narrow beat's count has decayed below
+    HOLD_SHARE of its own (~240 beats), as a monitor relearns, and its beats read normal."""
+    y, r, wide = _sustained(60, 400, 0.8)
+    _, ctx = _ctx(y, r)
+    run = np.flatnonzero(wide)
+    dom = ctx[run, C["in_dominant"]]
+    first = int(np.argmax(dom > 0))
+    assert dom[:150].sum() == 0
+    assert 150 < first < 320
+    assert np.all(dom[first:] == 1)
+    assert ctx[run[first + 10:], C["width_ratio"]].max() < 1.1
