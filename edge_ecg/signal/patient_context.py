@@ -13,13 +13,7 @@ average; Lin & Yang 2014: normalised RR "greatly improves" S). So does this modu
 - morphology clusters learned online on the filtered leads present (correlation over the QRS,
   up to `MAX_CLUSTERS` templates, each a running mean of its members); the dominant cluster is
   the most frequent of those whose beats are not, on average, premature (the bigeminy case:
-  as many ectopic beats as normal ones, but only the normal ones come on time). Dominance is
-  held: a cluster `HOLD_WIDER` times wider than the dominant one does not take over while the
-  dominant keeps `HOLD_SHARE` of its count. A sustained ventricular rhythm (VT, an
-  idioventricular run) is wide and, once the local RR has adapted to it, on time: let it
-  dominate and its beats look normal against their own template (bench/vt_runs.py showed
-  this). A lasting change of the patient's own conduction (a new bundle branch block) takes
-  over after ~240 beats, as a monitor relearns;
+  as many ectopic beats as normal ones, but only the normal ones come on time);
 - a learning period (`LEARN_BEATS`) at the start, after a gap longer than `RELEARN_GAP_S`, a
   change of the leads, or an explicit `relearn()`; beats in it carry `learned = 0`.
 
@@ -47,8 +41,6 @@ JOIN_CORR = 0.85           # QRS correlation to join a cluster ...
 JOIN_AMP = (0.6, 1.6)      # ... with a peak-to-peak amplitude within this ratio of its template
 MAX_TEMPLATE_N = 16        # a template is the running mean of at most this many recent members
 COUNT_DECAY = 0.99         # cluster counts decay per beat (~100 beats of memory)
-HOLD_WIDER = 1.2           # a cluster this much wider than the dominant one does not take over
-HOLD_SHARE = 0.1           # ... while the dominant keeps this share of its count (~240 beats)
 QRS_S = (-0.08, 0.12)      # QRS region around R (s): the region templates are matched on
 P_S = (-0.25, -0.09)       # P-wave region before R (s)
 RR_MIN_S, RR_MAX_S = 0.2, 3.0   # RR intervals outside are not rhythm (a pause, a missed beat)
@@ -149,7 +141,6 @@ class PatientContext:
         self.counts = np.zeros(MAX_CLUSTERS, np.float64)    # decayed membership counts
         self.prem = np.ones(MAX_CLUSTERS, np.float64)       # mean prematurity of members
         self.n_clusters = 0
-        self.dom = -1                                       # the dominant cluster (held)
         self.learn_left = LEARN_BEATS
 
     def relearn(self) -> None:
@@ -175,26 +166,15 @@ class PatientContext:
         return v[h] if k % 2 else (v[h - 1] + v[h]) / 2
 
     def dominant(self) -> int:
-        """Index of the dominant cluster (-1 with none), as of the last beat observed."""
-        return self.dom if self.dom < self.n_clusters else -1
-
-    def _choose_dominant(self) -> int:
-        """The most frequent of the clusters whose members come on time on average (else the
-        most frequent), unless it is `HOLD_WIDER` times wider than the dominant one and the
-        dominant keeps `HOLD_SHARE` of its count (past the learning period)."""
-        n = self.n_clusters
-        c = self.counts[:n]
-        on_time = self.prem[:n] >= 0.9
-        best = int(np.argmax(np.where(on_time, c, -1.0) if on_time.any() else c))
-        d = self.dom
-        if d < 0 or d >= n or d == best or self.learn_left > 0:
-            return best
-        q0, q1 = self.q
-        if (c[d] >= HOLD_SHARE * c[best]
-                and _width(self.templates[best, :, q0:q1])
-                > HOLD_WIDER * _width(self.templates[d, :, q0:q1])):
-            return d
-        return best
+        """Index of the dominant cluster (-1 with none): the most frequent of the clusters
+        whose members come on time on average, else the most frequent."""
+        if not self.n_clusters:
+            return -1
+        c = self.counts[: self.n_clusters]
+        on_time = self.prem[: self.n_clusters] >= 0.9
+        if on_time.any():
+            return int(np.argmax(np.where(on_time, c, -1.0)))
+        return int(np.argmax(c))
 
     def observe(self, r: int, beat: np.ndarray | None) -> np.ndarray:
         """The row (`RAW_COLUMNS`) of the beat at absolute sample `r` (beats in increasing
@@ -245,14 +225,14 @@ class PatientContext:
         self.counts[:n] *= COUNT_DECAY
         if not join:                      # a new cluster (or the least used one replaced)
             best = n if n < MAX_CLUSTERS else int(np.argmin(self.counts[:n]))
-            if best == self.dom:          # the dominant's slot reused: choose again below
-                self.dom = -1
             self.templates[best] = b
             self.members[best] = 0
             self.counts[best] = 0.0
             self.prem[best] = prem
             self.n_clusters = max(n, best + 1)
-        dom = self.dom if self.dom >= 0 else best
+        dom = self.dominant() if self.n_clusters else best
+        if dom < 0:
+            dom = best
         t = self.templates[dom]
         tq = t[:, q0:q1]
         row[_RAW["learned"]] = 1.0 if self.learn_left <= 0 else 0.0
@@ -274,8 +254,7 @@ class PatientContext:
         self.prem[best] += (prem - self.prem[best]) / m
         total = float(self.counts[: self.n_clusters].sum())
         row[_RAW["cluster_share"]] = self.counts[best] / total if total > 0 else 0.0
-        self.dom = self._choose_dominant()
-        row[_RAW["in_dominant"]] = 1.0 if best == self.dom else 0.0
+        row[_RAW["in_dominant"]] = 1.0 if best == self.dominant() else 0.0
         self.learn_left -= 1
 
 
