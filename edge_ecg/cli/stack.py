@@ -70,6 +70,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                             "trained without training fold FOLD (same recipe; the data's "
                             "records of that fold are scored through it). Give one per "
                             "training fold, e.g. --oof 1=B1 --oof 2=B2 --oof 3=B3 --oof 4=B4")
+    beats.add_argument("--runs", type=int, default=0, metavar="N",
+                       help="add N synthetic sustained runs per training record, laid from its "
+                            "own V and S beats, to the trees' fits (the training records hold "
+                            "no ventricular run longer than 18 beats; "
+                            "edge_ecg.runtime.beat_stack_runs). Off by default (0): measured "
+                            "on the training folds, they raised false VT alarms "
+                            "(bench/beat_stack_folds.py)")
     beats.add_argument("--jobs", type=int, default=1,
                        help="records replayed in parallel, one process each (default 1)")
     add_trust_options(p)

@@ -10,7 +10,9 @@ out of fold with `--oof FOLD=BUNDLE` per training fold (each bundle's network tr
 that fold, the bundled recipe's beat data: bench/beat_stack_oof.py makes them), or on the
 network's validation patients (`--val-from`, named in CHECKPOINT/metrics.json by `edge-ecg
 train`). Out of fold, a stacked form (trees that also read the networks' log-probabilities) is
-scored beside the shares and shipped only where it scores best. The result is written as
+scored beside the shares and shipped only where it scores best. `--runs N` adds synthetic
+sustained runs from each record's own beats to the trees' fits (off by default; measured, it
+raised false VT alarms: edge_ecg.runtime.beat_stack_runs). The result is written as
 `beat_stack.json` into the bundle, the manifest rehashed, and the bundle re-signed with
 --sign-key. Every backend opened on the bundle then fuses its per-beat classes with it.
 """
@@ -163,6 +165,14 @@ def _rows_job(job):
         backend.close()
 
 
+def _runs_job(job):
+    """One record's synthetic run rows (no network: the trees' extra rows)."""
+    signal, labels, db, path, runs, seed = job
+    from edge_ecg.runtime.beat_stack_rows import record_run_rows
+
+    return record_run_rows(path, db, signal, labels, runs, seed)
+
+
 def run(args) -> int:
     import warnings
     from concurrent.futures import ProcessPoolExecutor
@@ -217,25 +227,37 @@ def run(args) -> int:
     except BundleError as exc:
         print(f"edge-ecg stack --beats: --oof: {exc}", file=sys.stderr)
         return 1
+    runs = max(int(getattr(args, "runs", 0)), 0)
+    run_jobs = ([(manifest.signal, labels, db, p, runs, args.seed) for db, p in records]
+                if runs else [])
     key = json.dumps({"network": _network_of(args.bundle, args.variant, trust),
                       "oof": oof_nets,
-                      "records": [str(p) for _, p in records]}, sort_keys=True)
+                      "records": [str(p) for _, p in records],
+                      **({"runs": [runs, args.seed]} if runs else {})}, sort_keys=True)
+    names = ["net"] + (["oof"] if oof_jobs else []) + (["runs"] if runs else [])
     cached = None
     if args.cache is not None and args.cache.is_file():
-        cached = load_rows(args.cache, key, ["net", "oof"] if oof_jobs else ["net"])
+        cached = load_rows(args.cache, key, names)
         if cached is None:
             print(f"edge-ecg stack --beats: {args.cache} holds rows of other networks or "
                   "records; delete it to recompute", file=sys.stderr)
             return 1
         done = cached["net"] + cached.get("oof", [])
+        run_rows = cached.get("runs", [])
         print(f"beat stack: rows of {len(done)} record runs from {args.cache}", file=sys.stderr)
     else:
         with ProcessPoolExecutor(max_workers=max(int(args.jobs), 1)) as pool:
             done = list(tqdm(pool.map(_rows_job, jobs + oof_jobs),
                              total=len(jobs) + len(oof_jobs), desc="records", unit="rec",
                              file=sys.stderr))
+            run_rows = list(tqdm(pool.map(_runs_job, run_jobs), total=len(run_jobs),
+                                 desc="synthetic runs", unit="rec", file=sys.stderr))
         if args.cache is not None:
-            save_rows(args.cache, key, {"net": done[:len(jobs)], "oof": done[len(jobs):]})
+            save_rows(args.cache, key, {"net": done[:len(jobs)], "oof": done[len(jobs):],
+                                        **({"runs": run_rows} if runs else {})})
+    if runs:
+        print(f"beat stack: {sum(r.y.size for r in run_rows)} synthetic run rows from "
+              f"{sum(r.y.size > 0 for r in run_rows)} record(s) with V beats", file=sys.stderr)
     rows, oof = done[:len(jobs)], {}
     for (b, _, db, p, _), r in zip(oof_jobs, done[len(jobs):]):
         oof.setdefault(subject_fold(subject_of(p, db)), []).append(r)
@@ -250,7 +272,7 @@ def run(args) -> int:
 
     doc = fit_beat_stack(rows, vals, task["name"], labels, FEATURES, fuse, seed=args.seed,
                          log=lambda m: print(m, file=sys.stderr), oof=oof or None,
-                         fold_of=subject_fold)
+                         fold_of=subject_fold, runs=run_rows)
     if oof:
         # which networks: their model versions and file hashes (a path would name a
         # temporary folder of the machine that fitted it)

@@ -27,6 +27,12 @@ beat's RR and patient context, and the share `w` they get beside the network.
   generalization): scored the same way, fold k's trees fitted on the other folds' out-of-fold
   rows. Chosen only if its mean F1 beats every share's.
 
+- Synthetic sustained runs (`runs`, edge_ecg.runtime.beat_stack_runs): rows of ventricular
+  runs laid from each training patient's own V beats, which the shared training records lack
+  beyond 18 beats. They join every trees' fit of the shares (fold k's trees take the other
+  folds' runs only), never the rows `w` is scored on; fold k's own runs are scored by its trees
+  as a figure of their own (how many of a held-out patient's run beats the trees call V).
+
 The shipped trees are then refitted on all the rows, with the chosen `w`; a stacked choice is
 refitted on all the out-of-fold rows (the shipped network's rows on its own training patients
 would teach the trees to trust it more than it earns on new ones).
@@ -176,10 +182,26 @@ def _xy(rs, with_p: bool = False):
     return (*out, np.concatenate([r.p_net for r in rs])[keep]) if with_p else out
 
 
+def _runs_score(model, runs, labels, name: str, log) -> float | None:
+    """The share of held-out synthetic run beats labelled V that `model` calls V."""
+    if not runs or "V" not in labels:
+        return None
+    x, y = _xy(runs)
+    v = y == list(labels).index("V")
+    if not v.any():
+        return None
+    classes = list(model.classes_)
+    pred = np.asarray(classes)[np.argmax(model.predict_proba(x[v]), axis=1)]
+    se = float(np.mean(pred == list(labels).index("V")))
+    log(f"  {name}: the trees call {se:.3f} of {int(v.sum())} held-out synthetic run beats V")
+    return se
+
+
 def fit_beat_stack(rows, val_subjects: set[str] | None, task: str, labels, features,
                    fuse: Callable[[dict, np.ndarray, np.ndarray], np.ndarray],
                    seed: int = 0, log=print, oof: dict[int, list] | None = None,
-                   fold_of: Callable[[str], int] | None = None) -> dict:
+                   fold_of: Callable[[str], int] | None = None,
+                   runs: list | None = None) -> dict:
     """The fitted stack's document: `w` chosen (see the module docstring), then the trees
     refitted on all rows. `rows`: `BeatRows` (edge_ecg.runtime.beat_stack_rows) through the
     shipped network; `fuse(doc, p_net, x)`: the runtime's fused probabilities of feature rows
@@ -188,8 +210,11 @@ def fit_beat_stack(rows, val_subjects: set[str] | None, task: str, labels, featu
 
     `oof`: `{fold: rows}`, each fold's records through a network trained without that fold,
     and `fold_of(subject)` the fold of a row's subject: `w` is then chosen out of fold, with
-    the trees of fold k fitted on `rows` of the other folds. Otherwise `val_subjects` choose it."""
+    the trees of fold k fitted on `rows` of the other folds. Otherwise `val_subjects` choose it.
+    `runs`: synthetic run rows (`BeatRows`, one per record), added to the trees' fits only."""
     labelled = [r for r in rows if (r.y >= 0).any()]
+    runs = [r for r in (runs or []) if (r.y >= 0).any()]
+    runs_se: dict[str, float] = {}
     if oof:
         if fold_of is None:
             raise ValueError("out-of-fold rows need fold_of(subject)")
@@ -203,11 +228,16 @@ def fit_beat_stack(rows, val_subjects: set[str] | None, task: str, labels, featu
             others = [r for r in labelled if fold_of(r.subject) != k]
             if not held or not others:
                 raise ValueError(f"fold {k}: need labelled records in it and out of it")
-            xt, yt = _xy(others)
+            own_runs = [r for r in runs if fold_of(r.subject) == k]
+            xt, yt = _xy(others + [r for r in runs if fold_of(r.subject) != k])
             log(f"beat stack: fold {k}: {len(held)} record(s) through its own network, trees "
-                f"fitted on {len(others)} record(s) of the other folds ({yt.size} beats)")
+                f"fitted on {len(others)} record(s) of the other folds ({yt.size} beats"
+                + (", their synthetic runs included)" if runs else ")"))
             held_by_fold[k] = _xy(held, with_p=True)
             sets.append((fit_trees(xt, yt, seed), *held_by_fold[k]))
+            se = _runs_score(sets[-1][0], own_runs, labels, f"fold {k}", log)
+            if se is not None:
+                runs_se[str(k)] = se
             used += [r.record for r in held]
         log(f"beat stack: choosing w out of fold on {len(used)} record(s), "
             f"{sum(s[2].size for s in sets)} beats")
@@ -222,12 +252,13 @@ def fit_beat_stack(rows, val_subjects: set[str] | None, task: str, labels, featu
         val_subjects = set(val_subjects or ())
         val = [r for r in labelled if r.subject in val_subjects]
         train = [r for r in labelled if r.subject not in val_subjects]
+        train_runs = [r for r in runs if r.subject not in val_subjects]
         if not val or not train:
             raise ValueError(f"need labelled records both in and out of the validation "
                              f"subjects (got {len(val)} in, {len(train)} out); pass the "
                              "checkpoint whose metrics.json names the network's validation "
                              "subjects")
-        xt, yt = _xy(train)
+        xt, yt = _xy(train + train_runs)
         log(f"beat stack: choosing w on {len(val)} validation record(s) "
             f"({', '.join(r.record for r in val)}); trees fitted on {len(train)} record(s), "
             f"{yt.size} beats")
@@ -244,15 +275,19 @@ def fit_beat_stack(rows, val_subjects: set[str] | None, task: str, labels, featu
         log(f"beat stack: stacked; trees refitted on all {len(used)} record(s)' out-of-fold "
             f"rows, {ya.size} beats")
     else:
-        xa, ya = _xy(labelled)
+        xa, ya = _xy(labelled + runs)
         log(f"beat stack: w={best}; trees refitted on all {len(labelled)} record(s), "
-            f"{ya.size} beats")
+            f"{ya.size} beats" + (" (their synthetic runs included)" if runs else ""))
     final = fit_trees(xa, ya, seed)
     info = {"trees": {"depth": GBT_DEPTH, "iterations": GBT_ITER, "learning_rate": GBT_LR,
                       "min_samples_leaf": MIN_LEAF, "class_weight": "inverse sqrt of counts"},
             "records": sorted(r.record for r in labelled),
             "validation_records": val_records,
-            "beats": int(ya.size), "weight_choice": {str(k): v for k, v in table.items()},
+            "beats": int(ya.size),
+            "synthetic_runs": {"rows": int(sum(int((r.y >= 0).sum()) for r in runs)),
+                               "records": len(runs),
+                               "held_out_v_se": runs_se} if runs else None,
+            "weight_choice": {str(k): v for k, v in table.items()},
             "chosen": STACKED if stacked else str(best), "chosen_on": chosen_on}
     return document(final, task, labels, features, best, info, stacked=stacked)
 

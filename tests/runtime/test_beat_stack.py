@@ -372,3 +372,14 @@ def test_stack_cli_fits_on_real_beats_writes_signs_and_the_runtime_uses_it(tmp_p
                  "--allow-fold0", "--oof", f"3={DEFAULT_BUNDLE}", "--cache", str(cache),
                  "--dry-run"]) == 1
     assert "holds rows of other networks or records" in capsys.readouterr().err
+    # synthetic runs (--runs, off by default): made from each record's own V and S beats,
+    # joined to the trees' fits, each fold's scored by trees that never saw them; rows cached
+    # without them are not reused for them
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
+                 *oof, "--runs", "2", "--cache", str(cache), "--dry-run"]) == 1
+    capsys.readouterr()
+    assert main(["stack", "--beats", "--bundle", str(b), "--data", spec, "--allow-fold0",
+                 *oof, "--runs", "2", "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "synthetic run rows from 2 record(s)" in err
+    assert "fold 1: the trees call" in err and "held-out synthetic run beats V" in err
