@@ -1,0 +1,127 @@
+"""The beat stack's figures through the runtime, out of fold on the TRAINING folds: how a stack
+fitting choice does on patients neither the network nor the trees saw, runs and alarms included,
+without reading fold 0.
+
+    python bench/beat_stack_folds.py --cache ROWS.npz --oof 1=B1 --oof 2=B2 --oof 3=B3 \\
+        --oof 4=B4 [--runs 0,2] [--weight 0.75] [--sign-key KEY] [--out DIR]
+
+ROWS.npz: the rows `edge-ecg stack --beats --cache` saved (the records through the shipped and
+the out-of-fold networks). For each `--runs` setting (synthetic runs per record,
+edge_ecg.runtime.beat_stack_runs; 0 = none) and each training fold k: trees fitted on the
+other folds' rows (and their synthetic runs) with share `--weight`, installed beside the
+network trained without fold k (a copy of its bundle under `--out`), and fold k's MIT-BIH and
+SVDB records scored by `edge-ecg evaluate` (the runtime's stream, its per-beat classes and
+alarms). Counts are pooled over the folds: EC57 V and S Se / +P, VT runs and couplets (Se /
++P), false VT alarms per hour. ~2 min a fold and setting here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+LABELS = ("N", "S", "V", "F", "Q")
+DATA = REPO.parent / "shared" / "data"
+CLI = "import sys; from edge_ecg.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def pooled(results: list[dict]) -> dict:
+    """Se / +P from counts summed over the folds' evaluate JSONs."""
+    def s(*path):
+        tot = 0.0
+        for d in results:
+            v = d
+            for p in path:
+                v = v.get(p, {}) if isinstance(v, dict) else {}
+            tot += float(v) if isinstance(v, (int, float)) and np.isfinite(v) else 0.0
+        return tot
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    out = {}
+    for db in ("mitdb", "svdb"):
+        b = ("beat_classes", "ec57", "by_database", db)
+        for c in ("v", "s"):
+            tp, fn, fp = s(*b, f"{c}_tp"), s(*b, f"{c}_fn"), s(*b, f"{c}_fp")
+            out[f"{db} {c.upper()} Se"] = ratio(tp, tp + fn)
+            out[f"{db} {c.upper()} +P"] = ratio(tp, tp + fp)
+        a = ("alarms", db)
+        for k in ("vt_run", "couplet"):
+            out[f"{db} {k} Se"] = ratio(s(*a, f"{k}_tp_ref"), s(*a, f"{k}_ref"))
+            out[f"{db} {k} +P"] = ratio(s(*a, f"{k}_tp_det"), s(*a, f"{k}_det"))
+        out[f"{db} false VT /h"] = ratio(s(*a, "false_vt_alarms"), s(*a, "hours"))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cache", required=True, type=Path)
+    ap.add_argument("--oof", action="append", default=[], metavar="FOLD=BUNDLE", required=True)
+    ap.add_argument("--runs", default="0,2", help="synthetic runs per record, one setting each")
+    ap.add_argument("--weight", type=float, default=0.75, help="the trees' share (w)")
+    ap.add_argument("--sign-key", type=Path, default=None,
+                    help="key the fold bundles were signed with (else they are left unsigned)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/beat_stack_folds"))
+    args = ap.parse_args()
+
+    from concurrent.futures import ProcessPoolExecutor
+
+    from edge_ecg.cli.stack_beats import _runs_job, load_rows, parse_oof
+    from edge_ecg.cli.stack_install import install_stack
+    from edge_ecg.data.folds import subject_fold
+    from edge_ecg.model.beat_stacking import _xy, document, fit_trees
+    from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
+    from edge_ecg.runtime.bundle import check_integrity
+
+    oof = parse_oof(args.oof)
+    with np.load(args.cache, allow_pickle=False) as z:
+        key = str(z["key"])
+    rows = load_rows(args.cache, key, ["net"])["net"]
+    records = json.loads(key)["records"]
+    signal = check_integrity(next(iter(oof.values())))[0].signal
+    table = {}
+    for n_runs in (int(v) for v in args.runs.split(",")):
+        runs = []
+        if n_runs:
+            jobs = [(signal, LABELS, Path(p).parent.name, Path(p), n_runs, 0) for p in records]
+            with ProcessPoolExecutor(2) as pool:
+                runs = list(pool.map(_runs_job, jobs))
+        results = []
+        for k, bundle in sorted(oof.items()):
+            train = [r for r in rows + runs if subject_fold(r.subject) != k and r.y.size]
+            model = fit_trees(*_xy(train))
+            doc = document(model, "beat", LABELS, FEATURES, args.weight,
+                           {"bench": f"fold {k} held out, {n_runs} synthetic runs a record"})
+            stack = parse_beat_stack(doc, "fold stack")
+            dst = args.out / f"runs{n_runs}" / f"f{k}"
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(bundle, dst)
+            install_stack(dst, check_integrity(dst)[0], BEAT_STACK, stack.write, "beat_stack",
+                          {"kind": stack.kind, "weight": stack.weight}, args.sign_key)
+            spec = f"mitdb:{DATA}/mitdb?folds={k};svdb:{DATA}/svdb?folds={k}"
+            out = subprocess.run([sys.executable, "-c", CLI, "evaluate",
+                                  "--bundle", str(dst), "--data", spec, "--json"],
+                                 capture_output=True, text=True, check=True).stdout
+            results.append(json.loads(out))
+            print(f"runs {n_runs}, fold {k}: evaluated", file=sys.stderr, flush=True)
+        table[n_runs] = pooled(results)
+    names = list(next(iter(table.values())))
+    print(f"{'pooled over folds ' + ','.join(map(str, sorted(oof))):28s}"
+          + "".join(f"  runs={n:<6d}" for n in table))
+    for name in names:
+        print(f"{name:28s}" + "".join(f"  {table[n][name]:8.3f}" for n in table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
