@@ -140,13 +140,13 @@ def _sequence_rows(seq_r: np.ndarray, seq_b: list, seq_y: list, c: SignalContrac
     beat_ctx = np.zeros((c.max_beats, N_CONTEXT))
     for m in rows_of:
         s = int(seq_r[m]) - w // 2
-        lo, hi = np.searchsorted(seq_r, s), np.searchsorted(seq_r, s + w)
+        lo, hi = int(np.searchsorted(seq_r, s)), int(np.searchsorted(seq_r, s + w))
         peaks = seq_r[lo:hi] - s
         inside = (peaks >= pre) & (peaks <= w - post)
         slot = int(inside[:m - lo].sum())
         if slot >= c.max_beats:                  # a fast run: the beat first in its window
             s = int(seq_r[m]) - pre
-            lo, hi = m, np.searchsorted(seq_r, s + w)
+            lo, hi = m, int(np.searchsorted(seq_r, s + w))
             peaks = seq_r[lo:hi] - s
             inside = (peaks >= pre) & (peaks <= w - post)
             slot = 0
