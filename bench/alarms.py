@@ -417,7 +417,8 @@ def main() -> int:
           f"{os.cpu_count()} cpus")
     rows = ["vt_run_se", "vt_run_ppv", "couplet_se", "couplet_ppv", "vf_episode_se",
             "vf_episode_ppv", "vf_duration_se", "vf_duration_ppv", "af_episode_se",
-            "af_episode_ppv", "af_duration_se", "af_duration_ppv", "false_vt_per_hour",
+            "af_episode_ppv", "af_duration_se", "af_duration_ppv", "vt_alarm_se",
+            "false_vt_per_hour", "false_nsvt_per_hour",
             "false_vf_per_hour", "false_af_per_hour", "af_alarms_unscored",
             "sinus_false_ectopic_per_hour", "sinus_false_ectopic_share",
             "sinus_high_alarms_per_hour", "hours", "rhythm_hours", "sinus_hours",

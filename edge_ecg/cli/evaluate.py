@@ -42,6 +42,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-beat-stack", action="store_true",
                    help="score the network's own per-beat classes, without the bundle's "
                         "beat stack (beat_stack.json) fused in")
+    p.add_argument("--vt-run", type=int, default=None, metavar="N",
+                   help="V beats a fast run needs for the red VT alarm (default: the alarm "
+                        "engine's, 3); 5 is the monitors' chain, 3-4 beats then a medium "
+                        "non-sustained VT (edge_ecg.runtime.alarms)")
 
 
 def _checkpoint_outputs(args, progress: bool):
@@ -84,7 +88,7 @@ def _bundle_outputs(args, progress: bool):
             res = backend.run({k: v[s:s + args.batch_size] for k, v in ds.inputs.items()})
             for task, name in output_of.items():
                 parts.setdefault(task, []).append(np.asarray(res[name]))
-        beat_scores = (_ec57(backend, ds, progress)
+        beat_scores = (_ec57(backend, ds, progress, args.vt_run)
                        if any(t.per_beat for t in tasks) else None)
         rhythm = _rhythm_stack(backend, args, ds, progress)
         if rhythm is not None:
@@ -95,7 +99,7 @@ def _bundle_outputs(args, progress: bool):
     return tasks, outputs, ds, contract.window_s, beat_scores
 
 
-def _ec57(backend, ds, progress: bool) -> dict | None:
+def _ec57(backend, ds, progress: bool, vt_run: int | None = None) -> dict | None:
     """AAMI EC57 scores of the bundle's beat classes on the data's records with reference beats
     (MIT-BIH, SVDB, CUDB; None when it has none), each record streamed through the runtime with
     its database's lead assignment. Beat classes are scored per database where the database's
@@ -119,6 +123,9 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
     import wfdb
 
     from edge_ecg.metrics.rhythm import pool, record_counts, summarize
+    from edge_ecg.runtime.alarms import AlarmLimits
+
+    limits = None if vt_run is None else AlarmLimits(vt_run=int(vt_run))
 
     scores: dict[str, list] = {}
     ec57: dict[str, list] = {}
@@ -135,7 +142,8 @@ def _ec57(backend, ds, progress: bool) -> dict | None:
         ref_cls = aami_indices(np.asarray(ann.symbol)[keep], name, ext)
         alarms: list = []
         samples, classes, _ = stream_beat_classes(backend, path, seconds=info["seconds"],
-                                                  alarms_out=alarms, leads=info.get("leads"))
+                                                  alarms_out=alarms, leads=info.get("leads"),
+                                                  alarm_limits=limits)
         db = rid.split("-")[0]
         base = str(path)[:-4] if str(path).endswith(".hea") else str(path)
         if Path(base + ".atr").exists():         # rhythm notes: .beat files have none
@@ -263,8 +271,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  alarms on {db} ({a['records']} records, {a['hours']} h, streamed): "
                   + "  ".join(f"{k} {a[k]:.3f}" for k in (
                       "vt_run_se", "vt_run_ppv", "couplet_se", "couplet_ppv", "af_episode_se",
-                      "af_episode_ppv", "vf_episode_se", "false_vt_per_hour",
-                      "false_vf_per_hour") if isinstance(a.get(k), float)))
+                      "af_episode_ppv", "vf_episode_se", "vt_alarm_se", "false_vt_per_hour",
+                      "false_nsvt_per_hour", "false_vf_per_hour")
+                      if isinstance(a.get(k), float)))
     for name, res in metrics.items():
         if name in ("windows", "n_windows", "data", "beat_classes", "alarms") or \
                 not isinstance(res, dict):

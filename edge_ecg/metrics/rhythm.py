@@ -31,6 +31,11 @@ import numpy as np
 VENTRICULAR = frozenset("VE")           # EC57 V class: V and E (ventricular escape)
 # rhythm notes that start each kind of episode in MIT-BIH / SVDB / CUDB .atr aux_note;
 # CUDB marks ventricular flutter / fibrillation with '[' and ']' beat-position symbols
+# the reference runs a red VT alarm must be raised for (`vt_alarm_se`): the monitors' V-Tach
+# (Philips IntelliVue's default: a run of >= 5 ventricular beats at >= 100 /min), whatever the
+# engine's own `vt_run`
+VT_ALARM_BEATS = 5
+VT_ALARM_BPM = 100.0
 EPISODE_NOTES = {"af": ("(AFIB",), "vf": ("(VF", "(VFL"), "vt": ("(VT",)}
 
 
@@ -276,7 +281,24 @@ def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, a
     if classified:
         vt_ref += [(a - 0.15, b + 0.15) for a, b, n in
                    runs(rt, np.array([s in VENTRICULAR for s in rsym], bool)) if n >= 3]
-    out["false_vt_alarms"] = false_alarms(alarm_spans(alarms, "vt", fs_hz, n_samples), vt_ref)
+    vt_spans = alarm_spans(alarms, "vt", fs_hz, n_samples)
+    out["false_vt_alarms"] = false_alarms(vt_spans, vt_ref)
+    # non-sustained VT (a fast run of 3-4 V beats, a medium alarm) is scored as VT is
+    out["false_nsvt_alarms"] = false_alarms(alarm_spans(alarms, "nsvt", fs_hz, n_samples),
+                                            vt_ref)
+    if classified:
+        # the red alarm's own sensitivity: reference runs of >= VT_ALARM_BEATS ventricular
+        # beats at >= VT_ALARM_BPM that a VT alarm overlaps
+        long_fast = [(a - 0.15, b + 0.15) for a, b, n in
+                     runs(rt, np.array([s in VENTRICULAR for s in rsym], bool))
+                     if n >= VT_ALARM_BEATS and b > a and 60.0 * (n - 1) / (b - a)
+                     >= VT_ALARM_BPM]
+        either = merge(vt_spans + alarm_spans(alarms, "nsvt", fs_hz, n_samples))
+        out["vt_alarm_ref"] = len(long_fast)
+        out["vt_alarm_tp"] = sum(1 for span in long_fast if _overlap_len(span, merge(vt_spans))
+                                 > 0)
+        # ... or a non-sustained VT alarm (where the classifier broke the run into pieces)
+        out["vt_alarm_tp_any"] = sum(1 for span in long_fast if _overlap_len(span, either) > 0)
     out["false_vf_alarms"] = false_alarms(alarm_spans(alarms, "vf", fs_hz, n_samples),
                                           ref_ep["vf"])
     if rhythm_known:
@@ -312,9 +334,16 @@ def summarize(counts: dict) -> dict:
         if ep:
             out.update(finish_episodes(ep, kind))
     h = c.get("hours", 0.0)
-    for k in ("false_vt_alarms", "false_vf_alarms"):
+    for k in ("false_vt_alarms", "false_nsvt_alarms", "false_vf_alarms"):
         out[k] = c.get(k, 0)
         out[k.replace("alarms", "per_hour")] = c.get(k, 0) / h if h else nan
+    if "vt_alarm_ref" in c:
+        out["vt_alarm_ref"], out["vt_alarm_tp"] = c["vt_alarm_ref"], c.get("vt_alarm_tp", 0)
+        out["vt_alarm_tp_any"] = c.get("vt_alarm_tp_any", 0)
+        out["vt_alarm_se"] = (c.get("vt_alarm_tp", 0) / c["vt_alarm_ref"]
+                              if c["vt_alarm_ref"] else nan)
+        out["vt_or_nsvt_alarm_se"] = (c.get("vt_alarm_tp_any", 0) / c["vt_alarm_ref"]
+                                      if c["vt_alarm_ref"] else nan)
     # false AF over the hours whose rhythm is annotated only (records without rhythm notes:
     # their AF alarms counted apart, unscored)
     hr = c.get("rhythm_hours", 0.0)

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_ecg.runtime.stream_processor import StreamProcessor
+from edge_ecg.runtime.alarms import StreamAlarms
 from edge_ecg.runtime.replay import ReplaySource, replay_events
+from edge_ecg.runtime.stream_processor import StreamProcessor
 
 CHUNK_S = 0.5
 
 
 def stream_beat_classes(backend, path: str, seconds: float | None = None,
                         chunk_s: float = CHUNK_S, alarms_out: list | None = None,
-                        leads: list[str] | None = None,
+                        leads: list[str] | None = None, alarm_limits=None,
                         ) -> tuple[np.ndarray, list[str | None], dict]:
     """`(samples, classes, summary)` of the beats the runtime emits for the record at `path`
     (source-clock sample indices from the record's start, the class label or None per beat,
     the run's summary dict); the first `seconds` only when given. `alarms_out` receives the
     run's alarm events as JSON dicts (edge_ecg.runtime.alarms). `leads`: the lead name of each
     channel (a database's assignment, e.g. SVDB's ECG1 as II; "-" leaves a channel unused);
-    invalid samples (CUDB's) are replayed as gaps, as a live source's lost frames."""
+    invalid samples (CUDB's) are replayed as gaps, as a live source's lost frames.
+    `alarm_limits`: the alarm engine's `AlarmLimits` (None: its defaults)."""
     from edge_ecg.data.records import read_record
 
     rec = read_record(path, invalid="keep")
@@ -39,6 +41,8 @@ def stream_beat_classes(backend, path: str, seconds: float | None = None,
                        np.asarray(rec.baseline)[keep], rec.fs_hz, tuple(names[j] for j in keep),
                        speed=None, chunk_s=chunk_s, name=f"record:{path}", invalid=inv)
     proc = StreamProcessor(backend)
+    if alarm_limits is not None:
+        proc.alarms = StreamAlarms(alarm_limits)
     events = [e for part in replay_events(src, proc) for e in part]
     beats = [e for e in events if type(e).__name__ == "BeatEvent"]
     if alarms_out is not None:

@@ -88,6 +88,40 @@ def test_record_counts_and_summary_of_one_hand_made_record():
     assert s["sinus_high_alarms_per_hour"] == 2 / (10 / 3600)
 
 
+def test_the_vt_alarm_is_scored_on_long_fast_runs_and_nsvt_as_vt_is():
+    fs = 100.0
+    # sinus every 0.8 s; a 6-beat run at 150 /min from 4 s; a 3-beat one at 150 /min from 12 s;
+    # a 5-beat run at 60 /min from 20 s (slow: not one a VT alarm must raise)
+    t = [0.0, 0.8, 1.6, 2.4, 3.2]
+    t += [4.0 + 0.4 * k for k in range(6)] + [6.8, 7.6, 8.4, 9.2, 10.0, 10.8, 11.6]
+    t += [12.0, 12.4, 12.8] + [13.6, 14.4, 15.2, 16.0, 16.8, 17.6, 18.4, 19.2]
+    t += [20.0 + k for k in range(5)] + [25.0, 25.8]
+    sym = ["N"] * 5 + ["V"] * 6 + ["N"] * 7 + ["V"] * 3 + ["N"] * 8 + ["V"] * 5 + ["N"] * 2
+    ref_s = [int(round(x * fs)) for x in t]
+
+    def alarm(code, a, b):
+        return [{"code": code, "state": "onset", "onset_index": int(a * fs), "index": int(a * fs)},
+                {"code": code, "state": "end", "onset_index": int(a * fs), "index": int(b * fs),
+                 "end_index": int(b * fs)}]
+
+    alarms = (alarm("vt", 4.0, 6.0) + alarm("nsvt", 12.0, 12.8) + alarm("nsvt", 16.0, 16.8)
+              + alarm("vt", 17.0, 17.5))
+    c = rm.record_counts(ref_s, sym, [""] * len(sym), ref_s, sym, alarms, fs, int(30 * fs))
+    s = rm.summarize(rm.pool([c]))
+    assert (s["vt_alarm_ref"], s["vt_alarm_tp"], s["vt_alarm_se"]) == (1, 1, 1.0)
+    assert s["vt_or_nsvt_alarm_se"] == 1.0 and s["vt_alarm_tp_any"] == 1
+    assert s["false_nsvt_alarms"] == 1 and s["false_vt_alarms"] == 1    # at 16 s and 17 s
+    assert s["false_nsvt_per_hour"] == 1 / (30 / 3600)
+    missed = rm.summarize(rm.pool([rm.record_counts(ref_s, sym, [""] * len(sym), ref_s, sym,
+                                                    [], fs, int(30 * fs))]))
+    assert missed["vt_alarm_se"] == 0.0
+    # broken into non-sustained pieces by the classifier: no red alarm, a yellow one
+    pieces = alarm("nsvt", 4.0, 4.8) + alarm("nsvt", 5.2, 6.0)
+    broken = rm.summarize(rm.pool([rm.record_counts(ref_s, sym, [""] * len(sym), ref_s, sym,
+                                                    pieces, fs, int(30 * fs))]))
+    assert broken["vt_alarm_se"] == 0.0 and broken["vt_or_nsvt_alarm_se"] == 1.0
+
+
 def test_a_record_without_rhythm_notes_scores_no_af_and_no_sinus_hours():
     """SVDB's files here carry beat labels only: an AF alarm there is neither true nor false,
     and the record is not 'sinus throughout' (it was counted as both before)."""

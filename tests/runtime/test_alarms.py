@@ -42,6 +42,30 @@ def test_three_v_at_150_bpm_is_vt_with_its_onset_end_beats_and_rate():
     assert js["type"] == "alarm" and js["onset_s"] == 2.8 and js["end_s"] == 3.6
 
 
+def test_the_monitors_chain_three_fast_v_are_nsvt_and_the_fifth_raises_vt():
+    """`vt_run = 5`: 3-4 fast V beats a medium non-sustained VT; the fifth ends it and raises
+    the red VT from the run's first beat."""
+    eng = AlarmEngine(FS, AlarmLimits(vt_run=5))
+    _beats(eng, [0.0, 0.8], "NN")
+    out = _beats(eng, [1.2, 1.6, 2.0], "VVV")
+    assert [(a.code, a.state, a.priority) for a in out] == [("nsvt", "onset", "medium")]
+    assert out[0].onset_index == int(1.2 * FS) and out[0].evidence["rate_bpm"] == 150.0
+    out = _beats(eng, [2.4], "V")
+    assert out == [] and _codes(eng) == ["nsvt"]
+    out = _beats(eng, [2.8], "V")                  # the fifth: VT takes over
+    assert [(a.code, a.state, a.priority) for a in out] == [("nsvt", "end", "medium"),
+                                                          ("vt", "onset", "high")]
+    assert out[0].end_index == int(2.4 * FS)
+    assert out[1].onset_index == int(1.2 * FS) and out[1].evidence["n_beats"] == 5
+    assert _codes(eng) == ["vt"]
+    out = _beats(eng, [3.2, 4.0], "VN")
+    assert [(a.code, a.state) for a in out] == [("vt", "end")]
+    assert out[0].evidence["n_beats"] == 6 and out[0].evidence["rate_bpm"] == 150.0
+    short = AlarmEngine(FS, AlarmLimits(vt_run=5))
+    out = _beats(short, [0.0, 0.8, 1.2, 1.6, 2.0, 2.8], "NNVVVN")
+    assert [(a.code, a.state) for a in out] == [("nsvt", "onset"), ("nsvt", "end")]
+
+
 def test_a_longer_run_grows_and_a_slow_run_is_an_idioventricular_v_run():
     eng = AlarmEngine(FS)
     _beats(eng, [0.0, 0.8], "NN")
