@@ -25,11 +25,10 @@ run's RR).
 The rows join the trees' fits only (the network never sees these sequences, so they have no
 network probabilities), never the rows the share `w` is chosen on.
 
-Measured out of fold on the training folds (BENCHMARKS.md, "sustained ventricular runs"): trees
-fitted with them call 0.78-0.89 of a held-out patient's synthetic run beats V (0.38-0.52
-without), but through the runtime they raise false VT alarms on MIT-BIH and SVDB (aberrant
-supraventricular runs of SVDB among the new V calls, S runs or not), so the bundle's stack is
-fitted without them. Note too that in a long monomorphic run the context may hand the run the
+Measured out of fold on the training folds (BENCHMARKS.md, "sustained ventricular runs"):
+trees fitted with them call more of a held-out patient's synthetic run beats V, but through
+the runtime they raise false VT alarms on MIT-BIH and SVDB, so the bundle's stack is fitted
+without them. Note too that in a long monomorphic run the context may hand the run the
 dominant template (after 30-49 beats in tests/runtime/test_beat_stack_runs.py), after which its
 rows look normal yet are labelled V.
 """

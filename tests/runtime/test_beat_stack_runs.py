@@ -9,7 +9,6 @@ Real signal: the packaged MIT-BIH 223 excerpt (122 V beats), so this runs withou
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 
 import edge_ecg.runtime.beat_stack_runs as runs_mod
 from edge_ecg.runtime.beat_stack import FEATURES, parse_beat_stack
-from edge_ecg.runtime.beat_stack_rows import labelled_beats, record_run_rows
+from edge_ecg.runtime.beat_stack_rows import BeatRows, labelled_beats, record_run_rows
 from edge_ecg.signal.contract import SignalContract
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,15 +75,6 @@ def test_runs_are_seeded_per_record_and_need_enough_v_beats(record):
     assert one.p_net.shape == (one.y.size, len(LABELS)) and not one.p_net.any()
 
 
-@dataclass(frozen=True)
-class Rows:
-    record: str
-    subject: str
-    x: np.ndarray
-    y: np.ndarray
-    p_net: np.ndarray
-
-
 def _real(rng, subject, n=1500):
     """Real-like rows: V where the beat is wide (width_ratio > 1), N otherwise; a network
     that is right."""
@@ -92,7 +82,7 @@ def _real(rng, subject, n=1500):
     y = np.where(x[:, F["width_ratio"]] > 1.0, 2, 0)
     p = np.full((n, 5), 0.02)
     p[np.arange(n), y] = 0.92
-    return Rows(subject, subject, x, y, p.astype(np.float32))
+    return BeatRows(subject, subject, x, y, p.astype(np.float32))
 
 
 def _runs(rng, subject, n=400):
@@ -101,7 +91,7 @@ def _runs(rng, subject, n=400):
     x = rng.normal(size=(n, len(FEATURES)))
     x[:, F["width_ratio"]] = rng.uniform(0.2, 0.8, n)
     x[:, F["local_long"]] = rng.uniform(-6.0, -5.0, n)
-    return Rows(subject, subject, x, np.full(n, 2), np.zeros((n, 5), np.float32))
+    return BeatRows(subject, subject, x, np.full(n, 2), np.zeros((n, 5), np.float32))
 
 
 def test_runs_join_the_trees_fits_and_are_scored_held_out():
