@@ -257,7 +257,7 @@ def run(args) -> int:
                                         **({"runs": run_rows} if runs else {})})
     if runs:
         print(f"beat stack: {sum(r.y.size for r in run_rows)} synthetic run rows from "
-              f"{sum(r.y.size > 0 for r in run_rows)} record(s) with V beats", file=sys.stderr)
+              f"{sum(r.y.size > 0 for r in run_rows)} record(s) with V or S beats", file=sys.stderr)
     rows, oof = done[:len(jobs)], {}
     for (b, _, db, p, _), r in zip(oof_jobs, done[len(jobs):]):
         oof.setdefault(subject_fold(subject_of(p, db)), []).append(r)

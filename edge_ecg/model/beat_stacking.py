@@ -27,11 +27,12 @@ beat's RR and patient context, and the share `w` they get beside the network.
   generalization): scored the same way, fold k's trees fitted on the other folds' out-of-fold
   rows. Chosen only if its mean F1 beats every share's.
 
-- Synthetic sustained runs (`runs`, edge_ecg.runtime.beat_stack_runs): rows of ventricular
-  runs laid from each training patient's own V beats, which the shared training records lack
-  beyond 18 beats. They join every trees' fit of the shares (fold k's trees take the other
-  folds' runs only), never the rows `w` is scored on; fold k's own runs are scored by its trees
-  as a figure of their own (how many of a held-out patient's run beats the trees call V).
+- Synthetic sustained runs (`runs`, edge_ecg.runtime.beat_stack_runs; off in the shipped
+  recipe, see there): rows of runs laid from each training patient's own V and S beats (the
+  shared training records hold no ventricular run beyond 18 beats). They join every trees'
+  fit of the shares (fold k's trees take the other folds' runs only), never the rows `w` is
+  scored on; fold k's own runs are scored by its trees as a figure of their own (how many of a
+  held-out patient's run beats the trees call V).
 
 The shipped trees are then refitted on all the rows, with the chosen `w`; a stacked choice is
 refitted on all the out-of-fold rows (the shipped network's rows on its own training patients
