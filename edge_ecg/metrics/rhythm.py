@@ -29,13 +29,13 @@ from __future__ import annotations
 import numpy as np
 
 VENTRICULAR = frozenset("VE")           # EC57 V class: V and E (ventricular escape)
-# rhythm notes that start each kind of episode in MIT-BIH / SVDB / CUDB .atr aux_note;
-# CUDB marks ventricular flutter / fibrillation with '[' and ']' beat-position symbols
 # the reference runs a red VT alarm must be raised for (`vt_alarm_se`): the monitors' V-Tach
 # (Philips IntelliVue's default: a run of >= 5 ventricular beats at >= 100 /min), whatever the
 # engine's own `vt_run`
 VT_ALARM_BEATS = 5
 VT_ALARM_BPM = 100.0
+# rhythm notes that start each kind of episode in MIT-BIH / SVDB / CUDB .atr aux_note;
+# CUDB marks ventricular flutter / fibrillation with '[' and ']' beat-position symbols
 EPISODE_NOTES = {"af": ("(AFIB",), "vf": ("(VF", "(VFL"), "vt": ("(VT",)}
 
 
@@ -278,27 +278,24 @@ def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, a
     # a VT alarm is true where the reference has a ventricular run of >= 3 or a (VT / VF
     # episode (CUDB's VT before fibrillation is annotated as rhythm, its beats all 'N')
     vt_ref = list(ref_ep["vt"]) + list(ref_ep["vf"])
-    if classified:
-        vt_ref += [(a - 0.15, b + 0.15) for a, b, n in
-                   runs(rt, np.array([s in VENTRICULAR for s in rsym], bool)) if n >= 3]
+    v_runs = runs(rt, np.array([s in VENTRICULAR for s in rsym], bool)) if classified else []
+    vt_ref += [(a - 0.15, b + 0.15) for a, b, n in v_runs if n >= 3]
     vt_spans = alarm_spans(alarms, "vt", fs_hz, n_samples)
+    nsvt_spans = alarm_spans(alarms, "nsvt", fs_hz, n_samples)
     out["false_vt_alarms"] = false_alarms(vt_spans, vt_ref)
     # non-sustained VT (a fast run of 3-4 V beats, a medium alarm) is scored as VT is
-    out["false_nsvt_alarms"] = false_alarms(alarm_spans(alarms, "nsvt", fs_hz, n_samples),
-                                            vt_ref)
+    out["false_nsvt_alarms"] = false_alarms(nsvt_spans, vt_ref)
     if classified:
         # the red alarm's own sensitivity: reference runs of >= VT_ALARM_BEATS ventricular
-        # beats at >= VT_ALARM_BPM that a VT alarm overlaps
-        long_fast = [(a - 0.15, b + 0.15) for a, b, n in
-                     runs(rt, np.array([s in VENTRICULAR for s in rsym], bool))
-                     if n >= VT_ALARM_BEATS and b > a and 60.0 * (n - 1) / (b - a)
-                     >= VT_ALARM_BPM]
-        either = merge(vt_spans + alarm_spans(alarms, "nsvt", fs_hz, n_samples))
+        # beats at >= VT_ALARM_BPM that a VT alarm overlaps, or (`_any`) a VT or non-sustained
+        # VT alarm (where the classifier broke the run into pieces)
+        long_fast = [(a - 0.15, b + 0.15) for a, b, n in v_runs
+                     if n >= VT_ALARM_BEATS and b > a
+                     and 60.0 * (n - 1) / (b - a) >= VT_ALARM_BPM]
+        red, either = merge(vt_spans), merge(vt_spans + nsvt_spans)
         out["vt_alarm_ref"] = len(long_fast)
-        out["vt_alarm_tp"] = sum(1 for span in long_fast if _overlap_len(span, merge(vt_spans))
-                                 > 0)
-        # ... or a non-sustained VT alarm (where the classifier broke the run into pieces)
-        out["vt_alarm_tp_any"] = sum(1 for span in long_fast if _overlap_len(span, either) > 0)
+        out["vt_alarm_tp"] = sum(1 for sp in long_fast if _overlap_len(sp, red) > 0)
+        out["vt_alarm_tp_any"] = sum(1 for sp in long_fast if _overlap_len(sp, either) > 0)
     out["false_vf_alarms"] = false_alarms(alarm_spans(alarms, "vf", fs_hz, n_samples),
                                           ref_ep["vf"])
     if rhythm_known:

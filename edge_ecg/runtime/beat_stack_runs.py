@@ -100,7 +100,7 @@ def run_rows(y: np.ndarray, r: np.ndarray, cls: np.ndarray, contract: SignalCont
             seed = int(rng.integers(v.size))
             near = np.argsort(-_corr_rows(flat_v[seed], flat_v))[:TEMPLATE_POOL]
             pools.append(v[near])
-        # the sequence: (R sample, beat samples, label, counted) for each beat
+        # the sequence: each beat's R sample, its samples (None: not whole) and its label
         seq_r = [int(x) for x in r[lead]]
         seq_b = [beats(i) if whole[i] else None for i in lead]
         seq_y = [int(cls[i]) for i in lead]
