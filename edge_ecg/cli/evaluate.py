@@ -45,7 +45,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vt-run", type=int, default=None, metavar="N",
                    help="V beats a fast run needs for the red VT alarm (default: the alarm "
                         "engine's, 3); 5 is the monitors' chain, 3-4 beats then a medium "
-                        "non-sustained VT (edge_ecg.runtime.alarms)")
+                        "non-sustained VT (edge_ecg.runtime.alarms); over --alarm-limits")
+    p.add_argument("--alarm-limits", default=None, metavar="FILE.toml",
+                   help="score the alarms under a unit's alarm limits (the TOML file `edge-ecg "
+                        "stream --alarm-limits` reads; its [alarms] table)")
 
 
 def _checkpoint_outputs(args, progress: bool):
@@ -88,7 +91,7 @@ def _bundle_outputs(args, progress: bool):
             res = backend.run({k: v[s:s + args.batch_size] for k, v in ds.inputs.items()})
             for task, name in output_of.items():
                 parts.setdefault(task, []).append(np.asarray(res[name]))
-        beat_scores = (_ec57(backend, ds, progress, args.vt_run)
+        beat_scores = (_ec57(backend, ds, progress, alarm_limits(args))
                        if any(t.per_beat for t in tasks) else None)
         rhythm = _rhythm_stack(backend, args, ds, progress)
         if rhythm is not None:
@@ -99,7 +102,20 @@ def _bundle_outputs(args, progress: bool):
     return tasks, outputs, ds, contract.window_s, beat_scores
 
 
-def _ec57(backend, ds, progress: bool, vt_run: int | None = None) -> dict | None:
+def alarm_limits(args):
+    """The `AlarmLimits` of `--alarm-limits` with `--vt-run` over them (checked as the file's
+    own values are)."""
+    from edge_ecg.runtime.alarm_settings import AlarmSettings, apply_limits, read_alarm_settings
+
+    settings = (read_alarm_settings(args.alarm_limits) if getattr(args, "alarm_limits", None)
+                else AlarmSettings())
+    vt_run = getattr(args, "vt_run", None)
+    if vt_run is None:
+        return settings.limits
+    return apply_limits(settings.limits, {"vt_run": int(vt_run)}, "--vt-run")
+
+
+def _ec57(backend, ds, progress: bool, limits=None) -> dict | None:
     """AAMI EC57 scores of the bundle's beat classes on the data's records with reference beats
     (MIT-BIH, SVDB, CUDB; None when it has none), each record streamed through the runtime with
     its database's lead assignment. Beat classes are scored per database where the database's
@@ -123,9 +139,7 @@ def _ec57(backend, ds, progress: bool, vt_run: int | None = None) -> dict | None
     import wfdb
 
     from edge_ecg.metrics.rhythm import pool, record_counts, summarize
-    from edge_ecg.runtime.alarms import AlarmLimits
-
-    limits = None if vt_run is None else AlarmLimits(vt_run=int(vt_run))
+    from edge_ecg.runtime.alarm_settings import changed
 
     scores: dict[str, list] = {}
     ec57: dict[str, list] = {}
@@ -164,7 +178,8 @@ def _ec57(backend, ds, progress: bool, vt_run: int | None = None) -> dict | None
     every = [s for v in scores.values() for s in v]
     out = {"scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match; "
                         "every beat of every record (the strict reading)",
-           "alarms": {db: summarize(pool(c)) for db, c in alarm_counts.items()}}
+           "alarms": {db: summarize(pool(c)) for db, c in alarm_counts.items()},
+           "alarm_limits_changed": changed(limits) if limits is not None else {}}
     if every:
         out.update({"gross": pool_class_scores(every).to_dict(),
                     "records": [s.to_dict() for s in every],

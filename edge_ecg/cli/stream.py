@@ -44,6 +44,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=None,
                         help="stop after this many seconds of signal")
     parser.add_argument("--no-beats", action="store_true", help="do not emit beat events")
+    parser.add_argument("--alarm-limits", default=None, metavar="FILE.toml",
+                        help="the unit's alarm limits (TOML: [alarms] vt_run = 5, tachy_bpm = "
+                             "130, ...; edge_ecg/runtime/alarm_settings.py), checked and "
+                             "refused whole if out of range; default: the package's defaults")
     from edge_ecg.cli.bundle import add_trust_options
 
     add_trust_options(parser)     # --trusted-keys, --allow-unsigned
@@ -98,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from edge_ecg.cli.bundle import trust_policy
+    from edge_ecg.runtime.alarm_settings import (AlarmSettings, changed, describe,
+                                                 read_alarm_settings)
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.events import LslSink, open_output
@@ -105,6 +111,12 @@ def run(args: argparse.Namespace) -> int:
     from edge_ecg.runtime.signing import UnsignedBundleWarning
     from edge_ecg.runtime.sources import open_source
 
+    # read before anything opens: a bad limits file stops the run before a port is taken
+    alarms = (read_alarm_settings(args.alarm_limits) if args.alarm_limits
+              else AlarmSettings())
+    if alarms.beds:
+        print(f"edge-ecg stream: {alarms.source}: the [beds] tables are for a ward station; "
+              "this stream uses [alarms]", file=sys.stderr)
     with warnings.catch_warnings():   # said below, on stderr and in the status event
         warnings.simplefilter("ignore", UnsignedBundleWarning)
         manifest, signature = verify_bundle(args.bundle, trust=trust_policy(args))
@@ -131,9 +143,11 @@ def run(args: argparse.Namespace) -> int:
         # every event, beats too, whatever --no-beats
         sinks.append(Recorder(args.record, annotation_bytes_per_s=annotation_bytes_for(hop_s)))
     print(DISCLAIMER, file=sys.stderr)
+    print(describe(alarms), file=sys.stderr)
     info = {"source": args.source, "bundle": str(args.bundle), "variant": backend.variant.name,
             "backend": backend.name, "model_version": backend.manifest.model_version,
             "signature": signature.to_dict(),
+            "alarm_limits": {"source": alarms.source, "changed": changed(alarms.limits)},
             "disclaimer": DISCLAIMER}
     from edge_ecg.runtime.quality import QualityConfig
 
@@ -145,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     decider = RhythmDecider.from_bundle(args.bundle, backend.manifest)
     pipe_sinks = [RhythmSink(sinks, decider)] if decider is not None else sinks
     pipe = Pipeline(source, backend, pipe_sinks, hop_s=hop, smooth=args.smooth, quality=quality,
-                    info=info)
+                    info=info, alarm_limits=alarms.limits)
     try:
         summary = pipe.run(max_seconds=args.seconds)
     finally:

@@ -134,6 +134,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="a bed silent this long raises NO DATA")
     s.add_argument("--stale-worker-s", type=float, default=10.0,
                    help="frames without events (or a silent worker) this long: NO ANALYSIS")
+    s.add_argument("--alarm-limits", default=None, metavar="FILE.toml",
+                   help="the unit's alarm limits: [alarms] for every bed, [beds.\"UNIT.BED\"] "
+                        "for one (edge_ecg/runtime/alarm_settings.py); checked at start, the "
+                        "station refuses to start on a bad file")
     s.add_argument("--seconds", type=float, default=None, help="stop after this long")
 
     u = sub.add_parser("adduser", help="add or replace a station user (Argon2id hash)")
@@ -345,9 +349,13 @@ def run(args: argparse.Namespace) -> int:
             os._exit(3)
         return 0
     if cmd == "station":
+        from edge_ecg.runtime.alarm_settings import (AlarmSettings, changed, describe,
+                                                     read_alarm_settings)
         from edge_ecg.ward.station import Station, StationOptions
         from edge_ecg.ward.technical import TechnicalLimits
 
+        alarms = (read_alarm_settings(args.alarm_limits) if args.alarm_limits
+                  else AlarmSettings())
         st = Station(bus_target(args), StationOptions(
             bundle=args.bundle or str(DEFAULT_BUNDLE), variant=args.variant, host=args.host,
             port=args.port, state_dir=args.state_dir, users=args.users,
@@ -355,8 +363,16 @@ def run(args: argparse.Namespace) -> int:
             fhir_out=args.fhir_out, fhir_url=args.fhir_url,
             fhir_token_file=args.fhir_token_file, hl7_out=args.hl7_out, name=args.name,
             technical=TechnicalLimits(no_data_s=args.no_data_s,
-                                      stale_worker_s=args.stale_worker_s)))
+                                      stale_worker_s=args.stale_worker_s), alarms=alarms))
         print(DISCLAIMER, file=sys.stderr)
+        print(describe(alarms), file=sys.stderr)
+        vf_keys = {"vf_on", "vf_off"} & {k for lim in [alarms.limits, *alarms.beds.values()]
+                                         for k in changed(lim)}
+        if vf_keys:
+            # the station has no signal path: it shows the VF alarm the bed's stream raised
+            print(f"edge-ecg ward station: {', '.join(sorted(vf_keys))} act where VF is "
+                  "detected, in the worker's stream (at their defaults); the station shows "
+                  "that alarm as raised", file=sys.stderr)
         _serve(lambda: st.run(args.seconds), st.stop)
         return 0
     if cmd == "adduser":

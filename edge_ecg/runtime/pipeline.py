@@ -43,13 +43,14 @@ class Pipeline:
 
     def __init__(self, source, backend, sinks: list, hop_s: float | None = None, smooth: int = 1,
                  quality: QualityConfig | None = None, queue_chunks: int = 512,
-                 status_every_s: float = 0.0, info: dict | None = None) -> None:
+                 status_every_s: float = 0.0, info: dict | None = None,
+                 alarm_limits=None) -> None:
         self.source = source
         self.backend = backend
         self.sinks = list(sinks)
         self.timer = StageTimer()
         self.processor = StreamProcessor(backend, hop_s=hop_s, quality=quality, smooth=smooth,
-                                         timer=self.timer)
+                                         timer=self.timer, alarm_limits=alarm_limits)
         self.live = bool(getattr(source, "live", True))
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self._stop = threading.Event()

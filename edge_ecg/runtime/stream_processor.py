@@ -46,7 +46,8 @@ class StreamProcessor:
 
     def __init__(self, backend, hop_s: float | None = None, quality: QualityConfig | None = None,
                  smooth: int = 1, timer: StageTimer | None = None, keep_outputs: bool = False,
-                 rails_mv: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 rails_mv: tuple[np.ndarray, np.ndarray] | None = None,
+                 alarm_limits=None) -> None:
         self.backend = backend
         self.contract = SignalContract.from_dict(backend.manifest.signal)
         c = self.contract
@@ -67,8 +68,8 @@ class StreamProcessor:
         self._last_pred_end: int | None = None
         self._end_gap_samples = 0
         # the monitor's alarms from the events and one lead's samples (runtime/alarms.py);
-        # None turns them off
-        self.alarms: StreamAlarms | None = StreamAlarms()
+        # (`alarm_limits`: an `AlarmLimits`, None its defaults); None turns them off
+        self.alarms: StreamAlarms | None = StreamAlarms(alarm_limits)
 
     # --- setup on the first chunk --------------------------------------------------------
     def _start(self, chunk: Chunk) -> None:

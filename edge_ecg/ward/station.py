@@ -41,6 +41,7 @@ import numpy as np
 
 from edge_ecg import DISCLAIMER
 from edge_ecg.errors import FrameError
+from edge_ecg.runtime.alarm_settings import AlarmSettings, changed
 from edge_ecg.ward import bus, frames, registry
 from edge_ecg.ward.finite_json import dumps, finite
 from edge_ecg.ward.sequence import OrdinalCheck
@@ -62,12 +63,13 @@ ACK_WAIT_S = 30.0
 MAX_ACK_PENDING = 5000
 
 
-def bed_alarms(fs_hz: float):
+def bed_alarms(fs_hz: float, limits=None):
     """The bed's physiological alarm engine: the one place the station names it (another
-    engine drops in here; it needs `observe(event)` and `active() -> [dict]`)."""
-    from edge_ecg.ward.alarms import BedAlarms
+    engine drops in here; it needs `observe(event)` and `active() -> [dict]`). `limits`: the
+    bed's `AlarmLimits` (None: the defaults)."""
+    from edge_ecg.ward.alarms import AlarmLimits, BedAlarms
 
-    return BedAlarms(fs_hz=fs_hz)
+    return BedAlarms(fs_hz=fs_hz, limits=limits or AlarmLimits())
 
 
 @dataclass
@@ -90,6 +92,8 @@ class StationOptions:
     hl7_out: str | None = None
     patients: dict | None = None            # "<unit>.<bed>" -> patient id for FHIR/HL7
     technical: TechnicalLimits = field(default_factory=TechnicalLimits)
+    # the unit's alarm limits, each bed's own where the file names it (alarm_settings.py)
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)
     push_s: float = 0.5                     # diffs to the browsers this often
     header_timeout_s: float = 10.0          # a request's headers must arrive within this
     max_body_bytes: int = 16 * 1024
@@ -108,12 +112,15 @@ class StationOptions:
 class Tile:
     """What the station shows for one bed."""
 
-    def __init__(self, unit: str, bed: str, desc: dict, limits: TechnicalLimits) -> None:
+    def __init__(self, unit: str, bed: str, desc: dict, limits: TechnicalLimits,
+                 alarm_limits=None) -> None:
         self.unit, self.bed, self.desc = unit, bed, desc
         self.key = f"{unit}.{bed}"
         fs = desc.get("fs_hz", 500.0)
         self.fs = float(fs) if isinstance(fs, (int, float)) and 1.0 <= fs <= 20000.0 else 500.0
-        self.alarms = bed_alarms(self.fs)
+        self.alarms = bed_alarms(self.fs, alarm_limits)
+        # what the tile shows of its limits: those set away from the defaults
+        self.alarm_limits = changed(self.alarms.limits)
         self.technical = TechnicalAlarms(limits)
         self.step = max(int(round(self.fs / STRIP_HZ)), 1)
         self.strip: deque = deque(maxlen=int(STRIP_S * self.fs / self.step))
@@ -247,7 +254,8 @@ class Tile:
                           if rh else None),
                "ectopic_per_min": ect, "quality": self.quality if live else None,
                "withheld": self.withheld if live else None,
-               "alarms": self.active_alarms(now), "events": self.events,
+               "alarms": self.active_alarms(now), "alarm_limits": self.alarm_limits,
+               "events": self.events,
                "event_age_s": round(now - self.last_event_t, 1)
                if self.last_event_t else None,
                "frame_age_s": round(now - self.last_frame_t, 1)
@@ -475,7 +483,8 @@ class Station:
         ub = bus.parse_subject(f"x.{key}")
         if ub is None or not isinstance(desc, dict):
             return
-        self.tiles[key] = Tile(ub[0], ub[1], desc, self.opt.technical)
+        self.tiles[key] = Tile(ub[0], ub[1], desc, self.opt.technical,
+                               self.opt.alarms.for_bed(key))
 
     def on_frame(self, subject: str, data: bytes) -> None:
         ub = bus.parse_subject(subject)

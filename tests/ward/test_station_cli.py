@@ -49,3 +49,12 @@ def test_the_station_refuses_to_start_without_users(tmp_path):
                                          '"hash": "plain"}}}')
     with pytest.raises(auth.AuthError, match="no role in"):
         Web(st)
+
+
+def test_the_station_refuses_a_bad_alarm_limits_file_at_start(tmp_path, capsys):
+    bad = tmp_path / "unit.toml"
+    bad.write_text('[beds."icu.3"]\nvt_run = 1\n')
+    assert main(["ward", "station", "--insecure", "--state-dir", str(tmp_path),
+                 "--alarm-limits", str(bad), "--seconds", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert '[beds."icu.3"]: vt_run = 1 is outside 3..12' in err and "Traceback" not in err

@@ -78,6 +78,12 @@ function renderHeader() {
     (lat ? " \u00b7 frame-to-station p50 " + lat.p50 + " ms, p99 " + lat.p99 + " ms" : "");
 }
 
+// the limits a unit set away from the defaults (--alarm-limits), as the bed runs them
+function limitsText(lim) {
+  const keys = lim ? Object.keys(lim) : [];
+  return keys.length ? esc(keys.map(k => k + " " + lim[k]).join(", ")) : "defaults";
+}
+
 function renderBed(b) {
   const el = tileEl(b), top = b.alarms.length ? b.alarms[0].priority : "";
   const quietAlarm = b.silenced_s > 0 || (b.alarms.length && b.alarms[0].acknowledged);
@@ -97,7 +103,8 @@ function renderBed(b) {
   const q = b.withheld ? '<span class="withheld">analysis withheld: ' + esc(b.withheld.join(", ")) + "</span>"
     : (b.quality ? "quality: " + (off.length ? "leads masked " + esc(off.join(",")) : "ok") : "\u2013");
   setHTML(el.querySelector(".info"), "rhythm: " + r + "<br>ectopy: " + ect + " \u00b7 QRS " + fmt(b.qrs_ms, 0) +
-    " ms<br>" + q + '<br><span class="small">lead ' + esc(b.lead || "\u2013") + " \u00b7 events " + b.events +
+    " ms<br>" + q + '<br><span class="small">lead ' + esc(b.lead || "\u2013") + " \u00b7 alarm limits " + limitsText(b.alarm_limits) +
+    " \u00b7 events " + b.events +
     " \u00b7 worker " + esc(b.worker || "\u2013") + "</span>");
   const clin = me && me.may.includes("acknowledge");
   setHTML(el.querySelector(".alarms"), b.alarms.map(a => '<div class="alarm ' + esc(a.priority) +
