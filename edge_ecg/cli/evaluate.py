@@ -164,7 +164,8 @@ def _ec57(backend, ds, progress: bool, limits=None) -> dict | None:
             atr = wfdb.rdann(base, "atr")
             alarm_counts.setdefault(db, []).append(record_counts(
                 atr.sample, atr.symbol, atr.aux_note, samples, classes, alarms,
-                info["fs_hz"], n, ec57_from_s=EC57_LEARNING_S))
+                info["fs_hz"], n, classified=database(db).beat_classes,
+                ec57_from_s=EC57_LEARNING_S))
         if not database(db).beat_classes:
             continue
         det_cls = np.array([AAMI_CLASSES.index(c) if c in AAMI_CLASSES else -1

@@ -237,7 +237,9 @@ def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, a
     `ec57_from_s` on when given), AF and VF episodes, false VT / VF / AF alarms, and, on a
     record whose rhythm is sinus throughout, its hours, false ectopic beats and every
     high-priority alarm. AF needs the rhythm annotated: a record with no rhythm note adds no
-    AF episode, no false AF alarm and no sinus hours, only its AF alarms as unscored."""
+    AF episode, no false AF alarm and no sinus hours, only its AF alarms as unscored. False VT
+    needs classified beats: a record without (`classified=False`, CUDB) adds no VT hours, and
+    its VT alarms outside its annotated VT and VF as unscored."""
     ref_samples = np.asarray(ref_samples)
     sym = list(ref_symbols)
     aux = list(ref_aux)
@@ -282,9 +284,16 @@ def record_counts(ref_samples, ref_symbols, ref_aux, det_samples, det_classes, a
     vt_ref += [(a - 0.15, b + 0.15) for a, b, n in v_runs if n >= 3]
     vt_spans = alarm_spans(alarms, "vt", fs_hz, n_samples)
     nsvt_spans = alarm_spans(alarms, "nsvt", fs_hz, n_samples)
-    out["false_vt_alarms"] = false_alarms(vt_spans, vt_ref)
-    # non-sustained VT (a fast run of 3-4 V beats, a medium alarm) is scored as VT is
-    out["false_nsvt_alarms"] = false_alarms(nsvt_spans, vt_ref)
+    if classified:
+        out["vt_hours"] = hours
+        out["false_vt_alarms"] = false_alarms(vt_spans, vt_ref)
+        # non-sustained VT (a fast run of 3-4 V beats, a medium alarm) is scored as VT is
+        out["false_nsvt_alarms"] = false_alarms(nsvt_spans, vt_ref)
+    else:
+        # beats without classes (CUDB labels every beat N, and annotates its VT only now and
+        # then as rhythm): a VT alarm outside the known VT and VF is neither true nor false
+        out["vt_alarms_unscored"] = (false_alarms(vt_spans, vt_ref)
+                                     + false_alarms(nsvt_spans, vt_ref))
     if classified:
         # the red alarm's own sensitivity: reference runs of >= VT_ALARM_BEATS ventricular
         # beats at >= VT_ALARM_BPM that a VT alarm overlaps, or (`_any`) a VT or non-sustained
@@ -331,9 +340,14 @@ def summarize(counts: dict) -> dict:
         if ep:
             out.update(finish_episodes(ep, kind))
     h = c.get("hours", 0.0)
-    for k in ("false_vt_alarms", "false_nsvt_alarms", "false_vf_alarms"):
+    # false VT over the hours whose beats carry classes only (`vt_hours`; the rest counted
+    # apart as `vt_alarms_unscored`), false VF over every hour (VF is annotated as rhythm)
+    hv = c.get("vt_hours", 0.0)
+    out["vt_hours"] = round(hv, 3)
+    out["vt_alarms_unscored"] = c.get("vt_alarms_unscored", 0)
+    for k, hk in (("false_vt_alarms", hv), ("false_nsvt_alarms", hv), ("false_vf_alarms", h)):
         out[k] = c.get(k, 0)
-        out[k.replace("alarms", "per_hour")] = c.get(k, 0) / h if h else nan
+        out[k.replace("alarms", "per_hour")] = c.get(k, 0) / hk if hk else nan
     if "vt_alarm_ref" in c:
         out["vt_alarm_ref"], out["vt_alarm_tp"] = c["vt_alarm_ref"], c.get("vt_alarm_tp", 0)
         out["vt_alarm_tp_any"] = c.get("vt_alarm_tp_any", 0)

@@ -176,3 +176,27 @@ def test_rxr_reading_lets_fusion_beats_continue_a_run():
     s = rm.summarize(rm.pool([c]))
     assert s["vt_run_ref"] == 0                       # strict: V F V is no run of V
     assert s["ec57_vt_run_ref"] == 1 and s["ec57_vt_run_se"] == 1.0 and s["ec57_vt_run_ppv"] == 1.0
+
+
+def test_vt_alarms_on_beats_without_classes_are_unscored_not_false():
+    """CUDB labels every beat N and annotates its VT only now and then: there, a VT alarm
+    outside the annotated VT and VF is neither true nor false, and its hours do not dilute the
+    false VT rate of the databases whose beats carry classes."""
+    fs = 100.0
+    ref_s = [0, 100, 200, 300, 400, 500, 1000, 1500]
+    sym = ["N", "N", "N", "N", "N", "[", "]", "N"]
+    vt = [{"code": "vt", "state": "onset", "onset_index": 200, "index": 300},
+          {"code": "vt", "state": "end", "onset_index": 200, "index": 400, "end_index": 400},
+          {"code": "vt", "state": "onset", "onset_index": 600, "index": 700},    # inside VF
+          {"code": "vt", "state": "end", "onset_index": 600, "index": 800, "end_index": 800}]
+    cu = rm.record_counts(ref_s, sym, [""] * len(sym), [100, 200, 300], ["V", "V", "V"], vt,
+                          fs, 3600, classified=False)
+    assert cu["vt_alarms_unscored"] == 1 and "false_vt_alarms" not in cu and "vt_hours" not in cu
+    mit = rm.record_counts([100, 200], ["N", "N"], ["", ""], [100, 200], ["N", "N"], vt[:2], fs,
+                           3600)
+    s = rm.summarize(rm.pool([cu, mit]))
+    assert s["hours"] == 0.02 and s["vt_hours"] == 0.01
+    assert s["false_vt_alarms"] == 1 and s["false_vt_per_hour"] == 100.0
+    assert s["vt_alarms_unscored"] == 1
+    only_cu = rm.summarize(rm.pool([cu]))
+    assert only_cu["vt_hours"] == 0.0 and np.isnan(only_cu["false_vt_per_hour"])
