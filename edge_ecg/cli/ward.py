@@ -92,6 +92,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="seconds after which a silent worker's beds move")
     w.add_argument("--max-beds", type=int, default=None)
     w.add_argument("--id", default=None, help="worker id (default host-pid-random)")
+    w.add_argument("--alarm-limits", default=None, metavar="FILE.toml",
+                   help="the unit's alarm limits, as the station's (the stream's own alarms: "
+                        "VF from the signal); checked at start")
     w.add_argument("--seconds", type=float, default=None, help="stop after this long")
     w.add_argument("--max-jump-s", type=float, default=600.0,
                    help="a frame farther than this from its bed's clock is refused (counted)")
@@ -318,14 +321,19 @@ def run(args: argparse.Namespace) -> int:
                             "this bed's own credential (DIR/roles/publisher-UNIT-BED.json)")
         return 0
     if cmd == "worker":
+        from edge_ecg.runtime.alarm_settings import (AlarmSettings, describe,
+                                                     read_alarm_settings)
         from edge_ecg.runtime.backends import open_backend
         from edge_ecg.ward.worker import Worker, WorkerOptions
 
+        alarms = (read_alarm_settings(args.alarm_limits) if args.alarm_limits
+                  else AlarmSettings())
         target = bus_target(args)
         opts = WorkerOptions(tick_s=args.tick_s, snapshot_s=args.snapshot_s,
                              max_beds=args.max_beds, max_jump_s=args.max_jump_s,
                              stall_s=args.stall_s,
-                             cfg=bus.WardConfig(lease_ttl_s=args.lease_ttl))
+                             cfg=bus.WardConfig(lease_ttl_s=args.lease_ttl), alarms=alarms)
+        print(describe(alarms), file=sys.stderr)
         backend = open_backend(args.bundle or str(DEFAULT_BUNDLE), variant=args.variant,
                                threads=1)
         backend.warmup()
@@ -371,8 +379,8 @@ def run(args: argparse.Namespace) -> int:
         if vf_keys:
             # the station has no signal path: it shows the VF alarm the bed's stream raised
             print(f"edge-ecg ward station: {', '.join(sorted(vf_keys))} act where VF is "
-                  "detected, in the worker's stream (at their defaults); the station shows "
-                  "that alarm as raised", file=sys.stderr)
+                  "detected, in the workers' streams: give them the same file "
+                  "(`edge-ecg ward worker --alarm-limits`)", file=sys.stderr)
         _serve(lambda: st.run(args.seconds), st.stop)
         return 0
     if cmd == "adduser":

@@ -242,11 +242,7 @@ class AlarmEngine:
     def __init__(self, fs_hz: float, limits: AlarmLimits | None = None) -> None:
         self.fs_hz = float(fs_hz)
         self.limits = L = limits or AlarmLimits()
-        self.conds = {k: Cond(L.on, L.off) for k in (
-            "vt_vf", "extreme_brady", "extreme_tachy", "brady", "tachy", "signal")}
-        self.conds["asystole"] = Cond(1, 2)
-        self.conds["ectopy"] = Cond(1, L.off)
-        self.conds["af_model"] = Cond(L.af_on, L.off)     # AF from the model alone
+        self.conds = {k: Cond(on, off) for k, (on, off) in _cond_counts(L).items()}
         self.episodes: dict[str, Episode] = {}            # episode alarms on now
         self.last_beat: int | None = None
         self.first_index: int | None = None
@@ -270,6 +266,14 @@ class AlarmEngine:
         self.vf_misses = 0
         self.vf_first: int | None = None   # onset of the current streak of VF segments
         self.counts: dict[str, int] = {}   # onsets per code
+
+    def set_limits(self, limits: AlarmLimits) -> None:
+        """Run on under other limits, the state kept (a bed restored from a snapshot taken
+        under another unit file, a limit changed while the bed runs): the hysteresis counts
+        take the new numbers, the rest reads `self.limits` at each beat."""
+        self.limits = limits
+        for k, (on, off) in _cond_counts(limits).items():
+            self.conds[k].on_n, self.conds[k].off_n = on, off
 
     # --- output ----------------------------------------------------------------------------
     def _alarm(self, code: str, state: str, index: int, onset: int, end: int | None = None,
@@ -587,6 +591,15 @@ class AlarmEngine:
                 for code in [c for c in list(self.episodes) if c in PRIORITY_OF]]
 
 
+def _cond_counts(L: AlarmLimits) -> dict[str, tuple[int, int]]:
+    """Each window condition's (observations to raise, to clear) under limits `L`."""
+    out = {k: (L.on, L.off) for k in ("vt_vf", "extreme_brady", "extreme_tachy", "brady",
+                                       "tachy", "signal")}
+    out.update(asystole=(1, 2), ectopy=(1, L.off),
+               af_model=(L.af_on, L.off))             # AF from the model alone
+    return out
+
+
 def _rate(beats: list[int], fs: float) -> float:
     """Mean rate over a run of beats, /min."""
     if len(beats) < 2 or beats[-1] <= beats[0]:
@@ -603,6 +616,12 @@ class StreamAlarms:
         self.vf: VfState | None = None
         self.origin = 0
         self.lead = 0
+
+    def set_limits(self, limits: AlarmLimits | None) -> None:
+        """The engine's limits from now on (None: the defaults), its state kept."""
+        self.limits = limits
+        if self.engine is not None:
+            self.engine.set_limits(limits or AlarmLimits())
 
     def feed(self, events: list, x: np.ndarray | None = None, flags: np.ndarray | None = None,
              *, origin: int = 0, fs_hz: float = 0.0, leads: tuple = ()) -> list[AlarmEvent]:

@@ -52,6 +52,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,11 @@ class WorkerOptions:
                                       # over and stops the worker; a bed whose stored frames
                                       # have not reached it this long is subscribed again
     cfg: bus.WardConfig = field(default_factory=bus.WardConfig)
+    # the unit's alarm limits (an edge_ecg.runtime.alarm_settings.AlarmSettings; None: the
+    # defaults): where the stream raises alarms from the signal (VF's `vf_on` / `vf_off`),
+    # each bed's own where the file names it. Not imported here: the worker module stays
+    # light until `_warm` loads the runtime (tests/ward/test_warm.py)
+    alarms: Any = None
 
 
 @dataclass
@@ -453,6 +459,9 @@ class Worker:
                 proc, meta = None, {"stream_seq": 0, "n": 0}
         if proc is None:
             proc = StreamProcessor(BedBackend(self.shared), hop_s=self.opt.hop_s)
+        if proc.alarms is not None:
+            # this worker's limits for the bed, whatever the snapshot was taken under
+            proc.alarms.set_limits(self._limits(key))
         suppress, why = await self._stored_upto(unit, bed, int(meta.get("n", 0)))
         b = BedRun(unit, bed, proc, meta, suppress, rev)
         if why:
@@ -673,10 +682,15 @@ class Worker:
         if isinstance(got.get("warm"), Exception):    # a real bed will say it: noted only
             self._note(f"warm-up feed failed: {got['warm']!r}", logging.WARNING)
 
-    def _fresh_processor(self):
+    def _limits(self, key: str):
+        """Bed `key`'s alarm limits (None: the engine's defaults)."""
+        return None if self.opt.alarms is None else self.opt.alarms.for_bed(key)
+
+    def _fresh_processor(self, key: str = ""):
         from edge_ecg.runtime.stream_processor import StreamProcessor
 
-        return StreamProcessor(BedBackend(self.shared), hop_s=self.opt.hop_s)
+        return StreamProcessor(BedBackend(self.shared), hop_s=self.opt.hop_s,
+                               alarm_limits=self._limits(key))
 
     def _compute(self, work: dict) -> None:
         """In the compute thread: decode and check, feed every bed in one batched tick,
@@ -738,7 +752,7 @@ class Worker:
                         first, t0 = piece[1][0]
                         self._note(f"{b.key}: restarted at sample index {first.index} (frames "
                                    f"far from the bed's clock agreed)", logging.WARNING)
-                        b.proc = self._fresh_processor()
+                        b.proc = self._fresh_processor(b.key)
                         out.append(({"type": "gap", "index": int(first.index),
                                      "time_s": round(first.index / first.fs_hz, 4),
                                      "length": 0, "cause": "restart"}, t0, 0.0))
@@ -798,7 +812,7 @@ class Worker:
         f["last_error"] = b.counters.last_error
         self._note(f"{b.key}: processing failed ({b.counters.last_error}); the bed restarts "
                    "from its next frame", logging.ERROR)
-        b.proc = self._fresh_processor()
+        b.proc = self._fresh_processor(b.key)
         idx = int(b.guard.next_index or 0)
         last = pieces[-1]
         c, t = last[1][-1] if last[0] == "restart" else last

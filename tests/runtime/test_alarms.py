@@ -66,6 +66,21 @@ def test_the_monitors_chain_three_fast_v_are_nsvt_and_the_fifth_raises_vt():
     assert [(a.code, a.state) for a in out] == [("nsvt", "onset"), ("nsvt", "end")]
 
 
+def test_limits_changed_while_running_keep_the_state_and_act_from_then_on():
+    """`set_limits`: a bed restored under another unit file, or a limit changed while it
+    runs: the engine keeps what it has seen and judges what follows as a fresh engine under
+    the new limits would."""
+    eng, fresh = AlarmEngine(FS), AlarmEngine(FS, AlarmLimits(vt_run=5, on=4, off=6))
+    _beats(eng, [0.0, 0.8, 1.6], "NNN")
+    eng.set_limits(AlarmLimits(vt_run=5, on=4, off=6))
+    assert eng.limits.vt_run == 5 and eng.last_beat == int(1.6 * FS)
+    assert {k: (c.on_n, c.off_n) for k, c in eng.conds.items()} == {
+        k: (c.on_n, c.off_n) for k, c in fresh.conds.items()}
+    assert eng.conds["brady"].on_n == 4 and eng.conds["asystole"].on_n == 1
+    out = _beats(eng, [2.0, 2.4, 2.8], "VVV")
+    assert [(a.code, a.priority) for a in out] == [("nsvt", "medium")]
+
+
 def test_a_longer_run_grows_and_a_slow_run_is_an_idioventricular_v_run():
     eng = AlarmEngine(FS)
     _beats(eng, [0.0, 0.8], "NN")

@@ -169,3 +169,24 @@ def test_forged_encodings_are_refused(backend, chunks):
     for edit in (bad_count, zero_gain, rows_beyond):
         with pytest.raises(StateError):
             snapshot.load(forged(edit), backend)
+
+
+def test_a_restored_bed_runs_its_workers_limits(backend, chunks):
+    """A worker applies its own limits to a bed restored from another worker's snapshot
+    (`StreamAlarms.set_limits`, edge_ecg/ward/worker.py): the restored engine then reads them."""
+    from edge_ecg.runtime.alarm_settings import parse_alarm_settings
+    from edge_ecg.runtime.alarms import AlarmLimits
+    from edge_ecg.ward.worker import Worker, WorkerOptions
+
+    settings = parse_alarm_settings({"alarms": {"vf_on": 3}, "beds": {"icu.3": {"vt_run": 5}}})
+    w = Worker("nats://127.0.0.1:9", backend, WorkerOptions(alarms=settings))
+    assert w._fresh_processor("icu.3").alarms.limits.vt_run == 5
+    assert w._fresh_processor("icu.4").alarms.limits == AlarmLimits(vf_on=3)
+    p = StreamProcessor(backend)
+    _events(p, chunks[:120])
+    q, _ = snapshot.load(snapshot.dump(p, {}), backend)
+    assert q.alarms.engine.limits == AlarmLimits()
+    q.alarms.set_limits(settings.for_bed("icu.3"))
+    assert q.alarms.limits.vt_run == 5 and q.alarms.engine.limits.vt_run == 5
+    assert q.alarms.engine.limits.vf_on == 3
+    _events(q, chunks[120:])                      # runs on under them
