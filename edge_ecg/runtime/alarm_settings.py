@@ -111,8 +111,7 @@ def _value(name: str, value, where: str):
     lo, hi = RANGES[name]
     if not lo <= value <= hi:
         raise AlarmSettingsError(f"{where}: {name} = {value!r} is outside {lo:g}..{hi:g}, the "
-                                 "range a monitor lets a unit set; see "
-                                 "edge_ecg/runtime/alarm_settings.py")
+                                 "range a monitor lets a unit set")
     return int(value) if want_int else float(value)
 
 

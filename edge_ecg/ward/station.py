@@ -43,6 +43,7 @@ from edge_ecg import DISCLAIMER
 from edge_ecg.errors import FrameError
 from edge_ecg.runtime.alarm_settings import AlarmSettings, changed
 from edge_ecg.ward import bus, frames, registry
+from edge_ecg.ward.bed_limits import BedLimits
 from edge_ecg.ward.finite_json import dumps, finite
 from edge_ecg.ward.sequence import OrdinalCheck
 from edge_ecg.ward.technical import TechnicalAlarms, TechnicalLimits
@@ -119,8 +120,10 @@ class Tile:
         fs = desc.get("fs_hz", 500.0)
         self.fs = float(fs) if isinstance(fs, (int, float)) and 1.0 <= fs <= 20000.0 else 500.0
         self.alarms = bed_alarms(self.fs, alarm_limits)
-        # what the tile shows of its limits: those set away from the defaults
+        # what the tile shows of its limits: those set away from the defaults, and who set
+        # the bed's own (None: the unit's)
         self.alarm_limits = changed(self.alarms.limits)
+        self.limits_set: dict | None = None
         self.technical = TechnicalAlarms(limits)
         self.step = max(int(round(self.fs / STRIP_HZ)), 1)
         self.strip: deque = deque(maxlen=int(STRIP_S * self.fs / self.step))
@@ -147,6 +150,13 @@ class Tile:
         self.silenced_until = 0.0
         self.silenced_by: str | None = None
         self.tech: list[dict] = []
+
+    def set_limits(self, limits, set_by: dict | None) -> None:
+        """Run the bed's alarms under `limits` from now on (the engine's state kept)."""
+        self.alarms.limits = limits
+        self.alarms.engine.set_limits(limits)
+        self.alarm_limits = changed(limits)
+        self.limits_set = set_by
 
     def accept(self, n, index, counters: dict) -> str:
         """Check an event's ordinal and index (`sequence.OrdinalCheck`): "new" to take it,
@@ -255,6 +265,7 @@ class Tile:
                "ectopic_per_min": ect, "quality": self.quality if live else None,
                "withheld": self.withheld if live else None,
                "alarms": self.active_alarms(now), "alarm_limits": self.alarm_limits,
+               "alarm_limits_set": self.limits_set,
                "events": self.events,
                "event_age_s": round(now - self.last_event_t, 1)
                if self.last_event_t else None,
@@ -289,6 +300,8 @@ class Station:
         # released an event waited (at the bedside for its frame to fill, then on the bus)
         self.sample_latency_s: deque = deque(maxlen=20000)
         self.worker_seen: dict[str, float] = {}       # worker id -> last time its heartbeat held
+        # each bed's limits: the unit's file, with what a clinician set for the bed over them
+        self.bed_limits = BedLimits(self.opt.state_dir, self.opt.alarms)
         self._stop = asyncio.Event()
         self.port = self.opt.port
         self.model = self._model()
@@ -470,6 +483,19 @@ class Station:
         self._announce(t, {"action": "silence", **rec})
         return {"bed": key, **rec}
 
+    def set_limits(self, key: str, changes, user: str, reset: bool = False) -> dict:
+        """A clinician's alarm limits for one bed (`changes` over its current ones), or
+        (`reset`) the unit's again: checked whole (AlarmSettingsError, nothing changed, if
+        any fails), then kept in the state dir and run by the bed's engine from now on, its
+        state kept. VF's timing stays the worker's (it acts where the signal is)."""
+        t = self.tiles.get(key)
+        if t is None:
+            raise KeyError(f"unknown bed {key!r}")
+        new = (self.bed_limits.reset(key) if reset
+               else self.bed_limits.set(key, changes, user))
+        t.set_limits(new, self.bed_limits.set_by(key))
+        return {"bed": key, "alarm_limits": t.alarm_limits, "set": t.limits_set}
+
     def _announce(self, tile: Tile, rec: dict) -> None:
         if self.feed is not None and self.feed.publish_ack(tile.unit, tile.bed, rec):
             self.counters["acks_published"] += 1
@@ -484,7 +510,8 @@ class Station:
         if ub is None or not isinstance(desc, dict):
             return
         self.tiles[key] = Tile(ub[0], ub[1], desc, self.opt.technical,
-                               self.opt.alarms.for_bed(key))
+                               self.bed_limits.limits(key))
+        self.tiles[key].limits_set = self.bed_limits.set_by(key)
 
     def on_frame(self, subject: str, data: bytes) -> None:
         ub = bus.parse_subject(subject)

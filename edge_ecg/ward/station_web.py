@@ -12,6 +12,8 @@
                                 every push tick (per bed, only what changed)
     POST /api/beds/<key>/alarms/<code>/ack      clinician: acknowledge an active alarm
     POST /api/beds/<key>/silence {"seconds"}    clinician: silence the bed's alarms
+    POST /api/beds/<key>/limits {"limits": {...}} | {"reset": true}
+                                clinician: the bed's own alarm limits (bed_limits.py)
 
 Limits, so that no client holds up another: a request's headers must arrive within
 `header_timeout_s` (aiohttp's keep-alive timer runs from the connection's start until the
@@ -191,6 +193,7 @@ class Web:
         app.router.add_get("/api/beds/{key}", self.bed)
         app.router.add_post("/api/beds/{key}/alarms/{code}/ack", self.ack)
         app.router.add_post("/api/beds/{key}/silence", self.silence)
+        app.router.add_post("/api/beds/{key}/limits", self.limits)
         app.on_response_prepare.append(self._headers)
         return app
 
@@ -409,6 +412,27 @@ class Web:
             return self._json({"error": str(exc)}, 400)
         self.audit.write(u.name, "silence", bed=key, seconds=rec["seconds"],
                          client=request.remote or "?")
+        return self._json(rec)
+
+    async def limits(self, request):
+        from edge_ecg.runtime.alarm_settings import AlarmSettingsError
+
+        u = self._require(request, "set_limits")
+        body = await self._body(request)
+        key = request.match_info["key"]
+        reset = body.get("reset") is True
+        if not reset and not isinstance(body.get("limits"), dict):
+            return self._json({"error": "send {\"limits\": {\"tachy_bpm\": 130, ...}} or "
+                               "{\"reset\": true}"}, 400)
+        try:
+            rec = self.st.set_limits(key, body.get("limits"), u.name, reset=reset)
+        except KeyError as exc:
+            return self._json({"error": str(exc.args[0])}, 404)
+        except AlarmSettingsError as exc:
+            return self._json({"error": str(exc)}, 400)
+        self.audit.write(u.name, "set_limits", bed=key,
+                         **({"reset": True} if reset else {"changes": body["limits"]}),
+                         alarm_limits=rec["alarm_limits"], client=request.remote or "?")
         return self._json(rec)
 
     async def stream(self, request):

@@ -65,7 +65,7 @@ def test_nothing_without_login_and_a_wrong_password_is_refused_counted_logged(tm
                 assert flag in cookie
             r = await s.get(_url(st, "/api/whoami"), ssl=ctx)       # the cookie is the session
             assert (await r.json()) == {"user": "nurse", "role": "clinician",
-                                        "may": ["acknowledge", "silence", "view"]}
+                                        "may": ["acknowledge", "set_limits", "silence", "view"]}
             await s.post(_url(st, "/logout"), ssl=ctx, json={})
             r = await s.get(_url(st, "/api/ward"), ssl=ctx)
             assert r.status == 401
@@ -359,3 +359,48 @@ def test_a_clinician_acknowledges_and_silences_by_touch_in_a_headless_browser(tm
     acts = [(a["user"], a["action"]) for a in audit]
     assert acts == [("nurse", "login"), ("nurse", "acknowledge"), ("nurse", "silence")]
     assert audit[1]["alarm"] == "no_data" and audit[2]["seconds"] == 120
+
+
+def test_a_clinician_sets_a_beds_alarm_limits_by_touch_and_a_wrong_one_says_why(tmp_path):
+    """The tile's Limits editor: a value out of range is refused with the station's reason,
+    the editor staying open; a good one is run and shown on the tile, and audited."""
+    from station_kit import web_in_thread
+    from test_station import _chromium, _until
+
+    sync = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no chromium found (apt-get install chromium)")
+    with web_in_thread(tmp_path, push_s=0.2) as st, sync.sync_playwright() as p:
+        st.call(lambda: st.add_bed("icu.b1", bed_desc()))
+        base = f"https://127.0.0.1:{st.port}"
+        browser = p.chromium.launch(executable_path=exe, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        try:
+            ctx = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True,
+                                      ignore_https_errors=True)
+            page = ctx.new_page()
+            page.goto(f"{base}/login")
+            page.fill("#user", "nurse")
+            page.fill("#password", PASSWORDS["nurse"][1])
+            page.tap("#submit")
+            page.wait_for_url(f"{base}/")
+            opener = page.locator("button[data-limits='open']")
+            opener.wait_for(timeout=5000)
+            assert opener.bounding_box()["height"] >= 44
+            opener.tap()
+            page.fill(".limits-in", "vt_run=50")
+            page.locator("button[data-limits='set']").tap()
+            _until(page, "document.querySelector('.limits-err') && document.querySelector("
+                   "'.limits-err').textContent.includes('outside 3..12')")
+            page.fill(".limits-in", "vt_run=5, tachy_bpm=135")
+            page.locator("button[data-limits='set']").tap()
+            _until(page, "document.querySelector('.info').textContent.includes("
+                   "'alarm limits tachy_bpm 135, vt_run 5')")
+            assert page.locator(".limits-in").count() == 0         # closed once set
+        finally:
+            browser.close()
+    audit = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
+    acts = [a for a in audit if a["action"] == "set_limits"]
+    assert [(a["user"], a["changes"]) for a in acts] == [("nurse",
+                                                          {"vt_run": 5, "tachy_bpm": 135})]

@@ -29,7 +29,7 @@ function tileEl(b) {
     el.className = "tile"; el.id = "bed-" + b.key; el.dataset.bed = b.key;
     el.innerHTML = '<div class="top"><span class="bed"></span><span class="hr"></span></div>' +
       '<div class="age"></div><canvas width="600" height="168"></canvas><div class="info"></div>' +
-      '<div class="alarms"></div><div class="actions"></div>';
+      '<div class="alarms"></div><div class="actions"></div><div class="limits-edit"></div>';
     el.querySelector(".alarms").addEventListener("click", async ev => {
       const code = ev.target.dataset && ev.target.dataset.ack;
       if (code) await post("/api/beds/" + encodeURIComponent(b.key) + "/alarms/" + encodeURIComponent(code) + "/ack");
@@ -38,6 +38,7 @@ function tileEl(b) {
       if (ev.target.dataset && ev.target.dataset.silence)
         await post("/api/beds/" + encodeURIComponent(b.key) + "/silence", {seconds: Number(ev.target.dataset.silence)});
     });
+    el.querySelector(".limits-edit").addEventListener("click", ev => limitsClick(el, b.key, ev));
     const keys = [...beds.keys()].sort(byBed), i = keys.indexOf(b.key), next = keys[i + 1];
     const nextEl = next && document.getElementById("bed-" + next);
     nextEl ? grid.insertBefore(el, nextEl) : grid.appendChild(el);
@@ -84,6 +85,46 @@ function limitsText(lim) {
   return keys.length ? esc(keys.map(k => k + " " + lim[k]).join(", ")) : "defaults";
 }
 
+// A clinician's limits for one bed: "tachy_bpm=130, vt_run=5" over its current ones, or the
+// unit's again. The station checks them whole and says why it refuses; the editor stays open
+// (and is not redrawn by the pushes) until they are set or it is closed.
+async function limitsClick(el, key, ev) {
+  const box = el.querySelector(".limits-edit"), act = ev.target.dataset && ev.target.dataset.limits;
+  if (!act) return;
+  if (act === "open") {
+    const cur = beds.get(key) ? beds.get(key).alarm_limits || {} : {};
+    box.dataset.editing = "1";
+    box.innerHTML = '<input type="text" class="limits-in" aria-label="alarm limits" value="' +
+      esc(Object.keys(cur).map(k => k + "=" + cur[k]).join(", ")) + '" placeholder="tachy_bpm=130, vt_run=5">' +
+      '<div class="limits-row"><button type="button" data-limits="set">Set</button>' +
+      '<button type="button" data-limits="reset">Unit\'s</button>' +
+      '<button type="button" data-limits="close">Close</button></div><p class="error limits-err"></p>';
+    return;
+  }
+  let body = null;
+  if (act === "set") {
+    const limits = {};
+    for (const part of box.querySelector(".limits-in").value.split(",")) {
+      if (!part.trim()) continue;
+      const [k, v] = part.split("=").map(x => x.trim());
+      limits[k] = v === undefined || v === "" ? v : Number(v);
+    }
+    body = {limits};
+  } else if (act === "reset") body = {reset: true};
+  if (body) {
+    const r = await post("/api/beds/" + encodeURIComponent(key) + "/limits", body);
+    if (r.status !== 200) {
+      box.querySelector(".limits-err").textContent = (await r.json().catch(() => ({}))).error || ("HTTP " + r.status);
+      return;
+    }
+  }
+  delete box.dataset.editing;
+  box.innerHTML = "";
+  box._html = undefined;           // setHTML redraws it from the bed's state
+  const b = beds.get(key);
+  if (b) renderBed(b);
+}
+
 function renderBed(b) {
   const el = tileEl(b), top = b.alarms.length ? b.alarms[0].priority : "";
   const quietAlarm = b.silenced_s > 0 || (b.alarms.length && b.alarms[0].acknowledged);
@@ -112,6 +153,10 @@ function renderBed(b) {
     (a.acknowledged ? " (ack " + esc(a.acknowledged.by) + ")" : "") + "</span>" +
     (clin && !a.acknowledged ? '<button type="button" data-ack="' + esc(a.code) + '">Ack</button>' : "") +
     "</div>").join(""));
+  const box = el.querySelector(".limits-edit");
+  if (!box.dataset.editing)
+    setHTML(box, clin ? '<button type="button" data-limits="open">Limits</button>' +
+      (b.alarm_limits_set ? ' <span class="small">set by ' + esc(b.alarm_limits_set.by) + "</span>" : "") : "");
   const act = el.querySelector(".actions");
   const want = clin && b.alarms.length ? (b.silenced_s > 0 ? "0" : "120") : "";
   if (act.dataset.want !== want) {
