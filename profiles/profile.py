@@ -21,12 +21,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-try:
-    import tomllib
-except ModuleNotFoundError:      # Python 3.10: the same parser as the `tomli` package
-    import tomli as tomllib
-
 from edge_ecg.errors import ProfileError
+from edge_ecg.runtime.toml_input import read_toml
 
 PROFILE_DIR = Path(__file__).resolve().parent
 
@@ -319,15 +315,7 @@ def read_profile(path: str | Path) -> Profile:
     if not path.is_file():
         raise ProfileError(f"profile file {path} does not exist; pass a .toml file or a name "
                            f"from: {', '.join(list_profiles())}")
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ProfileError(f"{path}: not UTF-8 text ({exc}); a profile is a TOML file") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML ({exc})") from exc
-    except RecursionError as exc:
-        raise ProfileError(f"{path}: nested too deeply to be a profile") from exc
-    return parse_profile(doc, where=str(path))
+    return parse_profile(read_toml(path, ProfileError, "a profile"), where=str(path))
 
 
 def list_profiles() -> list[str]:

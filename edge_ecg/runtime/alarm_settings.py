@@ -23,17 +23,12 @@ refused whole with the reason; nothing in it is half-applied.
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:                            # Python 3.10: the same parser as the `tomli` package
-    import tomli as tomllib
-
 from edge_ecg.errors import EdgeECGError
 from edge_ecg.runtime.alarms import AlarmLimits
+from edge_ecg.runtime.toml_input import read_toml
 
 FORMAT_KEYS = ("description", "alarms", "beds")
 MAX_BYTES = 256 << 10          # a limits file is a few hundred bytes; refuse anything large
@@ -162,22 +157,8 @@ def parse_alarm_settings(doc, where: str = "<alarm limits>") -> AlarmSettings:
 
 def read_alarm_settings(path: str | Path) -> AlarmSettings:
     """`AlarmSettings` from a TOML file (refused whole, with the reason, if anything is off)."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_BYTES:
-            raise AlarmSettingsError(f"{p}: {size} bytes; an alarm limits file is at most "
-                                     f"{MAX_BYTES}")
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AlarmSettingsError(f"{p}: cannot read the alarm limits ({exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise AlarmSettingsError(f"{p}: not UTF-8 text ({exc}); alarm limits are TOML") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise AlarmSettingsError(f"{p}: not valid TOML ({exc})") from exc
-    except RecursionError as exc:
-        raise AlarmSettingsError(f"{p}: nested too deeply to be alarm limits") from exc
-    return parse_alarm_settings(doc, where=str(p))
+    doc = read_toml(path, AlarmSettingsError, "alarm limits", MAX_BYTES)
+    return parse_alarm_settings(doc, where=str(path))
 
 
 def describe(settings: AlarmSettings, limits: AlarmLimits | None = None) -> str:

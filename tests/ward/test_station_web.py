@@ -313,6 +313,20 @@ def test_the_push_sends_per_bed_diffs_and_they_rebuild_the_state(tmp_path):
     assert state["icu.b0"]["strip"] == truth and len(truth) == 750
 
 
+def _tablet_login(browser, st, user: str = "nurse"):
+    """A 1280x800 touch tablet's context and page, logged in as `user`."""
+    base = f"https://127.0.0.1:{st.port}"
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True,
+                              ignore_https_errors=True)
+    page = ctx.new_page()
+    page.goto(f"{base}/login")
+    page.fill("#user", user)
+    page.fill("#password", PASSWORDS[user][1])
+    page.tap("#submit")
+    page.wait_for_url(f"{base}/")
+    return ctx, page
+
+
 def test_a_clinician_acknowledges_and_silences_by_touch_in_a_headless_browser(tmp_path):
     """At a 1280x800 touch viewport: log in, a bed gone quiet shows NO DATA with its alarm,
     the clinician taps Ack and Silence; the audit log names them."""
@@ -327,18 +341,10 @@ def test_a_clinician_acknowledges_and_silences_by_touch_in_a_headless_browser(tm
     with web_in_thread(tmp_path, technical=lim, push_s=0.2) as st, \
             sync.sync_playwright() as p:
         st.call(lambda: st.add_bed("icu.b1", bed_desc()))
-        base = f"https://127.0.0.1:{st.port}"
         browser = p.chromium.launch(executable_path=exe, headless=True,
                                     args=["--no-sandbox", "--disable-gpu"])
         try:
-            ctx = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True,
-                                      ignore_https_errors=True)
-            page = ctx.new_page()
-            page.goto(f"{base}/login")
-            page.fill("#user", "nurse")
-            page.fill("#password", PASSWORDS["nurse"][1])
-            page.tap("#submit")
-            page.wait_for_url(f"{base}/")
+            ctx, page = _tablet_login(browser, st)
             _until(page, "document.querySelector('.tile .hr') && "
                    "document.querySelector('.tile .hr').textContent === 'NO DATA'", 10)
             ack = page.locator("button[data-ack='no_data']")
@@ -373,18 +379,10 @@ def test_a_clinician_sets_a_beds_alarm_limits_by_touch_and_a_wrong_one_says_why(
         pytest.skip("no chromium found (apt-get install chromium)")
     with web_in_thread(tmp_path, push_s=0.2) as st, sync.sync_playwright() as p:
         st.call(lambda: st.add_bed("icu.b1", bed_desc()))
-        base = f"https://127.0.0.1:{st.port}"
         browser = p.chromium.launch(executable_path=exe, headless=True,
                                     args=["--no-sandbox", "--disable-gpu"])
         try:
-            ctx = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True,
-                                      ignore_https_errors=True)
-            page = ctx.new_page()
-            page.goto(f"{base}/login")
-            page.fill("#user", "nurse")
-            page.fill("#password", PASSWORDS["nurse"][1])
-            page.tap("#submit")
-            page.wait_for_url(f"{base}/")
+            ctx, page = _tablet_login(browser, st)
             opener = page.locator("button[data-limits='open']")
             opener.wait_for(timeout=5000)
             assert opener.bounding_box()["height"] >= 44
