@@ -150,3 +150,17 @@ def test_the_shipped_example_parses_and_evaluate_puts_vt_run_over_a_file(tmp_pat
     assert alarm_limits(Namespace(alarm_limits=None, vt_run=None)) == AlarmLimits()
     with pytest.raises(AlarmSettingsError, match="--vt-run: vt_run = 2 is outside 3..12"):
         alarm_limits(Namespace(alarm_limits=None, vt_run=2))
+
+
+def test_the_docs_table_of_limits_is_the_codes():
+    """docs/runtime.md lists every limit a unit may set with its default and range: the
+    same as AlarmLimits and RANGES, in order."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "runtime.md").read_text()
+    table = doc[doc.index("| key | default | a unit may set | what |"):]
+    table = table[:table.index("\n\n")]
+    rows = [line.split("|")[1:4] for line in table.splitlines() if line.startswith("| `")]
+    got = [(k.strip().strip("`"), d.strip(), r.strip()) for k, d, r in rows]
+    base = AlarmLimits()
+    want = [(f.name, f"{getattr(base, f.name):g}",
+             f"{RANGES[f.name][0]:g}-{RANGES[f.name][1]:g}") for f in fields(AlarmLimits)]
+    assert got == want
