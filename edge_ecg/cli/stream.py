@@ -5,7 +5,8 @@
     edge-ecg stream --source edf:session.edf --speed max
 
 Events go to stdout (or a file); the disclaimer and the summary go to stderr so that stdout
-stays pure JSON Lines.
+stays pure JSON Lines. SIGINT or SIGTERM stops it cleanly; SIGUSR1 relearns the patient's beat
+templates (a monitor's relearn key, after an electrode was moved).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("SIGINT or SIGTERM stops the stream cleanly (the last windows, the "
+                     "summary); SIGUSR1 relearns the patient's beat templates, a monitor's "
+                     "relearn key (a `status` event with state \"relearn\" marks it).")
     parser.add_argument("--source", required=True, metavar="SPEC",
                         help="serial:PORT?baud=N | ble:ADDRESS | record:PATH | synth:CONDITION"
                              "[?seconds=N&seed=N] (conditions may be joined with +) | edf:PATH"

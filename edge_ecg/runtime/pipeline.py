@@ -54,6 +54,7 @@ class Pipeline:
         self.live = bool(getattr(source, "live", True))
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self._stop = threading.Event()
+        self._relearn = threading.Event()      # set by `relearn()` (SIGUSR1), any thread
         self._reader: threading.Thread | None = None
         self._reader_error: BaseException | None = None
         self.dropped_chunks = 0
@@ -137,13 +138,23 @@ class Pipeline:
                 self.latency_s.add(t1 - arrival)
 
     # --- the run -------------------------------------------------------------------------
+    def relearn(self) -> None:
+        """A monitor's relearn key: the patient's beat templates are forgotten before the
+        next chunk and learned again from the beats that follow (after a lead was moved, or
+        when the rhythm changed for good); a `status` event with state "relearn" says when.
+        Safe from any thread and from a signal handler (`kill -USR1` on `edge-ecg stream`)."""
+        self._relearn.set()
+
     def run(self, max_seconds: float | None = None, handle_signals: bool = True) -> Summary:
         """Stream until the source ends, `max_seconds` of signal (the source's clock from its
-        first sample, gaps included), or SIGINT/SIGTERM."""
+        first sample, gaps included), or SIGINT/SIGTERM; SIGUSR1 relearns (`relearn`)."""
         old = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal_mod.SIGINT, signal_mod.SIGTERM):
                 old[sig] = signal_mod.signal(sig, lambda *_: self.stop())
+            if hasattr(signal_mod, "SIGUSR1"):        # not on Windows
+                old[signal_mod.SIGUSR1] = signal_mod.signal(signal_mod.SIGUSR1,
+                                                            lambda *_: self.relearn())
         wall0 = time.perf_counter()
         proc = self.processor
         try:
@@ -181,6 +192,9 @@ class Pipeline:
                     dropped = True
                 for s in self._chunk_sinks:
                     s.write_chunk(chunk)
+                if self._relearn.is_set() and proc._started:
+                    self._relearn.clear()
+                    self._emit([self._relearned(chunk)], None)
                 self._emit(proc.feed(chunk, dropped_before=dropped), arrival)
                 if self._source_events is not None:
                     self._emit(self._source_events(chunk.end), None)
@@ -218,6 +232,18 @@ class Pipeline:
         if self._reader_error is not None:
             raise self._reader_error
         return self.summary
+
+    def _relearned(self, chunk) -> StatusEvent:
+        """Relearn before `chunk` is fed, and the event that says so."""
+        proc = self.processor
+        proc.relearn()
+        learning = proc.context.learn_left if proc.context is not None else 0
+        return StatusEvent(index=chunk.index, time_s=chunk.index / chunk.fs_hz, state="relearn",
+                           info={"learning_beats": int(learning),
+                                 "note": "beat templates forgotten; the next beats are learned "
+                                         "as the patient's own again"
+                                 if proc.context is not None else
+                                 "this bundle reads no patient context: nothing to relearn"})
 
     def _counters(self) -> dict:
         s = self.processor.summary
