@@ -347,9 +347,10 @@ def test_profile_quality_keys_default_to_the_runtime_limits_and_reach_the_stream
     assert QualityConfig(**load_profile("rpi4").quality()) == q          # absent: defaults
     prof = resolve_profile("bedside_x86", [])
     assert QualityConfig(**prof["quality"]) == q
-    from profiles.profile import PROFILE_DIR, tomllib  # tomli on Python 3.10
+    from edge_ecg.runtime.toml_input import read_toml
+    from profiles.profile import PROFILE_DIR
 
-    doc = tomllib.loads((PROFILE_DIR / "rpi4.toml").read_text())
+    doc = read_toml(PROFILE_DIR / "rpi4.toml", ProfileError, "a profile")
     doc["quality"] = {"max_missing_frac": 0.05, "min_leads": 3, "mask_off_leads": False}
     p = parse_profile(doc, "inline")
     assert (p.quality_max_missing_frac, p.quality_min_leads, p.quality_mask_off_leads,
