@@ -109,7 +109,7 @@ def _structured(target: str, scratch: Path):
     from reliability_harness import bundle_for_tests
 
     from edge_ecg.errors import EdgeECGError
-    from profiles.profile import tomllib  # tomli on Python 3.10
+    from edge_ecg.runtime.toml_input import tomllib  # tomli on Python 3.10
 
     if target == "manifest":
         box = ft.BundleSandbox(bundle_for_tests(scratch / "s"))

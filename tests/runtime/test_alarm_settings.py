@@ -164,3 +164,32 @@ def test_the_docs_table_of_limits_is_the_codes():
     want = [(f.name, f"{getattr(base, f.name):g}",
              f"{RANGES[f.name][0]:g}-{RANGES[f.name][1]:g}") for f in fields(AlarmLimits)]
     assert got == want
+
+
+def test_any_document_is_either_limits_in_range_or_refused():
+    """Untrusted input: whatever the document, a clear AlarmSettingsError or limits inside
+    RANGES with the rates in order; never another exception."""
+    hyp = pytest.importorskip("hypothesis")
+    st = hyp.strategies
+    names = sorted(RANGES) + ["vt_runs", ""]
+    value = st.one_of(st.integers(-10**6, 10**6), st.floats(allow_nan=True), st.booleans(),
+                      st.text(max_size=5), st.none(), st.lists(st.integers(), max_size=2))
+    table = st.dictionaries(st.sampled_from(names), value, max_size=6)
+    doc = st.fixed_dictionaries({}, optional={
+        "alarms": st.one_of(table, value), "description": value,
+        "beds": st.one_of(st.dictionaries(st.sampled_from(["icu.3", "icu", "a.b.c", "x.1"]),
+                                          st.one_of(table, value), max_size=3), value),
+        "other": value})
+
+    @hyp.settings(max_examples=300, deadline=None)
+    @hyp.given(doc)
+    def check(d):
+        try:
+            s = parse_alarm_settings(d)
+        except AlarmSettingsError:
+            return
+        for lim in [s.limits, *s.beds.values()]:
+            for name, (lo, hi) in RANGES.items():
+                assert lo <= getattr(lim, name) <= hi
+            assert lim.extreme_brady_bpm <= lim.brady_bpm < lim.tachy_bpm
+    check()
