@@ -105,10 +105,9 @@ def _bundle_outputs(args, progress: bool):
 def alarm_limits(args):
     """The `AlarmLimits` of `--alarm-limits` with `--vt-run` over them (checked as the file's
     own values are)."""
-    from edge_ecg.runtime.alarm_settings import AlarmSettings, apply_limits, read_alarm_settings
+    from edge_ecg.runtime.alarm_settings import apply_limits, settings_from
 
-    settings = (read_alarm_settings(args.alarm_limits) if getattr(args, "alarm_limits", None)
-                else AlarmSettings())
+    settings = settings_from(getattr(args, "alarm_limits", None))
     vt_run = getattr(args, "vt_run", None)
     if vt_run is None:
         return settings.limits

@@ -106,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from edge_ecg.cli.bundle import trust_policy
-    from edge_ecg.runtime.alarm_settings import (AlarmSettings, changed, describe,
-                                                 read_alarm_settings)
+    from edge_ecg.runtime.alarm_settings import changed, describe, settings_from
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.events import LslSink, open_output
@@ -116,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_ecg.runtime.sources import open_source
 
     # read before anything opens: a bad limits file stops the run before a port is taken
-    alarms = (read_alarm_settings(args.alarm_limits) if args.alarm_limits
-              else AlarmSettings())
+    alarms = settings_from(args.alarm_limits)
     if alarms.beds:
         print(f"edge-ecg stream: {alarms.source}: the [beds] tables are for a ward station; "
               "this stream uses [alarms]", file=sys.stderr)

@@ -321,13 +321,11 @@ def run(args: argparse.Namespace) -> int:
                             "this bed's own credential (DIR/roles/publisher-UNIT-BED.json)")
         return 0
     if cmd == "worker":
-        from edge_ecg.runtime.alarm_settings import (AlarmSettings, describe,
-                                                     read_alarm_settings)
+        from edge_ecg.runtime.alarm_settings import describe, settings_from
         from edge_ecg.runtime.backends import open_backend
         from edge_ecg.ward.worker import Worker, WorkerOptions
 
-        alarms = (read_alarm_settings(args.alarm_limits) if args.alarm_limits
-                  else AlarmSettings())
+        alarms = settings_from(args.alarm_limits)
         target = bus_target(args)
         opts = WorkerOptions(tick_s=args.tick_s, snapshot_s=args.snapshot_s,
                              max_beds=args.max_beds, max_jump_s=args.max_jump_s,
@@ -357,13 +355,11 @@ def run(args: argparse.Namespace) -> int:
             os._exit(3)
         return 0
     if cmd == "station":
-        from edge_ecg.runtime.alarm_settings import (AlarmSettings, changed, describe,
-                                                     read_alarm_settings)
+        from edge_ecg.runtime.alarm_settings import changed, describe, settings_from
         from edge_ecg.ward.station import Station, StationOptions
         from edge_ecg.ward.technical import TechnicalLimits
 
-        alarms = (read_alarm_settings(args.alarm_limits) if args.alarm_limits
-                  else AlarmSettings())
+        alarms = settings_from(args.alarm_limits)
         st = Station(bus_target(args), StationOptions(
             bundle=args.bundle or str(DEFAULT_BUNDLE), variant=args.variant, host=args.host,
             port=args.port, state_dir=args.state_dir, users=args.users,

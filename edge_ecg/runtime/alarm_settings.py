@@ -161,6 +161,11 @@ def read_alarm_settings(path: str | Path) -> AlarmSettings:
     return parse_alarm_settings(doc, where=str(path))
 
 
+def settings_from(path: str | Path | None) -> AlarmSettings:
+    """A command's `--alarm-limits`: the file's settings, or the defaults where none is given."""
+    return AlarmSettings() if path is None else read_alarm_settings(path)
+
+
 def describe(settings: AlarmSettings, limits: AlarmLimits | None = None) -> str:
     """One line for a log: where the limits came from and what they change."""
     lim = settings.limits if limits is None else limits
@@ -172,4 +177,4 @@ def describe(settings: AlarmSettings, limits: AlarmLimits | None = None) -> str:
 
 
 __all__ = ["RANGES", "AlarmSettings", "AlarmSettingsError", "apply_limits", "changed",
-           "describe", "parse_alarm_settings", "read_alarm_settings"]
+           "describe", "parse_alarm_settings", "read_alarm_settings", "settings_from"]

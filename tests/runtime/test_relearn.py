@@ -72,21 +72,17 @@ def test_sigusr1_relearns_a_running_stream(tmp_path):
         [sys.executable, "-m", "edge_ecg", "stream", "--source",
          "synth:sinus_rhythm?seconds=120&speed=8", "--output", f"jsonl:{out}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    def until_written(text: str) -> None:
         deadline = time.time() + 60
-        while time.time() < deadline:             # running, with a beat or two seen
-            if out.exists() and '"type":"beat"' in out.read_text():
-                break
+        while not (out.exists() and text in out.read_text()):
+            if time.time() > deadline:
+                pytest.fail(f"no {text} within 60 s")
             time.sleep(0.2)
-        else:
-            pytest.fail("no beat within 60 s")
+
+    try:
+        until_written('"type":"beat"')            # running, with a beat or two seen
         proc.send_signal(signal.SIGUSR1)
-        while time.time() < deadline:
-            if '"state":"relearn"' in out.read_text():
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("no relearn status within 60 s")
+        until_written('"state":"relearn"')
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     finally:
