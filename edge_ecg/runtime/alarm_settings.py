@@ -166,10 +166,9 @@ def settings_from(path: str | Path | None) -> AlarmSettings:
     return AlarmSettings() if path is None else read_alarm_settings(path)
 
 
-def describe(settings: AlarmSettings, limits: AlarmLimits | None = None) -> str:
+def describe(settings: AlarmSettings) -> str:
     """One line for a log: where the limits came from and what they change."""
-    lim = settings.limits if limits is None else limits
-    diff = changed(lim)
+    diff = changed(settings.limits)
     what = ", ".join(f"{k}={v:g}" for k, v in diff.items()) if diff else "the defaults"
     src = "" if settings.source == "defaults" else f" from {settings.source}"
     extra = f" ({len(settings.beds)} bed(s) with their own)" if settings.beds else ""

@@ -26,6 +26,11 @@ class BedAlarms:
     def __post_init__(self) -> None:
         self.engine = AlarmEngine(self.fs_hz, self.limits)
 
+    def set_limits(self, limits: AlarmLimits) -> None:
+        """The bed's limits from now on (a clinician's), the engine's state kept."""
+        self.limits = limits
+        self.engine.set_limits(limits)
+
     def observe(self, ev: dict) -> list:
         """The alarm events (onset/end) this event caused."""
         return self.engine.observe(ev)

@@ -153,8 +153,7 @@ class Tile:
 
     def set_limits(self, limits, set_by: dict | None) -> None:
         """Run the bed's alarms under `limits` from now on (the engine's state kept)."""
-        self.alarms.limits = limits
-        self.alarms.engine.set_limits(limits)
+        self.alarms.set_limits(limits)
         self.alarm_limits = changed(limits)
         self.limits_set = set_by
 
