@@ -194,7 +194,7 @@ class Pipeline:
                     s.write_chunk(chunk)
                 if self._relearn.is_set() and proc._started:
                     self._relearn.clear()
-                    self._emit([self._relearned(chunk)], None)
+                    self._emit([proc.relearned(chunk.index, chunk.fs_hz)], None)
                 self._emit(proc.feed(chunk, dropped_before=dropped), arrival)
                 if self._source_events is not None:
                     self._emit(self._source_events(chunk.end), None)
@@ -232,18 +232,6 @@ class Pipeline:
         if self._reader_error is not None:
             raise self._reader_error
         return self.summary
-
-    def _relearned(self, chunk) -> StatusEvent:
-        """Relearn before `chunk` is fed, and the event that says so."""
-        proc = self.processor
-        proc.relearn()
-        learning = proc.context.learn_left if proc.context is not None else 0
-        return StatusEvent(index=chunk.index, time_s=chunk.index / chunk.fs_hz, state="relearn",
-                           info={"learning_beats": int(learning),
-                                 "note": "beat templates forgotten; the next beats are learned "
-                                         "as the patient's own again"
-                                 if proc.context is not None else
-                                 "this bundle reads no patient context: nothing to relearn"})
 
     def _counters(self) -> dict:
         s = self.processor.summary

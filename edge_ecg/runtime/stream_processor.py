@@ -19,7 +19,8 @@ from edge_ecg.runtime.adc_rails import AdcRails
 from edge_ecg.runtime.alarms import StreamAlarms
 from edge_ecg.runtime.beat_classes import BeatClasses, window_ectopy
 from edge_ecg.runtime.beat_tracker import BeatTracker, delineation_columns
-from edge_ecg.runtime.events import BeatEvent, GapEvent, PredictionEvent, WithheldEvent
+from edge_ecg.runtime.events import (BeatEvent, GapEvent, PredictionEvent, StatusEvent,
+                                     WithheldEvent)
 from edge_ecg.runtime.predictor import Predictor, split_rows
 from edge_ecg.runtime.quality import (HalfBlockExtremes, QualityConfig, flat_block_len,
                                       judge_window, noise_ratio)
@@ -399,6 +400,18 @@ class StreamProcessor:
         are a learning period again."""
         if self._started and self.context is not None:
             self.context.relearn()
+
+    def relearned(self, index: int, fs_hz: float) -> StatusEvent:
+        """Relearn before sample `index` (the next one fed) and the `status` event that says
+        so: the one form the bedside stream (Pipeline) and the ward's worker emit."""
+        self.relearn()
+        ctx = self.context
+        return StatusEvent(index=int(index), time_s=int(index) / fs_hz, state="relearn",
+                           info={"learning_beats": int(ctx.learn_left) if ctx is not None else 0,
+                                 "note": "beat templates forgotten; the next beats are learned "
+                                         "as the patient's own again"
+                                 if ctx is not None else
+                                 "this bundle reads no patient context: nothing to relearn"})
 
     def _context_of(self, beats: np.ndarray) -> np.ndarray:
         """Context rows `(len(beats), N_RAW)` of a window's beats (model clock); zero for a

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 ROLES = ("viewer", "clinician")
 # what each role may do: a clinician may do everything a viewer may
 PERMISSIONS = {"viewer": frozenset({"view"}),
-               "clinician": frozenset({"view", "acknowledge", "silence", "set_limits"})}
+               "clinician": frozenset({"view", "acknowledge", "silence", "set_limits",
+                                        "relearn"})}
 MIN_PASSWORD = 10          # characters: NIST SP 800-63B asks for at least 8; a ward asks more
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 

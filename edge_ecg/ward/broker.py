@@ -19,7 +19,8 @@ What each role may do on the bus (NATS subject permissions; anything not allowed
     station    read events through its own durable consumer (station_<user> on EVENTS:
                create, look up and acknowledge that one, no other), frames (strips, plain
                subscription), the bed registry, heartbeats, ward_config; write
-               acknowledgements (acks.<unit>.<bed>) only
+               acknowledgements (acks.<unit>.<bed>) and commands to a bed's worker
+               (ecg.<unit>.<bed>.cmd: relearn, limits; never a frame) only
     viewer     read (no role but its station may touch a station's durable consumer)
     admin      everything: creates the streams and buckets at set-up, writes ward_config
 
@@ -120,7 +121,8 @@ def permissions(role: str, inbox: str, beds: tuple[str, ...] = (), user: str | N
     elif role == "station":
         # events through its own durable consumer only (it resumes there after a restart);
         # strips from a plain subscription to the frames; no other consumer on any stream
-        pub = [f"{bus.ACKS_SUBJECT}.>", *_COMMON,
+        pub = [f"{bus.ACKS_SUBJECT}.>", bus.COMMANDS_ANY,
+               *_COMMON,
                *_durable(bus.EVENTS_STREAM, bus.station_durable(user)),
                *_reads(*(_KV[b] for b in (bus.BEDS_BUCKET, bus.WORKERS_BUCKET,
                                           bus.CONFIG_BUCKET)))]

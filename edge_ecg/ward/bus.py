@@ -1,6 +1,8 @@
 """The ward on NATS JetStream: names, streams, buckets, and a local broker for tests.
 
     ecg.<unit>.<bed>       stream ECG     bus frames (edge_ecg.ward.frames), one per chunk
+    ecg.<unit>.<bed>.cmd   stream ECG     a station's commands to the bed's worker (relearn,
+                                          limits: edge_ecg.ward.commands), in the frames' order
     events.<unit>.<bed>    stream EVENTS  runtime events as JSON, one per event, deduplicated
                                           by their deterministic id (Nats-Msg-Id)
     KV ward_beds           <unit>.<bed> -> the bed's descriptor (leads, fs, source), by the
@@ -72,6 +74,15 @@ def bed_key(unit: str, bed: str) -> str:
 
 def frames_subject(unit: str, bed: str) -> str:
     return f"ecg.{bed_key(unit, bed)}"
+
+
+COMMANDS_ANY = "ecg.*.*.cmd"      # every bed's commands (a station's permission)
+
+
+def commands_subject(unit: str, bed: str) -> str:
+    """Where a station's commands for the bed go: in the frames' stream, so a worker reads
+    them in the frames' order and every replay applies them at the same place."""
+    return f"ecg.{bed_key(unit, bed)}.cmd"
 
 
 def events_subject(unit: str, bed: str) -> str:

@@ -8,9 +8,10 @@ Three parts, each small:
     WardFeed        the NATS side: `events.>` through the station's durable consumer
                     (`station_<name>` on EVENTS: each event acknowledged once taken, so a
                     station restarted, or a broker, resumes where it left off and shows and
-                    exports what came while it was away), the beds' frames on `ecg.>` (the
+                    exports what came while it was away), the beds' frames on `ecg.*.*` (the
                     strips), the bed registry and the workers' heartbeats; acknowledgements
-                    go out on `acks.<unit>.<bed>`
+                    go out on `acks.<unit>.<bed>`, a clinician's relearn and limits into the
+                    bed's stream (`ecg.<unit>.<bed>.cmd`, edge_ecg.ward.commands)
     station_web     the web side (aiohttp, HTTPS, login, server-sent events): see there
 
 It writes the bundle it expects into `ward_config` (a worker with another bundle refuses to
@@ -33,6 +34,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ from edge_ecg.errors import FrameError
 from edge_ecg.runtime.alarm_settings import AlarmSettings, changed
 from edge_ecg.ward import bus, frames, registry
 from edge_ecg.ward.bed_limits import BedLimits
+from edge_ecg.ward.commands import BedCommand, CommandNotSent
 from edge_ecg.ward.finite_json import dumps, finite
 from edge_ecg.ward.sequence import OrdinalCheck
 from edge_ecg.ward.technical import TechnicalAlarms, TechnicalLimits
@@ -61,6 +64,7 @@ ACK_SUBJECT = bus.ACKS_SUBJECT
 # each taken well within ACK_WAIT_S). A station's place is kept while it is away up to the
 # events' own retention (`WardConfig.events_max_age_s`), then the consumer goes.
 ACK_WAIT_S = 30.0
+COMMAND_TIMEOUT_S = 3.0   # a command the broker has not stored by then is reported not sent
 MAX_ACK_PENDING = 5000
 
 
@@ -124,6 +128,9 @@ class Tile:
         # the bed's own (None: the unit's)
         self.alarm_limits = changed(self.alarms.limits)
         self.limits_set: dict | None = None
+        # what the bed's worker confirmed on its stream (status events `relearn`, `limits`)
+        self.relearned: dict | None = None
+        self.worker_limits: dict | None = None
         self.technical = TechnicalAlarms(limits)
         self.step = max(int(round(self.fs / STRIP_HZ)), 1)
         self.strip: deque = deque(maxlen=int(STRIP_S * self.fs / self.step))
@@ -219,6 +226,18 @@ class Tile:
         elif t == "withheld":
             self.withheld = [str(r)[:40] for r in (ev.get("reasons") or [])][:10]
             self.quality = ev.get("quality")
+        elif t == "status" and ev.get("state") in ("relearn", "limits"):
+            info = ev.get("info") if isinstance(ev.get("info"), dict) else {}
+            rec = {"index": int(ev["index"]), "time_s": finite(ev.get("time_s")),
+                   "by": str(info.get("by", "?"))[:64], "t": round(now, 3)}
+            if ev["state"] == "relearn":
+                self.relearned = rec
+            else:
+                lim = info.get("alarm_limits")
+                self.worker_limits = dict(rec, alarm_limits={
+                    str(k)[:40]: v for k, v in list(lim.items())[:64]
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                    if isinstance(lim, dict) else {})
 
     def update_technical(self, now: float, worker_silent_s: float | None) -> None:
         self.tech = self.technical.evaluate(now, self.seen_t, self.last_frame_t,
@@ -265,6 +284,7 @@ class Tile:
                "withheld": self.withheld if live else None,
                "alarms": self.active_alarms(now), "alarm_limits": self.alarm_limits,
                "alarm_limits_set": self.limits_set,
+               "relearned": self.relearned, "worker_limits": self.worker_limits,
                "events": self.events,
                "event_age_s": round(now - self.last_event_t, 1)
                if self.last_event_t else None,
@@ -495,6 +515,34 @@ class Station:
         t.set_limits(new, self.bed_limits.set_by(key))
         return {"bed": key, "alarm_limits": t.alarm_limits, "set": t.limits_set}
 
+    async def relearn(self, key: str, user: str) -> dict:
+        """A clinician's relearn for one bed: into the bed's stream, where its worker forgets
+        the patient's beat templates between two frames (edge_ecg.ward.commands); the tile
+        shows it once the worker's `relearn` event comes back. CommandNotSent if the broker
+        did not store it."""
+        t = self.tiles.get(key)
+        if t is None:
+            raise KeyError(f"unknown bed {key!r}")
+        rec = {"by": user, "t": round(time.time(), 3)}
+        seq = await self._command(t, BedCommand("relearn", by=user, t=rec["t"]))
+        return {"bed": key, "command": "relearn", "stream_seq": seq, **rec}
+
+    async def send_limits(self, key: str, user: str) -> dict:
+        """The bed's limits as the station now runs them, to its worker, where VF's timing
+        acts (None after a reset: the worker's own file's, the unit's); what was sent."""
+        t = self.tiles[key]
+        lim = t.alarms.limits if key in self.bed_limits.beds else None
+        try:
+            seq = await self._command(t, BedCommand("limits", lim, user, round(time.time(), 3)))
+        except CommandNotSent as exc:
+            return {"sent": False, "error": str(exc)}
+        return {"sent": True, "stream_seq": seq}
+
+    async def _command(self, t: Tile, cmd: BedCommand) -> int:
+        if self.feed is None:
+            raise CommandNotSent("this station is not connected to a ward: nothing was sent")
+        return await self.feed.send_command(t.unit, t.bed, cmd.to_json())
+
     def _announce(self, tile: Tile, rec: dict) -> None:
         if self.feed is not None and self.feed.publish_ack(tile.unit, tile.bed, rec):
             self.counters["acks_published"] += 1
@@ -705,7 +753,8 @@ class WardFeed:
         async def frame(msg):
             st.on_frame(msg.subject, msg.data)
 
-        await self.nc.subscribe("ecg.>", cb=frame, pending_msgs_limit=500_000,
+        # frames only (ecg.<unit>.<bed>): a bed's commands share the stream, not the strip
+        await self.nc.subscribe("ecg.*.*", cb=frame, pending_msgs_limit=500_000,
                                 pending_bytes_limit=1 << 30)
         await self._subscribe_events(js)
 
@@ -844,6 +893,21 @@ class WardFeed:
         self._sending.add(t)
         t.add_done_callback(self._sending.discard)
         return True
+
+    async def send_command(self, unit: str, bed: str, data: bytes) -> int:
+        """A command into the bed's own stream (edge_ecg.ward.commands), where its worker
+        reads it between two frames; the stream sequence it was stored at. Raises
+        CommandNotSent, with the reason, when the bus does not store it."""
+        if self.nc is None or not self.nc.is_connected or self.js is None:
+            raise CommandNotSent("the broker is not connected: nothing was sent to the bed")
+        try:
+            ack = await self.js.publish(bus.commands_subject(unit, bed), data,
+                                        stream=bus.FRAMES_STREAM, timeout=COMMAND_TIMEOUT_S,
+                                        headers={bus.MSG_ID: f"{bus.bed_key(unit, bed)}.cmd."
+                                                             f"{uuid.uuid4().hex}"})
+        except Exception as exc:       # noqa: BLE001 - timeout, permission, stream full
+            raise CommandNotSent(f"the broker did not store the command ({exc!r})") from None
+        return int(ack.seq)
 
     async def _publish(self, subject: str, data: bytes) -> None:
         try:

@@ -13,7 +13,10 @@
     POST /api/beds/<key>/alarms/<code>/ack      clinician: acknowledge an active alarm
     POST /api/beds/<key>/silence {"seconds"}    clinician: silence the bed's alarms
     POST /api/beds/<key>/limits {"limits": {...}} | {"reset": true}
-                                clinician: the bed's own alarm limits (bed_limits.py)
+                                clinician: the bed's own alarm limits (bed_limits.py),
+                                also sent to the bed's worker (commands.py)
+    POST /api/beds/<key>/relearn                clinician: the bed's worker relearns the
+                                patient's beat templates (commands.py); 503 if not sent
 
 Limits, so that no client holds up another: a request's headers must arrive within
 `header_timeout_s` (aiohttp's keep-alive timer runs from the connection's start until the
@@ -194,6 +197,7 @@ class Web:
         app.router.add_post("/api/beds/{key}/alarms/{code}/ack", self.ack)
         app.router.add_post("/api/beds/{key}/silence", self.silence)
         app.router.add_post("/api/beds/{key}/limits", self.limits)
+        app.router.add_post("/api/beds/{key}/relearn", self.relearn)
         app.on_response_prepare.append(self._headers)
         return app
 
@@ -430,9 +434,31 @@ class Web:
             return self._json({"error": str(exc.args[0])}, 404)
         except AlarmSettingsError as exc:
             return self._json({"error": str(exc)}, 400)
+        # the worker runs VF's timing from the signal: it gets the same limits, in the bed's
+        # stream; the station's own engine already runs them whatever the bus does
+        rec["worker"] = await self.st.send_limits(key, u.name)
         self.audit.write(u.name, "set_limits", bed=key,
                          **({"reset": True} if reset else {"changes": body["limits"]}),
-                         alarm_limits=rec["alarm_limits"], client=request.remote or "?")
+                         alarm_limits=rec["alarm_limits"], worker=rec["worker"],
+                         client=request.remote or "?")
+        return self._json(rec)
+
+    async def relearn(self, request):
+        from edge_ecg.ward.commands import CommandNotSent
+
+        u = self._require(request, "relearn")
+        await self._body(request)
+        key = request.match_info["key"]
+        try:
+            rec = await self.st.relearn(key, u.name)
+        except KeyError as exc:
+            return self._json({"error": str(exc.args[0])}, 404)
+        except CommandNotSent as exc:
+            self.audit.write(u.name, "relearn_not_sent", bed=key, error=str(exc),
+                             client=request.remote or "?")
+            return self._json({"error": f"{exc}; send it again"}, 503)
+        self.audit.write(u.name, "relearn", bed=key, stream_seq=rec["stream_seq"],
+                         client=request.remote or "?")
         return self._json(rec)
 
     async def stream(self, request):

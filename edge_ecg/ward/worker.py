@@ -28,7 +28,11 @@ Trusting nothing that arrives (edge_ecg.ward.sequence, edge_ecg.ward.frames):
 - an exception in one bed's processing is that bed's: a `bed_failed` event (the station's
   alarm), a counted failure in the heartbeat, a fresh processor from the next frame; the
   other beds go on;
-- an event that would carry a non-finite number goes out with null there, counted.
+- an event that would carry a non-finite number goes out with null there, counted;
+- a station's command (edge_ecg.ward.commands: relearn, the bed's limits) comes on the bed's
+  own stream, between its frames, and is applied there: every replay applies it at the same
+  sample, so a takeover keeps the bed's events and ordinals. One that fails its checks is
+  counted and skipped.
 
 A watchdog (`Worker._watch`, before each lease round): a worker whose tick has made no
 progress for `stall_s` deletes its leases and stops, and a bed whose stored frames stop
@@ -51,7 +55,7 @@ import socket
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -105,6 +109,8 @@ class BedCounters:
     nonfinite: int = 0              # event values sent as null (not finite)
     implausible_seq: int = 0        # a stored ordinal the bed's signal cannot have reached
     resubscribed: int = 0           # the watchdog found its stored frames undelivered
+    commands: int = 0               # a station's commands applied (relearn, limits)
+    bad_commands: int = 0           # commands refused by their checks: counted, skipped
     last_error: str = ""
 
 
@@ -118,6 +124,8 @@ class BedRun:
         self.proc = proc
         self.stream_seq = int(meta.get("stream_seq", 0))
         self.n = int(meta.get("n", 0))
+        # the limits a station's command set for this bed (None: the worker's own for it)
+        self.limits = meta.get("limits_commanded")
         self.samples_at_snapshot = int(meta.get("samples", 0))
         self.samples = self.samples_at_snapshot
         self.suppress_upto = suppress_upto
@@ -457,11 +465,14 @@ class Worker:
                 self._note(f"{key}: snapshot not used ({exc}); replaying from the stream start",
                            logging.WARNING)
                 proc, meta = None, {"stream_seq": 0, "n": 0}
+        commanded = self._commanded(key, meta.get("limits"))
+        meta["limits_commanded"] = commanded
         if proc is None:
             proc = StreamProcessor(BedBackend(self.shared), hop_s=self.opt.hop_s)
         if proc.alarms is not None:
-            # this worker's limits for the bed, whatever the snapshot was taken under
-            proc.alarms.set_limits(self._limits(key))
+            # the limits a station set for the bed, else this worker's, whatever the
+            # snapshot was taken under
+            proc.alarms.set_limits(self._limits(key, commanded))
         suppress, why = await self._stored_upto(unit, bed, int(meta.get("n", 0)))
         b = BedRun(unit, bed, proc, meta, suppress, rev)
         if why:
@@ -482,8 +493,10 @@ class Worker:
 
         b.sub = await self.nc.subscribe(inbox, cb=on_msg, pending_msgs_limit=200_000,
                                         pending_bytes_limit=1 << 30)
+        # the bed's frames and a station's commands, in the order the stream stored them
         cc = ConsumerConfig(durable_name=name, deliver_subject=inbox,
-                            filter_subject=bus.frames_subject(unit, bed),
+                            filter_subjects=[bus.frames_subject(unit, bed),
+                                             bus.commands_subject(unit, bed)],
                             ack_policy=AckPolicy.ALL, ack_wait=60.0, max_ack_pending=50_000,
                             deliver_policy=DeliverPolicy.BY_START_SEQUENCE
                             if b.stream_seq else DeliverPolicy.ALL,
@@ -661,6 +674,8 @@ class Worker:
                                       "next_index": b.guard.next_index,
                                       "last_fail_index": b.last_fail_index,
                                       "adc": b.adc,
+                                      "limits": None if b.limits is None
+                                      else asdict(b.limits),
                                       "worker": self.id, "t": time.time()})
 
     def _warm(self) -> None:
@@ -682,22 +697,79 @@ class Worker:
         if isinstance(got.get("warm"), Exception):    # a real bed will say it: noted only
             self._note(f"warm-up feed failed: {got['warm']!r}", logging.WARNING)
 
-    def _limits(self, key: str):
-        """Bed `key`'s alarm limits (None: the engine's defaults)."""
+    def _limits(self, key: str, commanded=None):
+        """Bed `key`'s alarm limits: those a station's command set (`commanded`), else the
+        worker's file's for the bed (None: the engine's defaults)."""
+        if commanded is not None:
+            return commanded
         return None if self.opt.alarms is None else self.opt.alarms.for_bed(key)
 
-    def _fresh_processor(self, key: str = ""):
+    def _commanded(self, key: str, kept):
+        """The commanded limits a snapshot kept, checked as a command's are (the store is
+        shared: a snapshot is data); None when it kept none or they fail (noted)."""
+        if kept is None:
+            return None
+        from edge_ecg.ward.commands import CommandError, decode
+
+        try:
+            return decode(json.dumps({"command": "limits", "limits": kept}).encode()).limits
+        except (CommandError, TypeError, ValueError) as exc:
+            self._note(f"{key}: the snapshot's commanded limits not used ({exc}); the bed "
+                       "runs this worker's", logging.WARNING)
+            return None
+
+    def _fresh_processor(self, key: str = "", commanded=None):
         from edge_ecg.runtime.stream_processor import StreamProcessor
 
         return StreamProcessor(BedBackend(self.shared), hop_s=self.opt.hop_s,
-                               alarm_limits=self._limits(key))
+                               alarm_limits=self._limits(key, commanded))
+
+    def _take_command(self, b: BedRun, m, sseq: int, pieces: list) -> None:
+        """A station's command from the bed's stream, checked, queued in the frames' order."""
+        from edge_ecg.ward.commands import CommandError, decode
+
+        try:
+            cmd = decode(m.data)
+        except CommandError as exc:
+            b.counters.bad_commands += 1
+            b.counters.last_error = f"stream seq {sseq}: {exc}"[:300]
+            self._note(f"{b.key}: command refused: {b.counters.last_error}", logging.WARNING)
+            return
+        pieces.append(("command", cmd, float("nan")))   # no frame: no latency to report
+
+    def _command(self, b: BedRun, cmd) -> list:
+        """Apply a station's command before the bed's next sample; its events."""
+        from edge_ecg.runtime.alarm_settings import changed
+        from edge_ecg.runtime.events import StatusEvent
+
+        p = b.proc
+        started = getattr(p, "_started", False)
+        index = int(p.origin) + int(p.raw.end) if started else int(b.guard.next_index or 0)
+        fs = float(p.fs_in) if started else 500.0
+        b.counters.commands += 1
+        if cmd.kind == "relearn":
+            ev = b.proc.relearned(index, fs)
+            ev.info["by"] = cmd.by
+            return [ev]
+        b.limits = cmd.limits
+        lim = self._limits(b.key, b.limits)
+        if b.proc.alarms is not None:
+            b.proc.alarms.set_limits(lim)
+        from edge_ecg.runtime.alarms import AlarmLimits
+
+        return [StatusEvent(index=index, time_s=index / fs, state="limits",
+                            info={"by": cmd.by, "alarm_limits": changed(lim or AlarmLimits()),
+                                  "source": "station" if cmd.limits is not None
+                                  else "worker file"})]
 
     def _compute(self, work: dict) -> None:
         """In the compute thread: decode and check, feed every bed in one batched tick,
         envelope."""
         fns, last_msg = {}, {}
         for key, (b, msgs) in work.items():
-            pieces = []     # (chunk, sent) or ("restart", [(chunk, sent), ...]), as published
+            pieces = []     # (chunk, sent), ("restart", [(chunk, sent), ...]) or ("command",
+                            # BedCommand, sent), as stored
+            cmd_subject = bus.commands_subject(b.unit, b.bed)
             for m in msgs:
                 try:
                     sseq = m.metadata.sequence.stream
@@ -709,6 +781,9 @@ class Worker:
                     b.counters.redelivered += 1
                     continue
                 b.stream_seq = sseq
+                if m.subject == cmd_subject:
+                    self._take_command(b, m, sseq, pieces)
+                    continue
                 b.counters.frames += 1
                 try:
                     chunk, _ = frames.decode(m.data)
@@ -748,11 +823,14 @@ class Worker:
             def fn(b=b, pieces=pieces):
                 out = []
                 for piece in pieces:
+                    if piece[0] == "command":
+                        out.extend((e, piece[2], 0.0) for e in self._command(b, piece[1]))
+                        continue
                     if piece[0] == "restart":
                         first, t0 = piece[1][0]
                         self._note(f"{b.key}: restarted at sample index {first.index} (frames "
                                    f"far from the bed's clock agreed)", logging.WARNING)
-                        b.proc = self._fresh_processor(b.key)
+                        b.proc = self._fresh_processor(b.key, b.limits)
                         out.append(({"type": "gap", "index": int(first.index),
                                      "time_s": round(first.index / first.fs_hz, 4),
                                      "length": 0, "cause": "restart"}, t0, 0.0))
@@ -812,7 +890,7 @@ class Worker:
         f["last_error"] = b.counters.last_error
         self._note(f"{b.key}: processing failed ({b.counters.last_error}); the bed restarts "
                    "from its next frame", logging.ERROR)
-        b.proc = self._fresh_processor(b.key)
+        b.proc = self._fresh_processor(b.key, b.limits)
         idx = int(b.guard.next_index or 0)
         last = pieces[-1]
         c, t = last[1][-1] if last[0] == "restart" else last

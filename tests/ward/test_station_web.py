@@ -65,7 +65,8 @@ def test_nothing_without_login_and_a_wrong_password_is_refused_counted_logged(tm
                 assert flag in cookie
             r = await s.get(_url(st, "/api/whoami"), ssl=ctx)       # the cookie is the session
             assert (await r.json()) == {"user": "nurse", "role": "clinician",
-                                        "may": ["acknowledge", "set_limits", "silence", "view"]}
+                                        "may": ["acknowledge", "relearn", "set_limits", "silence",
+                                                "view"]}
             await s.post(_url(st, "/logout"), ssl=ctx, json={})
             r = await s.get(_url(st, "/api/ward"), ssl=ctx)
             assert r.status == 401
@@ -396,9 +397,27 @@ def test_a_clinician_sets_a_beds_alarm_limits_by_touch_and_a_wrong_one_says_why(
             _until(page, "document.querySelector('.info').textContent.includes("
                    "'alarm limits tachy_bpm 135, vt_run 5')")
             assert page.locator(".limits-in").count() == 0         # closed once set
+            # what the bed's worker confirms: limits other than the tile's are shown as such
+            # (VF's timing runs there), and a relearn with who asked for it
+            bundle = st.model["bundle"]
+            st.call(lambda: st.on_event(event("icu", "b1", 1, "status", 500, bundle,
+                                              state="limits", info={"by": "nurse",
+                                              "alarm_limits": {"vt_run": 5}})))
+            _until(page, "document.querySelector('.info').textContent.includes("
+                   "'worker runs vt_run 5')")
+            st.call(lambda: st.on_event(event("icu", "b1", 2, "status", 750, bundle,
+                                              state="relearn", time_s=3.0,
+                                              info={"by": "nurse"})))
+            _until(page, "document.querySelector('.info').textContent.includes("
+                   "'relearned by nurse at 3 s')")
+            # no ward behind this station: the relearn is refused with the reason, not lost
+            page.locator("button[data-limits='relearn']").tap()
+            _until(page, "document.querySelector('.limits-err') && document.querySelector("
+                   "'.limits-err').textContent.includes('not connected to a ward')")
         finally:
             browser.close()
     audit = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [a["action"] for a in audit].count("relearn_not_sent") == 1
     acts = [a for a in audit if a["action"] == "set_limits"]
     assert [(a["user"], a["changes"]) for a in acts] == [("nurse",
                                                           {"vt_run": 5, "tachy_bpm": 135})]

@@ -85,12 +85,30 @@ function limitsText(lim) {
   return keys.length ? esc(keys.map(k => k + " " + lim[k]).join(", ")) : "defaults";
 }
 
+// what the bed's worker last confirmed running, where it differs from the tile's (VF's timing
+// acts there): a limits command not yet applied, or lost
+function workerLimits(b) {
+  if (!b.worker_limits) return "";
+  const a = b.worker_limits.alarm_limits || {}, t = b.alarm_limits || {};
+  const same = Object.keys(a).length === Object.keys(t).length && Object.keys(a).every(k => a[k] === t[k]);
+  return same ? " (worker confirmed)" : " \u00b7 <b>worker runs " + limitsText(a) + "</b>";
+}
+
 // A clinician's limits for one bed: "tachy_bpm=130, vt_run=5" over its current ones, or the
 // unit's again. The station checks them whole and says why it refuses; the editor stays open
 // (and is not redrawn by the pushes) until they are set or it is closed.
 async function limitsClick(el, key, ev) {
   const box = el.querySelector(".limits-edit"), act = ev.target.dataset && ev.target.dataset.limits;
   if (!act) return;
+  if (act === "relearn") {         // the bed's worker forgets the patient's beat templates
+    const r = await post("/api/beds/" + encodeURIComponent(key) + "/relearn");
+    if (r.status !== 200) {
+      box.dataset.editing = "1";
+      box.innerHTML = '<p class="error limits-err">' + esc((await r.json().catch(() => ({}))).error || ("HTTP " + r.status)) +
+        '</p><div class="limits-row"><button type="button" data-limits="close">Close</button></div>';
+    }
+    return;
+  }
   if (act === "open") {
     const cur = beds.get(key) ? beds.get(key).alarm_limits || {} : {};
     box.dataset.editing = "1";
@@ -145,6 +163,7 @@ function renderBed(b) {
     : (b.quality ? "quality: " + (off.length ? "leads masked " + esc(off.join(",")) : "ok") : "\u2013");
   setHTML(el.querySelector(".info"), "rhythm: " + r + "<br>ectopy: " + ect + " \u00b7 QRS " + fmt(b.qrs_ms, 0) +
     " ms<br>" + q + '<br><span class="small">lead ' + esc(b.lead || "\u2013") + " \u00b7 alarm limits " + limitsText(b.alarm_limits) +
+    workerLimits(b) + (b.relearned ? " \u00b7 relearned by " + esc(b.relearned.by) + " at " + fmt(b.relearned.time_s, 0) + " s" : "") +
     " \u00b7 events " + b.events +
     " \u00b7 worker " + esc(b.worker || "\u2013") + "</span>");
   const clin = me && me.may.includes("acknowledge");
@@ -156,6 +175,7 @@ function renderBed(b) {
   const box = el.querySelector(".limits-edit");
   if (!box.dataset.editing)
     setHTML(box, clin ? '<button type="button" data-limits="open">Limits</button>' +
+      ' <button type="button" data-limits="relearn">Relearn</button>' +
       (b.alarm_limits_set ? ' <span class="small">set by ' + esc(b.alarm_limits_set.by) + "</span>" : "") : "");
   const act = el.querySelector(".actions");
   const want = clin && b.alarms.length ? (b.silenced_s > 0 ? "0" : "120") : "";
