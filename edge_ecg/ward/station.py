@@ -36,7 +36,7 @@ import math
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -312,7 +312,8 @@ class Station:
                          "unknown_bed_events": 0, "other_bundle_events": 0,
                          "malformed_events": 0, "nonfinite_samples": 0, "duplicates": 0,
                          "missing": 0, "implausible_events": 0, "acks_published": 0,
-                         "acks_unpublished": 0, "redelivered": 0, "unacknowledged": 0}
+                         "acks_unpublished": 0, "redelivered": 0, "unacknowledged": 0,
+                         "limits_events_refused": 0}
         self.unknown: dict[str, int] = {}
         self.latency_s: deque = deque(maxlen=20000)     # frame sent -> event here
         # + the releasing frame's duration: from its first sample, the longest a sample that
@@ -622,8 +623,38 @@ class Station:
             if self.counters["malformed_events"] <= 10:     # bounded: a flood is counted
                 log.warning("bed %s: event %s not taken: %r", key, ward.get("n"), exc)
             return
+        if ev.get("type") == "status" and ev.get("state") == "limits":
+            self._follow_limits(tile, ev)
         if ev.get("type") == "prediction" and (self.fhir or self.hl7):
             self._export(tile, ev)
+
+    def _follow_limits(self, tile: Tile, ev: dict) -> None:
+        """The bed's limits as its worker now runs them, from a command in the bed's stream
+        (this station's or another's): the limits are the bed's, so this station's engine
+        switches to them at the same place in the bed's events, and keeps them across
+        restarts. Checked as a clinician's are; one that fails is counted and ignored."""
+        from edge_ecg.runtime.alarm_settings import AlarmSettingsError, apply_limits
+        from edge_ecg.runtime.alarms import AlarmLimits
+
+        info = ev.get("info") if isinstance(ev.get("info"), dict) else {}
+        key = tile.key
+        try:
+            if info.get("source") == "station":
+                full = apply_limits(AlarmLimits(), info.get("alarm_limits"),
+                                    f"bed {key}'s limits event")
+                if full == tile.alarms.limits:
+                    return                  # this station's own, already run since it set them
+                new = self.bed_limits.set(key, asdict(full), str(info.get("by", "?"))[:64])
+            else:                           # back on the unit's (the worker's own file)
+                if key not in self.bed_limits.beds:
+                    return
+                new = self.bed_limits.reset(key)
+        except AlarmSettingsError as exc:
+            self.counters["limits_events_refused"] += 1
+            log.warning("bed %s: limits event %s not followed (%s)", key,
+                        (ev.get("ward") or {}).get("n"), exc)
+            return
+        tile.set_limits(new, self.bed_limits.set_by(key))
 
     def _export(self, tile: Tile, ev: dict) -> None:
         from edge_ecg.ward import fhir, hl7v2

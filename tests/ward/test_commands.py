@@ -74,7 +74,8 @@ def test_relearn_and_limits_reach_the_beds_worker_and_survive_a_takeover(broker,
     command is on the stream too. The worker serving the bed stops after the commands (its
     snapshot taken), another takes the bed over from the snapshot: the stored events equal
     one processor's with the commands applied before frame K, and the station's tile shows
-    what the worker confirmed."""
+    what the worker confirmed. A second station follows the bed's limits from its events:
+    they are the bed's, not the station's that set them."""
     pytest.importorskip("aiohttp", reason="the ward extra (aiohttp) is not installed")
     from station_kit import make_users
 
@@ -89,6 +90,7 @@ def test_relearn_and_limits_reach_the_beds_worker_and_survive_a_takeover(broker,
     assert not [e for e in want if e["type"] == "alarm" and e.get("code") == "tachy"
                 and e["index"] >= chunks[K].index]
     make_users(tmp_path)
+    make_users(tmp_path / "second")
     key = "icu.c1"
 
     async def publish(js, lo, hi):
@@ -115,9 +117,13 @@ def test_relearn_and_limits_reach_the_beds_worker_and_survive_a_takeover(broker,
             {"unit": "icu", "bed": "c1", "leads": list(c0.leads), "fs_hz": c0.fs_hz,
              "source": SPEC, "session": "s", "origin": 0, "registered": time.time()}).encode())
         st = Station(broker.url, StationOptions(port=0, state_dir=str(tmp_path)))
-        ready = asyncio.Event()
+        st2 = Station(broker.url, StationOptions(port=0, state_dir=str(tmp_path / "second"),
+                                                 name="second"))
+        ready, ready2 = asyncio.Event(), asyncio.Event()
         ts = asyncio.create_task(st.run(ready=ready))
+        ts2 = asyncio.create_task(st2.run(ready=ready2))
         await ready.wait()
+        await ready2.wait()
         wa = Worker(broker.url, backend, WorkerOptions(tick_s=0.1, snapshot_s=2.0))
         ta = asyncio.create_task(wa.run())
         await publish(js, 0, K)
@@ -141,20 +147,23 @@ def test_relearn_and_limits_reach_the_beds_worker_and_survive_a_takeover(broker,
         await publish(js, K2, len(chunks))
         b = await served(wb, len(chunks))
         resumed, limits_b = b.resumed_from, b.limits
-        for _ in range(50):      # the station has taken the worker's confirmations
-            t = st.tiles[key]
-            if t.relearned and t.worker_limits:
+        for _ in range(50):      # the stations have taken the worker's confirmations
+            t, t2 = st.tiles[key], st2.tiles.get(key)
+            if t.relearned and t.worker_limits and t2 is not None and t2.worker_limits:
                 break
             await asyncio.sleep(0.1)
         tile = st.tiles[key].to_json(time.time())
+        tile2 = st2.tiles[key].to_json(time.time())
         wb.stop()
         await tb
         st.stop()
+        st2.stop()
         await ts
+        await ts2
         await nc.close()
-        return sent, to_worker, counters, resumed, limits_b, tile
+        return sent, to_worker, counters, resumed, limits_b, tile, tile2
 
-    sent, to_worker, counters, resumed, limits_b, tile = asyncio.run(main())
+    sent, to_worker, counters, resumed, limits_b, tile, tile2 = asyncio.run(main())
     assert sent["command"] == "relearn" and sent["stream_seq"] == K + 1
     assert to_worker == {"sent": True, "stream_seq": K + 2}
     assert counters["commands"] == 2 and counters["bad_commands"] == 1
@@ -168,6 +177,11 @@ def test_relearn_and_limits_reach_the_beds_worker_and_survive_a_takeover(broker,
     assert tile["relearned"]["by"] == "nurse" and tile["relearned"]["index"] == chunks[K].index
     assert tile["worker_limits"]["alarm_limits"] == tile["alarm_limits"] == {
         "tachy_bpm": 200.0, "extreme_tachy_bpm": 250.0}
+    # the second station never set them: it runs them all the same, and keeps them
+    assert tile2["alarm_limits"] == tile["alarm_limits"]
+    assert tile2["alarm_limits_set"]["by"] == "nurse"
+    kept = json.loads((tmp_path / "second" / "bed_limits.json").read_text())
+    assert kept["beds"][key]["changes"] == {"tachy_bpm": 200.0, "extreme_tachy_bpm": 250.0}
 
 
 def wb_id(events: list) -> str:
@@ -224,3 +238,26 @@ def test_relearn_at_the_station_needs_a_clinician_and_says_when_not_sent(tmp_pat
     audit = [json.loads(x) for x in (tmp_path / "audit.log").read_text().splitlines()]
     assert [a["action"] for a in audit if a["action"] != "login"] == [
         "relearn_not_sent", "set_limits"]
+
+
+def test_a_station_follows_the_beds_limits_events_and_refuses_a_forged_one(tmp_path):
+    """The bed's `limits` events move the station's engine at their place in the events; one
+    out of range is counted and not followed; the worker's own file's means the unit's."""
+    from station_kit import bed_desc, event
+
+    from edge_ecg.ward.station import Station, StationOptions
+
+    st = Station("nats://127.0.0.1:9", StationOptions(state_dir=str(tmp_path), web=False))
+    st.add_bed("icu.b1", bed_desc())
+    bundle, t = st.model["bundle"], st.tiles["icu.b1"]
+
+    def limits(n, source, lim):
+        st.on_event(event("icu", "b1", n, "status", 100 * n, bundle, state="limits",
+                          info={"by": "other-station", "source": source, "alarm_limits": lim}))
+    limits(1, "station", {"vt_run": 99})
+    assert st.counters["limits_events_refused"] == 1 and t.alarms.limits == AlarmLimits()
+    limits(2, "station", {"vt_run": 5})
+    assert t.alarms.limits == AlarmLimits(vt_run=5) and t.limits_set["by"] == "other-station"
+    limits(3, "worker file", {})
+    assert t.alarms.limits == AlarmLimits() and t.limits_set is None
+    assert json.loads((tmp_path / "bed_limits.json").read_text())["beds"] == {}
