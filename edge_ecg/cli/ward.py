@@ -148,7 +148,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    help="users file (the station's STATE_DIR/users.json by default)")
     u.add_argument("--name", required=True)
     u.add_argument("--role", required=True, choices=("viewer", "clinician"),
-                   help="viewer: sees the ward; clinician: also acknowledges and silences")
+                   help="viewer: sees the ward; clinician: also acknowledges and silences "
+                        "alarms, sets a bed's alarm limits and relearns its beat templates")
     u.add_argument("--password-stdin", action="store_true",
                    help="read the password from stdin's first line (else prompted twice)")
 

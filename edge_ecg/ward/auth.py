@@ -3,7 +3,8 @@ append-only audit log.
 
     users file (JSON)   {"format": 1, "users": {"<name>": {"role": "viewer" | "clinician",
                                                         "hash": "$argon2id$...", "added": <t>}}}
-    roles               viewer: sees the ward; clinician: also acknowledges and silences alarms
+    roles               viewer: sees the ward; clinician: also acknowledges and silences alarms,
+                        sets a bed's alarm limits, relearns its beat templates
     sessions            a random 256-bit token per login, held in memory only (a station
                         restart logs everyone out), sent as an HttpOnly, Secure, SameSite=Strict
                         cookie or as `Authorization: Bearer <token>`
