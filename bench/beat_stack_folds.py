@@ -3,14 +3,17 @@ fitting choice does on patients neither the network nor the trees saw, runs and 
 without reading fold 0.
 
     python bench/beat_stack_folds.py --cache ROWS.npz --oof 1=B1 --oof 2=B2 --oof 3=B3 \\
-        --oof 4=B4 [--runs 0,2] [--weight 0.75] [--sign-key KEY] [--out DIR]
+        --oof 4=B4 [--runs 0,2] [--adaptation off,on] [--weight 0.75] [--sign-key KEY] \
+        [--out DIR]
 
 ROWS.npz: the rows `edge-ecg stack --beats --cache` saved (the records through the shipped and
 the out-of-fold networks). For each `--runs` setting (synthetic runs per record,
 edge_ecg.runtime.beat_stack_runs; 0 = none) and each training fold k: trees fitted on the
 other folds' rows (and their synthetic runs) with share `--weight`, installed beside the
 network trained without fold k (a copy of its bundle under `--out`), and fold k's MIT-BIH and
-SVDB records scored by `edge-ecg evaluate` (the runtime's stream, its per-beat classes and
+SVDB records scored by `edge-ecg evaluate`; `--adaptation on` gives the fold's stack the
+patient's veto of V calls after its learning period (edge_ecg.runtime.patient_adaptation,
+its default setting), `off,on` measures both (the runtime's stream, its per-beat classes and
 alarms). Counts are pooled over the folds: EC57 V and S Se / +P, VT runs and couplets (Se /
 +P), the VT alarm's Se on reference runs of >= 5 V beats at >= 100 /min, false VT and
 non-sustained VT alarms per hour. ~2 min a fold and setting here.
@@ -74,6 +77,8 @@ def main() -> int:
     ap.add_argument("--oof", action="append", default=[], metavar="FOLD=BUNDLE", required=True)
     ap.add_argument("--runs", default="0,2", help="synthetic runs per record, one setting each")
     ap.add_argument("--weight", type=float, default=0.75, help="the trees' share (w)")
+    ap.add_argument("--adaptation", default="off",
+                    help="off, on or off,on: the stack's patient adaptation, one setting each")
     ap.add_argument("--vt-run", type=int, default=None,
                     help="passed to edge-ecg evaluate: V beats for the red VT alarm")
     ap.add_argument("--sign-key", type=Path, default=None,
@@ -92,6 +97,7 @@ def main() -> int:
     from edge_ecg.model.beat_stacking import _xy, document, fit_trees
     from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
     from edge_ecg.runtime.bundle import check_integrity
+    from edge_ecg.runtime.patient_adaptation import AdaptationConfig
 
     oof = parse_oof(args.oof)
     with np.load(args.cache, allow_pickle=False) as z:
@@ -100,7 +106,10 @@ def main() -> int:
     records = json.loads(key)["records"]
     signal = check_integrity(next(iter(oof.values())))[0].signal
     table = {}
-    for n_runs in (int(v) for v in args.runs.split(",")):
+    adapt_settings = [a.strip() for a in args.adaptation.split(",")]
+    if not set(adapt_settings) <= {"off", "on"}:
+        raise SystemExit("--adaptation takes off, on or off,on")
+    for n_runs, adapt in ((int(v), a) for v in args.runs.split(",") for a in adapt_settings):
         runs = []
         if n_runs:
             jobs = [(signal, LABELS, Path(p).parent.name, Path(p), n_runs, 0) for p in records]
@@ -112,8 +121,10 @@ def main() -> int:
             model = fit_trees(*_xy(train))
             doc = document(model, "beat", LABELS, FEATURES, args.weight,
                            {"bench": f"fold {k} held out, {n_runs} synthetic runs a record"})
+            if adapt == "on":
+                doc["patient_adaptation"] = AdaptationConfig().to_dict()
             stack = parse_beat_stack(doc, "fold stack")
-            dst = args.out / f"runs{n_runs}" / f"f{k}"
+            dst = args.out / f"runs{n_runs}-{adapt}" / f"f{k}"
             shutil.rmtree(dst, ignore_errors=True)
             shutil.copytree(bundle, dst)
             install_stack(dst, check_integrity(dst)[0], BEAT_STACK, stack.write, "beat_stack",
@@ -126,18 +137,19 @@ def main() -> int:
             out = subprocess.run([sys.executable, "-c", CLI, "evaluate", "--bundle", str(dst),
                                   "--data", spec, "--json", *extra],
                                  capture_output=True, text=True, check=True).stdout
-            print(f"runs {n_runs}, fold {k}: evaluated", file=sys.stderr, flush=True)
+            print(f"runs {n_runs}, adaptation {adapt}, fold {k}: evaluated", file=sys.stderr,
+                  flush=True)
             return json.loads(out)
 
         # one process per fold, `--jobs` at a time
         with ThreadPoolExecutor(max(int(args.jobs), 1)) as pool:
             results = list(pool.map(evaluate, specs))
-        table[n_runs] = pooled(results)
+        table[f"runs={n_runs},{adapt}"] = pooled(results)
     names = list(next(iter(table.values())))
     print(f"{'pooled over folds ' + ','.join(map(str, sorted(oof))):28s}"
-          + "".join(f"  runs={n:<6d}" for n in table))
+          + "".join(f"  {n:>12s}" for n in table))
     for name in names:
-        print(f"{name:28s}" + "".join(f"  {table[n][name]:8.3f}" for n in table))
+        print(f"{name:28s}" + "".join(f"  {table[n][name]:12.3f}" for n in table))
     return 0
 
 

@@ -79,6 +79,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                             "(bench/beat_stack_folds.py)")
     beats.add_argument("--jobs", type=int, default=1,
                        help="records replayed in parallel, one process each (default 1)")
+    beats.add_argument("--patient-adaptation", choices=("on", "off"), default="on",
+                       help="after a 5-min learning period the patient's own beats veto V "
+                            "calls that look like their normal beats "
+                            "(edge_ecg.runtime.patient_adaptation; default on: chosen out of "
+                            "fold on the training folds, bench/patient_adapt.py)")
+    beats.add_argument("--adaptation-only", action="store_true",
+                       help="only set --patient-adaptation on the bundle's fitted beat stack "
+                            "(its trees untouched), rehash and sign; no data is read")
     add_trust_options(p)
 
 

@@ -131,6 +131,41 @@ def load_rows(path: Path, key: str, names: list[str]) -> dict[str, list] | None:
     return out
 
 
+def _set_adaptation(args) -> int:
+    """`--adaptation-only`: the bundle's beat stack with `--patient-adaptation` set, its trees
+    untouched; the manifest rehashed and the bundle signed."""
+    import warnings
+    from dataclasses import replace
+
+    from edge_ecg.cli.bundle import trust_policy
+    from edge_ecg.cli.stack_install import install_stack
+    from edge_ecg.errors import BundleError
+    from edge_ecg.runtime.beat_stack import BEAT_STACK, load_beat_stack
+    from edge_ecg.runtime.bundle import verify_bundle
+    from edge_ecg.runtime.patient_adaptation import AdaptationConfig
+    from edge_ecg.runtime.signing import UnsignedBundleWarning
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnsignedBundleWarning)
+            manifest, _ = verify_bundle(args.bundle, trust=trust_policy(args))
+        stack = load_beat_stack(args.bundle, manifest)
+    except BundleError as exc:
+        print(f"edge-ecg stack --beats --adaptation-only: {exc}", file=sys.stderr)
+        return 1
+    if stack is None:
+        print(f"edge-ecg stack --beats --adaptation-only: {args.bundle} has no beat stack: fit "
+              "one first (`edge-ecg stack --beats`)", file=sys.stderr)
+        return 1
+    cfg = AdaptationConfig() if args.patient_adaptation == "on" else None
+    stack = replace(stack, adaptation=cfg)
+    metrics = dict(manifest.metrics.get("beat_stack", {}))
+    metrics["patient_adaptation"] = None if cfg is None else cfg.to_dict()
+    install_stack(args.bundle, manifest, BEAT_STACK, stack.write, "beat_stack", metrics,
+                  args.sign_key, note=f" (patient adaptation {args.patient_adaptation})")
+    return 0
+
+
 def _verified(bundle, trust):
     """The bundle's manifest, verified under the command's trust policy (warnings off: the
     policy was stated on the command line)."""
@@ -188,6 +223,8 @@ def run(args) -> int:
     from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.signing import UnsignedBundleWarning
 
+    if getattr(args, "adaptation_only", False):
+        return _set_adaptation(args)
     if args.val_from is None and not args.oof:
         print("edge-ecg stack --beats: --oof FOLD=BUNDLE (one per training fold) or "
               "--val-from CHECKPOINT is required (they choose the stack's share)",
@@ -279,6 +316,10 @@ def run(args) -> int:
         doc["info"]["oof_networks"] = {str(k): v for k, v in oof_nets.items()}
     doc["info"].update(data=args.data, network_variant=args.variant or manifest.default_variant,
                        model_version=manifest.model_version)
+    if getattr(args, "patient_adaptation", "on") == "on":
+        from edge_ecg.runtime.patient_adaptation import AdaptationConfig
+
+        doc["patient_adaptation"] = AdaptationConfig().to_dict()
     stack = parse_beat_stack(doc, "fitted beat stack")
     if args.dry_run:
         return 0

@@ -32,6 +32,7 @@ import numpy as np
 
 from edge_ecg.errors import BundleError
 from edge_ecg.runtime.bundle import read_bundle_json
+from edge_ecg.runtime.patient_adaptation import AdaptationConfig
 from edge_ecg.runtime.trees import TreeEnsemble, parse_trees, tree_classes
 from edge_ecg.signal.contract import BEAT_RR_COLUMNS
 from edge_ecg.signal.patient_context import CONTEXT_COLUMNS
@@ -80,6 +81,9 @@ class BeatStack:
     weight: float                  # w: the trees' share in the geometric mean
     info: dict                     # how and on what it was fitted, its validation figures
     kind: str = KIND               # KIND (geometric mean) or KIND_STACKED
+    # the patient's own beats veto V calls after a learning period (patient_adaptation.py);
+    # None: a stack fitted before it, or fitted with --no-patient-adaptation
+    adaptation: AdaptationConfig | None = None
 
     def tree_proba(self, x: np.ndarray) -> np.ndarray:
         """The trees' probabilities over the task's classes `(n, len(classes))`."""
@@ -120,7 +124,9 @@ class BeatStack:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
                 "task": self.task, "classes": list(self.classes),
                 "tree_classes": list(self.tree_classes), "features": list(self.features),
-                "weight": self.weight, **self.trees.to_fields(), "info": self.info}
+                "weight": self.weight, **self.trees.to_fields(), "info": self.info,
+                **({"patient_adaptation": self.adaptation.to_dict()}
+                   if self.adaptation is not None else {})}
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
@@ -156,9 +162,15 @@ def parse_beat_stack(doc, where: str) -> BeatStack:
                           "read the network themselves)")
     trees = parse_trees(doc, len(want), k, where)
     info = doc.get("info", {})
+    adapt = doc.get("patient_adaptation")
+    if adapt is not None:
+        if "N" not in classes or "V" not in classes:
+            raise BundleError(f"{where}: patient_adaptation needs the classes N and V")
+        adapt = AdaptationConfig.parse(adapt, where)
     return BeatStack(task=task, classes=tuple(classes), tree_classes=tuple(tc.tolist()),
                      features=tuple(want), trees=trees, weight=float(w),
-                     info=info if isinstance(info, dict) else {}, kind=kind)
+                     info=info if isinstance(info, dict) else {}, kind=kind,
+                     adaptation=adapt)
 
 
 def load_beat_stack(bundle: str | Path, manifest) -> BeatStack | None:

@@ -17,10 +17,13 @@ import numpy as np
 from edge_ecg.errors import SourceError
 from edge_ecg.runtime.adc_rails import AdcRails
 from edge_ecg.runtime.alarms import StreamAlarms
+from edge_ecg.runtime.beat_stack import FEATURES as STACK_FEATURES
+from edge_ecg.runtime.beat_stack import stack_features
 from edge_ecg.runtime.beat_classes import BeatClasses, window_ectopy
 from edge_ecg.runtime.beat_tracker import BeatTracker, delineation_columns
 from edge_ecg.runtime.events import (BeatEvent, GapEvent, PredictionEvent, StatusEvent,
                                      WithheldEvent)
+from edge_ecg.runtime.patient_adaptation import PatientAdaptation
 from edge_ecg.runtime.predictor import Predictor, split_rows
 from edge_ecg.runtime.quality import (HalfBlockExtremes, QualityConfig, flat_block_len,
                                       judge_window, noise_ratio)
@@ -115,6 +118,14 @@ class StreamProcessor:
                         if "beat_ctx" in self.backend.manifest.inputs else None)
         self._ctx_rows: dict[int, np.ndarray] = {}      # model-clock R -> its context row
         self._ctx_last = -1                            # the last beat observed, model clock
+        # the patient's own beats veto V calls after a learning period, where the bundle's
+        # beat stack asks for it (patient_adaptation.py)
+        stack = getattr(self.backend, "stack", None)
+        cfg = getattr(stack, "adaptation", None)
+        self.adaptation = (PatientAdaptation(cfg, c.fs_hz, len(STACK_FEATURES),
+                                             beat_task.get("labels", []))
+                           if cfg is not None and self.context is not None
+                           and beat_task is not None else None)
         self._started = True
 
     # --- clocks --------------------------------------------------------------------------
@@ -452,10 +463,36 @@ class StreamProcessor:
         if self.beat_classes is not None:
             self.beat_classes.prune(keep_from)
 
+    def _adapted(self, adapt: PatientAdaptation, slots: np.ndarray, claimed: list[int],
+                 feats: np.ndarray, known: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """One window's per-slot probabilities with the patient's veto: the beats it
+        classifies teach the learning period first (in order, each once), then every known
+        slot past the learning period is adjusted."""
+        n = min(slots.size, probs.shape[0])
+        slot_of = {int(r): k for k, r in enumerate(slots[:n].tolist())}
+        epoch = self.context.epoch
+        for r in claimed:
+            k = slot_of.get(int(r))
+            if k is not None and known[k]:
+                adapt.observe(epoch, int(r), feats[k], probs[k])
+        m = known[:n]
+        if adapt.coef is None or not m.any():
+            return probs
+        out = np.array(probs, copy=True)
+        out[:n][m] = adapt.adjust(slots[:n][m], feats[:n][m], probs[:n][m])
+        return out
+
     def _predict(self, kept: list, ivs: dict[int, dict], events: list) -> None:
         """Run the batch of `kept` windows and put each one's prediction (after its beats'
         classes, with a `beat` task) in its placeholder in `events`."""
         pred = self.predictor
+        adapt = getattr(self, "adaptation", None)     # (a snapshot from before it: none)
+        if adapt is not None:
+            # the stack's features of every slot, as the stack read them (the batch is
+            # cleared by the run)
+            arrs = pred._batch.arrays()
+            feats = stack_features(arrs["beat_rr"], arrs["beat_ctx"])
+            known = arrs["beat_ctx"][..., 0] > 0
         with self.timer.time("inference"):
             out, dt = pred.run_pending()
         with self.timer.time("output"):
@@ -480,11 +517,14 @@ class StreamProcessor:
                 done = []
                 if bc is not None and bt is not None and beat_probs is not None:
                     # the window's beats in time order, classified; and the due ones' events
-                    n_slots = bc.slots(beats + start, start, end).size
+                    slots = bc.slots(beats + start, start, end)
+                    probs = beat_probs[j]
+                    if adapt is not None:
+                        probs = self._adapted(adapt, slots, claimed, feats[j], known[j], probs)
                     outputs[bt["name"]] = {
-                        **window_ectopy(bc.labels_of(beat_probs[j], n_slots)),
+                        **window_ectopy(bc.labels_of(probs, slots.size)),
                         **({"trained_on": bt["trained_on"]} if bt.get("trained_on") else {})}
-                    done = bc.assign(claimed, beats + start, start, end, beat_probs[j])
+                    done = bc.assign(claimed, beats + start, start, end, probs)
                 events[pos] = [*done, PredictionEvent(index=si, time_s=self._time(si),
                                               start=self._src_index(start), outputs=outputs,
                                               experts=experts,

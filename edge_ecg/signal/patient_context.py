@@ -142,6 +142,9 @@ class PatientContext:
         self.prem = np.ones(MAX_CLUSTERS, np.float64)       # mean prematurity of members
         self.n_clusters = 0
         self.learn_left = LEARN_BEATS
+        # which learning period this is: what learns the patient downstream starts again
+        # with it (edge_ecg.runtime.patient_adaptation)
+        self.epoch = getattr(self, "epoch", -1) + 1
 
     def relearn(self) -> None:
         """Forget the templates (a lead change, a long gap, or asked for); RR averages stay."""

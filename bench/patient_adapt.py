@@ -1,0 +1,203 @@
+"""Patient-adaptive beat classes by self-training, read on the TRAINING folds only (never
+fold 0): does a per-patient classifier, fitted on the beat stack's own confident calls in the
+first 5 minutes of a record (EC57's learning period, which is not scored), improve the calls
+that follow? No label of the patient is used: the per-patient model learns from the stack's
+calls only, as a monitor could.
+
+    python bench/patient_adapt.py --cache ROWS.npz [--v-only] [--morphology]
+                                  [--records TAU,BETA]                      # ~3 min each
+
+ROWS.npz is what `edge-ecg stack --beats ... --oof ... --cache ROWS.npz --dry-run` saves (the
+training records through the shipped network, and each training fold's records through the
+network trained without it, bench/beat_stack_oof.py). Out of fold as in bench/stack_ideas.py:
+fold k's beats through its own network and through trees fitted on the other folds, fused
+with the shipped share (0.75). Then, per record: the beats before 300 s whose fused call is
+at least TAU sure are the pseudo-labels; a shrinkage LDA on the beat stack's 18 context
+features, fitted on them where at least two classes have MIN_BEATS each, nudges the fused
+log-probabilities of the classes it knows by BETA times its own centred log-probabilities
+(`--v-only`: the V logit alone, by the LDA's V-against-N log-odds, so S, a matter of timing,
+is left alone; `--morphology`: the LDA reads the QRS's correlation, width and amplitude
+against the dominant beat only). The scores are on the beats after 300 s (EC57's scored
+span), per database, with the unadapted stack beside; the grid over (TAU, BETA) is also read
+nested (each fold scored with the setting the other three chose), the figure that counts.
+Measured 2026-12-07 and not built (BENCHMARKS.md, "2026-12-07, night").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+LEARN_S = 300.0
+MIN_BEATS = 20
+N, V, F = 0, 2, 3         # the beat task's class order: N, S, V, F, Q (F called V: not false)
+V_ONLY = "--v-only" in sys.argv
+VETO_ONLY = False         # --veto: the patient's history may only take a V call away
+MORPHOLOGY = ("qrs_corr", "width_ratio", "amp_ratio")
+COLUMNS = None            # all 18 features; --morphology: MORPHOLOGY only
+
+
+def oof_fused(cache: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(record, x, y, fused log-probabilities) of every labelled training-fold record."""
+    from stack_ideas import SHARE, fused_log
+
+    from edge_ecg.cli.stack_beats import load_rows
+    from edge_ecg.data.folds import subject_fold
+    from edge_ecg.model.beat_stacking import fit_trees
+
+    with np.load(cache, allow_pickle=False) as z:
+        key = str(z["key"])
+    sets = load_rows(cache, key, ["net", "oof"])
+    if sets is None:
+        raise SystemExit(f"{cache}: no out-of-fold rows")
+    net = [r for r in sets["net"] if (r.y >= 0).any()]
+    out = []
+    for k in sorted({subject_fold(r.subject) for r in sets["oof"]}):
+        tr = [r for r in net if subject_fold(r.subject) != k]
+        xt, yt = np.concatenate([r.x for r in tr]), np.concatenate([r.y for r in tr])
+        model = fit_trees(xt[yt >= 0], yt[yt >= 0], 0)
+        for r in sets["oof"]:
+            if subject_fold(r.subject) == k and (r.y >= 0).any():
+                out.append((r.record, r.x, r.y, fused_log(model, r.x, r.p_net, SHARE)))
+        print(f"fold {k}: trees fitted", flush=True)
+    return out
+
+
+def adapt(x: np.ndarray, z: np.ndarray, t_s: np.ndarray, tau: float, beta: float) -> np.ndarray:
+    """`z` nudged by a per-record LDA fitted on the record's confident early calls."""
+    from edge_ecg.runtime.patient_adaptation import P_LDA_FLOOR, lda_fit
+
+    if beta == 0:
+        return z
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    learn = (t_s < LEARN_S) & (p.max(1) >= tau)
+    lab = z.argmax(1)
+    classes = [c for c in np.unique(lab[learn]) if (lab[learn] == c).sum() >= MIN_BEATS]
+    if len(classes) < 2:
+        return z
+    keep = learn & np.isin(lab, classes)
+    if COLUMNS is not None:
+        x = x[:, COLUMNS]
+    xs = (x - x[keep].mean(0)) / (x[keep].std(0) + 1e-6)
+    # the runtime's LDA (edge_ecg.runtime.patient_adaptation: scikit-learn's lsqr solver with
+    # Ledoit-Wolf shrinkage, in numpy; tests/runtime/test_patient_adaptation.py)
+    classes, coef, intercept = lda_fit(xs[keep], lab[keep])
+    d = xs @ coef.T + intercept
+    d -= d.max(1, keepdims=True)
+    q = np.exp(d)
+    q /= q.sum(1, keepdims=True)
+    lp = np.log(np.maximum(q, P_LDA_FLOOR))
+    lp -= lp.mean(1, keepdims=True)
+    out = z.copy()
+    if V_ONLY:
+        # only V against N moves: the patient's own ventricular shape; S (timing) is left
+        cls = list(classes)
+        if V in cls and N in cls:
+            d = lp[:, cls.index(V)] - lp[:, cls.index(N)]
+            out[:, V] += beta * (np.minimum(d, 0.0) if VETO_ONLY else d)
+        return out
+    out[:, classes] += beta * lp
+    return out
+
+
+GRID = [(tau, beta) for tau in (0.95, 0.98, 0.995) for beta in (0.125, 0.25, 0.5)]
+
+
+def _objective(y: np.ndarray, pred: np.ndarray) -> float:
+    from stack_ideas import objective
+
+    return objective(y, pred)[0]
+
+
+def _scored(recs, tau: float, beta: float, rr: int):
+    """(y, pred, database) of the scored beats (after LEARN_S) of `recs`, adapted."""
+    ys, preds, db = [], [], []
+    for rec, x, y, z in recs:
+        t_s = np.cumsum(np.maximum(x[:, rr], 0)) / 1000.0
+        za = adapt(x, z, t_s, tau, beta)
+        scored = (t_s >= LEARN_S) & (y >= 0)
+        ys.append(y[scored])
+        preds.append(za[scored].argmax(1))
+        db.append(np.full(int(scored.sum()), rec.split("-")[0]))
+    return np.concatenate(ys), np.concatenate(preds), np.concatenate(db)
+
+
+def _line(name: str, y, pred, db) -> None:
+    from stack_ideas import objective
+
+    parts = [f"{name:<28} all {objective(y, pred)[0]:.3f}"]
+    for d in ("mitdb", "svdb"):
+        m = db == d
+        f, s = objective(y[m], pred[m])
+        parts.append(f"{d} V {s['V']['se']:.3f}/{s['V']['ppv']:.3f} S {s['S']['se']:.3f}/"
+                     f"{s['S']['ppv']:.3f}")
+    print("; ".join(parts), flush=True)
+
+
+def main(argv=None) -> None:
+    from edge_ecg.data.folds import subject_fold
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", type=Path, required=True, help="the out-of-fold rows (ROWS.npz)")
+    ap.add_argument("--v-only", action="store_true",
+                    help="nudge only the V logit, by the LDA's V-against-N log-odds")
+    ap.add_argument("--morphology", action="store_true",
+                    help="the per-patient LDA reads the beat's shape against the dominant "
+                         f"beat only ({', '.join(MORPHOLOGY)}), not its timing")
+    ap.add_argument("--records", type=lambda v: tuple(float(t) for t in v.split(",")),
+                    metavar="TAU,BETA", help="also list the records whose V calls change")
+    ap.add_argument("--veto", action="store_true",
+                    help="with --v-only: the nudge may only lower V (a V call vetoed where "
+                         "the patient's own beats say N), never raise it")
+    args = ap.parse_args(argv)
+    from edge_ecg.runtime.beat_stack import FEATURES
+
+    global COLUMNS, VETO_ONLY
+    VETO_ONLY = args.veto
+    if args.morphology:
+        COLUMNS = [list(FEATURES).index(c) for c in MORPHOLOGY]
+    recs = oof_fused(args.cache)
+    rr = list(FEATURES).index("pre_rr_ms")
+    fold = {rec: subject_fold(rec) for rec, *_ in recs}
+    _line("no adaptation", *_scored(recs, 1.0, 0.0, rr))
+    for tau, beta in GRID:
+        _line(f"tau {tau} beta {beta}", *_scored(recs, tau, beta, rr))
+    # nested: each fold's setting chosen on the other three, that fold scored with it
+    ys, preds, dbs, chosen = [], [], [], []
+    for k in sorted(set(fold.values())):
+        inner = [r for r in recs if fold[r[0]] != k]
+        best = max(GRID, key=lambda g: _objective(*_scored(inner, *g, rr)[:2]))
+        chosen.append(best)
+        y, p, d = _scored([r for r in recs if fold[r[0]] == k], *best, rr)
+        ys.append(y), preds.append(p), dbs.append(d)
+    _line(f"nested {chosen}", np.concatenate(ys), np.concatenate(preds), np.concatenate(dbs))
+    if args.records:
+        tau, beta = args.records
+        print(f"records whose V calls change at tau {tau} beta {beta}: V beats, then "
+              "(true V, false V, missed V) unadapted -> adapted, after 300 s")
+        for rec, x, y, z in recs:
+            t_s = np.cumsum(np.maximum(x[:, rr], 0)) / 1000.0
+            scored = (t_s >= LEARN_S) & (y >= 0)
+            yy = y[scored]
+
+            def counts(p):
+                return (int(((p == V) & (yy == V)).sum()),
+                        int(((p == V) & (yy != V) & (yy != F)).sum()),
+                        int(((p != V) & (yy == V)).sum()))
+            a = counts(z[scored].argmax(1))
+            b = counts(adapt(x, z, t_s, tau, beta)[scored].argmax(1))
+            if a != b:
+                print(f"  {rec}: {int((yy == V).sum())} V, {a} -> {b}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""bench/patient_adapt.py: the per-patient LDA learns only from the confident calls of the
+learning period, leaves a record alone where they hold fewer than two classes, and pulls a
+later beat of the patient's own ventricular shape to V (bench/ is not a package: imported
+by path)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import patient_adapt  # noqa: E402
+
+
+def _record(seed: int = 0):
+    """Normal beats at feature 0 ~ 0 and ventricular ones at ~ 3; the stack's calls: sure
+    in the learning period, unsure (N by a hair) for the last ventricular beats."""
+    rng = np.random.default_rng(seed)
+    n = 400
+    v = np.zeros(n, bool)
+    v[::5] = True
+    x = rng.normal(0, 0.3, (n, 4))
+    x[v, 0] += 3.0
+    z = np.full((n, 5), -8.0)
+    z[~v, 0], z[v, 2] = 0.0, 0.0
+    late = np.arange(n) >= 300
+    z[v & late, 0], z[v & late, 2] = 0.0, -0.2          # unsure, N by a hair
+    t_s = np.arange(n) * 1.0                            # beat k at k s: learning = first 300
+    return x, z, t_s, v, late
+
+
+def test_a_later_beat_of_the_patients_own_ventricular_shape_is_pulled_to_v():
+    x, z, t_s, v, late = _record()
+    assert (z[v & late].argmax(1) == 0).all()
+    for v_only in (False, True):
+        patient_adapt.V_ONLY = v_only
+        out = patient_adapt.adapt(x, z, t_s, tau=0.9, beta=0.5)
+        assert (out[v & late].argmax(1) == 2).all()
+        assert (out[~v].argmax(1) == 0).all()
+    patient_adapt.V_ONLY = False
+    assert patient_adapt.adapt(x, z, t_s, 0.9, 0.0) is z
+
+
+def test_no_adaptation_without_two_classes_confidently_called_early():
+    x, z, t_s, v, late = _record()
+    z2 = z.copy()
+    z2[v & ~late, 2], z2[v & ~late, 0] = 0.0, -0.1    # early V calls unsure: none learned
+    assert np.array_equal(patient_adapt.adapt(x, z2, t_s, tau=0.9, beta=0.5), z2)
