@@ -416,13 +416,14 @@ class StreamProcessor:
         """Relearn before sample `index` (the next one fed) and the `status` event that says
         so: the one form the bedside stream (Pipeline) and the ward's worker emit."""
         self.relearn()
-        ctx = self.context
+        ctx = self.context if self._started else None
+        note = ("no beat yet: nothing to forget" if not self._started else
+                "this bundle reads no patient context: nothing to relearn" if ctx is None else
+                "beat templates forgotten; the next beats are learned as the patient's own "
+                "again")
         return StatusEvent(index=int(index), time_s=int(index) / fs_hz, state="relearn",
                            info={"learning_beats": int(ctx.learn_left) if ctx is not None else 0,
-                                 "note": "beat templates forgotten; the next beats are learned "
-                                         "as the patient's own again"
-                                 if ctx is not None else
-                                 "this bundle reads no patient context: nothing to relearn"})
+                                 "note": note})
 
     def _context_of(self, beats: np.ndarray) -> np.ndarray:
         """Context rows `(len(beats), N_RAW)` of a window's beats (model clock); zero for a

@@ -93,3 +93,17 @@ def test_sigusr1_relearns_a_running_stream(tmp_path):
     rel = [e for e in events if e["type"] == "status" and e["state"] == "relearn"]
     assert len(rel) == 1 and rel[0]["info"]["learning_beats"] == LEARN_BEATS
     assert events[-1]["state"] == "stop"
+
+
+def test_relearn_before_the_first_chunk_forgets_nothing_and_says_so():
+    """The ward's worker may take a station's relearn before the bed's first frame."""
+    from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.stream_processor import StreamProcessor
+
+    be = open_backend(DEFAULT_BUNDLE)
+    try:
+        ev = StreamProcessor(be).relearned(0, 500.0).to_json()
+    finally:
+        be.close()
+    assert ev["state"] == "relearn" and ev["info"] == {"learning_beats": 0,
+                                                       "note": "no beat yet: nothing to forget"}
