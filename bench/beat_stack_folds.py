@@ -139,6 +139,7 @@ def main() -> int:
                                  capture_output=True, text=True, check=True).stdout
             print(f"runs {n_runs}, adaptation {adapt}, fold {k}: evaluated", file=sys.stderr,
                   flush=True)
+            (dst / "evaluate.json").write_text(out)     # the fold's counts, kept beside it
             return json.loads(out)
 
         # one process per fold, `--jobs` at a time
@@ -149,7 +150,7 @@ def main() -> int:
     print(f"{'pooled over folds ' + ','.join(map(str, sorted(oof))):28s}"
           + "".join(f"  {n:>12s}" for n in table))
     for name in names:
-        print(f"{name:28s}" + "".join(f"  {table[n][name]:12.3f}" for n in table))
+        print(f"{name:28s}" + "".join(f"  {table[n][name]:12.4f}" for n in table))
     return 0
 
 

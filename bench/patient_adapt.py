@@ -46,26 +46,18 @@ COLUMNS = None            # all 18 features; --morphology: MORPHOLOGY only
 
 def oof_fused(cache: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """(record, x, y, fused log-probabilities) of every labelled training-fold record."""
-    from stack_ideas import SHARE, fused_log
+    from stack_ideas import SHARE, fused_log, labelled_rows
 
-    from edge_ecg.cli.stack_beats import load_rows
     from edge_ecg.data.folds import subject_fold
     from edge_ecg.model.beat_stacking import fit_trees
 
-    with np.load(cache, allow_pickle=False) as z:
-        key = str(z["key"])
-    sets = load_rows(cache, key, ["net", "oof"])
-    if sets is None:
-        raise SystemExit(f"{cache}: no out-of-fold rows")
-    net = [r for r in sets["net"] if (r.y >= 0).any()]
+    net, oof = labelled_rows(cache)
     out = []
-    for k in sorted({subject_fold(r.subject) for r in sets["oof"]}):
+    for k in sorted(oof):
         tr = [r for r in net if subject_fold(r.subject) != k]
         xt, yt = np.concatenate([r.x for r in tr]), np.concatenate([r.y for r in tr])
         model = fit_trees(xt[yt >= 0], yt[yt >= 0], 0)
-        for r in sets["oof"]:
-            if subject_fold(r.subject) == k and (r.y >= 0).any():
-                out.append((r.record, r.x, r.y, fused_log(model, r.x, r.p_net, SHARE)))
+        out += [(r.record, r.x, r.y, fused_log(model, r.x, r.p_net, SHARE)) for r in oof[k]]
         print(f"fold {k}: trees fitted", flush=True)
     return out
 
@@ -102,7 +94,15 @@ def adapt(x: np.ndarray, z: np.ndarray, t_s: np.ndarray, tau: float, beta: float
         cls = list(classes)
         if V in cls and N in cls:
             d = lp[:, cls.index(V)] - lp[:, cls.index(N)]
-            out[:, V] += beta * (np.minimum(d, 0.0) if VETO_ONLY else d)
+            if VETO_ONLY:
+                # as the runtime: V scaled down, the mass taken going to N
+                p = np.exp(z - z.max(1, keepdims=True))
+                p /= p.sum(1, keepdims=True)
+                taken = p[:, V] * (1.0 - np.exp(beta * np.minimum(d, 0.0)))
+                p[:, V] -= taken
+                p[:, N] += taken
+                return np.log(np.maximum(p, 1e-300))
+            out[:, V] += beta * d
         return out
     out[:, classes] += beta * lp
     return out
@@ -157,7 +157,8 @@ def main(argv=None) -> None:
                     metavar="TAU,BETA", help="also list the records whose V calls change")
     ap.add_argument("--veto", action="store_true",
                     help="with --v-only: the nudge may only lower V (a V call vetoed where "
-                         "the patient's own beats say N), never raise it")
+                         "the patient's own beats say N, the mass going to N), never raise "
+                         "it: the runtime's form")
     args = ap.parse_args(argv)
     from edge_ecg.runtime.beat_stack import FEATURES
 

@@ -97,11 +97,11 @@ def objective(y: np.ndarray, pred: np.ndarray) -> tuple[float, dict]:
     return (s["V"]["f1"] + s["S"]["f1"]) / 2, s
 
 
-def beats(cache: Path) -> None:
+def labelled_rows(cache: Path) -> tuple[list, dict[int, list]]:
+    """The labelled records of ROWS.npz: through the shipped network (the trees' fits), and
+    through each training fold's out-of-fold network, by fold."""
     from edge_ecg.cli.stack_beats import load_rows
     from edge_ecg.data.folds import subject_fold
-    from edge_ecg.model.beat_stacking import fit_trees
-    from edge_ecg.runtime.beat_stack import FEATURES
 
     with np.load(cache, allow_pickle=False) as z:
         key = str(z["key"])
@@ -113,6 +113,15 @@ def beats(cache: Path) -> None:
     for r in sets["oof"]:
         if (r.y >= 0).any():
             oof.setdefault(subject_fold(r.subject), []).append(r)
+    return net, oof
+
+
+def beats(cache: Path) -> None:
+    from edge_ecg.data.folds import subject_fold
+    from edge_ecg.model.beat_stacking import fit_trees
+    from edge_ecg.runtime.beat_stack import FEATURES
+
+    net, oof = labelled_rows(cache)
     variants = {"today": lambda x: x,
                 "neighbours": lambda x: with_neighbours(x, FEATURES),
                 "neighbours 2": lambda x: with_neighbours(x, FEATURES, 2),

@@ -11,9 +11,10 @@ probability are the patient's own labelled examples: no clinician labels anythin
 least two classes, N and V among them, have `min_beats` each, a linear discriminant (LDA with
 Ledoit-Wolf shrinkage, in numpy) is fitted on them over the beat stack's features (RR,
 prematurity, and QRS correlation, width and amplitude against the patient's dominant beat).
-From then on, each beat's V probability is lowered by `beta` times the discriminant's log-odds
-of V against N where that is negative: the patient's history can take a V call away, never
-make one, and S (a matter of timing) is left to the stack.
+From then on, each beat's V probability is scaled by exp(`beta` times the discriminant's
+log-odds of V against N) where those are negative, the mass taken going to N: the patient's
+history can take a V call away, never make one, and S (a matter of timing) is left to the
+stack.
 
 Out of fold on the training patients (bench/patient_adapt.py, the setting chosen by nested
 cross-validation, every fold choosing tau 0.98, beta 0.5): MIT-BIH V Se / +P 0.889 / 0.837 ->
@@ -178,6 +179,10 @@ class PatientAdaptation:
             - np.log(np.maximum(q[:, cls.index(self.n_cls)], P_LDA_FLOOR))
         out = np.array(p, dtype=np.float64, copy=True)
         rows = out[after]
-        rows[:, self.v_cls] *= np.exp(self.cfg.beta * np.minimum(lo, 0.0))
-        out[after] = rows / rows.sum(axis=1, keepdims=True)
+        # what the veto takes from V goes to N, the class the patient's beats say it is (not
+        # spread over S, F and Q by a renormalisation: a vetoed V is not an S call)
+        taken = rows[:, self.v_cls] * (1.0 - np.exp(self.cfg.beta * np.minimum(lo, 0.0)))
+        rows[:, self.v_cls] -= taken
+        rows[:, self.n_cls] += taken
+        out[after] = rows
         return out.astype(np.asarray(p).dtype)
