@@ -6,6 +6,7 @@ calls only, as a monitor could.
 
     python bench/patient_adapt.py --cache ROWS.npz [--v-only] [--morphology]
                                   [--records TAU,BETA]                      # ~3 min each
+    python bench/patient_adapt.py --cost 10 [--repeat 3]    # the stream's speed, on and off
 
 ROWS.npz is what `edge-ecg stack --beats ... --oof ... --cache ROWS.npz --dry-run` saves (the
 training records through the shipped network, and each training fold's records through the
@@ -142,12 +143,58 @@ def _line(name: str, y, pred, db) -> None:
     print("; ".join(parts), flush=True)
 
 
+def cost(minutes: float, repeat: int) -> None:
+    """The stream's wall time with the bundled stack's adaptation on and off, same record,
+    same run (a synthetic patient with PVCs at 500 Hz, 12 leads, 1-s chunks): medians."""
+    from dataclasses import replace
+
+    from edge_ecg.data.synth import synthesize_schedule
+    from edge_ecg.runtime.backends import open_backend
+    from edge_ecg.runtime.bundle import DEFAULT_BUNDLE
+    from edge_ecg.runtime.patient_adaptation import AdaptationConfig
+    from edge_ecg.runtime.replay import SYNTH_GAIN, quantise
+    from edge_ecg.runtime.stream_processor import StreamProcessor
+    from edge_ecg.signal.chunk import Chunk
+
+    rec = synthesize_schedule([("premature_ventricular_contractions", 60.0 * minutes)], seed=3)
+    adc, leads, fs = quantise(rec.signal), rec.leads, 500.0
+    chunks = [Chunk(index=i, seq=0, device_time_us=0, samples=adc[i:i + 500],
+                    gain=np.full(len(leads), SYNTH_GAIN, np.float32),
+                    baseline=np.zeros(len(leads), np.float32), leads=leads, fs_hz=fs)
+              for i in range(0, len(adc), 500)]
+    be = open_backend(DEFAULT_BUNDLE)
+    stacks = {"off": replace(be.stack, adaptation=None),
+              "on": replace(be.stack, adaptation=be.stack.adaptation or AdaptationConfig())}
+    times: dict[str, list[float]] = {k: [] for k in stacks}
+    import time
+    for _ in range(repeat):
+        for name, st in stacks.items():
+            be.stack = st
+            p = StreamProcessor(be)
+            t0 = time.perf_counter()
+            for c in chunks:
+                p.feed(c)
+            times[name].append(time.perf_counter() - t0)
+            fitted = p.adaptation is not None and p.adaptation.coef is not None
+            if name == "on" and not fitted:
+                print("  (the adaptation did not fit on this record: no veto was computed)")
+    for name, t in times.items():
+        m = float(np.median(t))
+        print(f"adaptation {name:<3}: {len(adc) / fs / m:7.0f}x real time (median of {repeat}, "
+              f"{m:.2f} s for {minutes:g} min)")
+    be.close()
+
+
 def main(argv=None) -> None:
     from edge_ecg.data.folds import subject_fold
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", type=Path, required=True, help="the out-of-fold rows (ROWS.npz)")
+    ap.add_argument("--cache", type=Path, help="the out-of-fold rows (ROWS.npz)")
+    ap.add_argument("--cost", type=float, default=None, metavar="MINUTES",
+                    help="instead: the stream's speed with the adaptation on and off over a "
+                         "synthetic patient of MINUTES (> 5 to pass the learning period)")
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--v-only", action="store_true",
                     help="nudge only the V logit, by the LDA's V-against-N log-odds")
     ap.add_argument("--morphology", action="store_true",
@@ -160,6 +207,10 @@ def main(argv=None) -> None:
                          "the patient's own beats say N, the mass going to N), never raise "
                          "it: the runtime's form")
     args = ap.parse_args(argv)
+    if args.cost is not None:
+        return cost(args.cost, args.repeat)
+    if args.cache is None:
+        ap.error("--cache ROWS.npz is needed (or --cost MINUTES)")
     from edge_ecg.runtime.beat_stack import FEATURES
 
     global COLUMNS, VETO_ONLY

@@ -54,17 +54,18 @@ class AdaptationConfig:
         if unknown:
             raise BundleError(f"{where}: unknown patient_adaptation field(s) {unknown}")
         d = AdaptationConfig()
-        lim = {"tau": (0.5, 1.0), "beta": (0.0, 10.0), "learn_s": (10.0, 3600.0),
-               "min_beats": (2, 10_000), "max_beats": (10, 100_000)}
-        out = {}
-        for k, (lo, hi) in lim.items():
+
+        def num(k: str, lo: float, hi: float, whole: bool = False) -> float:
             v = doc.get(k, getattr(d, k))
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or not lo <= v <= hi or (k.endswith("beats") and v != int(v)):
-                raise BundleError(f"{where}: patient_adaptation {k} = {v!r} must be a number "
-                                  f"in {lo}..{hi}")
-            out[k] = int(v) if k.endswith("beats") else float(v)
-        return AdaptationConfig(**out)
+                    or not lo <= v <= hi or (whole and v != int(v)):
+                raise BundleError(f"{where}: patient_adaptation {k} = {v!r} must be a "
+                                  f"{'whole ' if whole else ''}number in {lo:g}..{hi:g}")
+            return float(v)
+        return AdaptationConfig(tau=num("tau", 0.5, 1.0), beta=num("beta", 0.0, 10.0),
+                                learn_s=num("learn_s", 10.0, 3600.0),
+                                min_beats=int(num("min_beats", 2, 10_000, True)),
+                                max_beats=int(num("max_beats", 10, 100_000, True)))
 
     def to_dict(self) -> dict:
         return {"tau": self.tau, "beta": self.beta, "learn_s": self.learn_s,
@@ -126,8 +127,12 @@ class PatientAdaptation:
         self.lab = np.zeros(cfg.max_beats, np.int64)
         self.n = 0
         self.settled = False                 # the learning period is over (fitted or not)
-        self.mean = self.scale = self.coef = self.intercept = None
-        self.classes = None
+        # the discriminant, once fitted (None before, and where it could not be)
+        self.mean: np.ndarray | None = None
+        self.scale: np.ndarray | None = None
+        self.coef: np.ndarray | None = None
+        self.intercept: np.ndarray | None = None
+        self.classes: np.ndarray | None = None
 
     def _reset(self, epoch: int, r: int) -> None:
         self.epoch, self.start, self.n, self.settled = int(epoch), int(r), 0, False
@@ -164,7 +169,8 @@ class PatientAdaptation:
     def adjust(self, r: np.ndarray, x: np.ndarray, p: np.ndarray) -> np.ndarray:
         """`p` `(n, K)` of beats at model clock `r` with stack features `x` `(n, F)`: V lowered
         where the patient's discriminant says N, for beats after the learning period."""
-        if self.coef is None:
+        if self.coef is None or self.mean is None or self.scale is None \
+                or self.intercept is None or self.classes is None:
             return p
         after = np.asarray(r) - self.start >= self.cfg.learn_s * self.fs_hz
         if not after.any():

@@ -471,7 +471,8 @@ class StreamProcessor:
         slot past the learning period is adjusted."""
         n = min(slots.size, probs.shape[0])
         slot_of = {int(r): k for k, r in enumerate(slots[:n].tolist())}
-        epoch = self.context.epoch
+        # the context exists wherever the adaptation does (made together in _start)
+        epoch = self.context.epoch if self.context is not None else 0
         for r in claimed:
             k = slot_of.get(int(r))
             if k is not None and known[k]:
