@@ -41,6 +41,8 @@ MIN_BEATS = 20
 N, V, F = 0, 2, 3         # the beat task's class order: N, S, V, F, Q (F called V: not false)
 V_ONLY = "--v-only" in sys.argv
 VETO_ONLY = False         # --veto: the patient's history may only take a V call away
+ONE_CLASS = False         # --one-class: also patients without 20 V calls (their N cloud)
+ONE_CLASS_Q = 0.9
 MORPHOLOGY = ("qrs_corr", "width_ratio", "amp_ratio")
 COLUMNS = None            # all 18 features; --morphology: MORPHOLOGY only
 
@@ -74,6 +76,8 @@ def adapt(x: np.ndarray, z: np.ndarray, t_s: np.ndarray, tau: float, beta: float
     learn = (t_s < LEARN_S) & (p.max(1) >= tau)
     lab = z.argmax(1)
     classes = [c for c in np.unique(lab[learn]) if (lab[learn] == c).sum() >= MIN_BEATS]
+    if ONE_CLASS and N in classes and V not in classes:
+        return _one_class(x, z, p, learn & (lab == N), beta)
     if len(classes) < 2:
         return z
     keep = learn & np.isin(lab, classes)
@@ -107,6 +111,36 @@ def adapt(x: np.ndarray, z: np.ndarray, t_s: np.ndarray, tau: float, beta: float
         return out
     out[:, classes] += beta * lp
     return out
+
+
+def _one_class_applies(z: np.ndarray, t_s: np.ndarray, tau: float) -> bool:
+    """Whether `adapt` takes the one-class path for this record (>= MIN_BEATS confident N
+    calls in the learning period, fewer V)."""
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    lab = z.argmax(1)[(t_s < LEARN_S) & (p.max(1) >= tau)]
+    return (lab == N).sum() >= MIN_BEATS and (lab == V).sum() < MIN_BEATS
+
+
+def _one_class(x: np.ndarray, z: np.ndarray, p: np.ndarray, n_rows: np.ndarray,
+               beta: float) -> np.ndarray:
+    """`--one-class`, for a patient with too few V calls to learn V from: a Gaussian of their
+    confident N beats (the runtime's Ledoit-Wolf covariance); a V call on a beat inside that
+    cloud (Mahalanobis d2 below the learning beats' ONE_CLASS_Q quantile) is vetoed by
+    exp(beta (d2 - q) / 2), the mass going to N."""
+    from edge_ecg.runtime.patient_adaptation import ledoit_wolf
+
+    xn = x[n_rows]
+    mu, sd = xn.mean(0), xn.std(0) + 1e-6
+    xs = (x - mu) / sd
+    prec = np.linalg.pinv(ledoit_wolf(xs[n_rows]))
+    d2 = np.einsum("ij,jk,ik->i", xs, prec, xs)
+    q = float(np.quantile(d2[n_rows], ONE_CLASS_Q))
+    p = p.copy()
+    taken = p[:, V] * (1.0 - np.exp(beta * np.minimum((d2 - q) / 2.0, 0.0)))
+    p[:, V] -= taken
+    p[:, N] += taken
+    return np.log(np.maximum(p, 1e-300))
 
 
 GRID = [(tau, beta) for tau in (0.95, 0.98, 0.995) for beta in (0.125, 0.25, 0.5)]
@@ -200,6 +234,9 @@ def main(argv=None) -> None:
     ap.add_argument("--morphology", action="store_true",
                     help="the per-patient LDA reads the beat's shape against the dominant "
                          f"beat only ({', '.join(MORPHOLOGY)}), not its timing")
+    ap.add_argument("--one-class", action="store_true",
+                    help="with --v-only --veto: a patient with too few confident V calls is "
+                         "still adapted, by the cloud of their own N beats (_one_class)")
     ap.add_argument("--records", type=lambda v: tuple(float(t) for t in v.split(",")),
                     metavar="TAU,BETA", help="also list the records whose V calls change")
     ap.add_argument("--veto", action="store_true",
@@ -213,8 +250,9 @@ def main(argv=None) -> None:
         ap.error("--cache ROWS.npz is needed (or --cost MINUTES)")
     from edge_ecg.runtime.beat_stack import FEATURES
 
-    global COLUMNS, VETO_ONLY
+    global COLUMNS, VETO_ONLY, ONE_CLASS
     VETO_ONLY = args.veto
+    ONE_CLASS = args.one_class
     if args.morphology:
         COLUMNS = [list(FEATURES).index(c) for c in MORPHOLOGY]
     recs = oof_fused(args.cache)
@@ -249,6 +287,8 @@ def main(argv=None) -> None:
             b = counts(adapt(x, z, t_s, tau, beta)[scored].argmax(1))
             if a != b:
                 print(f"  {rec}: {int((yy == V).sum())} V, {a} -> {b}")
+            elif ONE_CLASS and _one_class_applies(z, t_s, tau):
+                print(f"  {rec}: {int((yy == V).sum())} V, {a}: one-class, no call changed")
 
 
 if __name__ == "__main__":

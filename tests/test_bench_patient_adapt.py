@@ -50,3 +50,25 @@ def test_no_adaptation_without_two_classes_confidently_called_early():
     z2 = z.copy()
     z2[v & ~late, 2], z2[v & ~late, 0] = 0.0, -0.1    # early V calls unsure: none learned
     assert np.array_equal(patient_adapt.adapt(x, z2, t_s, tau=0.9, beta=0.5), z2)
+
+
+def test_one_class_vetoes_a_v_call_inside_the_patients_normal_cloud_only():
+    """--one-class: no confident V early, so the patient's N beats alone; a later unsure V
+    call on a beat like them is vetoed, one far outside their cloud is kept."""
+    rng = np.random.default_rng(1)
+    n = 400
+    x = rng.normal(0, 0.3, (n, 4))
+    z = np.full((n, 5), -8.0)
+    z[:, 0] = 0.0
+    inside, outside = 350, 351
+    x[inside] = 0.0                                     # at the centre of the N beats
+    x[outside, 0] += 5.0
+    for i in (inside, outside):
+        z[i, 0], z[i, 2] = 0.0, 0.3                      # V by a hair
+    t_s = np.arange(n) * 1.0
+    patient_adapt.V_ONLY = patient_adapt.VETO_ONLY = patient_adapt.ONE_CLASS = True
+    try:
+        out = patient_adapt.adapt(x, z, t_s, tau=0.9, beta=4.0)
+    finally:
+        patient_adapt.V_ONLY = patient_adapt.VETO_ONLY = patient_adapt.ONE_CLASS = False
+    assert out[inside].argmax() == 0 and out[outside].argmax() == 2
