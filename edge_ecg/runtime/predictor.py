@@ -90,6 +90,11 @@ class Predictor:
         """Windows queued by `add` since the last `run_pending`."""
         return self._batch.n
 
+    def pending_inputs(self) -> dict[str, np.ndarray]:
+        """The queued windows' model inputs, `{name: (pending, ...)}` (views into the reused
+        batch: valid until `run_pending` or `clear_pending`)."""
+        return self._batch.arrays()
+
     def clear_pending(self) -> None:
         """Drop the windows queued by `add` and not run."""
         self._batch.clear()

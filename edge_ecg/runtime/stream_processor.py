@@ -492,7 +492,7 @@ class StreamProcessor:
         if adapt is not None:
             # the stack's features of every slot, as the stack read them (the batch is
             # cleared by the run)
-            arrs = pred._batch.arrays()
+            arrs = pred.pending_inputs()
             feats = stack_features(arrs["beat_rr"], arrs["beat_ctx"])
             known = arrs["beat_ctx"][..., 0] > 0
         with self.timer.time("inference"):
