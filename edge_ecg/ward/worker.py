@@ -709,11 +709,12 @@ class Worker:
         shared: a snapshot is data); None when it kept none or they fail (noted)."""
         if kept is None:
             return None
-        from edge_ecg.ward.commands import CommandError, decode
+        from edge_ecg.runtime.alarm_settings import AlarmSettingsError, apply_limits
+        from edge_ecg.runtime.alarms import AlarmLimits
 
         try:
-            return decode(json.dumps({"command": "limits", "limits": kept}).encode()).limits
-        except (CommandError, TypeError, ValueError) as exc:
+            return apply_limits(AlarmLimits(), kept, "the snapshot's limits")
+        except AlarmSettingsError as exc:
             self._note(f"{key}: the snapshot's commanded limits not used ({exc}); the bed "
                        "runs this worker's", logging.WARNING)
             return None
@@ -740,6 +741,7 @@ class Worker:
     def _command(self, b: BedRun, cmd) -> list:
         """Apply a station's command before the bed's next sample; its events."""
         from edge_ecg.runtime.alarm_settings import changed
+        from edge_ecg.runtime.alarms import AlarmLimits
         from edge_ecg.runtime.events import StatusEvent
 
         p = b.proc
@@ -755,8 +757,6 @@ class Worker:
         lim = self._limits(b.key, b.limits)
         if b.proc.alarms is not None:
             b.proc.alarms.set_limits(lim)
-        from edge_ecg.runtime.alarms import AlarmLimits
-
         return [StatusEvent(index=index, time_s=index / fs, state="limits",
                             info={"by": cmd.by, "alarm_limits": changed(lim or AlarmLimits()),
                                   "source": "station" if cmd.limits is not None

@@ -261,3 +261,18 @@ def test_a_station_follows_the_beds_limits_events_and_refuses_a_forged_one(tmp_p
     limits(3, "worker file", {})
     assert t.alarms.limits == AlarmLimits() and t.limits_set is None
     assert json.loads((tmp_path / "bed_limits.json").read_text())["beds"] == {}
+
+
+def test_a_snapshots_commanded_limits_are_checked_as_a_commands_are(backend, caplog):
+    """The state store is shared: limits a snapshot says were commanded are data, checked;
+    out of range, the bed runs the worker's own and the log says why."""
+    import logging
+
+    from edge_ecg.ward.worker import Worker
+
+    w = Worker("nats://127.0.0.1:9", backend)
+    assert w._commanded("icu.b1", None) is None
+    assert w._commanded("icu.b1", {"vt_run": 5}) == AlarmLimits(vt_run=5)
+    with caplog.at_level(logging.WARNING):
+        assert w._commanded("icu.b1", {"vt_run": 99}) is None
+    assert "snapshot's commanded limits not used" in caplog.text and "vt_run = 99" in caplog.text
