@@ -161,6 +161,7 @@ def test_evaluate_reports_ec57_for_a_bundle_with_beat_classes(fixture_bundle, sh
     out = json.loads(capsys.readouterr().out)
     bc = out["beat_classes"]
     assert [r["record"] for r in bc["records"]] == ["119", "208"]
+    assert bc["beat_stack"] is False and bc["patient_adaptation"] is None   # the network's own
     g = bc["gross"]
     assert g["confusion_columns"] == ["N", "S", "V", "F", "Q", "missed"]
     conf = np.asarray(g["confusion"])

@@ -215,3 +215,18 @@ def test_stack_adaptation_only_sets_it_on_a_fitted_stack_and_leaves_the_trees(tm
             {k: v for k, v in before.items() if k != "patient_adaptation"}
         man = json.loads((b / "manifest.json").read_text())
         assert man["metrics"]["beat_stack"]["patient_adaptation"] == want
+
+
+def test_the_bundled_model_runs_it_and_evaluate_says_so(shared_data, capsys):
+    """The shipped bundle's beat stack carries the adaptation (chosen on the training folds,
+    BENCHMARKS "2026-12-07, night"), and `evaluate --json` names what made the classes."""
+    import json
+
+    from edge_ecg.cli import main
+
+    spec = f"mitdb:{shared_data / 'mitdb' / '119'}?seconds=30"
+    assert main(["evaluate", "--bundle", str(REPO / "edge_ecg" / "assets" / "default_bundle"),
+                 "--data", spec, "--json"]) == 0
+    bc = json.loads(capsys.readouterr().out)["beat_classes"]
+    assert bc["beat_stack"] is True
+    assert bc["patient_adaptation"] == AdaptationConfig().to_dict()
