@@ -7,6 +7,7 @@ calls only, as a monitor could.
     python bench/patient_adapt.py --cache ROWS.npz [--v-only] [--morphology]
                                   [--records TAU,BETA]                      # ~3 min each
     python bench/patient_adapt.py --cost 10 [--repeat 3]    # the stream's speed, on and off
+    python bench/patient_adapt.py --cache ROWS.npz --false-v  # what the V calls are
 
 ROWS.npz is what `edge-ecg stack --beats ... --oof ... --cache ROWS.npz --dry-run` saves (the
 training records through the shipped network, and each training fold's records through the
@@ -219,6 +220,19 @@ def cost(minutes: float, repeat: int) -> None:
     be.close()
 
 
+def false_v(recs) -> None:
+    """`--false-v`: the beats the (unadapted) stack calls V, by their reference class, and
+    how the P wave against the dominant beat's and the QRS width tell them apart."""
+    from edge_ecg.runtime.beat_stack import FEATURES
+
+    cols = {c: list(FEATURES).index(c) for c in ("p_corr", "p_ratio", "width_ratio")}
+    for name, ref in (("true V", V), ("S called V", 1), ("N called V", N)):
+        a = np.concatenate([x[(z.argmax(1) == V) & (y == ref)] for _, x, y, z in recs])
+        parts = [f"{c} {np.percentile(a[:, k], [10, 50, 90]).round(2).tolist()}"
+                 for c, k in cols.items()]
+        print(f"{name:<11} {len(a):5d} beats; 10/50/90 %: " + ", ".join(parts))
+
+
 def main(argv=None) -> None:
     from edge_ecg.data.folds import subject_fold
 
@@ -237,6 +251,9 @@ def main(argv=None) -> None:
     ap.add_argument("--one-class", action="store_true",
                     help="with --v-only --veto: a patient with too few confident V calls is "
                          "still adapted, by the cloud of their own N beats (_one_class)")
+    ap.add_argument("--false-v", action="store_true",
+                    help="instead: the stack's V calls by reference class, with their P-wave "
+                         "and width features (what a veto could tell apart)")
     ap.add_argument("--records", type=lambda v: tuple(float(t) for t in v.split(",")),
                     metavar="TAU,BETA", help="also list the records whose V calls change")
     ap.add_argument("--veto", action="store_true",
@@ -256,6 +273,8 @@ def main(argv=None) -> None:
     if args.morphology:
         COLUMNS = [list(FEATURES).index(c) for c in MORPHOLOGY]
     recs = oof_fused(args.cache)
+    if args.false_v:
+        return false_v(recs)
     rr = list(FEATURES).index("pre_rr_ms")
     fold = {rec: subject_fold(rec) for rec, *_ in recs}
     _line("no adaptation", *_scored(recs, 1.0, 0.0, rr))
