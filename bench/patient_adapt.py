@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +41,21 @@ sys.path.insert(0, str(REPO / "bench"))
 LEARN_S = 300.0
 MIN_BEATS = 20
 N, V, F = 0, 2, 3         # the beat task's class order: N, S, V, F, Q (F called V: not false)
-V_ONLY = "--v-only" in sys.argv
-VETO_ONLY = False         # --veto: the patient's history may only take a V call away
-ONE_CLASS = False         # --one-class: also patients without 20 V calls (their N cloud)
 ONE_CLASS_Q = 0.9
 MORPHOLOGY = ("qrs_corr", "width_ratio", "amp_ratio")
-COLUMNS = None            # all 18 features; --morphology: MORPHOLOGY only
+
+
+@dataclass(frozen=True)
+class Form:
+    """Which adaptation `adapt` makes (the flags of the same names)."""
+
+    v_only: bool = False      # only the V logit moves, by the V-against-N log-odds
+    veto: bool = False        # with v_only: V only ever lowered, the mass going to N
+    one_class: bool = False   # also patients without MIN_BEATS V calls (their N cloud)
+    columns: tuple[int, ...] | None = None   # the LDA's features (None: all 18)
+
+
+SHIPPED = Form(v_only=True, veto=True)     # edge_ecg.runtime.patient_adaptation
 
 
 def oof_fused(cache: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
@@ -66,7 +76,8 @@ def oof_fused(cache: Path) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray
     return out
 
 
-def adapt(x: np.ndarray, z: np.ndarray, t_s: np.ndarray, tau: float, beta: float) -> np.ndarray:
+def adapt(x: np.ndarray, z: np.ndarray, t_s: np.ndarray, tau: float, beta: float,
+          form: Form = Form()) -> np.ndarray:
     """`z` nudged by a per-record LDA fitted on the record's confident early calls."""
     from edge_ecg.runtime.patient_adaptation import P_LDA_FLOOR, lda_fit
 
@@ -77,13 +88,13 @@ def adapt(x: np.ndarray, z: np.ndarray, t_s: np.ndarray, tau: float, beta: float
     learn = (t_s < LEARN_S) & (p.max(1) >= tau)
     lab = z.argmax(1)
     classes = [c for c in np.unique(lab[learn]) if (lab[learn] == c).sum() >= MIN_BEATS]
-    if ONE_CLASS and N in classes and V not in classes:
+    if form.one_class and N in classes and V not in classes:
         return _one_class(x, z, p, learn & (lab == N), beta)
     if len(classes) < 2:
         return z
     keep = learn & np.isin(lab, classes)
-    if COLUMNS is not None:
-        x = x[:, COLUMNS]
+    if form.columns is not None:
+        x = x[:, list(form.columns)]
     xs = (x - x[keep].mean(0)) / (x[keep].std(0) + 1e-6)
     # the runtime's LDA (edge_ecg.runtime.patient_adaptation: scikit-learn's lsqr solver with
     # Ledoit-Wolf shrinkage, in numpy; tests/runtime/test_patient_adaptation.py)
@@ -95,12 +106,12 @@ def adapt(x: np.ndarray, z: np.ndarray, t_s: np.ndarray, tau: float, beta: float
     lp = np.log(np.maximum(q, P_LDA_FLOOR))
     lp -= lp.mean(1, keepdims=True)
     out = z.copy()
-    if V_ONLY:
+    if form.v_only:
         # only V against N moves: the patient's own ventricular shape; S (timing) is left
         cls = list(classes)
         if V in cls and N in cls:
             d = lp[:, cls.index(V)] - lp[:, cls.index(N)]
-            if VETO_ONLY:
+            if form.veto:
                 # as the runtime: V scaled down, the mass taken going to N
                 p = np.exp(z - z.max(1, keepdims=True))
                 p /= p.sum(1, keepdims=True)
@@ -153,12 +164,12 @@ def _objective(y: np.ndarray, pred: np.ndarray) -> float:
     return objective(y, pred)[0]
 
 
-def _scored(recs, tau: float, beta: float, rr: int):
+def _scored(recs, tau: float, beta: float, rr: int, form: Form):
     """(y, pred, database) of the scored beats (after LEARN_S) of `recs`, adapted."""
     ys, preds, db = [], [], []
     for rec, x, y, z in recs:
         t_s = np.cumsum(np.maximum(x[:, rr], 0)) / 1000.0
-        za = adapt(x, z, t_s, tau, beta)
+        za = adapt(x, z, t_s, tau, beta, form)
         scored = (t_s >= LEARN_S) & (y >= 0)
         ys.append(y[scored])
         preds.append(za[scored].argmax(1))
@@ -267,26 +278,24 @@ def main(argv=None) -> None:
         ap.error("--cache ROWS.npz is needed (or --cost MINUTES)")
     from edge_ecg.runtime.beat_stack import FEATURES
 
-    global COLUMNS, VETO_ONLY, ONE_CLASS
-    VETO_ONLY = args.veto
-    ONE_CLASS = args.one_class
-    if args.morphology:
-        COLUMNS = [list(FEATURES).index(c) for c in MORPHOLOGY]
+    form = Form(v_only=args.v_only, veto=args.veto, one_class=args.one_class,
+                columns=tuple(list(FEATURES).index(c) for c in MORPHOLOGY)
+                if args.morphology else None)
     recs = oof_fused(args.cache)
     if args.false_v:
         return false_v(recs)
     rr = list(FEATURES).index("pre_rr_ms")
     fold = {rec: subject_fold(rec) for rec, *_ in recs}
-    _line("no adaptation", *_scored(recs, 1.0, 0.0, rr))
+    _line("no adaptation", *_scored(recs, 1.0, 0.0, rr, form))
     for tau, beta in GRID:
-        _line(f"tau {tau} beta {beta}", *_scored(recs, tau, beta, rr))
+        _line(f"tau {tau} beta {beta}", *_scored(recs, tau, beta, rr, form))
     # nested: each fold's setting chosen on the other three, that fold scored with it
     ys, preds, dbs, chosen = [], [], [], []
     for k in sorted(set(fold.values())):
         inner = [r for r in recs if fold[r[0]] != k]
-        best = max(GRID, key=lambda g: _objective(*_scored(inner, *g, rr)[:2]))
+        best = max(GRID, key=lambda g: _objective(*_scored(inner, *g, rr, form)[:2]))
         chosen.append(best)
-        y, p, d = _scored([r for r in recs if fold[r[0]] == k], *best, rr)
+        y, p, d = _scored([r for r in recs if fold[r[0]] == k], *best, rr, form)
         ys.append(y), preds.append(p), dbs.append(d)
     _line(f"nested {chosen}", np.concatenate(ys), np.concatenate(preds), np.concatenate(dbs))
     if args.records:
@@ -303,10 +312,10 @@ def main(argv=None) -> None:
                         int(((p == V) & (yy != V) & (yy != F)).sum()),
                         int(((p != V) & (yy == V)).sum()))
             a = counts(z[scored].argmax(1))
-            b = counts(adapt(x, z, t_s, tau, beta)[scored].argmax(1))
+            b = counts(adapt(x, z, t_s, tau, beta, form)[scored].argmax(1))
             if a != b:
                 print(f"  {rec}: {int((yy == V).sum())} V, {a} -> {b}")
-            elif ONE_CLASS and _one_class_applies(z, t_s, tau):
+            elif form.one_class and _one_class_applies(z, t_s, tau):
                 print(f"  {rec}: {int((yy == V).sum())} V, {a}: one-class, no call changed")
 
 

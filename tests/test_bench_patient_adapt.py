@@ -37,11 +37,10 @@ def test_a_later_beat_of_the_patients_own_ventricular_shape_is_pulled_to_v():
     x, z, t_s, v, late = _record()
     assert (z[v & late].argmax(1) == 0).all()
     for v_only in (False, True):
-        patient_adapt.V_ONLY = v_only
-        out = patient_adapt.adapt(x, z, t_s, tau=0.9, beta=0.5)
+        out = patient_adapt.adapt(x, z, t_s, tau=0.9, beta=0.5,
+                                  form=patient_adapt.Form(v_only=v_only))
         assert (out[v & late].argmax(1) == 2).all()
         assert (out[~v].argmax(1) == 0).all()
-    patient_adapt.V_ONLY = False
     assert patient_adapt.adapt(x, z, t_s, 0.9, 0.0) is z
 
 
@@ -66,9 +65,6 @@ def test_one_class_vetoes_a_v_call_inside_the_patients_normal_cloud_only():
     for i in (inside, outside):
         z[i, 0], z[i, 2] = 0.0, 0.3                      # V by a hair
     t_s = np.arange(n) * 1.0
-    patient_adapt.V_ONLY = patient_adapt.VETO_ONLY = patient_adapt.ONE_CLASS = True
-    try:
-        out = patient_adapt.adapt(x, z, t_s, tau=0.9, beta=4.0)
-    finally:
-        patient_adapt.V_ONLY = patient_adapt.VETO_ONLY = patient_adapt.ONE_CLASS = False
+    form = patient_adapt.Form(v_only=True, veto=True, one_class=True)
+    out = patient_adapt.adapt(x, z, t_s, tau=0.9, beta=4.0, form=form)
     assert out[inside].argmax() == 0 and out[outside].argmax() == 2

@@ -16,9 +16,10 @@ log-odds of V against N) where those are negative, the mass taken going to N: th
 history can take a V call away, never make one, and S (a matter of timing) is left to the
 stack.
 
-Out of fold on the training patients (bench/patient_adapt.py, the setting chosen by nested
-cross-validation, every fold choosing tau 0.98, beta 0.5): MIT-BIH V Se / +P 0.889 / 0.837 ->
-0.880 / 0.936, SVDB 0.855 / 0.839 -> 0.852 / 0.858, S unchanged. The state is plain arrays, so
+Out of fold on the training patients, through the runtime (bench/beat_stack_folds.py
+--adaptation off,on; BENCHMARKS.md "2026-12-07, night"): MIT-BIH V Se / +P 0.888 / 0.815 ->
+0.877 / 0.912, false VT alarms 2.85 -> 1.42 per hour, SVDB V 0.752 / 0.828 -> 0.746 / 0.846,
+S unchanged. The state is plain arrays, so
 a ward snapshot holds it, and it changes only with the beats classified, in order, so any
 chunking gives the same classes.
 """

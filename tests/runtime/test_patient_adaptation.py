@@ -110,12 +110,7 @@ def test_the_bench_and_the_runtime_make_the_same_calls():
 
     r, x, p, v, late, odd = _beats(seed=3)
     cfg = AdaptationConfig()
-    patient_adapt.V_ONLY, patient_adapt.VETO_ONLY = True, True
-    try:
-        z = np.log(p)
-        bench = patient_adapt.adapt(x, z, r / FS, cfg.tau, cfg.beta)
-    finally:
-        patient_adapt.V_ONLY, patient_adapt.VETO_ONLY = False, False
+    bench = patient_adapt.adapt(x, np.log(p), r / FS, cfg.tau, cfg.beta, patient_adapt.SHIPPED)
     run = _run(PatientAdaptation(cfg, FS, 18, LABELS), r, x, p)
     assert np.array_equal(bench[late].argmax(1), run[late].argmax(1))
     assert (bench[odd].argmax(1) == 0).all()
