@@ -79,6 +79,10 @@ def main() -> int:
     ap.add_argument("--weight", type=float, default=0.75, help="the trees' share (w)")
     ap.add_argument("--adaptation", default="off",
                     help="off, on or off,on: the stack's patient adaptation, one setting each")
+    ap.add_argument("--continuation", default="off",
+                    help="off, on or off,on: the stack continues a called ventricular run while "
+                         "its beats stay wide and unlike the dominant beat "
+                         "(edge_ecg.runtime.run_continuation, its default setting)")
     ap.add_argument("--vt-run", type=int, default=None,
                     help="passed to edge-ecg evaluate: V beats for the red VT alarm")
     ap.add_argument("--sign-key", type=Path, default=None,
@@ -98,6 +102,7 @@ def main() -> int:
     from edge_ecg.runtime.beat_stack import BEAT_STACK, FEATURES, parse_beat_stack
     from edge_ecg.runtime.bundle import check_integrity
     from edge_ecg.runtime.patient_adaptation import AdaptationConfig
+    from edge_ecg.runtime.run_continuation import ContinuationConfig
 
     oof = parse_oof(args.oof)
     with np.load(args.cache, allow_pickle=False) as z:
@@ -107,9 +112,11 @@ def main() -> int:
     signal = check_integrity(next(iter(oof.values())))[0].signal
     table = {}
     adapt_settings = [a.strip() for a in args.adaptation.split(",")]
-    if not set(adapt_settings) <= {"off", "on"}:
-        raise SystemExit("--adaptation takes off, on or off,on")
-    for n_runs, adapt in ((int(v), a) for v in args.runs.split(",") for a in adapt_settings):
+    cont_settings = [a.strip() for a in args.continuation.split(",")]
+    if not set(adapt_settings) <= {"off", "on"} or not set(cont_settings) <= {"off", "on"}:
+        raise SystemExit("--adaptation and --continuation take off, on or off,on")
+    for n_runs, adapt, cont in ((int(v), a, c) for v in args.runs.split(",")
+                                for a in adapt_settings for c in cont_settings):
         runs = []
         if n_runs:
             jobs = [(signal, LABELS, Path(p).parent.name, Path(p), n_runs, 0) for p in records]
@@ -123,8 +130,10 @@ def main() -> int:
                            {"bench": f"fold {k} held out, {n_runs} synthetic runs a record"})
             if adapt == "on":
                 doc["patient_adaptation"] = AdaptationConfig().to_dict()
+            if cont == "on":
+                doc["run_continuation"] = ContinuationConfig().to_dict()
             stack = parse_beat_stack(doc, "fold stack")
-            dst = args.out / f"runs{n_runs}-{adapt}" / f"f{k}"
+            dst = args.out / f"runs{n_runs}-{adapt}-cont-{cont}" / f"f{k}"
             shutil.rmtree(dst, ignore_errors=True)
             shutil.copytree(bundle, dst)
             install_stack(dst, check_integrity(dst)[0], BEAT_STACK, stack.write, "beat_stack",
@@ -137,7 +146,8 @@ def main() -> int:
             out = subprocess.run([sys.executable, "-c", CLI, "evaluate", "--bundle", str(dst),
                                   "--data", spec, "--json", *extra],
                                  capture_output=True, text=True, check=True).stdout
-            print(f"runs {n_runs}, adaptation {adapt}, fold {k}: evaluated", file=sys.stderr,
+            print(f"runs {n_runs}, adaptation {adapt}, continuation {cont}, fold {k}: "
+                  "evaluated", file=sys.stderr,
                   flush=True)
             (dst / "evaluate.json").write_text(out)     # the fold's counts, kept beside it
             return json.loads(out)
@@ -145,7 +155,7 @@ def main() -> int:
         # one process per fold, `--jobs` at a time
         with ThreadPoolExecutor(max(int(args.jobs), 1)) as pool:
             results = list(pool.map(evaluate, specs))
-        table[f"runs={n_runs},{adapt}"] = pooled(results)
+        table[f"runs={n_runs},{adapt},{cont}"] = pooled(results)
     names = list(next(iter(table.values())))
     print(f"{'pooled over folds ' + ','.join(map(str, sorted(oof))):28s}"
           + "".join(f"  {n:>12s}" for n in table))

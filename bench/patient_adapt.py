@@ -8,6 +8,7 @@ calls only, as a monitor could.
                                   [--records TAU,BETA]                      # ~3 min each
     python bench/patient_adapt.py --cost 10 [--repeat 3]    # the stream's speed, on and off
     python bench/patient_adapt.py --cache ROWS.npz --false-v  # what the V calls are
+    python bench/patient_adapt.py --cache ROWS.npz --continuation  # runs carried on (~3 min)
 
 ROWS.npz is what `edge-ecg stack --beats ... --oof ... --cache ROWS.npz --dry-run` saves (the
 training records through the shipped network, and each training fold's records through the
@@ -244,6 +245,90 @@ def false_v(recs) -> None:
         print(f"{name:<11} {len(a):5d} beats; 10/50/90 %: " + ", ".join(parts))
 
 
+CONTINUATIONS = ((3, None, None), (3, 1.15, 0.9), (3, 1.3, 0.8), (2, 1.15, 0.9), (4, 1.15, 0.9))
+
+
+def _v_runs(lab: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of the runs of >= 3 V in a sequence of classes, end exclusive."""
+    out, i = [], 0
+    while i < lab.size:
+        j = i
+        while j < lab.size and lab[j] == V:
+            j += 1
+        if j - i >= 3:
+            out.append((i, j))
+        i = max(j, i + 1)
+    return out
+
+
+def continued(x: np.ndarray, lab: np.ndarray, cfg) -> np.ndarray:
+    """A record's classes in order with the runtime's run continuation
+    (edge_ecg.runtime.run_continuation) applied: one beat after another, the beat's model
+    clock its cumulative RR (rows are consecutive beats)."""
+    from edge_ecg.runtime.beat_stack import FEATURES
+    from edge_ecg.runtime.run_continuation import RunContinuation
+
+    fs = 250.0
+    rc = RunContinuation(cfg, fs, FEATURES, ["N", "S", "V", "F", "Q"])
+    rr = list(FEATURES).index("pre_rr_ms")
+    r = np.cumsum(np.round(np.maximum(x[:, rr], 0) * fs / 1000.0)).astype(np.int64)
+    out = lab.copy()
+    for i in range(lab.size):
+        p = np.zeros(5)
+        p[lab[i]] = 1.0
+        out[i] = int(np.argmax(rc.apply(0, int(r[i]), x[i], p)))
+    return out
+
+
+def continuation(recs) -> None:
+    """`--continuation`: the shipped adaptation, then the run continuation in a few settings
+    (min run; width ratio or QRS correlation, None: any beat outside the dominant cluster), per
+    database on the beats after 300 s: V Se / +P, false V, and runs of >= 3 V (reference runs
+    found, called runs that hold >= 3 reference V or overlap a reference run)."""
+    from edge_ecg.runtime.beat_stack import FEATURES
+    from edge_ecg.runtime.run_continuation import ContinuationConfig
+
+    rr = list(FEATURES).index("pre_rr_ms")
+    settings = [None] + [ContinuationConfig(m, w if w is not None else 1.0,
+                                            c if c is not None else 1.0)
+                         for m, w, c in CONTINUATIONS]
+    for cfg in settings:
+        tot: dict[str, dict[str, int]] = {}
+        for rec, x, y, z in recs:
+            t_s = np.cumsum(np.maximum(x[:, rr], 0)) / 1000.0
+            lab = adapt(x, z, t_s, 0.98, 0.5, SHIPPED).argmax(1)
+            if cfg is not None:
+                lab = continued(x, lab, cfg)
+            d = tot.setdefault(rec.split("-")[0], dict.fromkeys(
+                ("tp", "fn", "fp", "ref", "found", "called", "true"), 0))
+            sc = (t_s >= LEARN_S) & (y >= 0)
+            tv, pv = (y == V) & sc, (lab == V) & sc
+            d["tp"] += int((tv & pv).sum())
+            d["fn"] += int((tv & ~pv).sum())
+            d["fp"] += int((pv & (y != V) & (y != F)).sum())
+            called = np.zeros(y.size, bool)
+            for a, b in _v_runs(lab):
+                called[a:b] = True
+            in_ref = np.zeros(y.size, bool)
+            for a, b in _v_runs(np.where(y == V, V, -1)):
+                in_ref[a:b] = True
+                if t_s[a] >= LEARN_S:
+                    d["ref"] += 1
+                    d["found"] += int(called[a:b].any())
+            for a, b in _v_runs(lab):
+                if t_s[a] >= LEARN_S:
+                    d["called"] += 1
+                    d["true"] += int(in_ref[a:b].any()
+                                     or int(np.isin(y[a:b], (V, F)).sum()) >= 3)
+        name = "no continuation" if cfg is None else (
+            f"min run {cfg.min_run}, width >= {cfg.width_ratio:g} or corr <= {cfg.qrs_corr:g}")
+        parts = [f"{db} V {d['tp'] / max(d['tp'] + d['fn'], 1):.3f}/"
+                 f"{d['tp'] / max(d['tp'] + d['fp'], 1):.3f} (false {d['fp']}), runs found "
+                 f"{d['found']}/{d['ref']}, true {d['true']}/{d['called']}"
+                 for db, d in sorted(tot.items())]
+        print(f"{name:<40} " + "; ".join(parts), flush=True)
+
+
 def main(argv=None) -> None:
     from edge_ecg.data.folds import subject_fold
 
@@ -267,6 +352,9 @@ def main(argv=None) -> None:
                          "and width features (what a veto could tell apart)")
     ap.add_argument("--records", type=lambda v: tuple(float(t) for t in v.split(",")),
                     metavar="TAU,BETA", help="also list the records whose V calls change")
+    ap.add_argument("--continuation", action="store_true",
+                    help="instead: the shipped adaptation, then the run continuation "
+                         "(edge_ecg.runtime.run_continuation) in a few settings")
     ap.add_argument("--veto", action="store_true",
                     help="with --v-only: the nudge may only lower V (a V call vetoed where "
                          "the patient's own beats say N, the mass going to N), never raise "
@@ -284,6 +372,8 @@ def main(argv=None) -> None:
     recs = oof_fused(args.cache)
     if args.false_v:
         return false_v(recs)
+    if args.continuation:
+        return continuation(recs)
     rr = list(FEATURES).index("pre_rr_ms")
     fold = {rec: subject_fold(rec) for rec, *_ in recs}
     _line("no adaptation", *_scored(recs, 1.0, 0.0, rr, form))

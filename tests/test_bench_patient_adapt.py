@@ -68,3 +68,25 @@ def test_one_class_vetoes_a_v_call_inside_the_patients_normal_cloud_only():
     form = patient_adapt.Form(v_only=True, veto=True, one_class=True)
     out = patient_adapt.adapt(x, z, t_s, tau=0.9, beta=4.0, form=form)
     assert out[inside].argmax() == 0 and out[outside].argmax() == 2
+
+
+def test_the_continuation_bench_carries_a_run_with_the_runtimes_rule():
+    """`--continuation` applies the runtime's own class beat after beat: three V calls carry a
+    wide non-dominant beat on, the dominant beat ends the run, and its run count sees one run
+    where the uncontinued calls saw none past the couplet."""
+    from edge_ecg.runtime.beat_stack import FEATURES
+    from edge_ecg.runtime.run_continuation import ContinuationConfig
+
+    f = {c: i for i, c in enumerate(FEATURES)}
+    x = np.zeros((8, len(FEATURES)))
+    x[:, f["pre_rr_ms"]], x[:, f["learned"]] = 500.0, 1.0
+    x[:, f["width_ratio"]], x[:, f["qrs_corr"]] = 1.6, 0.5
+    x[6:, f["in_dominant"]], x[6:, f["width_ratio"]], x[6:, f["qrs_corr"]] = 1.0, 1.0, 0.99
+    lab = np.array([0, 2, 2, 2, 0, 0, 0, 0])
+    got = patient_adapt.continued(x, lab, ContinuationConfig())
+    assert got.tolist() == [0, 2, 2, 2, 2, 2, 0, 0]
+    assert patient_adapt._v_runs(got) == [(1, 6)]
+    assert patient_adapt._v_runs(lab) == [(1, 4)]
+    # a couplet is never carried on
+    assert patient_adapt.continued(x, np.array([0, 2, 2, 0, 0, 0, 0, 0]),
+                                   ContinuationConfig()).tolist() == [0, 2, 2, 0, 0, 0, 0, 0]

@@ -84,9 +84,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                             "calls that look like their normal beats "
                             "(edge_ecg.runtime.patient_adaptation; default on: chosen out of "
                             "fold on the training folds, bench/patient_adapt.py)")
+    beats.add_argument("--run-continuation", choices=("on", "off"), default="on",
+                       help="a run of 3 V calls goes on while its beats stay wide and unlike "
+                            "the patient's dominant beat (edge_ecg.runtime.run_continuation; "
+                            "default on: chosen out of fold on the training folds, "
+                            "bench/beat_stack_folds.py --continuation)")
     beats.add_argument("--adaptation-only", action="store_true",
-                       help="only set --patient-adaptation on the bundle's fitted beat stack "
-                            "(its trees untouched), rehash and sign; no data is read")
+                       help="only set --patient-adaptation and --run-continuation on the "
+                            "bundle's fitted beat stack (its trees untouched), rehash and "
+                            "sign; no data is read")
     add_trust_options(p)
 
 

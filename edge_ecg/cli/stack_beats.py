@@ -132,8 +132,9 @@ def load_rows(path: Path, key: str, names: list[str]) -> dict[str, list] | None:
 
 
 def _set_adaptation(args) -> int:
-    """`--adaptation-only`: the bundle's beat stack with `--patient-adaptation` set, its trees
-    untouched; the manifest rehashed and the bundle signed."""
+    """`--adaptation-only`: the bundle's beat stack with `--patient-adaptation` and
+    `--run-continuation` set, its trees untouched; the manifest rehashed and the bundle
+    signed."""
     import warnings
     from dataclasses import replace
 
@@ -143,6 +144,7 @@ def _set_adaptation(args) -> int:
     from edge_ecg.runtime.beat_stack import BEAT_STACK, load_beat_stack
     from edge_ecg.runtime.bundle import verify_bundle
     from edge_ecg.runtime.patient_adaptation import AdaptationConfig
+    from edge_ecg.runtime.run_continuation import ContinuationConfig
     from edge_ecg.runtime.signing import UnsignedBundleWarning
 
     try:
@@ -158,11 +160,14 @@ def _set_adaptation(args) -> int:
               "one first (`edge-ecg stack --beats`)", file=sys.stderr)
         return 1
     cfg = AdaptationConfig() if args.patient_adaptation == "on" else None
-    stack = replace(stack, adaptation=cfg)
+    cont = ContinuationConfig() if args.run_continuation == "on" else None
+    stack = replace(stack, adaptation=cfg, continuation=cont)
     metrics = dict(manifest.metrics.get("beat_stack", {}))
     metrics["patient_adaptation"] = None if cfg is None else cfg.to_dict()
+    metrics["run_continuation"] = None if cont is None else cont.to_dict()
     install_stack(args.bundle, manifest, BEAT_STACK, stack.write, "beat_stack", metrics,
-                  args.sign_key, note=f" (patient adaptation {args.patient_adaptation})")
+                  args.sign_key, note=f" (patient adaptation {args.patient_adaptation}, "
+                                      f"run continuation {args.run_continuation})")
     return 0
 
 
@@ -320,6 +325,10 @@ def run(args) -> int:
         from edge_ecg.runtime.patient_adaptation import AdaptationConfig
 
         doc["patient_adaptation"] = AdaptationConfig().to_dict()
+    if getattr(args, "run_continuation", "on") == "on":
+        from edge_ecg.runtime.run_continuation import ContinuationConfig
+
+        doc["run_continuation"] = ContinuationConfig().to_dict()
     stack = parse_beat_stack(doc, "fitted beat stack")
     if args.dry_run:
         return 0

@@ -33,6 +33,7 @@ import numpy as np
 from edge_ecg.errors import BundleError
 from edge_ecg.runtime.bundle import read_bundle_json
 from edge_ecg.runtime.patient_adaptation import AdaptationConfig
+from edge_ecg.runtime.run_continuation import ContinuationConfig
 from edge_ecg.runtime.trees import TreeEnsemble, parse_trees, tree_classes
 from edge_ecg.signal.contract import BEAT_RR_COLUMNS
 from edge_ecg.signal.patient_context import CONTEXT_COLUMNS
@@ -84,6 +85,9 @@ class BeatStack:
     # the patient's own beats veto V calls after a learning period (patient_adaptation.py);
     # None: a stack fitted before it, or fitted with --no-patient-adaptation
     adaptation: AdaptationConfig | None = None
+    # a run of V calls goes on while its beats stay wide and unlike the dominant beat
+    # (run_continuation.py); None: off
+    continuation: ContinuationConfig | None = None
 
     def tree_proba(self, x: np.ndarray) -> np.ndarray:
         """The trees' probabilities over the task's classes `(n, len(classes))`."""
@@ -126,7 +130,9 @@ class BeatStack:
                 "tree_classes": list(self.tree_classes), "features": list(self.features),
                 "weight": self.weight, **self.trees.to_fields(), "info": self.info,
                 **({"patient_adaptation": self.adaptation.to_dict()}
-                   if self.adaptation is not None else {})}
+                   if self.adaptation is not None else {}),
+                **({"run_continuation": self.continuation.to_dict()}
+                   if self.continuation is not None else {})}
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
@@ -167,10 +173,15 @@ def parse_beat_stack(doc, where: str) -> BeatStack:
         if "N" not in classes or "V" not in classes:
             raise BundleError(f"{where}: patient_adaptation needs the classes N and V")
         adapt = AdaptationConfig.parse(adapt, where)
+    cont = doc.get("run_continuation")
+    if cont is not None:
+        if "V" not in classes:
+            raise BundleError(f"{where}: run_continuation needs the class V")
+        cont = ContinuationConfig.parse(cont, where)
     return BeatStack(task=task, classes=tuple(classes), tree_classes=tuple(tc.tolist()),
                      features=tuple(want), trees=trees, weight=float(w),
                      info=info if isinstance(info, dict) else {}, kind=kind,
-                     adaptation=adapt)
+                     adaptation=adapt, continuation=cont)
 
 
 def load_beat_stack(bundle: str | Path, manifest) -> BeatStack | None:

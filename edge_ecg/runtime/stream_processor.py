@@ -24,6 +24,7 @@ from edge_ecg.runtime.beat_tracker import BeatTracker, delineation_columns
 from edge_ecg.runtime.events import (BeatEvent, GapEvent, PredictionEvent, StatusEvent,
                                      WithheldEvent)
 from edge_ecg.runtime.patient_adaptation import PatientAdaptation
+from edge_ecg.runtime.run_continuation import RunContinuation
 from edge_ecg.runtime.predictor import Predictor, split_rows
 from edge_ecg.runtime.quality import (HalfBlockExtremes, QualityConfig, flat_block_len,
                                       judge_window, noise_ratio)
@@ -126,6 +127,13 @@ class StreamProcessor:
                                              beat_task.get("labels", []))
                            if cfg is not None and self.context is not None
                            and beat_task is not None else None)
+        # a called ventricular run goes on while its beats keep their shape
+        # (run_continuation.py), where the beat stack asks for it
+        cont = getattr(stack, "continuation", None)
+        self.continuation = (RunContinuation(cont, c.fs_hz, STACK_FEATURES,
+                                             beat_task.get("labels", []))
+                             if cont is not None and self.context is not None
+                             and beat_task is not None else None)
         self._started = True
 
     # --- clocks --------------------------------------------------------------------------
@@ -484,12 +492,32 @@ class StreamProcessor:
         out[:n][m] = adapt.adjust(slots[:n][m], feats[:n][m], probs[:n][m])
         return out
 
+    def _continued(self, cont: RunContinuation, slots: np.ndarray, claimed: list[int],
+                   feats: np.ndarray, known: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        """One window's per-slot probabilities with the runs continued: each beat the
+        window classifies, in order, once (run_continuation.py)."""
+        n = min(slots.size, probs.shape[0])
+        slot_of = {int(r): k for k, r in enumerate(slots[:n].tolist())}
+        epoch = self.context.epoch if self.context is not None else 0
+        out = probs
+        for r in claimed:
+            k = slot_of.get(int(r))
+            if k is None or not known[k]:
+                continue
+            p = cont.apply(epoch, int(r), feats[k], out[k])
+            if p is not out[k]:
+                if out is probs:
+                    out = np.array(probs, copy=True)
+                out[k] = p
+        return out
+
     def _predict(self, kept: list, ivs: dict[int, dict], events: list) -> None:
         """Run the batch of `kept` windows and put each one's prediction (after its beats'
         classes, with a `beat` task) in its placeholder in `events`."""
         pred = self.predictor
         adapt = getattr(self, "adaptation", None)     # (a snapshot from before it: none)
-        if adapt is not None:
+        cont = getattr(self, "continuation", None)
+        if adapt is not None or cont is not None:
             # the stack's features of every slot, as the stack read them (the batch is
             # cleared by the run)
             arrs = pred.pending_inputs()
@@ -523,6 +551,8 @@ class StreamProcessor:
                     probs = beat_probs[j]
                     if adapt is not None:
                         probs = self._adapted(adapt, slots, claimed, feats[j], known[j], probs)
+                    if cont is not None:
+                        probs = self._continued(cont, slots, claimed, feats[j], known[j], probs)
                     outputs[bt["name"]] = {
                         **window_ectopy(bc.labels_of(probs, slots.size)),
                         **({"trained_on": bt["trained_on"]} if bt.get("trained_on") else {})}
