@@ -80,9 +80,11 @@ class BeatClasses:
         return [self.labels[k] for k in np.argmax(np.asarray(probs)[:n], axis=-1).tolist()]
 
     def assign(self, claimed: list[int], beats: np.ndarray, start: int, end: int,
-               probs: np.ndarray | None, reason: str | None = None) -> list:
+               probs: np.ndarray | None, reason: str | None = None,
+               continued: dict[int, str] | None = None) -> list:
         """Classes of the `claimed` beats from the window's per-slot `probs` `(M, C)` (None:
-        the window was withheld, `reason` says why). Returns the held beat events now
+        the window was withheld, `reason` says why); `continued`: beat -> the class the beat
+        stack gave the beats the run continuation called V. Returns the held beat events now
         complete."""
         if not claimed:
             return []
@@ -101,6 +103,8 @@ class BeatClasses:
                 p = probs[j]
                 k = int(np.argmax(p))
                 c = {"label": self.labels[k], "prob": round(float(p[k]), 4)}
+                if continued and r in continued:
+                    c["from"] = continued[r]
             self._class[r] = c
             if "label" in c:
                 self.counts[c["label"]] += 1
@@ -122,7 +126,7 @@ class BeatClasses:
     def _complete(self, event, r: int):
         c = self._class.pop(r)
         return replace(event, beat_class=c.get("label"), beat_prob=c.get("prob"),
-                       beat_class_reason=c.get("reason"))
+                       beat_class_reason=c.get("reason"), run_continued_from=c.get("from"))
 
     def take(self, r: int) -> dict | None:
         """The class of beat `r` (`{"label", "prob"}` or `{"reason"}`), removed; None if not

@@ -99,7 +99,10 @@ class RhythmHistory:
                 pr, qrs = w.get("pr_ms"), w.get("qrs_ms")
                 self.pr_ms.append(np.nan if pr is None else float(pr))
                 self.qrs_ms.append(np.nan if qrs is None else float(qrs))
-                self.beat_cls.append(e.beat_class)
+                # the beat stack's own call: a run the continuation carried on counts as
+                # the stack called it (measured: the continued runs' V in these shares
+                # cross-validated worse on CinC's training folds, 0.823 -> 0.817)
+                self.beat_cls.append(e.run_continued_from or e.beat_class)
             elif isinstance(e, GapEvent):
                 self.gap_t.append(float(e.time_s))       # no RR across samples never seen
             elif isinstance(e, WithheldEvent):

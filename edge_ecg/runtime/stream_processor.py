@@ -493,23 +493,28 @@ class StreamProcessor:
         return out
 
     def _continued(self, cont: RunContinuation, slots: np.ndarray, claimed: list[int],
-                   feats: np.ndarray, known: np.ndarray, probs: np.ndarray) -> np.ndarray:
-        """One window's per-slot probabilities with the runs continued: each beat the
-        window classifies, in order, once (run_continuation.py)."""
+                   feats: np.ndarray, known: np.ndarray, probs: np.ndarray
+                   ) -> tuple[np.ndarray, dict[int, str]]:
+        """One window's per-slot probabilities with the runs continued (each beat the
+        window classifies, in order, once; run_continuation.py), and the beats it called V
+        with the class the stack gave them."""
         n = min(slots.size, probs.shape[0])
         slot_of = {int(r): k for k, r in enumerate(slots[:n].tolist())}
         epoch = self.context.epoch if self.context is not None else 0
-        out = probs
+        out, moved = probs, {}
+        labels = self.beat_classes.labels if self.beat_classes is not None else []
         for r in claimed:
             k = slot_of.get(int(r))
             if k is None or not known[k]:
                 continue
-            p = cont.apply(epoch, int(r), feats[k], out[k])
-            if p is not out[k]:
+            row = out[k]
+            p = cont.apply(epoch, int(r), feats[k], row)
+            if p is not row:                         # (apply returns its input unchanged)
                 if out is probs:
                     out = np.array(probs, copy=True)
+                moved[int(r)] = labels[int(np.argmax(out[k]))]
                 out[k] = p
-        return out
+        return out, moved
 
     def _predict(self, kept: list, ivs: dict[int, dict], events: list) -> None:
         """Run the batch of `kept` windows and put each one's prediction (after its beats'
@@ -551,12 +556,15 @@ class StreamProcessor:
                     probs = beat_probs[j]
                     if adapt is not None:
                         probs = self._adapted(adapt, slots, claimed, feats[j], known[j], probs)
+                    moved = None
                     if cont is not None:
-                        probs = self._continued(cont, slots, claimed, feats[j], known[j], probs)
+                        probs, moved = self._continued(cont, slots, claimed, feats[j],
+                                                       known[j], probs)
                     outputs[bt["name"]] = {
                         **window_ectopy(bc.labels_of(probs, slots.size)),
                         **({"trained_on": bt["trained_on"]} if bt.get("trained_on") else {})}
-                    done = bc.assign(claimed, beats + start, start, end, probs)
+                    done = bc.assign(claimed, beats + start, start, end, probs,
+                                     continued=moved)
                 events[pos] = [*done, PredictionEvent(index=si, time_s=self._time(si),
                                               start=self._src_index(start), outputs=outputs,
                                               experts=experts,

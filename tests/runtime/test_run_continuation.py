@@ -140,7 +140,7 @@ def _classes(backend, src, rng=None, cut=None):
         k = int(rng.integers(1, 1200)) if rng is not None else int(src.fs_hz)
         c = Chunk(index=pos, seq=0, device_time_us=0, samples=src.adc[pos:pos + k],
                   gain=src.gain, baseline=src.baseline, leads=src.leads, fs_hz=src.fs_hz)
-        out += [(e.index, e.beat_class) for e in proc.feed(c)
+        out += [(e.index, e.beat_class, e.run_continued_from) for e in proc.feed(c)
                 if getattr(e, "beat_class", None) is not None]
         pos += k
     return out, proc
@@ -168,10 +168,12 @@ def test_the_stream_continues_runs_and_any_chunking_or_a_snapshot_gives_the_same
     finally:
         continued_backend.stack = saved
     assert p0.continuation is None
-    assert [i for i, _ in base] == [i for i, _ in a]
-    changed = [(x, y) for (_, x), (_, y) in zip(base, a) if x != y]
+    assert [e[0] for e in base] == [e[0] for e in a]
+    changed = [(x, y, was) for (_, x, _), (_, y, was) in zip(base, a) if x != y]
     assert len(changed) == p1.continuation.continued
-    assert all(x in ("N", "S") and y == "V" for x, y in changed)
+    # each says what the stack had called it, and the rhythm's class shares read that
+    assert all(x in ("N", "S") and y == "V" and was == x for x, y, was in changed)
+    assert all(was is None for _, y, was in a if y != "V")
 
 
 def test_the_bundled_model_runs_it_and_evaluate_says_so(shared_data, capsys):
