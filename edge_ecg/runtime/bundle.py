@@ -132,6 +132,29 @@ _FIELD_TYPES = {
 _VARIANT_KEYS = {f for f in Variant.__dataclass_fields__ if f != "name"} | {"name"}
 
 
+def checked_setting(doc, name: str, default, ranges: dict, where: str) -> dict:
+    """The fields of a setting object in a bundle file (`name`: its key, e.g.
+    "patient_adaptation"), each a finite number in its range: `ranges` maps a field to
+    `(lo, hi, whole)`; a missing field takes `default`'s attribute. A bundle is untrusted
+    data: anything else is refused with the field named."""
+    import math
+
+    if not isinstance(doc, dict):
+        raise BundleError(f"{where}: '{name}' must be an object")
+    unknown = sorted(set(doc) - set(ranges))
+    if unknown:
+        raise BundleError(f"{where}: unknown {name} field(s) {unknown}")
+    out = {}
+    for k, (lo, hi, whole) in ranges.items():
+        v = doc.get(k, getattr(default, k))
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or not lo <= v <= hi or (whole and v != int(v)):
+            raise BundleError(f"{where}: {name} {k} = {v!r} must be a "
+                              f"{'whole ' if whole else ''}number in {lo:g}..{hi:g}")
+        out[k] = int(v) if whole else float(v)
+    return out
+
+
 def _expect(cond: bool, where: str, msg: str) -> None:
     if not cond:
         raise BundleError(f"{where}: {msg}; re-export the bundle with `edge-ecg export`")
@@ -297,6 +320,7 @@ def sign_bundle(bundle: str | Path, key_path: str | Path,
 
 
 __all__ = ["BACKENDS", "DEFAULT_BUNDLE", "FORMAT", "FORMAT_VERSION", "MANIFEST", "REQUIRED",
-           "Manifest", "Variant", "check_integrity", "load_bundle", "read_bundle_json",
+           "Manifest", "Variant", "check_integrity", "checked_setting", "load_bundle",
+           "read_bundle_json",
            "sha256_file", "sign_bundle",
            "verify_bundle", "write_manifest"]

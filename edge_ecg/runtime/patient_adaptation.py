@@ -26,12 +26,10 @@ chunking gives the same classes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from edge_ecg.errors import BundleError
 
 P_LDA_FLOOR = 1e-4          # the discriminant's probabilities floored before their log-odds
 
@@ -49,24 +47,13 @@ class AdaptationConfig:
     @staticmethod
     def parse(doc, where: str) -> AdaptationConfig:
         """From a bundle's JSON object, every field checked (a bundle is untrusted data)."""
-        if not isinstance(doc, dict):
-            raise BundleError(f"{where}: 'patient_adaptation' must be an object")
-        unknown = sorted(set(doc) - {"tau", "beta", "learn_s", "min_beats", "max_beats"})
-        if unknown:
-            raise BundleError(f"{where}: unknown patient_adaptation field(s) {unknown}")
-        d = AdaptationConfig()
+        from edge_ecg.runtime.bundle import checked_setting
 
-        def num(k: str, lo: float, hi: float, whole: bool = False) -> float:
-            v = doc.get(k, getattr(d, k))
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or not lo <= v <= hi or (whole and v != int(v)):
-                raise BundleError(f"{where}: patient_adaptation {k} = {v!r} must be a "
-                                  f"{'whole ' if whole else ''}number in {lo:g}..{hi:g}")
-            return float(v)
-        return AdaptationConfig(tau=num("tau", 0.5, 1.0), beta=num("beta", 0.0, 10.0),
-                                learn_s=num("learn_s", 10.0, 3600.0),
-                                min_beats=int(num("min_beats", 2, 10_000, True)),
-                                max_beats=int(num("max_beats", 10, 100_000, True)))
+        return AdaptationConfig(**checked_setting(
+            doc, "patient_adaptation", AdaptationConfig(),
+            {"tau": (0.5, 1.0, False), "beta": (0.0, 10.0, False),
+             "learn_s": (10.0, 3600.0, False), "min_beats": (2, 10_000, True),
+             "max_beats": (10, 100_000, True)}, where))
 
     def to_dict(self) -> dict:
         return {"tau": self.tau, "beta": self.beta, "learn_s": self.learn_s,

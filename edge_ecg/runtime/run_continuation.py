@@ -33,14 +33,9 @@ found, no new false one; 54 more false V, 26 of them in 108, 17 in 207), false V
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from edge_ecg.errors import BundleError
-
-_FIELDS = ("min_run", "width_ratio", "qrs_corr")
 
 
 @dataclass(frozen=True)
@@ -54,23 +49,12 @@ class ContinuationConfig:
     @staticmethod
     def parse(doc, where: str) -> ContinuationConfig:
         """From a bundle's JSON object, every field checked (a bundle is untrusted data)."""
-        if not isinstance(doc, dict):
-            raise BundleError(f"{where}: 'run_continuation' must be an object")
-        unknown = sorted(set(doc) - set(_FIELDS))
-        if unknown:
-            raise BundleError(f"{where}: unknown run_continuation field(s) {unknown}")
-        d = ContinuationConfig()
+        from edge_ecg.runtime.bundle import checked_setting
 
-        def num(k: str, lo: float, hi: float, whole: bool = False) -> float:
-            v = doc.get(k, getattr(d, k))
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or not lo <= v <= hi or (whole and v != int(v)):
-                raise BundleError(f"{where}: run_continuation {k} = {v!r} must be a "
-                                  f"{'whole ' if whole else ''}number in {lo:g}..{hi:g}")
-            return float(v)
-        return ContinuationConfig(min_run=int(num("min_run", 2, 100, True)),
-                                  width_ratio=num("width_ratio", 1.0, 10.0),
-                                  qrs_corr=num("qrs_corr", -1.0, 1.0))
+        return ContinuationConfig(**checked_setting(
+            doc, "run_continuation", ContinuationConfig(),
+            {"min_run": (2, 100, True), "width_ratio": (1.0, 10.0, False),
+             "qrs_corr": (-1.0, 1.0, False)}, where))
 
     def to_dict(self) -> dict:
         return {"min_run": self.min_run, "width_ratio": self.width_ratio,
