@@ -187,3 +187,48 @@ def test_relearn_starts_a_learning_period_and_keeps_the_rr_averages():
     # a gap longer than RELEARN_GAP_S starts learning again by itself
     late = ctx.observe(int(r[-1] + 12 * FS), y[r[-1] - pre:r[-1] + post].T)
     assert late[R["learned"]] == 0 and late[R["pre_rr_ms"]] == 0
+
+
+_RAW = {c: i for i, c in enumerate(RAW_COLUMNS)}
+
+
+def test_a_masked_lead_is_left_out_of_the_comparison_and_the_patient_is_not_forgotten():
+    """A lead the quality judge masks for a while (saturation in a VT, leads off) is not a new
+    patient: no learning period starts, beats are compared on the leads in use, and the
+    templates wait on the masked lead. With every lead in use the rows are the same numbers
+    as ever (a mask of all ones), and a lead set of another size still starts learning."""
+    rng = np.random.default_rng(0)
+    fs, pre, post = 250.0, 62, 88
+    base = np.zeros((2, pre + post))
+    base[0, pre - 5:pre + 5] = np.hanning(10)
+    base[1, pre - 8:pre + 8] = -np.hanning(16)
+
+    def beat(noise=0.01):
+        return base + rng.normal(0, noise, base.shape)
+
+    a, b = PatientContext(fs, 2, pre, post), PatientContext(fs, 2, pre, post)
+    b.set_leads("11")
+    r = 0
+    for _ in range(20):
+        r += 200
+        bt = beat()
+        assert np.array_equal(a.observe(r, bt), b.observe(r, bt))      # all in use: the same
+    epoch, learned = b.epoch, b.templates[:, 1].copy()
+    b.set_leads("10")                                  # lead 2 saturated: masked
+    assert b.epoch == epoch
+    for _ in range(10):
+        r += 200
+        bad = beat()
+        bad[1] = np.clip(bad[1] * 8.0, -0.5, 0.5)     # what the masked lead shows meanwhile
+        row = b.observe(r, bad)
+        assert row[_RAW["learned"]] == 1 and row[_RAW["in_dominant"]] == 1
+        assert row[_RAW["qrs_corr"]] > 0.95            # the patient's beat, on lead 1
+    assert np.array_equal(b.templates[:, 1], learned)  # lead 2's templates waited
+    b.set_leads("11")
+    assert b.epoch == epoch
+    b.set_leads("111")                                 # another lead set: learn again
+    assert b.epoch == epoch + 1
+    c = PatientContext(fs, 2, pre, post)               # every lead off, then back: a new
+    for key, want in (("11", 0), ("00", 1), ("10", 2), ("11", 2)):      # patient may be on
+        c.set_leads(key)
+        assert c.epoch == want
