@@ -26,11 +26,7 @@ rates; yellow: runs, AF, rates; PVC patterns as advisories):
                            /min, 3-4-beat runs a yellow "Non-Sustain VTach"; Mindray's 6 at
                            130; see `AlarmLimits.vt_run` for why it is not the default here)
     medium  v_run          a run of >= 3 slower than `vt_bpm`: an idioventricular run (an
-                           accelerated idioventricular rhythm at 50-100 /min), not VT; a run
-                           that speeds up, its last max(3, `vt_run`) beats at >= `vt_bpm`,
-                           ends it and raises `vt` from the first of those beats (a slow
-                           run accelerating into VT is VT: MIT-BIH 223's 55-s VT starts at
-                           96 /min)
+                           accelerated idioventricular rhythm at 50-100 /min), not VT
     high    asystole       no beat for `asystole_s` in a window predicted on, or withheld only
                            for its beat count; a window withheld for leads off, noise or a gap
                            is the technical `signal` alarm instead
@@ -375,18 +371,11 @@ class AlarmEngine:
             run.append(idx)
             self.non_v_after_run = 0
             code = next((c for c in ("vt", "nsvt", "v_run") if c in self.episodes), None)
-            fast = run[-max(3, L.vt_run):]
             if code == "nsvt" and len(run) >= L.vt_run and _rate(run, fs) >= L.vt_bpm:
                 # the run reached VT's length: the red alarm takes over from the yellow one,
                 # its onset the run's first beat
                 out.append(self._stop("nsvt", idx))
                 out.append(self._start("vt", idx, run[0], run, rate_bpm=_rate(run, fs)))
-            elif code == "v_run" and len(fast) >= max(3, L.vt_run) \
-                    and _rate(fast, fs) >= L.vt_bpm:
-                # a slow run sped up into VT's definition: the red alarm takes over from the
-                # yellow one, its onset the first beat of the fast stretch
-                out.append(self._stop("v_run", idx))
-                out.append(self._start("vt", idx, fast[0], fast, rate_bpm=_rate(fast, fs)))
             elif code is not None:
                 self._add_beat(code, idx)
                 self.episodes[code].extra["rate_bpm"] = _rate(run, fs)

@@ -5,8 +5,8 @@ A classifier fitted on other patients calls some of a new patient's normal beats
 normal QRS, a bundle branch block, an odd axis (MIT-BIH 203, 208; SVDB 851, 865, 887 in the
 training folds). A bedside monitor learns the patient: it has minutes of the same person.
 Here the learning period is the first `learn_s` (300 s, EC57's, which the standard leaves
-unscored for this purpose) after the patient context starts (the stream's start, a relearn, every
-lead off, or a long gap). In it, the beats the beat stack calls with at least `tau`
+unscored for this purpose) after the patient context starts (the stream's start, a relearn, a
+lead change or a long gap). In it, the beats the beat stack calls with at least `tau`
 probability are the patient's own labelled examples: no clinician labels anything. Where at
 least two classes, N and V among them, have `min_beats` each, a linear discriminant (LDA with
 Ledoit-Wolf shrinkage, in numpy) is fitted on them over the beat stack's features (RR,

@@ -396,8 +396,7 @@ class StreamProcessor:
 
     def _observe_context(self, end: int, q) -> None:
         """Beats whose samples are whole by `end` (model clock) and not yet observed, into
-        the patient context, in order, compared on the leads in use (a lead masked for a
-        while is not forgotten: PatientContext.set_leads)."""
+        the patient context, in order; a change of the leads analysed starts learning again."""
         ctx = self.context
         if ctx is None:
             return

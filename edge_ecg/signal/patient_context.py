@@ -15,9 +15,7 @@ average; Lin & Yang 2014: normalised RR "greatly improves" S). So does this modu
   the most frequent of those whose beats are not, on average, premature (the bigeminy case:
   as many ectopic beats as normal ones, but only the normal ones come on time);
 - a learning period (`LEARN_BEATS`) at the start, after a gap longer than `RELEARN_GAP_S`, a
-  change of the lead set, or an explicit `relearn()`; beats in it carry `learned = 0`. A lead
-  the quality judge masks for a while (leads off, saturation) is not a new lead set: beats are
-  compared on the leads still in use, and the templates wait on the masked one.
+  change of the leads, or an explicit `relearn()`; beats in it carry `learned = 0`.
 
 Each beat gets one row of `RAW_COLUMNS` (`observe`), computed from that beat and the ones
 before it only, so a stream fed in any chunking and a record processed offline give the same
@@ -117,8 +115,8 @@ class PatientContext:
     """The context of one patient's stream: `observe` each beat in order, `relearn` on demand.
 
     `fs_hz`: the rate of the beats handed in; beats are `(L, pre + post)` windows of the
-    filtered leads around R (`pre` samples before it), all leads of the stream (the caller says
-    which are in use with `set_leads`: beats are compared on those).
+    filtered leads around R (`pre` samples before it), all leads of the stream (a lead that is
+    off is flat: the caller says so with `set_leads`, which starts learning again).
     """
 
     def __init__(self, fs_hz: float, n_leads: int, pre: int, post: int) -> None:
@@ -130,8 +128,6 @@ class PatientContext:
         self.q = (max(self.pre + q0, 0), min(self.pre + q1, self.pre + self.post))
         self.p = (max(self.pre + p0, 0), max(min(self.pre + p1, self.pre), 0))
         self.leads_key = ""
-        # the leads a beat is compared on: those the quality judge has in use (set_leads)
-        self.use = np.ones(self.n_leads, dtype=bool)
         self.rr = np.zeros(LOCAL_N, np.float64)     # last RR intervals (ms), ring
         self.n_rr = 0
         self.long_rr = 0.0
@@ -155,28 +151,11 @@ class PatientContext:
         self._reset_templates()
 
     def set_leads(self, key: str) -> None:
-        """The leads in use, one "1" or "0" per lead (the quality judge's mask; any other
-        string names a lead set): beats are compared with the templates on the leads in use
-        only, so a lead masked for a while (leads off, saturation) neither makes every beat
-        look unlike the patient's nor makes the context forget the patient: their templates
-        wait on that lead until it is back. A key of another form or length, or one with no
-        lead in use, or one coming after such a key, is another lead set: learning starts
-        again."""
-        if key == self.leads_key:
-            return
-        mask, before = self._mask(key), self._mask(self.leads_key)
-        if self.leads_key and (mask is None or before is None or not mask.any()
-                               or not before.any()):
-            self.relearn()
-        self.use = mask if mask is not None and mask.any() else np.ones(self.n_leads, bool)
-        self.leads_key = key
-
-    def _mask(self, key: str) -> np.ndarray | None:
-        """The lead mask a `set_leads` key spells ("1" in use, "0" not, one per lead), or
-        None for a key of another form."""
-        if len(key) != self.n_leads or not set(key) <= {"0", "1"}:
-            return None
-        return np.array([c == "1" for c in key], dtype=bool)
+        """The leads analysed (any string naming them): a change starts learning again."""
+        if key != self.leads_key:
+            if self.leads_key:
+                self.relearn()
+            self.leads_key = key
 
     # --- per beat ------------------------------------------------------------------------
     def _local(self) -> float:
@@ -232,24 +211,19 @@ class PatientContext:
     def _morphology(self, b: np.ndarray, prem: float, row: np.ndarray) -> None:
         q0, q1 = self.q
         p0, p1 = self.p
-        # the leads in use only (all of them, the usual case, gives the same numbers)
-        use = getattr(self, "use", None)                 # (a snapshot from before it: all)
-        every = use is None or bool(use.all())
-        bu = b if every else b[use]
-        tpl = self.templates if every else self.templates[:, use]
-        bq = bu[:, q0:q1]
+        bq = b[:, q0:q1]
         n = self.n_clusters
         best, best_c = -1, -2.0
         cq = _centred(bq.ravel())          # flat_q - flat_q.mean(): the same numbers
         cqq = float(cq @ cq)
         for k in range(n):
-            c = _corr_centred(cq, cqq, tpl[k, :, q0:q1].ravel())
+            c = _corr_centred(cq, cqq, self.templates[k, :, q0:q1].ravel())
             if c > best_c:
                 best, best_c = k, c
         amp = _ptp(bq)
         join = False
         if best >= 0 and best_c >= JOIN_CORR:
-            ta = _ptp(tpl[best, :, q0:q1])
+            ta = _ptp(self.templates[best, :, q0:q1])
             join = ta > 1e-9 and JOIN_AMP[0] <= amp / ta <= JOIN_AMP[1]
         self.counts[:n] *= COUNT_DECAY
         if not join:                      # a new cluster (or the least used one replaced)
@@ -262,7 +236,7 @@ class PatientContext:
         dom = self.dominant() if self.n_clusters else best
         if dom < 0:
             dom = best
-        t = self.templates[dom] if every else self.templates[dom][use]
+        t = self.templates[dom]
         tq = t[:, q0:q1]
         row[_RAW["learned"]] = 1.0 if self.learn_left <= 0 else 0.0
         row[_RAW["qrs_corr"]] = _corr_centred(cq, cqq, tq.ravel())
@@ -271,16 +245,13 @@ class PatientContext:
         ta = _ptp(tq)
         row[_RAW["amp_ratio"]] = min(amp / ta, 5.0) if ta > 1e-9 else 1.0
         if p1 - p0 >= 3:
-            bp, tp = bu[:, p0:p1], t[:, p0:p1]
+            bp, tp = b[:, p0:p1], t[:, p0:p1]
             row[_RAW["p_corr"]] = _corr(bp.ravel(), tp.ravel())
             tpa = _ptp(tp)
             row[_RAW["p_ratio"]] = min(_ptp(bp) / tpa, 5.0) if tpa > 1e-9 else 1.0
         # the beat joins its cluster: running mean over the last MAX_TEMPLATE_N members
         m = min(int(self.members[best]) + 1, MAX_TEMPLATE_N)
-        if every:
-            self.templates[best] += (b - self.templates[best]) / m
-        else:                              # a masked lead's template waits for it
-            self.templates[best][use] += (bu - self.templates[best][use]) / m
+        self.templates[best] += (b - self.templates[best]) / m
         self.members[best] = m
         self.counts[best] += 1.0
         self.prem[best] += (prem - self.prem[best]) / m

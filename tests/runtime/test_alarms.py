@@ -95,35 +95,6 @@ def test_a_longer_run_grows_and_a_slow_run_is_an_idioventricular_v_run():
     assert out[0].evidence["rate_bpm"] == 60.0
 
 
-def test_a_slow_run_that_speeds_up_into_vt_raises_the_red_alarm():
-    """An idioventricular run that accelerates: once its last three V come at >= 100 /min
-    it is VT (MIT-BIH 223's 55-s VT starts at 96 /min); a slow run that stays slow is not,
-    and under the monitors' chain (vt_run 5) its last five must be that fast."""
-    eng = AlarmEngine(FS)
-    _beats(eng, [0.0, 0.8], "NN")
-    v = [1.5, 2.5, 3.5, 4.5]                       # 60 /min
-    out = _beats(eng, v, "VVVV")
-    assert [(a.code, a.state) for a in out] == [("v_run", "onset")]
-    assert _beats(eng, [4.9], "V") == []           # 3.5, 4.5, 4.9: 86 /min, still slow
-    out = _beats(eng, [5.3], "V")                  # 4.5, 4.9, 5.3: 150 /min
-    assert [(a.code, a.state, a.priority) for a in out] == [
-        ("v_run", "end", "medium"), ("vt", "onset", "high")]
-    assert out[1].onset_index == int(4.5 * FS)
-    assert out[1].evidence["rate_bpm"] == 150.0
-    assert _codes(eng) == ["vt"]
-    steady = AlarmEngine(FS)
-    _beats(steady, [0.0, 0.8], "NN")
-    out = _beats(steady, [1.5 + 0.7 * k for k in range(12)], "V" * 12)   # 86 /min
-    assert [a.code for a in out] == ["v_run"] and _codes(steady) == ["v_run"]
-    chain = AlarmEngine(FS, AlarmLimits(vt_run=5))
-    _beats(chain, [0.0, 0.8], "NN")
-    _beats(chain, v + [4.9, 5.3], "VVVVVV")
-    assert _codes(chain) == ["v_run"]              # 2.5 ... 5.3: 86 /min over five
-    out = _beats(chain, [5.7], "V")                # 3.5 ... 5.7: 109 /min over five
-    assert [(a.code, a.state) for a in out] == [("v_run", "end"), ("vt", "onset")]
-    assert out[1].onset_index == int(3.5 * FS)
-
-
 def test_two_v_is_a_couplet_not_vt_and_recurring_couplets_are_one_alarm():
     eng = AlarmEngine(FS)
     _beats(eng, [0.0, 0.8], "NN")
