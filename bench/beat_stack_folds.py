@@ -3,8 +3,8 @@ fitting choice does on patients neither the network nor the trees saw, runs and 
 without reading fold 0.
 
     python bench/beat_stack_folds.py --cache ROWS.npz --oof 1=B1 --oof 2=B2 --oof 3=B3 \\
-        --oof 4=B4 [--runs 0,2] [--adaptation off,on] [--weight 0.75] [--sign-key KEY] \
-        [--out DIR]
+        --oof 4=B4 [--runs 0,2] [--adaptation off,on] [--continuation off,on] \
+        [--weight 0.75] [--sign-key KEY] [--out DIR]
 
 ROWS.npz: the rows `edge-ecg stack --beats --cache` saved (the records through the shipped and
 the out-of-fold networks). For each `--runs` setting (synthetic runs per record,
@@ -13,8 +13,10 @@ other folds' rows (and their synthetic runs) with share `--weight`, installed be
 network trained without fold k (a copy of its bundle under `--out`), and fold k's MIT-BIH and
 SVDB records scored by `edge-ecg evaluate`; `--adaptation on` gives the fold's stack the
 patient's veto of V calls after its learning period (edge_ecg.runtime.patient_adaptation,
-its default setting), `off,on` measures both (the runtime's stream, its per-beat classes and
-alarms). Counts are pooled over the folds: EC57 V and S Se / +P, VT runs and couplets (Se /
+its default setting), `--continuation on` its run continuation
+(edge_ecg.runtime.run_continuation); `off,on` measures both (the runtime's stream, its
+per-beat classes and alarms). Unsigned fold bundles need EDGE_ECG_ALLOW_UNSIGNED=1 (or
+`--sign-key`). Counts are pooled over the folds: EC57 V and S Se / +P, VT runs and couplets (Se /
 +P), the VT alarm's Se on reference runs of >= 5 V beats at >= 100 /min, false VT and
 non-sustained VT alarms per hour. ~2 min a fold and setting here.
 """
