@@ -351,3 +351,20 @@ def test_stack_cli_form_keeps_to_the_logistic_regression(fixture_bundle, tmp_pat
     assert main(["stack", "--bundle", str(b), "--cache", str(cache), "--form", "gbt",
                  "--allow-unsigned", "--dry-run"]) == 0
     assert "gradient-boosted trees" in capsys.readouterr().out
+
+
+def test_the_class_shares_read_the_stacks_own_call_not_a_continued_run():
+    """A beat the run continuation called V (run_continued_from) counts as the class the
+    beat stack gave it: the rhythm stack was fitted on those shares."""
+    names = feature_names(CLASSES)
+    h, plain = RhythmHistory(CLASSES), RhythmHistory(CLASSES)
+    for k, (cls, was) in enumerate([("V", None)] * 3 + [("V", "N")] * 2 + [("N", None)] * 5):
+        t = 0.6 * (k + 1)
+        h.feed([BeatEvent(index=int(t * 250), time_s=t, delay_ms=0.0, beat_class=cls,
+                          run_continued_from=was)])
+        plain.feed([BeatEvent(index=int(t * 250), time_s=t, delay_ms=0.0,
+                              beat_class=was or cls)])
+    row = h.features()
+    assert row[names.index("class_v_frac")] == pytest.approx(0.3)
+    assert row[names.index("class_n_frac")] == pytest.approx(0.7)
+    assert np.array_equal(row, plain.features())
