@@ -249,16 +249,11 @@ CONTINUATIONS = ((3, None, None), (3, 1.15, 0.9), (3, 1.3, 0.8), (2, 1.15, 0.9),
 
 
 def _v_runs(lab: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) of the runs of >= 3 V in a sequence of classes, end exclusive."""
-    out, i = [], 0
-    while i < lab.size:
-        j = i
-        while j < lab.size and lab[j] == V:
-            j += 1
-        if j - i >= 3:
-            out.append((i, j))
-        i = max(j, i + 1)
-    return out
+    """(start, end) of the runs of >= 3 V in a sequence of classes, end exclusive (the
+    scorer's own run finder, edge_ecg.metrics.rhythm.runs, on beat positions)."""
+    from edge_ecg.metrics.rhythm import runs
+
+    return [(int(a), int(b) + 1) for a, b, n in runs(np.arange(lab.size), lab == V) if n >= 3]
 
 
 def continued(x: np.ndarray, lab: np.ndarray, cfg) -> np.ndarray:

@@ -472,19 +472,25 @@ class StreamProcessor:
         if self.beat_classes is not None:
             self.beat_classes.prune(keep_from)
 
+    def _claimed_slots(self, slots: np.ndarray, claimed: list[int], known: np.ndarray,
+                       n_probs: int) -> list[tuple[int, int]]:
+        """(beat, slot) of the beats this window classifies that have a slot with a known
+        context, in order: what the patient adaptation and the run continuation read."""
+        n = min(slots.size, n_probs)
+        slot_of = {int(r): k for k, r in enumerate(slots[:n].tolist())}
+        return [(int(r), k) for r in claimed
+                if (k := slot_of.get(int(r))) is not None and known[k]]
+
     def _adapted(self, adapt: PatientAdaptation, slots: np.ndarray, claimed: list[int],
                  feats: np.ndarray, known: np.ndarray, probs: np.ndarray) -> np.ndarray:
         """One window's per-slot probabilities with the patient's veto: the beats it
         classifies teach the learning period first (in order, each once), then every known
         slot past the learning period is adjusted."""
-        n = min(slots.size, probs.shape[0])
-        slot_of = {int(r): k for k, r in enumerate(slots[:n].tolist())}
         # the context exists wherever the adaptation does (made together in _start)
         epoch = self.context.epoch if self.context is not None else 0
-        for r in claimed:
-            k = slot_of.get(int(r))
-            if k is not None and known[k]:
-                adapt.observe(epoch, int(r), feats[k], probs[k])
+        for r, k in self._claimed_slots(slots, claimed, known, probs.shape[0]):
+            adapt.observe(epoch, r, feats[k], probs[k])
+        n = min(slots.size, probs.shape[0])
         m = known[:n]
         if adapt.coef is None or not m.any():
             return probs
@@ -498,21 +504,16 @@ class StreamProcessor:
         """One window's per-slot probabilities with the runs continued (each beat the
         window classifies, in order, once; run_continuation.py), and the beats it called V
         with the class the stack gave them."""
-        n = min(slots.size, probs.shape[0])
-        slot_of = {int(r): k for k, r in enumerate(slots[:n].tolist())}
         epoch = self.context.epoch if self.context is not None else 0
         out, moved = probs, {}
         labels = self.beat_classes.labels if self.beat_classes is not None else []
-        for r in claimed:
-            k = slot_of.get(int(r))
-            if k is None or not known[k]:
-                continue
+        for r, k in self._claimed_slots(slots, claimed, known, probs.shape[0]):
             row = out[k]
-            p = cont.apply(epoch, int(r), feats[k], row)
+            p = cont.apply(epoch, r, feats[k], row)
             if p is not row:                         # (apply returns its input unchanged)
                 if out is probs:
                     out = np.array(probs, copy=True)
-                moved[int(r)] = labels[int(np.argmax(out[k]))]
+                moved[r] = labels[int(np.argmax(out[k]))]
                 out[k] = p
         return out, moved
 
