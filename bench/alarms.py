@@ -6,8 +6,8 @@
 
 Each record of ../shared/data/<db> is replayed through the runtime (`StreamProcessor`: its
 detector, windows, per-beat classes and the alarm engine, edge_ecg.runtime.alarms) as fast as
-it goes, lead names as edge_ecg/data/databases.toml assigns them (SVDB ECG1/ECG2 -> II/V1,
-CUDB ECG -> II), CUDB's invalid samples sent as gaps. Its beat classes and alarm events are
+it goes, lead names as edge_ecg/data/databases.toml assigns them (SVDB ECG1 -> II, ECG2
+unused; CUDB ECG -> II), CUDB's invalid samples sent as gaps. Its beat classes and alarm events are
 scored against the .atr annotations (edge_ecg.metrics.rhythm, EC57 definitions): couplet
 and VT-run Se / +P, AF and VF episode and duration Se / +P, false VT / VF / AF alarms per hour,
 and on the records in sinus rhythm throughout, false ectopic beats and high-priority alarms
@@ -48,7 +48,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-LEADS = {"svdb": {"ECG1": "II", "ECG2": "V1"}, "cudb": {"ECG": "II"}}
 CLASSIFIED = {"mitdb": True, "svdb": True, "cudb": False}   # .atr beats carry EC57 classes
 PACED = {"102", "104", "107", "217"}                        # left out, as for beat classes
 
@@ -61,6 +60,15 @@ def records(db: str) -> list[Path]:
         if base.with_suffix(".atr").exists() and base.name not in PACED:
             out.append(base)
     return out
+
+
+def record_leads(db: str, channels) -> tuple[str, ...]:
+    """The lead of each channel as `edge-ecg evaluate` assigns it: the database's table in
+    edge_ecg/data/databases.toml (SVDB ECG1 -> II, ECG2 unused "-"; CUDB ECG -> II)."""
+    from edge_ecg.data.mitbih import database
+
+    table = database(db).leads
+    return tuple(table.get(n, n) for n in channels)
 
 
 _OPS: list | None = None     # the current record's alarm-engine inputs, while logged
@@ -108,11 +116,14 @@ def stream_record(args) -> dict:
         _log_engine_inputs(engine_module.AlarmEngine)
         _OPS = ops
     rec = read_record(str(path), invalid="keep")
-    leads = tuple(LEADS.get(db, {}).get(n, n) for n in rec.leads)
+    names = record_leads(db, rec.leads)
+    keep = [j for j, name in enumerate(names) if name != "-"]    # "-": a channel left unused
     backend = open_backend(bundle, None, threads=1)
     try:
-        src = ReplaySource(rec.adc, rec.gain, rec.baseline, rec.fs_hz, leads, speed=None,
-                           chunk_s=0.5, name=f"record:{path}", invalid=rec.invalid)
+        src = ReplaySource(rec.adc[:, keep], np.asarray(rec.gain)[keep],
+                           np.asarray(rec.baseline)[keep], rec.fs_hz,
+                           tuple(names[j] for j in keep), speed=None, chunk_s=0.5,
+                           name=f"record:{path}", invalid=rec.invalid)
         proc = StreamProcessor(backend)
         t0 = time.perf_counter()
         events = [e for part in replay_events(src, proc) for e in part]
@@ -355,7 +366,8 @@ def cinc_af(bundle: str, jobs: int, limit: int) -> None:
     for c, name in (("A", "AF"), ("N", "normal"), ("O", "other rhythm")):
         n = sum(1 for lab, _ in res if lab == c)
         on = sum(1 for lab, a in res if lab == c and a)
-        print(f"  {name:<13} {on:>4} of {n:>4} recordings raised the AF alarm ({on / max(n, 1):.3f})")
+        print(f"  {name:<13} {on:>4} of {n:>4} recordings raised the AF alarm "
+              f"({on / max(n, 1):.3f})")
 
 
 # --- the table ------------------------------------------------------------------------------
