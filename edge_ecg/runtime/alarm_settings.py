@@ -48,6 +48,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "vt_qrs_ms": (80.0, 200.0),
     "vt_bpm": (60.0, 250.0),
     "vt_run": (3, 12),
+    "vt_escalate_beats": (0, 12),     # 0 (off) or 3..12: checked in apply_limits
     "run_off": (1, 5),
     "vf_on": (1, 10),
     "vf_off": (1, 20),
@@ -126,6 +127,10 @@ def apply_limits(base: AlarmLimits, table, where: str) -> AlarmLimits:
             f"{where}: the rate limits must keep extreme_brady_bpm <= brady_bpm < tachy_bpm <= "
             f"extreme_tachy_bpm (got {out.extreme_brady_bpm:g}, {out.brady_bpm:g}, "
             f"{out.tachy_bpm:g}, {out.extreme_tachy_bpm:g})")
+    if out.vt_escalate_beats in (1, 2):
+        raise AlarmSettingsError(
+            f"{where}: vt_escalate_beats = {out.vt_escalate_beats} is too few: 0 (off) or 3 to "
+            "12 V beats, a run's shortest length")
     return out
 
 

@@ -53,6 +53,8 @@ def test_a_file_changes_what_it_names_and_beds_change_over_it(tmp_path):
     ("[alarms]\nasystole_s = 60\n", "asystole_s = 60 is outside 2..10"),
     ("[alarms]\nvt_run = 50\n", "vt_run = 50 is outside 3..12"),
     ("[alarms]\nvt_run = 5.5\n", "whole number"),
+    ("[alarms]\nvt_escalate_beats = 2\n", "vt_escalate_beats = 2 is too few"),
+    ("[alarms]\nvt_escalate_beats = 13\n", "vt_escalate_beats = 13 is outside 0..12"),
     ("[alarms]\nvt_run = true\n", "must be a number"),
     ("[alarms]\ntachy_bpm = \"fast\"\n", "must be a number"),
     ("[alarms]\ntachy_bpm = nan\n", "NaN"),
@@ -141,6 +143,8 @@ def test_the_shipped_example_parses_and_evaluate_puts_vt_run_over_a_file(tmp_pat
 
     example = Path(__file__).resolve().parents[2] / "profiles" / "alarms" / "vt_chain.toml"
     assert changed(read_alarm_settings(example).limits) == {"vt_run": 5}
+    escalate = example.with_name("vt_escalate.toml")
+    assert changed(read_alarm_settings(escalate).limits) == {"vt_escalate_beats": 10}
     p = tmp_path / "unit.toml"
     p.write_text("[alarms]\nvt_run = 5\ntachy_bpm = 130\n")
     assert changed(alarm_limits(Namespace(alarm_limits=str(p), vt_run=None))) == {

@@ -95,6 +95,45 @@ def test_a_longer_run_grows_and_a_slow_run_is_an_idioventricular_v_run():
     assert out[0].evidence["rate_bpm"] == 60.0
 
 
+def test_a_slow_run_that_speeds_up_into_vt_escalates_only_where_the_unit_asks():
+    """`vt_escalate_beats` N: an idioventricular run whose last max(N, vt_run) V come at >=
+    vt_bpm becomes the red VT alarm, from the first of them (MIT-BIH 223's 55-s VT starts at
+    96 /min). Off by default: the run stays the yellow v_run, as before; a run that stays slow
+    never escalates; under the monitors' chain (vt_run 5) five beats must be that fast."""
+    v = [1.5, 2.5, 3.5, 4.5]                       # 60 /min
+    default = AlarmEngine(FS)
+    _beats(default, [0.0, 0.8], "NN")
+    _beats(default, v + [4.9, 5.3, 5.7, 6.1], "V" * 8)
+    assert _codes(default) == ["v_run"]            # off: the run is judged by its start
+
+    eng = AlarmEngine(FS, AlarmLimits(vt_escalate_beats=3))
+    _beats(eng, [0.0, 0.8], "NN")
+    out = _beats(eng, v, "VVVV")
+    assert [(a.code, a.state) for a in out] == [("v_run", "onset")]
+    assert _beats(eng, [4.9], "V") == []           # 3.5, 4.5, 4.9: 86 /min, still slow
+    out = _beats(eng, [5.3], "V")                  # 4.5, 4.9, 5.3: 150 /min
+    assert [(a.code, a.state, a.priority) for a in out] == [
+        ("v_run", "end", "medium"), ("vt", "onset", "high")]
+    assert out[1].onset_index == int(4.5 * FS)
+    assert out[1].evidence["rate_bpm"] == 150.0
+    assert _codes(eng) == ["vt"]
+    out = _beats(eng, [6.0], "N")                  # the run ends: so does its VT alarm
+    assert [(a.code, a.state) for a in out] == [("vt", "end")]
+
+    steady = AlarmEngine(FS, AlarmLimits(vt_escalate_beats=3))
+    _beats(steady, [0.0, 0.8], "NN")
+    out = _beats(steady, [1.5 + 0.7 * k for k in range(12)], "V" * 12)   # 86 /min
+    assert [a.code for a in out] == ["v_run"] and _codes(steady) == ["v_run"]
+
+    chain = AlarmEngine(FS, AlarmLimits(vt_run=5, vt_escalate_beats=3))
+    _beats(chain, [0.0, 0.8], "NN")
+    _beats(chain, v + [4.9, 5.3], "VVVVVV")
+    assert _codes(chain) == ["v_run"]              # 2.5 ... 5.3: 86 /min over five
+    out = _beats(chain, [5.7], "V")                # 3.5 ... 5.7: 109 /min over five
+    assert [(a.code, a.state) for a in out] == [("v_run", "end"), ("vt", "onset")]
+    assert out[1].onset_index == int(3.5 * FS)
+
+
 def test_two_v_is_a_couplet_not_vt_and_recurring_couplets_are_one_alarm():
     eng = AlarmEngine(FS)
     _beats(eng, [0.0, 0.8], "NN")

@@ -1,0 +1,68 @@
+"""bench/vt_escalation.py, which measured `AlarmLimits.vt_escalate_beats`: a record streamed
+as `edge-ecg evaluate` streams it, the alarm engine replayed on its logged inputs (the default
+limits give the stream's own alarms), scored for each setting; and the lead assignment it
+shares with bench/alarms.py is the databases' own (SVDB's ECG2 unused, as evaluate has it).
+On the packaged MIT-BIH 223 excerpt (4 min; no ../shared/data needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import alarms as bench_alarms
+import pytest
+import vt_escalation
+
+from edge_ecg.runtime.alarms import AlarmEngine, AlarmLimits
+
+EXCERPT = REPO / "edge_ecg" / "assets" / "demo" / "mitdb_223_excerpt"
+BUNDLE = REPO / "edge_ecg" / "assets" / "default_bundle"
+
+
+@pytest.fixture()
+def engine_restored():
+    """The bench patches AlarmEngine in its (worker) process; here that is pytest's: undone."""
+    saved = {k: AlarmEngine.__dict__[k] for k in ("observe", "observe_vf")}
+    yield
+    for k, v in saved.items():
+        setattr(AlarmEngine, k, v)
+    if "_bench_logging" in AlarmEngine.__dict__:
+        del AlarmEngine._bench_logging
+
+
+def test_leads_are_the_databases_own():
+    assert bench_alarms.record_leads("svdb", ("ECG1", "ECG2")) == ("II", "-")
+    assert bench_alarms.record_leads("cudb", ("ECG",)) == ("II",)
+    assert bench_alarms.record_leads("mitdb", ("MLII", "V1")) == ("MLII", "V1")
+
+
+def test_a_record_streamed_then_replayed_per_setting(engine_restored):
+    r = vt_escalation.stream((BUNDLE, EXCERPT, "mitdb"))
+    key = [(a["code"], a["state"], a["index"]) for a in r["alarms"]]
+    assert r["ops"] and "vt" in {a["code"] for a in r["alarms"]}
+    replayed = bench_alarms._replay_engine(r, AlarmLimits())
+    assert [(a["code"], a["state"], a["index"]) for a in replayed] == key
+    off = vt_escalation.alarm_figures([r], AlarmLimits())["mitdb"]
+    on = vt_escalation.alarm_figures(
+        [r], dataclasses.replace(AlarmLimits(), vt_escalate_beats=3))["mitdb"]
+    assert off["hours"] == on["hours"] > 0.06
+    # escalation only turns idioventricular runs into VT: never fewer red alarms found
+    assert on["vt_alarm_tp"] >= off["vt_alarm_tp"]
+    # EC57's 5-minute learning period covers the whole 4-min excerpt: nothing scored, NaN
+    assert vt_escalation.beat_scores([r])["mitdb"]["v_se"] != \
+        vt_escalation.beat_scores([r])["mitdb"]["v_se"]
+
+
+def test_the_beat_scores_read_the_streamed_classes(engine_restored, monkeypatch):
+    import edge_ecg.metrics.beats as beats_module
+
+    r = vt_escalation.stream((BUNDLE, EXCERPT, "mitdb"))
+    monkeypatch.setattr(beats_module, "EC57_LEARNING_S", 0.0)    # score the excerpt's beats
+    got = vt_escalation.beat_scores([r])["mitdb"]
+    assert 0.5 < got["v_se"] <= 1.0 and 0.5 < got["v_ppv_ec57"] <= 1.0
+    r["classes"] = ["N" if c == "V" else c for c in r["classes"]]     # no V called: Se 0
+    assert vt_escalation.beat_scores([r])["mitdb"]["v_se"] == 0.0
