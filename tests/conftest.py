@@ -67,3 +67,17 @@ def pytest_runtest_setup(item):
 def shared_data() -> Path:
     """The real-data root; what each test needs is checked in `pytest_runtest_setup`."""
     return data_root()
+
+
+@pytest.fixture()
+def engine_restored():
+    """bench/alarms.py patches AlarmEngine to log its inputs, once per (worker) process; in a
+    test that process is pytest's: the patch is undone after the test."""
+    from edge_ecg.runtime.alarms import AlarmEngine
+
+    saved = {k: AlarmEngine.__dict__[k] for k in ("observe", "observe_vf")}
+    yield
+    for k, v in saved.items():
+        setattr(AlarmEngine, k, v)
+    if "_bench_logging" in AlarmEngine.__dict__:
+        del AlarmEngine._bench_logging

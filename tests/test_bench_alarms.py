@@ -14,9 +14,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import alarms as bench_alarms
-import pytest
 
-from edge_ecg.runtime.alarms import AlarmEngine, AlarmLimits
+from edge_ecg.runtime.alarms import AlarmLimits
 
 EXCERPT = REPO / "edge_ecg" / "assets" / "demo" / "mitdb_223_excerpt"
 BUNDLE = str(REPO / "edge_ecg" / "assets" / "default_bundle")
@@ -24,17 +23,6 @@ BUNDLE = str(REPO / "edge_ecg" / "assets" / "default_bundle")
 
 def _key(alarms: list[dict]) -> list[tuple]:
     return [(a["code"], a["state"], a["index"], a.get("onset_index")) for a in alarms]
-
-
-@pytest.fixture()
-def engine_restored():
-    """The bench patches AlarmEngine in its (worker) process; here that is pytest's: undone."""
-    saved = {k: AlarmEngine.__dict__[k] for k in ("observe", "observe_vf")}
-    yield
-    for k, v in saved.items():
-        setattr(AlarmEngine, k, v)
-    if "_bench_logging" in AlarmEngine.__dict__:
-        del AlarmEngine._bench_logging
 
 
 def test_the_engine_replayed_on_its_logged_inputs_raises_the_streams_alarms(engine_restored):

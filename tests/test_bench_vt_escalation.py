@@ -14,24 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 import alarms as bench_alarms
-import pytest
 import vt_escalation
 
-from edge_ecg.runtime.alarms import AlarmEngine, AlarmLimits
+from edge_ecg.runtime.alarms import AlarmLimits
 
 EXCERPT = REPO / "edge_ecg" / "assets" / "demo" / "mitdb_223_excerpt"
 BUNDLE = REPO / "edge_ecg" / "assets" / "default_bundle"
-
-
-@pytest.fixture()
-def engine_restored():
-    """The bench patches AlarmEngine in its (worker) process; here that is pytest's: undone."""
-    saved = {k: AlarmEngine.__dict__[k] for k in ("observe", "observe_vf")}
-    yield
-    for k, v in saved.items():
-        setattr(AlarmEngine, k, v)
-    if "_bench_logging" in AlarmEngine.__dict__:
-        del AlarmEngine._bench_logging
 
 
 def test_leads_are_the_databases_own():
