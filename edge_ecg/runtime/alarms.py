@@ -399,7 +399,11 @@ class AlarmEngine:
                 out.append(self._start("vt", idx, fast[0], fast, rate_bpm=_rate(fast, fs)))
             elif code is not None:
                 self._add_beat(code, idx)
-                self.episodes[code].extra["rate_bpm"] = _rate(run, fs)
+                # the alarm's own rate: from its onset (an escalated VT's fast stretch, not
+                # the slow start of the run before it; the run's first beat otherwise)
+                ep = self.episodes[code]
+                self.episodes[code].extra["rate_bpm"] = _rate(
+                    [b for b in run if b >= ep.onset], fs)
             elif len(run) >= 3:
                 rate = _rate(run, fs)
                 code = ("v_run" if rate < L.vt_bpm else "vt" if len(run) >= L.vt_run

@@ -117,6 +117,8 @@ def test_a_slow_run_that_speeds_up_into_vt_escalates_only_where_the_unit_asks():
     assert out[1].onset_index == int(4.5 * FS)
     assert out[1].evidence["rate_bpm"] == 150.0
     assert _codes(eng) == ["vt"]
+    _beats(eng, [5.7], "V")                        # the VT's own rate, not the run's from 1.5 s
+    assert eng.episodes["vt"].extra["rate_bpm"] == 150.0
     out = _beats(eng, [6.0], "N")                  # the run ends: so does its VT alarm
     assert [(a.code, a.state) for a in out] == [("vt", "end")]
 
