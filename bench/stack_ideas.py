@@ -1,9 +1,12 @@
 """Ideas for the beat stack, the rhythm stack and the alarms, read on the TRAINING folds only
-(never fold 0): the figures of BENCHMARKS.md "2026-12-07, late", none of them kept.
+(never fold 0): the figures of BENCHMARKS.md "2026-12-07, late" and "near midnight", none of
+them kept.
 
     python bench/stack_ideas.py beats --cache ROWS.npz        # ~6 min
     python bench/stack_ideas.py rhythm --cache FEATURES.npz   # ~20 s
     python bench/stack_ideas.py alarms [--jobs 2]             # ~4 min
+    python bench/stack_ideas.py rhythm-features --cache FILE  # ~3 min
+    python bench/stack_ideas.py svt --oof 1=B1 ... --oof 4=B4 # ~5 min
 
 `beats`: ROWS.npz is what `edge-ecg stack --beats ... --oof ... --cache ROWS.npz --dry-run`
 saves (the training records through the shipped network, and each training fold's records
@@ -22,6 +25,13 @@ the other folds, fused with the shipped share (0.75). Compared on the mean F1 of
 recipe:bundled --dry-run --cache FEATURES.npz` saves. Leave-one-fold-out: the shipped setting
 (trees, depth 3, 100 iterations, leaves >= 50); a class bias on its log-probabilities chosen
 by nested CV (three folds choose, the fourth scores); other forms and their averages.
+
+`rhythm-features --cache FILE` (~3 min): the shipped features plus four more (median PR,
+median QTc, SD of QRS width, 90th percentile of successive RR differences), each added and
+all four, leave-one-fold-out (BENCHMARKS.md "2026-12-07, near midnight").
+
+`svt --oof 1=B1 ... --oof 4=B4` (~5 min; Bk never saw fold k, as for bench/vt_escalation.py):
+S sensitivity alone, in pairs and in runs, out of fold; an S run carried on over a grid.
 
 `alarms`: the 50 training-fold MIT-BIH and SVDB records streamed through the shipped bundle
 with the alarm engine's inputs logged (bench/alarms.py), IN-SAMPLE (the network trained on
@@ -225,6 +235,161 @@ def rhythm(cache: Path) -> None:
           f" (the shipped setting without it: {score(shipped):.4f})")
 
 
+# --- four more recording features for the rhythm stack ---------------------------------------
+EXTRA_RHYTHM = ("pr_median_ms", "qtc_median_ms", "qrs_sd_ms", "drr_p90_ms")
+
+
+def _extra_rhythm_row(pr, qt, rr, qrs, rr_series) -> list[float]:
+    """EXTRA_RHYTHM of one recording from its delineated beats (ms, NaN where not found)."""
+    pr, qrs = pr[np.isfinite(pr)], qrs[np.isfinite(qrs)]
+    ok = np.isfinite(qt) & np.isfinite(rr) & (rr > 250) & (rr < 2500)
+    qtc = qt[ok] / np.sqrt(rr[ok] / 1000.0)           # Bazett
+    return [float(np.median(pr)) if pr.size else 160.0,
+            float(np.median(qtc)) if qtc.size else 420.0,
+            float(np.std(qrs)) if qrs.size >= 2 else 0.0,
+            float(np.percentile(np.abs(np.diff(rr_series)), 90)) if rr_series.size > 2 else 0.0]
+
+
+def rhythm_features(bundle: str, cache: Path) -> None:
+    """The shipped stack's features plus EXTRA_RHYTHM for CinC's training recordings (the
+    runtime's stream, its beats' PR, QT and QRS; computed once into `cache`), then
+    leave-one-fold-out CV (the fit `edge-ecg stack` runs) with each added and all four."""
+    from edge_ecg.model.stacking import GBT_GRID, fit_stack
+    from edge_ecg.runtime.rhythm_history import RhythmHistory
+
+    if not cache.is_file():
+        import warnings
+
+        from edge_ecg.cli.stack import collect
+        from edge_ecg.runtime.backends import open_backend
+        from edge_ecg.runtime.events import BeatEvent
+
+        feed, features = RhythmHistory.feed, RhythmHistory.features
+
+        def feed_more(self, events):             # this process only: the bench's own patch
+            events = list(events)
+            more = self.__dict__.setdefault("_more", [])
+            for e in events:
+                if isinstance(e, BeatEvent):
+                    w = e.waves or {}
+                    more.append([np.nan if w.get(k) is None else float(w[k])
+                                 for k in ("qt_ms", "rr_ms")])
+            return feed(self, events)
+
+        def features_more(self):
+            qt, rr = (np.array(self.__dict__.get("_more", [])).reshape(-1, 2).T)
+            return np.concatenate([features(self), _extra_rhythm_row(
+                np.fromiter(self.pr_ms, float), qt, rr, np.fromiter(self.qrs_ms, float),
+                self.rr_ms())])
+        RhythmHistory.feed, RhythmHistory.features = feed_more, features_more
+        warnings.simplefilter("ignore")
+        backend = open_backend(bundle, None, threads=1)
+        try:
+            _, x, y, g = collect(backend, f"cinc2017:{REPO.parent / 'shared' / 'data'}"
+                                 "/cinc2017?folds=1,2,3,4", None, 0, False, progress=True)
+        finally:
+            backend.close()
+            RhythmHistory.feed, RhythmHistory.features = feed, features
+        np.savez(cache, x=x, y=y, groups=g)
+    with np.load(cache, allow_pickle=False) as z:
+        x, y, g = z["x"], z["y"], z["groups"]
+    classes = ["normal_sinus", "af_or_flutter", "other_rhythm", "too_noisy"]
+    nb = x.shape[1] - len(EXTRA_RHYTHM)
+
+    def cv(cols) -> float:
+        doc = fit_stack(x[:, cols], y, g, classes, [f"f{c}" for c in cols], "arrhythmia",
+                        cs=(), gbt=GBT_GRID)
+        return doc["info"]["cv"]["challenge_f1"]
+    base = list(range(nb))
+    print(f"{'the shipped features':<26} leave-one-fold-out challenge F1 {cv(base):.4f}")
+    for j, name in enumerate(EXTRA_RHYTHM):
+        print(f"{'+ ' + name:<26} {cv(base + [nb + j]):.4f}")
+    print(f"{'+ all four':<26} {cv(list(range(x.shape[1]))):.4f}")
+
+
+# --- supraventricular beats in runs, out of fold --------------------------------------------
+def _s_continued(r: dict, m: int, ratio: float) -> list:
+    """`r`'s classes with an S run carried on: a beat called N after >= m beats called S in a
+    row is S while its RR <= ratio x the median of the last 8 N-N RR before the run."""
+    t = np.asarray(r["beats"], float) / r["fs"]
+    cl, run, ref, nn = list(r["classes"]), 0, None, []
+    for i, c in enumerate(cl):
+        rr = t[i] - t[i - 1] if i else None
+        if c == "S":
+            ref = (float(np.median(nn[-8:])) if len(nn) >= 4 else None) if run == 0 else ref
+            run += 1
+        elif c == "N" and run >= m and ref is not None and rr is not None and rr <= ratio * ref:
+            cl[i], run = "S", run + 1
+        else:
+            run = 0
+            if c == "N" and i and cl[i - 1] == "N":
+                nn.append(rr)
+    return cl
+
+
+def svt(oof: dict, jobs: int) -> None:
+    """The training folds' MIT-BIH and SVDB records through bundles that never saw them:
+    S sensitivity by where the S beat stands (alone, in a pair, in a run of >= 3), the
+    records that hold the runs, and an S run carried on (a grid) against the classes as
+    streamed, on the mean S F1 of the two databases."""
+    from collections import Counter
+    from concurrent.futures import ProcessPoolExecutor
+
+    import alarms as bench_alarms
+    import vt_escalation
+
+    from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
+    from edge_ecg.data.folds import subject_fold
+    from edge_ecg.data.records import Annotations, beats_only
+    from edge_ecg.metrics.beats import EC57_LEARNING_S, match_beats
+
+    jobs_ = [(oof[subject_fold(f"{db}-{p.name}")], p, db) for db in ("mitdb", "svdb")
+             for p in bench_alarms.records(db) if subject_fold(f"{db}-{p.name}") in oof]
+    with ProcessPoolExecutor(max(1, jobs)) as ex:
+        rs = list(ex.map(vt_escalation.stream, jobs_))
+    s_idx = AAMI_CLASSES.index("S")
+    found: dict = {}
+    in_runs: Counter = Counter()
+    for r in rs:
+        ann = beats_only(Annotations(sample=np.asarray(r["marks"][0]), symbol=r["marks"][1]))
+        ref = aami_indices(np.asarray(ann.symbol), r["record"], r["ext"])
+        det = np.array([AAMI_CLASSES.index(c) if c in AAMI_CLASSES else -1
+                        for c in r["classes"]])
+        mr, md = match_beats(ann.sample, np.asarray(r["beats"]), round(0.15 * r["fs"]))
+        pred = np.full(ref.size, -2)
+        pred[mr] = det[md]
+        is_s = ref == s_idx
+        length = np.zeros(ref.size, int)            # the length of the S run a beat is in
+        i = 0
+        while i < ref.size:
+            j = i
+            while j < ref.size and is_s[j]:
+                j += 1
+            length[i:j], i = j - i, max(j, i + 1)
+        scored = is_s & (ann.sample >= EC57_LEARNING_S * r["fs"])
+        for where, m in (("alone", length == 1), ("in a pair", length == 2),
+                         ("in a run of >= 3", length >= 3)):
+            k = found.setdefault((r["db"], where), [0, 0, 0])
+            k[0] += int((m & scored).sum())
+            k[1] += int(((pred == s_idx) & m & scored).sum())
+            k[2] += int(((pred == AAMI_CLASSES.index("N")) & m & scored).sum())
+        in_runs[(r["db"], r["record"])] += int((scored & (length >= 3)).sum())
+    for (db, where), (n, tp, as_n) in found.items():
+        print(f"{db} S {where:<17} {n:>5} beats, called S {tp / max(n, 1):.3f}, "
+              f"called N {as_n}")
+    print("S beats in runs of >= 3, by record: " + ", ".join(
+        f"{db} {rec} {n}" for (db, rec), n in in_runs.most_common(5)))
+
+    def mean_s_f1(classes_of) -> float:
+        sc = vt_escalation.beat_scores([{**r, "classes": classes_of(r)} for r in rs])
+        return float(np.mean([2 * d["s_se"] * d["s_ppv_ec57"] / (d["s_se"] + d["s_ppv_ec57"])
+                              if d["s_se"] + d["s_ppv_ec57"] else 0.0 for d in sc.values()]))
+    print(f"mean S F1 over MIT-BIH and SVDB, as streamed: {mean_s_f1(lambda r: r['classes']):.4f}")
+    for m, ratio in itertools.product((1, 2, 3), (0.75, 0.8, 0.85, 0.9)):
+        print(f"  S run carried on after {m} S, RR <= {ratio} x before: "
+              f"{mean_s_f1(lambda r: _s_continued(r, m, ratio)):.4f}")
+
+
 # --- the alarms ------------------------------------------------------------------------------
 def alarms(jobs: int) -> None:
     from concurrent.futures import ProcessPoolExecutor
@@ -330,11 +495,26 @@ def main(argv=None) -> int:
     r.add_argument("--cache", type=Path, required=True, metavar="FEATURES.npz")
     a = sub.add_parser("alarms", help="the alarms' ideas, in-sample on the training folds")
     a.add_argument("--jobs", type=int, default=2)
+    f = sub.add_parser("rhythm-features",
+                       help="four more recording features for the rhythm stack, CV")
+    f.add_argument("--bundle", default=str(REPO / "edge_ecg" / "assets" / "default_bundle"))
+    f.add_argument("--cache", type=Path, required=True, metavar="FEATURES_PLUS.npz",
+                   help="where the features are kept (computed when it does not exist)")
+    v = sub.add_parser("svt", help="S beats alone and in runs, out of fold; an S run carried on")
+    v.add_argument("--oof", action="append", default=[], metavar="FOLD=BUNDLE", required=True)
+    v.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
     if args.what == "beats":
         beats(args.cache)
     elif args.what == "rhythm":
         rhythm(args.cache)
+    elif args.what == "rhythm-features":
+        rhythm_features(args.bundle, args.cache)
+    elif args.what == "svt":
+        oof = {int(k): Path(b) for k, _, b in (o.partition("=") for o in args.oof)}
+        if not oof or 0 in oof or not all(b.is_dir() for b in oof.values()):
+            raise SystemExit("--oof: TRAINING_FOLD=BUNDLE_DIR, folds 1-4")
+        svt(oof, args.jobs)
     else:
         alarms(args.jobs)
     return 0

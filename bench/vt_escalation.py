@@ -15,7 +15,8 @@ Printed per database, pooled over the folds: the red VT alarm's Se on reference 
 V beats at >= 100 /min (and VT or non-sustained VT), false VT alarms per hour (scored as
 `edge-ecg evaluate` scores them: after EC57's 5-minute learning period), and, once (the beat
 classes do not depend on the alarm limits), EC57 V and S Se / +P and VT runs Se / +P, so two
-runtimes (a change to the patient context, say) can be compared on the same records.
+runtimes (a change to the patient context, say) can be compared on the same records; and the
+false VT alarms of each record at the default limits.
 ~10 min here for the 50 records, 2 jobs.
 """
 
@@ -42,35 +43,33 @@ DBS = ("mitdb", "svdb")
 def stream(job) -> dict:
     """One record through its fold's bundle: beats, classes, alarms and the engine's inputs."""
     bundle, path, db = job
+    import wfdb
+
     from edge_ecg.data.records import find_beat_extension, read_annotations
     from edge_ecg.runtime import alarms as engine_module
     from edge_ecg.runtime.backends import open_backend
     from edge_ecg.runtime.record_beats import stream_beat_classes
 
+    hdr = wfdb.rdheader(str(path))
     ops: list = []
     alarm_bench._log_engine_inputs(engine_module.AlarmEngine)
     alarm_bench._OPS = ops
     backend = open_backend(str(bundle), None, threads=1)
     alarms: list = []
     try:
-        import wfdb
-
-        names = list(alarm_bench.record_leads(db, wfdb.rdheader(str(path)).sig_name))
-        samples, classes, _ = stream_beat_classes(backend, str(path), alarms_out=alarms,
-                                                  leads=names)
+        samples, classes, _ = stream_beat_classes(
+            backend, str(path), alarms_out=alarms,
+            leads=list(alarm_bench.record_leads(db, hdr.sig_name)))
     finally:
         backend.close()
         alarm_bench._OPS = None
-    import wfdb
-
-    hdr = wfdb.rdheader(str(path))
     atr = wfdb.rdann(str(path), "atr")
-    marks = read_annotations(str(path), find_beat_extension(str(path)) or "atr")
+    ext = find_beat_extension(str(path)) or "atr"
+    marks = read_annotations(str(path), ext)
     return {"record": path.name, "db": db, "fs": float(hdr.fs), "n": int(hdr.sig_len),
             "ops": ops, "alarms": alarms, "beats": samples.tolist(), "classes": classes,
             "atr": (atr.sample, atr.symbol, atr.aux_note),
-            "marks": (marks.sample, tuple(marks.symbol)),
-            "ext": find_beat_extension(str(path)) or "atr"}
+            "marks": (marks.sample, tuple(marks.symbol)), "ext": ext}
 
 
 def beat_scores(rs: list[dict]) -> dict:
@@ -100,19 +99,28 @@ def beat_scores(rs: list[dict]) -> dict:
     return out
 
 
-def alarm_figures(rs: list[dict], limits) -> dict:
-    """Per database: the engine replayed under `limits`, scored as `edge-ecg evaluate`."""
+def record_figures(rs: list[dict], limits) -> list[dict]:
+    """Each record's counts with the engine replayed under `limits`, scored as `edge-ecg
+    evaluate` scores them (after EC57's 5-minute learning period)."""
     from edge_ecg.metrics.beats import EC57_LEARNING_S
-    from edge_ecg.metrics.rhythm import pool, record_counts, summarize
+    from edge_ecg.metrics.rhythm import record_counts
 
-    per: dict[str, list] = {db: [] for db in DBS}
+    out = []
     for r in rs:
         al = alarm_bench._replay_engine(r, limits)
         s, sym, aux = r["atr"]
-        per[r["db"]].append(record_counts(s, sym, aux, r["beats"], r["classes"], al, r["fs"],
-                                          r["n"], classified=True,
-                                          ec57_from_s=EC57_LEARNING_S))
-    return {db: summarize(pool(v)) for db, v in per.items()}
+        out.append(record_counts(s, sym, aux, r["beats"], r["classes"], al, r["fs"], r["n"],
+                                 classified=True, ec57_from_s=EC57_LEARNING_S))
+    return out
+
+
+def alarm_figures(rs: list[dict], limits) -> dict:
+    """Per database: the engine replayed under `limits`, pooled over its records."""
+    from edge_ecg.metrics.rhythm import pool, summarize
+
+    counts = record_figures(rs, limits)
+    return {db: summarize(pool([c for r, c in zip(rs, counts) if r["db"] == db]))
+            for db in DBS}
 
 
 def main() -> int:
@@ -172,6 +180,10 @@ def main() -> int:
                   f"{t.get('vt_alarm_ref', 0):<2}{t.get('vt_alarm_tp_any', 0):>12}"
                   f"{t.get('false_vt_per_hour', float('nan')):>13.3f}"
                   f"{t.get('false_vt_alarms', 0):>10}")
+    at_default = record_figures(rs, AlarmLimits())
+    print("\nfalse VT alarms by record, default limits: " + ", ".join(
+        f"{r['db']} {r['record']} {c['false_vt_alarms']}" for r, c in zip(rs, at_default)
+        if c.get("false_vt_alarms")))
     return 0
 
 

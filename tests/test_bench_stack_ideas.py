@@ -1,7 +1,8 @@
 """bench/stack_ideas.py: the neighbour columns come from the right rows, the local RR
 irregularity leaves the beat's own intervals out and reads a regular rhythm as 0 and an
-alternating one as irregular; a class-prior shift moves calls. (bench/ is not a package:
-imported by path.)"""
+alternating one as irregular; a class-prior shift moves calls; an S run is carried on only
+while it stays fast; the four extra rhythm features read what they say. (bench/ is not a
+package: imported by path.)"""
 
 from __future__ import annotations
 
@@ -50,3 +51,27 @@ def test_a_prior_shift_moves_the_calls():
     z = np.log(np.array([[0.5, 0.4, 0.1, 0.0 + 1e-9, 1e-9]]))
     assert stack_ideas._shifted(z, 0.0, 0.0)[0] == 0
     assert stack_ideas._shifted(z, 0.5, 0.0)[0] == stack_ideas.LABELS.index("S")
+
+
+def test_an_s_run_is_carried_on_only_while_it_stays_fast():
+    """N beats at 1 s, then a run whose first three are called S and the rest N at 0.5 s,
+    then a slower beat: after m = 3 S, the fast N become S until the RR exceeds ratio x the
+    RR before the run; after m = 4 nothing changes."""
+    t = [float(k) for k in range(10)] + [9.5 + 0.5 * k for k in range(8)] + [14.0]
+    classes = ["N"] * 10 + ["S"] * 3 + ["N"] * 5 + ["N"]
+    r = {"beats": [int(v * 100) for v in t], "fs": 100.0, "classes": classes}
+    got = stack_ideas._s_continued(r, 3, 0.8)
+    assert got == ["N"] * 10 + ["S"] * 8 + ["N"]
+    assert stack_ideas._s_continued(r, 4, 0.8) == classes
+    assert stack_ideas._s_continued(r, 3, 0.4) == classes      # 0.5 s > 0.4 x 1 s
+
+
+def test_the_extra_rhythm_row_reads_pr_qtc_and_spreads():
+    pr = np.array([150.0, np.nan, 170.0])
+    qt, rr = np.array([400.0, 400.0]), np.array([1000.0, 1000.0])
+    row = stack_ideas._extra_rhythm_row(pr, qt, rr, np.array([80.0, 100.0]),
+                                        np.array([800.0, 900.0, 800.0, 900.0]))
+    assert row == [160.0, 400.0, 10.0, 100.0]
+    empty = stack_ideas._extra_rhythm_row(np.array([np.nan]), np.zeros(0), np.zeros(0),
+                                          np.zeros(0), np.zeros(0))
+    assert empty == [160.0, 420.0, 0.0, 0.0]
