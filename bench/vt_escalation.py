@@ -16,7 +16,8 @@ V beats at >= 100 /min (and VT or non-sustained VT), false VT alarms per hour (s
 `edge-ecg evaluate` scores them: after EC57's 5-minute learning period), and, once (the beat
 classes do not depend on the alarm limits), EC57 V and S Se / +P and VT runs Se / +P, so two
 runtimes (a change to the patient context, say) can be compared on the same records; and the
-false VT alarms of each record at the default limits.
+false VT alarms of each record at the default limits, and each fast run the red VT alarm
+missed at them, with what the stream called its beats.
 ~10 min here for the 50 records, 2 jobs.
 """
 
@@ -123,6 +124,35 @@ def alarm_figures(rs: list[dict], limits) -> dict:
             for db in DBS}
 
 
+def missed_red_vt(r: dict, alarms: list[dict]) -> list[dict]:
+    """The reference runs of `r` that the red VT alarm's sensitivity counts (>= VT_ALARM_BEATS
+    ventricular beats at >= VT_ALARM_BPM, edge_ecg.metrics.rhythm) with no VT alarm of
+    `alarms` over them: where, how long, how fast, and what the stream called their beats
+    ("-": no beat detected there), to see whether the classes or the engine missed them."""
+    from edge_ecg.metrics.rhythm import (BEAT_SYMBOLS, VENTRICULAR, VT_ALARM_BEATS,
+                                         VT_ALARM_BPM, alarm_spans, merge, runs)
+
+    s, sym, _ = r["atr"]
+    beat = np.array([c in BEAT_SYMBOLS for c in sym], bool) & (np.asarray(s) < r["n"])
+    rt = np.asarray(s)[beat] / r["fs"]
+    rv = np.array([c in VENTRICULAR for c, b in zip(sym, beat) if b], bool)
+    red = merge(alarm_spans(alarms, "vt", r["fs"], r["n"]))
+    det = np.asarray(r["beats"], float) / r["fs"]
+    out = []
+    for a, b, n in runs(rt, rv):
+        if n < VT_ALARM_BEATS or b <= a or 60.0 * (n - 1) / (b - a) < VT_ALARM_BPM:
+            continue
+        if any(x < b + 0.15 and y > a - 0.15 for x, y in red):
+            continue
+        calls = ""
+        for t in rt[(rt >= a) & (rt <= b)]:
+            i = int(np.argmin(np.abs(det - t))) if det.size else -1
+            calls += (r["classes"][i] or "?") if i >= 0 and abs(det[i] - t) <= 0.15 else "-"
+        out.append({"record": r["record"], "start_s": round(float(a), 1), "beats": int(n),
+                    "rate_bpm": round(60.0 * (n - 1) / (b - a)), "called": calls})
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--oof", action="append", default=[], metavar="FOLD=BUNDLE", required=True,
@@ -180,6 +210,10 @@ def main() -> int:
                   f"{t.get('vt_alarm_ref', 0):<2}{t.get('vt_alarm_tp_any', 0):>12}"
                   f"{t.get('false_vt_per_hour', float('nan')):>13.3f}"
                   f"{t.get('false_vt_alarms', 0):>10}")
+    for r in rs:
+        for m in missed_red_vt(r, r["alarms"]):
+            print(f"no red VT alarm at the default: {r['db']} {m['record']} at {m['start_s']} s, "
+                  f"{m['beats']} V at {m['rate_bpm']} /min, called {m['called']}")
     at_default = record_figures(rs, AlarmLimits())
     print("\nfalse VT alarms by record, default limits: " + ", ".join(
         f"{r['db']} {r['record']} {c['false_vt_alarms']}" for r, c in zip(rs, at_default)

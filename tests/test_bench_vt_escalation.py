@@ -40,6 +40,12 @@ def test_a_record_streamed_then_replayed_per_setting(engine_restored):
     assert off["hours"] == on["hours"] > 0.06
     # escalation only turns idioventricular runs into VT: never fewer red alarms found
     assert on["vt_alarm_tp"] >= off["vt_alarm_tp"]
+    # the excerpt's fast runs: with its VT alarms each is found; without them, each is
+    # listed as missed, with the stream's calls of its beats
+    assert vt_escalation.missed_red_vt(r, r["alarms"]) == []
+    missed = vt_escalation.missed_red_vt(r, [a for a in r["alarms"] if a["code"] != "vt"])
+    assert missed and all(m["beats"] >= 5 and m["rate_bpm"] >= 100 for m in missed)
+    assert all(len(m["called"]) == m["beats"] and "V" in m["called"] for m in missed)
     # EC57's 5-minute learning period covers the whole 4-min excerpt: nothing scored, NaN
     assert vt_escalation.beat_scores([r])["mitdb"]["v_se"] != \
         vt_escalation.beat_scores([r])["mitdb"]["v_se"]
