@@ -31,7 +31,9 @@ median QTc, SD of QRS width, 90th percentile of successive RR differences), each
 all four, leave-one-fold-out (BENCHMARKS.md "2026-12-07, near midnight").
 
 `svt --oof 1=B1 ... --oof 4=B4` (~5 min; Bk never saw fold k, as for bench/vt_escalation.py):
-S sensitivity alone, in pairs and in runs, out of fold; an S run carried on over a grid.
+S sensitivity alone, in pairs and in runs, out of fold; an S run carried on over a grid; and
+supraventricular tachycardia episodes (edge_ecg.runtime.svt_episode, shipped) over a grid,
+with the rule that chose its setting (BENCHMARKS.md "2026-12-08").
 
 `alarms`: the 50 training-fold MIT-BIH and SVDB records streamed through the shipped bundle
 with the alarm engine's inputs logged (bench/alarms.py), IN-SAMPLE (the network trained on
@@ -388,6 +390,78 @@ def svt(oof: dict, jobs: int) -> None:
     for m, ratio in itertools.product((1, 2, 3), (0.75, 0.8, 0.85, 0.9)):
         print(f"  S run carried on after {m} S, RR <= {ratio} x before: "
               f"{mean_s_f1(lambda r: _s_continued(r, m, ratio)):.4f}")
+    svt_episode_grid(rs)
+
+
+def in_reference_af(r: dict) -> np.ndarray:
+    """Which of the stream's beats lie inside the record's reference atrial fibrillation or
+    flutter episodes (its rhythm notes, `(AFIB` and `(AFL`)."""
+    beats = np.asarray(r["beats"])
+    out = np.zeros(beats.size, bool)
+    notes = [(int(x), str(a).strip("\x00")) for x, a in zip(r["atr"][0], r["atr"][2])
+             if str(a).startswith("(")]
+    for (at, note), nxt in zip(notes, [*notes[1:], (r["n"], "")]):
+        if note in ("(AFIB", "(AFL"):
+            out |= (beats >= at) & (beats < nxt[0])
+    return out
+
+
+def svt_episode_grid(rs: list[dict], grid=((8, 16, 32), (0.05, 0.10), (4, 6, 8),
+                                            (0.75, 0.8))) -> dict:
+    """Supraventricular tachycardia episodes (edge_ecg.runtime.svt_episode) over a grid of
+    (reference N-N intervals, RR regularity, beats in a row, RR ratio), replayed on the
+    streamed classes: per database EC57 S and V Se / +P, and the beats inside MIT-BIH's
+    reference AF and flutter newly called S; the setting with the best mean S F1 over the
+    databases, and whether it meets the rule written before its figures (BENCHMARKS.md
+    "2026-12-08")."""
+    import vt_escalation
+
+    from edge_ecg.runtime.svt_episode import SvtConfig, svt_classes
+
+    def f1(d):
+        se, ppv = d["s_se"], d["s_ppv_ec57"]
+        return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
+
+    base = vt_escalation.beat_scores(rs)
+    print("SVT episodes (N called S while an abrupt, regular tachycardia lasts), replayed:")
+    print(f"  off: mean S F1 {np.mean([f1(d) for d in base.values()]):.4f}  " + "  ".join(
+        f"{db} S {d['s_se']:.3f} / {d['s_ppv_ec57']:.3f}, V {d['v_se']:.3f} / "
+        f"{d['v_ppv_ec57']:.3f}" for db, d in base.items()))
+    out = {}
+    for key in itertools.product(*grid):
+        n_ref, regular, m, ratio = key
+        cfg = SvtConfig(min_beats=m, ratio=ratio, regular=regular, ref_beats=n_ref)
+        new = [{**r, "classes": svt_classes(r["beats"], r["fs"], r["classes"], cfg)}
+               for r in rs]
+        sc = vt_escalation.beat_scores(new)
+        af_n = af_s = 0
+        for r, q in zip(rs, new):
+            if r["db"] == "mitdb":
+                a = in_reference_af(r)
+                was, now = np.array(r["classes"], object), np.array(q["classes"], object)
+                af_n += int(a.sum())
+                af_s += int(((now == "S") & (was != "S") & a).sum())
+        out[key] = (float(np.mean([f1(d) for d in sc.values()])), sc, af_s, af_n)
+        print(f"  reference {n_ref}, regular {regular}, {m} beats, RR <= {ratio} x: mean S F1 "
+              f"{out[key][0]:.4f}  " + "  ".join(
+            f"{db} S {d['s_se']:.3f} / {d['s_ppv_ec57']:.3f}, V {d['v_se']:.3f} / "
+            f"{d['v_ppv_ec57']:.3f}" for db, d in sc.items())
+            + f"  AF/flutter beats newly S {af_s} of {af_n}")
+    best = max(out, key=lambda k: out[k][0])
+    _, sc, af_s, af_n = out[best]
+    def same(a, b):
+        return a == b or (np.isnan(a) and np.isnan(b))
+
+    ok = (sc["svdb"]["s_se"] >= base["svdb"]["s_se"] + 0.05
+          # (+P undefined before, no S called: nothing to hold it to)
+          and all(np.isnan(base[db]["s_ppv_ec57"])
+                  or sc[db]["s_ppv_ec57"] >= base[db]["s_ppv_ec57"] - 0.02 for db in sc)
+          and sc["mitdb"]["s_se"] >= base["mitdb"]["s_se"]
+          and all(same(sc[db][k], base[db][k]) for db in sc for k in ("v_se", "v_ppv_ec57"))
+          and af_s <= 0.01 * max(af_n, 1))
+    print(f"  best: reference {best[0]}, regular {best[1]}, {best[2]} beats, RR <= {best[3]} "
+          f"x; the rule {'holds' if ok else 'fails'}")
+    return {"best": best, "holds": ok, "grid": out, "base": base}
 
 
 # --- the alarms ------------------------------------------------------------------------------

@@ -75,3 +75,39 @@ def test_the_extra_rhythm_row_reads_pr_qtc_and_spreads():
     empty = stack_ideas._extra_rhythm_row(np.array([np.nan]), np.zeros(0), np.zeros(0),
                                           np.zeros(0), np.zeros(0))
     assert empty == [160.0, 420.0, 0.0, 0.0]
+
+
+def _svt_record(db: str, name: str, fs: float = 100.0) -> dict:
+    """A stream as bench/vt_escalation.py leaves it: sinus beats at 1 s, then from 319.5 s a
+    supraventricular tachycardia of 40 beats at 0.5 s (annotated S, streamed N), then sinus;
+    its rhythm notes say AF from 360 s."""
+    t = [float(k) for k in range(320)] + [319 + 0.5 * k for k in range(1, 41)]
+    t += [t[-1] + k for k in range(1, 41)]
+    beats = [int(round(v * fs)) for v in t]
+    sym = ["N"] * 320 + ["A"] * 40 + ["N"] * 40
+    af_at = beats[360]
+    return {"record": name, "db": db, "fs": fs, "n": beats[-1] + 100, "ext": "atr",
+            "beats": beats, "classes": ["N"] * len(beats),
+            "marks": (beats, tuple(sym)),
+            "atr": ([0, af_at], ["+", "+"], ["(N", "(AFIB"])}
+
+
+def test_reference_af_beats_are_the_ones_inside_afib_or_flutter_notes():
+    r = _svt_record("mitdb", "x1")
+    af = stack_ideas.in_reference_af(r)
+    assert af.sum() == 40 and af[360:].all() and not af[:360].any()
+
+
+def test_the_svt_episode_grid_finds_the_tachycardia_and_judges_the_rule(capsys):
+    rs = [_svt_record("mitdb", "x1"), _svt_record("svdb", "x2")]
+    got = stack_ideas.svt_episode_grid(rs, grid=((16,), (0.10,), (8, 64), (0.75,)))
+    assert got["best"] == (16, 0.10, 8, 0.75)
+    _, sc, af_s, af_n = got["grid"][got["best"]]
+    # the first 7 beats of the run keep their N; the other 33 are S and nothing else is
+    assert sc["svdb"]["s_se"] == 33 / 40 and sc["svdb"]["s_ppv_ec57"] == 1.0
+    assert got["base"]["svdb"]["s_se"] == 0.0 and (af_s, af_n) == (0, 40)
+    assert got["holds"] and "the rule holds" in capsys.readouterr().out
+    # 64 beats in a row never come: nothing gained, and the rule says so
+    assert got["grid"][(16, 0.10, 64, 0.75)][1]["svdb"]["s_se"] == 0.0
+    never = stack_ideas.svt_episode_grid(rs, grid=((16,), (0.10,), (64,), (0.75,)))
+    assert not never["holds"] and "the rule fails" in capsys.readouterr().out

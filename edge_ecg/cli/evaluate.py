@@ -179,15 +179,17 @@ def _ec57(backend, ds, progress: bool, limits=None) -> dict | None:
     stack = getattr(backend, "stack", None)
     adapt = getattr(stack, "adaptation", None)
     cont = getattr(stack, "continuation", None)
+    svt = getattr(stack, "svt", None)
     out = {"scored_by": "runtime stream (detector + per-beat classes), EC57 150-ms match; "
                         "every beat of every record (the strict reading)",
            "alarms": {db: summarize(pool(c)) for db, c in alarm_counts.items()},
            "alarm_limits_changed": changed(limits) if limits is not None else {},
-           # what made the classes: the beat stack, its patient adaptation and run
-           # continuation, if any
+           # what made the classes: the beat stack, its patient adaptation, run
+           # continuation and tachycardia episodes, if any
            "beat_stack": stack is not None,
            "patient_adaptation": adapt.to_dict() if adapt is not None else None,
-           "run_continuation": cont.to_dict() if cont is not None else None}
+           "run_continuation": cont.to_dict() if cont is not None else None,
+           "svt_episode": svt.to_dict() if svt is not None else None}
     if every:
         out.update({"gross": pool_class_scores(every).to_dict(),
                     "records": [s.to_dict() for s in every],

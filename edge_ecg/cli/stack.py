@@ -89,8 +89,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                             "the patient's dominant beat (edge_ecg.runtime.run_continuation; "
                             "default on: chosen out of fold on the training folds, "
                             "bench/beat_stack_folds.py --continuation)")
+    beats.add_argument("--svt-episode", choices=("on", "off"), default="on",
+                       help="a supraventricular tachycardia that starts abruptly (8 beats in "
+                            "a row, regular, at <= 0.75 x the patient's RR before) is called "
+                            "S beat by beat while it lasts (edge_ecg.runtime.svt_episode; "
+                            "default on: chosen on the training folds, "
+                            "bench/stack_ideas.py svt)")
     beats.add_argument("--adaptation-only", action="store_true",
-                       help="only set --patient-adaptation and --run-continuation on the "
+                       help="only set --patient-adaptation, --run-continuation and "
+                            "--svt-episode on the "
                             "bundle's fitted beat stack (its trees untouched), rehash and "
                             "sign; no data is read")
     add_trust_options(p)

@@ -132,9 +132,9 @@ def load_rows(path: Path, key: str, names: list[str]) -> dict[str, list] | None:
 
 
 def _set_adaptation(args) -> int:
-    """`--adaptation-only`: the bundle's beat stack with `--patient-adaptation` and
-    `--run-continuation` set, its trees untouched; the manifest rehashed and the bundle
-    signed."""
+    """`--adaptation-only`: the bundle's beat stack with `--patient-adaptation`,
+    `--run-continuation` and `--svt-episode` set, its trees untouched; the manifest rehashed
+    and the bundle signed."""
     import warnings
     from dataclasses import replace
 
@@ -146,6 +146,7 @@ def _set_adaptation(args) -> int:
     from edge_ecg.runtime.patient_adaptation import AdaptationConfig
     from edge_ecg.runtime.run_continuation import ContinuationConfig
     from edge_ecg.runtime.signing import UnsignedBundleWarning
+    from edge_ecg.runtime.svt_episode import SvtConfig
 
     try:
         with warnings.catch_warnings():
@@ -161,13 +162,16 @@ def _set_adaptation(args) -> int:
         return 1
     cfg = AdaptationConfig() if args.patient_adaptation == "on" else None
     cont = ContinuationConfig() if args.run_continuation == "on" else None
-    stack = replace(stack, adaptation=cfg, continuation=cont)
+    svt = SvtConfig() if args.svt_episode == "on" else None
+    stack = replace(stack, adaptation=cfg, continuation=cont, svt=svt)
     metrics = dict(manifest.metrics.get("beat_stack", {}))
     metrics["patient_adaptation"] = None if cfg is None else cfg.to_dict()
     metrics["run_continuation"] = None if cont is None else cont.to_dict()
+    metrics["svt_episode"] = None if svt is None else svt.to_dict()
     install_stack(args.bundle, manifest, BEAT_STACK, stack.write, "beat_stack", metrics,
                   args.sign_key, note=f" (patient adaptation {args.patient_adaptation}, "
-                                      f"run continuation {args.run_continuation})")
+                                      f"run continuation {args.run_continuation}, "
+                                      f"SVT episodes {args.svt_episode})")
     return 0
 
 
@@ -329,6 +333,10 @@ def run(args) -> int:
         from edge_ecg.runtime.run_continuation import ContinuationConfig
 
         doc["run_continuation"] = ContinuationConfig().to_dict()
+    if getattr(args, "svt_episode", "on") == "on":
+        from edge_ecg.runtime.svt_episode import SvtConfig
+
+        doc["svt_episode"] = SvtConfig().to_dict()
     stack = parse_beat_stack(doc, "fitted beat stack")
     if args.dry_run:
         return 0

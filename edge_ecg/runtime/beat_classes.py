@@ -81,10 +81,12 @@ class BeatClasses:
 
     def assign(self, claimed: list[int], beats: np.ndarray, start: int, end: int,
                probs: np.ndarray | None, reason: str | None = None,
-               continued: dict[int, str] | None = None) -> list:
+               continued: dict[int, str] | None = None,
+               svt: dict[int, str] | None = None) -> list:
         """Classes of the `claimed` beats from the window's per-slot `probs` `(M, C)` (None:
         the window was withheld, `reason` says why); `continued`: beat -> the class the beat
-        stack gave the beats the run continuation called V. Returns the held beat events now
+        stack gave the beats the run continuation called V; `svt`: the same for the beats a
+        supraventricular tachycardia episode called S. Returns the held beat events now
         complete."""
         if not claimed:
             return []
@@ -105,6 +107,8 @@ class BeatClasses:
                 c = {"label": self.labels[k], "prob": round(float(p[k]), 4)}
                 if continued and r in continued:
                     c["from"] = continued[r]
+                if svt and r in svt:
+                    c["svt_from"] = svt[r]
             self._class[r] = c
             if "label" in c:
                 self.counts[c["label"]] += 1
@@ -126,7 +130,8 @@ class BeatClasses:
     def _complete(self, event, r: int):
         c = self._class.pop(r)
         return replace(event, beat_class=c.get("label"), beat_prob=c.get("prob"),
-                       beat_class_reason=c.get("reason"), run_continued_from=c.get("from"))
+                       beat_class_reason=c.get("reason"), run_continued_from=c.get("from"),
+                       svt_from=c.get("svt_from"))
 
     def take(self, r: int) -> dict | None:
         """The class of beat `r` (`{"label", "prob"}` or `{"reason"}`), removed; None if not

@@ -34,6 +34,7 @@ from edge_ecg.errors import BundleError
 from edge_ecg.runtime.bundle import read_bundle_json
 from edge_ecg.runtime.patient_adaptation import AdaptationConfig
 from edge_ecg.runtime.run_continuation import ContinuationConfig
+from edge_ecg.runtime.svt_episode import SvtConfig
 from edge_ecg.runtime.trees import TreeEnsemble, parse_trees, tree_classes
 from edge_ecg.signal.contract import BEAT_RR_COLUMNS
 from edge_ecg.signal.patient_context import CONTEXT_COLUMNS
@@ -88,6 +89,9 @@ class BeatStack:
     # a run of V calls goes on while its beats stay wide and unlike the dominant beat
     # (run_continuation.py); None: off
     continuation: ContinuationConfig | None = None
+    # a supraventricular tachycardia that starts abruptly is called S while it lasts
+    # (svt_episode.py); None: off
+    svt: SvtConfig | None = None
 
     def tree_proba(self, x: np.ndarray) -> np.ndarray:
         """The trees' probabilities over the task's classes `(n, len(classes))`."""
@@ -132,7 +136,8 @@ class BeatStack:
                 **({"patient_adaptation": self.adaptation.to_dict()}
                    if self.adaptation is not None else {}),
                 **({"run_continuation": self.continuation.to_dict()}
-                   if self.continuation is not None else {})}
+                   if self.continuation is not None else {}),
+                **({"svt_episode": self.svt.to_dict()} if self.svt is not None else {})}
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")))
@@ -178,10 +183,15 @@ def parse_beat_stack(doc, where: str) -> BeatStack:
         if "V" not in classes:
             raise BundleError(f"{where}: run_continuation needs the class V")
         cont = ContinuationConfig.parse(cont, where)
+    svt = doc.get("svt_episode")
+    if svt is not None:
+        if "N" not in classes or "S" not in classes:
+            raise BundleError(f"{where}: svt_episode needs the classes N and S")
+        svt = SvtConfig.parse(svt, where)
     return BeatStack(task=task, classes=tuple(classes), tree_classes=tuple(tc.tolist()),
                      features=tuple(want), trees=trees, weight=float(w),
                      info=info if isinstance(info, dict) else {}, kind=kind,
-                     adaptation=adapt, continuation=cont)
+                     adaptation=adapt, continuation=cont, svt=svt)
 
 
 def load_beat_stack(bundle: str | Path, manifest) -> BeatStack | None:

@@ -80,6 +80,8 @@ class BeatEvent:
     beat_class_reason: str | None = None
     # V given by the run continuation (run_continuation.py): the class the beat stack gave
     run_continued_from: str | None = None
+    # S given by a supraventricular tachycardia episode (svt_episode.py): the stack's class
+    svt_from: str | None = None
 
     def to_json(self) -> dict:
         d = {"type": "beat", "index": int(self.index), "time_s": round(self.time_s, 4),
@@ -92,6 +94,8 @@ class BeatEvent:
             d["beat_class_reason"] = self.beat_class_reason
             if self.run_continued_from is not None:
                 d["run_continued_from"] = self.run_continued_from
+            if self.svt_from is not None:
+                d["svt_from"] = self.svt_from
         if self.waves is not None:
             d.update(_clean({k: (round(v, 1) if isinstance(v, float) else v)
                              for k, v in self.waves.items()}))

@@ -101,8 +101,9 @@ class RhythmHistory:
                 self.qrs_ms.append(np.nan if qrs is None else float(qrs))
                 # the beat stack's own call: a run the continuation carried on counts as
                 # the stack called it (measured: the continued runs' V in these shares
-                # cross-validated worse on CinC's training folds, 0.823 -> 0.817)
-                self.beat_cls.append(e.run_continued_from or e.beat_class)
+                # cross-validated worse on CinC's training folds, 0.823 -> 0.817), and so
+                # does a tachycardia episode's S (the rhythm stack was fitted without it)
+                self.beat_cls.append(e.svt_from or e.run_continued_from or e.beat_class)
             elif isinstance(e, GapEvent):
                 self.gap_t.append(float(e.time_s))       # no RR across samples never seen
             elif isinstance(e, WithheldEvent):

@@ -25,6 +25,7 @@ from edge_ecg.runtime.events import (BeatEvent, GapEvent, PredictionEvent, Statu
                                      WithheldEvent)
 from edge_ecg.runtime.patient_adaptation import PatientAdaptation
 from edge_ecg.runtime.run_continuation import RunContinuation
+from edge_ecg.runtime.svt_episode import SvtEpisode
 from edge_ecg.runtime.predictor import Predictor, split_rows
 from edge_ecg.runtime.quality import (HalfBlockExtremes, QualityConfig, flat_block_len,
                                       judge_window, noise_ratio)
@@ -134,6 +135,12 @@ class StreamProcessor:
                                              beat_task.get("labels", []))
                              if cont is not None and self.context is not None
                              and beat_task is not None else None)
+        # a supraventricular tachycardia that starts abruptly is called S while it lasts
+        # (svt_episode.py), where the beat stack asks for it
+        svt = getattr(stack, "svt", None)
+        self.svt = (SvtEpisode(svt, c.fs_hz, beat_task.get("labels", []))
+                    if svt is not None and self.context is not None
+                    and beat_task is not None else None)
         self._started = True
 
     # --- clocks --------------------------------------------------------------------------
@@ -498,24 +505,33 @@ class StreamProcessor:
         out[:n][m] = adapt.adjust(slots[:n][m], feats[:n][m], probs[:n][m])
         return out
 
-    def _continued(self, cont: RunContinuation, slots: np.ndarray, claimed: list[int],
-                   feats: np.ndarray, known: np.ndarray, probs: np.ndarray
-                   ) -> tuple[np.ndarray, dict[int, str]]:
-        """One window's per-slot probabilities with the runs continued (each beat the
-        window classifies, in order, once; run_continuation.py), and the beats it called V
-        with the class the stack gave them."""
+    def _sequenced(self, cont: RunContinuation | None, svt: SvtEpisode | None,
+                   slots: np.ndarray, claimed: list[int], feats: np.ndarray,
+                   known: np.ndarray, probs: np.ndarray
+                   ) -> tuple[np.ndarray, dict[int, str], dict[int, str]]:
+        """One window's per-slot probabilities with the rules that read the beats in order
+        applied (each beat the window classifies, in order, once): runs continued
+        (run_continuation.py), then tachycardia episodes (svt_episode.py); and the beats
+        each rule changed, with the class they had before it."""
         epoch = self.context.epoch if self.context is not None else 0
-        out, moved = probs, {}
+        out, moved, svt_moved = probs, {}, {}
         labels = self.beat_classes.labels if self.beat_classes is not None else []
+        pre = STACK_FEATURES.index("pre_rr_ms")
         for r, k in self._claimed_slots(slots, claimed, known, probs.shape[0]):
             row = out[k]
-            p = cont.apply(epoch, r, feats[k], row)
+            p = cont.apply(epoch, r, feats[k], row) if cont is not None else row
             if p is not row:                         # (apply returns its input unchanged)
+                moved[r] = labels[int(np.argmax(row))]
+            if svt is not None:
+                q = svt.apply(epoch, r, float(feats[k][pre]), p)
+                if q is not p:
+                    svt_moved[r] = labels[int(np.argmax(p))]
+                    p = q
+            if p is not row:
                 if out is probs:
                     out = np.array(probs, copy=True)
-                moved[r] = labels[int(np.argmax(out[k]))]
                 out[k] = p
-        return out, moved
+        return out, moved, svt_moved
 
     def _predict(self, kept: list, ivs: dict[int, dict], events: list) -> None:
         """Run the batch of `kept` windows and put each one's prediction (after its beats'
@@ -523,7 +539,8 @@ class StreamProcessor:
         pred = self.predictor
         adapt = getattr(self, "adaptation", None)     # (a snapshot from before it: none)
         cont = getattr(self, "continuation", None)
-        if adapt is not None or cont is not None:
+        svt = getattr(self, "svt", None)               # (a snapshot from before it: none)
+        if adapt is not None or cont is not None or svt is not None:
             # the stack's features of every slot, as the stack read them (the batch is
             # cleared by the run)
             arrs = pred.pending_inputs()
@@ -557,15 +574,15 @@ class StreamProcessor:
                     probs = beat_probs[j]
                     if adapt is not None:
                         probs = self._adapted(adapt, slots, claimed, feats[j], known[j], probs)
-                    moved = None
-                    if cont is not None:
-                        probs, moved = self._continued(cont, slots, claimed, feats[j],
-                                                       known[j], probs)
+                    moved = svt_moved = None
+                    if cont is not None or svt is not None:
+                        probs, moved, svt_moved = self._sequenced(
+                            cont, svt, slots, claimed, feats[j], known[j], probs)
                     outputs[bt["name"]] = {
                         **window_ectopy(bc.labels_of(probs, slots.size)),
                         **({"trained_on": bt["trained_on"]} if bt.get("trained_on") else {})}
                     done = bc.assign(claimed, beats + start, start, end, probs,
-                                     continued=moved)
+                                     continued=moved, svt=svt_moved)
                 events[pos] = [*done, PredictionEvent(index=si, time_s=self._time(si),
                                               start=self._src_index(start), outputs=outputs,
                                               experts=experts,
