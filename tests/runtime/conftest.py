@@ -1,9 +1,11 @@
-"""Runtime test fixtures: a small but real ONNX bundle with the exported bundle's interface.
+"""Runtime test fixtures: a small but real ONNX bundle with the exported bundle's interface,
+and a chunked stream of a replay source.
 
-The graph takes the ten contract inputs (`valid` and `beat_ctx` are read by no output: tests capture them) and computes each task output from them (rr_interval
-= mean of the masked rr_ms, so a test can check the number), plus gate outputs; it is written
-with `edge_ecg.runtime.bundle.write_manifest`, so the runtime verifies it exactly like an exported one.
-End-to-end tests use the bundled default bundle once it exists.
+The graph takes the ten contract inputs (`valid` and `beat_ctx` are read by no output: tests
+capture them) and computes each task output from them (rr_interval = mean of the masked
+rr_ms, so a test can check the number), plus gate outputs; it is written with
+`edge_ecg.runtime.bundle.write_manifest`, so the runtime verifies it exactly like an exported
+one. End-to-end tests use the bundled default bundle once it exists.
 """
 
 from __future__ import annotations
@@ -21,6 +23,29 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BUNDLE = REPO / "edge_ecg" / "assets" / "default_bundle"
 N_EXPERTS = 4
 PATHS = ("morphology", "rhythm")
+
+
+def chunked_beat_events(backend, src, rng=None, cut=None, max_chunk: int = 1200):
+    """The classified beat events of replay source `src` fed to a `StreamProcessor` in random
+    chunks of 1..`max_chunk` samples (`rng`; 1-s chunks without), the processor restored from
+    a ward snapshot at sample `cut`; and the last processor. What the rules that read the
+    beats in order (run continuation, tachycardia episodes) are tested with: any chunking and
+    a snapshot must give the same classes."""
+    from edge_ecg.runtime.stream_processor import StreamProcessor
+    from edge_ecg.signal.chunk import Chunk
+    from edge_ecg.ward import snapshot
+
+    proc, out, pos, n = StreamProcessor(backend), [], 0, src.n_samples
+    while pos < n:
+        if cut is not None and pos >= cut:
+            proc, _ = snapshot.load(snapshot.dump(proc), backend)
+            cut = None
+        k = int(rng.integers(1, max_chunk)) if rng is not None else int(src.fs_hz)
+        c = Chunk(index=pos, seq=0, device_time_us=0, samples=src.adc[pos:pos + k],
+                  gain=src.gain, baseline=src.baseline, leads=src.leads, fs_hz=src.fs_hz)
+        out += [e for e in proc.feed(c) if getattr(e, "beat_class", None) is not None]
+        pos += k
+    return out, proc
 
 
 def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract()) -> Path:

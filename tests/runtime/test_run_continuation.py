@@ -126,24 +126,11 @@ def _record(shared_data, seconds: float = 115.0):
 
 
 def _classes(backend, src, rng=None, cut=None):
-    """The beat classes of `src` fed in random chunks (`rng`; 1-s chunks without), the
-    processor restored from a ward snapshot at sample `cut`; and the last processor."""
-    from edge_ecg.runtime.stream_processor import StreamProcessor
-    from edge_ecg.signal.chunk import Chunk
-    from edge_ecg.ward import snapshot
+    """(index, class, run_continued_from) of `src`'s classified beats (chunked_beat_events)."""
+    from tests.runtime.conftest import chunked_beat_events
 
-    proc, out, pos, n = StreamProcessor(backend), [], 0, src.n_samples
-    while pos < n:
-        if cut is not None and pos >= cut:
-            proc, _ = snapshot.load(snapshot.dump(proc), backend)
-            cut = None
-        k = int(rng.integers(1, 1200)) if rng is not None else int(src.fs_hz)
-        c = Chunk(index=pos, seq=0, device_time_us=0, samples=src.adc[pos:pos + k],
-                  gain=src.gain, baseline=src.baseline, leads=src.leads, fs_hz=src.fs_hz)
-        out += [(e.index, e.beat_class, e.run_continued_from) for e in proc.feed(c)
-                if getattr(e, "beat_class", None) is not None]
-        pos += k
-    return out, proc
+    events, proc = chunked_beat_events(backend, src, rng, cut, max_chunk=1200)
+    return [(e.index, e.beat_class, e.run_continued_from) for e in events], proc
 
 
 @pytest.mark.needs_data("mitdb/203")
