@@ -153,6 +153,62 @@ def missed_red_vt(r: dict, alarms: list[dict]) -> list[dict]:
     return out
 
 
+def reference_s_runs(r: dict, min_len: int, min_bpm: float) -> list[tuple[int, int]]:
+    """(first, last) sample of each run of >= `min_len` consecutive reference S beats (EC57
+    classes) at >= `min_bpm`."""
+    from edge_ecg.data.aami import AAMI_CLASSES, aami_indices
+    from edge_ecg.data.records import Annotations, beats_only
+
+    ann = beats_only(Annotations(sample=np.asarray(r["marks"][0]), symbol=r["marks"][1]))
+    is_s = aami_indices(np.asarray(ann.symbol), r["record"], r["ext"]) == \
+        AAMI_CLASSES.index("S")
+    out, i = [], 0
+    while i < is_s.size:
+        j = i
+        while j < is_s.size and is_s[j]:
+            j += 1
+        if j - i >= max(min_len, 2):
+            a, b = int(ann.sample[i]), int(ann.sample[j - 1])
+            if 60.0 * r["fs"] * (j - i - 1) / max(b - a, 1) >= min_bpm:
+                out.append((a, b))
+        i = max(j, i + 1)
+    return out
+
+
+def svt_alarm_figures(rs: list[dict], profile: Path = REPO / "profiles" / "alarms" / "svt.toml"
+                      ) -> dict:
+    """The supraventricular tachycardia alarm (off by default) under `profile`'s limits, from
+    the streamed beat classes (it reads nothing else): per database, the reference runs of
+    >= svt_run S beats at >= svt_bpm it overlapped, and its alarms that overlap no reference
+    run of >= 3 S."""
+    from edge_ecg.runtime.alarm_settings import read_alarm_settings
+    from edge_ecg.runtime.alarms import AlarmEngine
+
+    limits = read_alarm_settings(profile).limits
+    out: dict = {}
+    for r in rs:
+        eng, spans = AlarmEngine(r["fs"], limits), []
+        events = [a for b, c in zip(r["beats"], r["classes"])
+                  for a in eng.observe({"type": "beat", "index": int(b), "beat_class": c})]
+        events += eng.close(int(r["beats"][-1])) if r["beats"] else []
+        spans = [(a.onset_index, a.end_index) for a in events
+                 if a.code == "svt" and a.state == "end"]
+        runs = reference_s_runs(r, limits.svt_run, limits.svt_bpm)
+        any_s = reference_s_runs(r, 3, 0.0)
+        d = out.setdefault(r["db"], {"runs": 0, "found": 0, "alarms": 0, "false": 0,
+                                     "hours": 0.0})
+        d["runs"] += len(runs)
+        d["found"] += sum(any(x <= b and y >= a for x, y in spans) for a, b in runs)
+        d["alarms"] += len(spans)
+        d["false"] += sum(not any(x <= b and y >= a for a, b in any_s) for x, y in spans)
+        d["hours"] += r["n"] / r["fs"] / 3600.0
+    for db, d in out.items():
+        print(f"SVT alarm ({profile.name}: {limits.svt_run} S at >= {limits.svt_bpm:g} /min), "
+              f"{db}: {d['found']} of {d['runs']} such reference runs overlapped; "
+              f"{d['alarms']} alarms, {d['false']} on no reference S run ({d['hours']:.1f} h)")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--oof", action="append", default=[], metavar="FOLD=BUNDLE", required=True,
@@ -214,6 +270,7 @@ def main() -> int:
         for m in missed_red_vt(r, r["alarms"]):
             print(f"no red VT alarm at the default: {r['db']} {m['record']} at {m['start_s']} s, "
                   f"{m['beats']} V at {m['rate_bpm']} /min, called {m['called']}")
+    svt_alarm_figures(rs)
     at_default = record_figures(rs, AlarmLimits())
     print("\nfalse VT alarms by record, default limits: " + ", ".join(
         f"{r['db']} {r['record']} {c['false_vt_alarms']}" for r, c in zip(rs, at_default)

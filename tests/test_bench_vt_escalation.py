@@ -60,3 +60,24 @@ def test_the_beat_scores_read_the_streamed_classes(engine_restored, monkeypatch)
     assert 0.5 < got["v_se"] <= 1.0 and 0.5 < got["v_ppv_ec57"] <= 1.0
     r["classes"] = ["N" if c == "V" else c for c in r["classes"]]     # no V called: Se 0
     assert vt_escalation.beat_scores([r])["mitdb"]["v_se"] == 0.0
+
+
+def test_the_svt_alarm_figures_count_reference_runs_and_alarms_on_none(capsys):
+    """A stream of sinus at 1 s, a run of 10 S at 0.4 s (150 /min, annotated and called S),
+    sinus, then 9 beats called S at 0.4 s that the reference calls N: one reference run found,
+    two alarms, one on no reference S run. Slower reference runs are not counted."""
+    fs = 100.0
+    t = [float(k) for k in range(10)] + [9.4 + 0.4 * k for k in range(10)]
+    t += [t[-1] + 1 + k for k in range(10)]
+    t += [t[-1] + 0.4 * (k + 1) for k in range(9)] + [t[-1] + 5.0]
+    beats = [int(round(v * fs)) for v in t]
+    sym = ["N"] * 10 + ["A"] * 10 + ["N"] * 10 + ["N"] * 9 + ["N"]
+    cls = ["N"] * 10 + ["S"] * 10 + ["N"] * 10 + ["S"] * 9 + ["N"]
+    r = {"record": "x", "db": "svdb", "fs": fs, "n": beats[-1] + 10, "ext": "atr",
+         "beats": beats, "classes": cls, "marks": (beats, tuple(sym))}
+    assert vt_escalation.reference_s_runs(r, 8, 150.0) == [(beats[10], beats[19])]
+    assert vt_escalation.reference_s_runs(r, 8, 151.0) == []
+    got = vt_escalation.svt_alarm_figures([r])["svdb"]
+    assert (got["runs"], got["found"], got["alarms"], got["false"]) == (1, 1, 2, 1)
+    assert "1 of 1 such reference runs overlapped; 2 alarms, 1 on no reference S run" in \
+        capsys.readouterr().out

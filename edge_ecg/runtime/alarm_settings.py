@@ -50,6 +50,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "vt_run": (3, 12),
     "vt_escalate_beats": (0, 12),     # 0 (off) or 3..12: checked in apply_limits
     "run_off": (1, 5),
+    "svt_run": (0, 30),               # 0 (off) or 3..30: checked in apply_limits
+    "svt_bpm": (100.0, 250.0),
     "vf_on": (1, 10),
     "vf_off": (1, 20),
     "af_rr": (8, 256),
@@ -131,6 +133,9 @@ def apply_limits(base: AlarmLimits, table, where: str) -> AlarmLimits:
         raise AlarmSettingsError(
             f"{where}: vt_escalate_beats = {out.vt_escalate_beats} is too few: 0 (off) or 3 to "
             "12 V beats, a run's shortest length")
+    if out.svt_run in (1, 2):
+        raise AlarmSettingsError(
+            f"{where}: svt_run = {out.svt_run} is too few: 0 (off) or 3 to 30 S beats")
     return out
 
 

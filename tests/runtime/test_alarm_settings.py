@@ -55,6 +55,8 @@ def test_a_file_changes_what_it_names_and_beds_change_over_it(tmp_path):
     ("[alarms]\nvt_run = 5.5\n", "whole number"),
     ("[alarms]\nvt_escalate_beats = 2\n", "vt_escalate_beats = 2 is too few"),
     ("[alarms]\nvt_escalate_beats = 13\n", "vt_escalate_beats = 13 is outside 0..12"),
+    ("[alarms]\nsvt_run = 2\n", "svt_run = 2 is too few"),
+    ("[alarms]\nsvt_bpm = 90\n", "svt_bpm = 90"),
     ("[alarms]\nvt_run = true\n", "must be a number"),
     ("[alarms]\ntachy_bpm = \"fast\"\n", "must be a number"),
     ("[alarms]\ntachy_bpm = nan\n", "NaN"),
@@ -145,6 +147,7 @@ def test_the_shipped_example_parses_and_evaluate_puts_vt_run_over_a_file(tmp_pat
     assert changed(read_alarm_settings(example).limits) == {"vt_run": 5}
     escalate = example.with_name("vt_escalate.toml")
     assert changed(read_alarm_settings(escalate).limits) == {"vt_escalate_beats": 10}
+    assert changed(read_alarm_settings(example.with_name("svt.toml")).limits) == {"svt_run": 8}
     p = tmp_path / "unit.toml"
     p.write_text("[alarms]\nvt_run = 5\ntachy_bpm = 130\n")
     assert changed(alarm_limits(Namespace(alarm_limits=str(p), vt_run=None))) == {

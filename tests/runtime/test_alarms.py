@@ -170,6 +170,43 @@ def test_bigeminy_needs_three_cycles_and_trigeminy_its_own_pattern():
     assert "bigeminy" not in _codes(tri)
 
 
+def test_eight_s_at_150_per_min_are_svt_through_a_pvc_until_a_normal_beat():
+    """Supraventricular tachycardia (medium), as profiles/alarms/svt.toml sets it (off by
+    default): 8 consecutive S beats at >= 150 /min; a PVC inside it neither ends nor extends
+    it; the next N ends it. Slower, or fewer, or broken by a V before it starts: no alarm."""
+    from pathlib import Path
+
+    from edge_ecg.runtime.alarm_settings import read_alarm_settings
+
+    s = [2.0 + 0.4 * k for k in range(8)]              # 8 S at 0.4 s: 150 /min
+    assert _beats(AlarmEngine(FS), [0.0, 0.8, 1.6] + s, "NNN" + "S" * 8) == []    # the default
+    profile = Path(__file__).resolve().parents[2] / "profiles" / "alarms" / "svt.toml"
+    on = read_alarm_settings(profile).limits
+    assert (on.svt_run, on.svt_bpm) == (8, 150.0)
+    eng = AlarmEngine(FS, on)
+    _beats(eng, [0.0, 0.8, 1.6], "NNN")
+    out = _beats(eng, s[:7], "S" * 7)
+    assert out == []
+    out = _beats(eng, s[7:], "S")
+    assert [(a.code, a.state, a.priority) for a in out] == [("svt", "onset", "medium")]
+    assert out[0].onset_index == int(2.0 * FS) and out[0].evidence["rate_bpm"] == 150.0
+    assert out[0].evidence["n_beats"] == 8 and out[0].text == "Supraventricular tachycardia"
+    out = _beats(eng, [5.1, 5.8, 6.2], "VSS")           # a PVC and its pause, then S again
+    assert out == [] and _codes(eng) == ["svt"]
+    out = _beats(eng, [7.0], "N")
+    assert [(a.code, a.state) for a in out] == [("svt", "end")]
+    assert out[0].end_index == int(6.2 * FS) and out[0].evidence["n_beats"] == 10
+    # 8 S at 0.45 s (133 /min): not fast enough; 7 at 150: too few; a V before the eighth
+    for times, cls in (([0.45 * k for k in range(9)], "S" * 9),
+                       ([0.4 * k for k in range(7)] + [3.0], "S" * 7 + "N"),
+                       ([0.4 * k for k in range(9)], "SSSSVSSSS")):
+        assert [a.code for a in _beats(AlarmEngine(FS, on), times, cls)] == []
+    # a unit's limits: 5 beats at 130 /min
+    eng = AlarmEngine(FS, AlarmLimits(svt_run=5, svt_bpm=130.0))
+    out = _beats(eng, [0.45 * k for k in range(5)], "S" * 5)
+    assert [a.code for a in out] == ["svt"]
+
+
 def test_af_from_irregular_rr_with_onset_offset_and_the_model_veto():
     rng = np.random.default_rng(0)
     sinus = np.cumsum(np.full(60, 0.8) + rng.normal(0, 0.01, 60))
