@@ -48,6 +48,31 @@ def chunked_beat_events(backend, src, rng=None, cut=None, max_chunk: int = 1200)
     return out, proc
 
 
+def rule_on_and_off(backend, src, event_field: str, stack_field: str, cut: int,
+                    max_chunk: int):
+    """A beat stack's rule that reads the beats in order (`stack_field` of `backend.stack`,
+    on), streamed over `src`: its (index, class, `event_field`) per classified beat, asserted
+    the same under two random chunkings and across a ward snapshot at sample `cut`; the same
+    stream with the rule off (the same beats); and the two processors (on, off)."""
+    from dataclasses import replace
+
+    def run(rng=None, at=None):
+        events, proc = chunked_beat_events(backend, src, rng, at, max_chunk)
+        return [(e.index, e.beat_class, getattr(e, event_field)) for e in events], proc
+
+    on, p_on = run(np.random.default_rng(0))
+    assert run(np.random.default_rng(1))[0] == on
+    assert run(None, cut)[0] == on
+    saved = backend.stack
+    backend.stack = replace(saved, **{stack_field: None})
+    try:
+        off, p_off = run()
+    finally:
+        backend.stack = saved
+    assert [e[0] for e in off] == [e[0] for e in on]
+    return on, off, p_on, p_off
+
+
 def build_fixture_bundle(out: Path, contract: SignalContract = SignalContract()) -> Path:
     """Write a bundle whose ONNX graph computes simple, checkable functions of the inputs."""
     import onnx

@@ -125,14 +125,6 @@ def _record(shared_data, seconds: float = 115.0):
     return src
 
 
-def _classes(backend, src, rng=None, cut=None):
-    """(index, class, run_continued_from) of `src`'s classified beats (chunked_beat_events)."""
-    from tests.runtime.conftest import chunked_beat_events
-
-    events, proc = chunked_beat_events(backend, src, rng, cut, max_chunk=1200)
-    return [(e.index, e.beat_class, e.run_continued_from) for e in events], proc
-
-
 @pytest.mark.needs_data("mitdb/203")
 def test_the_stream_continues_runs_and_any_chunking_or_a_snapshot_gives_the_same(
         continued_backend, shared_data):
@@ -140,22 +132,14 @@ def test_the_stream_continues_runs_and_any_chunking_or_a_snapshot_gives_the_same
     reference calls those three beats N, so this is no claim that it is right; its figures
     are the bench's), and the stream's classes are the same under any chunking and across a
     ward snapshot."""
+    from tests.runtime.conftest import rule_on_and_off
+
     rec = _record(shared_data)
-    a, p1 = _classes(continued_backend, rec, np.random.default_rng(0))
+    a, base, p1, p0 = rule_on_and_off(continued_backend, rec, "run_continued_from",
+                                      "continuation", int(100 * rec.fs_hz), 1200)
     assert p1.continuation is not None and p1.continuation.continued > 0
-    b, _ = _classes(continued_backend, rec, np.random.default_rng(1))
-    assert b == a
-    c, _ = _classes(continued_backend, rec, None, cut=int(100 * rec.fs_hz))
-    assert c == a
-    # against the same stream without it: only N or S calls became V
-    saved = continued_backend.stack
-    continued_backend.stack = replace(saved, continuation=None)
-    try:
-        base, p0 = _classes(continued_backend, rec, None)
-    finally:
-        continued_backend.stack = saved
     assert p0.continuation is None
-    assert [e[0] for e in base] == [e[0] for e in a]
+    # against the same stream without it: only N or S calls became V
     changed = [(x, y, was) for (_, x, _), (_, y, was) in zip(base, a) if x != y]
     assert len(changed) == p1.continuation.continued
     # each says what the stack had called it, and the rhythm's class shares read that
@@ -165,7 +149,10 @@ def test_the_stream_continues_runs_and_any_chunking_or_a_snapshot_gives_the_same
 
 def test_the_bundled_model_runs_it_and_evaluate_says_so(shared_data, capsys):
     """The shipped bundle's beat stack carries it (chosen on the training folds, BENCHMARKS
-    "2026-12-07, late night"), and `evaluate --json` names it."""
+    "2026-12-07, late night") and the tachycardia episodes (svt_episode.py, "2026-12-08"),
+    and `evaluate --json` names each."""
+    from edge_ecg.runtime.svt_episode import SvtConfig
+
     import json
 
     from edge_ecg.cli import main
@@ -175,3 +162,4 @@ def test_the_bundled_model_runs_it_and_evaluate_says_so(shared_data, capsys):
                  "--data", spec, "--json"]) == 0
     bc = json.loads(capsys.readouterr().out)["beat_classes"]
     assert bc["run_continuation"] == ContinuationConfig().to_dict()
+    assert bc["svt_episode"] == SvtConfig().to_dict()

@@ -161,36 +161,20 @@ def _record(shared_data, start_s=1110.0, seconds=220.0):
     return src
 
 
-def _classes(backend, src, rng=None, cut=None):
-    """(index, class, svt_from) of `src`'s classified beats (chunked_beat_events)."""
-    from tests.runtime.conftest import chunked_beat_events
-
-    events, proc = chunked_beat_events(backend, src, rng, cut, max_chunk=900)
-    return [(e.index, e.beat_class, e.svt_from) for e in events], proc
-
-
 @pytest.mark.needs_data("svdb/865")
 def test_the_stream_calls_a_real_tachycardia_and_any_chunking_or_a_snapshot_gives_the_same(
         svt_backend, shared_data):
     """In-sample (the shipped network trained on this patient and calls most of the
     tachycardia S itself), the rule calls the N among its beats; its figures on patients a
     network never saw are the bench's (bench/stack_ideas.py svt)."""
+    from tests.runtime.conftest import rule_on_and_off
+
     rec = _record(shared_data)
-    a, p1 = _classes(svt_backend, rec, np.random.default_rng(0))
+    a, base, p1, p0 = rule_on_and_off(svt_backend, rec, "svt_from", "svt",
+                                      int(80 * rec.fs_hz), 900)
     assert p1.svt is not None and p1.svt.episodes >= 1 and p1.svt.relabelled >= 5
-    b, _ = _classes(svt_backend, rec, np.random.default_rng(1))
-    assert b == a
-    c, _ = _classes(svt_backend, rec, None, cut=int(80 * rec.fs_hz))
-    assert c == a
-    # against the same stream without it: only N calls became S, each saying so
-    saved = svt_backend.stack
-    svt_backend.stack = replace(saved, svt=None)
-    try:
-        base, p0 = _classes(svt_backend, rec, None)
-    finally:
-        svt_backend.stack = saved
     assert p0.svt is None
-    assert [e[0] for e in base] == [e[0] for e in a]
+    # against the same stream without it: only N calls became S, each saying so
     changed = [(x, y, was) for (_, x, _), (_, y, was) in zip(base, a) if x != y]
     assert len(changed) == p1.svt.relabelled
     assert all(x == "N" and y == "S" and was == "N" for x, y, was in changed)
@@ -198,17 +182,3 @@ def test_the_stream_calls_a_real_tachycardia_and_any_chunking_or_a_snapshot_give
     # the episode begins after the onset (~1 167 s, 57 s into the excerpt), not in the sinus
     first = min(i for i, _, was in a if was is not None) / rec.fs_hz
     assert 57.0 < first < 70.0
-
-
-def test_the_bundled_model_runs_it_and_evaluate_says_so(shared_data, capsys):
-    """The shipped bundle's beat stack carries it (chosen on the training folds, BENCHMARKS
-    "2026-12-08"), and `evaluate --json` names it."""
-    import json
-
-    from edge_ecg.cli import main
-
-    spec = f"mitdb:{shared_data / 'mitdb' / '119'}?seconds=30"
-    assert main(["evaluate", "--bundle", str(REPO / "edge_ecg" / "assets" / "default_bundle"),
-                 "--data", spec, "--json"]) == 0
-    bc = json.loads(capsys.readouterr().out)["beat_classes"]
-    assert bc["svt_episode"] == SvtConfig().to_dict()
