@@ -111,10 +111,13 @@ class SvtEpisode:
         c = self.cfg
         if len(self.window) < c.min_beats or len(self.nn) < 4:
             return False
-        rr = np.array([w[0] for w in self.window[-c.min_beats:]])
-        ref = float(np.median(self.nn[-c.ref_beats:]))
-        med = float(np.median(rr))
-        if not (np.all(rr <= c.ratio * ref) and np.all(np.abs(rr - med) <= c.regular * med)):
+        rr = [w[0] for w in self.window[-c.min_beats:]]
+        nn = self.nn[-c.ref_beats:]
+        # every beat, so the cheap test first: the reference (a median) is at most their max
+        if max(rr) > c.ratio * max(nn):
+            return False
+        ref, med = _median(nn), _median(rr)
+        if max(rr) > c.ratio * ref or any(abs(x - med) > c.regular * med for x in rr):
             return False
         self.ref = ref
         return True
@@ -176,8 +179,8 @@ class SvtEpisode:
         del self.recent[: -c.min_beats]
         if len(self.recent) < c.min_beats:
             return False
-        med = float(np.median(self.recent))
-        return bool(np.any(np.abs(np.array(self.recent) - med) > 2.0 * c.regular * med))
+        med = _median(self.recent)
+        return any(abs(x - med) > 2.0 * c.regular * med for x in self.recent)
 
     def _flush(self) -> None:
         """The stretch's N-N intervals join the reference (they end before any stretch
@@ -198,6 +201,14 @@ class SvtEpisode:
         out[self.s_cls], out[k] = p[k], p[self.s_cls]
         self.relabelled += 1
         return out
+
+
+def _median(xs: list[float]) -> float:
+    """The median of a short list, as numpy's (the mean of the two middle values of an even
+    count), without numpy's per-call overhead (this runs at every beat)."""
+    v = sorted(xs)
+    n = len(v)
+    return float(v[n // 2]) if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2.0
 
 
 def svt_classes(beats, fs_hz: float, classes, cfg: SvtConfig | None = None) -> list:
